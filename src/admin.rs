@@ -1,0 +1,128 @@
+//! Operations behind the administrative CLI commands (`init`, `user add`,
+//! `token create`). Each is one write transaction.
+
+use serde::Serialize;
+
+use crate::db::{tokens, users, workspaces, Db};
+use crate::domain::{Id, Role};
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize)]
+pub struct Initialized {
+    pub user_id: Id,
+    pub workspace_id: Id,
+    pub token: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserAdded {
+    pub user_id: Id,
+    pub workspace_id: Option<Id>,
+    pub token: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenCreated {
+    pub user_id: Id,
+    pub token_id: Id,
+    pub token: String,
+}
+
+/// Trims and checks an email address: something@something, no spaces.
+pub fn parse_email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim();
+    let valid = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
+    if valid {
+        Ok(email.to_string())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid email address {email:?}"
+        )))
+    }
+}
+
+/// The given name, trimmed, or the local part of the email.
+fn display_name(name: Option<&str>, email: &str) -> String {
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) => n.to_string(),
+        None => email.split('@').next().unwrap_or(email).to_string(),
+    }
+}
+
+/// A user, a workspace they own, and a personal access token.
+pub fn init(
+    db: &Db,
+    email: &str,
+    name: Option<&str>,
+    workspace: Option<&str>,
+) -> Result<Initialized, ApiError> {
+    let email = parse_email(email)?;
+    let name = display_name(name, &email);
+    let workspace_name = workspace
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .unwrap_or("Default")
+        .to_string();
+    db.write_blocking(|tx| {
+        let user = users::insert(tx, &email, &name)?;
+        let ws = workspaces::create(tx, &workspace_name, None, "", user.id)?;
+        let (_, token) = tokens::create_personal(tx, user.id, "cli", None)?;
+        Ok(Initialized {
+            user_id: user.id,
+            workspace_id: ws.id,
+            token,
+        })
+    })
+}
+
+/// A user, optionally a member of an existing workspace, with a PAT.
+pub fn add_user(
+    db: &Db,
+    email: &str,
+    name: Option<&str>,
+    membership: Option<(Id, Role)>,
+) -> Result<UserAdded, ApiError> {
+    let email = parse_email(email)?;
+    let name = display_name(name, &email);
+    db.write_blocking(|tx| {
+        let user = users::insert(tx, &email, &name)?;
+        if let Some((workspace, role)) = membership {
+            if workspaces::get(tx, workspace)?.is_none() {
+                return Err(ApiError::not_found(format!(
+                    "workspace {workspace} not found"
+                )));
+            }
+            workspaces::add_member(tx, workspace, user.id, role)?;
+        }
+        let (_, token) = tokens::create_personal(tx, user.id, "cli", None)?;
+        Ok(UserAdded {
+            user_id: user.id,
+            workspace_id: membership.map(|(w, _)| w),
+            token,
+        })
+    })
+}
+
+/// Another PAT for an existing user.
+pub fn create_token(db: &Db, email: &str, label: Option<&str>) -> Result<TokenCreated, ApiError> {
+    let email = parse_email(email)?;
+    let label = label
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .unwrap_or("cli")
+        .to_string();
+    db.write_blocking(|tx| {
+        let user = users::find_by_email(tx, &email)?
+            .ok_or_else(|| ApiError::not_found(format!("no user with email {email}")))?;
+        let (row, token) = tokens::create_personal(tx, user.id, &label, None)?;
+        Ok(TokenCreated {
+            user_id: user.id,
+            token_id: row.id,
+            token,
+        })
+    })
+}

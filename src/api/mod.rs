@@ -1,0 +1,46 @@
+//! HTTP handlers, one module per resource. Each handler parses and
+//! validates, checks access (extractors from `auth`), calls the `db` layer
+//! and maps the result to JSON.
+
+pub mod me;
+pub mod tokens;
+pub mod workspaces;
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health)).service(
+        web::scope("/api")
+            .configure(me::configure)
+            .configure(tokens::configure)
+            .configure(workspaces::configure),
+    );
+}
+
+#[derive(Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+/// `{"status":"ok"}`, the reply of health checks and of writes with nothing
+/// else to say.
+pub fn ok() -> HttpResponse {
+    HttpResponse::Ok().json(Status { status: "ok" })
+}
+
+async fn health() -> HttpResponse {
+    ok()
+}
+
+/// Trims `value` and refuses it when empty: `"<field> is required"`.
+pub fn required(value: Option<&str>, field: &str) -> Result<String, crate::error::ApiError> {
+    let trimmed = value.map(str::trim).unwrap_or_default();
+    if trimmed.is_empty() {
+        return Err(crate::error::ApiError::bad_request(format!(
+            "{field} is required"
+        )));
+    }
+    Ok(trimmed.to_string())
+}

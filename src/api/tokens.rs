@@ -1,0 +1,88 @@
+//! The caller's own personal access tokens:
+//! `GET /api/tokens`, `POST /api/tokens`, `DELETE /api/tokens/{id}`.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthUser;
+use crate::db::{self, tokens, Db};
+use crate::domain::Id;
+use crate::error::ApiError;
+
+/// Longest lifetime a PAT can be given through the API.
+const MAX_EXPIRY_DAYS: i64 = 3650;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/tokens", web::get().to(list))
+        .route("/tokens", web::post().to(create))
+        .route("/tokens/{id}", web::delete().to(revoke));
+}
+
+async fn list(db: web::Data<Db>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+    let rows = db
+        .read(move |conn| Ok(tokens::list_personal(conn, caller.user_id)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Deserialize)]
+struct CreateToken {
+    name: Option<String>,
+    /// Days until the token expires; absent or null: never.
+    expires_in_days: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct CreatedToken {
+    #[serde(flatten)]
+    row: tokens::PersonalToken,
+    /// Shown once; only its hash is stored.
+    token: String,
+}
+
+async fn create(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    body: web::Json<CreateToken>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let name = body.name.as_deref().map(str::trim).unwrap_or_default();
+    let name = if name.is_empty() { "api" } else { name }.to_string();
+    let expires_at = match body.expires_in_days {
+        None => None,
+        Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => Some(db::format_time(
+            chrono::Utc::now() + chrono::Duration::days(days),
+        )),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "expires_in_days must be between 1 and {MAX_EXPIRY_DAYS}"
+            )))
+        }
+    };
+    let (row, token) = db
+        .write(move |tx| {
+            Ok(tokens::create_personal(
+                tx,
+                caller.user_id,
+                &name,
+                expires_at.as_deref(),
+            )?)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedToken { row, token }))
+}
+
+async fn revoke(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let found = db
+        .write(move |tx| Ok(tokens::revoke_personal(tx, caller.user_id, id)?))
+        .await?;
+    if !found {
+        return Err(ApiError::not_found("token not found"));
+    }
+    Ok(super::ok())
+}

@@ -1,0 +1,278 @@
+//! Workspaces, their members and the daemon tokens minted for them.
+//!
+//! Member rules: owners and admins manage members; only an owner may grant
+//! the owner role or change or remove another owner; anyone may leave; a
+//! workspace always keeps at least one owner.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::required;
+use crate::auth::{require_member, AuthUser, DAEMON_TOKEN_LIFETIME_DAYS};
+use crate::db::{self, tokens, users, workspaces, Db};
+use crate::domain::{Id, Role};
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/workspaces", web::get().to(list))
+        .route("/workspaces", web::post().to(create))
+        .route("/workspaces/{id}", web::get().to(get))
+        .route("/workspaces/{id}/members", web::get().to(list_members))
+        .route("/workspaces/{id}/members", web::post().to(add_member))
+        .route(
+            "/workspaces/{id}/members/{member_id}",
+            web::patch().to(change_role),
+        )
+        .route(
+            "/workspaces/{id}/members/{member_id}",
+            web::put().to(change_role),
+        )
+        .route(
+            "/workspaces/{id}/members/{member_id}",
+            web::delete().to(remove_member),
+        )
+        .route(
+            "/workspaces/{id}/daemon-tokens",
+            web::post().to(create_daemon_token),
+        );
+}
+
+async fn list(db: web::Data<Db>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+    let rows = db
+        .read(move |conn| Ok(workspaces::list_for_user(conn, caller.user_id)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Deserialize)]
+struct CreateWorkspace {
+    name: Option<String>,
+    slug: Option<String>,
+    description: Option<String>,
+}
+
+fn valid_slug(slug: &str) -> Result<String, ApiError> {
+    let slug = slug.trim();
+    let ok = !slug.is_empty()
+        && slug.len() <= 64
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if ok {
+        Ok(slug.to_string())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid slug: use 1-64 lower-case letters, digits and inner dashes",
+        ))
+    }
+}
+
+async fn create(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    body: web::Json<CreateWorkspace>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let name = required(body.name.as_deref(), "name")?;
+    let slug = body.slug.as_deref().map(valid_slug).transpose()?;
+    let description = body.description.unwrap_or_default().trim().to_string();
+    let workspace = db
+        .write(move |tx| {
+            workspaces::create(tx, &name, slug.as_deref(), &description, caller.user_id)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(workspace))
+}
+
+async fn get(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    require_member(&db, caller.user_id, id).await?;
+    let workspace = db
+        .read(move |conn| Ok(workspaces::get(conn, id)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    Ok(HttpResponse::Ok().json(workspace))
+}
+
+async fn list_members(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    require_member(&db, caller.user_id, id).await?;
+    let rows = db
+        .read(move |conn| Ok(workspaces::list_members(conn, id)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+fn require_manager(role: Role) -> Result<(), ApiError> {
+    if role.is_manager() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only workspace owners and admins can manage members",
+        ))
+    }
+}
+
+fn parse_role(role: Option<&str>, default: Option<Role>) -> Result<Role, ApiError> {
+    match role.map(str::trim) {
+        Some(r) => r.parse().map_err(ApiError::BadRequest),
+        None => default.ok_or_else(|| ApiError::bad_request("role is required")),
+    }
+}
+
+#[derive(Deserialize)]
+struct AddMember {
+    email: Option<String>,
+    role: Option<String>,
+}
+
+async fn add_member(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+    body: web::Json<AddMember>,
+) -> Result<HttpResponse, ApiError> {
+    let workspace = path.into_inner();
+    let body = body.into_inner();
+    let caller_role = require_member(&db, caller.user_id, workspace).await?;
+    require_manager(caller_role)?;
+    let email = required(body.email.as_deref(), "email")?;
+    let role = parse_role(body.role.as_deref(), Some(Role::Member))?;
+    if role == Role::Owner && caller_role != Role::Owner {
+        return Err(ApiError::forbidden("only an owner can add an owner"));
+    }
+    let member = db
+        .write(move |tx| {
+            let user = users::find_by_email(tx, &email)?
+                .ok_or_else(|| ApiError::not_found("user not found"))?;
+            workspaces::add_member(tx, workspace, user.id, role)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(member))
+}
+
+#[derive(Deserialize)]
+struct ChangeRole {
+    role: Option<String>,
+}
+
+async fn change_role(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<(Id, Id)>,
+    body: web::Json<ChangeRole>,
+) -> Result<HttpResponse, ApiError> {
+    let (workspace, member_id) = path.into_inner();
+    let caller_role = require_member(&db, caller.user_id, workspace).await?;
+    require_manager(caller_role)?;
+    let role = parse_role(body.role.as_deref(), None)?;
+    let member = db
+        .write(move |tx| {
+            let member = workspaces::get_member(tx, workspace, member_id)?
+                .ok_or_else(|| ApiError::not_found("member not found"))?;
+            if (member.role == Role::Owner || role == Role::Owner) && caller_role != Role::Owner {
+                return Err(ApiError::forbidden(
+                    "only an owner can grant the owner role or change an owner",
+                ));
+            }
+            if member.role == Role::Owner
+                && role != Role::Owner
+                && workspaces::count_owners(tx, workspace)? <= 1
+            {
+                return Err(ApiError::conflict(
+                    "cannot demote the last owner of a workspace",
+                ));
+            }
+            workspaces::set_role(tx, member.id, role)?;
+            workspaces::get_member(tx, workspace, member_id)?
+                .ok_or_else(|| ApiError::internal("updated member vanished"))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(member))
+}
+
+async fn remove_member(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<(Id, Id)>,
+) -> Result<HttpResponse, ApiError> {
+    let (workspace, member_id) = path.into_inner();
+    let caller_role = require_member(&db, caller.user_id, workspace).await?;
+    db.write(move |tx| {
+        let member = workspaces::get_member(tx, workspace, member_id)?
+            .ok_or_else(|| ApiError::not_found("member not found"))?;
+        let leaving = member.user_id == caller.user_id;
+        if !leaving {
+            require_manager(caller_role)?;
+            if member.role == Role::Owner && caller_role != Role::Owner {
+                return Err(ApiError::forbidden("only an owner can remove an owner"));
+            }
+        }
+        if member.role == Role::Owner && workspaces::count_owners(tx, workspace)? <= 1 {
+            return Err(ApiError::conflict(
+                "cannot remove the last owner of a workspace",
+            ));
+        }
+        Ok(workspaces::remove_member(tx, &member)?)
+    })
+    .await?;
+    Ok(super::ok())
+}
+
+#[derive(Deserialize)]
+struct CreateDaemonToken {
+    daemon_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DaemonToken {
+    /// Shown once; only its hash is stored.
+    token: String,
+    workspace_id: Id,
+    daemon_id: String,
+    expires_at: String,
+}
+
+/// Any member may mint a token for a daemon on their own machine; the token
+/// reaches only this workspace and dies with the membership.
+async fn create_daemon_token(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+    body: web::Json<CreateDaemonToken>,
+) -> Result<HttpResponse, ApiError> {
+    let workspace = path.into_inner();
+    require_member(&db, caller.user_id, workspace).await?;
+    let daemon_id = required(body.daemon_id.as_deref(), "daemon_id")?;
+    let expires = chrono::Utc::now() + chrono::Duration::days(DAEMON_TOKEN_LIFETIME_DAYS);
+    let expires_at = db::format_time(expires);
+    let stored_expiry = expires_at.clone();
+    let minted_for = daemon_id.clone();
+    let token = db
+        .write(move |tx| {
+            Ok(tokens::create_daemon(
+                tx,
+                workspace,
+                &minted_for,
+                caller.user_id,
+                &stored_expiry,
+            )?)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(DaemonToken {
+        token,
+        workspace_id: workspace,
+        daemon_id,
+        expires_at: db::api_time(&expires_at),
+    }))
+}

@@ -1,0 +1,165 @@
+//! Builds the HTTP server from a [`Config`]: used by `agenthub serve` and by
+//! the tests, which start the real app on port 0 against a temporary file.
+
+use std::net::TcpListener;
+
+use actix_cors::Cors;
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers, Logger};
+use actix_web::{error, web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+
+use crate::config::Config;
+use crate::db::{Db, OpenError};
+use crate::error::ApiError;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] OpenError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    db: Db,
+}
+
+impl Application {
+    /// Opens and migrates the database, binds the listener and builds the
+    /// server; nothing runs until [`Application::run_until_stopped`].
+    pub fn build(config: Config) -> Result<Application, StartError> {
+        let db = Db::open(&config.database)?;
+        let addr = config.listen_addr();
+        let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?
+            .port();
+        let server = server(config, db.clone(), listener).map_err(|source| StartError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        Ok(Application { port, server, db })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn db(&self) -> Db {
+        self.db.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM (in-flight requests finish), then
+    /// checkpoints the WAL into the main file.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        let db = self.db;
+        match web::block(move || db.checkpoint()).await {
+            Ok(Ok(())) => log::info!("database checkpointed, shutting down"),
+            Ok(Err(e)) => log::warn!("final checkpoint failed: {e}"),
+            Err(e) => log::warn!("final checkpoint failed: {e}"),
+        }
+        result
+    }
+}
+
+fn server(config: Config, db: Db, listener: TcpListener) -> std::io::Result<Server> {
+    let db = web::Data::new(db);
+    let origins = config.server.cors_allowed_origins.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(db.clone())
+            .app_data(json_config())
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .app_data(web::PathConfig::default().error_handler(|err, _| {
+                let detail = match err {
+                    error::PathError::Deserialize(e) => e.to_string(),
+                    other => other.to_string(),
+                };
+                ApiError::bad_request(format!("invalid id in path: {detail}")).into()
+            }))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                ApiError::bad_request(format!("invalid query: {err}")).into()
+            }))
+            .configure(crate::api::configure)
+            .default_service(web::to(not_found))
+            .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
+            .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+            .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+    })
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// JSON bodies: any content type (so `curl -d` works), a size limit, and
+/// 4xx errors in the API's error shape.
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .content_type(|_| true)
+        .error_handler(|err, _| {
+            let api = match &err {
+                error::JsonPayloadError::Overflow { .. }
+                | error::JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(
+                    format!("request body too large (limit {MAX_BODY_BYTES} bytes)"),
+                ),
+                error::JsonPayloadError::Deserialize(e) => {
+                    ApiError::bad_request(format!("invalid request body: {e}"))
+                }
+                other => ApiError::bad_request(format!("invalid request body: {other}")),
+            };
+            api.into()
+        })
+}
+
+/// Browsers may call the API from the listed origins, and always from the
+/// origin the dashboard itself is served from.
+fn cors(origins: &[String]) -> Cors {
+    let origins = origins.to_vec();
+    Cors::default()
+        .allowed_origin_fn(move |origin, head| {
+            let origin = origin.as_bytes();
+            let same_host = head.headers.get(header::HOST).is_some_and(|host| {
+                let host = host.as_bytes();
+                [b"http://".as_slice(), b"https://".as_slice()]
+                    .iter()
+                    .any(|scheme| origin.strip_prefix(*scheme) == Some(host))
+            });
+            same_host || origins.iter().any(|o| o.as_bytes() == origin)
+        })
+        .allow_any_method()
+        .allow_any_header()
+        .max_age(3600)
+}
+
+async fn not_found(_req: HttpRequest) -> HttpResponse {
+    ApiError::not_found("not found").error_response()
+}
+
+fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let (req, _) = res.into_parts();
+    let body = serde_json::json!({ "error": "method not allowed" }).to_string();
+    let response = HttpResponse::MethodNotAllowed()
+        .content_type("application/json")
+        .body(body);
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}

@@ -1,0 +1,243 @@
+//! Who is calling: bearer-token authentication and workspace scoping, as
+//! actix extractors so handlers receive an identity instead of checking one.
+//!
+//! * [`Caller`] — a PAT user or a daemon token (daemon routes).
+//! * [`AuthUser`] — a PAT user only (user routes).
+//! * [`WorkspaceAccess`] — a PAT user who is a member of the workspace named
+//!   by `X-Workspace-ID` or `?workspace_id=` (workspace-scoped user routes).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use serde::Deserialize;
+
+use crate::db::{self, tokens, workspaces, Db};
+use crate::domain::{Id, Role};
+use crate::error::ApiError;
+
+/// How long a daemon token minted through the API stays valid.
+pub const DAEMON_TOKEN_LIFETIME_DAYS: i64 = 365;
+/// `last_used_at` of a PAT is refreshed at most this often, so reads do not
+/// turn into a write per request.
+const TOUCH_INTERVAL_SECS: i64 = 60;
+
+/// A daemon authenticated by its daemon token: it reaches one workspace.
+#[derive(Debug, Clone)]
+pub struct DaemonIdentity {
+    pub token_id: Id,
+    pub workspace_id: Id,
+    pub daemon_id: String,
+    /// The member who minted the token, if they still exist.
+    pub minted_by: Option<Id>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User { user_id: Id },
+    Daemon(DaemonIdentity),
+}
+
+/// A caller authenticated with a personal access token.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthUser {
+    pub user_id: Id,
+}
+
+/// A PAT caller who is a member of the request's workspace.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkspaceAccess {
+    pub user_id: Id,
+    pub workspace_id: Id,
+    pub role: Role,
+}
+
+type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+fn db_of(req: &HttpRequest) -> Result<Db, ApiError> {
+    req.app_data::<web::Data<Db>>()
+        .map(|d| d.get_ref().clone())
+        .ok_or_else(|| ApiError::internal("database handle missing from app data"))
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing authorization header"))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("invalid authorization header"))?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| ApiError::unauthorized("invalid authorization header"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::unauthorized(
+            "invalid authorization header: expected Bearer <token>",
+        ));
+    }
+    Ok(token.trim().to_string())
+}
+
+fn seconds_ago(secs: i64) -> String {
+    db::format_time(chrono::Utc::now() - chrono::Duration::seconds(secs))
+}
+
+/// Looks the token up by its hash and checks it is live.
+async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+    if let Some(caller) = req.extensions().get::<Caller>() {
+        return Ok(caller.clone());
+    }
+    let token = bearer_token(req)?;
+    let db = db_of(req)?;
+    let is_pat = tokens::is_well_formed(&token, tokens::PAT_PREFIX);
+    if !is_pat && !tokens::is_well_formed(&token, tokens::DAEMON_PREFIX) {
+        return Err(ApiError::unauthorized("invalid token"));
+    }
+    let hash = tokens::hash(&token);
+    let stored = db
+        .read(move |conn| {
+            let found = if is_pat {
+                tokens::find_personal(conn, &hash)?
+            } else {
+                tokens::find_daemon(conn, &hash)?
+            };
+            Ok(found)
+        })
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+    if stored.revoked {
+        return Err(ApiError::unauthorized("token has been revoked"));
+    }
+    let now = db::now();
+    if stored
+        .expires_at
+        .as_deref()
+        .is_some_and(|e| e <= now.as_str())
+    {
+        return Err(ApiError::unauthorized("token has expired"));
+    }
+
+    let caller = match (
+        is_pat,
+        stored.user_id,
+        stored.workspace_id,
+        stored.daemon_id,
+    ) {
+        (true, Some(user_id), _, _) => {
+            let stale = seconds_ago(TOUCH_INTERVAL_SECS);
+            if stored
+                .last_used_at
+                .as_deref()
+                .is_none_or(|t| t < stale.as_str())
+            {
+                let id = stored.id;
+                // bookkeeping only: a failure here must not fail the request
+                if let Err(e) = db
+                    .write(move |tx| Ok(tokens::touch_personal(tx, id, &now)?))
+                    .await
+                {
+                    log::warn!("could not record token use: {e}");
+                }
+            }
+            Caller::User { user_id }
+        }
+        (false, minted_by, Some(workspace_id), Some(daemon_id)) => Caller::Daemon(DaemonIdentity {
+            token_id: stored.id,
+            workspace_id,
+            daemon_id,
+            minted_by,
+        }),
+        _ => return Err(ApiError::internal("token row without owner")),
+    };
+    req.extensions_mut().insert(caller.clone());
+    Ok(caller)
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Extracted<Caller>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
+    }
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Extracted<AuthUser>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            match authenticate(&req).await? {
+                Caller::User { user_id } => Ok(AuthUser { user_id }),
+                Caller::Daemon(_) => Err(ApiError::unauthorized(
+                    "this route needs a personal access token, not a daemon token",
+                )),
+            }
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct WorkspaceQuery {
+    workspace_id: Option<String>,
+}
+
+/// The workspace a scoped request names: `X-Workspace-ID`, else
+/// `?workspace_id=`.
+fn requested_workspace(req: &HttpRequest) -> Result<Id, ApiError> {
+    let from_header = req
+        .headers()
+        .get("x-workspace-id")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_string)
+                .map_err(|_| ApiError::bad_request("invalid workspace_id: not a UUID"))
+        })
+        .transpose()?;
+    let raw = match from_header {
+        Some(v) => Some(v),
+        None => web::Query::<WorkspaceQuery>::from_query(req.query_string())
+            .ok()
+            .and_then(|q| q.into_inner().workspace_id),
+    };
+    let raw = raw
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::bad_request("workspace_id is required"))?;
+    raw.parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))
+}
+
+/// The caller's role in `workspace`; 404 `workspace not found` when they are
+/// not a member (the same answer as for a workspace that does not exist).
+pub async fn require_member(db: &Db, user: Id, workspace: Id) -> Result<Role, ApiError> {
+    db.read(move |conn| Ok(workspaces::role_of(conn, workspace, user)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found("workspace not found"))
+}
+
+impl FromRequest for WorkspaceAccess {
+    type Error = ApiError;
+    type Future = Extracted<WorkspaceAccess>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let user = AuthUser::from_request(&req, payload);
+        Box::pin(async move {
+            let AuthUser { user_id } = user.await?;
+            let workspace_id = requested_workspace(&req)?;
+            let role = require_member(&db_of(&req)?, user_id, workspace_id).await?;
+            Ok(WorkspaceAccess {
+                user_id,
+                workspace_id,
+                role,
+            })
+        })
+    }
+}

@@ -1,0 +1,240 @@
+//! The SQLite file: connection pool, migrations, and the two ways handlers
+//! touch the database — [`Db::read`] and [`Db::write`] — both of which run
+//! on actix's blocking thread pool, never on the async executor.
+//!
+//! Pragmas on every connection:
+//! * `journal_mode=WAL`: readers never block the writer and vice versa.
+//! * `foreign_keys=ON`: the RESTRICT / CASCADE / SET NULL rules of the schema
+//!   are enforced by SQLite itself.
+//! * `synchronous=FULL`: every commit fsyncs the WAL before it returns. A 200
+//!   from agenthub means the write is on disk, including across a power cut
+//!   or a kernel panic on the laptop that hosts it; `NORMAL` would only
+//!   survive a process crash. The cost is one fsync per write transaction.
+//! * `busy_timeout`: how long to wait for a lock held by another process
+//!   (`agenthub backup`, a `sqlite3` shell).
+//!
+//! Writers inside this process take turns on a mutex before `BEGIN
+//! IMMEDIATE`, so they queue in order instead of spinning in SQLite's busy
+//! handler (which sleeps in steps of up to 100 ms and would turn contention
+//! into latency or `SQLITE_BUSY`).
+
+pub mod tokens;
+pub mod users;
+pub mod workspaces;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+use crate::config::DatabaseConfig;
+use crate::error::ApiError;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create database file {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot open connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] refinery::Error),
+}
+
+/// Handle to the database, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    write_lock: Arc<Mutex<()>>,
+}
+
+/// Applies the per-connection pragmas described in the module docs.
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )
+}
+
+/// Creates the file readable by its owner only (tokens' hashes and usage
+/// live in it) if it does not exist yet; SQLite gives its -wal and -shm
+/// files the same mode.
+fn create_private_file(path: &Path) -> Result<(), OpenError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(OpenError::Create {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Opens one connection with the standard pragmas (for migrations, backup
+/// and tests that inspect the file directly).
+pub fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, OpenError> {
+    create_private_file(path)?;
+    let open_err = |source| OpenError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    configure(&conn, busy_timeout).map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Applies pending migrations; returns how many were applied.
+pub fn migrate(conn: &mut Connection) -> Result<usize, OpenError> {
+    let report = embedded::migrations::runner().run(conn)?;
+    Ok(report.applied_migrations().len())
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database, then builds the
+    /// pool.
+    pub fn open(config: &DatabaseConfig) -> Result<Db, OpenError> {
+        let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
+        let mut conn = open_connection(&config.path, busy_timeout)?;
+        let applied = migrate(&mut conn)?;
+        if applied > 0 {
+            log::info!(
+                "applied {applied} migration(s) to {}",
+                config.path.display()
+            );
+        }
+        drop(conn);
+
+        let manager = SqliteConnectionManager::file(&config.path)
+            .with_init(move |c| configure(c, busy_timeout));
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size)
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)?;
+        Ok(Db {
+            pool,
+            write_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Runs `f` on a pooled connection, on the blocking pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let db = self.clone();
+        actix_web::web::block(move || db.read_blocking(f)).await?
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction, on the blocking
+    /// pool; commits if `f` returns `Ok`, rolls back otherwise. The write
+    /// is durable when this returns `Ok`.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction) -> Result<T, ApiError> + Send + 'static,
+    {
+        let db = self.clone();
+        actix_web::web::block(move || db.write_blocking(f)).await?
+    }
+
+    /// [`Db::read`] for callers that are already off the executor (CLI).
+    pub fn read_blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Connection) -> Result<T, ApiError>,
+    {
+        let conn = self.pool.get()?;
+        f(&conn)
+    }
+
+    /// [`Db::write`] for callers that are already off the executor (CLI).
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Transaction) -> Result<T, ApiError>,
+    {
+        let mut conn = self.pool.get()?;
+        // A panic while holding the lock cannot leave the database
+        // inconsistent (the transaction rolls back), so poisoning is moot.
+        let _turn = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Copies the live database to `dest` with SQLite's online backup API,
+    /// in one step so the copy is a single consistent snapshot even while
+    /// the server keeps writing (WAL readers do not block writers).
+    pub fn backup_to(&self, dest: &Path) -> Result<(), ApiError> {
+        let conn = self.pool.get()?;
+        backup(&conn, dest).map_err(ApiError::from)
+    }
+
+    /// Checkpoints the WAL into the main file (used at shutdown).
+    pub fn checkpoint(&self) -> Result<(), ApiError> {
+        let conn = self.pool.get()?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+}
+
+/// Online backup of `src` into a new file at `dest`.
+pub fn backup(src: &Connection, dest: &Path) -> rusqlite::Result<()> {
+    let mut out = Connection::open(dest)?;
+    {
+        let backup = rusqlite::backup::Backup::new(src, &mut out)?;
+        // -1: copy every page in one step, inside one read transaction.
+        backup.run_to_completion(-1, Duration::ZERO, None)?;
+    }
+    // the copy is a standalone file: no WAL beside it
+    out.execute_batch("PRAGMA journal_mode = DELETE;")?;
+    Ok(())
+}
+
+/// Current time in the stored form: UTC, millisecond precision, fixed width.
+pub fn now() -> String {
+    format_time(chrono::Utc::now())
+}
+
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// A stored timestamp as the API shows it: RFC 3339, UTC, whole seconds
+/// (`2026-11-23T19:42:52Z`).
+pub fn api_time(stored: &str) -> String {
+    match stored.get(..19) {
+        Some(seconds) => format!("{seconds}Z"),
+        None => stored.to_string(),
+    }
+}

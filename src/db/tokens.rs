@@ -1,0 +1,244 @@
+//! `personal_access_token` and `daemon_token` rows. Only the SHA-256 of a
+//! token is stored; the token itself is returned once, when it is made.
+
+use rand::RngCore;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::db::{api_time, now};
+use crate::domain::Id;
+
+/// Personal access tokens: `mul_` + 40 lower-case hex digits.
+pub const PAT_PREFIX: &str = "mul_";
+/// Daemon tokens: `mdt_` + 40 lower-case hex digits.
+pub const DAEMON_PREFIX: &str = "mdt_";
+const SECRET_HEX_LEN: usize = 40;
+/// Characters of a PAT kept in clear so a user can tell their tokens apart.
+const SHOWN_PREFIX_LEN: usize = 8;
+
+/// A fresh token: `prefix` + 40 hex digits from the OS random generator.
+pub fn generate(prefix: &str) -> String {
+    let mut bytes = [0u8; SECRET_HEX_LEN / 2];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut token = String::with_capacity(prefix.len() + SECRET_HEX_LEN);
+    token.push_str(prefix);
+    for b in bytes {
+        token.push_str(&format!("{b:02x}"));
+    }
+    token
+}
+
+/// True when `token` is `prefix` followed by exactly 40 lower-case hex digits.
+pub fn is_well_formed(token: &str, prefix: &str) -> bool {
+    token.strip_prefix(prefix).is_some_and(|secret| {
+        secret.len() == SECRET_HEX_LEN
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Hex SHA-256 of the whole token, as stored.
+pub fn hash(token: &str) -> String {
+    format!("{:x}", Sha256::digest(token.as_bytes()))
+}
+
+/// A PAT as its owner sees it in a listing (never the token itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonalToken {
+    pub id: Id,
+    pub name: String,
+    pub token_prefix: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked: bool,
+    pub created_at: String,
+}
+
+const PAT_COLUMNS: &str =
+    "id, name, token_prefix, expires_at, last_used_at, revoked_at IS NOT NULL, created_at";
+
+fn pat_from_row(row: &Row<'_>) -> rusqlite::Result<PersonalToken> {
+    Ok(PersonalToken {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        token_prefix: row.get(2)?,
+        expires_at: row.get::<_, Option<String>>(3)?.as_deref().map(api_time),
+        last_used_at: row.get::<_, Option<String>>(4)?.as_deref().map(api_time),
+        revoked: row.get(5)?,
+        created_at: api_time(&row.get::<_, String>(6)?),
+    })
+}
+
+/// Creates a PAT for `user`; returns its listing row and the token.
+pub fn create_personal(
+    conn: &Connection,
+    user: Id,
+    name: &str,
+    expires_at: Option<&str>,
+) -> rusqlite::Result<(PersonalToken, String)> {
+    let token = generate(PAT_PREFIX);
+    let id = Id::new();
+    conn.execute(
+        "INSERT INTO personal_access_token
+             (id, user_id, name, token_hash, token_prefix, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            id,
+            user,
+            name,
+            hash(&token),
+            &token[..SHOWN_PREFIX_LEN],
+            expires_at,
+            now()
+        ],
+    )?;
+    let row = conn.query_row(
+        &format!("SELECT {PAT_COLUMNS} FROM personal_access_token WHERE id = ?1"),
+        [id],
+        pat_from_row,
+    )?;
+    Ok((row, token))
+}
+
+/// `user`'s tokens, newest first.
+pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<PersonalToken>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {PAT_COLUMNS} FROM personal_access_token WHERE user_id = ?1
+         ORDER BY created_at DESC, id"
+    ))?;
+    let rows = stmt.query_map([user], pat_from_row)?;
+    rows.collect()
+}
+
+/// Revokes one of `user`'s tokens. `false` when `user` has no such token
+/// (including someone else's: ids are not probe-able).
+pub fn revoke_personal(conn: &Connection, user: Id, id: Id) -> rusqlite::Result<bool> {
+    let found: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM personal_access_token WHERE id = ?1 AND user_id = ?2)",
+        [id, user],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "UPDATE personal_access_token SET revoked_at = ?3
+         WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+        params![id, user, now()],
+    )?;
+    Ok(found)
+}
+
+/// What authentication needs to know about a stored token.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    pub id: Id,
+    pub user_id: Option<Id>,
+    pub workspace_id: Option<Id>,
+    pub daemon_id: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked: bool,
+    pub last_used_at: Option<String>,
+}
+
+pub fn find_personal(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<StoredToken>> {
+    conn.query_row(
+        "SELECT id, user_id, expires_at, revoked_at IS NOT NULL, last_used_at
+         FROM personal_access_token WHERE token_hash = ?1",
+        [token_hash],
+        |r| {
+            Ok(StoredToken {
+                id: r.get(0)?,
+                user_id: Some(r.get(1)?),
+                workspace_id: None,
+                daemon_id: None,
+                expires_at: r.get(2)?,
+                revoked: r.get(3)?,
+                last_used_at: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+pub fn find_daemon(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<StoredToken>> {
+    conn.query_row(
+        "SELECT id, created_by, workspace_id, daemon_id, expires_at, revoked_at IS NOT NULL
+         FROM daemon_token WHERE token_hash = ?1",
+        [token_hash],
+        |r| {
+            Ok(StoredToken {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                workspace_id: Some(r.get(2)?),
+                daemon_id: Some(r.get(3)?),
+                expires_at: Some(r.get(4)?),
+                revoked: r.get(5)?,
+                last_used_at: None,
+            })
+        },
+    )
+    .optional()
+}
+
+/// Records that a PAT was used (the caller throttles how often).
+pub fn touch_personal(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE personal_access_token SET last_used_at = ?2 WHERE id = ?1",
+        params![id, at],
+    )?;
+    Ok(())
+}
+
+/// Mints a daemon token for `daemon_id` in `workspace`; returns the token.
+pub fn create_daemon(
+    conn: &Connection,
+    workspace: Id,
+    daemon_id: &str,
+    created_by: Id,
+    expires_at: &str,
+) -> rusqlite::Result<String> {
+    let token = generate(DAEMON_PREFIX);
+    conn.execute(
+        "INSERT INTO daemon_token
+             (id, token_hash, workspace_id, daemon_id, created_by, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            Id::new(),
+            hash(&token),
+            workspace,
+            daemon_id,
+            created_by,
+            expires_at,
+            now()
+        ],
+    )?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_well_formed_and_distinct() {
+        let a = generate(PAT_PREFIX);
+        let b = generate(PAT_PREFIX);
+        assert!(is_well_formed(&a, PAT_PREFIX), "{a}");
+        assert!(!is_well_formed(&a, DAEMON_PREFIX));
+        assert_ne!(a, b);
+        assert_eq!(hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        assert!(!is_well_formed("mul_", PAT_PREFIX));
+        assert!(!is_well_formed(
+            &format!("mul_{}", "A".repeat(40)),
+            PAT_PREFIX
+        ));
+        assert!(!is_well_formed(
+            &format!("mul_{}", "a".repeat(41)),
+            PAT_PREFIX
+        ));
+    }
+}

@@ -1,0 +1,23 @@
+//! agenthub: a self-hosted control plane for coding-agent runtimes.
+//!
+//! Module map:
+//! * [`config`] — config.toml + environment → [`config::Config`]
+//! * [`app`] — the actix server built from a config (used by `serve` and tests)
+//! * [`db`] — pool, migrations, and the SQL of each table (`db::<table>`)
+//! * [`auth`] — bearer tokens and workspace scoping as extractors
+//! * [`api`] — HTTP handlers, one module per resource
+//! * [`admin`] — the operations behind `init`, `user add`, `token create`
+//! * [`error`] — the API's one error type
+//!
+//! The daemon protocol, runtimes, agents, tasks, usage, background jobs and
+//! the event stream each arrive as their own `api::<resource>` and
+//! `db::<table>` modules on top of the schema in `migrations/`.
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
