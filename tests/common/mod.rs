@@ -1,0 +1,228 @@
+//! Shared helpers: every test gets the real app on a loopback port with its
+//! own temporary SQLite file, and talks to it over HTTP.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use agenthub::admin;
+use agenthub::app::Application;
+use agenthub::config::Config;
+use agenthub::db::Db;
+use agenthub::domain::{Id, Role};
+use serde_json::Value;
+
+pub struct TestApp {
+    pub base: String,
+    pub db: Db,
+    pub db_path: PathBuf,
+    pub client: awc::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// A user made through the same code path as `agenthub init` / `user add`.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+}
+
+/// The HTTP reply: status and parsed JSON body (Null when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `error` message of an error body.
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.database.path = dir.join("agenthub.db");
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(dir.path());
+    adjust(&mut config);
+    let db_path = config.database.path.clone();
+    let app = Application::build(config).expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let db = app.db();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        db,
+        db_path,
+        client: awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish(),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// `agenthub init`: a user owning a fresh workspace. Returns the user
+    /// and the workspace id.
+    pub fn init_user(&self, email: &str) -> (TestUser, String) {
+        let done = admin::init(&self.db, email, None, Some("Team")).expect("init");
+        (
+            TestUser {
+                id: done.user_id.to_string(),
+                email: email.into(),
+                token: done.token,
+            },
+            done.workspace_id.to_string(),
+        )
+    }
+
+    /// `agenthub user add`, optionally into a workspace with a role.
+    pub fn add_user(&self, email: &str, workspace: Option<(&str, Role)>) -> TestUser {
+        let membership = workspace.map(|(w, r)| (w.parse::<Id>().expect("workspace id"), r));
+        let done = admin::add_user(&self.db, email, None, membership).expect("user add");
+        TestUser {
+            id: done.user_id.to_string(),
+            email: email.into(),
+            token: done.token,
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Reply {
+        self.request_with_headers(method, path, token, body, &[])
+            .await
+    }
+
+    pub async fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let mut res = match body {
+            Some(body) => req
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(body.to_string())
+                .await
+                .expect("request"),
+            None => req.send().await.expect("request"),
+        };
+        let bytes = res.body().limit(64 * 1024 * 1024).await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("non-JSON reply: {}", String::from_utf8_lossy(&bytes)))
+        };
+        Reply {
+            status: res.status().as_u16(),
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request("GET", path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request("POST", path, Some(token), Some(&body.to_string()))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.request("DELETE", path, Some(token), None).await
+    }
+
+    /// A direct connection to the app's file, for asserting on rows.
+    pub fn sql(&self) -> rusqlite::Connection {
+        open_sql(&self.db_path)
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.sql()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+pub fn open_sql(path: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("open db");
+    conn.busy_timeout(Duration::from_secs(10)).expect("busy");
+    conn.execute_batch("PRAGMA foreign_keys = ON;").expect("fk");
+    conn
+}
+
+/// The built `agenthub` binary.
+pub fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_agenthub"))
+}
+
+/// A `agenthub serve` process on a free loopback port.
+pub struct ServerProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts `agenthub serve --db <db>` in `dir` and waits until it answers.
+    pub fn start(dir: &Path, db: &Path) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = binary()
+            .current_dir(dir)
+            .args(["serve", "--db"])
+            .arg(db)
+            .env("AGENTHUB_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn server");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ServerProcess { child, base }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,451 @@
+//! Workspaces, members and daemon tokens.
+
+mod common;
+
+use agenthub::domain::Role;
+use common::{spawn_app, TestApp, TestUser};
+use serde_json::{json, Value};
+
+async fn member_id(app: &TestApp, ws: &str, token: &str, user: &TestUser) -> String {
+    let r = app
+        .get(&format!("/api/workspaces/{ws}/members"), token)
+        .await;
+    assert_eq!(r.status, 200);
+    r.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == user.id.as_str())
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .expect("member listed")
+}
+
+async fn set_role(app: &TestApp, ws: &str, token: &str, member: &str, role: &str) -> common::Reply {
+    app.request(
+        "PATCH",
+        &format!("/api/workspaces/{ws}/members/{member}"),
+        Some(token),
+        Some(&json!({ "role": role }).to_string()),
+    )
+    .await
+}
+
+#[actix_web::test]
+async fn create_list_and_get_workspaces() {
+    let app = spawn_app().await;
+    let (alice, first) = app.init_user("alice@example.com");
+    let r = app
+        .post(
+            "/api/workspaces",
+            &alice.token,
+            json!({"name": "  Research Lab  "}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["name"], "Research Lab");
+    assert_eq!(r.body["slug"], "research-lab");
+    let id = r.body["id"].as_str().unwrap().to_string();
+
+    let list = app.get("/api/workspaces", &alice.token).await;
+    let ids: Vec<&str> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![first.as_str(), id.as_str()]);
+
+    let r = app
+        .get(&format!("/api/workspaces/{id}"), &alice.token)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["id"], id.as_str());
+    // the creator owns it
+    let members = app
+        .get(&format!("/api/workspaces/{id}/members"), &alice.token)
+        .await;
+    assert_eq!(members.body[0]["role"], "owner");
+}
+
+#[actix_web::test]
+async fn workspace_name_is_required_and_slug_unique() {
+    let app = spawn_app().await;
+    let (alice, _) = app.init_user("alice@example.com");
+    let r = app
+        .post("/api/workspaces", &alice.token, json!({"name": "   "}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "name is required");
+    let r = app
+        .post(
+            "/api/workspaces",
+            &alice.token,
+            json!({"name": "A", "slug": "Bad Slug"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = app
+        .post(
+            "/api/workspaces",
+            &alice.token,
+            json!({"name": "A", "slug": "ops"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = app
+        .post(
+            "/api/workspaces",
+            &alice.token,
+            json!({"name": "B", "slug": "ops"}),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    // a derived slug steps aside instead
+    let r = app
+        .post("/api/workspaces", &alice.token, json!({"name": "Ops"}))
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["slug"], "ops-2");
+    assert_eq!(app.count("SELECT count(*) FROM workspace"), 3);
+}
+
+#[actix_web::test]
+async fn non_member_gets_404_for_a_workspace() {
+    let app = spawn_app().await;
+    let (_alice, ws) = app.init_user("alice@example.com");
+    let (mallory, _) = app.init_user("mallory@example.com");
+    for path in [
+        format!("/api/workspaces/{ws}"),
+        format!("/api/workspaces/{ws}/members"),
+    ] {
+        let r = app.get(&path, &mallory.token).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.error(), "workspace not found");
+    }
+    // an id that exists nowhere answers the same
+    let r = app
+        .get(
+            "/api/workspaces/6f1e7c1a-0000-4000-8000-000000000000",
+            &mallory.token,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "workspace not found");
+    let r = app
+        .post(
+            &format!("/api/workspaces/{ws}/daemon-tokens"),
+            &mallory.token,
+            json!({"daemon_id": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(app.count("SELECT count(*) FROM daemon_token"), 0);
+}
+
+#[actix_web::test]
+async fn malformed_workspace_id_is_400_not_another_workspace() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    for bad in [
+        ws.replace('-', ""),
+        format!("{{{ws}}}"),
+        format!("{ws}x"),
+        "%20".to_string(),
+    ] {
+        let r = app
+            .get(&format!("/api/workspaces/{bad}"), &alice.token)
+            .await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert!(r.error().starts_with("invalid id in path"), "{}", r.error());
+    }
+}
+
+#[actix_web::test]
+async fn owner_adds_member_and_member_cannot_manage() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", None);
+    let carol = app.add_user("carol@example.com", None);
+
+    let r = app
+        .post(
+            &format!("/api/workspaces/{ws}/members"),
+            &alice.token,
+            json!({"email": "bob@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["role"], "member");
+    assert_eq!(r.body["user_id"], bob.id.as_str());
+
+    let r = app
+        .post(
+            &format!("/api/workspaces/{ws}/members"),
+            &alice.token,
+            json!({"email": "bob@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+
+    let r = app
+        .post(
+            &format!("/api/workspaces/{ws}/members"),
+            &alice.token,
+            json!({"email": "nobody@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "user not found");
+
+    let r = app
+        .post(
+            &format!("/api/workspaces/{ws}/members"),
+            &alice.token,
+            json!({"email": "carol@example.com", "role": "boss"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    // bob is a plain member: he can read, not manage
+    assert_eq!(
+        app.get(&format!("/api/workspaces/{ws}"), &bob.token)
+            .await
+            .status,
+        200
+    );
+    let r = app
+        .post(
+            &format!("/api/workspaces/{ws}/members"),
+            &bob.token,
+            json!({"email": "carol@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.error(),
+        "only workspace owners and admins can manage members"
+    );
+    let alice_member = member_id(&app, &ws, &bob.token, &alice).await;
+    let r = set_role(&app, &ws, &bob.token, &alice_member, "member").await;
+    assert_eq!(r.status, 403);
+    let _ = carol;
+}
+
+#[actix_web::test]
+async fn admin_cannot_touch_owners_or_grant_ownership() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let admin = app.add_user("admin@example.com", Some((&ws, Role::Admin)));
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let alice_m = member_id(&app, &ws, &alice.token, &alice).await;
+    let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
+
+    assert_eq!(
+        set_role(&app, &ws, &admin.token, &bob_m, "owner")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        set_role(&app, &ws, &admin.token, &alice_m, "member")
+            .await
+            .status,
+        403
+    );
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/members/{alice_m}"),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // but an admin manages plain members
+    let r = set_role(&app, &ws, &admin.token, &bob_m, "admin").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["role"], "admin");
+}
+
+#[actix_web::test]
+async fn last_owner_cannot_be_demoted_or_removed() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let alice_m = member_id(&app, &ws, &alice.token, &alice).await;
+
+    let r = set_role(&app, &ws, &alice.token, &alice_m, "admin").await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error(), "cannot demote the last owner of a workspace");
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/members/{alice_m}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error(), "cannot remove the last owner of a workspace");
+    assert_eq!(
+        app.count("SELECT count(*) FROM member WHERE role = 'owner'"),
+        1
+    );
+
+    // with a second owner, the first may step down
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
+    assert_eq!(
+        set_role(&app, &ws, &alice.token, &bob_m, "owner")
+            .await
+            .status,
+        200
+    );
+    let r = set_role(&app, &ws, &alice.token, &alice_m, "member").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["role"], "member");
+}
+
+#[actix_web::test]
+async fn member_can_leave_and_removal_stops_their_daemons() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let minted = app
+        .post(
+            &format!("/api/workspaces/{ws}/daemon-tokens"),
+            &bob.token,
+            json!({"daemon_id": "bobs-laptop"}),
+        )
+        .await;
+    assert_eq!(minted.status, 201);
+    // an online runtime of bob's, as a daemon would have registered it
+    app.sql()
+        .execute(
+            "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
+                 status, owner_id, last_seen_at, created_at, updated_at)
+             VALUES ('11111111-1111-4111-8111-111111111111', ?1, 'bobs-laptop', 'claude', 'local',
+                 'claude', 'online', ?2, '2026-01-01T00:00:00.000Z',
+                 '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+            [&ws, &bob.id],
+        )
+        .unwrap();
+
+    let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/members/{bob_m}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, json!({"status": "ok"}));
+    assert_eq!(
+        app.count("SELECT count(*) FROM agent_runtime WHERE status = 'online'"),
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM daemon_token WHERE revoked_at IS NULL"),
+        0
+    );
+    assert_eq!(
+        app.get(&format!("/api/workspaces/{ws}"), &bob.token)
+            .await
+            .status,
+        404
+    );
+
+    // anyone may leave on their own
+    let carol = app.add_user("carol@example.com", Some((&ws, Role::Member)));
+    let carol_m = member_id(&app, &ws, &carol.token, &carol).await;
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/members/{carol_m}"),
+            &carol.token,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[actix_web::test]
+async fn daemon_token_is_shown_once_in_the_documented_format() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let r = app
+        .post(
+            &format!("/api/workspaces/{ws}/daemon-tokens"),
+            &alice.token,
+            json!({"daemon_id": "  mbp  "}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let token = r.body["token"].as_str().unwrap();
+    assert!(token.starts_with("mdt_") && token.len() == 44, "{token}");
+    assert!(token[4..]
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(r.body["daemon_id"], "mbp");
+    let expires: &str = r.body["expires_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(expires).is_ok(),
+        "{expires}"
+    );
+
+    let r = app
+        .post(
+            &format!("/api/workspaces/{ws}/daemon-tokens"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "daemon_id is required");
+    assert_eq!(app.count("SELECT count(*) FROM daemon_token"), 1);
+}
+
+#[actix_web::test]
+async fn bad_json_is_400_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (alice, _) = app.init_user("alice@example.com");
+    for body in ["{", "[]", "{\"name\": 5}", "not json"] {
+        let r = app
+            .request("POST", "/api/workspaces", Some(&alice.token), Some(body))
+            .await;
+        assert_eq!(r.status, 400, "{body}");
+        assert!(
+            r.error().starts_with("invalid request body"),
+            "{}",
+            r.error()
+        );
+    }
+    let huge = json!({"name": "x".repeat(2 * 1024 * 1024)}).to_string();
+    let r = app
+        .request("POST", "/api/workspaces", Some(&alice.token), Some(&huge))
+        .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(app.count("SELECT count(*) FROM workspace"), 1);
+}
+
+#[actix_web::test]
+async fn database_failure_is_a_generic_500() {
+    let app = spawn_app().await;
+    let (alice, _) = app.init_user("alice@example.com");
+    app.sql()
+        .execute_batch("ALTER TABLE workspace RENAME TO workspace_gone;")
+        .unwrap();
+    let r = app.get("/api/workspaces", &alice.token).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.body, json!({"error": "internal server error"}));
+    let text: Value = r.body;
+    assert!(!text.to_string().contains("workspace_gone"));
+}
+
+#[actix_web::test]
+async fn unknown_route_and_method_answer_json() {
+    let app = spawn_app().await;
+    let r = app.request("GET", "/api/nope", None, None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "not found");
+    let (alice, _) = app.init_user("alice@example.com");
+    let r = app
+        .request("PUT", "/api/tokens", Some(&alice.token), None)
+        .await;
+    assert!(r.status == 404 || r.status == 405, "{}", r.status);
+    assert!(!r.error().is_empty());
+}
