@@ -212,9 +212,28 @@ impl Db {
 pub fn backup(src: &Connection, dest: &Path) -> rusqlite::Result<()> {
     let mut out = Connection::open(dest)?;
     {
-        let backup = rusqlite::backup::Backup::new(src, &mut out)?;
-        // -1: copy every page in one step, inside one read transaction.
-        backup.run_to_completion(-1, Duration::ZERO, None)?;
+        use rusqlite::backup::{Backup, StepResult};
+        let backup = Backup::new(src, &mut out)?;
+        // -1: copy every page in one step, inside one read transaction, so
+        // writes that land meanwhile cannot force a restart.
+        let mut waits = 0;
+        loop {
+            match backup.step(-1)? {
+                StepResult::Done => break,
+                StepResult::More => continue,
+                // another process holds a lock: wait a little, then give up
+                _ if waits < 200 => {
+                    waits += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some("database stayed locked for 10 s".into()),
+                    ))
+                }
+            }
+        }
     }
     // the copy is a standalone file: no WAL beside it
     out.execute_batch("PRAGMA journal_mode = DELETE;")?;

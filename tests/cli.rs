@@ -1,0 +1,444 @@
+//! The `agenthub` binary: its commands, config handling and online backup,
+//! run as a real process.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{binary, open_sql, ServerProcess};
+use serde_json::Value;
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    binary()
+        .current_dir(dir)
+        .args(args)
+        .env_remove("AGENTHUB_DB")
+        .env_remove("AGENTHUB_LISTEN")
+        .output()
+        .expect("run agenthub")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim_end().lines().count(), 1, "one line: {text}");
+    serde_json::from_str(text.trim()).expect("json")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+#[test]
+fn init_prints_ids_and_token_as_one_json_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "init",
+            "--email",
+            "ada@example.com",
+            "--name",
+            "Ada",
+            "--workspace",
+            "Lab",
+            "--json",
+        ],
+    );
+    let v = stdout_json(&out);
+    let token = v["token"].as_str().unwrap();
+    assert!(token.starts_with("mul_") && token.len() == 44);
+    assert_eq!(v["user_id"].as_str().unwrap().len(), 36);
+    assert_eq!(v["workspace_id"].as_str().unwrap().len(), 36);
+    // the default database file in the working directory, owner-only
+    let db = dir.path().join("agenthub.db");
+    let conn = open_sql(&db);
+    let (name, ws, role): (String, String, String) = conn
+        .query_row(
+            r#"SELECT u.name, w.name, m.role FROM "user" u JOIN member m ON m.user_id = u.id
+               JOIN workspace w ON w.id = m.workspace_id"#,
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (name.as_str(), ws.as_str(), role.as_str()),
+        ("Ada", "Lab", "owner")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
+
+#[test]
+fn init_with_an_existing_email_fails_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), &["init", "--email", "ada@example.com"])
+        .status
+        .success());
+    let out = run(dir.path(), &["init", "--email", "ADA@example.com"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    let out = run(dir.path(), &["init", "--email", "not-an-email"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("invalid email"));
+}
+
+#[actix_web::test]
+async fn user_add_and_token_create_give_working_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("team.db");
+    let db_arg = db.to_str().unwrap();
+    let init = stdout_json(&run(
+        dir.path(),
+        &[
+            "init",
+            "--email",
+            "ada@example.com",
+            "--db",
+            db_arg,
+            "--json",
+        ],
+    ));
+    let ws = init["workspace_id"].as_str().unwrap();
+    let added = stdout_json(&run(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "--email",
+            "bob@example.com",
+            "--workspace",
+            ws,
+            "--role",
+            "admin",
+            "--db",
+            db_arg,
+            "--json",
+        ],
+    ));
+    assert_eq!(added["workspace_id"], ws);
+    let created = stdout_json(&run(
+        dir.path(),
+        &[
+            "--db",
+            db_arg,
+            "token",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--name",
+            "ci",
+            "--json",
+        ],
+    ));
+    assert_eq!(created["user_id"], added["user_id"]);
+
+    let server = ServerProcess::start(dir.path(), &db);
+    let client = awc::Client::default();
+    for token in [
+        added["token"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+    ] {
+        let mut res = client
+            .get(format!("{}/api/workspaces/{ws}/members", server.base))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let members: Value = res.json().await.unwrap();
+        let bob = members
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["email"] == "bob@example.com")
+            .unwrap()
+            .clone();
+        assert_eq!(bob["role"], "admin");
+    }
+
+    // errors: unknown workspace, unknown user, bad role
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let out = run(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "--email",
+            "c@example.com",
+            "--workspace",
+            missing,
+            "--db",
+            db_arg,
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    let out = run(
+        dir.path(),
+        &[
+            "token",
+            "create",
+            "--email",
+            "nobody@example.com",
+            "--db",
+            db_arg,
+        ],
+    );
+    assert!(!out.status.success());
+    let out = run(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "--email",
+            "d@example.com",
+            "--workspace",
+            ws,
+            "--role",
+            "boss",
+            "--db",
+            db_arg,
+        ],
+    );
+    assert!(!out.status.success());
+    // nothing half-made by the failed commands
+    let users: i64 = open_sql(&db)
+        .query_row(r#"SELECT count(*) FROM "user""#, [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(users, 2);
+}
+
+#[test]
+fn migrate_creates_every_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["migrate", "--db", "fresh.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let conn = open_sql(&dir.path().join("fresh.db"));
+    let mut tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'refinery%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    tables.sort();
+    assert_eq!(
+        tables,
+        [
+            "agent",
+            "agent_runtime",
+            "agent_task_queue",
+            "daemon_token",
+            "member",
+            "personal_access_token",
+            "runtime_usage",
+            "task_usage",
+            "user",
+            "workspace"
+        ]
+    );
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    // a second run has nothing to do
+    let out = run(dir.path(), &["migrate", "--db", "fresh.db"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 migration(s) applied"));
+}
+
+#[test]
+fn unknown_config_key_stops_startup_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[database]\npath = \"x.db\"\npoolsize = 4\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["serve"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("poolsize"), "{}", stderr(&out));
+    assert!(!dir.path().join("x.db").exists());
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[sweeper]\ninterval_secs = \"often\"\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["migrate", "--config", "bad.toml"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("interval_secs"), "{}", stderr(&out));
+
+    std::fs::write(dir.path().join("zero.toml"), "[database]\npool_size = 0\n").unwrap();
+    let out = run(dir.path(), &["--config", "zero.toml", "migrate"]);
+    assert!(
+        stderr(&out).contains("database.pool_size"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = binary()
+        .current_dir(dir.path())
+        .args(["--config", "zero.toml", "serve"])
+        .env("AGENTHUB_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("server.listen"), "{}", stderr(&out));
+
+    let out = run(dir.path(), &["migrate", "--config", "missing.toml"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("missing.toml"));
+}
+
+#[actix_web::test]
+async fn serve_reads_config_toml_from_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\npath = \"from-config.db\"\n"),
+    )
+    .unwrap();
+    // no subcommand: serve is the default
+    let mut child = binary()
+        .current_dir(dir.path())
+        .env_remove("AGENTHUB_DB")
+        .env_remove("AGENTHUB_LISTEN")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = awc::Client::default();
+    let mut answered = false;
+    for _ in 0..200 {
+        if let Ok(res) = client
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await
+        {
+            answered = res.status().is_success();
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answered, "server did not answer on the configured port");
+    assert!(dir.path().join("from-config.db").exists());
+}
+
+#[test]
+fn shipped_config_toml_is_valid_and_matches_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let config = agenthub::config::Config::from_file(&path).expect("shipped config.toml parses");
+    assert_eq!(config, agenthub::config::Config::default());
+}
+
+#[actix_web::test]
+async fn backup_while_writing_is_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let db_arg = db.to_str().unwrap();
+    let init = stdout_json(&run(
+        dir.path(),
+        &[
+            "init",
+            "--email",
+            "ada@example.com",
+            "--db",
+            db_arg,
+            "--json",
+        ],
+    ));
+    let token = init["token"].as_str().unwrap().to_string();
+    let server = ServerProcess::start(dir.path(), &db);
+
+    // writers keep creating workspaces while backups are taken
+    let base = server.base.clone();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let base = base.clone();
+            let token = token.clone();
+            actix_web::rt::spawn(async move {
+                let client = awc::Client::default();
+                let mut ok = 0;
+                for i in 0..40 {
+                    let res = client
+                        .post(format!("{base}/api/workspaces"))
+                        .insert_header(("Authorization", format!("Bearer {token}")))
+                        .send_json(&serde_json::json!({"name": format!("ws {w}-{i}")}))
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status().as_u16(), 201);
+                    ok += 1;
+                }
+                ok
+            })
+        })
+        .collect();
+
+    let mut copies = Vec::new();
+    for n in 0..3 {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(40)).await;
+        let copy = dir.path().join(format!("copy-{n}.db"));
+        let copy_arg = copy.to_str().unwrap().to_string();
+        let db_arg = db_arg.to_string();
+        let dir_path = dir.path().to_path_buf();
+        let out = actix_web::rt::task::spawn_blocking(move || {
+            run(&dir_path, &["backup", &copy_arg, "--db", &db_arg])
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        copies.push(copy);
+    }
+    let mut written = 0;
+    for w in writers {
+        written += w.await.unwrap();
+    }
+    assert_eq!(written, 160);
+
+    for copy in copies {
+        let conn = open_sql(&copy);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+        let fk: i64 = conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fk, 0);
+        let (workspaces, owners): (i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM workspace), (SELECT count(*) FROM member WHERE role = 'owner')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        // a snapshot: every workspace in it came with its owner
+        assert!((1..=161).contains(&workspaces), "{workspaces}");
+        assert_eq!(workspaces, owners);
+    }
+    drop(server);
+    let live: i64 = open_sql(&db)
+        .query_row("SELECT count(*) FROM workspace", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(live, 161);
+}
