@@ -12,6 +12,8 @@ use actix_web::{error, web, App, HttpRequest, HttpResponse, HttpServer, Response
 use crate::config::Config;
 use crate::db::{Db, OpenError};
 use crate::error::ApiError;
+use crate::events::EventBus;
+use crate::probes::Probes;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -30,14 +32,26 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
-    db: Db,
+    state: State,
+}
+
+/// What every request handler and background job shares.
+#[derive(Clone)]
+pub struct State {
+    pub db: Db,
+    pub events: EventBus,
+    pub probes: Probes,
 }
 
 impl Application {
     /// Opens and migrates the database, binds the listener and builds the
     /// server; nothing runs until [`Application::run_until_stopped`].
     pub fn build(config: Config) -> Result<Application, StartError> {
-        let db = Db::open(&config.database)?;
+        let state = State {
+            db: Db::open(&config.database)?,
+            events: EventBus::new(),
+            probes: Probes::default(),
+        };
         let addr = config.listen_addr();
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
             addr: addr.to_string(),
@@ -50,26 +64,31 @@ impl Application {
                 source,
             })?
             .port();
-        let server = server(config, db.clone(), listener).map_err(|source| StartError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
-        Ok(Application { port, server, db })
+        let server =
+            server(config, state.clone(), listener).map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    pub fn db(&self) -> Db {
-        self.db.clone()
+    pub fn state(&self) -> State {
+        self.state.clone()
     }
 
     /// Serves until SIGINT/SIGTERM (in-flight requests finish), then
     /// checkpoints the WAL into the main file.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        let db = self.db;
+        let db = self.state.db;
         match web::block(move || db.checkpoint()).await {
             Ok(Ok(())) => log::info!("database checkpointed, shutting down"),
             Ok(Err(e)) => log::warn!("final checkpoint failed: {e}"),
@@ -79,12 +98,16 @@ impl Application {
     }
 }
 
-fn server(config: Config, db: Db, listener: TcpListener) -> std::io::Result<Server> {
-    let db = web::Data::new(db);
+fn server(config: Config, state: State, listener: TcpListener) -> std::io::Result<Server> {
+    let db = web::Data::new(state.db);
+    let events = web::Data::new(state.events);
+    let probes = web::Data::new(state.probes);
     let origins = config.server.cors_allowed_origins.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(db.clone())
+            .app_data(events.clone())
+            .app_data(probes.clone())
             .app_data(json_config())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::PathConfig::default().error_handler(|err, _| {

@@ -7,12 +7,16 @@
 //! * [`auth`] — bearer tokens and workspace scoping as extractors
 //! * [`api`] — HTTP handlers, one module per resource
 //! * [`admin`] — the operations behind `init`, `user add`, `token create`
+//! * [`access`] — one function per access rule (runtime reach, control)
+//! * [`events`] — the in-process workspace event bus
+//! * [`probes`] — pings and update requests waiting for a daemon
 //! * [`error`] — the API's one error type
 //!
-//! The daemon protocol, runtimes, agents, tasks, usage, background jobs and
-//! the event stream each arrive as their own `api::<resource>` and
-//! `db::<table>` modules on top of the schema in `migrations/`.
+//! Agents, tasks, usage, background jobs and the event stream each arrive as
+//! their own `api::<resource>` and `db::<table>` modules on top of the
+//! schema in `migrations/`.
 
+pub mod access;
 pub mod admin;
 pub mod api;
 pub mod app;
@@ -21,3 +25,5 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod events;
+pub mod probes;

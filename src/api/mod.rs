@@ -2,7 +2,9 @@
 //! validates, checks access (extractors from `auth`), calls the `db` layer
 //! and maps the result to JSON.
 
+pub mod daemon;
 pub mod me;
+pub mod runtimes;
 pub mod tokens;
 pub mod workspaces;
 
@@ -14,6 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health)).service(
         web::scope("/api")
             .configure(me::configure)
+            .configure(daemon::configure)
+            .configure(runtimes::configure)
             .configure(tokens::configure)
             .configure(workspaces::configure),
     );

@@ -18,6 +18,7 @@
 //! handler (which sleeps in steps of up to 100 ms and would turn contention
 //! into latency or `SQLITE_BUSY`).
 
+pub mod runtimes;
 pub mod tokens;
 pub mod users;
 pub mod workspaces;

@@ -106,7 +106,7 @@ pub fn create_personal(
 pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<PersonalToken>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {PAT_COLUMNS} FROM personal_access_token WHERE user_id = ?1
-         ORDER BY created_at DESC, id"
+         ORDER BY created_at DESC, rowid DESC"
     ))?;
     let rows = stmt.query_map([user], pat_from_row)?;
     rows.collect()

@@ -135,7 +135,7 @@ pub fn list_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Worksp
         "SELECT {WORKSPACE_COLUMNS} FROM workspace w
          JOIN member m ON m.workspace_id = w.id
          WHERE m.user_id = ?1
-         ORDER BY w.created_at, w.id"
+         ORDER BY w.created_at, w.rowid"
     ))?;
     let rows = stmt.query_map([user], workspace_from_row)?;
     rows.collect()
@@ -154,7 +154,7 @@ pub fn role_of(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<O
 pub fn list_members(conn: &Connection, workspace: Id) -> rusqlite::Result<Vec<Member>> {
     let mut stmt = conn.prepare(&format!(
         r#"SELECT {MEMBER_COLUMNS} FROM member m JOIN "user" u ON u.id = m.user_id
-           WHERE m.workspace_id = ?1 ORDER BY m.created_at, m.id"#
+           WHERE m.workspace_id = ?1 ORDER BY m.created_at, m.rowid"#
     ))?;
     let rows = stmt.query_map([workspace], member_from_row)?;
     rows.collect()

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use agenthub::admin;
-use agenthub::app::Application;
+use agenthub::app::{Application, State};
 use agenthub::config::Config;
 use agenthub::db::Db;
 use agenthub::domain::{Id, Role};
@@ -16,6 +16,7 @@ use serde_json::Value;
 pub struct TestApp {
     pub base: String,
     pub db: Db,
+    pub state: State,
     pub db_path: PathBuf,
     pub client: awc::Client,
     _dir: tempfile::TempDir,
@@ -61,11 +62,13 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let db_path = config.database.path.clone();
     let app = Application::build(config).expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
-    let db = app.db();
+    let state = app.state();
+    let db = state.db.clone();
     actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         base,
         db,
+        state,
         db_path,
         client: awc::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -224,5 +227,107 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A daemon-style registration body with one runtime per `(type, version)`.
+pub fn registration(workspace: &str, daemon_id: &str, types: &[&str]) -> Value {
+    serde_json::json!({
+        "workspace_id": workspace,
+        "daemon_id": daemon_id,
+        "device_name": "mbp",
+        "cli_version": "0.9.1",
+        "runtimes": types
+            .iter()
+            .map(|t| serde_json::json!({"name": "", "type": t, "version": "1.2.3", "status": "online"}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+impl TestApp {
+    /// `POST /api/daemon/register`; returns the reply.
+    pub async fn register(
+        &self,
+        token: &str,
+        workspace: &str,
+        daemon_id: &str,
+        types: &[&str],
+    ) -> Reply {
+        self.post(
+            "/api/daemon/register",
+            token,
+            registration(workspace, daemon_id, types),
+        )
+        .await
+    }
+
+    /// Registers one runtime and returns its id.
+    pub async fn runtime(
+        &self,
+        token: &str,
+        workspace: &str,
+        daemon_id: &str,
+        provider: &str,
+    ) -> String {
+        let r = self
+            .register(token, workspace, daemon_id, &[provider])
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["runtimes"][0]["id"].as_str().unwrap().to_string()
+    }
+
+    /// A daemon token for `daemon_id`, minted by `user_token`'s user.
+    pub async fn daemon_token(&self, user_token: &str, workspace: &str, daemon_id: &str) -> String {
+        let r = self
+            .post(
+                &format!("/api/workspaces/{workspace}/daemon-tokens"),
+                user_token,
+                serde_json::json!({ "daemon_id": daemon_id }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["token"].as_str().unwrap().to_string()
+    }
+
+    /// An agent row bound to `runtime` (written straight to the schema:
+    /// the agent API is a capability of its own).
+    pub fn insert_agent(
+        &self,
+        workspace: &str,
+        runtime: &str,
+        owner: &str,
+        archived: bool,
+    ) -> String {
+        let id = Id::new().to_string();
+        self.sql()
+            .execute(
+                "INSERT INTO agent (id, workspace_id, runtime_id, name, runtime_mode, owner_id,
+                     archived_at, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'agent', 'local', ?4,
+                     CASE WHEN ?5 THEN '2026-01-01T00:00:00.000Z' END,
+                     '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+                rusqlite::params![id, workspace, runtime, owner, archived],
+            )
+            .expect("insert agent");
+        id
+    }
+
+    /// The runtime an agent is bound to.
+    pub fn agent_runtime(&self, agent: &str) -> String {
+        self.sql()
+            .query_row("SELECT runtime_id FROM agent WHERE id = ?1", [agent], |r| {
+                r.get(0)
+            })
+            .expect("agent")
+    }
+
+    pub fn runtime_status(&self, runtime: &str) -> String {
+        self.sql()
+            .query_row(
+                "SELECT status FROM agent_runtime WHERE id = ?1",
+                [runtime],
+                |r| r.get(0),
+            )
+            .expect("runtime")
     }
 }

@@ -1,0 +1,344 @@
+//! The daemon protocol: register, deregister, heartbeat, and the results of
+//! pings and updates. Daemon routes accept a daemon token (its own workspace
+//! only) or a PAT (the workspaces its user belongs to); anything out of
+//! reach answers 404.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::access::{daemon_reaches, require_daemon_runtime};
+use crate::auth::Caller;
+use crate::db::runtimes::{self, Registration, Runtime};
+use crate::db::Db;
+use crate::domain::Id;
+use crate::error::ApiError;
+use crate::events::{EventBus, DAEMON_REGISTER};
+use crate::probes::{Kind, Outcome, Probes, Status};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/daemon/register", web::post().to(register))
+        .route("/daemon/deregister", web::post().to(deregister))
+        .route("/daemon/heartbeat", web::post().to(heartbeat))
+        .route(
+            "/daemon/runtimes/{id}/ping/{ping_id}/result",
+            web::post().to(ping_result),
+        )
+        .route(
+            "/daemon/runtimes/{id}/update/{update_id}/result",
+            web::post().to(update_result),
+        );
+}
+
+#[derive(Deserialize)]
+struct RegisterRequest {
+    workspace_id: Option<String>,
+    daemon_id: Option<String>,
+    device_name: Option<String>,
+    cli_version: Option<String>,
+    runtimes: Option<Vec<RuntimeSpec>>,
+}
+
+#[derive(Deserialize)]
+struct RuntimeSpec {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    version: Option<String>,
+    status: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RegisterResponse {
+    runtimes: Vec<Runtime>,
+    /// Kept for wire compatibility; agenthub tracks no repositories.
+    repos: Vec<serde_json::Value>,
+}
+
+fn trimmed(value: &Option<String>) -> String {
+    value
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Turns the request into validated registrations (before any database
+/// work), applying the protocol's defaults.
+fn registrations(
+    req: &RegisterRequest,
+    caller: &Caller,
+) -> Result<(Id, Vec<Registration>), ApiError> {
+    let workspace = trimmed(&req.workspace_id);
+    if workspace.is_empty() {
+        return Err(ApiError::bad_request("workspace_id is required"));
+    }
+    let workspace_id: Id = workspace
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))?;
+    let daemon_id = trimmed(&req.daemon_id);
+    if daemon_id.is_empty() {
+        return Err(ApiError::bad_request("daemon_id is required"));
+    }
+    let specs = req.runtimes.as_deref().unwrap_or_default();
+    if specs.is_empty() {
+        return Err(ApiError::bad_request("at least one runtime is required"));
+    }
+    let device_name = trimmed(&req.device_name);
+    let cli_version = trimmed(&req.cli_version);
+    let (owner, keep_owner) = match caller {
+        Caller::User { user_id } => (Some(*user_id), false),
+        Caller::Daemon(daemon) => (daemon.minted_by, true),
+    };
+    let regs = specs
+        .iter()
+        .map(|spec| {
+            let provider = Some(trimmed(&spec.kind))
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "unknown".to_string());
+            let version = trimmed(&spec.version);
+            let name = Some(trimmed(&spec.name))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| {
+                    if device_name.is_empty() {
+                        provider.clone()
+                    } else {
+                        format!("{provider} ({device_name})")
+                    }
+                });
+            let device_info = [device_name.as_str(), version.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" · ");
+            let status = if trimmed(&spec.status) == "offline" {
+                "offline"
+            } else {
+                "online"
+            };
+            Registration {
+                workspace_id,
+                daemon_id: daemon_id.clone(),
+                provider,
+                name,
+                status,
+                device_info,
+                metadata: json!({"version": version, "cli_version": cli_version}).to_string(),
+                owner,
+                keep_owner,
+            }
+        })
+        .collect();
+    Ok((workspace_id, regs))
+}
+
+/// Upserts every runtime of the daemon in one transaction (all or none) and
+/// moves agents over from this machine's old offline registrations.
+async fn register(
+    db: web::Data<Db>,
+    events: web::Data<EventBus>,
+    caller: Caller,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (workspace_id, regs) = registrations(&body, &caller)?;
+    let daemon_id = regs[0].daemon_id.clone();
+    let runtimes = db
+        .write(move |tx| {
+            if !daemon_reaches(tx, &caller, workspace_id)? {
+                return Err(ApiError::not_found("workspace not found"));
+            }
+            let mut out = Vec::with_capacity(regs.len());
+            for reg in &regs {
+                let runtime = runtimes::upsert(tx, reg)?;
+                let moved = runtimes::migrate_agents(tx, &runtime)?;
+                if moved > 0 {
+                    log::info!(
+                        "moved {moved} agent(s) to runtime {} from older registrations of {}",
+                        runtime.id,
+                        reg.daemon_id
+                    );
+                }
+                out.push(runtime);
+            }
+            Ok(out)
+        })
+        .await?;
+    events.publish(
+        DAEMON_REGISTER,
+        workspace_id,
+        json!({"action": "register", "daemon_id": daemon_id, "runtimes": runtimes}),
+    );
+    Ok(HttpResponse::Ok().json(RegisterResponse {
+        runtimes,
+        repos: Vec::new(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct DeregisterRequest {
+    #[serde(default)]
+    runtime_ids: Vec<Id>,
+}
+
+/// Marks the caller's runtimes offline; ids it cannot reach are skipped.
+async fn deregister(
+    db: web::Data<Db>,
+    events: web::Data<EventBus>,
+    caller: Caller,
+    body: web::Json<DeregisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ids = body.into_inner().runtime_ids;
+    let affected = db
+        .write(move |tx| {
+            let mut affected = Vec::new();
+            for id in ids {
+                match require_daemon_runtime(tx, &caller, id) {
+                    Ok(runtime) => {
+                        runtimes::set_offline(tx, id)?;
+                        affected.push(runtime);
+                    }
+                    Err(ApiError::NotFound(_)) => continue,
+                    Err(other) => return Err(other),
+                }
+            }
+            Ok(affected)
+        })
+        .await?;
+    for runtime in affected {
+        events.publish(
+            DAEMON_REGISTER,
+            runtime.workspace_id,
+            json!({"action": "deregister", "runtime_id": runtime.id}),
+        );
+    }
+    Ok(super::ok())
+}
+
+#[derive(Deserialize)]
+struct HeartbeatRequest {
+    runtime_id: Option<Id>,
+}
+
+#[derive(Serialize)]
+struct PendingPing {
+    id: Id,
+}
+
+#[derive(Serialize)]
+struct PendingUpdate {
+    id: Id,
+    target_version: String,
+}
+
+#[derive(Serialize)]
+struct HeartbeatResponse {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_ping: Option<PendingPing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_update: Option<PendingUpdate>,
+}
+
+/// Marks the runtime online and hands over any ping or update the UI asked
+/// for. A runtime that is gone answers 404 `runtime not found`, telling the
+/// daemon to register again.
+async fn heartbeat(
+    db: web::Data<Db>,
+    probes: web::Data<Probes>,
+    caller: Caller,
+    body: web::Json<HeartbeatRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = body
+        .runtime_id
+        .ok_or_else(|| ApiError::bad_request("runtime_id is required"))?;
+    db.write(move |tx| {
+        require_daemon_runtime(tx, &caller, id)?;
+        runtimes::heartbeat(tx, id)?;
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(HeartbeatResponse {
+        status: "ok",
+        pending_ping: probes
+            .take_pending(Kind::Ping, id)
+            .map(|p| PendingPing { id: p.id }),
+        pending_update: probes
+            .take_pending(Kind::Update, id)
+            .map(|p| PendingUpdate {
+                id: p.id,
+                target_version: p.target_version.unwrap_or_default(),
+            }),
+    }))
+}
+
+#[derive(Deserialize)]
+struct ResultRequest {
+    status: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+    duration_ms: Option<i64>,
+}
+
+impl ResultRequest {
+    /// Pings finish as completed or failed; updates may also report
+    /// `running` while they progress.
+    fn outcome(self, kind: Kind) -> Result<Outcome, ApiError> {
+        let status = match (self.status.as_deref().map(str::trim), kind) {
+            (Some("completed"), _) => Status::Completed,
+            (Some("failed"), _) => Status::Failed,
+            (Some("running"), Kind::Update) => Status::Running,
+            _ => {
+                return Err(ApiError::bad_request(match kind {
+                    Kind::Ping => "status must be completed or failed",
+                    Kind::Update => "status must be running, completed or failed",
+                }))
+            }
+        };
+        if self.duration_ms.is_some_and(|d| d < 0) {
+            return Err(ApiError::bad_request("duration_ms must not be negative"));
+        }
+        Ok(Outcome {
+            status,
+            output: self.output.unwrap_or_default(),
+            error: self.error.unwrap_or_default(),
+            duration_ms: self.duration_ms,
+        })
+    }
+}
+
+async fn probe_result(
+    kind: Kind,
+    db: web::Data<Db>,
+    probes: web::Data<Probes>,
+    caller: Caller,
+    path: web::Path<(Id, Id)>,
+    body: web::Json<ResultRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (runtime, probe) = path.into_inner();
+    let outcome = body.into_inner().outcome(kind)?;
+    db.read(move |conn| require_daemon_runtime(conn, &caller, runtime).map(|_| ()))
+        .await?;
+    let probe = probes.finish(kind, runtime, probe, outcome)?;
+    Ok(HttpResponse::Ok().json(probe))
+}
+
+async fn ping_result(
+    db: web::Data<Db>,
+    probes: web::Data<Probes>,
+    caller: Caller,
+    path: web::Path<(Id, Id)>,
+    body: web::Json<ResultRequest>,
+) -> Result<HttpResponse, ApiError> {
+    probe_result(Kind::Ping, db, probes, caller, path, body).await
+}
+
+async fn update_result(
+    db: web::Data<Db>,
+    probes: web::Data<Probes>,
+    caller: Caller,
+    path: web::Path<(Id, Id)>,
+    body: web::Json<ResultRequest>,
+) -> Result<HttpResponse, ApiError> {
+    probe_result(Kind::Update, db, probes, caller, path, body).await
+}

@@ -1,0 +1,162 @@
+//! The runtime registry as people see it: list, delete, ping, update.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::access::{controls_runtime, require_member_runtime};
+use crate::auth::{AuthUser, WorkspaceAccess};
+use crate::db::{runtimes, Db};
+use crate::domain::Id;
+use crate::error::ApiError;
+use crate::events::{EventBus, DAEMON_REGISTER};
+use crate::probes::{Kind, Probes};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/runtimes", web::get().to(list))
+        .route("/runtimes/{id}", web::delete().to(delete))
+        .route("/runtimes/{id}/ping", web::post().to(start_ping))
+        .route("/runtimes/{id}/ping/{ping_id}", web::get().to(get_ping))
+        .route("/runtimes/{id}/update", web::post().to(start_update))
+        .route(
+            "/runtimes/{id}/update/{update_id}",
+            web::get().to(get_update),
+        );
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    owner: Option<String>,
+}
+
+/// `GET /api/runtimes[?owner=me]`: the workspace's runtimes, oldest first.
+async fn list(
+    db: web::Data<Db>,
+    access: WorkspaceAccess,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let owner = match query.owner.as_deref() {
+        None | Some("") => None,
+        Some("me") => Some(access.user_id),
+        Some(_) => return Err(ApiError::bad_request("owner must be \"me\" when given")),
+    };
+    let rows = db
+        .read(move |conn| Ok(runtimes::list(conn, access.workspace_id, owner)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// Owners and admins delete any runtime, members only their own; archived
+/// agents go with it, active ones block it (409).
+async fn delete(
+    db: web::Data<Db>,
+    events: web::Data<EventBus>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let workspace = db
+        .write(move |tx| {
+            let (runtime, role) = require_member_runtime(tx, caller.user_id, id)?;
+            if !controls_runtime(&runtime, caller.user_id, role) {
+                return Err(ApiError::forbidden("you can only delete your own runtimes"));
+            }
+            runtimes::delete(tx, id)?;
+            Ok(runtime.workspace_id)
+        })
+        .await?;
+    log::info!("runtime {id} deleted by {}", caller.user_id);
+    events.publish(
+        DAEMON_REGISTER,
+        workspace,
+        json!({"action": "delete", "runtime_id": id}),
+    );
+    Ok(super::ok())
+}
+
+/// The runtime, if `caller` may start a ping or update on it: a ping runs
+/// an agent on someone's machine, so only its owner or a workspace
+/// owner/admin may.
+async fn require_control(db: &Db, caller: AuthUser, id: Id, what: &str) -> Result<(), ApiError> {
+    let what = what.to_string();
+    db.read(move |conn| {
+        let (runtime, role) = require_member_runtime(conn, caller.user_id, id)?;
+        if controls_runtime(&runtime, caller.user_id, role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "only the runtime's owner or a workspace owner or admin can {what} it"
+            )))
+        }
+    })
+    .await
+}
+
+async fn start_ping(
+    db: web::Data<Db>,
+    probes: web::Data<Probes>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    require_control(&db, caller, id, "ping").await?;
+    let ping = probes.create(Kind::Ping, id, None)?;
+    Ok(HttpResponse::Ok().json(ping))
+}
+
+#[derive(Deserialize)]
+struct UpdateRequest {
+    target_version: Option<String>,
+}
+
+async fn start_update(
+    db: web::Data<Db>,
+    probes: web::Data<Probes>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+    body: web::Json<UpdateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let target = super::required(body.target_version.as_deref(), "target_version")?;
+    require_control(&db, caller, id, "update").await?;
+    let update = probes.create(Kind::Update, id, Some(target))?;
+    Ok(HttpResponse::Ok().json(update))
+}
+
+/// Members of the runtime's workspace may read its pings and updates.
+async fn get_probe(
+    kind: Kind,
+    db: web::Data<Db>,
+    probes: web::Data<Probes>,
+    caller: AuthUser,
+    path: web::Path<(Id, Id)>,
+) -> Result<HttpResponse, ApiError> {
+    let (runtime, probe) = path.into_inner();
+    db.read(move |conn| require_member_runtime(conn, caller.user_id, runtime).map(|_| ()))
+        .await?;
+    let probe = probes.get(kind, runtime, probe).ok_or_else(|| {
+        ApiError::not_found(match kind {
+            Kind::Ping => "ping not found",
+            Kind::Update => "update not found",
+        })
+    })?;
+    Ok(HttpResponse::Ok().json(probe))
+}
+
+async fn get_ping(
+    db: web::Data<Db>,
+    probes: web::Data<Probes>,
+    caller: AuthUser,
+    path: web::Path<(Id, Id)>,
+) -> Result<HttpResponse, ApiError> {
+    get_probe(Kind::Ping, db, probes, caller, path).await
+}
+
+async fn get_update(
+    db: web::Data<Db>,
+    probes: web::Data<Probes>,
+    caller: AuthUser,
+    path: web::Path<(Id, Id)>,
+) -> Result<HttpResponse, ApiError> {
+    get_probe(Kind::Update, db, probes, caller, path).await
+}

@@ -1,0 +1,203 @@
+//! `agent_runtime` rows: registration upserts, heartbeats, listing, delete.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::{api_time, now};
+use crate::domain::Id;
+use crate::error::ApiError;
+
+/// A runtime as the API shows it (field for field the reference's shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct Runtime {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub daemon_id: Option<String>,
+    pub name: String,
+    pub runtime_mode: String,
+    pub provider: String,
+    pub status: String,
+    pub device_info: String,
+    /// Always a JSON object; `{}` when empty.
+    pub metadata: Value,
+    pub owner_id: Option<Id>,
+    pub last_seen_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
+     device_info, metadata, owner_id, last_seen_at, created_at, updated_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
+    let metadata: String = row.get(8)?;
+    let metadata = match serde_json::from_str(&metadata) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        _ => Value::Object(Default::default()),
+    };
+    Ok(Runtime {
+        id: row.get(0)?,
+        workspace_id: row.get(1)?,
+        daemon_id: row.get(2)?,
+        name: row.get(3)?,
+        runtime_mode: row.get(4)?,
+        provider: row.get(5)?,
+        status: row.get(6)?,
+        device_info: row.get(7)?,
+        metadata,
+        owner_id: row.get(9)?,
+        last_seen_at: row.get::<_, Option<String>>(10)?.as_deref().map(api_time),
+        created_at: api_time(&row.get::<_, String>(11)?),
+        updated_at: api_time(&row.get::<_, String>(12)?),
+    })
+}
+
+pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Runtime>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM agent_runtime WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+}
+
+/// A workspace's runtimes (optionally one owner's), oldest first.
+pub fn list(conn: &Connection, workspace: Id, owner: Option<Id>) -> rusqlite::Result<Vec<Runtime>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM agent_runtime
+         WHERE workspace_id = ?1 AND (?2 IS NULL OR owner_id = ?2)
+         ORDER BY created_at, rowid"
+    ))?;
+    let rows = stmt.query_map(params![workspace, owner], from_row)?;
+    rows.collect()
+}
+
+/// One runtime of a daemon's registration, already validated.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub workspace_id: Id,
+    pub daemon_id: String,
+    pub provider: String,
+    pub name: String,
+    pub status: &'static str,
+    pub device_info: String,
+    /// JSON object text.
+    pub metadata: String,
+    /// Owner for a new row; for an existing row see `keep_owner`.
+    pub owner: Option<Id>,
+    /// Daemon-token registrations keep the stored owner (filling it only if
+    /// it was empty); PAT registrations make the caller the owner.
+    pub keep_owner: bool,
+}
+
+/// Inserts or updates the runtime keyed by (workspace, daemon_id, provider)
+/// and returns it; the id of an existing row never changes.
+pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Runtime> {
+    let now = now();
+    let id: Id = conn.query_row(
+        "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
+             status, device_info, metadata, owner_id, last_seen_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 'local', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)
+         ON CONFLICT (workspace_id, daemon_id, provider) DO UPDATE SET
+             name = excluded.name,
+             runtime_mode = excluded.runtime_mode,
+             status = excluded.status,
+             device_info = excluded.device_info,
+             metadata = excluded.metadata,
+             last_seen_at = excluded.last_seen_at,
+             updated_at = excluded.updated_at,
+             owner_id = CASE WHEN ?11 THEN coalesce(agent_runtime.owner_id, excluded.owner_id)
+                             ELSE excluded.owner_id END
+         RETURNING id",
+        params![
+            Id::new(),
+            reg.workspace_id,
+            reg.daemon_id,
+            reg.name,
+            reg.provider,
+            reg.status,
+            reg.device_info,
+            reg.metadata,
+            reg.owner,
+            now,
+            reg.keep_owner
+        ],
+        |r| r.get(0),
+    )?;
+    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// Moves agents from this machine's old offline registrations to `target`:
+/// runtimes of the same workspace, provider and owner whose daemon_id is
+/// literally `<daemon_id>-` followed by anything (a profile suffix). The
+/// prefix is compared with `substr`, so `%` and `_` in ids are plain
+/// characters. Returns how many agents moved.
+pub fn migrate_agents(conn: &Connection, target: &Runtime) -> rusqlite::Result<usize> {
+    let (Some(owner), Some(daemon_id)) = (target.owner_id, target.daemon_id.as_deref()) else {
+        return Ok(0);
+    };
+    let prefix = format!("{daemon_id}-");
+    conn.execute(
+        "UPDATE agent SET runtime_id = ?1, updated_at = ?6
+         WHERE runtime_id IN (
+             SELECT id FROM agent_runtime
+             WHERE workspace_id = ?2 AND provider = ?3 AND owner_id = ?4
+               AND status = 'offline' AND id <> ?1
+               AND substr(daemon_id, 1, length(?5)) = ?5)",
+        params![
+            target.id,
+            target.workspace_id,
+            target.provider,
+            owner,
+            prefix,
+            now()
+        ],
+    )
+}
+
+/// Marks a runtime online and seen now. `false` when it does not exist.
+pub fn heartbeat(conn: &Connection, id: Id) -> rusqlite::Result<bool> {
+    let now = now();
+    let changed = conn.execute(
+        "UPDATE agent_runtime SET status = 'online', last_seen_at = ?2, updated_at = ?2
+         WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(changed > 0)
+}
+
+/// Marks a runtime offline (it stays, with its agents, for the daemon's
+/// return).
+pub fn set_offline(conn: &Connection, id: Id) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE agent_runtime SET status = 'offline', updated_at = ?2 WHERE id = ?1",
+        params![id, now()],
+    )?;
+    Ok(())
+}
+
+pub fn count_active_agents(conn: &Connection, id: Id) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM agent WHERE runtime_id = ?1 AND archived_at IS NULL",
+        [id],
+        |r| r.get(0),
+    )
+}
+
+/// Deletes a runtime and its archived agents; 409 while an active agent is
+/// bound to it. Task history keeps its rows (their runtime/agent become
+/// NULL through the schema's ON DELETE SET NULL).
+pub fn delete(conn: &Connection, id: Id) -> Result<(), ApiError> {
+    if count_active_agents(conn, id)? > 0 {
+        return Err(ApiError::conflict(
+            "cannot delete runtime: it has active agents bound to it. Archive or reassign the agents first.",
+        ));
+    }
+    conn.execute(
+        "DELETE FROM agent WHERE runtime_id = ?1 AND archived_at IS NOT NULL",
+        [id],
+    )?;
+    conn.execute("DELETE FROM agent_runtime WHERE id = ?1", [id])?;
+    Ok(())
+}

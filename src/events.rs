@@ -1,0 +1,56 @@
+//! The in-process event bus: handlers and background jobs publish workspace
+//! events after their transaction commits; subscribers (the event stream)
+//! each get a bounded buffer, so a slow subscriber loses old events rather
+//! than blocking a publisher.
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::domain::Id;
+
+/// Events buffered per subscriber before the oldest are dropped.
+const BUFFER: usize = 1024;
+
+pub const DAEMON_REGISTER: &str = "daemon:register";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// `daemon:register`, `task:…`, `agent:status`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub workspace_id: Id,
+    pub payload: Value,
+}
+
+#[derive(Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Event>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> EventBus {
+        let (sender, _) = broadcast::channel(BUFFER);
+        EventBus { sender }
+    }
+
+    /// Publishes to every current subscriber; never blocks, and having no
+    /// subscriber is not an error.
+    pub fn publish(&self, kind: &'static str, workspace_id: Id, payload: Value) {
+        let _ = self.sender.send(Event {
+            kind,
+            workspace_id,
+            payload,
+        });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+}

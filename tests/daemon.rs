@@ -1,0 +1,427 @@
+//! The daemon protocol: register, deregister, heartbeat (SPEC §5).
+
+mod common;
+
+use agenthub::domain::Role;
+use common::{registration, spawn_app};
+use serde_json::json;
+
+#[actix_web::test]
+async fn register_creates_runtimes_with_the_protocol_defaults() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let body = json!({
+        "workspace_id": format!("  {ws} "),
+        "daemon_id": "  ada-mbp  ",
+        "device_name": " mbp ",
+        "cli_version": "0.9.1",
+        "runtimes": [
+            {"type": "claude", "version": "1.2.3"},
+            {"name": "My Codex", "type": "codex", "version": "", "status": "offline"},
+            {}
+        ]
+    });
+    let r = app.post("/api/daemon/register", &alice.token, body).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["repos"], json!([]));
+    let rts = r.body["runtimes"].as_array().unwrap();
+    assert_eq!(rts.len(), 3);
+
+    let claude = &rts[0];
+    let mut keys: Vec<&str> = claude
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "daemon_id",
+            "device_info",
+            "id",
+            "last_seen_at",
+            "metadata",
+            "name",
+            "owner_id",
+            "provider",
+            "runtime_mode",
+            "status",
+            "updated_at",
+            "workspace_id"
+        ]
+    );
+    assert_eq!(claude["workspace_id"], ws.as_str());
+    assert_eq!(claude["daemon_id"], "ada-mbp");
+    assert_eq!(claude["name"], "claude (mbp)");
+    assert_eq!(claude["provider"], "claude");
+    assert_eq!(claude["runtime_mode"], "local");
+    assert_eq!(claude["status"], "online");
+    assert_eq!(claude["device_info"], "mbp · 1.2.3");
+    assert_eq!(
+        claude["metadata"],
+        json!({"version": "1.2.3", "cli_version": "0.9.1"})
+    );
+    assert_eq!(claude["owner_id"], alice.id.as_str());
+    let seen = claude["last_seen_at"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(seen).is_ok() && seen.ends_with('Z'));
+
+    assert_eq!(rts[1]["name"], "My Codex");
+    assert_eq!(rts[1]["status"], "offline");
+    assert_eq!(rts[1]["device_info"], "mbp");
+    assert_eq!(rts[2]["provider"], "unknown");
+    assert_eq!(rts[2]["name"], "unknown (mbp)");
+    assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 3);
+}
+
+#[actix_web::test]
+async fn register_refuses_incomplete_requests_and_writes_nothing() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let cases = [
+        (
+            json!({"daemon_id": "d", "runtimes": [{"type": "claude"}]}),
+            "workspace_id is required",
+        ),
+        (
+            json!({"workspace_id": " ", "daemon_id": "d", "runtimes": [{}]}),
+            "workspace_id is required",
+        ),
+        (
+            json!({"workspace_id": ws, "daemon_id": "  ", "runtimes": [{}]}),
+            "daemon_id is required",
+        ),
+        (
+            json!({"workspace_id": ws, "daemon_id": "d", "runtimes": []}),
+            "at least one runtime is required",
+        ),
+        (
+            json!({"workspace_id": ws, "daemon_id": "d"}),
+            "at least one runtime is required",
+        ),
+    ];
+    for (body, message) in cases {
+        let r = app.post("/api/daemon/register", &alice.token, body).await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.error(), message);
+    }
+    let r = app
+        .post(
+            "/api/daemon/register",
+            &alice.token,
+            registration("12345", "d", &["claude"]),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.error().starts_with("invalid workspace_id"),
+        "{}",
+        r.error()
+    );
+    assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 0);
+}
+
+#[actix_web::test]
+async fn re_register_keeps_the_runtime_id() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let first = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    app.sql()
+        .execute("UPDATE agent_runtime SET status = 'offline'", [])
+        .unwrap();
+    let mut body = registration(&ws, "mbp", &["claude"]);
+    body["runtimes"][0]["version"] = json!("2.0.0");
+    let r = app.post("/api/daemon/register", &alice.token, body).await;
+    assert_eq!(r.body["runtimes"][0]["id"], first.as_str());
+    assert_eq!(r.body["runtimes"][0]["status"], "online");
+    assert_eq!(r.body["runtimes"][0]["device_info"], "mbp · 2.0.0");
+    assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 1);
+}
+
+#[actix_web::test]
+async fn daemon_token_registration_keeps_the_owner() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let id = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let bobs_token = app.daemon_token(&bob.token, &ws, "mbp").await;
+    let r = app
+        .register(&bobs_token, &ws, "mbp", &["claude", "codex"])
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["runtimes"][0]["id"], id.as_str());
+    assert_eq!(r.body["runtimes"][0]["owner_id"], alice.id.as_str());
+    // a runtime first registered with a daemon token belongs to its minter
+    assert_eq!(r.body["runtimes"][1]["owner_id"], bob.id.as_str());
+    // a PAT registration makes the caller the owner
+    let r = app.register(&bob.token, &ws, "mbp", &["claude"]).await;
+    assert_eq!(r.body["runtimes"][0]["owner_id"], bob.id.as_str());
+}
+
+#[actix_web::test]
+async fn registration_is_all_or_nothing() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    // make the database refuse one runtime of the batch
+    app.sql()
+        .execute_batch(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON agent_runtime
+             WHEN NEW.provider = 'boom' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .unwrap();
+    let r = app
+        .register(&alice.token, &ws, "mbp", &["claude", "boom"])
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.error(), "internal server error");
+    assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 0);
+}
+
+#[actix_web::test]
+async fn fifty_concurrent_registrations_make_one_runtime() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let replies = futures_util::future::join_all(
+        (0..50).map(|_| app.register(&alice.token, &ws, "mbp", &["claude"])),
+    )
+    .await;
+    let ids: std::collections::HashSet<String> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body["runtimes"][0]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 1);
+}
+
+#[actix_web::test]
+async fn agents_move_from_this_machines_old_offline_runtimes_only() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let (_, other_ws) = app.init_user("carol@example.com");
+    app.sql()
+        .execute(
+            "INSERT INTO member (id, workspace_id, user_id, role, created_at)
+             VALUES ('77777777-7777-4777-8777-777777777777', ?1, ?2, 'member', '2026-01-01T00:00:00.000Z')",
+            [&other_ws, &alice.id],
+        )
+        .unwrap();
+
+    // (daemon_id, provider, owner token, workspace, offline?) → moves?
+    let cases = [
+        ("mbp-staging", "claude", &alice.token, &ws, true, true),
+        ("mbp-", "claude", &alice.token, &ws, true, true),
+        ("mbp-online", "claude", &alice.token, &ws, false, false),
+        ("mbp2", "claude", &alice.token, &ws, true, false),
+        ("other-mbp-x", "claude", &alice.token, &ws, true, false),
+        ("mbp-codex", "codex", &alice.token, &ws, true, false),
+        ("mbp-bob", "claude", &bob.token, &ws, true, false),
+        (
+            "mbp-elsewhere",
+            "claude",
+            &alice.token,
+            &other_ws,
+            true,
+            false,
+        ),
+    ];
+    let mut agents = Vec::new();
+    for (daemon, provider, token, workspace, offline, moves) in cases {
+        let rt = app.runtime(token, workspace, daemon, provider).await;
+        if offline {
+            app.sql()
+                .execute(
+                    "UPDATE agent_runtime SET status = 'offline' WHERE id = ?1",
+                    [&rt],
+                )
+                .unwrap();
+        }
+        let owner = if *token == bob.token {
+            &bob.id
+        } else {
+            &alice.id
+        };
+        agents.push((
+            app.insert_agent(workspace, &rt, owner, false),
+            rt,
+            moves,
+            daemon,
+        ));
+    }
+    let target = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    for (agent, old, moves, daemon) in agents {
+        let now = app.agent_runtime(&agent);
+        if moves {
+            assert_eq!(now, target, "{daemon} should have moved");
+        } else {
+            assert_eq!(now, old, "{daemon} should have stayed");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn wildcards_in_daemon_ids_are_literal() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let mut agents = Vec::new();
+    for daemon in ["axb-1", "abc-2", "a_b-3", "a%-4"] {
+        let rt = app.runtime(&alice.token, &ws, daemon, "claude").await;
+        app.sql()
+            .execute(
+                "UPDATE agent_runtime SET status = 'offline' WHERE id = ?1",
+                [&rt],
+            )
+            .unwrap();
+        agents.push((daemon, app.insert_agent(&ws, &rt, &alice.id, false)));
+    }
+    let under = app.runtime(&alice.token, &ws, "a_b", "claude").await;
+    let percent = app.runtime(&alice.token, &ws, "a%", "claude").await;
+    for (daemon, agent) in agents {
+        let expected = match daemon {
+            "a_b-3" => Some(&under),
+            "a%-4" => Some(&percent),
+            _ => None,
+        };
+        let now = app.agent_runtime(&agent);
+        match expected {
+            Some(target) => assert_eq!(&now, target, "{daemon}"),
+            None => assert!(now != under && now != percent, "{daemon} moved"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn heartbeat_marks_online_and_answers_404_when_gone() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    app.sql()
+        .execute(
+            "UPDATE agent_runtime SET status = 'offline', last_seen_at = '2026-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    let r = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, json!({"status": "ok"}));
+    assert_eq!(app.runtime_status(&rt), "online");
+    let seen: String = app
+        .sql()
+        .query_row("SELECT last_seen_at FROM agent_runtime", [], |r| r.get(0))
+        .unwrap();
+    assert!(seen.as_str() > "2026-01-01T00:00:01");
+
+    let r = app
+        .delete(&format!("/api/runtimes/{rt}"), &alice.token)
+        .await;
+    assert_eq!(r.status, 200);
+    let r = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "runtime not found");
+
+    let r = app
+        .post("/api/daemon/heartbeat", &alice.token, json!({}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "runtime_id is required");
+    let r = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": "abc"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
+
+#[actix_web::test]
+async fn deregister_marks_reachable_runtimes_offline_and_skips_the_rest() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let (mallory, mws) = app.init_user("mallory@example.com");
+    let mine = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let theirs = app.runtime(&mallory.token, &mws, "evil", "claude").await;
+    let token = app.daemon_token(&alice.token, &ws, "mbp").await;
+    let r = app
+        .post(
+            "/api/daemon/deregister",
+            &token,
+            json!({"runtime_ids": [mine, theirs, "00000000-0000-4000-8000-000000000000"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, json!({"status": "ok"}));
+    assert_eq!(app.runtime_status(&mine), "offline");
+    assert_eq!(app.runtime_status(&theirs), "online");
+}
+
+#[actix_web::test]
+async fn daemon_token_reaches_only_its_own_workspace() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let (bob, bws) = app.init_user("bob@example.com");
+    let bobs_runtime = app.runtime(&bob.token, &bws, "bob-mbp", "claude").await;
+    let token = app.daemon_token(&alice.token, &ws, "mbp").await;
+
+    let r = app.register(&token, &bws, "mbp", &["claude"]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "workspace not found");
+
+    let r = app
+        .post(
+            "/api/daemon/heartbeat",
+            &token,
+            json!({"runtime_id": bobs_runtime}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "runtime not found");
+
+    let ping = app
+        .post(
+            &format!("/api/runtimes/{bobs_runtime}/ping"),
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    let ping_id = ping.body["id"].as_str().unwrap();
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{bobs_runtime}/ping/{ping_id}/result"),
+            &token,
+            json!({"status": "completed"}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "runtime not found");
+    let get = app
+        .get(
+            &format!("/api/runtimes/{bobs_runtime}/ping/{ping_id}"),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(get.body["status"], "pending");
+
+    // a PAT user reaches only workspaces they belong to, too
+    let r = app.register(&alice.token, &bws, "mbp", &["claude"]).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 1);
+    assert_eq!(app.runtime_status(&bobs_runtime), "online");
+}
