@@ -4,7 +4,7 @@
 //! than blocking a publisher.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use crate::domain::Id;
@@ -13,6 +13,7 @@ use crate::domain::Id;
 const BUFFER: usize = 1024;
 
 pub const DAEMON_REGISTER: &str = "daemon:register";
+pub const AGENT_STATUS: &str = "agent:status";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -48,6 +49,24 @@ impl EventBus {
             workspace_id,
             payload,
         });
+    }
+
+    /// `agent:status {agent_id, status}`.
+    pub fn agent_status(&self, workspace_id: Id, agent_id: Id, status: &str) {
+        self.publish(
+            AGENT_STATUS,
+            workspace_id,
+            json!({"agent_id": agent_id, "status": status}),
+        );
+    }
+
+    /// `task:<what> {task_id, agent_id}`.
+    pub fn task(&self, kind: &'static str, workspace_id: Id, task_id: Id, agent_id: Option<Id>) {
+        self.publish(
+            kind,
+            workspace_id,
+            json!({"task_id": task_id, "agent_id": agent_id}),
+        );
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

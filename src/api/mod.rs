@@ -2,9 +2,11 @@
 //! validates, checks access (extractors from `auth`), calls the `db` layer
 //! and maps the result to JSON.
 
+pub mod agents;
 pub mod daemon;
 pub mod me;
 pub mod runtimes;
+pub mod tasks;
 pub mod tokens;
 pub mod workspaces;
 
@@ -16,6 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health)).service(
         web::scope("/api")
             .configure(me::configure)
+            .configure(agents::configure)
+            .configure(tasks::configure)
             .configure(daemon::configure)
             .configure(runtimes::configure)
             .configure(tokens::configure)
@@ -47,4 +51,17 @@ pub fn required(value: Option<&str>, field: &str) -> Result<String, crate::error
         )));
     }
     Ok(trimmed.to_string())
+}
+
+/// A JSON body that daemons may also leave empty: `Ok(None)` for no body,
+/// 400 for malformed JSON (never silently ignored).
+pub fn optional_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<Option<T>, crate::error::ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| crate::error::ApiError::bad_request(format!("invalid request body: {e}")))
 }

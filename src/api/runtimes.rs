@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::access::{controls_runtime, require_member_runtime};
 use crate::auth::{AuthUser, WorkspaceAccess};
-use crate::db::{runtimes, Db};
+use crate::db::{runtimes, tasks, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
@@ -15,6 +15,7 @@ use crate::probes::{Kind, Probes};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/runtimes", web::get().to(list))
         .route("/runtimes/{id}", web::delete().to(delete))
+        .route("/runtimes/{id}/activity", web::get().to(activity))
         .route("/runtimes/{id}/ping", web::post().to(start_ping))
         .route("/runtimes/{id}/ping/{ping_id}", web::get().to(get_ping))
         .route("/runtimes/{id}/update", web::post().to(start_update))
@@ -72,6 +73,23 @@ async fn delete(
         json!({"action": "delete", "runtime_id": id}),
     );
     Ok(super::ok())
+}
+
+/// `[{hour, count}]`: how many of the runtime's tasks started in each hour
+/// of the day (UTC); members of the runtime's workspace only.
+async fn activity(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let rows = db
+        .read(move |conn| {
+            require_member_runtime(conn, caller.user_id, id)?;
+            Ok(tasks::hourly_activity(conn, id)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
 }
 
 /// The runtime, if `caller` may start a ping or update on it: a ping runs

@@ -18,7 +18,9 @@
 //! handler (which sleeps in steps of up to 100 ms and would turn contention
 //! into latency or `SQLITE_BUSY`).
 
+pub mod agents;
 pub mod runtimes;
+pub mod tasks;
 pub mod tokens;
 pub mod users;
 pub mod workspaces;

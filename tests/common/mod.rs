@@ -331,3 +331,77 @@ impl TestApp {
             .expect("runtime")
     }
 }
+
+impl TestApp {
+    /// `POST /api/agents` in `workspace` on `runtime`, with extra fields.
+    pub async fn create_agent(
+        &self,
+        token: &str,
+        workspace: &str,
+        runtime: &str,
+        extra: Value,
+    ) -> Reply {
+        let mut body = serde_json::json!({"name": "helper", "runtime_id": runtime});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+        self.request_with_headers(
+            "POST",
+            "/api/agents",
+            Some(token),
+            Some(&body.to_string()),
+            &[("X-Workspace-ID", workspace)],
+        )
+        .await
+    }
+
+    /// Creates an agent and returns its id.
+    pub async fn agent(&self, token: &str, workspace: &str, runtime: &str, extra: Value) -> String {
+        let r = self.create_agent(token, workspace, runtime, extra).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Queues a task and returns its id.
+    pub async fn task(&self, token: &str, agent: &str, prompt: &str, priority: i64) -> String {
+        let r = self
+            .post(
+                &format!("/api/agents/{agent}/tasks"),
+                token,
+                serde_json::json!({"prompt": prompt, "priority": priority}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// `POST /api/daemon/runtimes/{runtime}/tasks/claim`.
+    pub async fn claim(&self, token: &str, runtime: &str) -> Reply {
+        self.post(
+            &format!("/api/daemon/runtimes/{runtime}/tasks/claim"),
+            token,
+            serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub fn task_status(&self, task: &str) -> String {
+        self.sql()
+            .query_row(
+                "SELECT status FROM agent_task_queue WHERE id = ?1",
+                [task],
+                |r| r.get(0),
+            )
+            .expect("task")
+    }
+
+    pub fn agent_status(&self, agent: &str) -> String {
+        self.sql()
+            .query_row("SELECT status FROM agent WHERE id = ?1", [agent], |r| {
+                r.get(0)
+            })
+            .expect("agent")
+    }
+}

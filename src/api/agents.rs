@@ -1,0 +1,321 @@
+//! Agents: list, create, read, edit, archive, restore; and the user side of
+//! their task queue (queue work, list it).
+
+use actix_web::{web, HttpResponse};
+use rusqlite::Connection;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::required;
+use crate::access::{require_agent, require_agent_editor};
+use crate::auth::{AuthUser, WorkspaceAccess};
+use crate::db::agents::{self, Agent, AgentFields};
+use crate::db::{runtimes, tasks, Db};
+use crate::domain::Id;
+use crate::error::ApiError;
+use crate::events::EventBus;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/agents", web::get().to(list))
+        .route("/agents", web::post().to(create))
+        .route("/agents/{id}", web::get().to(get))
+        .route("/agents/{id}", web::put().to(update))
+        .route("/agents/{id}/archive", web::post().to(archive))
+        .route("/agents/{id}/restore", web::post().to(restore))
+        .route("/agents/{id}/tasks", web::get().to(list_tasks))
+        .route("/agents/{id}/tasks", web::post().to(create_task));
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    include_archived: Option<String>,
+}
+
+async fn list(
+    db: web::Data<Db>,
+    access: WorkspaceAccess,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let include_archived = match query.include_archived.as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "include_archived must be true or false",
+            ))
+        }
+    };
+    let rows = db
+        .read(move |conn| {
+            Ok(agents::list(
+                conn,
+                access.workspace_id,
+                access.user_id,
+                access.role.is_manager(),
+                include_archived,
+            )?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// The body of create and update: every field optional, validated against
+/// the agent's current values (or the defaults) by [`AgentRequest::merge`].
+#[derive(Deserialize)]
+struct AgentRequest {
+    name: Option<String>,
+    description: Option<String>,
+    instructions: Option<String>,
+    avatar_url: Option<String>,
+    runtime_id: Option<String>,
+    runtime_config: Option<Value>,
+    visibility: Option<String>,
+    status: Option<String>,
+    max_concurrent_tasks: Option<i64>,
+}
+
+const STATUSES: [&str; 5] = ["idle", "working", "blocked", "error", "offline"];
+
+impl AgentRequest {
+    /// Applies the request to `current` (None: a new agent) and checks every
+    /// value the schema would refuse, so a CHECK never turns into a 500. The
+    /// runtime must belong to `workspace`; its mode is copied.
+    fn merge(
+        self,
+        conn: &Connection,
+        workspace: Id,
+        current: Option<&Agent>,
+    ) -> Result<AgentFields, ApiError> {
+        let name = match (self.name, current) {
+            (Some(name), _) => required(Some(&name), "name")?,
+            (None, Some(agent)) => agent.name.clone(),
+            (None, None) => return Err(ApiError::bad_request("name is required")),
+        };
+        let runtime_id = match (self.runtime_id, current) {
+            (Some(raw), _) => raw
+                .trim()
+                .parse::<Id>()
+                .map_err(|_| ApiError::bad_request("invalid runtime_id"))?,
+            (None, Some(agent)) => agent.runtime_id,
+            (None, None) => return Err(ApiError::bad_request("runtime_id is required")),
+        };
+        let runtime = runtimes::get(conn, runtime_id)?
+            .filter(|r| r.workspace_id == workspace)
+            .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
+        let visibility = self
+            .visibility
+            .or_else(|| current.map(|a| a.visibility.clone()))
+            .unwrap_or_else(|| "private".to_string());
+        if !matches!(visibility.as_str(), "workspace" | "private") {
+            return Err(ApiError::bad_request(
+                "visibility must be workspace or private",
+            ));
+        }
+        let status = self
+            .status
+            .or_else(|| current.map(|a| a.status.clone()))
+            .unwrap_or_else(|| "idle".to_string());
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(ApiError::bad_request(
+                "status must be idle, working, blocked, error or offline",
+            ));
+        }
+        let max_concurrent_tasks = self
+            .max_concurrent_tasks
+            .or(current.map(|a| a.max_concurrent_tasks))
+            .unwrap_or(6);
+        if !(1..=100).contains(&max_concurrent_tasks) {
+            return Err(ApiError::bad_request(
+                "max_concurrent_tasks must be between 1 and 100",
+            ));
+        }
+        let runtime_config = match (self.runtime_config, current) {
+            (Some(Value::Object(map)), _) => Value::Object(map),
+            (Some(Value::Null), _) | (None, None) => json!({}),
+            (Some(_), _) => return Err(ApiError::bad_request("runtime_config must be an object")),
+            (None, Some(agent)) => agent.runtime_config.clone(),
+        };
+        let text = |new: Option<String>, old: Option<&String>| {
+            new.map(|s| s.trim().to_string())
+                .or_else(|| old.cloned())
+                .unwrap_or_default()
+        };
+        Ok(AgentFields {
+            runtime_id,
+            runtime_mode: runtime.runtime_mode,
+            name,
+            description: text(self.description, current.map(|a| &a.description)),
+            instructions: text(self.instructions, current.map(|a| &a.instructions)),
+            avatar_url: self
+                .avatar_url
+                .or_else(|| current.and_then(|a| a.avatar_url.clone())),
+            runtime_config: runtime_config.to_string(),
+            visibility,
+            status,
+            max_concurrent_tasks,
+        })
+    }
+}
+
+async fn create(
+    db: web::Data<Db>,
+    access: WorkspaceAccess,
+    body: web::Json<AgentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    if !access.role.is_manager() {
+        return Err(ApiError::forbidden(
+            "only workspace owners and admins can create agents",
+        ));
+    }
+    let body = body.into_inner();
+    let agent = db
+        .write(move |tx| {
+            let fields = body.merge(tx, access.workspace_id, None)?;
+            Ok(agents::insert(
+                tx,
+                access.workspace_id,
+                access.user_id,
+                &fields,
+            )?)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(agent))
+}
+
+async fn get(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (agent, _) = db
+        .read(move |conn| require_agent(conn, caller.user_id, id))
+        .await?;
+    Ok(HttpResponse::Ok().json(agent))
+}
+
+async fn update(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+    body: web::Json<AgentRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let body = body.into_inner();
+    let agent = db
+        .write(move |tx| {
+            let (agent, role) = require_agent(tx, caller.user_id, id)?;
+            require_agent_editor(&agent, caller.user_id, role)?;
+            let fields = body.merge(tx, agent.workspace_id, Some(&agent))?;
+            Ok(agents::update(tx, id, &fields)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(agent))
+}
+
+/// Archiving cancels the agent's unfinished tasks in the same transaction.
+async fn archive(
+    db: web::Data<Db>,
+    events: web::Data<EventBus>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (agent, cancelled, status) = db
+        .write(move |tx| {
+            let (agent, role) = require_agent(tx, caller.user_id, id)?;
+            require_agent_editor(&agent, caller.user_id, role)?;
+            if agent.archived_at.is_some() {
+                return Err(ApiError::conflict("agent is already archived"));
+            }
+            let cancelled = tasks::cancel_for_agent(tx, id)?;
+            let status = agents::reconcile_status(tx, id)?;
+            let agent = agents::set_archived(tx, id, Some(caller.user_id))?;
+            Ok((agent, cancelled, status))
+        })
+        .await?;
+    for task in cancelled {
+        events.task("task:cancelled", agent.workspace_id, task, Some(agent.id));
+    }
+    if let Some(status) = status {
+        events.agent_status(agent.workspace_id, agent.id, &status);
+    }
+    Ok(HttpResponse::Ok().json(agent))
+}
+
+async fn restore(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let agent = db
+        .write(move |tx| {
+            let (agent, role) = require_agent(tx, caller.user_id, id)?;
+            require_agent_editor(&agent, caller.user_id, role)?;
+            if agent.archived_at.is_none() {
+                return Err(ApiError::conflict("agent is not archived"));
+            }
+            Ok(agents::set_archived(tx, id, None)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(agent))
+}
+
+async fn list_tasks(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let rows = db
+        .read(move |conn| {
+            require_agent(conn, caller.user_id, id)?;
+            Ok(tasks::list_for_agent(conn, id)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Deserialize)]
+struct CreateTask {
+    prompt: Option<String>,
+    #[serde(default)]
+    priority: i64,
+    issue_id: Option<String>,
+}
+
+/// Queues work for an agent; any member who can see the agent may.
+async fn create_task(
+    db: web::Data<Db>,
+    events: web::Data<EventBus>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+    body: web::Json<CreateTask>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let body = body.into_inner();
+    let prompt = required(body.prompt.as_deref(), "prompt")?;
+    let issue_id = body
+        .issue_id
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let task = db
+        .write(move |tx| {
+            let (agent, _) = require_agent(tx, caller.user_id, id)?;
+            if agent.archived_at.is_some() {
+                return Err(ApiError::conflict("agent is archived"));
+            }
+            Ok(tasks::insert(
+                tx,
+                agent.workspace_id,
+                id,
+                &prompt,
+                body.priority,
+                issue_id.as_deref(),
+            )?)
+        })
+        .await?;
+    events.task("task:queued", task.workspace_id, task.id, task.agent_id);
+    Ok(HttpResponse::Created().json(task))
+}

@@ -1,0 +1,196 @@
+//! `agent` rows.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::{api_time, now};
+use crate::domain::Id;
+
+/// An agent as the API shows it (the reference's agent JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct Agent {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub runtime_id: Id,
+    pub name: String,
+    pub description: String,
+    pub instructions: String,
+    pub avatar_url: Option<String>,
+    pub runtime_mode: String,
+    pub runtime_config: Value,
+    pub visibility: String,
+    pub status: String,
+    pub max_concurrent_tasks: i64,
+    pub owner_id: Option<Id>,
+    /// Kept for wire compatibility; agenthub has no skills.
+    pub skills: Vec<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+    pub archived_by: Option<Id>,
+}
+
+const COLUMNS: &str = "id, workspace_id, runtime_id, name, description, instructions, avatar_url, \
+     runtime_mode, runtime_config, visibility, status, max_concurrent_tasks, owner_id, \
+     created_at, updated_at, archived_at, archived_by";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
+    let config: String = row.get(8)?;
+    Ok(Agent {
+        id: row.get(0)?,
+        workspace_id: row.get(1)?,
+        runtime_id: row.get(2)?,
+        name: row.get(3)?,
+        description: row.get(4)?,
+        instructions: row.get(5)?,
+        avatar_url: row.get(6)?,
+        runtime_mode: row.get(7)?,
+        runtime_config: serde_json::from_str(&config).unwrap_or(Value::Null),
+        visibility: row.get(9)?,
+        status: row.get(10)?,
+        max_concurrent_tasks: row.get(11)?,
+        owner_id: row.get(12)?,
+        skills: Vec::new(),
+        created_at: api_time(&row.get::<_, String>(13)?),
+        updated_at: api_time(&row.get::<_, String>(14)?),
+        archived_at: row.get::<_, Option<String>>(15)?.as_deref().map(api_time),
+        archived_by: row.get(16)?,
+    })
+}
+
+/// The writable fields of an agent, validated by the API layer.
+#[derive(Debug, Clone)]
+pub struct AgentFields {
+    pub runtime_id: Id,
+    pub runtime_mode: String,
+    pub name: String,
+    pub description: String,
+    pub instructions: String,
+    pub avatar_url: Option<String>,
+    /// JSON text.
+    pub runtime_config: String,
+    pub visibility: String,
+    pub status: String,
+    pub max_concurrent_tasks: i64,
+}
+
+pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Agent>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM agent WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+}
+
+/// The workspace's agents that `viewer` may see (workspace-visible ones,
+/// their own, or all of them for `see_private`), oldest first.
+pub fn list(
+    conn: &Connection,
+    workspace: Id,
+    viewer: Id,
+    see_private: bool,
+    include_archived: bool,
+) -> rusqlite::Result<Vec<Agent>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM agent
+         WHERE workspace_id = ?1
+           AND (?3 OR visibility = 'workspace' OR owner_id = ?2)
+           AND (?4 OR archived_at IS NULL)
+         ORDER BY created_at, rowid"
+    ))?;
+    let rows = stmt.query_map(
+        params![workspace, viewer, see_private, include_archived],
+        from_row,
+    )?;
+    rows.collect()
+}
+
+pub fn insert(
+    conn: &Connection,
+    workspace: Id,
+    owner: Id,
+    fields: &AgentFields,
+) -> rusqlite::Result<Agent> {
+    let id = Id::new();
+    let now = now();
+    conn.execute(
+        "INSERT INTO agent (id, workspace_id, runtime_id, name, description, instructions,
+             avatar_url, runtime_mode, runtime_config, visibility, status, max_concurrent_tasks,
+             owner_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+        params![
+            id,
+            workspace,
+            fields.runtime_id,
+            fields.name,
+            fields.description,
+            fields.instructions,
+            fields.avatar_url,
+            fields.runtime_mode,
+            fields.runtime_config,
+            fields.visibility,
+            fields.status,
+            fields.max_concurrent_tasks,
+            owner,
+            now
+        ],
+    )?;
+    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+pub fn update(conn: &Connection, id: Id, fields: &AgentFields) -> rusqlite::Result<Agent> {
+    conn.execute(
+        "UPDATE agent SET runtime_id = ?2, name = ?3, description = ?4, instructions = ?5,
+             avatar_url = ?6, runtime_mode = ?7, runtime_config = ?8, visibility = ?9,
+             status = ?10, max_concurrent_tasks = ?11, updated_at = ?12
+         WHERE id = ?1",
+        params![
+            id,
+            fields.runtime_id,
+            fields.name,
+            fields.description,
+            fields.instructions,
+            fields.avatar_url,
+            fields.runtime_mode,
+            fields.runtime_config,
+            fields.visibility,
+            fields.status,
+            fields.max_concurrent_tasks,
+            now()
+        ],
+    )?;
+    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// Sets or clears the archive mark.
+pub fn set_archived(conn: &Connection, id: Id, by: Option<Id>) -> rusqlite::Result<Agent> {
+    let now = now();
+    conn.execute(
+        "UPDATE agent SET archived_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END,
+             archived_by = ?2, updated_at = ?3
+         WHERE id = ?1",
+        params![id, by, now],
+    )?;
+    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// Sets the agent's status to `working` while it has dispatched or running
+/// tasks and `idle` otherwise. Returns the new status when it changed.
+pub fn reconcile_status(conn: &Connection, id: Id) -> rusqlite::Result<Option<String>> {
+    let status: Option<String> = conn
+        .query_row(
+            "UPDATE agent SET status = new.status, updated_at = ?2
+             FROM (SELECT CASE WHEN EXISTS (
+                       SELECT 1 FROM agent_task_queue
+                       WHERE agent_id = ?1 AND status IN ('dispatched', 'running'))
+                   THEN 'working' ELSE 'idle' END AS status) AS new
+             WHERE agent.id = ?1 AND agent.status <> new.status
+             RETURNING agent.status",
+            params![id, now()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(status)
+}

@@ -1,0 +1,231 @@
+//! `agent_task_queue` rows: queueing, the atomic claim, state transitions
+//! and the hourly activity of a runtime.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::db::{api_time, now};
+use crate::domain::Id;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub agent_id: Option<Id>,
+    pub runtime_id: Option<Id>,
+    pub issue_id: Option<String>,
+    pub status: String,
+    pub priority: i64,
+    pub prompt: String,
+    pub dispatched_at: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub created_at: String,
+}
+
+const COLUMNS: &str =
+    "id, workspace_id, agent_id, runtime_id, issue_id, status, priority, prompt, \
+     dispatched_at, started_at, completed_at, result, error, created_at";
+
+fn opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<String>> {
+    Ok(row.get::<_, Option<String>>(idx)?.as_deref().map(api_time))
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
+    let result: Option<String> = row.get(11)?;
+    Ok(Task {
+        id: row.get(0)?,
+        workspace_id: row.get(1)?,
+        agent_id: row.get(2)?,
+        runtime_id: row.get(3)?,
+        issue_id: row.get(4)?,
+        status: row.get(5)?,
+        priority: row.get(6)?,
+        prompt: row.get(7)?,
+        dispatched_at: opt_time(row, 8)?,
+        started_at: opt_time(row, 9)?,
+        completed_at: opt_time(row, 10)?,
+        result: result.and_then(|r| serde_json::from_str(&r).ok()),
+        error: row.get(12)?,
+        created_at: api_time(&row.get::<_, String>(13)?),
+    })
+}
+
+pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM agent_task_queue WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+}
+
+pub fn insert(
+    conn: &Connection,
+    workspace: Id,
+    agent: Id,
+    prompt: &str,
+    priority: i64,
+    issue_id: Option<&str>,
+) -> rusqlite::Result<Task> {
+    let id = Id::new();
+    conn.execute(
+        "INSERT INTO agent_task_queue (id, workspace_id, agent_id, status, priority, prompt,
+             issue_id, created_at)
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
+        params![id, workspace, agent, priority, prompt, issue_id, now()],
+    )?;
+    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// An agent's tasks, newest first.
+pub fn list_for_agent(conn: &Connection, agent: Id) -> rusqlite::Result<Vec<Task>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM agent_task_queue WHERE agent_id = ?1
+         ORDER BY created_at DESC, rowid DESC"
+    ))?;
+    let rows = stmt.query_map([agent], from_row)?;
+    rows.collect()
+}
+
+/// Queued tasks of the agents bound to `runtime` and tasks dispatched to
+/// it, in claim order.
+pub fn pending_for_runtime(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Task>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM agent_task_queue
+         WHERE (status = 'queued' AND agent_id IN
+                   (SELECT id FROM agent WHERE runtime_id = ?1 AND archived_at IS NULL))
+            OR (status = 'dispatched' AND runtime_id = ?1)
+         ORDER BY status = 'queued', priority DESC, created_at, rowid"
+    ))?;
+    let rows = stmt.query_map([runtime], from_row)?;
+    rows.collect()
+}
+
+/// Dispatches the next task for `runtime`: the highest-priority, oldest
+/// queued task of a non-archived agent bound to it whose dispatched +
+/// running tasks are below its max_concurrent_tasks. The caller runs this
+/// inside its write transaction, so two claims can never take one task or
+/// overrun an agent's limit.
+pub fn claim(conn: &Connection, runtime: Id) -> rusqlite::Result<Option<Task>> {
+    let id: Option<Id> = conn
+        .query_row(
+            "SELECT t.id FROM agent_task_queue t
+             JOIN agent a ON a.id = t.agent_id
+             WHERE a.runtime_id = ?1 AND a.archived_at IS NULL AND t.status = 'queued'
+               AND (SELECT count(*) FROM agent_task_queue busy
+                    WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
+                   < a.max_concurrent_tasks
+             ORDER BY t.priority DESC, t.created_at, t.rowid
+             LIMIT 1",
+            [runtime],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(id) = id else { return Ok(None) };
+    conn.execute(
+        "UPDATE agent_task_queue SET status = 'dispatched', runtime_id = ?2, dispatched_at = ?3
+         WHERE id = ?1",
+        params![id, runtime, now()],
+    )?;
+    get(conn, id)
+}
+
+/// A state change of a task, with the states it may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Start,
+    Complete,
+    Fail,
+    Cancel,
+}
+
+impl Transition {
+    pub fn from_states(self) -> &'static [&'static str] {
+        match self {
+            Transition::Start => &["dispatched"],
+            Transition::Complete => &["running"],
+            Transition::Fail => &["dispatched", "running"],
+            Transition::Cancel => &["queued", "dispatched", "running"],
+        }
+    }
+
+    pub fn to_state(self) -> &'static str {
+        match self {
+            Transition::Start => "running",
+            Transition::Complete => "completed",
+            Transition::Fail => "failed",
+            Transition::Cancel => "cancelled",
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Transition::Start => "start",
+            Transition::Complete => "complete",
+            Transition::Fail => "fail",
+            Transition::Cancel => "cancel",
+        }
+    }
+}
+
+/// Applies `transition` to the task (the caller has checked it is legal),
+/// recording the result or error.
+pub fn apply(
+    conn: &Connection,
+    id: Id,
+    transition: Transition,
+    result: Option<&str>,
+    error: Option<&str>,
+) -> rusqlite::Result<Task> {
+    let now = now();
+    conn.execute(
+        "UPDATE agent_task_queue SET
+             status = ?2,
+             started_at = CASE WHEN ?2 = 'running' THEN ?3 ELSE started_at END,
+             completed_at = CASE WHEN ?2 = 'running' THEN completed_at ELSE ?3 END,
+             result = coalesce(?4, result),
+             error = coalesce(?5, error)
+         WHERE id = ?1",
+        params![id, transition.to_state(), now, result, error],
+    )?;
+    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// Cancels every unfinished task of an agent; returns the cancelled ids.
+pub fn cancel_for_agent(conn: &Connection, agent: Id) -> rusqlite::Result<Vec<Id>> {
+    let mut stmt = conn.prepare(
+        "UPDATE agent_task_queue SET status = 'cancelled', completed_at = ?2
+         WHERE agent_id = ?1 AND status IN ('queued', 'dispatched', 'running')
+         RETURNING id",
+    )?;
+    let rows = stmt.query_map(params![agent, now()], |r| r.get(0))?;
+    rows.collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HourCount {
+    pub hour: i64,
+    pub count: i64,
+}
+
+/// How many of the runtime's tasks started in each hour of the day (UTC),
+/// for the hours that have any.
+pub fn hourly_activity(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<HourCount>> {
+    let mut stmt = conn.prepare(
+        "SELECT CAST(substr(started_at, 12, 2) AS INTEGER) AS hour, count(*)
+         FROM agent_task_queue
+         WHERE runtime_id = ?1 AND started_at IS NOT NULL
+         GROUP BY hour ORDER BY hour",
+    )?;
+    let rows = stmt.query_map([runtime], |r| {
+        Ok(HourCount {
+            hour: r.get(0)?,
+            count: r.get(1)?,
+        })
+    })?;
+    rows.collect()
+}

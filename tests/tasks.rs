@@ -1,0 +1,399 @@
+//! The task queue: claim, transitions, limits, activity (SPEC §5).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use agenthub::domain::Role;
+use common::spawn_app;
+use serde_json::json;
+
+#[actix_web::test]
+async fn claim_hands_out_the_highest_priority_oldest_task_with_its_agent() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let other_rt = app.runtime(&alice.token, &ws, "mbp", "codex").await;
+    let agent = app
+        .agent(
+            &alice.token,
+            &ws,
+            &rt,
+            json!({"name": "fixer", "instructions": "small diffs"}),
+        )
+        .await;
+    let elsewhere = app.agent(&alice.token, &ws, &other_rt, json!({})).await;
+    app.task(&alice.token, &elsewhere, "not for this runtime", 100)
+        .await;
+    let low = app.task(&alice.token, &agent, "low", 0).await;
+    let high_old = app.task(&alice.token, &agent, "high old", 5).await;
+    let high_new = app.task(&alice.token, &agent, "high new", 5).await;
+
+    let r = app.claim(&alice.token, &rt).await;
+    assert_eq!(r.status, 200);
+    let task = &r.body["task"];
+    assert_eq!(task["id"], high_old.as_str());
+    assert_eq!(task["prompt"], "high old");
+    assert_eq!(task["status"], "dispatched");
+    assert_eq!(task["runtime_id"], rt.as_str());
+    assert!(task["dispatched_at"].is_string());
+    assert_eq!(
+        task["agent"],
+        json!({"id": agent, "name": "fixer", "instructions": "small diffs"})
+    );
+
+    let pending = app
+        .get(
+            &format!("/api/daemon/runtimes/{rt}/tasks/pending"),
+            &alice.token,
+        )
+        .await;
+    let ids: Vec<&str> = pending
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [high_old.as_str(), high_new.as_str(), low.as_str()]);
+
+    assert_eq!(
+        app.claim(&alice.token, &rt).await.body["task"]["id"],
+        high_new.as_str()
+    );
+    assert_eq!(
+        app.claim(&alice.token, &rt).await.body["task"]["id"],
+        low.as_str()
+    );
+    let r = app.claim(&alice.token, &rt).await;
+    assert_eq!(r.body, json!({"task": null}));
+}
+
+#[actix_web::test]
+async fn task_lifecycle_follows_the_legal_transitions() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let daemon = app.daemon_token(&alice.token, &ws, "mbp").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let task = app.task(&alice.token, &agent, "do it", 0).await;
+    let post = |what: &str, body: serde_json::Value| {
+        let path = format!("/api/daemon/tasks/{task}/{what}");
+        let app = &app;
+        let daemon = daemon.clone();
+        async move { app.post(&path, &daemon, body).await }
+    };
+
+    let r = post("start", json!({})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "cannot start task: it is queued");
+    assert_eq!(
+        post("complete", json!({})).await.error(),
+        "cannot complete task: it is queued"
+    );
+    assert_eq!(app.agent_status(&agent), "idle");
+
+    app.claim(&daemon, &rt).await;
+    assert_eq!(app.agent_status(&agent), "working");
+    let r = post("complete", json!({})).await;
+    assert_eq!(r.error(), "cannot complete task: it is dispatched");
+    let r = post("start", json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "running");
+    assert!(r.body["started_at"].is_string());
+    let status = app
+        .get(&format!("/api/daemon/tasks/{task}/status"), &daemon)
+        .await;
+    assert_eq!(status.body, json!({"id": task, "status": "running"}));
+    assert_eq!(
+        post("progress", json!({"summary": "halfway"})).await.status,
+        200
+    );
+    assert_eq!(
+        post(
+            "messages",
+            json!({"messages": [{"type": "text", "content": "hi"}]})
+        )
+        .await
+        .status,
+        200
+    );
+
+    let r = post(
+        "complete",
+        json!({"output": "done", "pr_url": "https://example.com/pr/1"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "completed");
+    assert_eq!(r.body["result"]["pr_url"], "https://example.com/pr/1");
+    assert!(r.body["completed_at"].is_string());
+    assert_eq!(app.agent_status(&agent), "idle");
+
+    for (what, verb) in [
+        ("start", "start"),
+        ("fail", "fail"),
+        ("complete", "complete"),
+    ] {
+        let r = post(what, json!({})).await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.error(), format!("cannot {verb} task: it is completed"));
+    }
+    assert_eq!(post("progress", json!({})).await.status, 400);
+    let r = app
+        .post(
+            &format!("/api/tasks/{task}/cancel"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "cannot cancel task: it is completed");
+    let r = app
+        .request(
+            "POST",
+            &format!("/api/daemon/tasks/{task}/complete"),
+            Some(&daemon),
+            Some("{oops"),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
+
+#[actix_web::test]
+async fn fail_records_the_error_from_dispatched_or_running() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let a = app.task(&alice.token, &agent, "a", 1).await;
+    let b = app.task(&alice.token, &agent, "b", 0).await;
+    app.claim(&alice.token, &rt).await;
+    app.claim(&alice.token, &rt).await;
+    app.post(
+        &format!("/api/daemon/tasks/{b}/start"),
+        &alice.token,
+        json!({}),
+    )
+    .await;
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{a}/fail"),
+            &alice.token,
+            json!({"error": "no git"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["error"], "no git");
+    assert_eq!(app.agent_status(&agent), "working");
+    let r = app
+        .request(
+            "POST",
+            &format!("/api/daemon/tasks/{b}/fail"),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "failed");
+    assert_eq!(r.body["error"], "task failed");
+    assert_eq!(app.agent_status(&agent), "idle");
+}
+
+#[actix_web::test]
+async fn claims_respect_max_concurrent_tasks() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app
+        .agent(&alice.token, &ws, &rt, json!({"max_concurrent_tasks": 2}))
+        .await;
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        tasks.push(app.task(&alice.token, &agent, &format!("t{i}"), 0).await);
+    }
+    let first = app.claim(&alice.token, &rt).await.body["task"]["id"].clone();
+    app.claim(&alice.token, &rt).await;
+    assert_eq!(
+        app.claim(&alice.token, &rt).await.body,
+        json!({"task": null})
+    );
+    let first = first.as_str().unwrap();
+    app.post(
+        &format!("/api/daemon/tasks/{first}/start"),
+        &alice.token,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        app.claim(&alice.token, &rt).await.body,
+        json!({"task": null})
+    );
+    app.post(
+        &format!("/api/daemon/tasks/{first}/complete"),
+        &alice.token,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        app.claim(&alice.token, &rt).await.body["task"]["id"],
+        tasks[2].as_str()
+    );
+}
+
+#[actix_web::test]
+async fn thirty_concurrent_claims_never_share_a_task_or_overrun_a_limit() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let mut limits = HashMap::new();
+    for i in 0..6 {
+        let limit = 1 + i % 3; // 1, 2, 3, 1, 2, 3 → 12 slots
+        let agent = app
+            .agent(
+                &alice.token,
+                &ws,
+                &rt,
+                json!({"max_concurrent_tasks": limit}),
+            )
+            .await;
+        for t in 0..5 {
+            app.task(&alice.token, &agent, &format!("{i}-{t}"), t).await;
+        }
+        limits.insert(agent, limit);
+    }
+    let replies =
+        futures_util::future::join_all((0..30).map(|_| app.claim(&alice.token, &rt))).await;
+    let mut seen = HashSet::new();
+    let mut per_agent: HashMap<String, i64> = HashMap::new();
+    for r in &replies {
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        if let Some(id) = r.body["task"]["id"].as_str() {
+            assert!(seen.insert(id.to_string()), "task {id} handed out twice");
+            *per_agent
+                .entry(r.body["task"]["agent_id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), 12);
+    for (agent, n) in per_agent {
+        assert!(n <= limits[&agent], "agent {agent} got {n} over its limit");
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM agent_task_queue WHERE status = 'dispatched'"),
+        12
+    );
+}
+
+#[actix_web::test]
+async fn user_cancels_a_queued_task_within_their_workspace_only() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let (mallory, _) = app.init_user("mallory@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let task = app.task(&alice.token, &agent, "x", 0).await;
+    let r = app
+        .post(
+            &format!("/api/tasks/{task}/cancel"),
+            &mallory.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "task not found");
+    let r = app
+        .post(&format!("/api/tasks/{task}/cancel"), &bob.token, json!({}))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "cancelled");
+    assert_eq!(app.task_status(&task), "cancelled");
+}
+
+#[actix_web::test]
+async fn other_workspaces_daemons_cannot_claim_or_touch_tasks() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let (bob, bws) = app.init_user("bob@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let task = app.task(&alice.token, &agent, "x", 0).await;
+    let foreign = app.daemon_token(&bob.token, &bws, "bmbp").await;
+
+    let r = app.claim(&foreign, &rt).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "runtime not found");
+    let r = app
+        .get(
+            &format!("/api/daemon/runtimes/{rt}/tasks/pending"),
+            &foreign,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    app.claim(&alice.token, &rt).await;
+    for what in ["start", "fail", "complete", "progress", "messages"] {
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/{what}"),
+                &foreign,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{what}");
+        assert_eq!(r.error(), "task not found");
+    }
+    let r = app
+        .get(&format!("/api/daemon/tasks/{task}/status"), &foreign)
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(app.task_status(&task), "dispatched");
+}
+
+#[actix_web::test]
+async fn activity_counts_task_starts_per_utc_hour_for_members() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let (mallory, _) = app.init_user("mallory@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app
+        .agent(&alice.token, &ws, &rt, json!({"max_concurrent_tasks": 10}))
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(app.task(&alice.token, &agent, &format!("{i}"), 0).await);
+        app.claim(&alice.token, &rt).await;
+    }
+    for id in &ids[..3] {
+        app.post(
+            &format!("/api/daemon/tasks/{id}/start"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    }
+    let conn = app.sql();
+    for (id, at) in ids.iter().zip([
+        "2026-11-20T09:15:00.000Z",
+        "2026-11-21T09:59:59.000Z",
+        "2026-11-21T23:00:00.000Z",
+    ]) {
+        conn.execute(
+            "UPDATE agent_task_queue SET started_at = ?2 WHERE id = ?1",
+            [id, at],
+        )
+        .unwrap();
+    }
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/activity"), &alice.token)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        json!([{"hour": 9, "count": 2}, {"hour": 23, "count": 1}])
+    );
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/activity"), &mallory.token)
+        .await;
+    assert_eq!(r.status, 404);
+}
