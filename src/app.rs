@@ -9,10 +9,13 @@ use actix_web::http::{header, StatusCode};
 use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers, Logger};
 use actix_web::{error, web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 
-use crate::config::Config;
+use actix::Actor;
+
+use crate::config::{Config, SweeperConfig};
 use crate::db::{Db, OpenError};
 use crate::error::ApiError;
 use crate::events::EventBus;
+use crate::jobs::sweeper::Sweeper;
 use crate::probes::Probes;
 
 /// Largest request body accepted, in bytes.
@@ -33,6 +36,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: State,
+    sweeper: SweeperConfig,
 }
 
 /// What every request handler and background job shares.
@@ -64,6 +68,7 @@ impl Application {
                 source,
             })?
             .port();
+        let sweeper = config.sweeper.clone();
         let server =
             server(config, state.clone(), listener).map_err(|source| StartError::Bind {
                 addr: addr.to_string(),
@@ -73,6 +78,7 @@ impl Application {
             port,
             server,
             state,
+            sweeper,
         })
     }
 
@@ -84,10 +90,12 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM (in-flight requests finish), then
-    /// checkpoints the WAL into the main file.
+    /// Starts the sweeper and serves until SIGINT/SIGTERM (in-flight
+    /// requests finish), then checkpoints the WAL into the main file.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let sweeper = Sweeper::new(self.state.clone(), self.sweeper).start();
         let result = self.server.await;
+        drop(sweeper);
         let db = self.state.db;
         match web::block(move || db.checkpoint()).await {
             Ok(Ok(())) => log::info!("database checkpointed, shutting down"),

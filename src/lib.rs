@@ -10,11 +10,11 @@
 //! * [`access`] — one function per access rule (runtime reach, control)
 //! * [`events`] — the in-process workspace event bus
 //! * [`probes`] — pings and update requests waiting for a daemon
+//! * [`jobs`] — background jobs (the sweeper)
 //! * [`error`] — the API's one error type
 //!
-//! Agents, tasks, usage, background jobs and the event stream each arrive as
-//! their own `api::<resource>` and `db::<table>` modules on top of the
-//! schema in `migrations/`.
+//! Each capability is an `api::<resource>` module over `db::<table>`
+//! modules, on top of the schema in `migrations/`.
 
 pub mod access;
 pub mod admin;
@@ -26,4 +26,5 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod jobs;
 pub mod probes;

@@ -442,3 +442,68 @@ async fn backup_while_writing_is_consistent() {
         .unwrap();
     assert_eq!(live, 161);
 }
+
+#[actix_web::test]
+async fn sigterm_shuts_down_cleanly_and_checkpoints_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let db_arg = db.to_str().unwrap();
+    let init = stdout_json(&run(
+        dir.path(),
+        &[
+            "init",
+            "--email",
+            "ada@example.com",
+            "--db",
+            db_arg,
+            "--json",
+        ],
+    ));
+    let token = init["token"].as_str().unwrap().to_string();
+    let mut server = ServerProcess::start(dir.path(), &db);
+    let client = awc::Client::default();
+    for i in 0..20 {
+        let res = client
+            .post(format!("{}/api/workspaces", server.base))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send_json(&serde_json::json!({"name": format!("ws {i}")}))
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 201);
+    }
+    let wal = dir.path().join("live.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0,
+        "writes sit in the WAL"
+    );
+
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // the WAL was folded into the main file (and removed with the last connection)
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+    let conn = open_sql(&db);
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM workspace", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 21);
+}

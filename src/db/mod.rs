@@ -20,6 +20,7 @@
 
 pub mod agents;
 pub mod runtimes;
+pub mod sweeps;
 pub mod tasks;
 pub mod tokens;
 pub mod users;

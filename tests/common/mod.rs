@@ -405,3 +405,29 @@ impl TestApp {
             .expect("agent")
     }
 }
+
+/// Polls `check` every 50 ms until it holds or `secs` pass.
+pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+impl TestApp {
+    /// Moves a runtime's last_seen_at `secs` into the past.
+    pub fn age_runtime(&self, runtime: &str, secs: i64) {
+        self.sql()
+            .execute(
+                "UPDATE agent_runtime SET last_seen_at =
+                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%d seconds', ?2))
+                 WHERE id = ?1",
+                rusqlite::params![runtime, secs],
+            )
+            .expect("age runtime");
+    }
+}

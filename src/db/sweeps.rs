@@ -1,0 +1,105 @@
+//! The sweeper's SQL: each function is one bounded batch, meant to run in
+//! its own short write transaction (see `jobs::sweeper`).
+
+use rusqlite::{params, Connection};
+
+use crate::db::now;
+use crate::domain::Id;
+
+/// Rows touched per transaction, so a sweep over a large backlog never
+/// holds the write lock for long.
+pub const BATCH: i64 = 500;
+
+/// A task the sweeper failed.
+#[derive(Debug, Clone)]
+pub struct FailedTask {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub agent_id: Option<Id>,
+}
+
+/// Marks up to [`BATCH`] online runtimes last seen before `cutoff` offline;
+/// returns (runtime, workspace) pairs.
+pub fn mark_stale_offline(conn: &Connection, cutoff: &str) -> rusqlite::Result<Vec<(Id, Id)>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE agent_runtime SET status = 'offline', updated_at = ?2
+         WHERE id IN (SELECT id FROM agent_runtime
+                      WHERE status = 'online' AND last_seen_at < ?1 LIMIT ?3)
+         RETURNING id, workspace_id",
+    )?;
+    let rows = stmt.query_map(params![cutoff, now(), BATCH], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    rows.collect()
+}
+
+fn failed(row: &rusqlite::Row<'_>) -> rusqlite::Result<FailedTask> {
+    Ok(FailedTask {
+        id: row.get(0)?,
+        workspace_id: row.get(1)?,
+        agent_id: row.get(2)?,
+    })
+}
+
+/// Fails up to [`BATCH`] dispatched/running tasks whose runtime is offline
+/// (swept as stale or deregistered).
+pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec<FailedTask>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE agent_task_queue
+         SET status = 'failed', error = 'runtime went offline', completed_at = ?1
+         WHERE id IN (
+             -- CROSS JOIN keeps this order: scan the few open tasks, then
+             -- look their runtime up by id (never scan offline runtimes)
+             SELECT t.id FROM agent_task_queue t
+             CROSS JOIN agent_runtime r ON r.id = t.runtime_id
+             WHERE t.status IN ('dispatched', 'running') AND r.status = 'offline'
+             LIMIT ?2)
+         RETURNING id, workspace_id, agent_id",
+    )?;
+    let rows = stmt.query_map(params![now(), BATCH], failed)?;
+    rows.collect()
+}
+
+/// Fails up to [`BATCH`] tasks dispatched before `dispatched_cutoff` or
+/// running since before `running_cutoff`.
+pub fn fail_timed_out_tasks(
+    conn: &Connection,
+    dispatched_cutoff: &str,
+    running_cutoff: &str,
+) -> rusqlite::Result<Vec<FailedTask>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE agent_task_queue
+         SET status = 'failed', error = 'task timed out', completed_at = ?3
+         WHERE id IN (
+             SELECT id FROM agent_task_queue WHERE status = 'dispatched' AND dispatched_at < ?1
+             UNION ALL
+             SELECT id FROM agent_task_queue WHERE status = 'running' AND started_at < ?2
+             LIMIT ?4)
+         RETURNING id, workspace_id, agent_id",
+    )?;
+    let rows = stmt.query_map(
+        params![dispatched_cutoff, running_cutoff, now(), BATCH],
+        failed,
+    )?;
+    rows.collect()
+}
+
+/// Deletes up to [`BATCH`] offline runtimes last seen before `cutoff` that
+/// no agent row (active or archived) refers to; returns (runtime,
+/// workspace) pairs.
+pub fn delete_abandoned_runtimes(
+    conn: &Connection,
+    cutoff: &str,
+) -> rusqlite::Result<Vec<(Id, Id)>> {
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM agent_runtime
+         WHERE id IN (
+             SELECT r.id FROM agent_runtime r
+             WHERE r.status = 'offline' AND r.last_seen_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM agent a WHERE a.runtime_id = r.id)
+             LIMIT ?2)
+         RETURNING id, workspace_id",
+    )?;
+    let rows = stmt.query_map(params![cutoff, BATCH], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}

@@ -1,0 +1,3 @@
+//! Background jobs, as actix interval actors started by `serve`.
+
+pub mod sweeper;

@@ -1,0 +1,218 @@
+//! The sweeper (SPEC §6): every `interval_secs`, three independent steps —
+//! a failing step logs a warning and the others still run, and the actor
+//! keeps going:
+//!
+//! 1. online runtimes silent for `stale_after_secs` go offline, and
+//!    dispatched/running tasks on offline runtimes (swept or deregistered)
+//!    fail with `runtime went offline`;
+//! 2. tasks dispatched longer than `dispatch_timeout_secs` or running longer
+//!    than `running_timeout_secs` fail with `task timed out`;
+//! 3. offline runtimes last seen more than `offline_runtime_ttl_secs` ago
+//!    with no agent rows at all are deleted.
+//!
+//! Each step works in batches of [`sweeps::BATCH`] rows, one short write
+//! transaction per batch, so request handlers never wait long for the
+//! write lock. Agents of failed tasks get their status reconciled in the
+//! same transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, AsyncContext, Context};
+use serde_json::json;
+
+use crate::app::State;
+use crate::config::SweeperConfig;
+use crate::db::sweeps::{self, FailedTask, BATCH};
+use crate::db::{agents, format_time, Db};
+use crate::domain::Id;
+use crate::error::ApiError;
+use crate::events::{EventBus, DAEMON_REGISTER};
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone)]
+pub struct SweepReport {
+    pub stale_runtimes: usize,
+    pub offline_task_failures: usize,
+    pub timed_out_tasks: usize,
+    pub deleted_runtimes: usize,
+    pub duration: Duration,
+}
+
+pub struct Sweeper {
+    state: State,
+    config: SweeperConfig,
+    busy: Arc<AtomicBool>,
+}
+
+impl Sweeper {
+    pub fn new(state: State, config: SweeperConfig) -> Sweeper {
+        Sweeper {
+            state,
+            config,
+            busy: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts a sweep on the blocking pool unless the previous one is still
+    /// running.
+    fn tick(&self) {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            log::warn!("sweep skipped: the previous one is still running");
+            return;
+        }
+        let state = self.state.clone();
+        let config = self.config.clone();
+        let busy = self.busy.clone();
+        actix::spawn(async move {
+            let result = actix_web::web::block(move || sweep_once(&state, &config)).await;
+            match result {
+                Ok(report) => log_report(&report),
+                Err(e) => log::warn!("sweep did not run: {e}"),
+            }
+            busy.store(false, Ordering::Release);
+        });
+    }
+}
+
+impl Actor for Sweeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let every = Duration::from_secs(self.config.interval_secs);
+        log::info!("sweeper running every {} s", every.as_secs());
+        ctx.run_interval(every, |sweeper, _| sweeper.tick());
+    }
+}
+
+fn log_report(report: &SweepReport) {
+    let changed = report.stale_runtimes
+        + report.offline_task_failures
+        + report.timed_out_tasks
+        + report.deleted_runtimes;
+    if changed > 0 {
+        log::info!(
+            "sweep: {} runtime(s) offline, {} task(s) failed on offline runtimes, {} timed out, {} runtime(s) deleted in {} ms",
+            report.stale_runtimes,
+            report.offline_task_failures,
+            report.timed_out_tasks,
+            report.deleted_runtimes,
+            report.duration.as_millis()
+        );
+    }
+}
+
+fn cutoff(secs: u64) -> String {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX / 1000);
+    format_time(chrono::Utc::now() - chrono::Duration::seconds(secs))
+}
+
+/// Runs every step once (blocking; the actor calls it on the blocking
+/// pool). A failing step is logged and does not stop the others.
+pub fn sweep_once(state: &State, config: &SweeperConfig) -> SweepReport {
+    let started = Instant::now();
+    let mut report = SweepReport::default();
+    let db = &state.db;
+    let events = &state.events;
+
+    match sweep_stale(db, events, &cutoff(config.stale_after_secs)) {
+        Ok(n) => report.stale_runtimes = n,
+        Err(e) => log::warn!("sweep: marking stale runtimes offline failed: {e}"),
+    }
+    match fail_in_batches(db, events, sweeps::fail_tasks_on_offline_runtimes) {
+        Ok(n) => report.offline_task_failures = n,
+        Err(e) => log::warn!("sweep: failing tasks on offline runtimes failed: {e}"),
+    }
+    let dispatched = cutoff(config.dispatch_timeout_secs);
+    let running = cutoff(config.running_timeout_secs);
+    match fail_in_batches(db, events, |conn| {
+        sweeps::fail_timed_out_tasks(conn, &dispatched, &running)
+    }) {
+        Ok(n) => report.timed_out_tasks = n,
+        Err(e) => log::warn!("sweep: failing timed-out tasks failed: {e}"),
+    }
+    match collect_garbage(db, events, &cutoff(config.offline_runtime_ttl_secs)) {
+        Ok(n) => report.deleted_runtimes = n,
+        Err(e) => log::warn!("sweep: deleting abandoned runtimes failed: {e}"),
+    }
+    report.duration = started.elapsed();
+    report
+}
+
+/// One `daemon:register` event per workspace listing its runtimes.
+fn publish_per_workspace(events: &EventBus, action: &str, rows: &[(Id, Id)]) {
+    let mut by_workspace: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
+    for (runtime, workspace) in rows {
+        by_workspace.entry(*workspace).or_default().push(*runtime);
+    }
+    for (workspace, runtimes) in by_workspace {
+        events.publish(
+            DAEMON_REGISTER,
+            workspace,
+            json!({"action": action, "runtime_ids": runtimes}),
+        );
+    }
+}
+
+fn sweep_stale(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, ApiError> {
+    let mut total = 0;
+    loop {
+        let rows = db.write_blocking(|tx| Ok(sweeps::mark_stale_offline(tx, cutoff)?))?;
+        total += rows.len();
+        publish_per_workspace(events, "stale_sweep", &rows);
+        if (rows.len() as i64) < BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+fn collect_garbage(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, ApiError> {
+    let mut total = 0;
+    loop {
+        let rows = db.write_blocking(|tx| Ok(sweeps::delete_abandoned_runtimes(tx, cutoff)?))?;
+        total += rows.len();
+        publish_per_workspace(events, "runtime_gc", &rows);
+        if (rows.len() as i64) < BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Fails tasks batch by batch with `step`, reconciling the status of their
+/// agents in the same transaction, then publishes `task:failed` and
+/// `agent:status`.
+fn fail_in_batches(
+    db: &Db,
+    events: &EventBus,
+    step: impl Fn(&rusqlite::Connection) -> rusqlite::Result<Vec<FailedTask>>,
+) -> Result<usize, ApiError> {
+    let mut total = 0;
+    loop {
+        let (failed, statuses) = db.write_blocking(|tx| {
+            let failed = step(tx)?;
+            let agents: BTreeSet<(Id, Id)> = failed
+                .iter()
+                .filter_map(|t| t.agent_id.map(|a| (t.workspace_id, a)))
+                .collect();
+            let mut statuses = Vec::new();
+            for (workspace, agent) in agents {
+                if let Some(status) = agents::reconcile_status(tx, agent)? {
+                    statuses.push((workspace, agent, status));
+                }
+            }
+            Ok((failed, statuses))
+        })?;
+        total += failed.len();
+        for task in &failed {
+            events.task("task:failed", task.workspace_id, task.id, task.agent_id);
+        }
+        for (workspace, agent, status) in statuses {
+            events.agent_status(workspace, agent, &status);
+        }
+        if (failed.len() as i64) < BATCH {
+            return Ok(total);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The background sweeper (SPEC §6), with second-scale thresholds.
+
+mod common;
+
+use agenthub::config::SweeperConfig;
+use agenthub::jobs::sweeper::sweep_once;
+use common::{eventually, spawn_app, spawn_app_with};
+use serde_json::json;
+
+/// Thresholds for tests that call the sweep directly: only what a test
+/// ages past them is affected.
+fn thresholds() -> SweeperConfig {
+    SweeperConfig {
+        interval_secs: 3600,
+        stale_after_secs: 60,
+        offline_runtime_ttl_secs: 3600,
+        dispatch_timeout_secs: 300,
+        running_timeout_secs: 9000,
+    }
+}
+
+fn error_of(app: &common::TestApp, task: &str) -> Option<String> {
+    app.sql()
+        .query_row(
+            "SELECT error FROM agent_task_queue WHERE id = ?1",
+            [task],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn silent_runtime_goes_offline_and_its_work_fails_on_the_interval() {
+    let app = spawn_app_with(|c| {
+        c.sweeper.interval_secs = 1;
+        c.sweeper.stale_after_secs = 1;
+    })
+    .await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let task = app.task(&alice.token, &agent, "x", 0).await;
+    app.claim(&alice.token, &rt).await;
+    let mut events = app.state.events.subscribe();
+
+    assert!(eventually(10, || app.runtime_status(&rt) == "offline").await);
+    assert!(eventually(5, || app.task_status(&task) == "failed").await);
+    assert_eq!(
+        error_of(&app, &task).as_deref(),
+        Some("runtime went offline")
+    );
+    assert!(eventually(5, || app.agent_status(&agent) == "idle").await);
+
+    let mut kinds = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if e.kind == "daemon:register" {
+            assert_eq!(e.payload["action"], "stale_sweep");
+            assert_eq!(e.payload["runtime_ids"], json!([rt]));
+        }
+        kinds.push(e.kind);
+    }
+    assert_eq!(kinds, ["daemon:register", "task:failed", "agent:status"]);
+}
+
+#[actix_web::test]
+async fn work_on_a_deregistered_runtime_fails() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let task = app.task(&alice.token, &agent, "x", 0).await;
+    app.claim(&alice.token, &rt).await;
+    app.post(
+        &format!("/api/daemon/tasks/{task}/start"),
+        &alice.token,
+        json!({}),
+    )
+    .await;
+    app.post(
+        "/api/daemon/deregister",
+        &alice.token,
+        json!({"runtime_ids": [rt]}),
+    )
+    .await;
+
+    let report = sweep_once(&app.state, &thresholds());
+    assert_eq!(report.stale_runtimes, 0);
+    assert_eq!(report.offline_task_failures, 1);
+    assert_eq!(app.task_status(&task), "failed");
+    assert_eq!(
+        error_of(&app, &task).as_deref(),
+        Some("runtime went offline")
+    );
+    assert_eq!(app.agent_status(&agent), "idle");
+}
+
+#[actix_web::test]
+async fn stuck_tasks_time_out() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let dispatched = app.task(&alice.token, &agent, "d", 2).await;
+    let running = app.task(&alice.token, &agent, "r", 1).await;
+    let fresh = app.task(&alice.token, &agent, "f", 0).await;
+    for _ in 0..3 {
+        app.claim(&alice.token, &rt).await;
+    }
+    app.post(
+        &format!("/api/daemon/tasks/{running}/start"),
+        &alice.token,
+        json!({}),
+    )
+    .await;
+    app.post(
+        &format!("/api/daemon/tasks/{fresh}/start"),
+        &alice.token,
+        json!({}),
+    )
+    .await;
+    let conn = app.sql();
+    conn.execute(
+        "UPDATE agent_task_queue SET dispatched_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
+        [&dispatched],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE agent_task_queue SET started_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
+        [&running],
+    )
+    .unwrap();
+
+    let report = sweep_once(&app.state, &thresholds());
+    assert_eq!(report.timed_out_tasks, 2);
+    for task in [&dispatched, &running] {
+        assert_eq!(app.task_status(task), "failed");
+        assert_eq!(error_of(&app, task).as_deref(), Some("task timed out"));
+    }
+    assert_eq!(app.task_status(&fresh), "running");
+    assert_eq!(app.agent_status(&agent), "working");
+    assert_eq!(app.runtime_status(&rt), "online");
+}
+
+#[actix_web::test]
+async fn gc_deletes_only_long_offline_runtimes_without_any_agent() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let empty = app.runtime(&alice.token, &ws, "old", "claude").await;
+    let archived_agent = app.runtime(&alice.token, &ws, "old", "codex").await;
+    let recent = app.runtime(&alice.token, &ws, "new", "claude").await;
+    let online = app.runtime(&alice.token, &ws, "live", "claude").await;
+    let agent = app
+        .agent(&alice.token, &ws, &archived_agent, json!({}))
+        .await;
+    app.post(
+        &format!("/api/agents/{agent}/archive"),
+        &alice.token,
+        json!({}),
+    )
+    .await;
+    app.post(
+        "/api/daemon/deregister",
+        &alice.token,
+        json!({"runtime_ids": [empty, archived_agent, recent]}),
+    )
+    .await;
+    for rt in [&empty, &archived_agent] {
+        app.age_runtime(rt, 7200);
+    }
+    let mut events = app.state.events.subscribe();
+
+    let report = sweep_once(&app.state, &thresholds());
+    assert_eq!(report.deleted_runtimes, 1);
+    let left: Vec<String> = app
+        .sql()
+        .prepare("SELECT id FROM agent_runtime ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, [archived_agent, recent, online]);
+    let gc = std::iter::from_fn(|| events.try_recv().ok())
+        .find(|e| e.payload["action"] == "runtime_gc")
+        .expect("runtime_gc event");
+    assert_eq!(gc.payload["runtime_ids"], json!([empty]));
+}
+
+#[actix_web::test]
+async fn a_swept_daemon_comes_back_with_the_same_runtime_and_agents() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let rt2 = app.runtime(&alice.token, &ws, "mbp", "codex").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    app.age_runtime(&rt, 120);
+    app.age_runtime(&rt2, 120);
+    assert_eq!(sweep_once(&app.state, &thresholds()).stale_runtimes, 2);
+    assert_eq!(app.runtime_status(&rt), "offline");
+
+    let r = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(app.runtime_status(&rt), "online");
+    assert_eq!(app.agent_runtime(&agent), rt);
+    let r = app.register(&alice.token, &ws, "mbp", &["codex"]).await;
+    assert_eq!(r.body["runtimes"][0]["id"], rt2.as_str());
+    assert_eq!(r.body["runtimes"][0]["status"], "online");
+    let task = app.task(&alice.token, &agent, "welcome back", 0).await;
+    assert_eq!(
+        app.claim(&alice.token, &rt).await.body["task"]["id"],
+        task.as_str()
+    );
+}
+
+#[actix_web::test]
+async fn a_failing_step_does_not_stop_the_others_or_the_actor() {
+    let app = spawn_app_with(|c| {
+        c.sweeper.interval_secs = 1;
+        c.sweeper.stale_after_secs = 1;
+        c.sweeper.offline_runtime_ttl_secs = 1;
+    })
+    .await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let stale = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let gone = app.runtime(&alice.token, &ws, "old", "claude").await;
+    app.post(
+        "/api/daemon/deregister",
+        &alice.token,
+        json!({"runtime_ids": [gone]}),
+    )
+    .await;
+    // the stale step cannot write while this trigger exists
+    app.sql()
+        .execute_batch(
+            "CREATE TRIGGER no_offline BEFORE UPDATE OF status ON agent_runtime
+             WHEN NEW.status = 'offline' BEGIN SELECT RAISE(ABORT, 'blocked'); END;",
+        )
+        .unwrap();
+    assert!(eventually(10, || app.count("SELECT count(*) FROM agent_runtime") == 1).await);
+    assert_eq!(app.runtime_status(&stale), "online");
+
+    app.sql().execute_batch("DROP TRIGGER no_offline;").unwrap();
+    // the next cycles mark it offline and, past the 1 s TTL, collect it:
+    // only an offline runtime can be collected, so both steps ran
+    assert!(eventually(10, || app.count("SELECT count(*) FROM agent_runtime") == 0).await);
+}
