@@ -4,6 +4,7 @@
 
 pub mod agents;
 pub mod daemon;
+pub mod events;
 pub mod me;
 pub mod runtimes;
 pub mod tasks;
@@ -21,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(agents::configure)
             .configure(tasks::configure)
             .configure(daemon::configure)
+            .configure(events::configure)
             .configure(runtimes::configure)
             .configure(tokens::configure)
             .configure(workspaces::configure),
