@@ -8,7 +8,7 @@ use crate::domain::Id;
 
 /// Rows touched per transaction, so a sweep over a large backlog never
 /// holds the write lock for long.
-pub const BATCH: i64 = 500;
+pub const BATCH: i64 = 250;
 
 /// A task the sweeper failed.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@
 //!    with no agent rows at all are deleted.
 //!
 //! Each step works in batches of [`sweeps::BATCH`] rows, one short write
-//! transaction per batch, so request handlers never wait long for the
+//! transaction per batch with a breather between batches, so request handlers never wait long for the
 //! write lock. Agents of failed tasks get their status reconciled in the
 //! same transaction.
 
@@ -30,6 +30,10 @@ use crate::db::{agents, format_time, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
+
+/// Pause between two batches of a step, so request handlers queued for the
+/// write lock get it before the next batch does.
+const BREATHER: Duration = Duration::from_millis(2);
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone)]
@@ -165,6 +169,7 @@ fn sweep_stale(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, ApiErr
         if (rows.len() as i64) < BATCH {
             return Ok(total);
         }
+        std::thread::sleep(BREATHER);
     }
 }
 
@@ -177,6 +182,7 @@ fn collect_garbage(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, Ap
         if (rows.len() as i64) < BATCH {
             return Ok(total);
         }
+        std::thread::sleep(BREATHER);
     }
 }
 
@@ -214,5 +220,6 @@ fn fail_in_batches(
         if (failed.len() as i64) < BATCH {
             return Ok(total);
         }
+        std::thread::sleep(BREATHER);
     }
 }
