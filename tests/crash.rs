@@ -1,0 +1,126 @@
+//! Nothing acknowledged is lost: the server is killed with SIGKILL while
+//! writes are in flight, several times; after each restart every write it
+//! answered 200/201 to is there and the file passes `PRAGMA
+//! integrity_check`.
+
+mod common;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::{binary, open_sql, ServerProcess};
+use rand::Rng;
+use serde_json::{json, Value};
+
+const ROUNDS: usize = 5;
+const WRITERS: usize = 8;
+
+fn init(dir: &std::path::Path, db: &std::path::Path) -> Value {
+    let out = binary()
+        .current_dir(dir)
+        .args(["init", "--email", "ops@example.com", "--json", "--db"])
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[actix_web::test]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.db");
+    let init = init(dir.path(), &db);
+    let token = init["token"].as_str().unwrap().to_string();
+    let ws = init["workspace_id"].as_str().unwrap().to_string();
+    // (kind, key) of every write the server acknowledged
+    let acked: Rc<RefCell<Vec<(&'static str, String)>>> = Rc::default();
+
+    for round in 0..ROUNDS {
+        let mut server = ServerProcess::start(dir.path(), &db);
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .finish();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let client = client.clone();
+                let base = server.base.clone();
+                let token = token.clone();
+                let ws = ws.clone();
+                let acked = acked.clone();
+                actix_web::rt::spawn(async move {
+                    for i in 0.. {
+                        let key = format!("r{round}-w{w}-{i}");
+                        let (kind, path, body) = if i % 2 == 0 {
+                            (
+                                "runtime",
+                                "/api/daemon/register",
+                                json!({"workspace_id": ws, "daemon_id": key,
+                                       "runtimes": [{"type": "claude"}, {"type": "codex"}]}),
+                            )
+                        } else {
+                            (
+                                "workspace",
+                                "/api/workspaces",
+                                json!({"name": key, "slug": key}),
+                            )
+                        };
+                        let sent = client
+                            .post(format!("{base}{path}"))
+                            .insert_header(("Authorization", format!("Bearer {token}")))
+                            .send_json(&body)
+                            .await;
+                        match sent {
+                            Ok(res) if res.status().is_success() => {
+                                acked.borrow_mut().push((kind, key));
+                            }
+                            // the server is gone: this writer is done
+                            _ => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let delay = rand::rng().random_range(150..700);
+        actix_web::rt::time::sleep(Duration::from_millis(delay)).await;
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        for w in writers {
+            w.await.unwrap();
+        }
+
+        let conn = open_sql(&db);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "round {round}");
+        for (kind, key) in acked.borrow().iter() {
+            let found: i64 = match *kind {
+                "runtime" => conn
+                    .query_row(
+                        "SELECT count(*) FROM agent_runtime WHERE daemon_id = ?1",
+                        [key],
+                        |r| r.get(0),
+                    )
+                    .unwrap(),
+                _ => conn
+                    .query_row(
+                        "SELECT count(*) FROM workspace WHERE slug = ?1",
+                        [key],
+                        |r| r.get(0),
+                    )
+                    .unwrap(),
+            };
+            let expected = if *kind == "runtime" { 2 } else { 1 };
+            assert_eq!(
+                found, expected,
+                "acknowledged {kind} {key} lost in round {round}"
+            );
+        }
+    }
+    assert!(
+        acked.borrow().len() > ROUNDS * WRITERS,
+        "writes were acknowledged"
+    );
+}
