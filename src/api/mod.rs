@@ -6,6 +6,7 @@ pub mod agents;
 pub mod daemon;
 pub mod events;
 pub mod me;
+pub mod openapi;
 pub mod runtimes;
 pub mod tasks;
 pub mod tokens;
@@ -19,6 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health)).service(
         web::scope("/api")
             .configure(me::configure)
+            .configure(openapi::configure)
             .configure(agents::configure)
             .configure(tasks::configure)
             .configure(daemon::configure)
