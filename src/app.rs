@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 
 use actix_cors::Cors;
-use actix_web::dev::{Server, ServiceResponse};
+use actix_web::dev::{Server, Service, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers, Logger};
 use actix_web::{error, web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
@@ -16,6 +16,7 @@ use crate::db::{Db, OpenError};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::jobs::sweeper::Sweeper;
+use crate::metrics::Metrics;
 use crate::probes::Probes;
 
 /// Largest request body accepted, in bytes.
@@ -45,14 +46,17 @@ pub struct State {
     pub db: Db,
     pub events: EventBus,
     pub probes: Probes,
+    pub metrics: Metrics,
 }
 
 impl Application {
     /// Opens and migrates the database, binds the listener and builds the
     /// server; nothing runs until [`Application::run_until_stopped`].
     pub fn build(config: Config) -> Result<Application, StartError> {
+        let db = Db::open(&config.database)?;
         let state = State {
-            db: Db::open(&config.database)?,
+            metrics: Metrics::new(&db),
+            db,
             events: EventBus::new(),
             probes: Probes::default(),
         };
@@ -110,12 +114,14 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
     let db = web::Data::new(state.db);
     let events = web::Data::new(state.events);
     let probes = web::Data::new(state.probes);
+    let metrics = web::Data::new(state.metrics);
     let origins = config.server.cors_allowed_origins.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(db.clone())
             .app_data(events.clone())
             .app_data(probes.clone())
+            .app_data(metrics.clone())
             .app_data(json_config())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::PathConfig::default().error_handler(|err, _| {
@@ -132,6 +138,23 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
             .default_service(web::to(not_found))
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+            .wrap_fn({
+                let metrics = metrics.clone();
+                move |req, srv| {
+                    let metrics = metrics.clone();
+                    let response = srv.call(req);
+                    async move {
+                        let res = response.await?;
+                        let route = res
+                            .request()
+                            .match_pattern()
+                            .unwrap_or_else(|| "unmatched".to_string());
+                        let method = res.request().method().as_str().to_string();
+                        metrics.record_request(&method, &route, res.status().as_u16());
+                        Ok(res)
+                    }
+                }
+            })
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
     })
     .listen(listener)?

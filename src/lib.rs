@@ -11,6 +11,7 @@
 //! * [`events`] — the in-process workspace event bus
 //! * [`probes`] — pings and update requests waiting for a daemon
 //! * [`jobs`] — background jobs (the sweeper)
+//! * [`metrics`] — Prometheus metrics at `/metrics`
 //! * [`error`] — the API's one error type
 //!
 //! Each capability is an `api::<resource>` module over `db::<table>`
@@ -27,4 +28,5 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod metrics;
 pub mod probes;

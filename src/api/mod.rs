@@ -17,18 +17,20 @@ use serde::Serialize;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health)).service(
-        web::scope("/api")
-            .configure(me::configure)
-            .configure(openapi::configure)
-            .configure(agents::configure)
-            .configure(tasks::configure)
-            .configure(daemon::configure)
-            .configure(events::configure)
-            .configure(runtimes::configure)
-            .configure(tokens::configure)
-            .configure(workspaces::configure),
-    );
+    cfg.route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(crate::metrics::scrape))
+        .service(
+            web::scope("/api")
+                .configure(me::configure)
+                .configure(openapi::configure)
+                .configure(agents::configure)
+                .configure(tasks::configure)
+                .configure(daemon::configure)
+                .configure(events::configure)
+                .configure(runtimes::configure)
+                .configure(tokens::configure)
+                .configure(workspaces::configure),
+        );
 }
 
 #[derive(Serialize)]

@@ -57,6 +57,14 @@ const ROUTES: &[Route] = &[
     route("get", "/health", "Liveness", Auth::None, &[], false),
     route(
         "get",
+        "/metrics",
+        "Prometheus metrics",
+        Auth::None,
+        &[],
+        false,
+    ),
+    route(
+        "get",
         "/api/openapi.json",
         "This document",
         Auth::None,

@@ -28,7 +28,9 @@ pub mod workspaces;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -65,6 +67,7 @@ pub enum OpenError {
 pub struct Db {
     pool: Pool,
     write_lock: Arc<Mutex<()>>,
+    pool_wait: Histogram,
 }
 
 /// Applies the per-connection pragmas described in the module docs.
@@ -144,6 +147,7 @@ impl Db {
         Ok(Db {
             pool,
             write_lock: Arc::new(Mutex::new(())),
+            pool_wait: crate::metrics::latency_histogram(),
         })
     }
 
@@ -174,7 +178,9 @@ impl Db {
     where
         F: FnOnce(&Connection) -> Result<T, ApiError>,
     {
+        let waiting = Instant::now();
         let conn = self.pool.get()?;
+        self.pool_wait.observe(waiting.elapsed().as_secs_f64());
         f(&conn)
     }
 
@@ -183,6 +189,7 @@ impl Db {
     where
         F: FnOnce(&Transaction) -> Result<T, ApiError>,
     {
+        let waiting = Instant::now();
         let mut conn = self.pool.get()?;
         // A panic while holding the lock cannot leave the database
         // inconsistent (the transaction rolls back), so poisoning is moot.
@@ -190,10 +197,16 @@ impl Db {
             .write_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.pool_wait.observe(waiting.elapsed().as_secs_f64());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
+    }
+
+    /// Waits for a pooled connection (and the writer turn), in seconds.
+    pub fn pool_wait(&self) -> &Histogram {
+        &self.pool_wait
     }
 
     /// Copies the live database to `dest` with SQLite's online backup API,

@@ -70,10 +70,14 @@ impl Sweeper {
         let state = self.state.clone();
         let config = self.config.clone();
         let busy = self.busy.clone();
+        let metrics = self.state.metrics.clone();
         actix::spawn(async move {
             let result = actix_web::web::block(move || sweep_once(&state, &config)).await;
             match result {
-                Ok(report) => log_report(&report),
+                Ok(report) => {
+                    metrics.record_sweep(report.duration.as_secs_f64());
+                    log_report(&report)
+                }
                 Err(e) => log::warn!("sweep did not run: {e}"),
             }
             busy.store(false, Ordering::Release);
