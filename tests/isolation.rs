@@ -141,57 +141,6 @@ fn body_for(method: &str, template: &str, f: &Fixture) -> Option<Value> {
     Some(body)
 }
 
-/// Every row of every table, as text (PAT last_used_at excluded: using a
-/// token records its use).
-fn dump(app: &TestApp) -> String {
-    let conn = app.sql();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'refinery%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let mut out = String::new();
-    for table in tables {
-        let sql = if table == "personal_access_token" {
-            "SELECT id, revoked_at, expires_at FROM personal_access_token ORDER BY id".to_string()
-        } else {
-            format!("SELECT * FROM \"{table}\" ORDER BY rowid")
-        };
-        let mut stmt = conn.prepare(&sql).unwrap();
-        let n = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| {
-                (0..n)
-                    .map(|i| {
-                        r.get::<_, rusqlite::types::Value>(i)
-                            .map(|v| format!("{v:?}"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .unwrap();
-        for row in rows {
-            out.push_str(&format!("{table}: {}\n", row.unwrap().join("|")));
-        }
-    }
-    out
-}
-
-async fn documented_routes(app: &TestApp) -> Vec<(String, String)> {
-    let doc = app
-        .request("GET", "/api/openapi.json", None, None)
-        .await
-        .body;
-    let mut routes = Vec::new();
-    for (path, ops) in doc["paths"].as_object().unwrap() {
-        for method in ops.as_object().unwrap().keys() {
-            routes.push((method.clone(), path.clone()));
-        }
-    }
-    routes
-}
-
 /// Routes about the caller themself or about nothing in particular.
 fn is_own_or_public(method: &str, template: &str) -> bool {
     matches!(
@@ -215,7 +164,7 @@ async fn another_workspaces_credentials_reach_nothing() {
     let (f, _alice, _bob) = fixture(&app).await;
     let (mallory, mws) = app.init_user("mallory@example.com");
     let daemon = app.daemon_token(&mallory.token, &mws, "evil").await;
-    let routes = documented_routes(&app).await;
+    let routes = app.documented_routes().await;
     assert!(routes.len() > 40);
 
     for (method, template) in &routes {
@@ -225,7 +174,7 @@ async fn another_workspaces_credentials_reach_nothing() {
             ("mallory's PAT", &mallory.token),
             ("mallory's daemon token", &daemon),
         ] {
-            let before = dump(&app);
+            let before = app.dump();
             let reply = app
                 .request_with_headers(
                     &method.to_uppercase(),
@@ -264,7 +213,7 @@ async fn another_workspaces_credentials_reach_nothing() {
             ) {
                 assert_eq!(
                     before,
-                    dump(&app),
+                    app.dump(),
                     "{method} {template} with {who} changed the database"
                 );
             }
@@ -329,7 +278,7 @@ async fn a_plain_member_cannot_do_what_needs_an_owner_or_admin() {
             "",
         ),
     ];
-    let before = dump(&app);
+    let before = app.dump();
     for (method, path, body, message) in refused {
         let body = body.map(|b| b.to_string());
         let r = app
@@ -351,7 +300,7 @@ async fn a_plain_member_cannot_do_what_needs_an_owner_or_admin() {
         .delete(&format!("/api/tokens/{}", f.token_id), &bob)
         .await;
     assert_eq!(r.status, 404);
-    assert_eq!(before, dump(&app));
+    assert_eq!(before, app.dump());
     // while reading the workspace is fine
     for path in [
         format!("/api/runtimes?workspace_id={}", f.ws),

@@ -432,3 +432,86 @@ impl TestApp {
             .expect("age runtime");
     }
 }
+
+impl TestApp {
+    /// Sends raw bytes (possibly not UTF-8, possibly not JSON) with the
+    /// given header values (which may be raw bytes too); returns the status.
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+        headers: &[(&str, Vec<u8>)],
+    ) -> (u16, String) {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .insert_header(("Content-Type", "application/json"));
+        for (name, value) in headers {
+            let value = awc::http::header::HeaderValue::from_bytes(value).expect("header value");
+            req = req.insert_header((*name, value));
+        }
+        let mut res = req.send_body(body).await.expect("request");
+        let bytes = res.body().limit(64 * 1024 * 1024).await.expect("body");
+        (
+            res.status().as_u16(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    /// Every row of every table as text, to prove a request changed nothing
+    /// (a PAT's last_used_at is left out: using a token records its use).
+    pub fn dump(&self) -> String {
+        let conn = self.sql();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'refinery%' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut out = String::new();
+        for table in tables {
+            let sql = if table == "personal_access_token" {
+                "SELECT id, revoked_at, expires_at FROM personal_access_token ORDER BY id"
+                    .to_string()
+            } else {
+                format!("SELECT * FROM \"{table}\" ORDER BY rowid")
+            };
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i)
+                                .map(|v| format!("{v:?}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .unwrap();
+            for row in rows {
+                out.push_str(&format!("{table}: {}\n", row.unwrap().join("|")));
+            }
+        }
+        out
+    }
+
+    /// (method, path template) of every route in /api/openapi.json.
+    pub async fn documented_routes(&self) -> Vec<(String, String)> {
+        let doc = self
+            .request("GET", "/api/openapi.json", None, None)
+            .await
+            .body;
+        let mut routes = Vec::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                routes.push((method.clone(), path.clone()));
+            }
+        }
+        routes
+    }
+}
