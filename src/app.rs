@@ -15,6 +15,8 @@ use crate::config::{Config, SweeperConfig};
 use crate::db::{Db, OpenError};
 use crate::error::ApiError;
 use crate::events::EventBus;
+use crate::heartbeats::Heartbeats;
+use crate::jobs::heartbeats::HeartbeatFlusher;
 use crate::jobs::sweeper::Sweeper;
 use crate::metrics::Metrics;
 use crate::probes::Probes;
@@ -47,6 +49,7 @@ pub struct State {
     pub events: EventBus,
     pub probes: Probes,
     pub metrics: Metrics,
+    pub heartbeats: Heartbeats,
 }
 
 impl Application {
@@ -59,6 +62,7 @@ impl Application {
             db,
             events: EventBus::new(),
             probes: Probes::default(),
+            heartbeats: Heartbeats::default(),
         };
         let addr = config.listen_addr();
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
@@ -98,10 +102,15 @@ impl Application {
     /// requests finish), then checkpoints the WAL into the main file.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let sweeper = Sweeper::new(self.state.clone(), self.sweeper).start();
+        let flusher = HeartbeatFlusher::new(self.state.clone()).start();
         let result = self.server.await;
-        drop(sweeper);
-        let db = self.state.db;
-        match web::block(move || db.checkpoint()).await {
+        drop((sweeper, flusher));
+        let state = self.state;
+        let closing = web::block(move || {
+            state.heartbeats.flush(&state.db)?;
+            state.db.checkpoint()
+        });
+        match closing.await {
             Ok(Ok(())) => log::info!("database checkpointed, shutting down"),
             Ok(Err(e)) => log::warn!("final checkpoint failed: {e}"),
             Err(e) => log::warn!("final checkpoint failed: {e}"),
@@ -114,6 +123,7 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
     let db = web::Data::new(state.db);
     let events = web::Data::new(state.events);
     let probes = web::Data::new(state.probes);
+    let heartbeats = web::Data::new(state.heartbeats);
     let metrics = web::Data::new(state.metrics);
     let origins = config.server.cors_allowed_origins.clone();
     let server = HttpServer::new(move || {
@@ -121,6 +131,7 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
             .app_data(db.clone())
             .app_data(events.clone())
             .app_data(probes.clone())
+            .app_data(heartbeats.clone())
             .app_data(metrics.clone())
             .app_data(json_config())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))

@@ -9,6 +9,7 @@
 //! * [`admin`] — the operations behind `init`, `user add`, `token create`
 //! * [`access`] — one function per access rule (runtime reach, control)
 //! * [`events`] — the in-process workspace event bus
+//! * [`heartbeats`] — group commit of heartbeats
 //! * [`probes`] — pings and update requests waiting for a daemon
 //! * [`jobs`] — background jobs (the sweeper)
 //! * [`metrics`] — Prometheus metrics at `/metrics`
@@ -27,6 +28,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod heartbeats;
 pub mod jobs;
 pub mod metrics;
 pub mod probes;

@@ -425,3 +425,53 @@ async fn daemon_token_reaches_only_its_own_workspace() {
     assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 1);
     assert_eq!(app.runtime_status(&bobs_runtime), "online");
 }
+
+#[actix_web::test]
+async fn heartbeats_of_online_runtimes_are_written_in_groups() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    app.age_runtime(&rt, 600);
+    let seen = || -> String {
+        app.sql()
+            .query_row(
+                "SELECT last_seen_at FROM agent_runtime WHERE id = ?1",
+                [&rt],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let old = seen();
+    let r = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // written by the next group commit, a fraction of a second later
+    assert!(common::eventually(5, || seen() > old).await);
+    assert!(seen() > chrono::Utc::now().format("%Y-%m-%dT%H:%M").to_string());
+}
+
+#[actix_web::test]
+async fn a_buffered_heartbeat_counts_for_the_next_sweep() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    app.age_runtime(&rt, 600);
+    app.post(
+        "/api/daemon/heartbeat",
+        &alice.token,
+        json!({"runtime_id": rt}),
+    )
+    .await;
+    let config = agenthub::config::SweeperConfig {
+        stale_after_secs: 60,
+        ..Default::default()
+    };
+    let report = agenthub::jobs::sweeper::sweep_once(&app.state, &config);
+    assert_eq!(report.stale_runtimes, 0);
+    assert_eq!(app.runtime_status(&rt), "online");
+}

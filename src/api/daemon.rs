@@ -14,6 +14,7 @@ use crate::db::Db;
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
+use crate::heartbeats::Heartbeats;
 use crate::probes::{Kind, Outcome, Probes, Status};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -242,22 +243,28 @@ struct HeartbeatResponse {
 
 /// Marks the runtime online and hands over any ping or update the UI asked
 /// for. A runtime that is gone answers 404 `runtime not found`, telling the
-/// daemon to register again.
+/// daemon to register again. An online runtime's new last-seen time goes
+/// through the heartbeat group commit; bringing a runtime back online is
+/// written at once.
 async fn heartbeat(
     db: web::Data<Db>,
     probes: web::Data<Probes>,
+    heartbeats: web::Data<Heartbeats>,
     caller: Caller,
     body: web::Json<HeartbeatRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = body
         .runtime_id
         .ok_or_else(|| ApiError::bad_request("runtime_id is required"))?;
-    db.write(move |tx| {
-        require_daemon_runtime(tx, &caller, id)?;
-        runtimes::heartbeat(tx, id)?;
-        Ok(())
-    })
-    .await?;
+    let runtime = db
+        .read(move |conn| require_daemon_runtime(conn, &caller, id))
+        .await?;
+    if runtime.status == "online" {
+        heartbeats.record(id, crate::db::now());
+    } else if !db.write(move |tx| Ok(runtimes::heartbeat(tx, id)?)).await? {
+        // deleted between the read and the write
+        return Err(ApiError::not_found("runtime not found"));
+    }
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
         status: "ok",
         pending_ping: probes

@@ -201,3 +201,15 @@ pub fn delete(conn: &Connection, id: Id) -> Result<(), ApiError> {
     conn.execute("DELETE FROM agent_runtime WHERE id = ?1", [id])?;
     Ok(())
 }
+
+/// Moves an online runtime's last_seen_at forward to `at` (a buffered
+/// heartbeat). A runtime swept offline meanwhile stays offline: its next
+/// heartbeat brings it back through [`heartbeat`].
+pub fn touch_seen(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE agent_runtime SET last_seen_at = ?2, updated_at = ?2
+         WHERE id = ?1 AND status = 'online' AND (last_seen_at IS NULL OR last_seen_at < ?2)",
+    )?
+    .execute(params![id, at])?;
+    Ok(())
+}

@@ -124,6 +124,10 @@ pub fn sweep_once(state: &State, config: &SweeperConfig) -> SweepReport {
     let mut report = SweepReport::default();
     let db = &state.db;
     let events = &state.events;
+    // judge staleness on every heartbeat received so far
+    if let Err(e) = state.heartbeats.flush(db) {
+        log::warn!("sweep: writing buffered heartbeats failed: {e}");
+    }
 
     match sweep_stale(db, events, &cutoff(config.stale_after_secs)) {
         Ok(n) => report.stale_runtimes = n,

@@ -1,0 +1,61 @@
+//! Group commit for heartbeats.
+//!
+//! A heartbeat of a runtime that is already online only moves its
+//! `last_seen_at`: liveness, not data anyone pays for. Such heartbeats are
+//! answered at once and their times written together, one transaction per
+//! [`FLUSH_EVERY`], instead of one fsync per heartbeat. Losing the last
+//! fraction of a second of them in a crash only makes a runtime look a
+//! moment older. Everything that matters (registrations, status changes,
+//! tasks, usage) is still committed before it is acknowledged: a heartbeat
+//! that brings a runtime back online is written through at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::db::{runtimes, Db};
+use crate::domain::Id;
+use crate::error::ApiError;
+
+/// How often buffered heartbeats are written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Default)]
+pub struct Heartbeats {
+    pending: Arc<Mutex<HashMap<Id, String>>>,
+}
+
+impl Heartbeats {
+    /// Remembers that `runtime` was seen at `at` (stored time format).
+    pub fn record(&self, runtime: Id, at: String) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(runtime, at);
+    }
+
+    /// Writes every buffered heartbeat in one transaction (blocking).
+    /// Returns how many were written.
+    pub fn flush(&self, db: &Db) -> Result<usize, ApiError> {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let n = batch.len();
+        let result = db.write_blocking(|tx| {
+            for (runtime, at) in &batch {
+                runtimes::touch_seen(tx, *runtime, at)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            // keep them for the next flush, unless newer ones arrived
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for (runtime, at) in batch {
+                pending.entry(runtime).or_insert(at);
+            }
+            return Err(e);
+        }
+        Ok(n)
+    }
+}
