@@ -1,0 +1,299 @@
+//! Load benchmark: simulated daemons against the real binary.
+//!
+//! `scripts/load.sh` (or `cargo bench --bench load`); knobs: LOAD_DAEMONS
+//! (1000, two runtimes each), LOAD_SECS (10, per timed phase), LOAD_CLIENTS
+//! (32 concurrent connections).
+//!
+//! Reports, from one run on one machine so they read as ratios: the raw
+//! single-row SQLite commit rate with agenthub's pragmas, `GET /health`
+//! throughput, registration latency, heartbeat throughput and latency while
+//! other daemons claim and finish tasks and report usage, claim latency,
+//! errors, and the server's peak RSS.
+
+use std::cell::RefCell;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Default)]
+struct Samples {
+    micros: Vec<u64>,
+    errors: usize,
+}
+
+impl Samples {
+    fn line(&mut self, label: &str, secs: f64) -> f64 {
+        self.micros.sort_unstable();
+        let pct = |p: f64| {
+            if self.micros.is_empty() {
+                return 0.0;
+            }
+            let i = ((self.micros.len() as f64 - 1.0) * p).round() as usize;
+            self.micros[i] as f64 / 1000.0
+        };
+        let rate = self.micros.len() as f64 / secs;
+        println!(
+            "{label:<26} n={:<7} rate={rate:>8.0}/s p50={:>6.2}ms p99={:>6.2}ms max={:>7.2}ms errors={}",
+            self.micros.len(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+            self.errors
+        );
+        rate
+    }
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &std::path::Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_agenthub"))
+        .current_dir(dir)
+        .args(["serve", "--db", "load.db"])
+        .env("AGENTHUB_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start agenthub");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Single-row commits per second on this disk with agenthub's pragmas.
+fn raw_commit_rate(dir: &std::path::Path) -> f64 {
+    let conn = agenthub::db::open_connection(&dir.join("raw.db"), Duration::from_secs(5))
+        .expect("open raw db");
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .expect("create");
+    let n = 2000;
+    let start = Instant::now();
+    for i in 0..n {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; INSERT INTO t (v) VALUES ('row {i}'); COMMIT;"
+        ))
+        .expect("commit");
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+type Client = awc::Client;
+
+async fn call(client: &Client, method: &str, url: String, token: &str, body: Option<&Value>) -> Result<Value, ()> {
+    let req = match method {
+        "GET" => client.get(url),
+        _ => client.post(url),
+    }
+    .insert_header(("Authorization", format!("Bearer {token}")));
+    let mut res = match body {
+        Some(b) => req.send_json(b).await.map_err(|_| ())?,
+        None => req.send().await.map_err(|_| ())?,
+    };
+    if !res.status().is_success() {
+        return Err(());
+    }
+    res.json::<Value>().limit(16 << 20).await.map_err(|_| ())
+}
+
+/// Runs `clients` loops of `op` until `deadline`, timing each call.
+async fn timed<F, Fut>(clients: usize, until: Instant, op: F) -> Samples
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ()>>,
+{
+    let samples = Rc::new(RefCell::new(Samples::default()));
+    let op = &op;
+    let loops = (0..clients).map(|c| {
+        let samples = samples.clone();
+        async move {
+            let mut i = 0;
+            while Instant::now() < until {
+                let t = Instant::now();
+                let ok = op(c, i).await.is_ok();
+                let took = t.elapsed().as_micros() as u64;
+                let mut s = samples.borrow_mut();
+                if ok {
+                    s.micros.push(took);
+                } else {
+                    s.errors += 1;
+                }
+                i += 1;
+            }
+        }
+    });
+    futures_util::future::join_all(loops).await;
+    Rc::try_unwrap(samples).ok().map(RefCell::into_inner).unwrap_or_default()
+}
+
+fn main() {
+    let daemons = knob("LOAD_DAEMONS", 1000);
+    let secs = knob("LOAD_SECS", 10) as u64;
+    let clients = knob("LOAD_CLIENTS", 32);
+    let dir = tempfile::tempdir().expect("temp dir");
+    println!("agenthub load: {daemons} daemons x 2 runtimes, {clients} connections, {secs} s phases");
+    let raw = raw_commit_rate(dir.path());
+    println!("{:<26} {raw:>8.0}/s (BEGIN IMMEDIATE; INSERT; COMMIT, synchronous=FULL)", "raw sqlite commits");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_agenthub"))
+        .current_dir(dir.path())
+        .args(["init", "--email", "load@example.com", "--db", "load.db", "--json"])
+        .output()
+        .expect("init");
+    let init: Value = serde_json::from_slice(&out.stdout).expect("init json");
+    let token = init["token"].as_str().expect("token").to_string();
+    let ws = init["workspace_id"].as_str().expect("workspace").to_string();
+    let server = start_server(dir.path());
+    let base = server.base.clone();
+    let pid = server.child.id();
+
+    actix_web::rt::System::new().block_on(async move {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish();
+        let phase = || Instant::now() + Duration::from_secs(secs);
+
+        let mut health = timed(clients, phase(), |_, _| {
+            let client = client.clone();
+            let url = format!("{base}/health");
+            async move {
+                let res = client.get(url).send().await.map_err(|_| ())?;
+                res.status().is_success().then_some(()).ok_or(())
+            }
+        })
+        .await;
+        let health_rate = health.line("GET /health", secs as f64);
+
+        // registration of every daemon (two runtimes each)
+        let runtimes: Rc<RefCell<Vec<String>>> = Rc::default();
+        let next = Rc::new(std::cell::Cell::new(0usize));
+        let started = Instant::now();
+        let mut register = timed(clients, Instant::now() + Duration::from_secs(600), |_, _| {
+            let client = client.clone();
+            let (base, token, ws) = (base.clone(), token.clone(), ws.clone());
+            let runtimes = runtimes.clone();
+            let next = next.clone();
+            async move {
+                let d = next.get();
+                if d >= daemons {
+                    return Err(());
+                }
+                next.set(d + 1);
+                let body = json!({"workspace_id": ws, "daemon_id": format!("host-{d}"), "device_name": format!("host-{d}"),
+                                  "cli_version": "1.0.0", "runtimes": [{"type": "claude", "version": "2.0"}, {"type": "codex", "version": "0.9"}]});
+                let reply = call(&client, "POST", format!("{base}/api/daemon/register"), &token, Some(&body)).await?;
+                for rt in reply["runtimes"].as_array().ok_or(())? {
+                    runtimes.borrow_mut().push(rt["id"].as_str().ok_or(())?.to_string());
+                }
+                Ok(())
+            }
+        })
+        .await;
+        register.errors -= clients; // each loop's final "no daemon left"
+        register.line("register (2 runtimes)", started.elapsed().as_secs_f64());
+        let runtimes = runtimes.borrow().clone();
+        assert_eq!(runtimes.len(), daemons * 2, "every daemon registered");
+
+        // work for the claiming daemons: one agent on each of 20 runtimes
+        let workers = 20.min(runtimes.len());
+        let mut agents = Vec::new();
+        for rt in &runtimes[..workers] {
+            let body = json!({"name": "load", "runtime_id": rt, "max_concurrent_tasks": 100});
+            let req = client
+                .post(format!("{base}/api/agents"))
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .insert_header(("X-Workspace-ID", ws.as_str()));
+            let mut res = req.send_json(&body).await.expect("agent");
+            let agent: Value = res.json().await.expect("agent json");
+            agents.push(agent["id"].as_str().expect("agent id").to_string());
+        }
+        for (i, agent) in agents.iter().enumerate().cycle().take(4000) {
+            let body = json!({"prompt": format!("task {i}"), "priority": i % 3});
+            call(&client, "POST", format!("{base}/api/agents/{agent}/tasks"), &token, Some(&body))
+                .await
+                .expect("queue task");
+        }
+
+        // mixed load: most connections heartbeat, a few claim and finish
+        // tasks and report their usage
+        let until = phase();
+        let heartbeat_clients = clients.saturating_sub(4).max(1);
+        let heartbeats = timed(heartbeat_clients, until, |c, i| {
+            let client = client.clone();
+            let rt = runtimes[(c + i * heartbeat_clients) % runtimes.len()].clone();
+            let (base, token) = (base.clone(), token.clone());
+            async move {
+                call(&client, "POST", format!("{base}/api/daemon/heartbeat"), &token, Some(&json!({"runtime_id": rt})))
+                    .await
+                    .map(|_| ())
+            }
+        });
+        let claims = timed(4, until, |c, i| {
+            let client = client.clone();
+            let rt = runtimes[(c + i * 4) % workers].clone();
+            let (base, token) = (base.clone(), token.clone());
+            async move {
+                let reply = call(&client, "POST", format!("{base}/api/daemon/runtimes/{rt}/tasks/claim"), &token, None).await?;
+                if let Some(task) = reply["task"]["id"].as_str() {
+                    let t = format!("{base}/api/daemon/tasks/{task}");
+                    call(&client, "POST", format!("{t}/start"), &token, None).await?;
+                    let usage = json!({"usage": [{"provider": "claude", "model": "opus", "input_tokens": 1200, "output_tokens": 300}]});
+                    call(&client, "POST", format!("{t}/usage"), &token, Some(&usage)).await?;
+                    call(&client, "POST", format!("{t}/complete"), &token, Some(&json!({"output": "ok"}))).await?;
+                }
+                Ok(())
+            }
+        });
+        let (mut heartbeats, mut claims) = futures_util::future::join(heartbeats, claims).await;
+        let hb_rate = heartbeats.line("heartbeat (mixed load)", secs as f64);
+        claims.line("claim+start+usage+done", secs as f64);
+
+        let rss = peak_rss_mib(pid);
+        println!("{:<26} {rss:.1} MiB", "server peak RSS");
+        println!(
+            "ratios: heartbeat/health = {:.2}, heartbeat/raw commit = {:.2}",
+            hb_rate / health_rate,
+            hb_rate / raw
+        );
+    });
+    drop(server);
+}
