@@ -93,9 +93,11 @@ fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -119,7 +121,13 @@ fn raw_commit_rate(dir: &std::path::Path) -> f64 {
 
 type Client = awc::Client;
 
-async fn call(client: &Client, method: &str, url: String, token: &str, body: Option<&Value>) -> Result<Value, ()> {
+async fn call(
+    client: &Client,
+    method: &str,
+    url: String,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<Value, ()> {
     let req = match method {
         "GET" => client.get(url),
         _ => client.post(url),
@@ -162,7 +170,10 @@ where
         }
     });
     futures_util::future::join_all(loops).await;
-    Rc::try_unwrap(samples).ok().map(RefCell::into_inner).unwrap_or_default()
+    Rc::try_unwrap(samples)
+        .ok()
+        .map(RefCell::into_inner)
+        .unwrap_or_default()
 }
 
 fn main() {
@@ -170,18 +181,33 @@ fn main() {
     let secs = knob("LOAD_SECS", 10) as u64;
     let clients = knob("LOAD_CLIENTS", 32);
     let dir = tempfile::tempdir().expect("temp dir");
-    println!("agenthub load: {daemons} daemons x 2 runtimes, {clients} connections, {secs} s phases");
+    println!(
+        "agenthub load: {daemons} daemons x 2 runtimes, {clients} connections, {secs} s phases"
+    );
     let raw = raw_commit_rate(dir.path());
-    println!("{:<26} {raw:>8.0}/s (BEGIN IMMEDIATE; INSERT; COMMIT, synchronous=FULL)", "raw sqlite commits");
+    println!(
+        "{:<26} {raw:>8.0}/s (BEGIN IMMEDIATE; INSERT; COMMIT, synchronous=FULL)",
+        "raw sqlite commits"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_agenthub"))
         .current_dir(dir.path())
-        .args(["init", "--email", "load@example.com", "--db", "load.db", "--json"])
+        .args([
+            "init",
+            "--email",
+            "load@example.com",
+            "--db",
+            "load.db",
+            "--json",
+        ])
         .output()
         .expect("init");
     let init: Value = serde_json::from_slice(&out.stdout).expect("init json");
     let token = init["token"].as_str().expect("token").to_string();
-    let ws = init["workspace_id"].as_str().expect("workspace").to_string();
+    let ws = init["workspace_id"]
+        .as_str()
+        .expect("workspace")
+        .to_string();
     let server = start_server(dir.path());
     let base = server.base.clone();
     let pid = server.child.id();

@@ -135,6 +135,12 @@ fn body_for(method: &str, template: &str, f: &Fixture) -> Option<Value> {
         ("post", "/api/agents/{id}/tasks") => json!({"prompt": "exfiltrate"}),
         ("post", "/api/workspaces") | ("post", "/api/tokens") => json!({"name": "mine"}),
         ("post", "/api/daemon/tasks/{id}/fail") => json!({"error": "x"}),
+        ("post", "/api/daemon/tasks/{id}/usage") => {
+            json!({"usage": [{"provider": "claude", "model": "opus", "input_tokens": 5}]})
+        }
+        ("post", "/api/daemon/runtimes/{id}/usage") => {
+            json!({"entries": [{"date": "2026-11-01", "provider": "claude", "model": "opus", "input_tokens": 5}]})
+        }
         ("post", _) | ("put", _) | ("patch", _) => json!({}),
         _ => return None,
     };

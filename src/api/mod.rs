@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod runtimes;
 pub mod tasks;
 pub mod tokens;
+pub mod usage;
 pub mod workspaces;
 
 use actix_web::{web, HttpResponse};
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(events::configure)
                 .configure(runtimes::configure)
                 .configure(tokens::configure)
+                .configure(usage::configure)
                 .configure(workspaces::configure),
         );
 }

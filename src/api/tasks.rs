@@ -30,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/daemon/tasks/{id}/progress", web::post().to(progress))
         .route("/daemon/tasks/{id}/complete", web::post().to(complete))
         .route("/daemon/tasks/{id}/fail", web::post().to(fail))
+        .route("/daemon/tasks/{id}/usage", web::post().to(report_usage))
         .route("/daemon/tasks/{id}/messages", web::post().to(messages));
 }
 
@@ -347,4 +348,43 @@ async fn messages(
         body.into_inner(),
     )
     .await
+}
+
+#[derive(Deserialize)]
+struct TaskUsage {
+    usage: Vec<Value>,
+}
+
+/// `{usage: [{provider, model, input_tokens, …}]}`: the task's running
+/// totals per (provider, model), replacing what was stored, with the
+/// workspace rollups, in one transaction. Any invalid entry refuses the
+/// whole report (400 naming it), so a daemon never mistakes a partial
+/// write for a full one.
+async fn report_usage(
+    db: web::Data<Db>,
+    caller: Caller,
+    path: web::Path<Id>,
+    body: web::Json<TaskUsage>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let entries = body
+        .into_inner()
+        .usage
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            super::usage::parse_entry(v)
+                .map_err(|e| ApiError::bad_request(format!("usage[{i}]: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    db.write(move |tx| {
+        let task = require_daemon_task(tx, &caller, id)?;
+        let at = crate::db::now();
+        for entry in &entries {
+            crate::db::usage::upsert_task_usage(tx, id, task.workspace_id, entry, &at)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(super::ok())
 }

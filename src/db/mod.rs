@@ -23,6 +23,7 @@ pub mod runtimes;
 pub mod sweeps;
 pub mod tasks;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 pub mod workspaces;
 

@@ -479,7 +479,7 @@ impl TestApp {
                 "SELECT id, revoked_at, expires_at FROM personal_access_token ORDER BY id"
                     .to_string()
             } else {
-                format!("SELECT * FROM \"{table}\" ORDER BY rowid")
+                format!("SELECT * FROM \"{table}\"")
             };
             let mut stmt = conn.prepare(&sql).unwrap();
             let n = stmt.column_count();
@@ -493,9 +493,11 @@ impl TestApp {
                         .collect::<Result<Vec<_>, _>>()
                 })
                 .unwrap();
-            for row in rows {
-                out.push_str(&format!("{table}: {}\n", row.unwrap().join("|")));
-            }
+            let mut lines: Vec<String> = rows
+                .map(|row| format!("{table}: {}\n", row.unwrap().join("|")))
+                .collect();
+            lines.sort();
+            out.extend(lines);
         }
         out
     }

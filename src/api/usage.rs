@@ -1,0 +1,363 @@
+//! Token usage: daemons' per-runtime day totals, and the workspace usage
+//! pages (daily by model, summary by model) over task usage.
+//!
+//! Windows: `days=N` means the last N calendar days, today included, in
+//! UTC or in the `?tz=` zone. N must be 1..365; anything else (0, negative,
+//! too large, not a number) falls back to the route's default.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use chrono::{NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::access::{require_daemon_runtime, require_member_runtime};
+use crate::auth::{AuthUser, Caller, WorkspaceAccess};
+use crate::db::usage::{self, Bucket, UsageEntry};
+use crate::db::{self, Db};
+use crate::domain::Id;
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/daemon/runtimes/{id}/usage",
+        web::post().to(report_runtime_usage),
+    )
+    .route("/runtimes/{id}/usage", web::get().to(runtime_usage))
+    .route("/usage/daily", web::get().to(daily))
+    .route("/usage/summary", web::get().to(summary));
+}
+
+const COUNTS: [&str; 4] = [
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+];
+
+/// Reads one usage entry from loosely typed JSON, so that one bad entry is
+/// reported on its own instead of failing the whole body. Counts must be
+/// non-negative integers within i64 (absent means 0); provider must be a
+/// non-empty string.
+pub fn parse_entry(value: &Value) -> Result<UsageEntry, String> {
+    let object = value.as_object().ok_or("entry must be an object")?;
+    let text = |field: &str| -> Result<String, String> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.trim().to_string()),
+            Some(_) => Err(format!("{field} must be a string")),
+        }
+    };
+    let provider = text("provider")?;
+    if provider.is_empty() {
+        return Err("provider is required".to_string());
+    }
+    let mut counts = [0i64; 4];
+    for (slot, field) in counts.iter_mut().zip(COUNTS) {
+        *slot = match object.get(field) {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_i64()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| format!("{field} must be a non-negative integer within 64 bits"))?,
+        };
+    }
+    Ok(UsageEntry {
+        provider,
+        model: text("model")?,
+        input_tokens: counts[0],
+        output_tokens: counts[1],
+        cache_read_tokens: counts[2],
+        cache_write_tokens: counts[3],
+    })
+}
+
+/// A calendar date written exactly as `YYYY-MM-DD`.
+fn parse_date(value: Option<&Value>) -> Result<String, String> {
+    let text = value
+        .and_then(Value::as_str)
+        .ok_or("date is required (YYYY-MM-DD)")?;
+    let well_formed = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !well_formed || NaiveDate::parse_from_str(text, "%Y-%m-%d").is_err() {
+        return Err(format!("date {text:?} is not a calendar date (YYYY-MM-DD)"));
+    }
+    Ok(text.to_string())
+}
+
+#[derive(Deserialize)]
+struct UsageReport {
+    entries: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct Rejected {
+    index: usize,
+    error: String,
+}
+
+#[derive(Serialize)]
+struct ReportReply {
+    status: &'static str,
+    accepted: usize,
+    rejected: Vec<Rejected>,
+}
+
+/// Stores every valid entry in one transaction and lists the others by
+/// index: nothing valid is dropped for a bad neighbour, nothing invalid is
+/// dropped silently.
+async fn report_runtime_usage(
+    db: web::Data<Db>,
+    caller: Caller,
+    path: web::Path<Id>,
+    body: web::Json<UsageReport>,
+) -> Result<HttpResponse, ApiError> {
+    let runtime = path.into_inner();
+    let mut valid = Vec::new();
+    let mut rejected = Vec::new();
+    for (index, value) in body.into_inner().entries.iter().enumerate() {
+        let parsed = parse_date(value.get("date"))
+            .and_then(|date| parse_entry(value).map(|entry| (date, entry)));
+        match parsed {
+            Ok(ok) => valid.push(ok),
+            Err(error) => rejected.push(Rejected { index, error }),
+        }
+    }
+    let accepted = valid.len();
+    db.write(move |tx| {
+        require_daemon_runtime(tx, &caller, runtime)?;
+        let at = db::now();
+        for (date, entry) in &valid {
+            usage::upsert_runtime_usage(tx, runtime, date, entry, &at)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(ReportReply {
+        status: "ok",
+        accepted,
+        rejected,
+    }))
+}
+
+#[derive(Deserialize)]
+struct WindowQuery {
+    days: Option<String>,
+    tz: Option<String>,
+}
+
+impl WindowQuery {
+    fn days(&self, default: i64) -> i64 {
+        self.days
+            .as_deref()
+            .and_then(|d| d.trim().parse::<i64>().ok())
+            .filter(|d| (1..=365).contains(d))
+            .unwrap_or(default)
+    }
+
+    /// `None` for UTC.
+    fn zone(&self) -> Result<Option<Tz>, ApiError> {
+        match self.tz.as_deref().map(str::trim) {
+            None | Some("") | Some("UTC") | Some("Etc/UTC") => Ok(None),
+            Some(name) => name
+                .parse::<Tz>()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("unknown time zone {name:?}"))),
+        }
+    }
+}
+
+/// `GET /api/runtimes/{id}/usage?days=N` (default 90): what the daemon
+/// reported for the last N UTC days, newest first.
+async fn runtime_usage(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let runtime = path.into_inner();
+    let days = query.days(90);
+    let from = (Utc::now().date_naive() - chrono::Days::new(days as u64 - 1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let rows = db
+        .read(move |conn| {
+            require_member_runtime(conn, caller.user_id, runtime)?;
+            Ok(usage::runtime_usage(conn, runtime, &from)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Serialize, Default, Clone)]
+struct Totals {
+    total_input_tokens: i64,
+    total_output_tokens: i64,
+    total_cache_read_tokens: i64,
+    total_cache_write_tokens: i64,
+    task_count: i64,
+}
+
+impl Totals {
+    fn add(&mut self, b: &Bucket) {
+        self.merge(&Totals {
+            total_input_tokens: b.input_tokens,
+            total_output_tokens: b.output_tokens,
+            total_cache_read_tokens: b.cache_read_tokens,
+            total_cache_write_tokens: b.cache_write_tokens,
+            task_count: b.task_count,
+        });
+    }
+
+    fn merge(&mut self, other: &Totals) {
+        self.total_input_tokens += other.total_input_tokens;
+        self.total_output_tokens += other.total_output_tokens;
+        self.total_cache_read_tokens += other.total_cache_read_tokens;
+        self.total_cache_write_tokens += other.total_cache_write_tokens;
+        self.task_count += other.task_count;
+    }
+}
+
+#[derive(Serialize)]
+struct DailyRow {
+    date: String,
+    model: String,
+    #[serde(flatten)]
+    totals: Totals,
+}
+
+#[derive(Serialize)]
+struct SummaryRow {
+    model: String,
+    #[serde(flatten)]
+    totals: Totals,
+}
+
+/// The UTC instant a local date starts in `tz`.
+fn local_midnight(tz: Tz, date: NaiveDate) -> chrono::DateTime<Utc> {
+    let naive = date.and_time(chrono::NaiveTime::MIN);
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.with_timezone(&Utc)
+        }
+        // midnight skipped by a DST jump: the day starts at the jump
+        chrono::LocalResult::None => (1..=3)
+            .find_map(|h| {
+                tz.from_local_datetime(&(naive + chrono::Duration::hours(h)))
+                    .earliest()
+            })
+            .map_or_else(|| Utc.from_utc_datetime(&naive), |t| t.with_timezone(&Utc)),
+    }
+}
+
+/// Workspace usage per (local date, model) over the last `days` days.
+/// UTC reads the daily rollup; another zone regroups the hourly rollup by
+/// the local date each hour starts on.
+fn usage_by_day(
+    conn: &rusqlite::Connection,
+    workspace: Id,
+    days: i64,
+    zone: Option<Tz>,
+) -> Result<BTreeMap<(String, String), Totals>, ApiError> {
+    let mut grouped: BTreeMap<(String, String), Totals> = BTreeMap::new();
+    let back = chrono::Days::new(days as u64 - 1);
+    match zone {
+        None => {
+            let today = Utc::now().date_naive();
+            let from = (today - back).format("%Y-%m-%d").to_string();
+            let to = today.format("%Y-%m-%d").to_string();
+            for b in usage::daily(conn, workspace, &from, &to)? {
+                grouped
+                    .entry((b.key.clone(), b.model.clone()))
+                    .or_default()
+                    .add(&b);
+            }
+        }
+        Some(tz) => {
+            let today = Utc::now().with_timezone(&tz).date_naive();
+            let first = today - back;
+            let start = local_midnight(tz, first);
+            let end = local_midnight(tz, today + chrono::Days::new(1));
+            let hour = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H").to_string();
+            for b in usage::hourly(conn, workspace, &hour(start), &hour(end))? {
+                let Ok(naive) = chrono::NaiveDateTime::parse_from_str(
+                    &format!("{}:00", b.key),
+                    "%Y-%m-%dT%H:%M",
+                ) else {
+                    continue;
+                };
+                let local = Utc
+                    .from_utc_datetime(&naive)
+                    .with_timezone(&tz)
+                    .date_naive();
+                if local < first || local > today {
+                    continue;
+                }
+                grouped
+                    .entry((local.format("%Y-%m-%d").to_string(), b.model.clone()))
+                    .or_default()
+                    .add(&b);
+            }
+        }
+    }
+    Ok(grouped)
+}
+
+/// `GET /api/usage/daily?days=N&tz=Zone` (default 30): newest date first.
+async fn daily(
+    db: web::Data<Db>,
+    access: WorkspaceAccess,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (days, zone) = (query.days(30), query.zone()?);
+    let grouped = db
+        .read(move |conn| usage_by_day(conn, access.workspace_id, days, zone))
+        .await?;
+    let mut rows: Vec<DailyRow> = grouped
+        .into_iter()
+        .map(|((date, model), totals)| DailyRow {
+            date,
+            model,
+            totals,
+        })
+        .collect();
+    rows.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.model.cmp(&b.model)));
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// `GET /api/usage/summary?days=N&tz=Zone` (default 30): per model,
+/// heaviest (input + output) first.
+async fn summary(
+    db: web::Data<Db>,
+    access: WorkspaceAccess,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (days, zone) = (query.days(30), query.zone()?);
+    let grouped = db
+        .read(move |conn| usage_by_day(conn, access.workspace_id, days, zone))
+        .await?;
+    let mut by_model: BTreeMap<String, Totals> = BTreeMap::new();
+    for ((_, model), totals) in grouped {
+        by_model.entry(model).or_default().merge(&totals);
+    }
+    let mut rows: Vec<SummaryRow> = by_model
+        .into_iter()
+        .map(|(model, totals)| SummaryRow { model, totals })
+        .collect();
+    rows.sort_by_key(|r| {
+        std::cmp::Reverse(
+            r.totals
+                .total_input_tokens
+                .saturating_add(r.totals.total_output_tokens),
+        )
+    });
+    Ok(HttpResponse::Ok().json(rows))
+}

@@ -1,0 +1,544 @@
+//! Usage accounting (SPEC §5): runtime usage reports and the workspace
+//! usage pages, against hand-computed expectations.
+
+mod common;
+
+use agenthub::db::usage::{upsert_task_usage, UsageEntry};
+use agenthub::domain::Id;
+use chrono::{Days, Utc};
+use common::{spawn_app, TestApp};
+use serde_json::{json, Value};
+
+fn date(days_ago: u64) -> String {
+    (Utc::now().date_naive() - Days::new(days_ago))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn entry(date: &str, model: &str, input: i64) -> Value {
+    json!({"date": date, "provider": "claude", "model": model, "input_tokens": input,
+           "output_tokens": 1, "cache_read_tokens": 2, "cache_write_tokens": 3})
+}
+
+/// Records task usage at a chosen instant through the real write path.
+fn record(
+    app: &TestApp,
+    task: &str,
+    ws: &str,
+    (provider, model): (&str, &str),
+    (input, output): (i64, i64),
+    at: &str,
+) {
+    let (task, ws): (Id, Id) = (task.parse().unwrap(), ws.parse().unwrap());
+    let entry = UsageEntry {
+        provider: provider.into(),
+        model: model.into(),
+        input_tokens: input,
+        output_tokens: output,
+        ..Default::default()
+    };
+    let at = at.to_string();
+    app.db
+        .write_blocking(move |tx| Ok(upsert_task_usage(tx, task, ws, &entry, &at)?))
+        .unwrap();
+}
+
+async fn workspace_with_task(app: &TestApp) -> (String, String, String, String, String) {
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app
+        .agent(&alice.token, &ws, &rt, json!({"max_concurrent_tasks": 50}))
+        .await;
+    let task = app.task(&alice.token, &agent, "t", 0).await;
+    (alice.token, ws, rt, agent, task)
+}
+
+#[actix_web::test]
+async fn valid_entries_are_stored_and_bad_ones_listed_by_index() {
+    let app = spawn_app().await;
+    let (token, _ws, rt, _, _) = workspace_with_task(&app).await;
+    let today = date(0);
+    let body = json!({"entries": [
+        entry(&today, "opus", 100),
+        {"date": "2026-02-30", "provider": "claude", "model": "opus"},
+        {"date": today, "provider": "claude", "model": "opus", "input_tokens": -5},
+        {"date": today, "provider": "  ", "model": "opus"},
+        {"date": today, "provider": "claude", "model": "x", "output_tokens": u64::MAX},
+        {"date": today, "provider": "claude", "model": "x", "cache_read_tokens": "5"},
+        {"date": "2026-1-5", "provider": "claude", "model": "x"},
+        "not an object",
+        entry(&today, "sonnet", 7),
+    ]});
+    let r = app
+        .post(&format!("/api/daemon/runtimes/{rt}/usage"), &token, body)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "ok");
+    assert_eq!(r.body["accepted"], 2);
+    let rejected: Vec<(u64, String)> = r.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["index"].as_u64().unwrap(),
+                x["error"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let indexes: Vec<u64> = rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indexes, [1, 2, 3, 4, 5, 6, 7]);
+    assert!(rejected[0].1.contains("calendar date"), "{:?}", rejected[0]);
+    assert!(rejected[1].1.contains("input_tokens"), "{:?}", rejected[1]);
+    assert_eq!(rejected[2].1, "provider is required");
+    assert!(rejected[3].1.contains("output_tokens"), "{:?}", rejected[3]);
+    assert!(
+        rejected[4].1.contains("cache_read_tokens"),
+        "{:?}",
+        rejected[4]
+    );
+    assert_eq!(app.count("SELECT count(*) FROM runtime_usage"), 2);
+
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/usage"),
+            &token,
+            json!({"entries": "x"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+}
+
+#[actix_web::test]
+async fn a_report_replaces_the_stored_day_total() {
+    let app = spawn_app().await;
+    let (token, _ws, rt, _, _) = workspace_with_task(&app).await;
+    let path = format!("/api/daemon/runtimes/{rt}/usage");
+    app.post(
+        &path,
+        &token,
+        json!({"entries": [entry(&date(0), "opus", 100)]}),
+    )
+    .await;
+    app.post(
+        &path,
+        &token,
+        json!({"entries": [entry(&date(0), "opus", 40)]}),
+    )
+    .await;
+    let r = app.get(&format!("/api/runtimes/{rt}/usage"), &token).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        json!([{"runtime_id": rt, "date": date(0), "provider": "claude", "model": "opus",
+                "input_tokens": 40, "output_tokens": 1, "cache_read_tokens": 2, "cache_write_tokens": 3}])
+    );
+}
+
+#[actix_web::test]
+async fn runtime_usage_window_and_days_fallback() {
+    let app = spawn_app().await;
+    let (token, _ws, rt, _, _) = workspace_with_task(&app).await;
+    let ages = [0, 1, 89, 90, 364, 365];
+    let entries: Vec<Value> = ages
+        .iter()
+        .map(|a| entry(&date(*a), "opus", *a as i64))
+        .collect();
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/usage"),
+            &token,
+            json!({"entries": entries}),
+        )
+        .await;
+    assert_eq!(r.body["accepted"], 6);
+    let dates = |r: &common::Reply| -> Vec<String> {
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["date"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let last_90 = vec![date(0), date(1), date(89)];
+    for days in [
+        "",
+        "?days=0",
+        "?days=-3",
+        "?days=366",
+        "?days=abc",
+        "?days=90",
+    ] {
+        let r = app
+            .get(&format!("/api/runtimes/{rt}/usage{days}"), &token)
+            .await;
+        assert_eq!(dates(&r), last_90, "{days}");
+    }
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/usage?days=1"), &token)
+        .await;
+    assert_eq!(dates(&r), [date(0)]);
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/usage?days=365"), &token)
+        .await;
+    assert_eq!(dates(&r), [date(0), date(1), date(89), date(90), date(364)]);
+}
+
+#[actix_web::test]
+async fn usage_routes_keep_to_the_callers_workspace() {
+    let app = spawn_app().await;
+    let (token, ws, rt, _, task) = workspace_with_task(&app).await;
+    let (mallory, mws) = app.init_user("mallory@example.com");
+    let foreign = app.daemon_token(&mallory.token, &mws, "evil").await;
+    let body = json!({"entries": [entry(&date(0), "opus", 1)]});
+    for token in [&foreign, &mallory.token] {
+        let r = app
+            .post(
+                &format!("/api/daemon/runtimes/{rt}/usage"),
+                token,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(r.error(), "runtime not found");
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/usage"),
+                token,
+                json!({"usage": [{"provider": "c", "model": "m"}]}),
+            )
+            .await;
+        assert_eq!(r.status, 404);
+        assert_eq!(r.error(), "task not found");
+    }
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/usage"), &mallory.token)
+        .await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .get(
+            &format!("/api/usage/daily?workspace_id={ws}"),
+            &mallory.token,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        app.count("SELECT count(*) FROM runtime_usage")
+            + app.count("SELECT count(*) FROM task_usage"),
+        0
+    );
+    let r = app.get(&format!("/api/runtimes/{rt}/usage"), &token).await;
+    assert_eq!(r.body, json!([]));
+}
+
+#[actix_web::test]
+async fn task_usage_upserts_and_rolls_up_by_model() {
+    let app = spawn_app().await;
+    let (token, ws, _rt, agent, t1) = workspace_with_task(&app).await;
+    let t2 = app.task(&token, &agent, "t2", 0).await;
+    let report = |task: &str, usage: Value| {
+        let path = format!("/api/daemon/tasks/{task}/usage");
+        let app = &app;
+        let token = token.clone();
+        async move { app.post(&path, &token, json!({ "usage": usage })).await }
+    };
+    let r = report(&t1, json!([{"provider": "anthropic", "model": "opus", "input_tokens": 100, "output_tokens": 10}])).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // running totals replace, not add
+    report(&t1, json!([{"provider": "anthropic", "model": "opus", "input_tokens": 300, "output_tokens": 30}])).await;
+    // the same model through another provider: still one task for opus
+    report(
+        &t1,
+        json!([{"provider": "bedrock", "model": "opus", "input_tokens": 5}]),
+    )
+    .await;
+    report(&t1, json!([{"provider": "anthropic", "model": "sonnet", "input_tokens": 1000, "output_tokens": 1000}])).await;
+    report(&t2, json!([{"provider": "anthropic", "model": "opus", "input_tokens": 50, "cache_read_tokens": 7}])).await;
+    let r = report(&t2, json!([{"provider": "anthropic", "model": "opus", "input_tokens": 1}, {"provider": "", "model": "x"}])).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "usage[1]: provider is required");
+
+    let r = app
+        .get(&format!("/api/usage/daily?workspace_id={ws}"), &token)
+        .await;
+    assert_eq!(
+        r.body,
+        json!([
+            {"date": date(0), "model": "opus", "total_input_tokens": 355, "total_output_tokens": 30,
+             "total_cache_read_tokens": 7, "total_cache_write_tokens": 0, "task_count": 2},
+            {"date": date(0), "model": "sonnet", "total_input_tokens": 1000, "total_output_tokens": 1000,
+             "total_cache_read_tokens": 0, "total_cache_write_tokens": 0, "task_count": 1},
+        ])
+    );
+    let r = app
+        .get(&format!("/api/usage/summary?workspace_id={ws}"), &token)
+        .await;
+    let models: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["sonnet", "opus"], "heaviest first");
+    assert_eq!(r.body[1]["task_count"], 2);
+    assert!(r.body[1].get("date").is_none());
+}
+
+#[actix_web::test]
+async fn day_window_boundaries() {
+    let app = spawn_app().await;
+    let (token, ws, _rt, _agent, task) = workspace_with_task(&app).await;
+    // first second of today, last second of yesterday, and 30/31 days back
+    record(
+        &app,
+        &task,
+        &ws,
+        ("p", "today"),
+        (1, 0),
+        &format!("{}T00:00:00.000Z", date(0)),
+    );
+    record(
+        &app,
+        &task,
+        &ws,
+        ("p", "yesterday"),
+        (2, 0),
+        &format!("{}T23:59:59.999Z", date(1)),
+    );
+    record(
+        &app,
+        &task,
+        &ws,
+        ("p", "day-29"),
+        (4, 0),
+        &format!("{}T12:00:00.000Z", date(29)),
+    );
+    record(
+        &app,
+        &task,
+        &ws,
+        ("p", "day-30"),
+        (8, 0),
+        &format!("{}T12:00:00.000Z", date(30)),
+    );
+    let models = |r: &common::Reply| -> Vec<String> {
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["model"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let get = |q: &str| {
+        let path = format!("/api/usage/daily?workspace_id={ws}{q}");
+        let (app, token) = (&app, token.clone());
+        async move { app.get(&path, &token).await }
+    };
+    assert_eq!(models(&get("&days=1").await), ["today"]);
+    assert_eq!(models(&get("&days=2").await), ["today", "yesterday"]);
+    // default 30: today and the 29 days before it
+    assert_eq!(models(&get("").await), ["today", "yesterday", "day-29"]);
+    assert_eq!(
+        models(&get("&days=0").await),
+        ["today", "yesterday", "day-29"]
+    );
+    assert_eq!(
+        models(&get("&days=31").await),
+        ["today", "yesterday", "day-29", "day-30"]
+    );
+    let r = app
+        .get(
+            &format!("/api/usage/summary?workspace_id={ws}&days=2"),
+            &token,
+        )
+        .await;
+    assert_eq!(models(&r), ["yesterday", "today"]);
+}
+
+#[actix_web::test]
+async fn zones_east_and_west_of_utc_put_usage_on_different_dates() {
+    let app = spawn_app().await;
+    let (token, ws, _rt, _agent, task) = workspace_with_task(&app).await;
+    let d = date(3);
+    // 20:00 UTC is the next morning in Tokyo (+9) and noon in Los Angeles;
+    // 03:00 UTC is noon in Tokyo and the previous evening in Los Angeles
+    record(
+        &app,
+        &task,
+        &ws,
+        ("p", "evening"),
+        (10, 0),
+        &format!("{d}T20:00:00.000Z"),
+    );
+    record(
+        &app,
+        &task,
+        &ws,
+        ("p", "early"),
+        (1, 0),
+        &format!("{d}T03:00:00.000Z"),
+    );
+    let rows = |tz: &str| {
+        let app = &app;
+        let token = token.clone();
+        let path = format!("/api/usage/daily?workspace_id={ws}{tz}");
+        async move {
+            let r = app.get(&path, &token).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| {
+                    (
+                        x["date"].as_str().unwrap().to_string(),
+                        x["model"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let (d_minus, d_plus) = (date(4), date(2));
+    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(rows("").await, [s(&d, "early"), s(&d, "evening")]);
+    assert_eq!(rows("&tz=UTC").await, [s(&d, "early"), s(&d, "evening")]);
+    assert_eq!(
+        rows("&tz=Asia/Tokyo").await,
+        [s(&d_plus, "evening"), s(&d, "early")]
+    );
+    assert_eq!(
+        rows("&tz=America/Los_Angeles").await,
+        [s(&d, "evening"), s(&d_minus, "early")]
+    );
+
+    let r = app
+        .get(
+            &format!("/api/usage/daily?workspace_id={ws}&tz=Mars/Olympus"),
+            &token,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "unknown time zone \"Mars/Olympus\"");
+    let r = app
+        .get(
+            &format!("/api/usage/summary?workspace_id={ws}&tz=Asia/Tokyo&days=7"),
+            &token,
+        )
+        .await;
+    assert_eq!(r.body[0]["model"], "evening");
+    assert_eq!(r.body[0]["total_input_tokens"], 10);
+}
+
+#[actix_web::test]
+async fn history_outlives_the_agent_and_the_runtime() {
+    let app = spawn_app().await;
+    let (token, ws, rt, agent, task) = workspace_with_task(&app).await;
+    app.claim(&token, &rt).await;
+    app.post(
+        &format!("/api/daemon/tasks/{task}/start"),
+        &token,
+        json!({}),
+    )
+    .await;
+    app.post(
+        &format!("/api/daemon/tasks/{task}/usage"),
+        &token,
+        json!({"usage": [{"provider": "anthropic", "model": "opus", "input_tokens": 900, "output_tokens": 90}]}),
+    )
+    .await;
+    app.post(
+        &format!("/api/daemon/tasks/{task}/complete"),
+        &token,
+        json!({}),
+    )
+    .await;
+    // a second runtime whose agent moves away, so the GC can take it
+    let rt2 = app.runtime(&token, &ws, "old-box", "codex").await;
+    let agent2 = app.agent(&token, &ws, &rt2, json!({})).await;
+    let task2 = app.task(&token, &agent2, "t2", 0).await;
+    app.claim(&token, &rt2).await;
+    record(
+        &app,
+        &task2,
+        &ws,
+        ("openai", "gpt"),
+        (70, 7),
+        &format!("{}T10:00:00.000Z", date(2)),
+    );
+    app.post(
+        &format!("/api/daemon/tasks/{task2}/fail"),
+        &token,
+        json!({}),
+    )
+    .await;
+
+    let before_daily = app
+        .get(&format!("/api/usage/daily?workspace_id={ws}"), &token)
+        .await
+        .body;
+    let before_summary = app
+        .get(
+            &format!("/api/usage/summary?workspace_id={ws}&days=7"),
+            &token,
+        )
+        .await
+        .body;
+    assert_eq!(before_daily.as_array().unwrap().len(), 2);
+
+    app.post(&format!("/api/agents/{agent}/archive"), &token, json!({}))
+        .await;
+    assert_eq!(
+        app.delete(&format!("/api/runtimes/{rt}"), &token)
+            .await
+            .status,
+        200
+    );
+    app.request(
+        "PUT",
+        &format!("/api/agents/{agent2}"),
+        Some(&token),
+        Some(
+            &json!({"runtime_id": app.runtime(&token, &ws, "new-box", "codex").await}).to_string(),
+        ),
+    )
+    .await;
+    app.post(
+        "/api/daemon/deregister",
+        &token,
+        json!({"runtime_ids": [rt2]}),
+    )
+    .await;
+    app.age_runtime(&rt2, 30 * 24 * 3600);
+    let config = agenthub::config::SweeperConfig::default();
+    assert_eq!(
+        agenthub::jobs::sweeper::sweep_once(&app.state, &config).deleted_runtimes,
+        1
+    );
+
+    assert_eq!(
+        app.count("SELECT count(*) FROM agent_runtime WHERE id IN (SELECT id FROM agent_runtime)"),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM agent_task_queue WHERE runtime_id IS NULL"),
+        2
+    );
+    assert_eq!(app.count("SELECT count(*) FROM task_usage"), 2);
+    assert_eq!(app.task_status(&task), "completed");
+    assert_eq!(
+        app.get(&format!("/api/usage/daily?workspace_id={ws}"), &token)
+            .await
+            .body,
+        before_daily
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/usage/summary?workspace_id={ws}&days=7"),
+            &token
+        )
+        .await
+        .body,
+        before_summary
+    );
+}
