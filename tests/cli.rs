@@ -245,6 +245,8 @@ fn migrate_creates_every_table() {
             "personal_access_token",
             "runtime_usage",
             "task_usage",
+            "usage_daily",
+            "usage_hourly",
             "user",
             "workspace"
         ]
