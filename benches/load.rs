@@ -143,19 +143,34 @@ async fn call(
     res.json::<Value>().limit(16 << 20).await.map_err(|_| ())
 }
 
-/// Runs `clients` loops of `op` until `deadline`, timing each call.
+/// Runs `clients` loops of `op` until `deadline` (or until `more` says
+/// there is nothing left to do), timing each call.
 async fn timed<F, Fut>(clients: usize, until: Instant, op: F) -> Samples
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ()>>,
+{
+    timed_while(clients, until, || true, op).await
+}
+
+async fn timed_while<F, Fut>(
+    clients: usize,
+    until: Instant,
+    more: impl Fn() -> bool,
+    op: F,
+) -> Samples
 where
     F: Fn(usize, usize) -> Fut,
     Fut: std::future::Future<Output = Result<(), ()>>,
 {
     let samples = Rc::new(RefCell::new(Samples::default()));
     let op = &op;
+    let more = &more;
     let loops = (0..clients).map(|c| {
         let samples = samples.clone();
         async move {
             let mut i = 0;
-            while Instant::now() < until {
+            while Instant::now() < until && more() {
                 let t = Instant::now();
                 let ok = op(c, i).await.is_ok();
                 let took = t.elapsed().as_micros() as u64;
@@ -233,16 +248,14 @@ fn main() {
         let runtimes: Rc<RefCell<Vec<String>>> = Rc::default();
         let next = Rc::new(std::cell::Cell::new(0usize));
         let started = Instant::now();
-        let mut register = timed(clients, Instant::now() + Duration::from_secs(600), |_, _| {
+        let remaining = next.clone();
+        let mut register = timed_while(clients, Instant::now() + Duration::from_secs(600), move || remaining.get() < daemons, |_, _| {
             let client = client.clone();
             let (base, token, ws) = (base.clone(), token.clone(), ws.clone());
             let runtimes = runtimes.clone();
             let next = next.clone();
             async move {
                 let d = next.get();
-                if d >= daemons {
-                    return Err(());
-                }
                 next.set(d + 1);
                 let body = json!({"workspace_id": ws, "daemon_id": format!("host-{d}"), "device_name": format!("host-{d}"),
                                   "cli_version": "1.0.0", "runtimes": [{"type": "claude", "version": "2.0"}, {"type": "codex", "version": "0.9"}]});
@@ -254,7 +267,6 @@ fn main() {
             }
         })
         .await;
-        register.errors -= clients; // each loop's final "no daemon left"
         register.line("register (2 runtimes)", started.elapsed().as_secs_f64());
         let runtimes = runtimes.borrow().clone();
         assert_eq!(runtimes.len(), daemons * 2, "every daemon registered");
@@ -293,12 +305,21 @@ fn main() {
                     .map(|_| ())
             }
         });
+        let claim_only: Rc<RefCell<Samples>> = Rc::default();
         let claims = timed(4, until, |c, i| {
             let client = client.clone();
             let rt = runtimes[(c + i * 4) % workers].clone();
             let (base, token) = (base.clone(), token.clone());
+            let claim_only = claim_only.clone();
             async move {
-                let reply = call(&client, "POST", format!("{base}/api/daemon/runtimes/{rt}/tasks/claim"), &token, None).await?;
+                let t = Instant::now();
+                let reply = call(&client, "POST", format!("{base}/api/daemon/runtimes/{rt}/tasks/claim"), &token, None).await;
+                let took = t.elapsed().as_micros() as u64;
+                match &reply {
+                    Ok(_) => claim_only.borrow_mut().micros.push(took),
+                    Err(_) => claim_only.borrow_mut().errors += 1,
+                }
+                let reply = reply?;
                 if let Some(task) = reply["task"]["id"].as_str() {
                     let t = format!("{base}/api/daemon/tasks/{task}");
                     call(&client, "POST", format!("{t}/start"), &token, None).await?;
@@ -311,6 +332,7 @@ fn main() {
         });
         let (mut heartbeats, mut claims) = futures_util::future::join(heartbeats, claims).await;
         let hb_rate = heartbeats.line("heartbeat (mixed load)", secs as f64);
+        claim_only.borrow_mut().line("claim", secs as f64);
         claims.line("claim+start+usage+done", secs as f64);
 
         let rss = peak_rss_mib(pid);

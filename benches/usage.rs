@@ -1,0 +1,218 @@
+//! Usage pages at a year of a 50-person team's data.
+//!
+//! `cargo bench --bench usage` generates (USAGE_BENCH_ROWS, default
+//! 1,000,000) task_usage rows over a year, 24 models and 200 runtimes,
+//! written through the real write path (`upsert_task_usage`, which keeps
+//! the rollups), plus a year of daily reports for every runtime; then
+//! measures the usage routes over HTTP on 127.0.0.1 against the real app.
+
+use std::time::{Duration, Instant};
+
+use agenthub::admin;
+use agenthub::app::Application;
+use agenthub::config::Config;
+use agenthub::db::usage::{upsert_runtime_usage, upsert_task_usage, UsageEntry};
+use agenthub::domain::Id;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rusqlite::params;
+
+const PEOPLE: usize = 50;
+const RUNTIMES: usize = 200;
+const MODELS: usize = 24;
+const ITERATIONS: usize = 200;
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
+    let rows: usize = std::env::var("USAGE_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    actix_web::rt::System::new().block_on(run(rows));
+}
+
+fn model(i: usize) -> String {
+    format!("model-{i:02}")
+}
+
+async fn run(rows: usize) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.database.path = dir.path().join("usage.db");
+    let app = Application::build(config).expect("app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let init = admin::init(&state.db, "lead@example.com", None, None).expect("init");
+    let ws = init.workspace_id;
+
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(42);
+    let now = chrono::Utc::now();
+    let mut people = vec![init.user_id];
+    for p in 1..PEOPLE {
+        let added = admin::add_user(
+            &state.db,
+            &format!("dev{p}@example.com"),
+            None,
+            Some((ws, agenthub::domain::Role::Member)),
+        )
+        .expect("user");
+        people.push(added.user_id);
+    }
+    let t0 = agenthub::db::now();
+    let (runtimes, agents) = state
+        .db
+        .write_blocking(|tx| {
+            let mut runtimes = Vec::new();
+            let mut agents = Vec::new();
+            for r in 0..RUNTIMES {
+                let id = Id::new();
+                let owner = people[r % PEOPLE];
+                tx.execute(
+                    "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
+                         status, owner_id, last_seen_at, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, 'rt', 'local', ?4, 'online', ?5, ?6, ?6, ?6)",
+                    params![id, ws, format!("host-{}", r / 2), ["claude", "codex"][r % 2], owner, t0],
+                )?;
+                let agent = Id::new();
+                tx.execute(
+                    "INSERT INTO agent (id, workspace_id, runtime_id, name, runtime_mode, owner_id,
+                         created_at, updated_at) VALUES (?1, ?2, ?3, 'a', 'local', ?4, ?5, ?5)",
+                    params![agent, ws, id, owner, t0],
+                )?;
+                runtimes.push(id);
+                agents.push((agent, id));
+            }
+            Ok((runtimes, agents))
+        })
+        .expect("fleet");
+
+    // tasks with 2-3 models each, recorded at random moments of the year
+    let mut written = 0;
+    while written < rows {
+        let batch = (rows - written).min(50_000);
+        let mut items = Vec::with_capacity(batch / 2);
+        let mut n = 0;
+        while n < batch {
+            let (agent, runtime) = agents[rng.random_range(0..agents.len())];
+            let at = now - chrono::Duration::seconds(rng.random_range(0..365 * 24 * 3600));
+            let models = rng.random_range(2..=3).min(batch - n);
+            let entries: Vec<UsageEntry> = (0..models)
+                .map(|_| UsageEntry {
+                    provider: "anthropic".into(),
+                    model: model(rng.random_range(0..MODELS)),
+                    input_tokens: rng.random_range(100..200_000),
+                    output_tokens: rng.random_range(10..20_000),
+                    cache_read_tokens: rng.random_range(0..100_000),
+                    cache_write_tokens: rng.random_range(0..10_000),
+                })
+                .collect();
+            n += entries.len();
+            items.push((agent, runtime, agenthub::db::format_time(at), entries));
+        }
+        state
+            .db
+            .write_blocking(|tx| {
+                for (agent, runtime, at, entries) in &items {
+                    let task = Id::new();
+                    tx.execute(
+                        "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status,
+                             started_at, completed_at, created_at)
+                         VALUES (?1, ?2, ?3, ?4, 'completed', ?5, ?5, ?5)",
+                        params![task, ws, agent, runtime, at],
+                    )?;
+                    for entry in entries {
+                        upsert_task_usage(tx, task, ws, entry, at)?;
+                    }
+                }
+                Ok(())
+            })
+            .expect("usage batch");
+        written += batch;
+    }
+    // a year of daily reports from every runtime, three models each
+    state
+        .db
+        .write_blocking(|tx| {
+            for runtime in &runtimes {
+                for day in 0..365u64 {
+                    let date = (now.date_naive() - chrono::Days::new(day))
+                        .format("%Y-%m-%d")
+                        .to_string();
+                    for m in 0..3 {
+                        let entry = UsageEntry {
+                            provider: "anthropic".into(),
+                            model: model(m * 5),
+                            input_tokens: 1000,
+                            output_tokens: 100,
+                            ..Default::default()
+                        };
+                        upsert_runtime_usage(tx, *runtime, &date, &entry, &t0)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .expect("runtime usage");
+    let counts: (i64, i64, i64, i64) = state
+        .db
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM task_usage), (SELECT count(*) FROM agent_task_queue),
+                        (SELECT count(*) FROM usage_daily), (SELECT count(*) FROM usage_hourly)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?)
+        })
+        .expect("counts");
+    let size = std::fs::metadata(dir.path().join("usage.db")).map_or(0, |m| m.len());
+    println!(
+        "generated in {:.0} s: {} task_usage rows, {} tasks, {} runtimes, {} models, {} people; rollups {} daily + {} hourly rows; runtime_usage {} rows; file {:.0} MiB",
+        started.elapsed().as_secs_f64(),
+        counts.0,
+        counts.1,
+        RUNTIMES,
+        MODELS,
+        PEOPLE,
+        counts.2,
+        counts.3,
+        RUNTIMES * 365 * 3,
+        size as f64 / (1024.0 * 1024.0)
+    );
+
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let token = init.token.clone();
+    let routes = [
+        format!("/api/usage/daily?days=365&workspace_id={ws}"),
+        format!("/api/usage/summary?days=30&workspace_id={ws}"),
+        format!("/api/runtimes/{}/usage?days=365", runtimes[7]),
+        format!("/api/usage/daily?days=30&workspace_id={ws}&tz=America/Los_Angeles"),
+    ];
+    for route in routes {
+        let mut times = Vec::with_capacity(ITERATIONS);
+        let mut bytes = 0;
+        for _ in 0..ITERATIONS {
+            let t = Instant::now();
+            let mut res = client
+                .get(format!("{base}{route}"))
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .send()
+                .await
+                .expect("request");
+            let body = res.body().limit(64 << 20).await.expect("body");
+            assert!(res.status().is_success(), "{route}: {}", res.status());
+            bytes = body.len();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{route:<80} median {:>6.2} ms  p95 {:>6.2} ms  ({bytes} bytes)",
+            times[ITERATIONS / 2],
+            times[ITERATIONS * 95 / 100]
+        );
+    }
+}
