@@ -146,6 +146,7 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
                 ApiError::bad_request(format!("invalid query: {err}")).into()
             }))
             .configure(crate::api::configure)
+            .configure(crate::dashboard::configure)
             .default_service(web::to(not_found))
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))

@@ -6,6 +6,7 @@
 //! * [`db`] — pool, migrations, and the SQL of each table (`db::<table>`)
 //! * [`auth`] — bearer tokens and workspace scoping as extractors
 //! * [`api`] — HTTP handlers, one module per resource
+//! * [`dashboard`] — the embedded web UI in `static/`
 //! * [`admin`] — the operations behind `init`, `user add`, `token create`
 //! * [`access`] — one function per access rule (runtime reach, control)
 //! * [`events`] — the in-process workspace event bus
@@ -24,6 +25,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod domain;
 pub mod error;
