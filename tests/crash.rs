@@ -1,5 +1,6 @@
 //! Nothing acknowledged is lost: the server is killed with SIGKILL while
-//! writes are in flight, several times; after each restart every write it
+//! registrations, usage reports and other writes are in flight, several
+//! times; after each restart every write it
 //! answered 200/201 to is there and the file passes `PRAGMA
 //! integrity_check`.
 
@@ -36,12 +37,23 @@ async fn acknowledged_writes_survive_sigkill() {
     let ws = init["workspace_id"].as_str().unwrap().to_string();
     // (kind, key) of every write the server acknowledged
     let acked: Rc<RefCell<Vec<(&'static str, String)>>> = Rc::default();
+    let mut runtime = String::new();
 
     for round in 0..ROUNDS {
         let mut server = ServerProcess::start(dir.path(), &db);
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(5))
             .finish();
+        if runtime.is_empty() {
+            let mut res = client
+                .post(format!("{}/api/daemon/register", server.base))
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .send_json(&json!({"workspace_id": ws, "daemon_id": "reporter", "runtimes": [{"type": "claude"}]}))
+                .await
+                .unwrap();
+            let body: Value = res.json().await.unwrap();
+            runtime = body["runtimes"][0]["id"].as_str().unwrap().to_string();
+        }
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
                 let client = client.clone();
@@ -49,22 +61,25 @@ async fn acknowledged_writes_survive_sigkill() {
                 let token = token.clone();
                 let ws = ws.clone();
                 let acked = acked.clone();
+                let usage_path = format!("/api/daemon/runtimes/{runtime}/usage");
                 actix_web::rt::spawn(async move {
                     for i in 0.. {
                         let key = format!("r{round}-w{w}-{i}");
-                        let (kind, path, body) = if i % 2 == 0 {
-                            (
+                        let (kind, path, body) = match i % 3 {
+                            0 => (
                                 "runtime",
                                 "/api/daemon/register",
                                 json!({"workspace_id": ws, "daemon_id": key,
                                        "runtimes": [{"type": "claude"}, {"type": "codex"}]}),
-                            )
-                        } else {
-                            (
-                                "workspace",
-                                "/api/workspaces",
-                                json!({"name": key, "slug": key}),
-                            )
+                            ),
+                            1 => (
+                                "usage",
+                                usage_path.as_str(),
+                                json!({"entries": [
+                                    {"date": "2026-11-01", "provider": "claude", "model": key, "input_tokens": 1},
+                                    {"date": "2026-11-02", "provider": "claude", "model": key, "input_tokens": 2}]}),
+                            ),
+                            _ => ("workspace", "/api/workspaces", json!({"name": key, "slug": key})),
                         };
                         let sent = client
                             .post(format!("{base}{path}"))
@@ -96,31 +111,24 @@ async fn acknowledged_writes_survive_sigkill() {
             .unwrap();
         assert_eq!(check, "ok", "round {round}");
         for (kind, key) in acked.borrow().iter() {
-            let found: i64 = match *kind {
-                "runtime" => conn
-                    .query_row(
-                        "SELECT count(*) FROM agent_runtime WHERE daemon_id = ?1",
-                        [key],
-                        |r| r.get(0),
-                    )
-                    .unwrap(),
-                _ => conn
-                    .query_row(
-                        "SELECT count(*) FROM workspace WHERE slug = ?1",
-                        [key],
-                        |r| r.get(0),
-                    )
-                    .unwrap(),
+            let sql = match *kind {
+                "runtime" => "SELECT count(*) FROM agent_runtime WHERE daemon_id = ?1",
+                "usage" => "SELECT count(*) FROM runtime_usage WHERE model = ?1",
+                _ => "SELECT count(*) FROM workspace WHERE slug = ?1",
             };
-            let expected = if *kind == "runtime" { 2 } else { 1 };
+            let found: i64 = conn.query_row(sql, [key], |r| r.get(0)).unwrap();
+            let expected = if *kind == "workspace" { 1 } else { 2 };
             assert_eq!(
                 found, expected,
                 "acknowledged {kind} {key} lost in round {round}"
             );
         }
     }
-    assert!(
-        acked.borrow().len() > ROUNDS * WRITERS,
-        "writes were acknowledged"
-    );
+    let acked = acked.borrow();
+    for kind in ["runtime", "usage", "workspace"] {
+        assert!(
+            acked.iter().filter(|(k, _)| *k == kind).count() > ROUNDS,
+            "{kind} writes were acknowledged"
+        );
+    }
 }
