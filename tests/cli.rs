@@ -30,6 +30,14 @@ fn stdout_json(out: &Output) -> Value {
     serde_json::from_str(text.trim()).expect("json")
 }
 
+/// `agenthub init --json` for ada@example.com on `db`.
+fn init_json(dir: &Path, db: &str) -> Value {
+    stdout_json(&run(
+        dir,
+        &["init", "--email", "ada@example.com", "--db", db, "--json"],
+    ))
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
@@ -99,17 +107,7 @@ async fn user_add_and_token_create_give_working_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("team.db");
     let db_arg = db.to_str().unwrap();
-    let init = stdout_json(&run(
-        dir.path(),
-        &[
-            "init",
-            "--email",
-            "ada@example.com",
-            "--db",
-            db_arg,
-            "--json",
-        ],
-    ));
+    let init = init_json(dir.path(), db_arg);
     let ws = init["workspace_id"].as_str().unwrap();
     let added = stdout_json(&run(
         dir.path(),
@@ -356,17 +354,7 @@ async fn backup_while_writing_is_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("live.db");
     let db_arg = db.to_str().unwrap();
-    let init = stdout_json(&run(
-        dir.path(),
-        &[
-            "init",
-            "--email",
-            "ada@example.com",
-            "--db",
-            db_arg,
-            "--json",
-        ],
-    ));
+    let init = init_json(dir.path(), db_arg);
     let token = init["token"].as_str().unwrap().to_string();
     let server = ServerProcess::start(dir.path(), &db);
 
@@ -450,17 +438,7 @@ async fn sigterm_shuts_down_cleanly_and_checkpoints_the_wal() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("live.db");
     let db_arg = db.to_str().unwrap();
-    let init = stdout_json(&run(
-        dir.path(),
-        &[
-            "init",
-            "--email",
-            "ada@example.com",
-            "--db",
-            db_arg,
-            "--json",
-        ],
-    ));
+    let init = init_json(dir.path(), db_arg);
     let token = init["token"].as_str().unwrap().to_string();
     let mut server = ServerProcess::start(dir.path(), &db);
     let client = awc::Client::default();

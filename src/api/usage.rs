@@ -311,16 +311,25 @@ fn usage_by_day(
     Ok(grouped)
 }
 
+/// The workspace's usage per (date, model) for the query's window (default
+/// 30 days) and zone.
+async fn workspace_usage(
+    db: &Db,
+    access: WorkspaceAccess,
+    query: &WindowQuery,
+) -> Result<BTreeMap<(String, String), Totals>, ApiError> {
+    let (days, zone) = (query.days(30), query.zone()?);
+    db.read(move |conn| usage_by_day(conn, access.workspace_id, days, zone))
+        .await
+}
+
 /// `GET /api/usage/daily?days=N&tz=Zone` (default 30): newest date first.
 async fn daily(
     db: web::Data<Db>,
     access: WorkspaceAccess,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (days, zone) = (query.days(30), query.zone()?);
-    let grouped = db
-        .read(move |conn| usage_by_day(conn, access.workspace_id, days, zone))
-        .await?;
+    let grouped = workspace_usage(&db, access, &query).await?;
     let mut rows: Vec<DailyRow> = grouped
         .into_iter()
         .map(|((date, model), totals)| DailyRow {
@@ -340,10 +349,7 @@ async fn summary(
     access: WorkspaceAccess,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (days, zone) = (query.days(30), query.zone()?);
-    let grouped = db
-        .read(move |conn| usage_by_day(conn, access.workspace_id, days, zone))
-        .await?;
+    let grouped = workspace_usage(&db, access, &query).await?;
     let mut by_model: BTreeMap<String, Totals> = BTreeMap::new();
     for ((_, model), totals) in grouped {
         by_model.entry(model).or_default().merge(&totals);
