@@ -542,3 +542,31 @@ async fn history_outlives_the_agent_and_the_runtime() {
         before_summary
     );
 }
+
+#[actix_web::test]
+async fn a_task_usage_write_error_is_reported_to_the_daemon() {
+    let app = spawn_app().await;
+    let (token, ws, _rt, _agent, task) = workspace_with_task(&app).await;
+    app.sql()
+        .execute_batch(
+            "CREATE TRIGGER refuse_usage BEFORE INSERT ON usage_hourly
+             BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+        )
+        .unwrap();
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{task}/usage"),
+            &token,
+            json!({"usage": [{"provider": "anthropic", "model": "opus", "input_tokens": 10}]}),
+        )
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.error(), "internal server error");
+    // nothing half-written: the usage row went with its rollups
+    assert_eq!(app.count("SELECT count(*) FROM task_usage"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM usage_daily"), 0);
+    let r = app
+        .get(&format!("/api/usage/daily?workspace_id={ws}"), &token)
+        .await;
+    assert_eq!(r.body, json!([]));
+}
