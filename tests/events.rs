@@ -14,8 +14,16 @@ where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
     E: std::fmt::Debug,
 {
+    read_within(body, needle, Duration::from_secs(10)).await
+}
+
+async fn read_within<S, E>(body: &mut S, needle: &str, limit: Duration) -> String
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+    E: std::fmt::Debug,
+{
     let mut text = String::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + limit;
     while !text.contains(needle) {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let chunk = actix_web::rt::time::timeout(left, body.next())
@@ -123,4 +131,23 @@ async fn a_client_that_never_reads_does_not_hold_up_writers() {
     }
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 20);
+}
+
+#[actix_web::test]
+async fn an_idle_stream_gets_keep_alive_comments() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let mut res = client
+        .get(format!("{}/api/events?workspace_id={ws}", app.base))
+        .insert_header(("Authorization", format!("Bearer {}", alice.token)))
+        .send()
+        .await
+        .unwrap();
+    // nothing happens in the workspace; within the 15 s period a comment
+    // line (starting with ':') keeps the connection visibly alive
+    let text = read_within(&mut res, "\n:", Duration::from_secs(25)).await;
+    assert!(!text.contains("event:"), "{text}");
 }
