@@ -167,7 +167,13 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
                     }
                 }
             })
-            .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            // heartbeats and health checks arrive many times a second from
+            // every daemon and probe; /metrics counts them instead
+            .wrap(
+                Logger::new("%a \"%r\" %s %b %Dms")
+                    .exclude("/health")
+                    .exclude("/api/daemon/heartbeat"),
+            )
     })
     .listen(listener)?
     .run();
