@@ -21,6 +21,35 @@ use crate::jobs::sweeper::Sweeper;
 use crate::metrics::Metrics;
 use crate::probes::Probes;
 
+/// How long in-flight requests get to finish after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE_SECS: u64 = 30;
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = Box::pin(async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            log::warn!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    });
+    #[cfg(unix)]
+    let terminate = Box::pin(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                log::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let terminate = Box::pin(std::future::pending::<()>());
+    futures_util::future::select(interrupt, terminate).await;
+}
+
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -98,9 +127,18 @@ impl Application {
         self.state.clone()
     }
 
-    /// Starts the sweeper and serves until SIGINT/SIGTERM (in-flight
-    /// requests finish), then checkpoints the WAL into the main file.
+    /// Starts the background jobs and serves until SIGINT/SIGTERM: then it
+    /// ends the event streams, lets in-flight requests finish, writes the
+    /// buffered heartbeats and checkpoints the WAL into the main file.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let events = self.state.events.clone();
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            log::info!("shutting down: finishing in-flight requests");
+            events.close_streams();
+            handle.stop(true).await;
+        });
         let sweeper = Sweeper::new(self.state.clone(), self.sweeper).start();
         let flusher = HeartbeatFlusher::new(self.state.clone()).start();
         let result = self.server.await;
@@ -176,6 +214,10 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
             )
     })
     .listen(listener)?
+    // run_until_stopped handles SIGINT/SIGTERM itself, so it can end the
+    // event streams before waiting for requests to finish
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
     .run();
     Ok(server)
 }

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::domain::Id;
 
@@ -27,6 +27,9 @@ pub struct Event {
 #[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Event>,
+    /// Set when the server shuts down, so endless event streams end and
+    /// do not hold the shutdown open.
+    closing: watch::Sender<bool>,
 }
 
 impl Default for EventBus {
@@ -38,7 +41,8 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> EventBus {
         let (sender, _) = broadcast::channel(BUFFER);
-        EventBus { sender }
+        let (closing, _) = watch::channel(false);
+        EventBus { sender, closing }
     }
 
     /// Publishes to every current subscriber; never blocks, and having no
@@ -71,5 +75,15 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
+    }
+
+    /// Ends every event stream (at shutdown).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Becomes `true` when the streams should end.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 }

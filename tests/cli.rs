@@ -487,3 +487,52 @@ async fn sigterm_shuts_down_cleanly_and_checkpoints_the_wal() {
         .unwrap();
     assert_eq!(n, 21);
 }
+
+#[actix_web::test]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let init = init_json(dir.path(), db.to_str().unwrap());
+    let (token, ws) = (
+        init["token"].as_str().unwrap(),
+        init["workspace_id"].as_str().unwrap(),
+    );
+    let mut server = ServerProcess::start(dir.path(), &db);
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .finish();
+    let mut stream = client
+        .get(format!("{}/api/events?workspace_id={ws}", server.base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+
+    let started = std::time::Instant::now();
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // the stream ends instead of keeping the server up for its grace period
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        if chunk.is_err() {
+            break;
+        }
+    }
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "shutdown waited on the stream"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

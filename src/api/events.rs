@@ -5,13 +5,15 @@
 //! Each stream is a subscriber of the in-process bus with a bounded buffer:
 //! a slow client skips events it could not take in time (publishers never
 //! wait), and a client that goes away drops its subscription with the
-//! response.
+//! response. At shutdown every stream ends, so open dashboards do not hold
+//! the server up.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use actix_web::{web, Responder};
 use actix_web_lab::sse;
+use futures_util::future::{self, Either};
 use futures_util::stream;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -25,11 +27,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn events(bus: web::Data<EventBus>, access: WorkspaceAccess) -> impl Responder {
-    let receiver = bus.subscribe();
     let workspace = access.workspace_id;
-    let events = stream::unfold(receiver, move |mut receiver| async move {
+    let state = (bus.subscribe(), bus.closing());
+    let events = stream::unfold(state, move |(mut receiver, mut closing)| async move {
         loop {
-            match receiver.recv().await {
+            if *closing.borrow() {
+                return None;
+            }
+            let next = {
+                let recv = receiver.recv();
+                let closed = closing.changed();
+                futures_util::pin_mut!(recv, closed);
+                match future::select(recv, closed).await {
+                    Either::Left((next, _)) => next,
+                    // shutting down (or the bus is gone): end the stream
+                    Either::Right(_) => return None,
+                }
+            };
+            match next {
                 Ok(event) if event.workspace_id == workspace => {
                     let data = serde_json::json!({
                         "type": event.kind,
@@ -38,13 +53,13 @@ async fn events(bus: web::Data<EventBus>, access: WorkspaceAccess) -> impl Respo
                     });
                     let message: sse::Event =
                         sse::Data::new(data.to_string()).event(event.kind).into();
-                    return Some((Ok::<_, Infallible>(message), receiver));
+                    return Some((Ok::<_, Infallible>(message), (receiver, closing)));
                 }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(missed)) => {
                     log::debug!("event stream of {workspace} skipped {missed} events");
                     let note = sse::Event::Comment(format!("skipped {missed} events").into());
-                    return Some((Ok(note), receiver));
+                    return Some((Ok(note), (receiver, closing)));
                 }
                 Err(RecvError::Closed) => return None,
             }
