@@ -23,14 +23,39 @@ pub fn daemon_reaches(conn: &Connection, caller: &Caller, workspace: Id) -> Resu
     })
 }
 
-/// The runtime `id`, if a daemon-API caller may act on it.
+/// Whether a daemon-API caller acts for the machine behind `runtime`: a
+/// daemon token minted for the runtime's daemon_id by the runtime's owner,
+/// or a PAT of the runtime's owner while they are still a member. Being a
+/// member of the workspace is not enough: a daemon acts for its owner only.
+pub fn acts_for_runtime(
+    conn: &Connection,
+    caller: &Caller,
+    runtime: &runtimes::Runtime,
+) -> Result<bool, ApiError> {
+    let Some(owner) = runtime.owner_id else {
+        return Ok(false);
+    };
+    Ok(match caller {
+        Caller::Daemon(daemon) => {
+            daemon.workspace_id == runtime.workspace_id
+                && runtime.daemon_id.as_deref() == Some(daemon.daemon_id.as_str())
+                && daemon.minted_by == Some(owner)
+        }
+        Caller::User { user_id } => {
+            *user_id == owner && workspaces::role_of(conn, runtime.workspace_id, owner)?.is_some()
+        }
+    })
+}
+
+/// The runtime `id`, if a daemon-API caller acts for it (see
+/// [`acts_for_runtime`]); 404 otherwise.
 pub fn require_daemon_runtime(
     conn: &Connection,
     caller: &Caller,
     id: Id,
 ) -> Result<runtimes::Runtime, ApiError> {
     let runtime = runtimes::get(conn, id)?.ok_or_else(runtime_not_found)?;
-    if daemon_reaches(conn, caller, runtime.workspace_id)? {
+    if acts_for_runtime(conn, caller, &runtime)? {
         Ok(runtime)
     } else {
         Err(runtime_not_found())
@@ -94,7 +119,8 @@ pub fn require_agent_editor(
     }
 }
 
-/// The task `id`, if a daemon-API caller reaches its workspace.
+/// The task `id`, if a daemon-API caller acts for the runtime it was
+/// dispatched to (or, while queued, the runtime its agent is bound to).
 pub fn require_daemon_task(
     conn: &Connection,
     caller: &Caller,
@@ -102,9 +128,61 @@ pub fn require_daemon_task(
 ) -> Result<crate::db::tasks::Task, ApiError> {
     let not_found = || ApiError::not_found("task not found");
     let task = crate::db::tasks::get(conn, id)?.ok_or_else(not_found)?;
-    if daemon_reaches(conn, caller, task.workspace_id)? {
+    let runtime = match task.runtime_id {
+        Some(runtime) => Some(runtime),
+        None => match task.agent_id {
+            Some(agent) => crate::db::agents::get(conn, agent)?.map(|a| a.runtime_id),
+            None => None,
+        },
+    };
+    let Some(runtime) = runtime
+        .map(|r| runtimes::get(conn, r))
+        .transpose()?
+        .flatten()
+    else {
+        return Err(not_found());
+    };
+    if acts_for_runtime(conn, caller, &runtime)? {
         Ok(task)
     } else {
         Err(not_found())
+    }
+}
+
+/// Who may cancel a task: whoever queued it, the agent's owner, the owner
+/// of the runtime it runs on, and the workspace's owners/admins — among
+/// members who may read the agent. Anyone else in the workspace gets 404
+/// when the agent is hidden from them, 403 otherwise.
+pub fn require_task_canceller(
+    conn: &Connection,
+    user: Id,
+    id: Id,
+) -> Result<crate::db::tasks::Task, ApiError> {
+    let not_found = || ApiError::not_found("task not found");
+    let task = crate::db::tasks::get(conn, id)?.ok_or_else(not_found)?;
+    let role = workspaces::role_of(conn, task.workspace_id, user)?.ok_or_else(not_found)?;
+    if role.is_manager() || task.created_by == Some(user) {
+        return Ok(task);
+    }
+    let agent = match task.agent_id {
+        Some(agent) => crate::db::agents::get(conn, agent)?,
+        None => None,
+    };
+    let Some(agent) = agent else {
+        return Err(ApiError::forbidden(
+            "only whoever queued the task or a workspace owner or admin can cancel it",
+        ));
+    };
+    if agent.visibility != "workspace" && agent.owner_id != Some(user) {
+        return Err(not_found());
+    }
+    let runtime_owner =
+        runtimes::get(conn, task.runtime_id.unwrap_or(agent.runtime_id))?.and_then(|r| r.owner_id);
+    if agent.owner_id == Some(user) || runtime_owner == Some(user) {
+        Ok(task)
+    } else {
+        Err(ApiError::forbidden(
+            "only whoever queued the task, the agent's or runtime's owner, or a workspace owner or admin can cancel it",
+        ))
     }
 }

@@ -85,6 +85,44 @@ fn seconds_ago(secs: i64) -> String {
     db::format_time(chrono::Utc::now() - chrono::Duration::seconds(secs))
 }
 
+/// The SHA-256 of the request's bearer token: a key for per-token limits
+/// that never holds the token itself.
+pub fn bearer_hash(req: &HttpRequest) -> Result<String, ApiError> {
+    Ok(tokens::hash(&bearer_token(req)?))
+}
+
+/// 401 unless the stored token is neither revoked nor expired.
+fn require_live(stored: &tokens::StoredToken, now: &str) -> Result<(), ApiError> {
+    if stored.revoked {
+        return Err(ApiError::unauthorized("token has been revoked"));
+    }
+    if stored.expires_at.as_deref().is_some_and(|e| e <= now) {
+        return Err(ApiError::unauthorized("token has expired"));
+    }
+    Ok(())
+}
+
+/// The role `user` has in `workspace` now, if the personal access token
+/// with `token_hash` is still live and they are still a member; for
+/// long-lived requests (event streams) that must end when access does.
+pub async fn current_role(
+    db: &Db,
+    token_hash: String,
+    user: Id,
+    workspace: Id,
+) -> Result<Option<Role>, ApiError> {
+    db.read(move |conn| {
+        let Some(stored) = tokens::find_personal(conn, &token_hash)? else {
+            return Ok(None);
+        };
+        if stored.user_id != Some(user) || require_live(&stored, &db::now()).is_err() {
+            return Ok(None);
+        }
+        Ok(workspaces::role_of(conn, workspace, user)?)
+    })
+    .await
+}
+
 /// Looks the token up by its hash and checks it is live.
 async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     if let Some(caller) = req.extensions().get::<Caller>() {
@@ -108,17 +146,8 @@ async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         })
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
-    if stored.revoked {
-        return Err(ApiError::unauthorized("token has been revoked"));
-    }
     let now = db::now();
-    if stored
-        .expires_at
-        .as_deref()
-        .is_some_and(|e| e <= now.as_str())
-    {
-        return Err(ApiError::unauthorized("token has expired"));
-    }
+    require_live(&stored, &now)?;
 
     let caller = match (
         is_pat,

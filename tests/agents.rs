@@ -240,7 +240,7 @@ async fn archive_cancels_open_work_and_restore_brings_the_agent_back() {
     let claimed = app.claim(&alice.token, &rt).await;
     assert_eq!(claimed.body["task"]["id"], dispatched.as_str());
     assert_eq!(app.agent_status(&agent), "working");
-    let mut events = app.state.events.subscribe();
+    let mut events = app.state.events.subscribe(ws.parse().unwrap());
 
     let r = app
         .post(

@@ -144,20 +144,135 @@ async fn re_register_keeps_the_runtime_id() {
 async fn daemon_token_registration_keeps_the_owner() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
-    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
     let id = app.runtime(&alice.token, &ws, "mbp", "claude").await;
-    let bobs_token = app.daemon_token(&bob.token, &ws, "mbp").await;
+    let alices_daemon = app.daemon_token(&alice.token, &ws, "mbp").await;
     let r = app
-        .register(&bobs_token, &ws, "mbp", &["claude", "codex"])
+        .register(&alices_daemon, &ws, "mbp", &["claude", "codex"])
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["runtimes"][0]["id"], id.as_str());
     assert_eq!(r.body["runtimes"][0]["owner_id"], alice.id.as_str());
     // a runtime first registered with a daemon token belongs to its minter
-    assert_eq!(r.body["runtimes"][1]["owner_id"], bob.id.as_str());
-    // a PAT registration makes the caller the owner
-    let r = app.register(&bob.token, &ws, "mbp", &["claude"]).await;
-    assert_eq!(r.body["runtimes"][0]["owner_id"], bob.id.as_str());
+    assert_eq!(r.body["runtimes"][1]["owner_id"], alice.id.as_str());
+}
+
+#[actix_web::test]
+async fn no_member_can_take_over_another_members_runtime() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let id = app.runtime(&alice.token, &ws, "alice-mbp", "claude").await;
+    // alice-mbp / claude are visible to every member in the runtime list
+    let bobs_daemon = app.daemon_token(&bob.token, &ws, "alice-mbp").await;
+    let before = app.dump();
+    for token in [&bob.token, &bobs_daemon] {
+        let r = app.register(token, &ws, "alice-mbp", &["claude"]).await;
+        assert_eq!(r.status, 409, "{:?}", r.body);
+        assert_eq!(
+            r.error(),
+            "daemon_id \"alice-mbp\" with provider \"claude\" is registered to another member"
+        );
+        // nor by adding a runtime of their own in the same registration
+        let r = app
+            .register(token, &ws, "alice-mbp", &["codex", "claude"])
+            .await;
+        assert_eq!(r.status, 409, "{:?}", r.body);
+    }
+    assert_eq!(before, app.dump(), "a refused registration wrote nothing");
+    // so bob cannot act for alice's machine
+    let r = app
+        .post(
+            "/api/daemon/heartbeat",
+            &bobs_daemon,
+            json!({"runtime_id": id}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let r = app
+        .post(
+            &format!("/api/runtimes/{id}/update"),
+            &bob.token,
+            json!({"target_version": "6.6.6"}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // and alice's real daemon keeps her runtime
+    let r = app
+        .register(&alice.token, &ws, "alice-mbp", &["claude"])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["runtimes"][0]["id"], id.as_str());
+    assert_eq!(r.body["runtimes"][0]["owner_id"], alice.id.as_str());
+}
+
+#[actix_web::test]
+async fn a_daemon_token_acts_only_for_its_daemon_id() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let token = app.daemon_token(&alice.token, &ws, "mbp").await;
+    let r = app.register(&token, &ws, "laptop", &["claude"]).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(
+        r.error(),
+        "this daemon token was minted for daemon_id \"mbp\""
+    );
+    assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 0);
+    // the runtimes of alice's other machine are out of its reach, too
+    let laptop = app.runtime(&alice.token, &ws, "laptop", "claude").await;
+    let r = app
+        .post(
+            "/api/daemon/heartbeat",
+            &token,
+            json!({"runtime_id": laptop}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "runtime not found");
+}
+
+#[actix_web::test]
+async fn registrations_are_capped() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let types: Vec<String> = (0..101).map(|i| format!("cli-{i}")).collect();
+    let types: Vec<&str> = types.iter().map(String::as_str).collect();
+    let r = app.register(&alice.token, &ws, "mbp", &types).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "a registration carries at most 100 runtimes");
+    assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 0);
+    let r = app.register(&alice.token, &ws, "mbp", &types[..100]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[actix_web::test]
+async fn a_full_workspace_refuses_new_runtimes_but_not_re_registration() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    // fill the workspace up to its limit straight in the file: 10,000
+    // registrations through HTTP would only make the test slow
+    app.sql()
+        .execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 9999)
+             INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
+                 status, device_info, metadata, owner_id, created_at, updated_at)
+             SELECT printf('%08d-0000-4000-8000-000000000000', i), ?1, 'host-' || i, 'x',
+                 'local', 'claude', 'offline', '', '{}', ?2,
+                 '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z' FROM n",
+            [&ws, &alice.id],
+        )
+        .unwrap();
+    let r = app
+        .register(&alice.token, &ws, "new-host", &["claude"])
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.error(),
+        "this workspace already has the most runtimes allowed (10000); delete unused ones first"
+    );
+    let r = app.register(&alice.token, &ws, "mbp", &["claude"]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["runtimes"][0]["id"], rt.as_str());
 }
 
 #[actix_web::test]

@@ -171,7 +171,7 @@ async fn delete_is_409_with_an_active_agent_and_succeeds_after_archiving() {
             [&ws, &archived, &rt],
         )
         .unwrap();
-    let mut events = app.state.events.subscribe();
+    let mut events = app.state.events.subscribe(ws.parse().unwrap());
 
     let r = app
         .delete(&format!("/api/runtimes/{rt}"), &alice.token)
@@ -206,8 +206,8 @@ async fn delete_is_409_with_an_active_agent_and_succeeds_after_archiving() {
     let event = events.try_recv().expect("delete event published");
     assert_eq!(event.kind, "daemon:register");
     assert_eq!(event.workspace_id.to_string(), ws);
-    assert_eq!(event.payload["action"], "delete");
-    assert_eq!(event.payload["runtime_id"], rt.as_str());
+    assert_eq!(event.payload()["action"], "delete");
+    assert_eq!(event.payload()["runtime_id"], rt.as_str());
 }
 
 #[actix_web::test]

@@ -41,7 +41,7 @@ async fn silent_runtime_goes_offline_and_its_work_fails_on_the_interval() {
     let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
     let task = app.task(&alice.token, &agent, "x", 0).await;
     app.claim(&alice.token, &rt).await;
-    let mut events = app.state.events.subscribe();
+    let mut events = app.state.events.subscribe(ws.parse().unwrap());
 
     assert!(eventually(10, || app.runtime_status(&rt) == "offline").await);
     assert!(eventually(5, || app.task_status(&task) == "failed").await);
@@ -54,8 +54,8 @@ async fn silent_runtime_goes_offline_and_its_work_fails_on_the_interval() {
     let mut kinds = Vec::new();
     while let Ok(e) = events.try_recv() {
         if e.kind == "daemon:register" {
-            assert_eq!(e.payload["action"], "stale_sweep");
-            assert_eq!(e.payload["runtime_ids"], json!([rt]));
+            assert_eq!(e.payload()["action"], "stale_sweep");
+            assert_eq!(e.payload()["runtime_ids"], json!([rt]));
         }
         kinds.push(e.kind);
     }
@@ -167,7 +167,7 @@ async fn gc_deletes_only_long_offline_runtimes_without_any_agent() {
     for rt in [&empty, &archived_agent] {
         app.age_runtime(rt, 7200);
     }
-    let mut events = app.state.events.subscribe();
+    let mut events = app.state.events.subscribe(ws.parse().unwrap());
 
     let report = sweep_once(&app.state, &thresholds());
     assert_eq!(report.deleted_runtimes, 1);
@@ -181,9 +181,9 @@ async fn gc_deletes_only_long_offline_runtimes_without_any_agent() {
         .unwrap();
     assert_eq!(left, [archived_agent, recent, online]);
     let gc = std::iter::from_fn(|| events.try_recv().ok())
-        .find(|e| e.payload["action"] == "runtime_gc")
+        .find(|e| e.payload()["action"] == "runtime_gc")
         .expect("runtime_gc event");
-    assert_eq!(gc.payload["runtime_ids"], json!([empty]));
+    assert_eq!(gc.payload()["runtime_ids"], json!([empty]));
 }
 
 #[actix_web::test]

@@ -289,7 +289,6 @@ async fn thirty_concurrent_claims_never_share_a_task_or_overrun_a_limit() {
 async fn user_cancels_a_queued_task_within_their_workspace_only() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
-    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
     let (mallory, _) = app.init_user("mallory@example.com");
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
     let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
@@ -304,11 +303,59 @@ async fn user_cancels_a_queued_task_within_their_workspace_only() {
     assert_eq!(r.status, 404);
     assert_eq!(r.error(), "task not found");
     let r = app
-        .post(&format!("/api/tasks/{task}/cancel"), &bob.token, json!({}))
+        .post(
+            &format!("/api/tasks/{task}/cancel"),
+            &alice.token,
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "cancelled");
     assert_eq!(app.task_status(&task), "cancelled");
+}
+
+#[actix_web::test]
+async fn a_member_cancels_only_tasks_they_queued() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let carol = app.add_user("carol@example.com", Some((&ws, Role::Member)));
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let private = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let shared = app
+        .agent(&alice.token, &ws, &rt, json!({"visibility": "workspace"}))
+        .await;
+    let hidden = app.task(&alice.token, &private, "private work", 0).await;
+    let alices = app.task(&alice.token, &shared, "alice's", 0).await;
+    let bobs = app.task(&bob.token, &shared, "bob's", 0).await;
+    assert_eq!(
+        app.get(&format!("/api/agents/{shared}/tasks"), &bob.token)
+            .await
+            .body[0]["created_by"],
+        bob.id.as_str()
+    );
+    let cancel = |task: String, token: String| {
+        let app = &app;
+        async move {
+            app.post(&format!("/api/tasks/{task}/cancel"), &token, json!({}))
+                .await
+        }
+    };
+    // a private agent's task is not there for bob
+    let r = cancel(hidden.clone(), bob.token.clone()).await;
+    assert_eq!((r.status, r.error()), (404, "task not found"));
+    // someone else's task on a shared agent is refused
+    let r = cancel(alices.clone(), bob.token.clone()).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = cancel(bobs.clone(), carol.token.clone()).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(app.task_status(&alices), "queued");
+    // their own is theirs to cancel
+    let r = cancel(bobs.clone(), bob.token.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // and the runtime's owner may stop work on their machine
+    let r = cancel(alices.clone(), alice.token.clone()).await;
+    assert_eq!(r.status, 200);
 }
 
 #[actix_web::test]

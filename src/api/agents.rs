@@ -13,7 +13,7 @@ use crate::db::agents::{self, Agent, AgentFields};
 use crate::db::{runtimes, tasks, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
-use crate::events::EventBus;
+use crate::events::{Audience, EventBus};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/agents", web::get().to(list))
@@ -207,6 +207,16 @@ async fn update(
             let (agent, role) = require_agent(tx, caller.user_id, id)?;
             require_agent_editor(&agent, caller.user_id, role)?;
             let fields = body.merge(tx, agent.workspace_id, Some(&agent))?;
+            // binding an agent to a runtime makes that machine run its
+            // tasks: only the machine's owner or a manager may do that
+            if fields.runtime_id != agent.runtime_id && !role.is_manager() {
+                let owner = runtimes::get(tx, fields.runtime_id)?.and_then(|r| r.owner_id);
+                if owner != Some(caller.user_id) {
+                    return Err(ApiError::forbidden(
+                        "you can only bind an agent to a runtime you own",
+                    ));
+                }
+            }
             Ok(agents::update(tx, id, &fields)?)
         })
         .await?;
@@ -234,11 +244,18 @@ async fn archive(
             Ok((agent, cancelled, status))
         })
         .await?;
+    let audience = Audience::of_agent(&agent);
     for task in cancelled {
-        events.task("task:cancelled", agent.workspace_id, task, Some(agent.id));
+        events.task(
+            "task:cancelled",
+            audience,
+            agent.workspace_id,
+            task,
+            Some(agent.id),
+        );
     }
     if let Some(status) = status {
-        events.agent_status(agent.workspace_id, agent.id, &status);
+        events.agent_status(audience, agent.workspace_id, agent.id, &status);
     }
     Ok(HttpResponse::Ok().json(agent))
 }
@@ -306,16 +323,27 @@ async fn create_task(
             if agent.archived_at.is_some() {
                 return Err(ApiError::conflict("agent is archived"));
             }
-            Ok(tasks::insert(
+            let task = tasks::insert(
                 tx,
-                agent.workspace_id,
-                id,
-                &prompt,
-                body.priority,
-                issue_id.as_deref(),
-            )?)
+                &tasks::NewTask {
+                    workspace: agent.workspace_id,
+                    agent: id,
+                    prompt: &prompt,
+                    priority: body.priority,
+                    issue_id: issue_id.as_deref(),
+                    created_by: caller.user_id,
+                },
+            )?;
+            Ok((task, Audience::of_agent(&agent)))
         })
         .await?;
-    events.task("task:queued", task.workspace_id, task.id, task.agent_id);
+    let (task, audience) = task;
+    events.task(
+        "task:queued",
+        audience,
+        task.workspace_id,
+        task.id,
+        task.agent_id,
+    );
     Ok(HttpResponse::Created().json(task))
 }

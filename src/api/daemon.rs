@@ -85,11 +85,30 @@ fn registrations(
     if specs.is_empty() {
         return Err(ApiError::bad_request("at least one runtime is required"));
     }
+    if specs.len() > MAX_RUNTIMES_PER_REGISTRATION {
+        return Err(ApiError::bad_request(format!(
+            "a registration carries at most {MAX_RUNTIMES_PER_REGISTRATION} runtimes"
+        )));
+    }
     let device_name = trimmed(&req.device_name);
     let cli_version = trimmed(&req.cli_version);
-    let (owner, keep_owner) = match caller {
-        Caller::User { user_id } => (Some(*user_id), false),
-        Caller::Daemon(daemon) => (daemon.minted_by, true),
+    let owner = match caller {
+        Caller::User { user_id } => *user_id,
+        Caller::Daemon(daemon) => {
+            // out-of-workspace first, so other workspaces cannot be probed
+            if daemon.workspace_id != workspace_id {
+                return Err(ApiError::not_found("workspace not found"));
+            }
+            if daemon.daemon_id != daemon_id {
+                return Err(ApiError::forbidden(format!(
+                    "this daemon token was minted for daemon_id {:?}",
+                    daemon.daemon_id
+                )));
+            }
+            daemon.minted_by.ok_or_else(|| {
+                ApiError::forbidden("the member who minted this daemon token is gone")
+            })?
+        }
     };
     let regs = specs
         .iter()
@@ -127,15 +146,46 @@ fn registrations(
                 device_info,
                 metadata: json!({"version": version, "cli_version": cli_version}).to_string(),
                 owner,
-                keep_owner,
             }
         })
         .collect();
     Ok((workspace_id, regs))
 }
 
+/// Most runtimes one registration may carry (a machine has a handful of
+/// agent CLIs); more is a 400.
+pub const MAX_RUNTIMES_PER_REGISTRATION: usize = 100;
+/// Most runtimes a workspace may hold; a registration that would add more
+/// is a 409.
+pub const MAX_RUNTIMES_PER_WORKSPACE: i64 = 10_000;
+
+/// Refuses a registration that would grow the workspace past
+/// [`MAX_RUNTIMES_PER_WORKSPACE`]. Re-registrations (the common case) cost
+/// one index lookup per runtime; the workspace is counted only when a new
+/// runtime would be added.
+fn check_capacity(
+    tx: &rusqlite::Connection,
+    workspace: Id,
+    regs: &[Registration],
+) -> Result<(), ApiError> {
+    let mut new = 0;
+    for reg in regs {
+        if !runtimes::exists(tx, workspace, &reg.daemon_id, &reg.provider)? {
+            new += 1;
+        }
+    }
+    if new > 0 && runtimes::count_in_workspace(tx, workspace)? + new > MAX_RUNTIMES_PER_WORKSPACE {
+        return Err(ApiError::conflict(format!(
+            "this workspace already has the most runtimes allowed ({MAX_RUNTIMES_PER_WORKSPACE}); delete unused ones first"
+        )));
+    }
+    Ok(())
+}
+
 /// Upserts every runtime of the daemon in one transaction (all or none) and
-/// moves agents over from this machine's old offline registrations.
+/// moves agents over from this machine's old offline registrations. A
+/// runtime that exists and belongs to another member is a 409: the daemon
+/// route never changes who owns a machine.
 async fn register(
     db: web::Data<Db>,
     events: web::Data<EventBus>,
@@ -149,9 +199,15 @@ async fn register(
             if !daemon_reaches(tx, &caller, workspace_id)? {
                 return Err(ApiError::not_found("workspace not found"));
             }
+            check_capacity(tx, workspace_id, &regs)?;
             let mut out = Vec::with_capacity(regs.len());
             for reg in &regs {
-                let runtime = runtimes::upsert(tx, reg)?;
+                let runtime = runtimes::upsert(tx, reg)?.ok_or_else(|| {
+                    ApiError::conflict(format!(
+                        "daemon_id {:?} with provider {:?} is registered to another member",
+                        reg.daemon_id, reg.provider
+                    ))
+                })?;
                 let moved = runtimes::migrate_agents(tx, &runtime)?;
                 if moved > 0 {
                     log::info!(

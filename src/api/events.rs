@@ -2,23 +2,26 @@
 //! (`event: <type>` / `data: <json>`), with keep-alive comments, so
 //! `curl -N` and the dashboard can follow them.
 //!
-//! Each stream is a subscriber of the in-process bus with a bounded buffer:
-//! a slow client skips events it could not take in time (publishers never
-//! wait), and a client that goes away drops its subscription with the
-//! response. At shutdown every stream ends, so open dashboards do not hold
-//! the server up.
+//! Each stream is a subscriber of the in-process bus (see `events` for its
+//! bounds: a client that falls behind is dropped and reconnects). A stream
+//! delivers an agent's events only to members who may read that agent, and
+//! ends when its token is revoked or expires or its user leaves the
+//! workspace (checked on every access change and every keep-alive period).
+//! At shutdown every stream ends, so open dashboards do not hold the server
+//! up.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use actix_web::{web, Responder};
+use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_lab::sse;
-use futures_util::future::{self, Either};
 use futures_util::stream;
-use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::WorkspaceAccess;
-use crate::events::EventBus;
+use crate::auth::{self, WorkspaceAccess};
+use crate::db::Db;
+use crate::domain::{Id, Role};
+use crate::error::ApiError;
+use crate::events::{EventBus, StreamSlot, Subscription, STREAMS_PER_TOKEN};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -26,44 +29,111 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/events", web::get().to(events));
 }
 
-async fn events(bus: web::Data<EventBus>, access: WorkspaceAccess) -> impl Responder {
-    let workspace = access.workspace_id;
-    let state = (bus.subscribe(), bus.closing());
-    let events = stream::unfold(state, move |(mut receiver, mut closing)| async move {
-        loop {
-            if *closing.borrow() {
-                return None;
+/// One open stream: whom it serves and what it follows.
+struct Follower {
+    db: Db,
+    subscription: Subscription,
+    closing: tokio::sync::watch::Receiver<bool>,
+    access: tokio::sync::watch::Receiver<u64>,
+    token_hash: String,
+    user: Id,
+    workspace: Id,
+    role: Role,
+    /// Re-checks the caller's access even while events keep flowing.
+    recheck: tokio::time::Interval,
+    ended: bool,
+    _slot: StreamSlot,
+}
+
+enum Step {
+    Deliver(sse::Event),
+    End,
+}
+
+impl Follower {
+    /// Checks again that the caller may follow the workspace, with the
+    /// role they have now.
+    async fn still_allowed(&mut self) -> bool {
+        match auth::current_role(&self.db, self.token_hash.clone(), self.user, self.workspace).await
+        {
+            Ok(Some(role)) => {
+                self.role = role;
+                true
             }
-            let next = {
-                let recv = receiver.recv();
-                let closed = closing.changed();
-                futures_util::pin_mut!(recv, closed);
-                match future::select(recv, closed).await {
-                    Either::Left((next, _)) => next,
-                    // shutting down (or the bus is gone): end the stream
-                    Either::Right(_) => return None,
+            Ok(None) => false,
+            // a database hiccup is no reason to end a stream
+            Err(_) => true,
+        }
+    }
+
+    async fn next(&mut self) -> Step {
+        loop {
+            if self.ended || *self.closing.borrow() {
+                return Step::End;
+            }
+            tokio::select! {
+                _ = self.closing.changed() => return Step::End,
+                changed = self.access.changed() => {
+                    if changed.is_err() || !self.still_allowed().await {
+                        return Step::End;
+                    }
                 }
-            };
-            match next {
-                Ok(event) if event.workspace_id == workspace => {
-                    let data = serde_json::json!({
-                        "type": event.kind,
-                        "workspace_id": event.workspace_id,
-                        "payload": event.payload,
-                    });
-                    let message: sse::Event =
-                        sse::Data::new(data.to_string()).event(event.kind).into();
-                    return Some((Ok::<_, Infallible>(message), (receiver, closing)));
+                _ = self.recheck.tick() => {
+                    if !self.still_allowed().await {
+                        return Step::End;
+                    }
                 }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(missed)) => {
-                    log::debug!("event stream of {workspace} skipped {missed} events");
-                    let note = sse::Event::Comment(format!("skipped {missed} events").into());
-                    return Some((Ok(note), (receiver, closing)));
-                }
-                Err(RecvError::Closed) => return None,
+                event = self.subscription.recv() => match event {
+                    Some(event) if event.audience.may_read(self.user, self.role) => {
+                        let data = sse::Data::new(event.data.clone()).event(event.kind);
+                        return Step::Deliver(data.into());
+                    }
+                    Some(_) => continue,
+                    None => {
+                        self.ended = true;
+                        if self.subscription.was_dropped() {
+                            let note = "dropped: the client fell behind; reconnect";
+                            return Step::Deliver(sse::Event::Comment(note.into()));
+                        }
+                        return Step::End;
+                    }
+                },
             }
         }
+    }
+}
+
+async fn events(
+    req: HttpRequest,
+    db: web::Data<Db>,
+    bus: web::Data<EventBus>,
+    access: WorkspaceAccess,
+) -> Result<HttpResponse, ApiError> {
+    let token_hash = auth::bearer_hash(&req)?;
+    let slot = bus.open_stream(token_hash.clone()).ok_or_else(|| {
+        ApiError::TooManyRequests(format!(
+            "too many open event streams for this token (at most {STREAMS_PER_TOKEN})"
+        ))
+    })?;
+    let follower = Follower {
+        db: db.get_ref().clone(),
+        subscription: bus.subscribe(access.workspace_id),
+        closing: bus.closing(),
+        access: bus.access(),
+        token_hash,
+        user: access.user_id,
+        workspace: access.workspace_id,
+        role: access.role,
+        recheck: tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
+        ended: false,
+        _slot: slot,
+    };
+    let events = stream::unfold(follower, |mut follower| async move {
+        match follower.next().await {
+            Step::Deliver(event) => Some((Ok::<_, Infallible>(event), follower)),
+            Step::End => None,
+        }
     });
-    sse::Sse::from_stream(events).with_keep_alive(KEEP_ALIVE)
+    let sse = sse::Sse::from_stream(events).with_keep_alive(KEEP_ALIVE);
+    Ok(actix_web::Responder::respond_to(sse, &req).map_into_boxed_body())
 }

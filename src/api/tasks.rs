@@ -10,13 +10,13 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::access::{require_daemon_runtime, require_daemon_task};
+use crate::access::{require_daemon_runtime, require_daemon_task, require_task_canceller};
 use crate::auth::{AuthUser, Caller};
 use crate::db::tasks::{self, Task, Transition};
-use crate::db::{agents, workspaces, Db};
+use crate::db::{agents, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
-use crate::events::EventBus;
+use crate::events::{Audience, EventBus, MAX_RELAYED_BYTES};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/tasks/{id}/cancel", web::post().to(cancel))
@@ -55,7 +55,7 @@ async fn transition(
     result: Option<String>,
     error: Option<String>,
 ) -> Result<Task, ApiError> {
-    let (task, agent_status) = db
+    let (task, agent_status, audience) = db
         .write(move |tx| {
             let current = authorize(tx, task)?;
             if !transition.from_states().contains(&current.status.as_str()) {
@@ -70,34 +70,45 @@ async fn transition(
                 Some(agent) => agents::reconcile_status(tx, agent)?,
                 None => None,
             };
-            Ok((task, agent_status))
+            let audience = audience_of(tx, &task)?;
+            Ok((task, agent_status, audience))
         })
         .await?;
     events.task(
         event_of(transition),
+        audience,
         task.workspace_id,
         task.id,
         task.agent_id,
     );
     if let (Some(agent), Some(status)) = (task.agent_id, agent_status) {
-        events.agent_status(task.workspace_id, agent, &status);
+        events.agent_status(audience, task.workspace_id, agent, &status);
     }
     Ok(task)
 }
 
-/// A member of the task's workspace cancels it.
+/// Who may read events about `task`: its agent's audience; a task whose
+/// agent is gone is shown to owners/admins only.
+fn audience_of(conn: &rusqlite::Connection, task: &Task) -> Result<Audience, ApiError> {
+    let agent = match task.agent_id {
+        Some(agent) => agents::get(conn, agent)?,
+        None => None,
+    };
+    Ok(agent
+        .as_ref()
+        .map_or(Audience::MANAGERS, Audience::of_agent))
+}
+
+/// Whoever queued the task, the agent's or runtime's owner, or a
+/// workspace owner/admin cancels it (see `access::require_task_canceller`).
 async fn cancel(
     db: web::Data<Db>,
     events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
-    let authorize = move |conn: &rusqlite::Connection, id: Id| {
-        let not_found = || ApiError::not_found("task not found");
-        let task = tasks::get(conn, id)?.ok_or_else(not_found)?;
-        workspaces::role_of(conn, task.workspace_id, caller.user_id)?.ok_or_else(not_found)?;
-        Ok(task)
-    };
+    let authorize =
+        move |conn: &rusqlite::Connection, id: Id| require_task_canceller(conn, caller.user_id, id);
     let task = transition(
         &db,
         &events,
@@ -159,9 +170,18 @@ async fn claim(
     let Some((task, agent, status)) = claimed else {
         return Ok(HttpResponse::Ok().json(ClaimResponse { task: None }));
     };
-    events.task("task:dispatched", task.workspace_id, task.id, task.agent_id);
+    let audience = agent
+        .as_ref()
+        .map_or(Audience::MANAGERS, Audience::of_agent);
+    events.task(
+        "task:dispatched",
+        audience,
+        task.workspace_id,
+        task.id,
+        task.agent_id,
+    );
     if let (Some(agent), Some(status)) = (&agent, status) {
-        events.agent_status(task.workspace_id, agent.id, &status);
+        events.agent_status(audience, task.workspace_id, agent.id, &status);
     }
     Ok(HttpResponse::Ok().json(ClaimResponse {
         task: Some(ClaimedTask {
@@ -284,21 +304,33 @@ async fn fail(
     Ok(HttpResponse::Ok().json(task))
 }
 
-/// Progress and messages are relayed to the workspace's live event stream
-/// (`task:progress`, `task:message`); they are not stored.
+/// Progress and messages are relayed to the live event streams of those
+/// who may read the task's agent (`task:progress`, `task:message`); they
+/// are not stored. A body over [`MAX_RELAYED_BYTES`] is refused (413), so
+/// no daemon can make every stream carry megabytes.
 async fn relay(
     kind: &'static str,
     db: web::Data<Db>,
     events: web::Data<EventBus>,
     caller: Caller,
     id: Id,
-    body: Value,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if !body.is_object() {
-        return Err(ApiError::bad_request("the body must be a JSON object"));
+    if body.len() > MAX_RELAYED_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{kind} body too large (limit {MAX_RELAYED_BYTES} bytes)"
+        )));
     }
-    let task = db
-        .read(move |conn| require_daemon_task(conn, &caller, id))
+    let body = match super::optional_json::<Value>(&body)? {
+        Some(body @ Value::Object(_)) => body,
+        _ => return Err(ApiError::bad_request("the body must be a JSON object")),
+    };
+    let (task, audience) = db
+        .read(move |conn| {
+            let task = require_daemon_task(conn, &caller, id)?;
+            let audience = audience_of(conn, &task)?;
+            Ok((task, audience))
+        })
         .await?;
     if !matches!(task.status.as_str(), "dispatched" | "running") {
         return Err(ApiError::bad_request(format!(
@@ -306,9 +338,10 @@ async fn relay(
             task.status
         )));
     }
-    events.publish(
+    events.publish_to(
         kind,
         task.workspace_id,
+        audience,
         json!({"task_id": task.id, "agent_id": task.agent_id, "data": body}),
     );
     Ok(super::ok())
@@ -319,17 +352,9 @@ async fn progress(
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<Id>,
-    body: web::Json<Value>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    relay(
-        "task:progress",
-        db,
-        events,
-        caller,
-        path.into_inner(),
-        body.into_inner(),
-    )
-    .await
+    relay("task:progress", db, events, caller, path.into_inner(), body).await
 }
 
 async fn messages(
@@ -337,17 +362,9 @@ async fn messages(
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<Id>,
-    body: web::Json<Value>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    relay(
-        "task:message",
-        db,
-        events,
-        caller,
-        path.into_inner(),
-        body.into_inner(),
-    )
-    .await
+    relay("task:message", db, events, caller, path.into_inner(), body).await
 }
 
 #[derive(Deserialize)]

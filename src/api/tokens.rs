@@ -8,6 +8,7 @@ use crate::auth::AuthUser;
 use crate::db::{self, tokens, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
+use crate::events::EventBus;
 
 /// Longest lifetime a PAT can be given through the API.
 const MAX_EXPIRY_DAYS: i64 = 3650;
@@ -74,6 +75,7 @@ async fn create(
 
 async fn revoke(
     db: web::Data<Db>,
+    events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
@@ -84,5 +86,7 @@ async fn revoke(
     if !found {
         return Err(ApiError::not_found("token not found"));
     }
+    // event streams opened with this token end
+    events.access_changed();
     Ok(super::ok())
 }

@@ -12,6 +12,7 @@ use crate::auth::{require_member, AuthUser, DAEMON_TOKEN_LIFETIME_DAYS};
 use crate::db::{self, tokens, users, workspaces, Db};
 use crate::domain::{Id, Role};
 use crate::error::ApiError;
+use crate::events::EventBus;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/workspaces", web::get().to(list))
@@ -168,6 +169,7 @@ struct ChangeRole {
 
 async fn change_role(
     db: web::Data<Db>,
+    events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<(Id, Id)>,
     body: web::Json<ChangeRole>,
@@ -198,11 +200,14 @@ async fn change_role(
                 .ok_or_else(|| ApiError::internal("updated member vanished"))
         })
         .await?;
+    // open event streams pick up the new role (and what it may read)
+    events.access_changed();
     Ok(HttpResponse::Ok().json(member))
 }
 
 async fn remove_member(
     db: web::Data<Db>,
+    events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<(Id, Id)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -226,6 +231,8 @@ async fn remove_member(
         Ok(workspaces::remove_member(tx, &member)?)
     })
     .await?;
+    // the removed member's open event streams end
+    events.access_changed();
     Ok(super::ok())
 }
 

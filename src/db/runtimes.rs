@@ -84,76 +84,106 @@ pub struct Registration {
     pub device_info: String,
     /// JSON object text.
     pub metadata: String,
-    /// Owner for a new row; for an existing row see `keep_owner`.
-    pub owner: Option<Id>,
-    /// Daemon-token registrations keep the stored owner (filling it only if
-    /// it was empty); PAT registrations make the caller the owner.
-    pub keep_owner: bool,
+    /// The member the daemon acts for: the owner of a new row, and the
+    /// only one who may re-register an existing one.
+    pub owner: Id,
 }
 
 /// Inserts or updates the runtime keyed by (workspace, daemon_id, provider)
-/// and returns it; the id of an existing row never changes.
-pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Runtime> {
+/// and returns it; the id and the owner of an existing row never change.
+/// `None` when the row exists and belongs to someone else (nothing is
+/// written then).
+pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<Runtime>> {
     let now = now();
-    let id: Id = conn.query_row(
-        "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
-             status, device_info, metadata, owner_id, last_seen_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, 'local', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)
-         ON CONFLICT (workspace_id, daemon_id, provider) DO UPDATE SET
-             name = excluded.name,
-             runtime_mode = excluded.runtime_mode,
-             status = excluded.status,
-             device_info = excluded.device_info,
-             metadata = excluded.metadata,
-             last_seen_at = excluded.last_seen_at,
-             updated_at = excluded.updated_at,
-             owner_id = CASE WHEN ?11 THEN coalesce(agent_runtime.owner_id, excluded.owner_id)
-                             ELSE excluded.owner_id END
-         RETURNING id",
-        params![
-            Id::new(),
-            reg.workspace_id,
-            reg.daemon_id,
-            reg.name,
-            reg.provider,
-            reg.status,
-            reg.device_info,
-            reg.metadata,
-            reg.owner,
-            now,
-            reg.keep_owner
-        ],
+    let id: Option<Id> = conn
+        .query_row(
+            "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
+                 status, device_info, metadata, owner_id, last_seen_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'local', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)
+             ON CONFLICT (workspace_id, daemon_id, provider) DO UPDATE SET
+                 name = excluded.name,
+                 runtime_mode = excluded.runtime_mode,
+                 status = excluded.status,
+                 device_info = excluded.device_info,
+                 metadata = excluded.metadata,
+                 last_seen_at = excluded.last_seen_at,
+                 updated_at = excluded.updated_at
+             WHERE agent_runtime.owner_id = excluded.owner_id
+             RETURNING id",
+            params![
+                Id::new(),
+                reg.workspace_id,
+                reg.daemon_id,
+                reg.name,
+                reg.provider,
+                reg.status,
+                reg.device_info,
+                reg.metadata,
+                reg.owner,
+                now,
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match id {
+        Some(id) => get(conn, id),
+        None => Ok(None),
+    }
+}
+
+/// Whether the runtime keyed by (workspace, daemon_id, provider) exists
+/// (an index lookup).
+pub fn exists(
+    conn: &Connection,
+    workspace: Id,
+    daemon_id: &str,
+    provider: &str,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM agent_runtime WHERE workspace_id = ?1 AND daemon_id = ?2 AND provider = ?3",
+    )?
+    .exists(params![workspace, daemon_id, provider])
+}
+
+pub fn count_in_workspace(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM agent_runtime WHERE workspace_id = ?1",
+        [workspace],
         |r| r.get(0),
-    )?;
-    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    )
 }
 
 /// Moves agents from this machine's old offline registrations to `target`:
 /// runtimes of the same workspace, provider and owner whose daemon_id is
-/// literally `<daemon_id>-` followed by anything (a profile suffix). The
-/// prefix is compared with `substr`, so `%` and `_` in ids are plain
-/// characters. Returns how many agents moved.
+/// literally `<daemon_id>-` followed by anything (a profile suffix).
+///
+/// The prefix is a range on the UNIQUE(workspace_id, daemon_id, provider)
+/// index — `daemon_id >= '<id>-' AND daemon_id < '<id>.'` ('.' follows '-'
+/// in byte order) — so the cost follows the matching rows, not the size of
+/// the fleet or of the owner's runtimes (`+owner_id` keeps the planner off
+/// the owner index); `%` and `_` in ids are plain characters. Returns how
+/// many agents moved.
 pub fn migrate_agents(conn: &Connection, target: &Runtime) -> rusqlite::Result<usize> {
     let (Some(owner), Some(daemon_id)) = (target.owner_id, target.daemon_id.as_deref()) else {
         return Ok(0);
     };
-    let prefix = format!("{daemon_id}-");
-    conn.execute(
-        "UPDATE agent SET runtime_id = ?1, updated_at = ?6
+    conn.prepare_cached(
+        "UPDATE agent SET runtime_id = ?1, updated_at = ?7
          WHERE runtime_id IN (
              SELECT id FROM agent_runtime
-             WHERE workspace_id = ?2 AND provider = ?3 AND owner_id = ?4
-               AND status = 'offline' AND id <> ?1
-               AND substr(daemon_id, 1, length(?5)) = ?5)",
-        params![
-            target.id,
-            target.workspace_id,
-            target.provider,
-            owner,
-            prefix,
-            now()
-        ],
-    )
+             WHERE workspace_id = ?2 AND daemon_id >= ?5 AND daemon_id < ?6
+               AND provider = ?3 AND +owner_id = ?4
+               AND status = 'offline' AND id <> ?1)",
+    )?
+    .execute(params![
+        target.id,
+        target.workspace_id,
+        target.provider,
+        owner,
+        format!("{daemon_id}-"),
+        format!("{daemon_id}."),
+        now()
+    ])
 }
 
 /// Marks a runtime online and seen now. `false` when it does not exist.

@@ -23,12 +23,14 @@ pub struct Task {
     pub completed_at: Option<String>,
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// Who queued it, while they exist.
+    pub created_by: Option<Id>,
     pub created_at: String,
 }
 
 const COLUMNS: &str =
     "id, workspace_id, agent_id, runtime_id, issue_id, status, priority, prompt, \
-     dispatched_at, started_at, completed_at, result, error, created_at";
+     dispatched_at, started_at, completed_at, result, error, created_at, created_by";
 
 fn opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<String>> {
     Ok(row.get::<_, Option<String>>(idx)?.as_deref().map(api_time))
@@ -51,6 +53,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         result: result.and_then(|r| serde_json::from_str(&r).ok()),
         error: row.get(12)?,
         created_at: api_time(&row.get::<_, String>(13)?),
+        created_by: row.get(14)?,
     })
 }
 
@@ -63,20 +66,32 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
     .optional()
 }
 
-pub fn insert(
-    conn: &Connection,
-    workspace: Id,
-    agent: Id,
-    prompt: &str,
-    priority: i64,
-    issue_id: Option<&str>,
-) -> rusqlite::Result<Task> {
+/// A task to queue for an agent.
+pub struct NewTask<'a> {
+    pub workspace: Id,
+    pub agent: Id,
+    pub prompt: &'a str,
+    pub priority: i64,
+    pub issue_id: Option<&'a str>,
+    pub created_by: Id,
+}
+
+pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
     let id = Id::new();
     conn.execute(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, status, priority, prompt,
-             issue_id, created_at)
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
-        params![id, workspace, agent, priority, prompt, issue_id, now()],
+             issue_id, created_by, created_at)
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            new.workspace,
+            new.agent,
+            new.priority,
+            new.prompt,
+            new.issue_id,
+            new.created_by,
+            now()
+        ],
     )?;
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
