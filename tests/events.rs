@@ -4,8 +4,49 @@ mod common;
 
 use std::time::Duration;
 
-use common::spawn_app;
+use agenthub::domain::Role;
+use common::{spawn_app, TestApp};
 use futures_util::StreamExt;
+use serde_json::json;
+
+/// Opens `GET /api/events` for `ws` with `token`.
+async fn follow(
+    app: &TestApp,
+    token: &str,
+    ws: &str,
+) -> impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin
+{
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let res = client
+        .get(format!("{}/api/events?workspace_id={ws}", app.base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .expect("stream request");
+    assert_eq!(res.status().as_u16(), 200);
+    res
+}
+
+/// Reads until the server ends the stream (panics if it is still open
+/// after `limit`); returns what was read.
+async fn read_to_end<S, E>(body: &mut S, limit: Duration) -> String
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+{
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match actix_web::rt::time::timeout(left, body.next()).await {
+            Err(_) => panic!("stream still open after {limit:?}: {text:?}"),
+            Ok(None) => return text,
+            Ok(Some(Ok(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Some(Err(_))) => return text,
+        }
+    }
+}
 
 /// Reads the SSE body until `needle` appears (or 10 s pass); returns what
 /// was read.
@@ -131,6 +172,34 @@ async fn a_client_that_never_reads_does_not_hold_up_writers() {
     }
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 20);
+    // it fell far behind: the bus let go of it (and of what it held)
+    assert_eq!(app.state.events.subscribers(ws.parse().unwrap()), 0);
+}
+
+#[actix_web::test]
+async fn a_client_that_falls_behind_is_told_and_dropped() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let mut stalled = follow(&app, &alice.token, &ws).await;
+    let blob = "x".repeat(60 * 1024);
+    // more than the subscriber's byte budget, published before it reads
+    for i in 0..400 {
+        app.state.events.publish(
+            "task:message",
+            ws.parse().unwrap(),
+            json!({"n": i, "blob": blob}),
+        );
+    }
+    let text = read_to_end(&mut stalled, Duration::from_secs(20)).await;
+    assert!(
+        text.contains(": dropped: the client fell behind; reconnect"),
+        "{}",
+        &text[text.len().saturating_sub(200)..]
+    );
+    // a new stream works
+    let mut again = follow(&app, &alice.token, &ws).await;
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    read_until(&mut again, &rt).await;
 }
 
 #[actix_web::test]
@@ -150,4 +219,175 @@ async fn an_idle_stream_gets_keep_alive_comments() {
     // line (starting with ':') keeps the connection visibly alive
     let text = read_within(&mut res, "\n:", Duration::from_secs(25)).await;
     assert!(!text.contains("event:"), "{text}");
+}
+
+#[actix_web::test]
+async fn a_private_agents_work_reaches_only_those_who_may_read_it() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let admin = app.add_user("admin@example.com", Some((&ws, Role::Admin)));
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let private = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let shared = app
+        .agent(&alice.token, &ws, &rt, json!({"visibility": "workspace"}))
+        .await;
+    let mut bobs = follow(&app, &bob.token, &ws).await;
+    let mut admins = follow(&app, &admin.token, &ws).await;
+    let mut alices = follow(&app, &alice.token, &ws).await;
+
+    let secret = app.task(&alice.token, &private, "private work", 0).await;
+    let claimed = app.claim(&alice.token, &rt).await;
+    assert_eq!(claimed.body["task"]["id"], secret.as_str());
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{secret}/progress"),
+            &alice.token,
+            json!({"summary": "the private diff"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // then something bob may see, so we know his stream got this far
+    let open = app.task(&alice.token, &shared, "shared work", 0).await;
+
+    let text = read_until(&mut bobs, &open).await;
+    assert!(!text.contains(&secret), "{text}");
+    assert!(!text.contains("the private diff"), "{text}");
+    assert!(!text.contains(&private), "{text}");
+    for stream in [&mut admins, &mut alices] {
+        let text = read_until(stream, &open).await;
+        assert!(text.contains("event: task:queued"), "{text}");
+        assert!(text.contains("the private diff"), "{text}");
+        assert!(text.contains("event: agent:status"), "{text}");
+    }
+}
+
+#[actix_web::test]
+async fn a_stream_ends_when_its_token_is_revoked_or_its_member_leaves() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let mut bobs = follow(&app, &bob.token, &ws).await;
+    let second = app
+        .post("/api/tokens", &alice.token, json!({"name": "laptop"}))
+        .await;
+    assert_eq!(second.status, 201);
+    let mut alices = follow(&app, second.body["token"].as_str().unwrap(), &ws).await;
+
+    let members = app
+        .get(&format!("/api/workspaces/{ws}/members"), &alice.token)
+        .await;
+    let bob_member = members
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == bob.id.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/members/{bob_member}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    read_to_end(&mut bobs, Duration::from_secs(5)).await;
+
+    let id = second.body["id"].as_str().unwrap();
+    let r = app.delete(&format!("/api/tokens/{id}"), &alice.token).await;
+    assert_eq!(r.status, 200);
+    read_to_end(&mut alices, Duration::from_secs(5)).await;
+    // and neither can open a new one
+    let r = app
+        .get(&format!("/api/events?workspace_id={ws}"), &bob.token)
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+#[actix_web::test]
+async fn one_token_holds_a_bounded_number_of_streams() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let mut open = Vec::new();
+    for _ in 0..7 {
+        open.push(follow(&app, &alice.token, &ws).await);
+    }
+    // the eighth over a plain socket, to hang up on it below
+    let port = app.base.rsplit(':').next().unwrap();
+    let mut eighth = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    std::io::Write::write_all(
+        &mut eighth,
+        format!(
+            "GET /api/events?workspace_id={ws} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+            alice.token
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut eighth, &mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let r = app
+        .get(&format!("/api/events?workspace_id={ws}"), &alice.token)
+        .await;
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.error(),
+        "too many open event streams for this token (at most 8)"
+    );
+    // a client that hangs up frees its slot (noticed at the latest when
+    // the next keep-alive comment cannot be written)
+    drop(eighth);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        let res = client
+            .get(format!("{}/api/events?workspace_id={ws}", app.base))
+            .insert_header(("Authorization", format!("Bearer {}", alice.token)))
+            .send()
+            .await
+            .unwrap();
+        if res.status().as_u16() == 200 {
+            break;
+        }
+        assert_eq!(res.status().as_u16(), 429);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was not freed"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[actix_web::test]
+async fn relayed_daemon_payloads_are_bounded() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let task = app.task(&alice.token, &agent, "x", 0).await;
+    assert_eq!(app.claim(&alice.token, &rt).await.status, 200);
+    for route in ["progress", "messages"] {
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/{route}"),
+                &alice.token,
+                json!({"text": "x".repeat(64 * 1024)}),
+            )
+            .await;
+        assert_eq!(r.status, 413, "{route}: {:?}", r.body);
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/{route}"),
+                &alice.token,
+                json!({"text": "x".repeat(60 * 1024)}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{route}");
+    }
 }
