@@ -1,7 +1,10 @@
-//! Isolation (SPEC §4–§5): every documented route, called about workspace
-//! A's objects with workspace B's credentials, answers without A's data and
-//! changes nothing; a plain member of A is refused what needs an owner,
-//! admin or the object's owner.
+//! Isolation (SPEC §4–§5, §9): every documented route, called about
+//! workspace A's objects with workspace B's credentials, answers without
+//! A's data and changes nothing; inside one workspace, every route called
+//! about one member's machine and private agent with every other
+//! credential (owner, admin, another member, another member's daemon
+//! token, a daemon token for another daemon id) answers as the rules say
+//! and changes nothing it refuses.
 
 mod common;
 
@@ -12,6 +15,7 @@ use serde_json::{json, Value};
 /// Workspace A's objects, made through the API.
 struct Fixture {
     ws: String,
+    daemon_id: String,
     runtime: String,
     agent: String,
     task: String,
@@ -80,6 +84,7 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
             "alice-mbp".into(),
         ],
         ws,
+        daemon_id: "alice-mbp".into(),
         runtime,
         agent,
         task,
@@ -119,7 +124,7 @@ fn concrete(template: &str, f: &Fixture) -> String {
 fn body_for(method: &str, template: &str, f: &Fixture) -> Option<Value> {
     let body = match (method, template) {
         ("post", "/api/daemon/register") => {
-            json!({"workspace_id": f.ws, "daemon_id": "alice-mbp", "runtimes": [{"type": "claude"}]})
+            json!({"workspace_id": f.ws, "daemon_id": f.daemon_id, "runtimes": [{"type": "claude"}]})
         }
         ("post", "/api/daemon/deregister") => json!({"runtime_ids": [f.runtime]}),
         ("post", "/api/daemon/heartbeat") => json!({"runtime_id": f.runtime}),
@@ -316,4 +321,261 @@ async fn a_plain_member_cannot_do_what_needs_an_owner_or_admin() {
     ] {
         assert_eq!(app.get(&path, &bob).await.status, 200, "{path}");
     }
+}
+
+/// The credentials inside one workspace, aimed at bob's machine.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Owner,
+    Admin,
+    /// carol, another plain member
+    Member,
+    /// carol's daemon token, minted for her own machine
+    OthersDaemon,
+    /// bob's own daemon token for another of his machines
+    OtherDaemonId,
+}
+
+impl Who {
+    fn is_pat(self) -> bool {
+        matches!(self, Who::Owner | Who::Admin | Who::Member)
+    }
+    fn is_manager(self) -> bool {
+        matches!(self, Who::Owner | Who::Admin)
+    }
+}
+
+/// What a route must answer: a refusal (nothing changes), a read that
+/// succeeds, or a write the caller is entitled to (tested elsewhere, not
+/// run here so the fixture stays intact).
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Refused(u16),
+    Reads,
+    Entitled,
+}
+
+/// The rules of SPEC §9, route by route.
+fn expected(method: &str, template: &str, who: Who) -> Expect {
+    use Expect::*;
+    let public = matches!(template, "/health" | "/metrics" | "/api/openapi.json");
+    if public {
+        return Reads;
+    }
+    if template == "/api/events" {
+        return Entitled; // a stream: tests/events.rs
+    }
+    if let Some(daemon_route) = template.strip_prefix("/api/daemon/") {
+        return match (method, daemon_route) {
+            // bob's daemon_id: owned by bob, so nobody else may re-register it
+            ("post", "register") if who.is_pat() => Refused(409),
+            ("post", "register") => Refused(403),
+            // unreachable ids are skipped: nothing changes
+            ("post", "deregister") => Reads,
+            // a daemon acts for its owner only; managers included
+            _ => Refused(404),
+        };
+    }
+    if !who.is_pat() {
+        return Refused(401);
+    }
+    let member = who == Who::Member;
+    match (method, template) {
+        ("get", "/api/me" | "/api/tokens" | "/api/workspaces") => Reads,
+        ("post", "/api/tokens" | "/api/workspaces") => Entitled,
+        ("post", "/api/workspaces/{id}/daemon-tokens") => Entitled,
+        // bob's token is nobody else's to revoke
+        ("delete", "/api/tokens/{id}") => Refused(404),
+        ("get", t) if t.starts_with("/api/workspaces/{id}") => Reads,
+        (_, t) if t.starts_with("/api/workspaces/{id}/members") && member => Refused(403),
+        (_, t) if t.starts_with("/api/workspaces/{id}/members") => Entitled,
+        ("get", "/api/runtimes" | "/api/agents" | "/api/usage/daily" | "/api/usage/summary") => {
+            Reads
+        }
+        ("get", t) if t.starts_with("/api/runtimes/{id}") => Reads,
+        // bob's machine: only bob or a manager may delete, ping or update it
+        (_, t) if t.starts_with("/api/runtimes/{id}") && member => Refused(403),
+        (_, t) if t.starts_with("/api/runtimes/{id}") => Entitled,
+        ("post", "/api/agents") if member => Refused(403),
+        ("post", "/api/agents") => Entitled,
+        // the private agent (and its tasks) does not exist for carol
+        (_, t)
+            if (t.starts_with("/api/agents/{id}") || t.starts_with("/api/tasks/{id}"))
+                && member =>
+        {
+            Refused(404)
+        }
+        ("get", t) if t.starts_with("/api/agents/{id}") => Reads,
+        (_, t) if t.starts_with("/api/agents/{id}") || t.starts_with("/api/tasks/{id}") => {
+            assert!(who.is_manager());
+            Entitled
+        }
+        _ => panic!("no rule for {method} {template}: add one"),
+    }
+}
+
+#[actix_web::test]
+async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let adam = app.add_user("adam@example.com", Some((&ws, Role::Admin)));
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let carol = app.add_user("carol@example.com", Some((&ws, Role::Member)));
+    let runtime = app.runtime(&bob.token, &ws, "bob-mbp", "claude").await;
+    let bobs_daemon = app.daemon_token(&bob.token, &ws, "bob-mbp").await;
+    app.runtime(&carol.token, &ws, "carol-mbp", "claude").await;
+    let carols_daemon = app.daemon_token(&carol.token, &ws, "carol-mbp").await;
+    let bobs_other = app.daemon_token(&bob.token, &ws, "bob-laptop").await;
+    // a private agent on bob's machine, with work dispatched to it
+    let agent = app
+        .agent(
+            &alice.token,
+            &ws,
+            &runtime,
+            json!({"name": "a-private-agent", "instructions": "private instructions"}),
+        )
+        .await;
+    let task = app.task(&alice.token, &agent, "a private prompt", 0).await;
+    let claimed = app.claim(&bobs_daemon, &runtime).await;
+    assert_eq!(claimed.body["task"]["id"], task.as_str());
+    let ping = app
+        .post(
+            &format!("/api/runtimes/{runtime}/ping"),
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(ping.status, 200);
+    let update = app
+        .post(
+            &format!("/api/runtimes/{runtime}/update"),
+            &bob.token,
+            json!({"target_version": "2"}),
+        )
+        .await;
+    assert_eq!(update.status, 200);
+    let members = app
+        .get(&format!("/api/workspaces/{ws}/members"), &bob.token)
+        .await;
+    let member = members
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == bob.id.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let token_id = app.get("/api/tokens", &bob.token).await.body[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let f = Fixture {
+        ws: ws.clone(),
+        daemon_id: "bob-mbp".into(),
+        runtime: runtime.clone(),
+        agent: agent.clone(),
+        task: task.clone(),
+        ping: ping.body["id"].as_str().unwrap().to_string(),
+        update: update.body["id"].as_str().unwrap().to_string(),
+        member,
+        token_id,
+        secrets: vec![
+            "a-private-agent".into(),
+            "private instructions".into(),
+            "a private prompt".into(),
+        ],
+    };
+    let credentials = [
+        (Who::Owner, alice.token.clone()),
+        (Who::Admin, adam.token.clone()),
+        (Who::Member, carol.token.clone()),
+        (Who::OthersDaemon, carols_daemon),
+        (Who::OtherDaemonId, bobs_other),
+    ];
+    let routes = app.documented_routes().await;
+    let mut refused = 0;
+    for (method, template) in &routes {
+        let path = concrete(template, &f);
+        let body = body_for(method, template, &f).map(|b| b.to_string());
+        for (who, token) in &credentials {
+            let expect = expected(method, template, *who);
+            if expect == Expect::Entitled {
+                continue;
+            }
+            let before = app.dump();
+            let reply = app
+                .request_with_headers(
+                    &method.to_uppercase(),
+                    &path,
+                    Some(token),
+                    body.as_deref(),
+                    &[("X-Workspace-ID", &f.ws)],
+                )
+                .await;
+            let text = reply.body.to_string();
+            match expect {
+                Expect::Refused(status) => {
+                    refused += 1;
+                    assert_eq!(
+                        reply.status, status,
+                        "{method} {template} as {who:?}: {text}"
+                    );
+                }
+                _ => assert!(
+                    (200..300).contains(&reply.status),
+                    "{method} {template} as {who:?}: {} {text}",
+                    reply.status
+                ),
+            }
+            if !who.is_manager() {
+                for secret in &f.secrets {
+                    assert!(
+                        !text.contains(secret.as_str()),
+                        "{method} {template} as {who:?} leaked {secret}: {text}"
+                    );
+                }
+            }
+            assert_eq!(
+                before,
+                app.dump(),
+                "{method} {template} as {who:?} changed the database"
+            );
+        }
+    }
+    assert!(refused > 100, "only {refused} refusals checked");
+    // bob's machine is still bob's, online, with its task dispatched
+    let r = app
+        .get(&format!("/api/runtimes?workspace_id={ws}"), &bob.token)
+        .await;
+    let row = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == runtime.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["owner_id"], bob.id.as_str());
+    assert_eq!(row["status"], "online");
+    assert_eq!(app.task_status(&task), "dispatched");
+    // while bob's own daemon token does everything the daemon needs
+    let r = app
+        .post(
+            "/api/daemon/heartbeat",
+            &bobs_daemon,
+            json!({"runtime_id": runtime}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["pending_ping"]["id"], f.ping.as_str());
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{task}/start"),
+            &bobs_daemon,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
 }
