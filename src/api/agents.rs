@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::required;
+use super::{required, text};
 use crate::access::{require_agent, require_agent_editor};
 use crate::auth::{AuthUser, WorkspaceAccess};
 use crate::db::agents::{self, Agent, AgentFields};
@@ -135,25 +135,41 @@ impl AgentRequest {
             (Some(_), _) => return Err(ApiError::bad_request("runtime_config must be an object")),
             (None, Some(agent)) => agent.runtime_config.clone(),
         };
-        let text = |new: Option<String>, old: Option<&String>| {
-            new.map(|s| s.trim().to_string())
-                .or_else(|| old.cloned())
-                .unwrap_or_default()
+        let description = edited(
+            self.description,
+            current.map(|a| a.description.as_str()),
+            "description",
+        )?;
+        let instructions = edited(
+            self.instructions,
+            current.map(|a| a.instructions.as_str()),
+            "instructions",
+        )?;
+        let avatar_url = match self.avatar_url {
+            Some(new) => Some(text(Some(&new), "avatar_url")?),
+            None => current.and_then(|a| a.avatar_url.clone()),
         };
         Ok(AgentFields {
             runtime_id,
             runtime_mode: runtime.runtime_mode,
             name,
-            description: text(self.description, current.map(|a| &a.description)),
-            instructions: text(self.instructions, current.map(|a| &a.instructions)),
-            avatar_url: self
-                .avatar_url
-                .or_else(|| current.and_then(|a| a.avatar_url.clone())),
+            description,
+            instructions,
+            avatar_url,
             runtime_config: runtime_config.to_string(),
             visibility,
             status,
             max_concurrent_tasks,
         })
+    }
+}
+
+/// A text field of a create or edit: the new value (checked by [`text`])
+/// or the current one.
+fn edited(new: Option<String>, current: Option<&str>, field: &str) -> Result<String, ApiError> {
+    match new {
+        Some(new) => text(Some(&new), field),
+        None => Ok(current.unwrap_or_default().to_string()),
     }
 }
 
@@ -296,10 +312,7 @@ async fn create_task(
     let id = path.into_inner();
     let body = body.into_inner();
     let prompt = required(body.prompt.as_deref(), "prompt")?;
-    let issue_id = body
-        .issue_id
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+    let issue_id = Some(text(body.issue_id.as_deref(), "issue_id")?).filter(|s| !s.is_empty());
     let task = db
         .write(move |tx| {
             let (agent, _) = require_agent(tx, caller.user_id, id)?;
