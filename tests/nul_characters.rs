@@ -13,16 +13,13 @@ use serde_json::{json, Value};
 async fn refused(app: &TestApp, token: &str, path: &str, body: Value, field: &str) {
     let before = app.dump();
     let r = app
-        .request_with_headers(
-            "POST",
-            path,
-            Some(token),
-            Some(&body.to_string()),
-            &[],
-        )
+        .request_with_headers("POST", path, Some(token), Some(&body.to_string()), &[])
         .await;
     assert_eq!(r.status, 400, "{path} {body}: {:?}", r.body);
-    assert_eq!(r.error(), format!("{field} must not contain NUL characters"));
+    assert_eq!(
+        r.error(),
+        format!("{field} must not contain NUL characters")
+    );
     assert_eq!(before, app.dump(), "{path} {body} changed the database");
 }
 

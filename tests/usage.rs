@@ -704,7 +704,8 @@ async fn usage_dated_after_tomorrow_is_refused() {
         .post(&format!("/api/daemon/runtimes/{rt}/usage"), &token, body)
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let future = |d: &str| format!("date {d:?} is in the future (more than one day after today, UTC)");
+    let future =
+        |d: &str| format!("date {d:?} is in the future (more than one day after today, UTC)");
     assert_eq!(
         r.body,
         json!({"status": "ok", "accepted": 1, "rejected": [

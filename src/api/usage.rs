@@ -240,8 +240,14 @@ impl Totals {
         let add = |a: &mut i64, b: i64| *a = a.saturating_add(b);
         add(&mut self.total_input_tokens, other.total_input_tokens);
         add(&mut self.total_output_tokens, other.total_output_tokens);
-        add(&mut self.total_cache_read_tokens, other.total_cache_read_tokens);
-        add(&mut self.total_cache_write_tokens, other.total_cache_write_tokens);
+        add(
+            &mut self.total_cache_read_tokens,
+            other.total_cache_read_tokens,
+        );
+        add(
+            &mut self.total_cache_write_tokens,
+            other.total_cache_write_tokens,
+        );
         add(&mut self.task_count, other.task_count);
     }
 }
