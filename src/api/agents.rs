@@ -1,11 +1,12 @@
 //! Agents: list, create, read, edit, archive, restore; and the user side of
 //! their task queue (queue work, list it).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::page::{self, Page};
 use super::{required, text};
 use crate::access::{require_agent, require_agent_editor};
 use crate::auth::{AuthUser, WorkspaceAccess};
@@ -31,10 +32,13 @@ struct ListQuery {
     include_archived: Option<String>,
 }
 
+/// `GET /api/agents`: the agents the caller may see, oldest first, one
+/// page at a time (see [`Page`]).
 async fn list(
     db: web::Data<Db>,
     access: WorkspaceAccess,
     query: web::Query<ListQuery>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let include_archived = match query.include_archived.as_deref() {
         None | Some("false") | Some("0") => false,
@@ -45,18 +49,18 @@ async fn list(
             ))
         }
     };
+    let filter = agents::Filter {
+        workspace: access.workspace_id,
+        viewer: access.user_id,
+        see_private: access.role.is_manager(),
+        include_archived,
+    };
+    let page = Page::of(&req)?;
+    let fetch = page.clone();
     let rows = db
-        .read(move |conn| {
-            Ok(agents::list(
-                conn,
-                access.workspace_id,
-                access.user_id,
-                access.role.is_manager(),
-                include_archived,
-            )?)
-        })
+        .read(move |conn| Ok(agents::list(conn, filter, fetch.after(), fetch.fetch())?))
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(page::reply(&req, &page, rows, |a| a.id))
 }
 
 /// The body of create and update: every field optional, validated against
@@ -278,19 +282,29 @@ async fn restore(
     Ok(HttpResponse::Ok().json(agent))
 }
 
+/// `GET /api/agents/{id}/tasks`: newest first, one page at a time (see
+/// [`Page`]).
 async fn list_tasks(
     db: web::Data<Db>,
     caller: AuthUser,
     path: web::Path<Id>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    let page = Page::of(&req)?;
+    let fetch = page.clone();
     let rows = db
         .read(move |conn| {
             require_agent(conn, caller.user_id, id)?;
-            Ok(tasks::list_for_agent(conn, id)?)
+            Ok(tasks::list_for_agent(
+                conn,
+                id,
+                fetch.after(),
+                fetch.fetch(),
+            )?)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(page::reply(&req, &page, rows, |t| t.id))
 }
 
 #[derive(Deserialize)]

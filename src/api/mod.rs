@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod events;
 pub mod me;
 pub mod openapi;
+pub mod page;
 pub mod runtimes;
 pub mod tasks;
 pub mod tokens;
