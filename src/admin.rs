@@ -1,5 +1,8 @@
 //! Operations behind the administrative CLI commands (`init`, `user add`,
-//! `token create`). Each is one write transaction.
+//! `token create`, each one write transaction) and the checks around
+//! `backup`.
+
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -125,4 +128,81 @@ pub fn create_token(db: &Db, email: &str, label: Option<&str>) -> Result<TokenCr
             token,
         })
     })
+}
+
+/// Refuses a backup destination that is the live database or one of its
+/// -wal, -shm or -journal files, however it is spelled (relative, through
+/// a symlink, a hard link): the copy would be renamed over the live file,
+/// and a running server would go on writing to the unlinked old one, so
+/// every later acknowledged write would be lost.
+pub fn refuse_live_destination(database: &Path, dest: &Path) -> Result<(), String> {
+    let live = database
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", database.display()))?;
+    let dest_resolved = resolve(dest);
+    for (suffix, what) in [
+        ("", "itself"),
+        ("-wal", "its own -wal file"),
+        ("-shm", "its own -shm file"),
+        ("-journal", "its own -journal file"),
+    ] {
+        let mut file = live.clone().into_os_string();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        if dest_resolved.as_deref() == Some(file.as_path()) || same_file(&file, dest) {
+            return Err(format!(
+                "cannot back up the database onto {what}: {}",
+                dest.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `path` resolved (symlinks, `.`, `..`), or, while it does not exist yet,
+/// its resolved directory joined with its name.
+fn resolve(path: &Path) -> Option<PathBuf> {
+    if let Ok(resolved) = path.canonicalize() {
+        return Some(resolved);
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some(dir.canonicalize().ok()?.join(path.file_name()?))
+}
+
+/// Whether both paths exist and are one file (same device and inode).
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &Path, _: &Path) -> bool {
+    false
+}
+
+/// Creates `path` empty and readable by its owner only, replacing a
+/// leftover of an earlier failed run. The copy holds the same token hashes
+/// and usage as the database, so it must never exist with wider
+/// permissions, not even while SQLite writes it (its journal takes the
+/// same mode).
+pub fn create_private_file(path: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
 }

@@ -237,13 +237,15 @@ fn serve(config: Config) -> Result<(), String> {
 }
 
 /// Copies the database with SQLite's online backup API into a temporary
-/// file beside `dest`, then renames it into place, so `dest` is never a
-/// half-written copy.
+/// file beside `dest` (mode 0600), then renames it into place, so `dest` is
+/// never a half-written copy. The live database itself is refused as
+/// `dest`.
 fn backup(config: &Config, dest: &Path) -> Result<(), String> {
     let src_path = &config.database.path;
     if !src_path.exists() {
         return Err(format!("database {} does not exist", src_path.display()));
     }
+    admin::refuse_live_destination(src_path, dest)?;
     let busy = Duration::from_millis(config.database.busy_timeout_ms);
     let src = db::open_connection(src_path, busy).map_err(|e| e.to_string())?;
     let file_name = dest
@@ -252,6 +254,7 @@ fn backup(config: &Config, dest: &Path) -> Result<(), String> {
     let mut tmp_name = file_name.to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dest.with_file_name(tmp_name);
+    admin::create_private_file(&tmp)?;
     let result = db::backup(&src, &tmp)
         .map_err(|e| format!("backup failed: {e}"))
         .and_then(|()| {

@@ -5,6 +5,11 @@
 //! minutes (ping 60 s, update 120 s, then `timeout`), and a restart of the
 //! server ends every daemon conversation anyway. Finished ones are kept for
 //! a while so the UI can read the outcome, then forgotten.
+//!
+//! Memory is bounded: at most [`MAX_KEPT`] probes per runtime and kind (the
+//! oldest finished one makes room for a new one; when all are still open a
+//! new one is refused with 429), and a daemon's output and error are kept
+//! up to [`MAX_TEXT`] bytes each.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +44,30 @@ impl Kind {
 
 /// How long a finished probe stays readable.
 const RETAIN: i64 = 3600;
+
+/// Probes kept per runtime and kind, open and finished together.
+pub const MAX_KEPT: usize = 20;
+
+/// Bytes of a daemon's output (or error) kept per probe; the rest is cut
+/// off and [`TRUNCATED`] appended, so the reader sees that it was.
+pub const MAX_TEXT: usize = 64 * 1024;
+
+pub const TRUNCATED: &str = "\n[truncated: longer than 64 KiB]";
+
+/// `text` cut to at most [`MAX_TEXT`] bytes (marker included) at a
+/// character boundary.
+fn clip(mut text: String) -> String {
+    if text.len() <= MAX_TEXT {
+        return text;
+    }
+    let mut end = MAX_TEXT - TRUNCATED.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(TRUNCATED);
+    text
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,8 +154,33 @@ impl Probes {
         map.retain(|_, p| now - p.updated_at < Duration::seconds(RETAIN));
     }
 
+    /// Makes room for one more probe of `kind` on `runtime` by forgetting
+    /// the oldest finished ones; 429 when [`MAX_KEPT`] are still open, so a
+    /// runtime whose daemon never answers cannot fill the server's memory.
+    fn make_room(map: &mut HashMap<Id, Probe>, kind: Kind, runtime: Id) -> Result<(), ApiError> {
+        loop {
+            let kept = map
+                .values()
+                .filter(|p| p.kind == kind && p.runtime_id == runtime);
+            if kept.clone().count() < MAX_KEPT {
+                return Ok(());
+            }
+            let oldest_finished = kept
+                .filter(|p| !p.status.is_open())
+                .min_by_key(|p| p.created_at)
+                .map(|p| p.id)
+                .ok_or_else(|| {
+                    ApiError::TooManyRequests(format!(
+                        "too many {}s pending for this runtime",
+                        kind.noun()
+                    ))
+                })?;
+            map.remove(&oldest_finished);
+        }
+    }
+
     /// Queues a probe for `runtime`. Only one update may be open per
-    /// runtime (409 otherwise); pings may pile up.
+    /// runtime (409 otherwise); pings may pile up to [`MAX_KEPT`] (429).
     pub fn create(
         &self,
         kind: Kind,
@@ -145,6 +199,7 @@ impl Probes {
                 "an update is already pending for this runtime",
             ));
         }
+        Self::make_room(&mut map, kind, runtime)?;
         let probe = Probe {
             id: Id::new(),
             runtime_id: runtime,
@@ -185,9 +240,9 @@ impl Probes {
         Some(probe.clone())
     }
 
-    /// Records a daemon's result for probe `id` of `runtime`. A probe of
-    /// another runtime is 404; one that already finished (or timed out) is
-    /// 409.
+    /// Records a daemon's result for probe `id` of `runtime`, its output and
+    /// error clipped to [`MAX_TEXT`]. A probe of another runtime is 404; one
+    /// that already finished (or timed out) is 409.
     pub fn finish(
         &self,
         kind: Kind,
@@ -210,8 +265,8 @@ impl Probes {
             )));
         }
         probe.status = outcome.status;
-        probe.output = outcome.output;
-        probe.error = outcome.error;
+        probe.output = clip(outcome.output);
+        probe.error = clip(outcome.error);
         probe.duration_ms = outcome.duration_ms.or(probe.duration_ms);
         probe.updated_at = now;
         Ok(probe.clone())

@@ -28,7 +28,7 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
-async function api(path, { method = "GET", body } = {}) {
+async function request(path, { method = "GET", body } = {}) {
   const headers = { Authorization: `Bearer ${state.token}` };
   if (state.workspace) headers["X-Workspace-ID"] = state.workspace;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -36,7 +36,26 @@ async function api(path, { method = "GET", body } = {}) {
   const text = await res.text();
   const data = text ? JSON.parse(text) : null;
   if (!res.ok) throw new ApiError(res.status, (data && data.error) || res.statusText);
-  return data;
+  return { data, res };
+}
+
+async function api(path, options) {
+  return (await request(path, options)).data;
+}
+
+// Every row of a paginated list: the server sends a page at a time and the
+// cursor of the next one in X-Next-Cursor while more rows follow.
+async function apiAll(path) {
+  const rows = [];
+  const first = `${path}${path.includes("?") ? "&" : "?"}limit=500`;
+  let cursor = null;
+  do {
+    const page = cursor ? `${first}&cursor=${encodeURIComponent(cursor)}` : first;
+    const { data, res } = await request(page);
+    rows.push(...data);
+    cursor = res.headers.get("X-Next-Cursor");
+  } while (cursor);
+  return rows;
 }
 
 function ago(iso) {
@@ -99,7 +118,7 @@ function show(view) {
 
 async function loadRuntimes() {
   const q = state.filter === "mine" ? "?owner=me" : "";
-  state.runtimes = await api(`/api/runtimes${q}`);
+  state.runtimes = await apiAll(`/api/runtimes${q}`);
   renderRuntimes();
   const current = state.runtimes.find((r) => r.id === state.selected);
   if (current) renderDetail(current);

@@ -536,3 +536,82 @@ async fn an_open_event_stream_does_not_hold_up_shutdown() {
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[actix_web::test]
+async fn backup_refuses_the_live_database_however_it_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let db_arg = db.to_str().unwrap();
+    let token = init_json(dir.path(), db_arg)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let server = ServerProcess::start(dir.path(), &db);
+    std::os::unix::fs::symlink(&db, dir.path().join("alias.db")).unwrap();
+    std::fs::hard_link(&db, dir.path().join("hard.db")).unwrap();
+
+    for (dest, what) in [
+        (db_arg.to_string(), "itself"),
+        ("./live.db".to_string(), "itself"),
+        ("sub/../live.db".to_string(), "itself"),
+        ("alias.db".to_string(), "itself"),
+        ("hard.db".to_string(), "itself"),
+        (format!("{db_arg}-wal"), "its own -wal file"),
+        (format!("{db_arg}-shm"), "its own -shm file"),
+    ] {
+        std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+        let out = run(dir.path(), &["backup", &dest, "--db", db_arg]);
+        assert_eq!(out.status.code(), Some(1), "backup to {dest} succeeded");
+        assert_eq!(
+            stderr(&out),
+            format!("error: cannot back up the database onto {what}: {dest}")
+        );
+    }
+
+    // the server's writes after the refused backups are all still there
+    let client = awc::Client::default();
+    let res = client
+        .post(format!("{}/api/workspaces", server.base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send_json(&serde_json::json!({"name": "after the backup"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    drop(server);
+    let live: i64 = open_sql(&db)
+        .query_row("SELECT count(*) FROM workspace", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(live, 2);
+}
+
+#[test]
+fn backups_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    init_json(dir.path(), db.to_str().unwrap());
+    let fresh = dir.path().join("fresh.db");
+    let replaced = dir.path().join("replaced.db");
+    std::fs::write(&replaced, "an older copy").unwrap();
+    std::fs::set_permissions(&replaced, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    for copy in [&fresh, &replaced] {
+        // under the common umask, which leaves new files world-readable
+        let out = std::process::Command::new("sh")
+            .current_dir(dir.path())
+            .arg("-c")
+            .arg("umask 022; exec \"$0\" backup \"$1\" --db \"$2\"")
+            .arg(env!("CARGO_BIN_EXE_agenthub"))
+            .arg(copy)
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mode = std::fs::metadata(copy).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", copy.display());
+        let check: String = open_sql(copy)
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+}

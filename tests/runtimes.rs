@@ -481,3 +481,103 @@ async fn one_pending_update_per_runtime_with_a_120_second_timeout() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "completed");
 }
+
+#[actix_web::test]
+async fn pings_kept_per_runtime_are_bounded() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let other = app.runtime(&alice.token, &ws, "mbp", "codex").await;
+    let ping = |runtime: &str| {
+        let path = format!("/api/runtimes/{runtime}/ping");
+        let (app, token) = (&app, alice.token.clone());
+        async move { app.post(&path, &token, json!({})).await }
+    };
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let r = ping(&rt).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    // twenty open pings: the daemon is not answering, so no more are queued
+    let r = ping(&rt).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.error(), "too many pings pending for this runtime");
+    // the bound is per runtime
+    assert_eq!(ping(&other).await.status, 200);
+
+    // once one has finished, it makes room for a new one and is forgotten
+    let hb = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+        .await;
+    let oldest = hb.body["pending_ping"]["id"].as_str().unwrap().to_string();
+    assert_eq!(oldest, ids[0]);
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/ping/{oldest}/result"),
+            &alice.token,
+            json!({"status": "completed", "output": "pong"}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(ping(&rt).await.status, 200);
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/ping/{oldest}"), &alice.token)
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "ping not found");
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/ping/{}", ids[1]), &alice.token)
+        .await;
+    assert_eq!(r.body["status"], "pending");
+    assert_eq!(ping(&rt).await.status, 429);
+}
+
+#[actix_web::test]
+async fn a_daemons_ping_output_and_error_are_kept_up_to_64_kib() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let ping = app
+        .post(&format!("/api/runtimes/{rt}/ping"), &alice.token, json!({}))
+        .await;
+    assert_eq!(ping.status, 200);
+    let id = ping.body["id"].as_str().unwrap();
+    let hb = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+        .await;
+    assert_eq!(hb.body["pending_ping"]["id"], id);
+
+    // two-byte characters, so a cut at 64 KiB would split one
+    let output = "é".repeat(400_000);
+    let error = "x".repeat(100_000);
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/ping/{id}/result"),
+            &alice.token,
+            json!({"status": "failed", "output": output, "error": error}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let marker = "\n[truncated: longer than 64 KiB]";
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/ping/{id}"), &alice.token)
+        .await;
+    assert_eq!(r.body["status"], "failed");
+    for (field, full, unit) in [("output", &output, "é"), ("error", &error, "x")] {
+        let kept = r.body[field].as_str().unwrap();
+        assert!(kept.len() <= 64 * 1024, "{field}: {} bytes", kept.len());
+        assert!(kept.len() > 60 * 1024, "{field}: {} bytes", kept.len());
+        let body = kept.strip_suffix(marker).expect("a visible marker");
+        assert!(full.starts_with(body));
+        assert_eq!(body.replace(unit, ""), "", "{field}");
+    }
+}

@@ -570,3 +570,158 @@ async fn a_task_usage_write_error_is_reported_to_the_daemon() {
         .await;
     assert_eq!(r.body, json!([]));
 }
+
+const MAX_COUNT: i64 = 1 << 53;
+
+#[actix_web::test]
+async fn counts_above_2_pow_53_are_refused() {
+    let app = spawn_app().await;
+    let (token, ws, rt, _, task) = workspace_with_task(&app).await;
+    let today = date(0);
+    let body = json!({"entries": [
+        {"date": today, "provider": "claude", "model": "opus", "input_tokens": i64::MAX},
+        {"date": today, "provider": "claude", "model": "sonnet", "input_tokens": MAX_COUNT},
+        {"date": today, "provider": "claude", "model": "haiku", "cache_write_tokens": MAX_COUNT + 1},
+    ]});
+    let r = app
+        .post(&format!("/api/daemon/runtimes/{rt}/usage"), &token, body)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body,
+        json!({"status": "ok", "accepted": 1, "rejected": [
+            {"index": 0, "error": "input_tokens must be an integer between 0 and 9007199254740992 (2^53)"},
+            {"index": 2, "error": "cache_write_tokens must be an integer between 0 and 9007199254740992 (2^53)"},
+        ]})
+    );
+    let r = app.get(&format!("/api/runtimes/{rt}/usage"), &token).await;
+    assert_eq!(r.body[0]["model"], "sonnet");
+    assert_eq!(r.body[0]["input_tokens"], MAX_COUNT);
+
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{task}/usage"),
+            &token,
+            json!({"usage": [{"provider": "anthropic", "model": "opus", "output_tokens": i64::MAX}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.error(),
+        "usage[0]: output_tokens must be an integer between 0 and 9007199254740992 (2^53)"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM task_usage"), 0);
+    let r = app
+        .get(&format!("/api/usage/daily?workspace_id={ws}"), &token)
+        .await;
+    assert_eq!(r.body, json!([]));
+}
+
+/// Every count in a usage page reply.
+fn counts(rows: &Value) -> Vec<i64> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_object().unwrap().values())
+        .filter_map(Value::as_i64)
+        .collect()
+}
+
+#[actix_web::test]
+async fn totals_past_64_bits_saturate_and_every_read_still_answers() {
+    let app = spawn_app().await;
+    let (token, ws, _rt, _, task) = workspace_with_task(&app).await;
+    // yesterday's share, through the same write path
+    let noon = |days_ago| format!("{}T12:00:00.000Z", date(days_ago));
+    record(
+        &app,
+        &task,
+        &ws,
+        ("earlier", "opus"),
+        (MAX_COUNT, MAX_COUNT),
+        &noon(1),
+    );
+    // 1100 providers of one model at 2^53 each: more than i64 holds
+    let usage: Vec<Value> = (0..1100)
+        .map(|i| {
+            json!({"provider": format!("p{i}"), "model": "opus", "input_tokens": MAX_COUNT,
+                   "output_tokens": MAX_COUNT, "cache_read_tokens": MAX_COUNT,
+                   "cache_write_tokens": MAX_COUNT})
+        })
+        .collect();
+    let path = format!("/api/daemon/tasks/{task}/usage");
+    for _ in 0..2 {
+        let r = app.post(&path, &token, json!({ "usage": usage })).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    // a later, smaller running total of one provider is still accepted
+    let r = app
+        .post(
+            &path,
+            &token,
+            json!({"usage": [{"provider": "p0", "model": "opus", "input_tokens": 1}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    for query in ["", "&tz=Asia/Tokyo", "&tz=America/Los_Angeles"] {
+        for page in ["daily", "summary"] {
+            let r = app
+                .get(
+                    &format!("/api/usage/{page}?workspace_id={ws}&days=7{query}"),
+                    &token,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{page}{query}: {:?}", r.body);
+            let counts = counts(&r.body);
+            assert!(!counts.is_empty(), "{page}{query}");
+            assert!(counts.iter().all(|n| *n >= 0), "{page}{query}: {counts:?}");
+        }
+    }
+    let r = app
+        .get(&format!("/api/usage/summary?workspace_id={ws}"), &token)
+        .await;
+    assert_eq!(r.body[0]["total_input_tokens"], i64::MAX);
+    assert_eq!(r.body[0]["total_output_tokens"], i64::MAX);
+    assert_eq!(r.body[0]["task_count"], 1);
+}
+
+#[actix_web::test]
+async fn usage_dated_after_tomorrow_is_refused() {
+    let app = spawn_app().await;
+    let (token, _ws, rt, _, _) = workspace_with_task(&app).await;
+    let ahead = |days| {
+        (Utc::now().date_naive() + Days::new(days))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let body = json!({"entries": [
+        entry("9999-12-31", "opus", 5),
+        entry(&ahead(1), "opus", 6),
+        entry(&ahead(2), "opus", 7),
+    ]});
+    let r = app
+        .post(&format!("/api/daemon/runtimes/{rt}/usage"), &token, body)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let future =
+        |d: &str| format!("date {d:?} is in the future (more than one day after today, UTC)");
+    assert_eq!(
+        r.body,
+        json!({"status": "ok", "accepted": 1, "rejected": [
+            {"index": 0, "error": future("9999-12-31")},
+            {"index": 2, "error": future(&ahead(2))},
+        ]})
+    );
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/usage?days=7"), &token)
+        .await;
+    let dates: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, [ahead(1)]);
+}

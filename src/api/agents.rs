@@ -1,12 +1,13 @@
 //! Agents: list, create, read, edit, archive, restore; and the user side of
 //! their task queue (queue work, list it).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::required;
+use super::page::{self, Page};
+use super::{required, text};
 use crate::access::{require_agent, require_agent_editor};
 use crate::auth::{AuthUser, WorkspaceAccess};
 use crate::db::agents::{self, Agent, AgentFields};
@@ -31,10 +32,13 @@ struct ListQuery {
     include_archived: Option<String>,
 }
 
+/// `GET /api/agents`: the agents the caller may see, oldest first, one
+/// page at a time (see [`Page`]).
 async fn list(
     db: web::Data<Db>,
     access: WorkspaceAccess,
     query: web::Query<ListQuery>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let include_archived = match query.include_archived.as_deref() {
         None | Some("false") | Some("0") => false,
@@ -45,18 +49,18 @@ async fn list(
             ))
         }
     };
+    let filter = agents::Filter {
+        workspace: access.workspace_id,
+        viewer: access.user_id,
+        see_private: access.role.is_manager(),
+        include_archived,
+    };
+    let page = Page::of(&req)?;
+    let fetch = page.clone();
     let rows = db
-        .read(move |conn| {
-            Ok(agents::list(
-                conn,
-                access.workspace_id,
-                access.user_id,
-                access.role.is_manager(),
-                include_archived,
-            )?)
-        })
+        .read(move |conn| Ok(agents::list(conn, filter, fetch.after(), fetch.fetch())?))
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(page::reply(&req, &page, rows, |a| a.id))
 }
 
 /// The body of create and update: every field optional, validated against
@@ -135,25 +139,41 @@ impl AgentRequest {
             (Some(_), _) => return Err(ApiError::bad_request("runtime_config must be an object")),
             (None, Some(agent)) => agent.runtime_config.clone(),
         };
-        let text = |new: Option<String>, old: Option<&String>| {
-            new.map(|s| s.trim().to_string())
-                .or_else(|| old.cloned())
-                .unwrap_or_default()
+        let description = edited(
+            self.description,
+            current.map(|a| a.description.as_str()),
+            "description",
+        )?;
+        let instructions = edited(
+            self.instructions,
+            current.map(|a| a.instructions.as_str()),
+            "instructions",
+        )?;
+        let avatar_url = match self.avatar_url {
+            Some(new) => Some(text(Some(&new), "avatar_url")?),
+            None => current.and_then(|a| a.avatar_url.clone()),
         };
         Ok(AgentFields {
             runtime_id,
             runtime_mode: runtime.runtime_mode,
             name,
-            description: text(self.description, current.map(|a| &a.description)),
-            instructions: text(self.instructions, current.map(|a| &a.instructions)),
-            avatar_url: self
-                .avatar_url
-                .or_else(|| current.and_then(|a| a.avatar_url.clone())),
+            description,
+            instructions,
+            avatar_url,
             runtime_config: runtime_config.to_string(),
             visibility,
             status,
             max_concurrent_tasks,
         })
+    }
+}
+
+/// A text field of a create or edit: the new value (checked by [`text`])
+/// or the current one.
+fn edited(new: Option<String>, current: Option<&str>, field: &str) -> Result<String, ApiError> {
+    match new {
+        Some(new) => text(Some(&new), field),
+        None => Ok(current.unwrap_or_default().to_string()),
     }
 }
 
@@ -279,19 +299,29 @@ async fn restore(
     Ok(HttpResponse::Ok().json(agent))
 }
 
+/// `GET /api/agents/{id}/tasks`: newest first, one page at a time (see
+/// [`Page`]).
 async fn list_tasks(
     db: web::Data<Db>,
     caller: AuthUser,
     path: web::Path<Id>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    let page = Page::of(&req)?;
+    let fetch = page.clone();
     let rows = db
         .read(move |conn| {
             require_agent(conn, caller.user_id, id)?;
-            Ok(tasks::list_for_agent(conn, id)?)
+            Ok(tasks::list_for_agent(
+                conn,
+                id,
+                fetch.after(),
+                fetch.fetch(),
+            )?)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(page::reply(&req, &page, rows, |t| t.id))
 }
 
 #[derive(Deserialize)]
@@ -313,10 +343,7 @@ async fn create_task(
     let id = path.into_inner();
     let body = body.into_inner();
     let prompt = required(body.prompt.as_deref(), "prompt")?;
-    let issue_id = body
-        .issue_id
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+    let issue_id = Some(text(body.issue_id.as_deref(), "issue_id")?).filter(|s| !s.is_empty());
     let task = db
         .write(move |tx| {
             let (agent, _) = require_agent(tx, caller.user_id, id)?;

@@ -7,6 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::{required, text};
 use crate::access::{daemon_reaches, require_daemon_runtime};
 use crate::auth::Caller;
 use crate::db::runtimes::{self, Registration, Runtime};
@@ -56,44 +57,11 @@ struct RegisterResponse {
     repos: Vec<serde_json::Value>,
 }
 
-fn trimmed(value: &Option<String>) -> String {
-    value
-        .as_deref()
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Turns the request into validated registrations (before any database
-/// work), applying the protocol's defaults.
-fn registrations(
-    req: &RegisterRequest,
-    caller: &Caller,
-) -> Result<(Id, Vec<Registration>), ApiError> {
-    let workspace = trimmed(&req.workspace_id);
-    if workspace.is_empty() {
-        return Err(ApiError::bad_request("workspace_id is required"));
-    }
-    let workspace_id: Id = workspace
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))?;
-    let daemon_id = trimmed(&req.daemon_id);
-    if daemon_id.is_empty() {
-        return Err(ApiError::bad_request("daemon_id is required"));
-    }
-    let specs = req.runtimes.as_deref().unwrap_or_default();
-    if specs.is_empty() {
-        return Err(ApiError::bad_request("at least one runtime is required"));
-    }
-    if specs.len() > MAX_RUNTIMES_PER_REGISTRATION {
-        return Err(ApiError::bad_request(format!(
-            "a registration carries at most {MAX_RUNTIMES_PER_REGISTRATION} runtimes"
-        )));
-    }
-    let device_name = trimmed(&req.device_name);
-    let cli_version = trimmed(&req.cli_version);
-    let owner = match caller {
-        Caller::User { user_id } => *user_id,
+/// The member a registration acts for: the PAT's user, or the member who
+/// minted the daemon token — which registers only its own daemon_id.
+fn owner_for(caller: &Caller, workspace_id: Id, daemon_id: &str) -> Result<Id, ApiError> {
+    match caller {
+        Caller::User { user_id } => Ok(*user_id),
         Caller::Daemon(daemon) => {
             // out-of-workspace first, so other workspaces cannot be probed
             if daemon.workspace_id != workspace_id {
@@ -107,48 +75,91 @@ fn registrations(
             }
             daemon.minted_by.ok_or_else(|| {
                 ApiError::forbidden("the member who minted this daemon token is gone")
-            })?
+            })
         }
+    }
+}
+
+/// What every runtime of one registration shares.
+struct Machine {
+    workspace_id: Id,
+    daemon_id: String,
+    device_name: String,
+    cli_version: String,
+    owner: Id,
+}
+
+/// One runtime of the request, with the protocol's defaults applied.
+fn registration(machine: &Machine, i: usize, spec: &RuntimeSpec) -> Result<Registration, ApiError> {
+    let field = |name: &str| format!("runtimes[{i}].{name}");
+    let provider = Some(text(spec.kind.as_deref(), &field("type"))?)
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    let version = text(spec.version.as_deref(), &field("version"))?;
+    let device_name = &machine.device_name;
+    let name = Some(text(spec.name.as_deref(), &field("name"))?)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| {
+            if device_name.is_empty() {
+                provider.clone()
+            } else {
+                format!("{provider} ({device_name})")
+            }
+        });
+    let device_info = [device_name.as_str(), version.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let status = match text(spec.status.as_deref(), &field("status"))?.as_str() {
+        "offline" => "offline",
+        _ => "online",
+    };
+    let metadata = json!({"version": version, "cli_version": machine.cli_version});
+    Ok(Registration {
+        workspace_id: machine.workspace_id,
+        daemon_id: machine.daemon_id.clone(),
+        provider,
+        name,
+        status,
+        device_info,
+        metadata: metadata.to_string(),
+        owner: machine.owner,
+    })
+}
+
+/// Turns the request into validated registrations (before any database
+/// work).
+fn registrations(
+    req: &RegisterRequest,
+    caller: &Caller,
+) -> Result<(Id, Vec<Registration>), ApiError> {
+    let workspace_id: Id = required(req.workspace_id.as_deref(), "workspace_id")?
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))?;
+    let daemon_id = required(req.daemon_id.as_deref(), "daemon_id")?;
+    let specs = req.runtimes.as_deref().unwrap_or_default();
+    if specs.is_empty() {
+        return Err(ApiError::bad_request("at least one runtime is required"));
+    }
+    if specs.len() > MAX_RUNTIMES_PER_REGISTRATION {
+        return Err(ApiError::bad_request(format!(
+            "a registration carries at most {MAX_RUNTIMES_PER_REGISTRATION} runtimes"
+        )));
+    }
+    let machine = Machine {
+        owner: owner_for(caller, workspace_id, &daemon_id)?,
+        workspace_id,
+        daemon_id,
+        device_name: text(req.device_name.as_deref(), "device_name")?,
+        cli_version: text(req.cli_version.as_deref(), "cli_version")?,
     };
     let regs = specs
         .iter()
-        .map(|spec| {
-            let provider = Some(trimmed(&spec.kind))
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| "unknown".to_string());
-            let version = trimmed(&spec.version);
-            let name = Some(trimmed(&spec.name))
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| {
-                    if device_name.is_empty() {
-                        provider.clone()
-                    } else {
-                        format!("{provider} ({device_name})")
-                    }
-                });
-            let device_info = [device_name.as_str(), version.as_str()]
-                .iter()
-                .filter(|s| !s.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join(" · ");
-            let status = if trimmed(&spec.status) == "offline" {
-                "offline"
-            } else {
-                "online"
-            };
-            Registration {
-                workspace_id,
-                daemon_id: daemon_id.clone(),
-                provider,
-                name,
-                status,
-                device_info,
-                metadata: json!({"version": version, "cli_version": cli_version}).to_string(),
-                owner,
-            }
-        })
-        .collect();
+        .enumerate()
+        .map(|(i, spec)| registration(&machine, i, spec))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((workspace_id, regs))
 }
 

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod events;
 pub mod me;
 pub mod openapi;
+pub mod page;
 pub mod runtimes;
 pub mod tasks;
 pub mod tokens;
@@ -50,15 +51,29 @@ async fn health() -> HttpResponse {
     ok()
 }
 
-/// Trims `value` and refuses it when empty: `"<field> is required"`.
-pub fn required(value: Option<&str>, field: &str) -> Result<String, crate::error::ApiError> {
+/// A text field of a request, trimmed (absent: empty). NUL characters are
+/// refused (`"<field> must not contain NUL characters"`): SQLite's
+/// `length()` stops at the first one, so a CHECK on the stored text would
+/// fail as a 500, and no client means to send one.
+pub fn text(value: Option<&str>, field: &str) -> Result<String, crate::error::ApiError> {
     let trimmed = value.map(str::trim).unwrap_or_default();
+    if trimmed.contains('\0') {
+        return Err(crate::error::ApiError::bad_request(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// [`text`] that must not be empty: `"<field> is required"`.
+pub fn required(value: Option<&str>, field: &str) -> Result<String, crate::error::ApiError> {
+    let trimmed = text(value, field)?;
     if trimmed.is_empty() {
         return Err(crate::error::ApiError::bad_request(format!(
             "{field} is required"
         )));
     }
-    Ok(trimmed.to_string())
+    Ok(trimmed)
 }
 
 /// A JSON body that daemons may also leave empty: `Ok(None)` for no body,

@@ -1,9 +1,10 @@
 //! The runtime registry as people see it: list, delete, ping, update.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::page::{self, Page};
 use crate::access::{controls_runtime, require_member_runtime};
 use crate::auth::{AuthUser, WorkspaceAccess};
 use crate::db::{runtimes, tasks, Db};
@@ -30,21 +31,33 @@ struct ListQuery {
     owner: Option<String>,
 }
 
-/// `GET /api/runtimes[?owner=me]`: the workspace's runtimes, oldest first.
+/// `GET /api/runtimes[?owner=me]`: the workspace's runtimes, oldest first,
+/// one page at a time (see [`Page`]).
 async fn list(
     db: web::Data<Db>,
     access: WorkspaceAccess,
     query: web::Query<ListQuery>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let owner = match query.owner.as_deref() {
         None | Some("") => None,
         Some("me") => Some(access.user_id),
         Some(_) => return Err(ApiError::bad_request("owner must be \"me\" when given")),
     };
+    let page = Page::of(&req)?;
+    let fetch = page.clone();
     let rows = db
-        .read(move |conn| Ok(runtimes::list(conn, access.workspace_id, owner)?))
+        .read(move |conn| {
+            Ok(runtimes::list(
+                conn,
+                access.workspace_id,
+                owner,
+                fetch.after(),
+                fetch.fetch(),
+            )?)
+        })
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(page::reply(&req, &page, rows, |r| r.id))
 }
 
 /// Owners and admins delete any runtime, members only their own; archived

@@ -47,8 +47,9 @@ async fn create(
     body: web::Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let name = body.name.as_deref().map(str::trim).unwrap_or_default();
-    let name = if name.is_empty() { "api" } else { name }.to_string();
+    let name = Some(super::text(body.name.as_deref(), "name")?)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "api".to_string());
     let expires_at = match body.expires_in_days {
         None => None,
         Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => Some(db::format_time(

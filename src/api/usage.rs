@@ -37,16 +37,21 @@ const COUNTS: [&str; 4] = [
     "cache_write_tokens",
 ];
 
+/// The largest token count one entry may carry: 2^53, the largest integer
+/// every JSON client (a browser included) reads exactly, and far below
+/// where adding a few thousand of them could leave 64 bits.
+pub const MAX_COUNT: i64 = 1 << 53;
+
 /// Reads one usage entry from loosely typed JSON, so that one bad entry is
 /// reported on its own instead of failing the whole body. Counts must be
-/// non-negative integers within i64 (absent means 0); provider must be a
-/// non-empty string.
+/// integers in 0..=2^53 (absent means 0); provider must be a non-empty
+/// string; no text may contain NUL.
 pub fn parse_entry(value: &Value) -> Result<UsageEntry, String> {
     let object = value.as_object().ok_or("entry must be an object")?;
     let text = |field: &str| -> Result<String, String> {
         match object.get(field) {
             None | Some(Value::Null) => Ok(String::new()),
-            Some(Value::String(s)) => Ok(s.trim().to_string()),
+            Some(Value::String(s)) => super::text(Some(s), field).map_err(|e| e.to_string()),
             Some(_) => Err(format!("{field} must be a string")),
         }
     };
@@ -54,19 +59,22 @@ pub fn parse_entry(value: &Value) -> Result<UsageEntry, String> {
     if provider.is_empty() {
         return Err("provider is required".to_string());
     }
+    let model = text("model")?;
     let mut counts = [0i64; 4];
     for (slot, field) in counts.iter_mut().zip(COUNTS) {
         *slot = match object.get(field) {
             None | Some(Value::Null) => 0,
             Some(v) => v
                 .as_i64()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| format!("{field} must be a non-negative integer within 64 bits"))?,
+                .filter(|n| (0..=MAX_COUNT).contains(n))
+                .ok_or_else(|| {
+                    format!("{field} must be an integer between 0 and {MAX_COUNT} (2^53)")
+                })?,
         };
     }
     Ok(UsageEntry {
         provider,
-        model: text("model")?,
+        model,
         input_tokens: counts[0],
         output_tokens: counts[1],
         cache_read_tokens: counts[2],
@@ -74,7 +82,10 @@ pub fn parse_entry(value: &Value) -> Result<UsageEntry, String> {
     })
 }
 
-/// A calendar date written exactly as `YYYY-MM-DD`.
+/// A calendar date written exactly as `YYYY-MM-DD`, no later than
+/// tomorrow (UTC): a daemon ahead of UTC may already be on the next day,
+/// but nothing has used tokens further ahead, and a far-future day would
+/// sit in every "last N days" window.
 fn parse_date(value: Option<&Value>) -> Result<String, String> {
     let text = value
         .and_then(Value::as_str)
@@ -87,8 +98,14 @@ fn parse_date(value: Option<&Value>) -> Result<String, String> {
                 b.is_ascii_digit()
             }
         });
-    if !well_formed || NaiveDate::parse_from_str(text, "%Y-%m-%d").is_err() {
-        return Err(format!("date {text:?} is not a calendar date (YYYY-MM-DD)"));
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|_| well_formed)
+        .ok_or_else(|| format!("date {text:?} is not a calendar date (YYYY-MM-DD)"))?;
+    if date > Utc::now().date_naive() + chrono::Days::new(1) {
+        return Err(format!(
+            "date {text:?} is in the future (more than one day after today, UTC)"
+        ));
     }
     Ok(text.to_string())
 }
@@ -217,12 +234,21 @@ impl Totals {
         });
     }
 
+    /// Saturates instead of wrapping: a total past i64 shows as i64::MAX,
+    /// never as a negative number.
     fn merge(&mut self, other: &Totals) {
-        self.total_input_tokens += other.total_input_tokens;
-        self.total_output_tokens += other.total_output_tokens;
-        self.total_cache_read_tokens += other.total_cache_read_tokens;
-        self.total_cache_write_tokens += other.total_cache_write_tokens;
-        self.task_count += other.task_count;
+        let add = |a: &mut i64, b: i64| *a = a.saturating_add(b);
+        add(&mut self.total_input_tokens, other.total_input_tokens);
+        add(&mut self.total_output_tokens, other.total_output_tokens);
+        add(
+            &mut self.total_cache_read_tokens,
+            other.total_cache_read_tokens,
+        );
+        add(
+            &mut self.total_cache_write_tokens,
+            other.total_cache_write_tokens,
+        );
+        add(&mut self.task_count, other.task_count);
     }
 }
 

@@ -7,7 +7,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::required;
+use super::{required, text};
 use crate::auth::{require_member, AuthUser, DAEMON_TOKEN_LIFETIME_DAYS};
 use crate::db::{self, tokens, users, workspaces, Db};
 use crate::domain::{Id, Role};
@@ -78,7 +78,7 @@ async fn create(
     let body = body.into_inner();
     let name = required(body.name.as_deref(), "name")?;
     let slug = body.slug.as_deref().map(valid_slug).transpose()?;
-    let description = body.description.unwrap_or_default().trim().to_string();
+    let description = text(body.description.as_deref(), "description")?;
     let workspace = db
         .write(move |tx| {
             workspaces::create(tx, &name, slug.as_deref(), &description, caller.user_id)

@@ -84,25 +84,50 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Agent>> {
     .optional()
 }
 
-/// The workspace's agents that `viewer` may see (workspace-visible ones,
-/// their own, or all of them for `see_private`), oldest first.
+/// Which of a workspace's agents a list shows.
+#[derive(Debug, Clone, Copy)]
+pub struct Filter {
+    pub workspace: Id,
+    pub viewer: Id,
+    /// Private agents of others too (owners and admins).
+    pub see_private: bool,
+    pub include_archived: bool,
+}
+
+/// Up to `limit` of the agents `filter.viewer` may see (workspace-visible
+/// ones, their own, or all of them for `see_private`), oldest first (ties
+/// by id), after the row whose (stored created_at, id) is `after`; each
+/// with its stored created_at, the key of the next page.
 pub fn list(
     conn: &Connection,
-    workspace: Id,
-    viewer: Id,
-    see_private: bool,
-    include_archived: bool,
-) -> rusqlite::Result<Vec<Agent>> {
-    let mut stmt = conn.prepare(&format!(
+    filter: Filter,
+    after: Option<(&str, Id)>,
+    limit: usize,
+) -> rusqlite::Result<Vec<(Agent, String)>> {
+    // '' sorts before every stored timestamp and id: the first page
+    let (created_at, id) = after.map_or((String::new(), String::new()), |(c, id)| {
+        (c.to_string(), id.to_string())
+    });
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent
          WHERE workspace_id = ?1
            AND (?3 OR visibility = 'workspace' OR owner_id = ?2)
            AND (?4 OR archived_at IS NULL)
-         ORDER BY created_at, rowid"
+           AND (created_at, id) > (?5, ?6)
+         ORDER BY created_at, id
+         LIMIT ?7"
     ))?;
     let rows = stmt.query_map(
-        params![workspace, viewer, see_private, include_archived],
-        from_row,
+        params![
+            filter.workspace,
+            filter.viewer,
+            filter.see_private,
+            filter.include_archived,
+            created_at,
+            id,
+            limit as i64
+        ],
+        |row| Ok((from_row(row)?, row.get(13)?)),
     )?;
     rows.collect()
 }

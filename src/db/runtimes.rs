@@ -62,14 +62,31 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Runtime>> {
     .optional()
 }
 
-/// A workspace's runtimes (optionally one owner's), oldest first.
-pub fn list(conn: &Connection, workspace: Id, owner: Option<Id>) -> rusqlite::Result<Vec<Runtime>> {
-    let mut stmt = conn.prepare(&format!(
+/// Up to `limit` of a workspace's runtimes (optionally one owner's), oldest
+/// first (ties by id), after the row whose (stored created_at, id) is
+/// `after`; each with its stored created_at, the key of the next page.
+pub fn list(
+    conn: &Connection,
+    workspace: Id,
+    owner: Option<Id>,
+    after: Option<(&str, Id)>,
+    limit: usize,
+) -> rusqlite::Result<Vec<(Runtime, String)>> {
+    // '' sorts before every stored timestamp and id: the first page
+    let (created_at, id) = after.map_or((String::new(), String::new()), |(c, id)| {
+        (c.to_string(), id.to_string())
+    });
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_runtime
          WHERE workspace_id = ?1 AND (?2 IS NULL OR owner_id = ?2)
-         ORDER BY created_at, rowid"
+           AND (created_at, id) > (?3, ?4)
+         ORDER BY created_at, id
+         LIMIT ?5"
     ))?;
-    let rows = stmt.query_map(params![workspace, owner], from_row)?;
+    let rows = stmt.query_map(
+        params![workspace, owner, created_at, id, limit as i64],
+        |row| Ok((from_row(row)?, row.get(11)?)),
+    )?;
     rows.collect()
 }
 

@@ -96,13 +96,29 @@ pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-/// An agent's tasks, newest first.
-pub fn list_for_agent(conn: &Connection, agent: Id) -> rusqlite::Result<Vec<Task>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM agent_task_queue WHERE agent_id = ?1
-         ORDER BY created_at DESC, rowid DESC"
+/// Up to `limit` of an agent's tasks, newest first (ties by id,
+/// descending), after the row whose (stored created_at, id) is `after`;
+/// each with its stored created_at, the key of the next page.
+pub fn list_for_agent(
+    conn: &Connection,
+    agent: Id,
+    after: Option<(&str, Id)>,
+    limit: usize,
+) -> rusqlite::Result<Vec<(Task, String)>> {
+    // '~' sorts after every stored timestamp (they start with a digit):
+    // the first page
+    let (created_at, id) = after.map_or(("~".to_string(), String::new()), |(c, id)| {
+        (c.to_string(), id.to_string())
+    });
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM agent_task_queue
+         WHERE agent_id = ?1 AND (created_at, id) < (?2, ?3)
+         ORDER BY created_at DESC, id DESC
+         LIMIT ?4"
     ))?;
-    let rows = stmt.query_map([agent], from_row)?;
+    let rows = stmt.query_map(params![agent, created_at, id, limit as i64], |row| {
+        Ok((from_row(row)?, row.get(13)?))
+    })?;
     rows.collect()
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::domain::Id;
 
 /// Token counts of one provider/model, validated by the API layer
-/// (non-negative, within i64).
+/// (0..=2^53 each).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageEntry {
     pub provider: String,
@@ -61,7 +61,12 @@ pub fn upsert_task_usage(
                 counts[3],
                 at
             ])?;
-            let delta = [counts[0] - i, counts[1] - o, counts[2] - cr, counts[3] - cw];
+            let delta = [
+                counts[0].saturating_sub(i),
+                counts[1].saturating_sub(o),
+                counts[2].saturating_sub(cr),
+                counts[3].saturating_sub(cw),
+            ];
             (delta, created_at, false)
         }
         None => {
@@ -99,11 +104,16 @@ pub fn upsert_task_usage(
                  cache_read_tokens, cache_write_tokens, task_count)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (workspace_id, {key}, model) DO UPDATE SET
-                 input_tokens = input_tokens + excluded.input_tokens,
-                 output_tokens = output_tokens + excluded.output_tokens,
-                 cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
-                 cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-                 task_count = task_count + excluded.task_count"
+                 input_tokens = {input},
+                 output_tokens = {output},
+                 cache_read_tokens = {cache_read},
+                 cache_write_tokens = {cache_write},
+                 task_count = {task_count}",
+            input = saturating_add("input_tokens"),
+            output = saturating_add("output_tokens"),
+            cache_read = saturating_add("cache_read_tokens"),
+            cache_write = saturating_add("cache_write_tokens"),
+            task_count = saturating_add("task_count"),
         ))?
         .execute(params![
             workspace,
@@ -117,6 +127,14 @@ pub fn upsert_task_usage(
         ])?;
     }
     Ok(())
+}
+
+/// SQL that adds `excluded.<column>` to a rollup column and keeps the
+/// result within 0..=i64::MAX. SQLite turns an integer sum that leaves 64
+/// bits into a REAL, which a STRICT INTEGER column refuses, so an unclamped
+/// sum would fail every later write of that bucket.
+fn saturating_add(column: &str) -> String {
+    format!("max(0, min({column} + excluded.{column}, 9223372036854775807))")
 }
 
 /// One bucket of workspace usage: a date (daily) or an hour (hourly).

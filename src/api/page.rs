@@ -1,0 +1,156 @@
+//! Keyset pagination of long lists: `?limit=N&cursor=C`.
+//!
+//! The body stays a plain JSON array, as Multica clients expect. When more
+//! rows follow, the reply carries `X-Next-Cursor: C` and `Link: <same query
+//! with cursor=C>; rel="next"`. A cursor is the sort key of the last row
+//! sent (its stored `created_at` and its id), base64url-encoded: opaque to
+//! clients, and a page resumes right after that row however many rows were
+//! added or removed meanwhile.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Id;
+use crate::error::ApiError;
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 500;
+
+/// The response header that carries the cursor of the next page.
+pub const NEXT_CURSOR: &str = "X-Next-Cursor";
+
+/// The sort key of a row: its stored `created_at` and its id.
+pub type Key = (String, Id);
+
+/// Which page a request asks for.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: usize,
+    /// Rows strictly after this key; `None` for the first page.
+    after: Option<Key>,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl Page {
+    /// Reads `limit` (1..=500, default 100) and `cursor` from the query
+    /// string; anything else is a 400.
+    pub fn of(req: &HttpRequest) -> Result<Page, ApiError> {
+        let query = web::Query::<PageQuery>::from_query(req.query_string())
+            .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+        let limit = match query.limit.as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_LIMIT,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "limit must be an integer between 1 and {MAX_LIMIT}"
+                    ))
+                })?,
+        };
+        let after = match query.cursor.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => Some(decode(raw).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
+        };
+        Ok(Page { limit, after })
+    }
+
+    /// The key the page starts after, as the database layer takes it.
+    pub fn after(&self) -> Option<(&str, Id)> {
+        self.after
+            .as_ref()
+            .map(|(created_at, id)| (created_at.as_str(), *id))
+    }
+
+    /// How many rows to read: one more than the page holds, so that a next
+    /// page is known to exist without counting.
+    pub fn fetch(&self) -> usize {
+        self.limit + 1
+    }
+}
+
+fn encode(key: &Key) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", key.0, key.1))
+}
+
+/// A cursor made by [`encode`]: the stored timestamp form and a UUID.
+fn decode(cursor: &str) -> Option<Key> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (created_at, id) = text.split_once('|')?;
+    let stored_form = created_at.len() == 24
+        && chrono::NaiveDateTime::parse_from_str(created_at, "%Y-%m-%dT%H:%M:%S%.3fZ").is_ok();
+    if !stored_form {
+        return None;
+    }
+    Some((created_at.to_string(), id.parse().ok()?))
+}
+
+/// This request's path and query with `cursor` set to `cursor`.
+fn next_link(req: &HttpRequest, cursor: &str) -> String {
+    let cursor = format!("cursor={cursor}");
+    let query: Vec<&str> = req
+        .query_string()
+        .split('&')
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some("cursor"))
+        .chain([cursor.as_str()])
+        .collect();
+    format!("<{}?{}>; rel=\"next\"", req.uri().path(), query.join("&"))
+}
+
+/// Replies with the first `page.limit` of `rows` (read with
+/// [`Page::fetch`], each with its stored `created_at`) as a JSON array,
+/// plus the next-page headers when there were more.
+pub fn reply<T: Serialize>(
+    req: &HttpRequest,
+    page: &Page,
+    mut rows: Vec<(T, String)>,
+    id: impl Fn(&T) -> Id,
+) -> HttpResponse {
+    let more = rows.len() > page.limit;
+    rows.truncate(page.limit);
+    let next = rows
+        .last()
+        .filter(|_| more)
+        .map(|(row, created_at)| encode(&(created_at.clone(), id(row))));
+    let mut response = HttpResponse::Ok();
+    if let Some(cursor) = next {
+        response.insert_header((header::LINK, next_link(req, &cursor)));
+        response.insert_header((NEXT_CURSOR, cursor));
+    }
+    let body: Vec<T> = rows.into_iter().map(|(row, _)| row).collect();
+    response.json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_decodes_to_the_key_it_was_made_from() {
+        let key = ("2026-11-25T10:00:00.123Z".to_string(), Id::new());
+        assert_eq!(decode(&encode(&key)), Some(key));
+    }
+
+    #[test]
+    fn junk_is_not_a_cursor() {
+        for junk in [
+            "x",
+            "!!!",
+            &URL_SAFE_NO_PAD.encode("no separator"),
+            &URL_SAFE_NO_PAD.encode("2026-11-25|not-an-id"),
+            &URL_SAFE_NO_PAD.encode(format!("yesterday|{}", Id::new())),
+        ] {
+            assert_eq!(decode(junk), None, "{junk}");
+        }
+    }
+}
