@@ -1,13 +1,16 @@
 //! Builds the HTTP server from a [`Config`]: used by `agenthub serve` and by
 //! the tests, which start the real app on port 0 against a temporary file.
 
+mod edge;
+
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_cors::Cors;
-use actix_web::dev::{Server, Service, ServiceResponse};
-use actix_web::http::{header, StatusCode};
-use actix_web::middleware::{Condition, ErrorHandlerResponse, ErrorHandlers, Logger};
-use actix_web::{error, web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use actix_web::dev::{Server, Service};
+use actix_web::http::header;
+use actix_web::middleware::{Condition, ErrorHandlers, Logger};
+use actix_web::{error, web, App, HttpServer};
 
 use actix::Actor;
 
@@ -164,6 +167,7 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
     let heartbeats = web::Data::new(state.heartbeats);
     let metrics = web::Data::new(state.metrics);
     let origins = config.server.cors_allowed_origins.clone();
+    let body_timeout = Duration::from_secs(config.server.body_timeout_secs);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(db.clone())
@@ -185,9 +189,23 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
             }))
             .configure(crate::api::configure)
             .configure(crate::dashboard::configure)
-            .default_service(web::to(not_found))
-            .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
+            .default_service(web::to(edge::unrouted))
+            // innermost, so a timed-out body's 408 replaces whatever the
+            // extractor made of it and still gets CORS headers
+            .wrap_fn(move |req, srv| {
+                let (req, expired) = edge::with_body_deadline(req, body_timeout);
+                let response = srv.call(req);
+                async move {
+                    let res = response.await?;
+                    if expired.get() {
+                        return Ok(edge::body_timed_out(res));
+                    }
+                    Ok(res.map_into_boxed_body())
+                }
+            })
             .wrap(Condition::new(!origins.is_empty(), cors(&origins)))
+            // outside CORS, so its refusals are JSON too
+            .wrap(ErrorHandlers::new().default_handler(edge::json_error_body))
             .wrap_fn({
                 let metrics = metrics.clone();
                 move |req, srv| {
@@ -222,18 +240,19 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
     Ok(server)
 }
 
-/// JSON bodies: any content type (so `curl -d` works), a size limit, and
-/// 4xx errors in the API's error shape.
+/// JSON bodies: any content type or none (so `curl -d` and bare clients
+/// work), a size limit, and 4xx errors in the API's error shape.
 fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(MAX_BODY_BYTES)
         .content_type(|_| true)
+        .content_type_required(false)
         .error_handler(|err, _| {
             let api = match &err {
                 error::JsonPayloadError::Overflow { .. }
-                | error::JsonPayloadError::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(
-                    format!("request body too large (limit {MAX_BODY_BYTES} bytes)"),
-                ),
+                | error::JsonPayloadError::OverflowKnownLength { .. } => {
+                    ApiError::PayloadTooLarge(edge::too_large_message())
+                }
                 error::JsonPayloadError::Deserialize(e) => {
                     ApiError::bad_request(format!("invalid request body: {e}"))
                 }
@@ -261,19 +280,4 @@ fn cors(origins: &[String]) -> Cors {
         .allow_any_method()
         .allow_any_header()
         .max_age(3600)
-}
-
-async fn not_found(_req: HttpRequest) -> HttpResponse {
-    ApiError::not_found("not found").error_response()
-}
-
-fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let (req, _) = res.into_parts();
-    let body = serde_json::json!({ "error": "method not allowed" }).to_string();
-    let response = HttpResponse::MethodNotAllowed()
-        .content_type("application/json")
-        .body(body);
-    Ok(ErrorHandlerResponse::Response(
-        ServiceResponse::new(req, response).map_into_right_body(),
-    ))
 }

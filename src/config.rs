@@ -29,6 +29,9 @@ pub struct ServerConfig {
     /// Origins allowed to call the API from a browser (besides the dashboard
     /// served by this binary). Empty: no cross-origin access.
     pub cors_allowed_origins: Vec<String>,
+    /// How long a client gets to send a whole request body, counted from
+    /// the end of its headers; a client that trickles it gets a 408.
+    pub body_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -41,6 +44,9 @@ pub struct DatabaseConfig {
     /// How long a connection waits for a lock held by another process
     /// (e.g. `agenthub backup`) before giving up.
     pub busy_timeout_ms: u64,
+    /// Largest size the database file may grow to, in MiB (0: no limit).
+    /// Writes that would grow it further fail as "disk full" (507).
+    pub max_size_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -58,6 +64,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".to_string(),
             cors_allowed_origins: Vec::new(),
+            body_timeout_secs: 30,
         }
     }
 }
@@ -68,6 +75,7 @@ impl Default for DatabaseConfig {
             path: PathBuf::from("agenthub.db"),
             pool_size: 8,
             busy_timeout_ms: 5000,
+            max_size_mb: 0,
         }
     }
 }
@@ -166,6 +174,9 @@ impl Config {
         }
         if self.database.path.as_os_str().is_empty() {
             return invalid("database.path", "must not be empty");
+        }
+        if self.server.body_timeout_secs == 0 {
+            return invalid("server.body_timeout_secs", "must be at least 1");
         }
         if self.database.pool_size == 0 {
             return invalid("database.pool_size", "must be at least 1");

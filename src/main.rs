@@ -227,6 +227,7 @@ fn open(config: &Config) -> Result<Db, String> {
 }
 
 fn serve(config: Config) -> Result<(), String> {
+    raise_fd_limit();
     let listen = config.server.listen.clone();
     let db_path = config.database.path.display().to_string();
     actix_web::rt::System::new().block_on(async move {
@@ -234,6 +235,17 @@ fn serve(config: Config) -> Result<(), String> {
         log::info!("agenthub listening on http://{listen} (database {db_path})");
         app.run_until_stopped().await.map_err(|e| e.to_string())
     })
+}
+
+/// Raises the open-file soft limit to the hard limit: every connection and
+/// event stream holds a descriptor, and the common default soft limit of
+/// 1024 runs out long before the machine does.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log::info!("open-file limit: {limit}"),
+        Err(e) => log::warn!("cannot raise the open-file limit: {e}"),
+    }
 }
 
 /// Copies the database with SQLite's online backup API into a temporary

@@ -21,7 +21,9 @@ use crate::error::ApiError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    /// One of [`STANDARD_METHODS`] or `other`: anyone can send any method
+    /// string, and every distinct label set is a series kept for good.
+    method: &'static str,
     /// The route pattern (`/api/runtimes/{id}`), never the raw path, so ids
     /// do not multiply series.
     route: String,
@@ -31,6 +33,16 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
     status: String,
+}
+
+const STANDARD_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// The `method` label of a request: its method if standard, else `other`.
+fn method_label(method: &str) -> &'static str {
+    STANDARD_METHODS
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("other")
 }
 
 const RUNTIME_STATUSES: [&str; 2] = ["online", "offline"];
@@ -96,11 +108,13 @@ impl Metrics {
         }
     }
 
+    /// Counts one request; `route` must be a registered route pattern or
+    /// `unmatched`, never the raw path.
     pub fn record_request(&self, method: &str, route: &str, status: u16) {
         self.inner
             .requests
             .get_or_create(&RequestLabels {
-                method: method.to_string(),
+                method: method_label(method),
                 route: route.to_string(),
                 status,
             })
@@ -154,4 +168,17 @@ pub async fn scrape(
     Ok(HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+
+    #[test]
+    fn only_standard_methods_are_labels() {
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("OPTIONS"), "OPTIONS");
+        assert_eq!(method_label("patch"), "other");
+        assert_eq!(method_label("PROPFIND"), "other");
+    }
 }

@@ -81,3 +81,22 @@ async fn sweeps_are_timed() {
     }
     assert!(swept, "no sweep recorded");
 }
+
+#[actix_web::test]
+async fn custom_methods_share_one_label() {
+    let app = spawn_app().await;
+    for i in 0..200 {
+        let r = app
+            .request(&format!("PROBE{i}"), "/health", None, None)
+            .await;
+        assert!(r.status < 500, "{r:?}");
+    }
+    let text = scrape(&app).await;
+    assert!(!text.contains("PROBE"), "a custom method became a label");
+    let other: f64 = text
+        .lines()
+        .filter(|l| l.starts_with(r#"agenthub_http_requests_total{method="other","#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(other, 200.0, "{text}");
+}

@@ -14,12 +14,19 @@ pub mod tokens;
 pub mod usage;
 pub mod workspaces;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{guard, web, HttpResponse};
 use serde::Serialize;
+
+use crate::db::Db;
+
+/// Paths that answer HEAD like GET (without the body): load balancers
+/// probe health with HEAD. Not an operation of their own in openapi.json.
+pub const HEAD_PATHS: &[&str] = &["/health"];
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
+        .service(web::resource("/health").guard(guard::Head()).to(health))
         .route("/metrics", web::get().to(crate::metrics::scrape))
         .service(
             web::scope("/api")
@@ -47,8 +54,22 @@ pub fn ok() -> HttpResponse {
     HttpResponse::Ok().json(Status { status: "ok" })
 }
 
-async fn health() -> HttpResponse {
-    ok()
+#[derive(Serialize)]
+struct Unhealthy {
+    status: &'static str,
+    error: String,
+}
+
+/// 200 `{"status":"ok"}`, or 503 while the database cannot be written
+/// (disk full, read-only, I/O errors), saying why.
+async fn health(db: web::Data<Db>) -> HttpResponse {
+    match db.recheck_storage().await {
+        None => ok(),
+        Some(error) => HttpResponse::ServiceUnavailable().json(Unhealthy {
+            status: "unavailable",
+            error,
+        }),
+    }
 }
 
 /// A text field of a request, trimmed (absent: empty). NUL characters are

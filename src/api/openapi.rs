@@ -183,3 +183,28 @@ async fn document() -> HttpResponse {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     HttpResponse::Ok().json(DOCUMENT.get_or_init(spec))
 }
+
+/// The methods (upper case, in table order) that [`ROUTES`] lists for a
+/// concrete request path such as `/api/tokens/5c0b…`; a `{…}` segment of a
+/// template matches any one non-empty segment. Empty for unknown paths.
+pub fn allowed_methods(path: &str) -> Vec<String> {
+    let matches = |template: &str| {
+        let (mut want, mut got) = (template.split('/'), path.split('/'));
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w.starts_with('{') && !g.is_empty() => {}
+                (Some(w), Some(g)) if w == g => {}
+                _ => return false,
+            }
+        }
+    };
+    let mut methods: Vec<String> = Vec::new();
+    for r in ROUTES.iter().filter(|r| matches(r.path)) {
+        let method = r.method.to_ascii_uppercase();
+        if !methods.contains(&method) {
+            methods.push(method);
+        }
+    }
+    methods
+}

@@ -12,6 +12,13 @@
 //!   survive a process crash. The cost is one fsync per write transaction.
 //! * `busy_timeout`: how long to wait for a lock held by another process
 //!   (`agenthub backup`, a `sqlite3` shell).
+//! * `max_page_count` (pooled connections, when `database.max_size_mb` is
+//!   set): a quota on the file's size; writes beyond it fail with
+//!   SQLITE_FULL exactly like a full disk.
+//!
+//! A write that fails because the storage is full, read-only or failing
+//! marks the database unhealthy (`/health` answers 503) until a write
+//! changes rows again.
 //!
 //! Writers inside this process take turns on a mutex before `BEGIN
 //! IMMEDIATE`, so they queue in order instead of spinning in SQLite's busy
@@ -69,6 +76,50 @@ pub struct Db {
     pool: Pool,
     write_lock: Arc<Mutex<()>>,
     pool_wait: Histogram,
+    storage: StorageState,
+}
+
+/// Why writes are failing, while they are; shared by every clone of a
+/// [`Db`].
+#[derive(Clone, Default)]
+struct StorageState(Arc<Mutex<Option<StorageFault>>>);
+
+#[derive(Clone)]
+struct StorageFault {
+    message: String,
+    /// Full storage is only cured by a write that fits, so no probe can
+    /// tell; read-only or I/O faults can be probed with a tiny write.
+    full: bool,
+}
+
+impl StorageState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<StorageFault>> {
+        // the guarded value is replaced whole, so a poisoned lock holds a
+        // consistent one
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set(&self, err: &ApiError) {
+        let fault = StorageFault {
+            message: err.to_string(),
+            full: matches!(err, ApiError::StorageFull),
+        };
+        if self.lock().replace(fault).is_none() {
+            log::error!("database writes fail ({err}); /health answers 503 until one succeeds");
+        }
+    }
+
+    fn clear(&self) {
+        if self.lock().take().is_some() {
+            log::info!("database writes succeed again");
+        }
+    }
+
+    fn get(&self) -> Option<StorageFault> {
+        self.lock().clone()
+    }
 }
 
 /// Applies the per-connection pragmas described in the module docs.
@@ -79,6 +130,20 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> 
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;",
     )
+}
+
+/// Caps the file at `max_size_mb` MiB (0: no cap) through its page count.
+/// SQLite never sets the cap below the file's current size.
+fn limit_size(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<()> {
+    if max_size_mb == 0 {
+        return Ok(());
+    }
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages = (max_size_mb.saturating_mul(1024 * 1024) / page_size.max(1) as u64)
+        // SQLite's own ceiling for max_page_count
+        .clamp(1, 4_294_967_294);
+    conn.pragma_update_and_check(None, "max_page_count", pages as i64, |r| r.get::<_, i64>(0))?;
+    Ok(())
 }
 
 /// Creates the file readable by its owner only (tokens' hashes and usage
@@ -139,8 +204,14 @@ impl Db {
         }
         drop(conn);
 
-        let manager = SqliteConnectionManager::file(&config.path)
-            .with_init(move |c| configure(c, busy_timeout));
+        let max_size_mb = config.max_size_mb;
+        if max_size_mb > 0 {
+            log::info!("database size limited to {max_size_mb} MiB");
+        }
+        let manager = SqliteConnectionManager::file(&config.path).with_init(move |c| {
+            configure(c, busy_timeout)?;
+            limit_size(c, max_size_mb)
+        });
         let pool = r2d2::Pool::builder()
             .max_size(config.pool_size)
             .connection_timeout(Duration::from_secs(30))
@@ -149,6 +220,7 @@ impl Db {
             pool,
             write_lock: Arc::new(Mutex::new(())),
             pool_wait: crate::metrics::latency_histogram(),
+            storage: StorageState::default(),
         })
     }
 
@@ -199,10 +271,46 @@ impl Db {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.pool_wait.observe(waiting.elapsed().as_secs_f64());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        let changes = conn.total_changes();
+        let result = in_transaction(&mut conn, f);
+        match &result {
+            // a commit that changed nothing wrote nothing, so proves nothing
+            Ok(_) if conn.total_changes() > changes => self.storage.clear(),
+            Err(e) if e.is_storage_fault() => self.storage.set(e),
+            _ => {}
+        }
+        result
+    }
+
+    /// Why writes are failing (disk full, read-only, I/O error), if the
+    /// last write that got that far failed for such a reason.
+    pub fn storage_fault(&self) -> Option<String> {
+        self.storage.get().map(|fault| fault.message)
+    }
+
+    /// [`Db::storage_fault`], after trying a tiny write when the fault is
+    /// one a probe can see mended (a read-only or failing disk): a server
+    /// that reports itself unhealthy may get no other writes to notice.
+    pub async fn recheck_storage(&self) -> Option<String> {
+        let fault = self.storage.get()?;
+        if fault.full {
+            return Some(fault.message);
+        }
+        let db = self.clone();
+        if let Ok(Ok(())) = actix_web::web::block(move || db.probe_write()).await {
+            self.storage.clear();
+        }
+        self.storage_fault()
+    }
+
+    fn probe_write(&self) -> Result<(), ApiError> {
+        self.write_blocking(|tx| {
+            // rewriting a header field with its own value dirties the first
+            // page, so the commit really writes to the file
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            tx.pragma_update(None, "user_version", version)?;
+            Ok(())
+        })
     }
 
     /// Waits for a pooled connection (and the writer turn), in seconds.
@@ -224,6 +332,17 @@ impl Db {
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
     }
+}
+
+/// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed if it succeeds.
+fn in_transaction<T, F>(conn: &mut Connection, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&Transaction) -> Result<T, ApiError>,
+{
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
 }
 
 /// Online backup of `src` into a new file at `dest`.
