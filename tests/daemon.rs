@@ -249,11 +249,11 @@ async fn a_full_workspace_refuses_new_runtimes_but_not_re_registration() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
-    // fill the workspace up to its limit straight in the file: 10,000
+    // fill the workspace up to its limit straight in the file: 50,000
     // registrations through HTTP would only make the test slow
     app.sql()
         .execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 9999)
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 49999)
              INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
                  status, device_info, metadata, owner_id, created_at, updated_at)
              SELECT printf('%08d-0000-4000-8000-000000000000', i), ?1, 'host-' || i, 'x',
@@ -268,7 +268,7 @@ async fn a_full_workspace_refuses_new_runtimes_but_not_re_registration() {
     assert_eq!(r.status, 409);
     assert_eq!(
         r.error(),
-        "this workspace already has the most runtimes allowed (10000); delete unused ones first"
+        "this workspace already has the most runtimes allowed (50000); delete unused ones first"
     );
     let r = app.register(&alice.token, &ws, "mbp", &["claude"]).await;
     assert_eq!(r.status, 200);

@@ -168,7 +168,7 @@ fn registrations(
 pub const MAX_RUNTIMES_PER_REGISTRATION: usize = 100;
 /// Most runtimes a workspace may hold; a registration that would add more
 /// is a 409.
-pub const MAX_RUNTIMES_PER_WORKSPACE: i64 = 10_000;
+pub const MAX_RUNTIMES_PER_WORKSPACE: i64 = 50_000;
 
 /// Refuses a registration that would grow the workspace past
 /// [`MAX_RUNTIMES_PER_WORKSPACE`]. Re-registrations (the common case) cost
