@@ -19,6 +19,7 @@ struct Fixture {
     update: String,
     member: String,
     token_id: String,
+    invitation: String,
     secrets: Vec<String>,
 }
 
@@ -67,6 +68,14 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
         .as_str()
         .unwrap()
         .to_string();
+    let invitation = app
+        .post(
+            &format!("/api/workspaces/{ws}/members"),
+            &alice.token,
+            json!({"email": "carol@example.com"}),
+        )
+        .await;
+    assert_eq!(invitation.status, 201, "{:?}", invitation.body);
     let f = Fixture {
         secrets: vec![
             ws.clone(),
@@ -78,6 +87,7 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
             "a-secret-agent".into(),
             "a secret prompt".into(),
             "alice-mbp".into(),
+            "carol@example.com".into(),
         ],
         ws,
         runtime,
@@ -87,6 +97,7 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
         update: update.body["id"].as_str().unwrap().to_string(),
         member,
         token_id,
+        invitation: invitation.body["id"].as_str().unwrap().to_string(),
     };
     (f, alice.token, bob.token)
 }
@@ -105,6 +116,8 @@ fn concrete(template: &str, f: &Fixture) -> String {
         &f.task
     } else if template.starts_with("/api/tokens/") {
         &f.token_id
+    } else if template.starts_with("/api/invitations/") {
+        &f.invitation
     } else {
         ""
     };
@@ -113,6 +126,7 @@ fn concrete(template: &str, f: &Fixture) -> String {
         .replace("{member_id}", &f.member)
         .replace("{ping_id}", &f.ping)
         .replace("{update_id}", &f.update)
+        .replace("{invitation_id}", &f.invitation)
 }
 
 /// A body that would be accepted if the caller had access.
@@ -159,6 +173,7 @@ fn is_own_or_public(method: &str, template: &str) -> bool {
                 | "/api/me"
                 | "/api/tokens"
                 | "/api/workspaces"
+                | "/api/invitations"
         ) | ("post", "/api/tokens" | "/api/workspaces")
             | ("post", "/api/daemon/deregister")
     )
