@@ -184,6 +184,16 @@ fn keys(v: &Value) -> Vec<String> {
     keys
 }
 
+/// Neither the workspace's managers nor the invitee see an open invitation.
+async fn assert_nothing_pending(app: &TestApp, ws: &str, manager: &TestUser, invitee: &TestUser) {
+    let mine = app.get("/api/invitations", &invitee.token).await;
+    assert_eq!((mine.status, mine.body), (200, json!([])));
+    let pending = app
+        .get(&format!("/api/workspaces/{ws}/invitations"), &manager.token)
+        .await;
+    assert_eq!((pending.status, pending.body), (200, json!([])));
+}
+
 #[actix_web::test]
 async fn invited_user_accepts_and_joins_with_the_invited_role() {
     let app = spawn_app().await;
@@ -240,14 +250,7 @@ async fn invited_user_accepts_and_joins_with_the_invited_role() {
     let member = member_id(&app, &ws, &bob.token, &bob).await;
     assert_eq!(r.body["id"], member.as_str());
     // answered: gone from both lists, and it cannot be used twice
-    assert_eq!(
-        app.get("/api/invitations", &bob.token).await.body,
-        json!([])
-    );
-    let pending = app
-        .get(&format!("/api/workspaces/{ws}/invitations"), &alice.token)
-        .await;
-    assert_eq!(pending.body, json!([]));
+    assert_nothing_pending(&app, &ws, &alice, &bob).await;
     let r = answer(&app, &id, &bob.token, "accept").await;
     assert_eq!(r.status, 409);
     assert_eq!(r.error(), "invitation has already been accepted");
@@ -414,7 +417,7 @@ async fn members_cannot_invite_and_admins_cannot_invite_owners() {
 async fn inviting_again_renews_the_pending_invitation() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
-    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    app.add_user("bob@example.com", Some((&ws, Role::Member)));
     let first = invitation(&app, &ws, &alice.token, "carol@example.com").await;
     let r = invite(
         &app,
@@ -434,7 +437,6 @@ async fn inviting_again_renews_the_pending_invitation() {
         assert_eq!(r.status, 409, "{email}");
         assert_eq!(r.error(), "user is already a member of this workspace");
     }
-    let _ = bob;
 }
 
 #[actix_web::test]
@@ -509,14 +511,7 @@ async fn an_expired_invitation_cannot_be_accepted_until_renewed() {
     let id = invitation(&app, &ws, &alice.token, "bob@example.com").await;
     age_invitation(&app, &id, 15);
 
-    assert_eq!(
-        app.get("/api/invitations", &bob.token).await.body,
-        json!([])
-    );
-    let pending = app
-        .get(&format!("/api/workspaces/{ws}/invitations"), &alice.token)
-        .await;
-    assert_eq!(pending.body, json!([]));
+    assert_nothing_pending(&app, &ws, &alice, &bob).await;
     let r = answer(&app, &id, &bob.token, "accept").await;
     assert_eq!(r.status, 409);
     assert_eq!(r.error(), "invitation has expired");
