@@ -239,6 +239,7 @@ fn migrate_creates_every_table() {
             "agent_runtime",
             "agent_task_queue",
             "daemon_token",
+            "invitation",
             "member",
             "personal_access_token",
             "runtime_usage",

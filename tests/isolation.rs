@@ -23,6 +23,7 @@ struct Fixture {
     update: String,
     member: String,
     token_id: String,
+    invitation: String,
     secrets: Vec<String>,
 }
 
@@ -71,6 +72,14 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
         .as_str()
         .unwrap()
         .to_string();
+    let invitation = app
+        .post(
+            &format!("/api/workspaces/{ws}/members"),
+            &alice.token,
+            json!({"email": "carol@example.com"}),
+        )
+        .await;
+    assert_eq!(invitation.status, 201, "{:?}", invitation.body);
     let f = Fixture {
         secrets: vec![
             ws.clone(),
@@ -82,6 +91,7 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
             "a-secret-agent".into(),
             "a secret prompt".into(),
             "alice-mbp".into(),
+            "carol@example.com".into(),
         ],
         ws,
         daemon_id: "alice-mbp".into(),
@@ -92,6 +102,7 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
         update: update.body["id"].as_str().unwrap().to_string(),
         member,
         token_id,
+        invitation: invitation.body["id"].as_str().unwrap().to_string(),
     };
     (f, alice.token, bob.token)
 }
@@ -110,6 +121,8 @@ fn concrete(template: &str, f: &Fixture) -> String {
         &f.task
     } else if template.starts_with("/api/tokens/") {
         &f.token_id
+    } else if template.starts_with("/api/invitations/") {
+        &f.invitation
     } else {
         ""
     };
@@ -118,6 +131,7 @@ fn concrete(template: &str, f: &Fixture) -> String {
         .replace("{member_id}", &f.member)
         .replace("{ping_id}", &f.ping)
         .replace("{update_id}", &f.update)
+        .replace("{invitation_id}", &f.invitation)
 }
 
 /// A body that would be accepted if the caller had access.
@@ -164,6 +178,7 @@ fn is_own_or_public(method: &str, template: &str) -> bool {
                 | "/api/me"
                 | "/api/tokens"
                 | "/api/workspaces"
+                | "/api/invitations"
         ) | ("post", "/api/tokens" | "/api/workspaces")
             | ("post", "/api/daemon/deregister")
     )
@@ -381,7 +396,11 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
     }
     let member = who == Who::Member;
     match (method, template) {
-        ("get", "/api/me" | "/api/tokens" | "/api/workspaces") => Reads,
+        ("get", "/api/me" | "/api/tokens" | "/api/workspaces" | "/api/invitations") => Reads,
+        // an invitation is its invitee's to answer, and nobody here is
+        (_, t) if t.starts_with("/api/invitations/{id}") => Refused(404),
+        (_, t) if t.starts_with("/api/workspaces/{id}/invitations") && member => Refused(403),
+        ("delete", t) if t.starts_with("/api/workspaces/{id}/invitations") => Entitled,
         ("post", "/api/tokens" | "/api/workspaces") => Entitled,
         ("post", "/api/workspaces/{id}/daemon-tokens") => Entitled,
         // bob's token is nobody else's to revoke
@@ -471,7 +490,16 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
         .as_str()
         .unwrap()
         .to_string();
+    let invitation = app
+        .post(
+            &format!("/api/workspaces/{ws}/members"),
+            &alice.token,
+            json!({"email": "dave@example.com"}),
+        )
+        .await;
+    assert_eq!(invitation.status, 201, "{:?}", invitation.body);
     let f = Fixture {
+        invitation: invitation.body["id"].as_str().unwrap().to_string(),
         ws: ws.clone(),
         daemon_id: "bob-mbp".into(),
         runtime: runtime.clone(),

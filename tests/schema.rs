@@ -170,3 +170,55 @@ fn members_go_with_their_workspace_and_user() {
         .unwrap();
     assert_eq!(owner, None);
 }
+
+#[test]
+fn one_pending_invitation_per_address_and_they_go_with_their_workspace() {
+    let (_dir, conn) = seeded();
+    let invite = |id: &str, email: &str, status: &str| {
+        conn.execute(
+            "INSERT INTO invitation (id, workspace_id, email, role, status, invited_by,
+                 created_at, expires_at, answered_at)
+             VALUES (?1, ?2, ?3, 'member', ?4, ?5, ?6, '2026-01-15T00:00:00.000Z',
+                 CASE WHEN ?4 = 'pending' THEN NULL ELSE ?6 END)",
+            [id, WS, email, status, USER, T],
+        )
+    };
+    invite(
+        "13131313-1313-4131-8131-131313131313",
+        "c@example.com",
+        "pending",
+    )
+    .unwrap();
+    // the address is compared case-insensitively
+    let err = invite(
+        "24242424-2424-4242-8242-242424242424",
+        "C@Example.com",
+        "pending",
+    )
+    .unwrap_err();
+    assert!(is_constraint(err));
+    // answered ones do not block a new invitation
+    invite(
+        "35353535-3535-4353-8353-353535353535",
+        "c@example.com",
+        "declined",
+    )
+    .unwrap();
+    for sql in [
+        "UPDATE invitation SET role = 'boss'",
+        "UPDATE invitation SET status = 'lost'",
+        "UPDATE invitation SET expires_at = created_at",
+        // answered_at is set exactly when the invitation was answered
+        "UPDATE invitation SET answered_at = NULL WHERE status = 'declined'",
+        "UPDATE invitation SET status = 'accepted' WHERE status = 'pending'",
+    ] {
+        let err = conn.execute(sql, []).unwrap_err();
+        assert!(is_constraint(err), "{sql}");
+    }
+    conn.execute("DELETE FROM workspace WHERE id = ?1", [WS])
+        .unwrap();
+    let left: i64 = conn
+        .query_row("SELECT count(*) FROM invitation", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -1,4 +1,4 @@
-//! Workspaces, members and daemon tokens.
+//! Workspaces, members, invitations and daemon tokens.
 
 mod common;
 
@@ -161,75 +161,407 @@ async fn malformed_workspace_id_is_400_not_another_workspace() {
     }
 }
 
+async fn invite(app: &TestApp, ws: &str, token: &str, body: Value) -> common::Reply {
+    app.post(&format!("/api/workspaces/{ws}/members"), token, body)
+        .await
+}
+
+/// Invites `email` as a plain member and returns the invitation id.
+async fn invitation(app: &TestApp, ws: &str, token: &str, email: &str) -> String {
+    let r = invite(app, ws, token, json!({ "email": email })).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+async fn answer(app: &TestApp, id: &str, token: &str, verb: &str) -> common::Reply {
+    app.post(&format!("/api/invitations/{id}/{verb}"), token, json!({}))
+        .await
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+/// Neither the workspace's managers nor the invitee see an open invitation.
+async fn assert_nothing_pending(app: &TestApp, ws: &str, manager: &TestUser, invitee: &TestUser) {
+    let mine = app.get("/api/invitations", &invitee.token).await;
+    assert_eq!((mine.status, mine.body), (200, json!([])));
+    let pending = app
+        .get(&format!("/api/workspaces/{ws}/invitations"), &manager.token)
+        .await;
+    assert_eq!((pending.status, pending.body), (200, json!([])));
+}
+
 #[actix_web::test]
-async fn owner_adds_member_and_member_cannot_manage() {
+async fn invited_user_accepts_and_joins_with_the_invited_role() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let bob = app.add_user("bob@example.com", None);
-    let carol = app.add_user("carol@example.com", None);
 
-    let r = app
-        .post(
-            &format!("/api/workspaces/{ws}/members"),
-            &alice.token,
-            json!({"email": "bob@example.com"}),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    assert_eq!(r.body["role"], "member");
-    assert_eq!(r.body["user_id"], bob.id.as_str());
-
-    let r = app
-        .post(
-            &format!("/api/workspaces/{ws}/members"),
-            &alice.token,
-            json!({"email": "bob@example.com"}),
-        )
-        .await;
-    assert_eq!(r.status, 409);
-
-    let r = app
-        .post(
-            &format!("/api/workspaces/{ws}/members"),
-            &alice.token,
-            json!({"email": "nobody@example.com"}),
-        )
-        .await;
+    let r = invite(
+        &app,
+        &ws,
+        &alice.token,
+        json!({"email": " Bob@Example.com ", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["workspace_id"], ws.as_str());
+    assert_eq!(r.body["email"], "Bob@Example.com");
+    assert_eq!(r.body["role"], "admin");
+    assert_eq!(r.body["status"], "pending");
+    assert_eq!(r.body["invited_by"], alice.id.as_str());
+    let created = chrono::DateTime::parse_from_rfc3339(r.body["created_at"].as_str().unwrap());
+    let expires = chrono::DateTime::parse_from_rfc3339(r.body["expires_at"].as_str().unwrap());
+    let lifetime = (expires.unwrap() - created.unwrap()).num_seconds();
+    assert!(
+        (14 * 86400 - 2..=14 * 86400).contains(&lifetime),
+        "{lifetime}"
+    );
+    // inviting is not joining
+    let r = app.get(&format!("/api/workspaces/{ws}"), &bob.token).await;
     assert_eq!(r.status, 404);
-    assert_eq!(r.error(), "user not found");
 
-    let r = app
-        .post(
-            &format!("/api/workspaces/{ws}/members"),
-            &alice.token,
-            json!({"email": "carol@example.com", "role": "boss"}),
-        )
+    let mine = app.get("/api/invitations", &bob.token).await;
+    assert_eq!(mine.status, 200);
+    assert_eq!(mine.body.as_array().unwrap().len(), 1);
+    assert_eq!(mine.body[0]["id"], id.as_str());
+    assert_eq!(mine.body[0]["workspace_name"], "Team");
+    let pending = app
+        .get(&format!("/api/workspaces/{ws}/invitations"), &alice.token)
         .await;
-    assert_eq!(r.status, 400);
+    assert_eq!(pending.status, 200);
+    assert_eq!(pending.body[0]["id"], id.as_str());
 
-    // bob is a plain member: he can read, not manage
+    let r = answer(&app, &id, &bob.token, "accept").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["user_id"], bob.id.as_str());
+    assert_eq!(r.body["workspace_id"], ws.as_str());
+    assert_eq!(r.body["role"], "admin");
     assert_eq!(
         app.get(&format!("/api/workspaces/{ws}"), &bob.token)
             .await
             .status,
         200
     );
+    let member = member_id(&app, &ws, &bob.token, &bob).await;
+    assert_eq!(r.body["id"], member.as_str());
+    // answered: gone from both lists, and it cannot be used twice
+    assert_nothing_pending(&app, &ws, &alice, &bob).await;
+    let r = answer(&app, &id, &bob.token, "accept").await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error(), "invitation has already been accepted");
+    assert_eq!(
+        app.count("SELECT count(*) FROM invitation WHERE status = 'accepted'"),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn inviting_an_unknown_email_answers_the_same() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    app.add_user("bob@example.com", None);
+    let known = invite(&app, &ws, &alice.token, json!({"email": "bob@example.com"})).await;
+    let unknown = invite(
+        &app,
+        &ws,
+        &alice.token,
+        json!({"email": "nobody@example.com"}),
+    )
+    .await;
+    assert_eq!((known.status, unknown.status), (201, 201));
+    assert_eq!(keys(&known.body), keys(&unknown.body));
+    assert_eq!(unknown.body["status"], "pending");
+    assert_eq!(unknown.body["role"], "member");
+
+    // whoever signs up with that address later finds it waiting
+    let nobody = app.add_user("NOBODY@example.com", None);
+    let mine = app.get("/api/invitations", &nobody.token).await;
+    assert_eq!(mine.body[0]["id"], unknown.body["id"]);
+    let id = unknown.body["id"].as_str().unwrap();
+    assert_eq!(answer(&app, id, &nobody.token, "accept").await.status, 200);
+}
+
+#[actix_web::test]
+async fn only_the_invited_user_can_answer_an_invitation() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    app.add_user("bob@example.com", None);
+    let carol = app.add_user("carol@example.com", None);
+    let id = invitation(&app, &ws, &alice.token, "bob@example.com").await;
+
+    let before = app.dump();
+    for who in [&carol.token, &alice.token] {
+        for verb in ["accept", "decline"] {
+            let r = answer(&app, &id, who, verb).await;
+            assert_eq!(r.status, 404, "{verb}: {:?}", r.body);
+            assert_eq!(r.error(), "invitation not found");
+        }
+    }
+    let r = answer(
+        &app,
+        "6f1e7c1a-0000-4000-8000-000000000000",
+        &carol.token,
+        "accept",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "invitation not found");
+    assert_eq!(
+        app.get("/api/invitations", &carol.token).await.body,
+        json!([])
+    );
+    // carol cannot list or revoke it either: she is not in the workspace
     let r = app
-        .post(
-            &format!("/api/workspaces/{ws}/members"),
-            &bob.token,
-            json!({"email": "carol@example.com"}),
+        .get(&format!("/api/workspaces/{ws}/invitations"), &carol.token)
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "workspace not found");
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/invitations/{id}"),
+            &carol.token,
         )
         .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(before, app.dump());
+}
+
+#[actix_web::test]
+async fn members_cannot_invite_and_admins_cannot_invite_owners() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let admin = app.add_user("admin@example.com", Some((&ws, Role::Admin)));
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let (mallory, _) = app.init_user("mallory@example.com");
+
+    let r = invite(&app, &ws, &bob.token, json!({"email": "carol@example.com"})).await;
     assert_eq!(r.status, 403);
     assert_eq!(
         r.error(),
         "only workspace owners and admins can manage members"
     );
-    let alice_member = member_id(&app, &ws, &bob.token, &alice).await;
-    let r = set_role(&app, &ws, &bob.token, &alice_member, "member").await;
+    let r = app
+        .get(&format!("/api/workspaces/{ws}/invitations"), &bob.token)
+        .await;
     assert_eq!(r.status, 403);
-    let _ = carol;
+    let r = invite(
+        &app,
+        &ws,
+        &admin.token,
+        json!({"email": "carol@example.com", "role": "owner"}),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.error(), "only an owner can invite an owner");
+    let r = invite(
+        &app,
+        &ws,
+        &mallory.token,
+        json!({"email": "carol@example.com"}),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error(), "workspace not found");
+    for (body, message) in [
+        (json!({}), "email is required"),
+        (json!({"email": "carol"}), "invalid email address \"carol\""),
+        (
+            json!({"email": "carol@example.com", "role": "boss"}),
+            "invalid role \"boss\": must be owner, admin or member",
+        ),
+    ] {
+        let r = invite(&app, &ws, &alice.token, body).await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.error(), message);
+    }
+    assert_eq!(app.count("SELECT count(*) FROM invitation"), 0);
+
+    // an owner may invite an owner; an admin may then neither change nor
+    // revoke that invitation
+    let r = invite(
+        &app,
+        &ws,
+        &alice.token,
+        json!({"email": "carol@example.com", "role": "owner"}),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let id = r.body["id"].as_str().unwrap();
+    let r = invite(
+        &app,
+        &ws,
+        &admin.token,
+        json!({"email": "carol@example.com"}),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/invitations/{id}"),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        app.count("SELECT count(*) FROM invitation WHERE role = 'owner' AND status = 'pending'"),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn inviting_again_renews_the_pending_invitation() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let first = invitation(&app, &ws, &alice.token, "carol@example.com").await;
+    let r = invite(
+        &app,
+        &ws,
+        &alice.token,
+        json!({"email": "CAROL@example.com", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body["id"], first.as_str());
+    assert_eq!(r.body["role"], "admin");
+    assert_eq!(app.count("SELECT count(*) FROM invitation"), 1);
+
+    // members are listed to members anyway, so saying so reveals nothing
+    for email in ["bob@example.com", "Alice@example.com"] {
+        let r = invite(&app, &ws, &alice.token, json!({ "email": email })).await;
+        assert_eq!(r.status, 409, "{email}");
+        assert_eq!(r.error(), "user is already a member of this workspace");
+    }
+}
+
+#[actix_web::test]
+async fn declined_and_revoked_invitations_cannot_be_accepted() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", None);
+    let carol = app.add_user("carol@example.com", None);
+
+    let id = invitation(&app, &ws, &alice.token, "bob@example.com").await;
+    let r = answer(&app, &id, &bob.token, "decline").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "declined");
+    let r = answer(&app, &id, &bob.token, "accept").await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error(), "invitation has been declined");
+
+    let id = invitation(&app, &ws, &alice.token, "carol@example.com").await;
+    let path = format!("/api/workspaces/{ws}/invitations/{id}");
+    let r = app.delete(&path, &alice.token).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, json!({"status": "ok"}));
+    assert_eq!(
+        app.get("/api/invitations", &carol.token).await.body,
+        json!([])
+    );
+    let r = answer(&app, &id, &carol.token, "accept").await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error(), "invitation has been revoked");
+    assert_eq!(app.delete(&path, &alice.token).await.status, 409);
+    // an invitation is revoked only through its own workspace
+    let (_, other) = app.init_user("dave@example.com");
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{other}/invitations/{id}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status, 404);
+
+    assert_eq!(app.count("SELECT count(*) FROM member"), 2);
+    assert_eq!(
+        app.get(&format!("/api/workspaces/{ws}"), &bob.token)
+            .await
+            .status,
+        404
+    );
+    // a fresh invitation after a refusal is a new one
+    let again = invitation(&app, &ws, &alice.token, "bob@example.com").await;
+    assert_ne!(again, id);
+    assert_eq!(answer(&app, &again, &bob.token, "accept").await.status, 200);
+}
+
+/// Moves an invitation's creation and expiry `days` into the past.
+fn age_invitation(app: &TestApp, id: &str, days: i64) {
+    app.sql()
+        .execute(
+            "UPDATE invitation SET
+                 created_at = strftime('%Y-%m-%dT%H:%M:%fZ', created_at, printf('-%d days', ?2)),
+                 expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', expires_at, printf('-%d days', ?2))
+             WHERE id = ?1",
+            rusqlite::params![id, days],
+        )
+        .expect("age invitation");
+}
+
+#[actix_web::test]
+async fn an_expired_invitation_cannot_be_accepted_until_renewed() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", None);
+    let id = invitation(&app, &ws, &alice.token, "bob@example.com").await;
+    age_invitation(&app, &id, 15);
+
+    assert_nothing_pending(&app, &ws, &alice, &bob).await;
+    let r = answer(&app, &id, &bob.token, "accept").await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error(), "invitation has expired");
+    assert_eq!(
+        app.get(&format!("/api/workspaces/{ws}"), &bob.token)
+            .await
+            .status,
+        404
+    );
+
+    // inviting again brings the same invitation back to life
+    let again = invitation(&app, &ws, &alice.token, "bob@example.com").await;
+    assert_eq!(again, id);
+    assert_eq!(answer(&app, &id, &bob.token, "accept").await.status, 200);
+}
+
+#[actix_web::test]
+async fn a_workspace_has_at_most_100_pending_invitations() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        ids.push(invitation(&app, &ws, &alice.token, &format!("p{i}@example.com")).await);
+    }
+    let r = invite(
+        &app,
+        &ws,
+        &alice.token,
+        json!({"email": "p100@example.com"}),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.error(),
+        "a workspace can have at most 100 pending invitations"
+    );
+    // renewing one does not add one
+    let r = invite(&app, &ws, &alice.token, json!({"email": "p7@example.com"})).await;
+    assert_eq!(r.status, 201);
+    // expired ones no longer count
+    age_invitation(&app, &ids[0], 15);
+    let r = invite(
+        &app,
+        &ws,
+        &alice.token,
+        json!({"email": "p100@example.com"}),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(app.count("SELECT count(*) FROM invitation"), 101);
 }
 
 #[actix_web::test]

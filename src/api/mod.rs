@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod daemon;
 pub mod events;
+pub mod invitations;
 pub mod me;
 pub mod openapi;
 pub mod page;
@@ -36,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(tasks::configure)
                 .configure(daemon::configure)
                 .configure(events::configure)
+                .configure(invitations::configure)
                 .configure(runtimes::configure)
                 .configure(tokens::configure)
                 .configure(usage::configure)

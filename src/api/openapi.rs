@@ -1,13 +1,20 @@
 //! `GET /api/openapi.json`: an OpenAPI 3.1 description of every route, so
 //! external fuzzers and clients can be pointed at the server. Built from
-//! one table; `tests/openapi.rs` checks the table against the routes the
-//! handlers register.
+//! one table: per route its method, path, who may call it, the body it
+//! reads and the status and body of its success reply. The body schemas
+//! live in `openapi/schemas.rs` (replies) and `openapi/requests.rs`.
+//! `tests/openapi.rs` checks the table against the routes the handlers
+//! register, and real requests and replies against the schemas.
 
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
 use Auth::{Daemon, User, Workspace};
+use Schema::{AnyObject, List, Ref, Text};
+
+mod requests;
+mod schemas;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/openapi.json", web::get().to(document));
@@ -25,14 +32,30 @@ enum Auth {
     Daemon,
 }
 
+/// A request or reply body.
+#[derive(Clone, Copy)]
+enum Schema {
+    /// JSON: a component of `#/components/schemas` (see `schemas.rs`)
+    Ref(&'static str),
+    /// JSON: an array of that component
+    List(&'static str),
+    /// JSON: any object
+    AnyObject,
+    /// not JSON: text of this content type
+    Text(&'static str),
+}
+
 struct Route {
     method: &'static str,
     path: &'static str,
     summary: &'static str,
     auth: Auth,
     query: &'static [&'static str],
-    /// Whether the route reads a JSON body.
-    body: bool,
+    /// The JSON body the route reads, and whether it may be left out.
+    body: Option<(Schema, bool)>,
+    /// Status and body of a successful reply.
+    status: u16,
+    reply: Schema,
 }
 
 const fn route(
@@ -40,75 +63,135 @@ const fn route(
     path: &'static str,
     summary: &'static str,
     auth: Auth,
-    query: &'static [&'static str],
-    body: bool,
+    reply: Schema,
 ) -> Route {
     Route {
         method,
         path,
         summary,
         auth,
-        query,
-        body,
+        query: &[],
+        body: None,
+        status: 200,
+        reply,
+    }
+}
+
+const fn get(path: &'static str, summary: &'static str, auth: Auth, reply: Schema) -> Route {
+    route("get", path, summary, auth, reply)
+}
+
+const fn post(path: &'static str, summary: &'static str, auth: Auth, reply: Schema) -> Route {
+    route("post", path, summary, auth, reply)
+}
+
+const fn delete(path: &'static str, summary: &'static str, auth: Auth) -> Route {
+    route("delete", path, summary, auth, Ref("Status"))
+}
+
+impl Route {
+    const fn query(mut self, names: &'static [&'static str]) -> Route {
+        self.query = names;
+        self
+    }
+
+    /// Reads a JSON body of this schema.
+    const fn body(mut self, schema: &'static str) -> Route {
+        self.body = Some((Ref(schema), true));
+        self
+    }
+
+    /// Reads a JSON body of this schema, or none at all.
+    const fn optional_body(mut self, schema: &'static str) -> Route {
+        self.body = Some((Ref(schema), false));
+        self
+    }
+
+    /// Answers 201 Created.
+    const fn created(mut self) -> Route {
+        self.status = 201;
+        self
     }
 }
 
 #[rustfmt::skip]
 const ROUTES: &[Route] = &[
-    route("get", "/health", "Liveness", Auth::None, &[], false),
-    route("get", "/metrics", "Prometheus metrics", Auth::None, &[], false),
-    route("get", "/api/openapi.json", "This document", Auth::None, &[], false),
-    route("get", "/api/me", "The caller", User, &[], false),
-    route("get", "/api/tokens", "Own personal access tokens", User, &[], false),
-    route("post", "/api/tokens", "Create a personal access token", User, &[], true),
-    route("delete", "/api/tokens/{id}", "Revoke a personal access token", User, &[], false),
-    route("get", "/api/workspaces", "Workspaces of the caller", User, &[], false),
-    route("post", "/api/workspaces", "Create a workspace", User, &[], true),
-    route("get", "/api/workspaces/{id}", "A workspace", User, &[], false),
-    route("get", "/api/workspaces/{id}/members", "Members", User, &[], false),
-    route("post", "/api/workspaces/{id}/members", "Add a member", User, &[], true),
-    route("patch", "/api/workspaces/{id}/members/{member_id}", "Change a role", User, &[], true),
-    route("put", "/api/workspaces/{id}/members/{member_id}", "Change a role", User, &[], true),
-    route("delete", "/api/workspaces/{id}/members/{member_id}", "Remove a member", User, &[], false),
-    route("post", "/api/workspaces/{id}/daemon-tokens", "Mint a daemon token", User, &[], true),
-    route("post", "/api/daemon/register", "Register a daemon's runtimes", Daemon, &[], true),
-    route("post", "/api/daemon/deregister", "Mark runtimes offline", Daemon, &[], true),
-    route("post", "/api/daemon/heartbeat", "Heartbeat", Daemon, &[], true),
-    route("post", "/api/daemon/runtimes/{id}/ping/{ping_id}/result", "Ping result", Daemon, &[], true),
-    route("post", "/api/daemon/runtimes/{id}/update/{update_id}/result", "Update result", Daemon, &[], true),
-    route("post", "/api/daemon/runtimes/{id}/tasks/claim", "Claim the next task", Daemon, &[], false),
-    route("get", "/api/daemon/runtimes/{id}/tasks/pending", "Queued and dispatched tasks", Daemon, &[], false),
-    route("get", "/api/daemon/tasks/{id}/status", "A task's status", Daemon, &[], false),
-    route("post", "/api/daemon/tasks/{id}/start", "dispatched → running", Daemon, &[], false),
-    route("post", "/api/daemon/tasks/{id}/progress", "Relay progress", Daemon, &[], true),
-    route("post", "/api/daemon/tasks/{id}/complete", "running → completed", Daemon, &[], true),
-    route("post", "/api/daemon/tasks/{id}/fail", "dispatched|running → failed", Daemon, &[], true),
-    route("post", "/api/daemon/tasks/{id}/messages", "Relay messages", Daemon, &[], true),
-    route("get", "/api/runtimes", "Runtimes of the workspace", Workspace, &["owner"], false),
-    route("delete", "/api/runtimes/{id}", "Delete a runtime", User, &[], false),
-    route("get", "/api/runtimes/{id}/activity", "Task starts per UTC hour", User, &[], false),
-    route("post", "/api/runtimes/{id}/ping", "Ping a runtime", User, &[], false),
-    route("get", "/api/runtimes/{id}/ping/{ping_id}", "A ping", User, &[], false),
-    route("post", "/api/runtimes/{id}/update", "Ask a runtime to update", User, &[], true),
-    route("get", "/api/runtimes/{id}/update/{update_id}", "An update", User, &[], false),
-    route("get", "/api/agents", "Agents of the workspace", Workspace, &["include_archived"], false),
-    route("post", "/api/agents", "Create an agent", Workspace, &[], true),
-    route("get", "/api/agents/{id}", "An agent", User, &[], false),
-    route("put", "/api/agents/{id}", "Edit an agent", User, &[], true),
-    route("post", "/api/agents/{id}/archive", "Archive an agent", User, &[], false),
-    route("post", "/api/agents/{id}/restore", "Restore an agent", User, &[], false),
-    route("get", "/api/agents/{id}/tasks", "An agent's tasks", User, &[], false),
-    route("post", "/api/agents/{id}/tasks", "Queue a task", User, &[], true),
-    route("post", "/api/tasks/{id}/cancel", "Cancel a task", User, &[], false),
-    route("get", "/api/events", "Live workspace events (SSE)", Workspace, &[], false),
-    route("post", "/api/daemon/tasks/{id}/usage", "Report a task's token usage", Daemon, &[], true),
-    route("post", "/api/daemon/runtimes/{id}/usage", "Report a runtime's daily usage", Daemon, &[], true),
-    route("get", "/api/runtimes/{id}/usage", "A runtime's daily usage", User, &["days"], false),
-    route("get", "/api/usage/daily", "Workspace usage per day and model", Workspace, &["days", "tz"], false),
-    route("get", "/api/usage/summary", "Workspace usage per model", Workspace, &["days", "tz"], false),
+    get("/health", "Liveness", Auth::None, Ref("Status")),
+    get("/metrics", "Prometheus metrics", Auth::None, Text("text/plain")),
+    get("/api/openapi.json", "This document", Auth::None, AnyObject),
+    get("/api/me", "The caller", User, Ref("User")),
+    get("/api/tokens", "Own personal access tokens", User, List("Token")),
+    post("/api/tokens", "Create a personal access token", User, Ref("NewToken")).body("CreateToken").created(),
+    delete("/api/tokens/{id}", "Revoke a personal access token", User),
+    get("/api/workspaces", "Workspaces of the caller", User, List("Workspace")),
+    post("/api/workspaces", "Create a workspace", User, Ref("Workspace")).body("CreateWorkspace").created(),
+    get("/api/workspaces/{id}", "A workspace", User, Ref("Workspace")),
+    get("/api/workspaces/{id}/members", "Members", User, List("Member")),
+    post("/api/workspaces/{id}/members", "Invite someone by email", User, Ref("Invitation")).body("Invite").created(),
+    route("patch", "/api/workspaces/{id}/members/{member_id}", "Change a role", User, Ref("Member")).body("ChangeRole"),
+    route("put", "/api/workspaces/{id}/members/{member_id}", "Change a role", User, Ref("Member")).body("ChangeRole"),
+    delete("/api/workspaces/{id}/members/{member_id}", "Remove a member", User),
+    post("/api/workspaces/{id}/daemon-tokens", "Mint a daemon token", User, Ref("DaemonToken")).body("CreateDaemonToken").created(),
+    get("/api/workspaces/{id}/invitations", "Pending invitations of a workspace", User, List("Invitation")),
+    delete("/api/workspaces/{id}/invitations/{invitation_id}", "Revoke an invitation", User),
+    get("/api/invitations", "The caller's pending invitations", User, List("Invitation")),
+    post("/api/invitations/{id}/accept", "Accept an invitation", User, Ref("Member")),
+    post("/api/invitations/{id}/decline", "Decline an invitation", User, Ref("Invitation")),
+    post("/api/daemon/register", "Register a daemon's runtimes", Daemon, Ref("Registered")).body("Register"),
+    post("/api/daemon/deregister", "Mark runtimes offline", Daemon, Ref("Status")).body("Deregister"),
+    post("/api/daemon/heartbeat", "Heartbeat", Daemon, Ref("Heartbeat")).body("HeartbeatRequest"),
+    post("/api/daemon/runtimes/{id}/ping/{ping_id}/result", "Ping result", Daemon, Ref("Ping")).body("PingResult"),
+    post("/api/daemon/runtimes/{id}/update/{update_id}/result", "Update result", Daemon, Ref("Update")).body("UpdateResult"),
+    post("/api/daemon/runtimes/{id}/tasks/claim", "Claim the next task", Daemon, Ref("Claim")),
+    get("/api/daemon/runtimes/{id}/tasks/pending", "Queued and dispatched tasks", Daemon, List("Task")),
+    get("/api/daemon/tasks/{id}/status", "A task's status", Daemon, Ref("TaskStatus")),
+    post("/api/daemon/tasks/{id}/start", "dispatched → running", Daemon, Ref("Task")),
+    post("/api/daemon/tasks/{id}/progress", "Relay progress", Daemon, Ref("Status")).body("Relay"),
+    post("/api/daemon/tasks/{id}/complete", "running → completed", Daemon, Ref("Task")).optional_body("TaskResult"),
+    post("/api/daemon/tasks/{id}/fail", "dispatched|running → failed", Daemon, Ref("Task")).optional_body("TaskFailure"),
+    post("/api/daemon/tasks/{id}/messages", "Relay messages", Daemon, Ref("Status")).body("Relay"),
+    get("/api/runtimes", "Runtimes of the workspace", Workspace, List("Runtime")).query(&["owner"]),
+    delete("/api/runtimes/{id}", "Delete a runtime", User),
+    get("/api/runtimes/{id}/activity", "Task starts per UTC hour", User, List("HourCount")),
+    post("/api/runtimes/{id}/ping", "Ping a runtime", User, Ref("Ping")),
+    get("/api/runtimes/{id}/ping/{ping_id}", "A ping", User, Ref("Ping")),
+    post("/api/runtimes/{id}/update", "Ask a runtime to update", User, Ref("Update")).body("StartUpdate"),
+    get("/api/runtimes/{id}/update/{update_id}", "An update", User, Ref("Update")),
+    get("/api/agents", "Agents of the workspace", Workspace, List("Agent")).query(&["include_archived"]),
+    post("/api/agents", "Create an agent", Workspace, Ref("Agent")).body("CreateAgent").created(),
+    get("/api/agents/{id}", "An agent", User, Ref("Agent")),
+    route("put", "/api/agents/{id}", "Edit an agent", User, Ref("Agent")).body("EditAgent"),
+    post("/api/agents/{id}/archive", "Archive an agent", User, Ref("Agent")),
+    post("/api/agents/{id}/restore", "Restore an agent", User, Ref("Agent")),
+    get("/api/agents/{id}/tasks", "An agent's tasks", User, List("Task")),
+    post("/api/agents/{id}/tasks", "Queue a task", User, Ref("Task")).body("CreateTask").created(),
+    post("/api/tasks/{id}/cancel", "Cancel a task", User, Ref("Task")),
+    get("/api/events", "Live workspace events (SSE)", Workspace, Text("text/event-stream")),
+    post("/api/daemon/tasks/{id}/usage", "Report a task's token usage", Daemon, Ref("Status")).body("TaskUsageReport"),
+    post("/api/daemon/runtimes/{id}/usage", "Report a runtime's daily usage", Daemon, Ref("UsageReport")).body("RuntimeUsageReport"),
+    get("/api/runtimes/{id}/usage", "A runtime's daily usage", User, List("RuntimeUsage")).query(&["days"]),
+    get("/api/usage/daily", "Workspace usage per day and model", Workspace, List("DailyUsage")).query(&["days", "tz"]),
+    get("/api/usage/summary", "Workspace usage per model", Workspace, List("UsageSummary")).query(&["days", "tz"]),
 ];
 
-fn operation(r: &Route) -> Value {
+/// `content` of a request or reply with this body.
+fn content(schema: Schema) -> Value {
+    let (kind, schema) = match schema {
+        Ref(name) => (
+            "application/json",
+            json!({ "$ref": format!("#/components/schemas/{name}") }),
+        ),
+        List(name) => (
+            "application/json",
+            json!({"type": "array", "items": {"$ref": format!("#/components/schemas/{name}")}}),
+        ),
+        AnyObject => ("application/json", json!({"type": "object"})),
+        Text(kind) => (kind, json!({"type": "string"})),
+    };
+    json!({ kind: {"schema": schema} })
+}
+
+fn parameters(r: &Route) -> Vec<Value> {
     let mut params: Vec<Value> = Vec::new();
     let mut rest = r.path;
     while let Some(start) = rest.find('{') {
@@ -135,23 +218,31 @@ fn operation(r: &Route) -> Value {
             json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}}),
         );
     }
-    let error = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    params
+}
+
+fn operation(r: &Route) -> Value {
+    let error = json!({"description": "error", "content": content(Ref("Error"))});
+    let mut responses = Map::new();
+    responses.insert(
+        r.status.to_string(),
+        json!({"description": "success", "content": content(r.reply)}),
+    );
+    for status in ["400", "401", "403", "404", "409", "413"] {
+        responses.insert(status.to_string(), error.clone());
+    }
     let mut op = json!({
         "summary": r.summary,
-        "parameters": params,
-        "responses": {
-            "200": {"description": "success", "content": {"application/json": {"schema": {}}}},
-            "400": error, "401": error, "403": error, "404": error, "409": error, "413": error,
-        },
+        "parameters": parameters(r),
+        "responses": responses,
     });
-    let security = match r.auth {
+    op["security"] = match r.auth {
         Auth::None => json!([]),
         User | Workspace => json!([{"personal_access_token": []}]),
         Daemon => json!([{"personal_access_token": []}, {"daemon_token": []}]),
     };
-    op["security"] = security;
-    if r.body {
-        op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
+    if let Some((schema, required)) = r.body {
+        op["requestBody"] = json!({"required": required, "content": content(schema)});
     }
     op
 }
@@ -172,9 +263,7 @@ pub fn spec() -> Value {
                 "personal_access_token": {"type": "http", "scheme": "bearer", "description": "mul_ + 40 hex"},
                 "daemon_token": {"type": "http", "scheme": "bearer", "description": "mdt_ + 40 hex"},
             },
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-            },
+            "schemas": schemas::components(),
         },
     })
 }

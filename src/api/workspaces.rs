@@ -1,15 +1,16 @@
 //! Workspaces, their members and the daemon tokens minted for them.
 //!
-//! Member rules: owners and admins manage members; only an owner may grant
-//! the owner role or change or remove another owner; anyone may leave; a
-//! workspace always keeps at least one owner.
+//! Member rules: owners and admins manage members; people join by accepting
+//! an invitation (`api::invitations`); only an owner may grant the owner
+//! role or change or remove another owner; anyone may leave; a workspace
+//! always keeps at least one owner.
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::{required, text};
+use super::{invitations, required, text};
 use crate::auth::{require_member, AuthUser, DAEMON_TOKEN_LIFETIME_DAYS};
-use crate::db::{self, tokens, users, workspaces, Db};
+use crate::db::{self, tokens, workspaces, Db};
 use crate::domain::{Id, Role};
 use crate::error::ApiError;
 use crate::events::EventBus;
@@ -19,7 +20,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/workspaces", web::post().to(create))
         .route("/workspaces/{id}", web::get().to(get))
         .route("/workspaces/{id}/members", web::get().to(list_members))
-        .route("/workspaces/{id}/members", web::post().to(add_member))
+        .route(
+            "/workspaces/{id}/members",
+            web::post().to(invitations::invite),
+        )
         .route(
             "/workspaces/{id}/members/{member_id}",
             web::patch().to(change_role),
@@ -114,7 +118,7 @@ async fn list_members(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-fn require_manager(role: Role) -> Result<(), ApiError> {
+pub(super) fn require_manager(role: Role) -> Result<(), ApiError> {
     if role.is_manager() {
         Ok(())
     } else {
@@ -124,42 +128,11 @@ fn require_manager(role: Role) -> Result<(), ApiError> {
     }
 }
 
-fn parse_role(role: Option<&str>, default: Option<Role>) -> Result<Role, ApiError> {
+pub(super) fn parse_role(role: Option<&str>, default: Option<Role>) -> Result<Role, ApiError> {
     match role.map(str::trim) {
         Some(r) => r.parse().map_err(ApiError::BadRequest),
         None => default.ok_or_else(|| ApiError::bad_request("role is required")),
     }
-}
-
-#[derive(Deserialize)]
-struct AddMember {
-    email: Option<String>,
-    role: Option<String>,
-}
-
-async fn add_member(
-    db: web::Data<Db>,
-    caller: AuthUser,
-    path: web::Path<Id>,
-    body: web::Json<AddMember>,
-) -> Result<HttpResponse, ApiError> {
-    let workspace = path.into_inner();
-    let body = body.into_inner();
-    let caller_role = require_member(&db, caller.user_id, workspace).await?;
-    require_manager(caller_role)?;
-    let email = required(body.email.as_deref(), "email")?;
-    let role = parse_role(body.role.as_deref(), Some(Role::Member))?;
-    if role == Role::Owner && caller_role != Role::Owner {
-        return Err(ApiError::forbidden("only an owner can add an owner"));
-    }
-    let member = db
-        .write(move |tx| {
-            let user = users::find_by_email(tx, &email)?
-                .ok_or_else(|| ApiError::not_found("user not found"))?;
-            workspaces::add_member(tx, workspace, user.id, role)
-        })
-        .await?;
-    Ok(HttpResponse::Created().json(member))
 }
 
 #[derive(Deserialize)]

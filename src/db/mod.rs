@@ -26,6 +26,7 @@
 //! into latency or `SQLITE_BUSY`).
 
 pub mod agents;
+pub mod invitations;
 pub mod runtimes;
 pub mod sweeps;
 pub mod tasks;

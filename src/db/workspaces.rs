@@ -151,6 +151,21 @@ pub fn role_of(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<O
     .optional()
 }
 
+/// Whether the user with `email` (compared case-insensitively) belongs to
+/// `workspace`.
+pub fn has_member_with_email(
+    conn: &Connection,
+    workspace: Id,
+    email: &str,
+) -> rusqlite::Result<bool> {
+    conn.query_row(
+        r#"SELECT EXISTS (SELECT 1 FROM member m JOIN "user" u ON u.id = m.user_id
+                          WHERE m.workspace_id = ?1 AND u.email = ?2)"#,
+        params![workspace, email],
+        |r| r.get(0),
+    )
+}
+
 pub fn list_members(conn: &Connection, workspace: Id) -> rusqlite::Result<Vec<Member>> {
     let mut stmt = conn.prepare(&format!(
         r#"SELECT {MEMBER_COLUMNS} FROM member m JOIN "user" u ON u.id = m.user_id

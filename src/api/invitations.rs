@@ -1,0 +1,222 @@
+//! Membership by invitation. An owner or admin invites an email address
+//! (`POST /api/workspaces/{id}/members`); the user with that address sees
+//! the invitation under `GET /api/invitations` and accepts or declines it.
+//!
+//! The invite answers the same whether or not a user has that address, so
+//! it tells nothing about who has an account. An invitation is visible to
+//! its workspace's owners and admins and to the invited user only; anyone
+//! else gets the same 404 as for an id that does not exist.
+
+use actix_web::{web, HttpResponse};
+use rusqlite::Connection;
+use serde::Deserialize;
+
+use super::required;
+use super::workspaces::{parse_role, require_manager};
+use crate::admin::parse_email;
+use crate::auth::AuthUser;
+use crate::db::invitations::{self, Invitation, InvitationStatus};
+use crate::db::{self, workspaces, Db};
+use crate::domain::{Id, Role};
+use crate::error::ApiError;
+
+/// How long an invitation can be accepted.
+pub const INVITATION_LIFETIME_DAYS: i64 = 14;
+/// Open invitations a workspace may have at once.
+pub const MAX_OPEN_INVITATIONS: i64 = 100;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/workspaces/{id}/invitations",
+        web::get().to(list_for_workspace),
+    )
+    .route(
+        "/workspaces/{id}/invitations/{invitation_id}",
+        web::delete().to(revoke),
+    )
+    .route("/invitations", web::get().to(list_mine))
+    .route("/invitations/{id}/accept", web::post().to(accept))
+    .route("/invitations/{id}/decline", web::post().to(decline));
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("invitation not found")
+}
+
+/// The caller's role in `workspace`, if they manage it: 404 for
+/// non-members, 403 for plain members.
+fn manager_role(conn: &Connection, workspace: Id, user: Id) -> Result<Role, ApiError> {
+    let role = workspaces::role_of(conn, workspace, user)?
+        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    require_manager(role)?;
+    Ok(role)
+}
+
+/// Refuses an invitation that can no longer be answered.
+fn require_open(invitation: &Invitation) -> Result<(), ApiError> {
+    let message = match invitation.status {
+        InvitationStatus::Pending if invitation.expired => "invitation has expired",
+        InvitationStatus::Pending => return Ok(()),
+        InvitationStatus::Accepted => "invitation has already been accepted",
+        InvitationStatus::Declined => "invitation has been declined",
+        InvitationStatus::Revoked => "invitation has been revoked",
+    };
+    Err(ApiError::conflict(message))
+}
+
+#[derive(Deserialize)]
+pub struct Invite {
+    email: Option<String>,
+    role: Option<String>,
+}
+
+/// `POST /api/workspaces/{id}/members`: invites `email` with `role`
+/// (default member). Inviting an address that already has a pending
+/// invitation renews that one instead of adding another.
+pub async fn invite(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+    body: web::Json<Invite>,
+) -> Result<HttpResponse, ApiError> {
+    let workspace = path.into_inner();
+    let body = body.into_inner();
+    let email = parse_email(&required(body.email.as_deref(), "email")?)?;
+    let role = parse_role(body.role.as_deref(), Some(Role::Member))?;
+    let invitation = db
+        .write(move |tx| offer(tx, workspace, caller.user_id, &email, role))
+        .await?;
+    Ok(HttpResponse::Created().json(invitation))
+}
+
+fn offer(
+    tx: &Connection,
+    workspace: Id,
+    inviter: Id,
+    email: &str,
+    role: Role,
+) -> Result<Invitation, ApiError> {
+    let inviter_role = manager_role(tx, workspace, inviter)?;
+    if role == Role::Owner && inviter_role != Role::Owner {
+        return Err(ApiError::forbidden("only an owner can invite an owner"));
+    }
+    if workspaces::has_member_with_email(tx, workspace, email)? {
+        return Err(ApiError::conflict(
+            "user is already a member of this workspace",
+        ));
+    }
+    let expires_at =
+        db::format_time(chrono::Utc::now() + chrono::Duration::days(INVITATION_LIFETIME_DAYS));
+    let pending = invitations::find_pending(tx, workspace, email)?;
+    if let Some(existing) = &pending {
+        if existing.role == Role::Owner && inviter_role != Role::Owner {
+            return Err(ApiError::forbidden(
+                "only an owner can change an invitation to the owner role",
+            ));
+        }
+    }
+    let adds_one = pending.as_ref().is_none_or(|p| p.expired);
+    if adds_one && invitations::count_open(tx, workspace)? >= MAX_OPEN_INVITATIONS {
+        return Err(ApiError::conflict(format!(
+            "a workspace can have at most {MAX_OPEN_INVITATIONS} pending invitations"
+        )));
+    }
+    match pending {
+        Some(existing) => invitations::renew(tx, existing.id, role, inviter, &expires_at),
+        None => invitations::insert(tx, workspace, email, role, inviter, &expires_at),
+    }
+}
+
+async fn list_for_workspace(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let workspace = path.into_inner();
+    let rows = db
+        .read(move |conn| {
+            manager_role(conn, workspace, caller.user_id)?;
+            Ok(invitations::list_open_for_workspace(conn, workspace)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+async fn revoke(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<(Id, Id)>,
+) -> Result<HttpResponse, ApiError> {
+    let (workspace, id) = path.into_inner();
+    db.write(move |tx| {
+        let role = manager_role(tx, workspace, caller.user_id)?;
+        let invitation = invitations::get(tx, id)?
+            .filter(|i| i.workspace_id == workspace)
+            .ok_or_else(not_found)?;
+        // an expired one may still be revoked, an answered one not
+        if invitation.status != InvitationStatus::Pending {
+            require_open(&invitation)?;
+        }
+        if invitation.role == Role::Owner && role != Role::Owner {
+            return Err(ApiError::forbidden(
+                "only an owner can revoke an invitation to the owner role",
+            ));
+        }
+        Ok(invitations::answer(tx, id, InvitationStatus::Revoked)?)
+    })
+    .await?;
+    Ok(super::ok())
+}
+
+async fn list_mine(db: web::Data<Db>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+    let rows = db
+        .read(move |conn| Ok(invitations::list_open_for_user(conn, caller.user_id)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// The invitation `id`, if it was sent to `user` and can still be answered.
+fn open_invitation_of(tx: &Connection, id: Id, user: Id) -> Result<Invitation, ApiError> {
+    let invitation = invitations::get_for_user(tx, id, user)?.ok_or_else(not_found)?;
+    require_open(&invitation)?;
+    Ok(invitation)
+}
+
+/// Joins the workspace with the invited role; answers the new membership.
+async fn accept(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let member = db
+        .write(move |tx| {
+            let invitation = open_invitation_of(tx, id, caller.user_id)?;
+            let member = workspaces::add_member(
+                tx,
+                invitation.workspace_id,
+                caller.user_id,
+                invitation.role,
+            )?;
+            invitations::answer(tx, id, InvitationStatus::Accepted)?;
+            Ok(member)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(member))
+}
+
+async fn decline(
+    db: web::Data<Db>,
+    caller: AuthUser,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let invitation = db
+        .write(move |tx| {
+            open_invitation_of(tx, id, caller.user_id)?;
+            invitations::answer(tx, id, InvitationStatus::Declined)?;
+            invitations::get(tx, id)?.ok_or_else(not_found)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(invitation))
+}

@@ -1,0 +1,185 @@
+//! The request bodies of `/api/openapi.json`, field for field as the
+//! handlers read them. They allow unknown fields (the server ignores them)
+//! and admit `null` wherever the server reads null as "not given".
+
+use serde_json::{json, Value};
+
+use super::schemas::{
+    count, counts, list, nullable, one_of, properties, string, uuid, AGENT_STATUSES, ROLES,
+    VISIBILITIES,
+};
+
+/// A body with these fields, of which `required` must be given.
+fn request<S: AsRef<str>>(fields: &[(S, Value)], required: &[&str]) -> Value {
+    json!({
+        "type": "object",
+        "properties": properties(fields),
+        "required": required,
+    })
+}
+
+fn optional_string() -> Value {
+    nullable(string())
+}
+
+/// One usage entry of a report; `date` only for a runtime's daily totals.
+fn usage_entry(with_date: bool) -> Value {
+    let mut fields = vec![
+        (
+            "provider".to_string(),
+            json!({"type": "string", "minLength": 1}),
+        ),
+        ("model".to_string(), optional_string()),
+    ];
+    fields.extend(counts("").into_iter().map(|(n, s)| (n, nullable(s))));
+    let mut required = vec!["provider"];
+    if with_date {
+        fields.push((
+            "date".to_string(),
+            json!({"type": "string", "format": "date"}),
+        ));
+        required.push("date");
+    }
+    request(&fields, &required)
+}
+
+/// Creating needs a name and a runtime; editing leaves out (or nulls) what
+/// stays as it is.
+fn agent_request(create: bool) -> Value {
+    let (name, runtime, required) = if create {
+        (string(), uuid(), &["name", "runtime_id"][..])
+    } else {
+        (nullable(string()), nullable(uuid()), &[][..])
+    };
+    request(
+        &[
+            ("name", name),
+            ("runtime_id", runtime),
+            ("description", optional_string()),
+            ("instructions", optional_string()),
+            ("avatar_url", optional_string()),
+            ("runtime_config", nullable(json!({"type": "object"}))),
+            ("visibility", nullable(one_of(&VISIBILITIES))),
+            ("status", nullable(one_of(&AGENT_STATUSES))),
+            (
+                "max_concurrent_tasks",
+                nullable(json!({"type": "integer", "minimum": 1, "maximum": 100})),
+            ),
+        ],
+        required,
+    )
+}
+
+fn probe_result(statuses: &[&str]) -> Value {
+    request(
+        &[
+            ("status", one_of(statuses)),
+            ("output", optional_string()),
+            ("error", optional_string()),
+            ("duration_ms", nullable(count())),
+        ],
+        &["status"],
+    )
+}
+
+pub(super) fn bodies() -> Vec<(&'static str, Value)> {
+    let days = json!({"type": ["integer", "null"], "minimum": 1, "maximum": 3650});
+    let runtime_spec = request(
+        &[
+            ("name", optional_string()),
+            ("type", optional_string()),
+            ("version", optional_string()),
+            ("status", optional_string()),
+        ],
+        &[],
+    );
+    vec![
+        (
+            "CreateToken",
+            request(
+                &[("name", optional_string()), ("expires_in_days", days)],
+                &[],
+            ),
+        ),
+        (
+            "CreateWorkspace",
+            request(
+                &[
+                    ("name", string()),
+                    ("slug", optional_string()),
+                    ("description", optional_string()),
+                ],
+                &["name"],
+            ),
+        ),
+        (
+            "Invite",
+            request(
+                &[("email", string()), ("role", nullable(one_of(&ROLES)))],
+                &["email"],
+            ),
+        ),
+        (
+            "ChangeRole",
+            request(&[("role", one_of(&ROLES))], &["role"]),
+        ),
+        (
+            "CreateDaemonToken",
+            request(&[("daemon_id", string())], &["daemon_id"]),
+        ),
+        (
+            "Register",
+            request(
+                &[
+                    ("workspace_id", uuid()),
+                    ("daemon_id", string()),
+                    ("device_name", optional_string()),
+                    ("cli_version", optional_string()),
+                    (
+                        "runtimes",
+                        json!({"type": "array", "minItems": 1, "items": runtime_spec}),
+                    ),
+                ],
+                &["workspace_id", "daemon_id", "runtimes"],
+            ),
+        ),
+        ("Deregister", request(&[("runtime_ids", list(uuid()))], &[])),
+        (
+            "HeartbeatRequest",
+            request(&[("runtime_id", uuid())], &["runtime_id"]),
+        ),
+        ("PingResult", probe_result(&["completed", "failed"])),
+        (
+            "UpdateResult",
+            probe_result(&["running", "completed", "failed"]),
+        ),
+        (
+            "StartUpdate",
+            request(&[("target_version", string())], &["target_version"]),
+        ),
+        ("CreateAgent", agent_request(true)),
+        ("EditAgent", agent_request(false)),
+        (
+            "CreateTask",
+            request(
+                &[
+                    ("prompt", string()),
+                    ("priority", json!({"type": "integer"})),
+                    ("issue_id", optional_string()),
+                ],
+                &["prompt"],
+            ),
+        ),
+        ("TaskResult", nullable(json!({"type": "object"}))),
+        ("TaskFailure", request(&[("error", optional_string())], &[])),
+        ("Relay", json!({"type": "object"})),
+        (
+            "TaskUsageReport",
+            request(&[("usage", list(usage_entry(false)))], &["usage"]),
+        ),
+        (
+            "RuntimeUsageReport",
+            request(&[("entries", list(usage_entry(true)))], &["entries"]),
+        ),
+    ]
+}

@@ -1,0 +1,376 @@
+//! The component schemas of `/api/openapi.json`: every JSON reply, field
+//! for field as the handlers write them (`tests/openapi.rs` checks real
+//! replies against them), and the helpers `requests.rs` shares.
+//!
+//! Replies list every field as required and allow no others, so a field
+//! added to or dropped from a reply struct without updating this file fails
+//! the test.
+
+use serde_json::{json, Map, Value};
+
+pub(super) fn string() -> Value {
+    json!({"type": "string"})
+}
+
+pub(super) fn uuid() -> Value {
+    json!({"type": "string", "format": "uuid"})
+}
+
+/// RFC 3339 UTC, whole seconds.
+pub(super) fn time() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+
+pub(super) fn count() -> Value {
+    json!({"type": "integer", "minimum": 0})
+}
+
+pub(super) fn one_of(values: &[&str]) -> Value {
+    json!({"type": "string", "enum": values})
+}
+
+pub(super) fn list(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+
+pub(super) fn component(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// `schema`, or null.
+pub(super) fn nullable(schema: Value) -> Value {
+    let mut schema = schema;
+    match schema.get("type").cloned() {
+        Some(Value::String(t)) => schema["type"] = json!([t, "null"]),
+        _ => return json!({"anyOf": [schema, {"type": "null"}]}),
+    }
+    if let Some(Value::Array(values)) = schema.get_mut("enum") {
+        values.push(Value::Null);
+    }
+    schema
+}
+
+pub(super) fn properties<S: AsRef<str>>(fields: &[(S, Value)]) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|(name, schema)| (name.as_ref().to_string(), schema.clone()))
+        .collect()
+}
+
+/// A reply object: exactly these fields, each always present.
+fn reply<S: AsRef<str>>(fields: &[(S, Value)]) -> Value {
+    let names: Vec<&str> = fields.iter().map(|(name, _)| name.as_ref()).collect();
+    json!({
+        "type": "object",
+        "properties": properties(fields),
+        "required": names,
+        "additionalProperties": false,
+    })
+}
+
+pub(super) const ROLES: [&str; 3] = ["owner", "admin", "member"];
+pub(super) const COUNTS: [&str; 4] = [
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+];
+
+fn token_fields() -> Vec<(&'static str, Value)> {
+    vec![
+        ("id", uuid()),
+        ("name", string()),
+        ("token_prefix", string()),
+        ("expires_at", nullable(time())),
+        ("last_used_at", nullable(time())),
+        ("revoked", json!({"type": "boolean"})),
+        ("created_at", time()),
+    ]
+}
+
+fn people() -> Vec<(&'static str, Value)> {
+    let mut new_token = token_fields();
+    new_token.push(("token", string()));
+    vec![
+        ("Status", reply(&[("status", one_of(&["ok"]))])),
+        ("Error", reply(&[("error", string())])),
+        (
+            "User",
+            reply(&[
+                ("id", uuid()),
+                ("name", string()),
+                ("email", string()),
+                ("created_at", time()),
+                ("updated_at", time()),
+            ]),
+        ),
+        ("Token", reply(&token_fields())),
+        ("NewToken", reply(&new_token)),
+        (
+            "Workspace",
+            reply(&[
+                ("id", uuid()),
+                ("name", string()),
+                ("slug", string()),
+                ("description", string()),
+                ("created_at", time()),
+                ("updated_at", time()),
+            ]),
+        ),
+        (
+            "Member",
+            reply(&[
+                ("id", uuid()),
+                ("workspace_id", uuid()),
+                ("user_id", uuid()),
+                ("role", one_of(&ROLES)),
+                ("name", string()),
+                ("email", string()),
+                ("created_at", time()),
+            ]),
+        ),
+        (
+            "Invitation",
+            reply(&[
+                ("id", uuid()),
+                ("workspace_id", uuid()),
+                ("workspace_name", string()),
+                ("email", string()),
+                ("role", one_of(&ROLES)),
+                (
+                    "status",
+                    one_of(&["pending", "accepted", "declined", "revoked"]),
+                ),
+                ("invited_by", nullable(uuid())),
+                ("created_at", time()),
+                ("expires_at", time()),
+            ]),
+        ),
+        (
+            "DaemonToken",
+            reply(&[
+                ("token", string()),
+                ("workspace_id", uuid()),
+                ("daemon_id", string()),
+                ("expires_at", time()),
+            ]),
+        ),
+    ]
+}
+
+/// A ping (`update: false`) or an update request.
+fn probe(update: bool) -> Value {
+    let statuses = ["pending", "running", "completed", "failed", "timeout"];
+    let mut fields = vec![
+        ("id", uuid()),
+        ("runtime_id", uuid()),
+        ("status", one_of(&statuses)),
+        ("output", string()),
+        ("error", string()),
+        ("duration_ms", nullable(count())),
+        ("created_at", time()),
+        ("updated_at", time()),
+    ];
+    if update {
+        fields.push(("target_version", string()));
+    }
+    reply(&fields)
+}
+
+fn runtimes() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "Runtime",
+            reply(&[
+                ("id", uuid()),
+                ("workspace_id", uuid()),
+                ("daemon_id", nullable(string())),
+                ("name", string()),
+                ("runtime_mode", one_of(&["local", "cloud"])),
+                ("provider", string()),
+                ("status", one_of(&["online", "offline"])),
+                ("device_info", string()),
+                ("metadata", json!({"type": "object"})),
+                ("owner_id", nullable(uuid())),
+                ("last_seen_at", nullable(time())),
+                ("created_at", time()),
+                ("updated_at", time()),
+            ]),
+        ),
+        (
+            "Registered",
+            reply(&[
+                ("runtimes", list(component("Runtime"))),
+                ("repos", json!({"type": "array", "maxItems": 0})),
+            ]),
+        ),
+        (
+            "Heartbeat",
+            json!({
+                "type": "object",
+                "properties": {
+                    "status": one_of(&["ok"]),
+                    "pending_ping": reply(&[("id", uuid())]),
+                    "pending_update": reply(&[("id", uuid()), ("target_version", string())]),
+                },
+                "required": ["status"],
+                "additionalProperties": false,
+            }),
+        ),
+        ("Ping", probe(false)),
+        ("Update", probe(true)),
+        (
+            "HourCount",
+            reply(&[
+                (
+                    "hour",
+                    json!({"type": "integer", "minimum": 0, "maximum": 23}),
+                ),
+                ("count", count()),
+            ]),
+        ),
+    ]
+}
+
+fn task_status() -> Value {
+    one_of(&[
+        "queued",
+        "dispatched",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+    ])
+}
+
+fn task_fields() -> Vec<(&'static str, Value)> {
+    vec![
+        ("id", uuid()),
+        ("workspace_id", uuid()),
+        ("agent_id", nullable(uuid())),
+        ("runtime_id", nullable(uuid())),
+        ("issue_id", nullable(string())),
+        ("status", task_status()),
+        ("priority", json!({"type": "integer"})),
+        ("prompt", string()),
+        ("dispatched_at", nullable(time())),
+        ("started_at", nullable(time())),
+        ("completed_at", nullable(time())),
+        ("result", nullable(json!({"type": "object"}))),
+        ("error", nullable(string())),
+        ("created_by", nullable(uuid())),
+        ("created_at", time()),
+    ]
+}
+
+pub(super) const VISIBILITIES: [&str; 2] = ["workspace", "private"];
+pub(super) const AGENT_STATUSES: [&str; 5] = ["idle", "working", "blocked", "error", "offline"];
+
+fn agents_and_tasks() -> Vec<(&'static str, Value)> {
+    let mut claimed = task_fields();
+    claimed.push((
+        "agent",
+        nullable(reply(&[
+            ("id", uuid()),
+            ("name", string()),
+            ("instructions", string()),
+        ])),
+    ));
+    vec![
+        (
+            "Agent",
+            reply(&[
+                ("id", uuid()),
+                ("workspace_id", uuid()),
+                ("runtime_id", uuid()),
+                ("name", string()),
+                ("description", string()),
+                ("instructions", string()),
+                ("avatar_url", nullable(string())),
+                ("runtime_mode", one_of(&["local", "cloud"])),
+                ("runtime_config", json!({"type": "object"})),
+                ("visibility", one_of(&VISIBILITIES)),
+                ("status", one_of(&AGENT_STATUSES)),
+                (
+                    "max_concurrent_tasks",
+                    json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                ),
+                ("owner_id", nullable(uuid())),
+                ("skills", json!({"type": "array", "maxItems": 0})),
+                ("created_at", time()),
+                ("updated_at", time()),
+                ("archived_at", nullable(time())),
+                ("archived_by", nullable(uuid())),
+            ]),
+        ),
+        ("Task", reply(&task_fields())),
+        ("ClaimedTask", reply(&claimed)),
+        (
+            "Claim",
+            reply(&[("task", nullable(component("ClaimedTask")))]),
+        ),
+        (
+            "TaskStatus",
+            reply(&[("id", uuid()), ("status", task_status())]),
+        ),
+    ]
+}
+
+pub(super) fn counts(prefix: &str) -> Vec<(String, Value)> {
+    COUNTS
+        .iter()
+        .map(|c| (format!("{prefix}{c}"), count()))
+        .collect()
+}
+
+fn usage() -> Vec<(&'static str, Value)> {
+    let mut runtime_usage = vec![
+        ("runtime_id".to_string(), uuid()),
+        (
+            "date".to_string(),
+            json!({"type": "string", "format": "date"}),
+        ),
+        ("provider".to_string(), string()),
+        ("model".to_string(), string()),
+    ];
+    runtime_usage.extend(counts(""));
+    let mut summary = vec![("model".to_string(), string())];
+    summary.extend(counts("total_"));
+    summary.push(("task_count".to_string(), count()));
+    let mut daily = vec![(
+        "date".to_string(),
+        json!({"type": "string", "format": "date"}),
+    )];
+    daily.extend(summary.clone());
+    vec![
+        ("RuntimeUsage", reply(&runtime_usage)),
+        ("DailyUsage", reply(&daily)),
+        ("UsageSummary", reply(&summary)),
+        (
+            "UsageReport",
+            reply(&[
+                ("status", one_of(&["ok"])),
+                ("accepted", count()),
+                (
+                    "rejected",
+                    list(reply(&[("index", count()), ("error", string())])),
+                ),
+            ]),
+        ),
+    ]
+}
+
+/// `#/components/schemas`.
+pub fn components() -> Map<String, Value> {
+    [
+        people(),
+        runtimes(),
+        agents_and_tasks(),
+        usage(),
+        super::requests::bodies(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(name, schema)| (name.to_string(), schema))
+    .collect()
+}

@@ -1,0 +1,193 @@
+//! `invitation` rows: a role in a workspace offered to an email address.
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use crate::db::{api_time, now};
+use crate::domain::{Id, Role};
+use crate::error::ApiError;
+
+/// Where an invitation stands. Only `Pending` ones can be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvitationStatus {
+    Pending,
+    Accepted,
+    Declined,
+    Revoked,
+}
+
+impl InvitationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationStatus::Pending => "pending",
+            InvitationStatus::Accepted => "accepted",
+            InvitationStatus::Declined => "declined",
+            InvitationStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl ToSql for InvitationStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for InvitationStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "pending" => Ok(InvitationStatus::Pending),
+            "accepted" => Ok(InvitationStatus::Accepted),
+            "declined" => Ok(InvitationStatus::Declined),
+            "revoked" => Ok(InvitationStatus::Revoked),
+            other => Err(FromSqlError::Other(
+                format!("invalid invitation status {other:?}").into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Invitation {
+    pub id: Id,
+    pub workspace_id: Id,
+    /// So the invitee, not yet a member, knows what they are asked to join.
+    pub workspace_name: String,
+    pub email: String,
+    pub role: Role,
+    pub status: InvitationStatus,
+    /// The inviting user; null once that user is gone.
+    pub invited_by: Option<Id>,
+    pub created_at: String,
+    pub expires_at: String,
+    #[serde(skip)]
+    pub expired: bool,
+}
+
+const SELECT: &str = "SELECT i.id, i.workspace_id, w.name, i.email, i.role, i.status, i.invited_by,
+                             i.created_at, i.expires_at
+                      FROM invitation i JOIN workspace w ON w.id = i.workspace_id";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Invitation> {
+    let expires_at: String = row.get(8)?;
+    Ok(Invitation {
+        id: row.get(0)?,
+        workspace_id: row.get(1)?,
+        workspace_name: row.get(2)?,
+        email: row.get(3)?,
+        role: row.get(4)?,
+        status: row.get(5)?,
+        invited_by: row.get(6)?,
+        created_at: api_time(&row.get::<_, String>(7)?),
+        expired: expires_at <= now(),
+        expires_at: api_time(&expires_at),
+    })
+}
+
+pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Invitation>> {
+    conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row)
+        .optional()
+}
+
+/// The invitation `id` if it was sent to `user`'s email address.
+pub fn get_for_user(conn: &Connection, id: Id, user: Id) -> rusqlite::Result<Option<Invitation>> {
+    conn.query_row(
+        &format!(r#"{SELECT} JOIN "user" u ON u.email = i.email WHERE i.id = ?1 AND u.id = ?2"#),
+        [id, user],
+        from_row,
+    )
+    .optional()
+}
+
+/// The pending invitation of `email` to `workspace`, expired or not.
+pub fn find_pending(
+    conn: &Connection,
+    workspace: Id,
+    email: &str,
+) -> rusqlite::Result<Option<Invitation>> {
+    conn.query_row(
+        &format!("{SELECT} WHERE i.workspace_id = ?1 AND i.email = ?2 AND i.status = 'pending'"),
+        params![workspace, email],
+        from_row,
+    )
+    .optional()
+}
+
+/// Pending invitations of `workspace` that can still be accepted.
+pub fn count_open(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM invitation
+         WHERE workspace_id = ?1 AND status = 'pending' AND expires_at > ?2",
+        params![workspace, now()],
+        |r| r.get(0),
+    )
+}
+
+/// Invitations of `workspace` that can still be accepted, newest first.
+pub fn list_open_for_workspace(
+    conn: &Connection,
+    workspace: Id,
+) -> rusqlite::Result<Vec<Invitation>> {
+    let mut stmt = conn.prepare(&format!(
+        "{SELECT} WHERE i.workspace_id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
+         ORDER BY i.created_at DESC, i.rowid DESC"
+    ))?;
+    let rows = stmt.query_map(params![workspace, now()], from_row)?;
+    rows.collect()
+}
+
+/// Invitations sent to `user`'s email address that they can still accept,
+/// newest first.
+pub fn list_open_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Invitation>> {
+    let mut stmt = conn.prepare(&format!(
+        r#"{SELECT} JOIN "user" u ON u.email = i.email
+           WHERE u.id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
+           ORDER BY i.created_at DESC, i.rowid DESC"#
+    ))?;
+    let rows = stmt.query_map(params![user, now()], from_row)?;
+    rows.collect()
+}
+
+pub fn insert(
+    conn: &Connection,
+    workspace: Id,
+    email: &str,
+    role: Role,
+    invited_by: Id,
+    expires_at: &str,
+) -> Result<Invitation, ApiError> {
+    let id = Id::new();
+    conn.execute(
+        "INSERT INTO invitation (id, workspace_id, email, role, invited_by, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![id, workspace, email, role, invited_by, now(), expires_at],
+    )?;
+    get(conn, id)?.ok_or_else(|| ApiError::internal("inserted invitation vanished"))
+}
+
+/// Re-sends a pending invitation: new role, inviter and expiry, same id.
+pub fn renew(
+    conn: &Connection,
+    id: Id,
+    role: Role,
+    invited_by: Id,
+    expires_at: &str,
+) -> Result<Invitation, ApiError> {
+    conn.execute(
+        "UPDATE invitation SET role = ?2, invited_by = ?3, expires_at = ?4
+         WHERE id = ?1 AND status = 'pending'",
+        params![id, role, invited_by, expires_at],
+    )?;
+    get(conn, id)?.ok_or_else(|| ApiError::internal("renewed invitation vanished"))
+}
+
+/// Closes a pending invitation as accepted, declined or revoked.
+pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE invitation SET status = ?2, answered_at = ?3 WHERE id = ?1 AND status = 'pending'",
+        params![id, status, now()],
+    )?;
+    Ok(())
+}
