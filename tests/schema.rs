@@ -28,7 +28,7 @@ fn seeded() -> (tempfile::TempDir, Connection) {
     conn.execute_batch(&format!(
         r#"
         INSERT INTO "user" VALUES ('{USER}', 'u@example.com', 'u', '{T}', '{T}');
-        INSERT INTO workspace VALUES ('{WS}', 'W', 'w', '', '{T}', '{T}');
+        INSERT INTO workspace (id, name, slug, description, created_at, updated_at) VALUES ('{WS}', 'W', 'w', '', '{T}', '{T}');
         INSERT INTO member VALUES ('ffffffff-ffff-4fff-8fff-ffffffffffff', '{WS}', '{USER}', 'owner', '{T}');
         INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider, status,
             owner_id, created_at, updated_at)
@@ -221,4 +221,28 @@ fn one_pending_invitation_per_address_and_they_go_with_their_workspace() {
         .query_row("SELECT count(*) FROM invitation", [], |r| r.get(0))
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[test]
+fn a_workspace_counts_its_runtimes() {
+    let (_dir, conn) = seeded();
+    let count = |conn: &Connection| -> i64 {
+        conn.query_row("SELECT runtime_count FROM workspace", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&conn), 1);
+    conn.execute_batch(&format!(
+        "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
+             status, owner_id, created_at, updated_at)
+         VALUES ('99999999-9999-4999-8999-999999999999', '{WS}', 'mbp', 'Codex', 'local',
+             'codex', 'online', '{USER}', '{T}', '{T}');"
+    ))
+    .unwrap();
+    assert_eq!(count(&conn), 2);
+    conn.execute(
+        "DELETE FROM agent_runtime WHERE id = '99999999-9999-4999-8999-999999999999'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(count(&conn), 1);
 }

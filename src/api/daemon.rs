@@ -171,9 +171,8 @@ pub const MAX_RUNTIMES_PER_REGISTRATION: usize = 100;
 pub const MAX_RUNTIMES_PER_WORKSPACE: i64 = 50_000;
 
 /// Refuses a registration that would grow the workspace past
-/// [`MAX_RUNTIMES_PER_WORKSPACE`]. Re-registrations (the common case) cost
-/// one index lookup per runtime; the workspace is counted only when a new
-/// runtime would be added.
+/// [`MAX_RUNTIMES_PER_WORKSPACE`]: one index lookup per runtime, and one
+/// read of the workspace's runtime counter when a runtime would be added.
 fn check_capacity(
     tx: &rusqlite::Connection,
     workspace: Id,
