@@ -40,6 +40,8 @@ pub fn acts_for_runtime(
             daemon.workspace_id == runtime.workspace_id
                 && runtime.daemon_id.as_deref() == Some(daemon.daemon_id.as_str())
                 && daemon.minted_by == Some(owner)
+                // removal revokes the member's tokens; this closes the race
+                && workspaces::role_of(conn, runtime.workspace_id, owner)?.is_some()
         }
         Caller::User { user_id } => {
             *user_id == owner && workspaces::role_of(conn, runtime.workspace_id, owner)?.is_some()
@@ -120,7 +122,8 @@ pub fn require_agent_editor(
 }
 
 /// The task `id`, if a daemon-API caller acts for the runtime it was
-/// dispatched to (or, while queued, the runtime its agent is bound to).
+/// dispatched to (or, while queued, the runtime its agent is bound to; a
+/// finished task whose runtime is gone is nobody's to report on).
 pub fn require_daemon_task(
     conn: &Connection,
     caller: &Caller,
@@ -128,12 +131,12 @@ pub fn require_daemon_task(
 ) -> Result<crate::db::tasks::Task, ApiError> {
     let not_found = || ApiError::not_found("task not found");
     let task = crate::db::tasks::get(conn, id)?.ok_or_else(not_found)?;
-    let runtime = match task.runtime_id {
-        Some(runtime) => Some(runtime),
-        None => match task.agent_id {
-            Some(agent) => crate::db::agents::get(conn, agent)?.map(|a| a.runtime_id),
-            None => None,
-        },
+    let runtime = match (task.runtime_id, task.agent_id) {
+        (Some(runtime), _) => Some(runtime),
+        (None, Some(agent)) if task.status == "queued" => {
+            crate::db::agents::get(conn, agent)?.map(|a| a.runtime_id)
+        }
+        _ => None,
     };
     let Some(runtime) = runtime
         .map(|r| runtimes::get(conn, r))

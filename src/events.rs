@@ -14,12 +14,12 @@
 //! Events about an agent's work carry the agent's [`Audience`], so a stream
 //! delivers them only to members who may read that agent.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 
 use crate::domain::{Id, Role};
 
@@ -27,8 +27,9 @@ use crate::domain::{Id, Role};
 pub const MAX_RELAYED_BYTES: usize = 64 * 1024;
 /// Bytes that may wait for one subscriber before it is dropped.
 pub const SUBSCRIBER_BUDGET: usize = 1024 * 1024;
-/// Open event streams allowed per token.
-pub const STREAMS_PER_TOKEN: usize = 8;
+/// Open event streams allowed per user (users are made by the server's
+/// administrator, so this bounds the streams of the whole server).
+pub const STREAMS_PER_USER: usize = 8;
 /// Bookkeeping charged per queued event on top of its text.
 const EVENT_OVERHEAD: usize = 128;
 
@@ -89,17 +90,29 @@ impl Event {
     }
 }
 
+/// What a subscriber has waiting, shared by the bus and the stream.
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Arc<Event>>,
+    bytes: usize,
+    dropped: bool,
+}
+
+#[derive(Default)]
+struct Mailbox {
+    queue: Mutex<Queue>,
+    ready: Notify,
+}
+
 struct Subscriber {
     id: u64,
-    sender: mpsc::UnboundedSender<Arc<Event>>,
-    queued: Arc<AtomicUsize>,
-    dropped: Arc<AtomicBool>,
+    mailbox: Arc<Mailbox>,
 }
 
 #[derive(Default)]
 struct Registry {
     by_workspace: Mutex<HashMap<Id, Vec<Subscriber>>>,
-    streams_per_token: Mutex<HashMap<String, usize>>,
+    streams_per_user: Mutex<HashMap<Id, usize>>,
     next_id: AtomicU64,
 }
 
@@ -166,13 +179,21 @@ impl EventBus {
             return;
         };
         subscribers.retain(|sub| {
-            if sub.queued.load(Ordering::Relaxed) + size > SUBSCRIBER_BUDGET {
+            let mut queue = lock(&sub.mailbox.queue);
+            let keep = queue.bytes == 0 || queue.bytes + size <= SUBSCRIBER_BUDGET;
+            if keep {
+                queue.bytes += size;
+                queue.events.push_back(event.clone());
+            } else {
                 log::info!("dropping an event stream of {workspace_id}: it fell behind");
-                sub.dropped.store(true, Ordering::Relaxed);
-                return false;
+                *queue = Queue {
+                    dropped: true,
+                    ..Queue::default()
+                };
             }
-            sub.queued.fetch_add(size, Ordering::Relaxed);
-            sub.sender.send(event.clone()).is_ok()
+            drop(queue);
+            sub.mailbox.ready.notify_one();
+            keep
         });
         if subscribers.is_empty() {
             map.remove(&workspace_id);
@@ -208,41 +229,35 @@ impl EventBus {
 
     /// Follows `workspace`'s events.
     pub fn subscribe(&self, workspace: Id) -> Subscription {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let queued = Arc::new(AtomicUsize::new(0));
-        let dropped = Arc::new(AtomicBool::new(false));
+        let mailbox = Arc::new(Mailbox::default());
         let id = self.registry.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.registry.by_workspace)
             .entry(workspace)
             .or_default()
             .push(Subscriber {
                 id,
-                sender,
-                queued: queued.clone(),
-                dropped: dropped.clone(),
+                mailbox: mailbox.clone(),
             });
         Subscription {
             registry: self.registry.clone(),
             workspace,
             id,
-            receiver,
-            queued,
-            dropped,
+            mailbox,
         }
     }
 
-    /// Counts one more open stream for `token` (a key derived from it),
-    /// or `None` when it already holds [`STREAMS_PER_TOKEN`].
-    pub fn open_stream(&self, token: String) -> Option<StreamSlot> {
-        let mut counts = lock(&self.registry.streams_per_token);
-        let count = counts.entry(token.clone()).or_default();
-        if *count >= STREAMS_PER_TOKEN {
+    /// Counts one more open stream for `user`, or `None` when they already
+    /// hold [`STREAMS_PER_USER`].
+    pub fn open_stream(&self, user: Id) -> Option<StreamSlot> {
+        let mut counts = lock(&self.registry.streams_per_user);
+        let count = counts.entry(user).or_default();
+        if *count >= STREAMS_PER_USER {
             return None;
         }
         *count += 1;
         Some(StreamSlot {
             registry: self.registry.clone(),
-            token,
+            user,
         })
     }
 
@@ -279,30 +294,43 @@ pub struct Subscription {
     registry: Arc<Registry>,
     workspace: Id,
     id: u64,
-    receiver: mpsc::UnboundedReceiver<Arc<Event>>,
-    queued: Arc<AtomicUsize>,
-    dropped: Arc<AtomicBool>,
+    mailbox: Arc<Mailbox>,
+}
+
+/// What [`Subscription::try_recv`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Empty {
+    /// Nothing waiting yet.
+    Waiting,
+    /// The bus dropped this subscriber for falling behind.
+    Dropped,
 }
 
 impl Subscription {
-    /// The next event, or `None` once the subscriber was dropped (see
-    /// [`Subscription::was_dropped`]).
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Result<Arc<Event>, Empty> {
+        let mut queue = lock(&self.mailbox.queue);
+        match queue.events.pop_front() {
+            Some(event) => {
+                queue.bytes = queue.bytes.saturating_sub(cost(&event));
+                Ok(event)
+            }
+            None if queue.dropped => Err(Empty::Dropped),
+            None => Err(Empty::Waiting),
+        }
+    }
+
+    /// The next event, or `None` once the subscriber was dropped for
+    /// falling behind.
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
-        let event = self.receiver.recv().await?;
-        self.queued.fetch_sub(cost(&event), Ordering::Relaxed);
-        Some(event)
-    }
-
-    /// The next event if one is waiting (tests).
-    pub fn try_recv(&mut self) -> Result<Arc<Event>, mpsc::error::TryRecvError> {
-        let event = self.receiver.try_recv()?;
-        self.queued.fetch_sub(cost(&event), Ordering::Relaxed);
-        Ok(event)
-    }
-
-    /// Whether the bus dropped this subscriber for falling behind.
-    pub fn was_dropped(&self) -> bool {
-        self.dropped.load(Ordering::Relaxed)
+        loop {
+            match self.try_recv() {
+                Ok(event) => return Some(event),
+                Err(Empty::Dropped) => return None,
+                // a notification sent before this wait is kept as a permit
+                Err(Empty::Waiting) => self.mailbox.ready.notified().await,
+            }
+        }
     }
 }
 
@@ -318,19 +346,19 @@ impl Drop for Subscription {
     }
 }
 
-/// An open stream counted against its token; dropping it frees the slot.
+/// An open stream counted against its user; dropping it frees the slot.
 pub struct StreamSlot {
     registry: Arc<Registry>,
-    token: String,
+    user: Id,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut counts = lock(&self.registry.streams_per_token);
-        if let Some(count) = counts.get_mut(&self.token) {
+        let mut counts = lock(&self.registry.streams_per_user);
+        if let Some(count) = counts.get_mut(&self.user) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                counts.remove(&self.token);
+                counts.remove(&self.user);
             }
         }
     }

@@ -170,12 +170,15 @@ async fn no_member_can_take_over_another_members_runtime() {
         assert_eq!(r.status, 409, "{:?}", r.body);
         assert_eq!(
             r.error(),
-            "daemon_id \"alice-mbp\" with provider \"claude\" is registered to another member"
+            "daemon_id \"alice-mbp\" is registered to another member"
         );
-        // nor by adding a runtime of their own in the same registration
+        // nor by adding runtimes of their own that pose as part of her
+        // machine, which would lock her daemon out
         let r = app
             .register(token, &ws, "alice-mbp", &["codex", "claude"])
             .await;
+        assert_eq!(r.status, 409, "{:?}", r.body);
+        let r = app.register(token, &ws, "alice-mbp", &["codex"]).await;
         assert_eq!(r.status, 409, "{:?}", r.body);
     }
     assert_eq!(before, app.dump(), "a refused registration wrote nothing");
@@ -589,4 +592,115 @@ async fn a_buffered_heartbeat_counts_for_the_next_sweep() {
     let report = agenthub::jobs::sweeper::sweep_once(&app.state, &config);
     assert_eq!(report.stale_runtimes, 0);
     assert_eq!(app.runtime_status(&rt), "online");
+}
+
+#[actix_web::test]
+async fn registration_text_is_bounded() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let long = "x".repeat(256);
+    let mut body = registration(&ws, "mbp", &["claude"]);
+    body["device_name"] = json!(long);
+    let r = app.post("/api/daemon/register", &alice.token, body).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error(), "device_name is too long (at most 255 bytes)");
+    let r = app.register(&alice.token, &ws, &long, &["claude"]).await;
+    assert_eq!(r.error(), "daemon_id is too long (at most 255 bytes)");
+    let mut body = registration(&ws, "mbp", &["claude"]);
+    body["runtimes"][0]["version"] = json!(long);
+    let r = app.post("/api/daemon/register", &alice.token, body).await;
+    assert_eq!(
+        r.error(),
+        "runtimes[0].version is too long (at most 255 bytes)"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM agent_runtime"), 0);
+    // 255 bytes is fine
+    let r = app
+        .register(&alice.token, &ws, &long[..255], &["claude"])
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[actix_web::test]
+async fn a_removed_members_daemon_token_reaches_nothing() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let token = app.daemon_token(&bob.token, &ws, "bob-mbp").await;
+    let rt = app.runtime(&token, &ws, "bob-mbp", "claude").await;
+    let members = app
+        .get(&format!("/api/workspaces/{ws}/members"), &alice.token)
+        .await;
+    let member = members
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user_id"] == bob.id.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/members/{member}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    for t in [&token, &bob.token] {
+        let r = app
+            .post("/api/daemon/heartbeat", t, json!({"runtime_id": rt}))
+            .await;
+        assert!(matches!(r.status, 401 | 404), "{:?}", r.body);
+    }
+    assert_eq!(app.runtime_status(&rt), "offline");
+}
+
+#[actix_web::test]
+async fn a_finished_task_is_out_of_reach_once_its_runtime_is_gone() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let old = app.runtime(&alice.token, &ws, "alice-mbp", "claude").await;
+    let new = app.runtime(&bob.token, &ws, "bob-mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &old, json!({})).await;
+    let task = app.task(&alice.token, &agent, "x", 0).await;
+    assert_eq!(app.claim(&alice.token, &old).await.status, 200);
+    for step in ["start", "complete"] {
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/{step}"),
+                &alice.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{step}");
+    }
+    // the agent moves to bob's machine and alice's old one is deleted
+    let r = app
+        .request(
+            "PUT",
+            &format!("/api/agents/{agent}"),
+            Some(&alice.token),
+            Some(&json!({"runtime_id": new}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        app.delete(&format!("/api/runtimes/{old}"), &alice.token)
+            .await
+            .status,
+        200
+    );
+    let before = app.dump();
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{task}/usage"),
+            &bob.token,
+            json!({"usage": [{"provider": "claude", "model": "opus", "input_tokens": 5}]}),
+        )
+        .await;
+    assert_eq!((r.status, r.error()), (404, "task not found"));
+    assert_eq!(before, app.dump());
 }

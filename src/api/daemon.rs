@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{required, text};
+use super::{required, short_text};
 use crate::access::{daemon_reaches, require_daemon_runtime};
 use crate::auth::Caller;
 use crate::db::runtimes::{self, Registration, Runtime};
@@ -92,12 +92,12 @@ struct Machine {
 /// One runtime of the request, with the protocol's defaults applied.
 fn registration(machine: &Machine, i: usize, spec: &RuntimeSpec) -> Result<Registration, ApiError> {
     let field = |name: &str| format!("runtimes[{i}].{name}");
-    let provider = Some(text(spec.kind.as_deref(), &field("type"))?)
+    let provider = Some(short_text(spec.kind.as_deref(), &field("type"))?)
         .filter(|p| !p.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
-    let version = text(spec.version.as_deref(), &field("version"))?;
+    let version = short_text(spec.version.as_deref(), &field("version"))?;
     let device_name = &machine.device_name;
-    let name = Some(text(spec.name.as_deref(), &field("name"))?)
+    let name = Some(short_text(spec.name.as_deref(), &field("name"))?)
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| {
             if device_name.is_empty() {
@@ -112,7 +112,7 @@ fn registration(machine: &Machine, i: usize, spec: &RuntimeSpec) -> Result<Regis
         .copied()
         .collect::<Vec<_>>()
         .join(" · ");
-    let status = match text(spec.status.as_deref(), &field("status"))?.as_str() {
+    let status = match short_text(spec.status.as_deref(), &field("status"))?.as_str() {
         "offline" => "offline",
         _ => "online",
     };
@@ -138,7 +138,10 @@ fn registrations(
     let workspace_id: Id = required(req.workspace_id.as_deref(), "workspace_id")?
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))?;
-    let daemon_id = required(req.daemon_id.as_deref(), "daemon_id")?;
+    let daemon_id = short_text(req.daemon_id.as_deref(), "daemon_id")?;
+    if daemon_id.is_empty() {
+        return Err(ApiError::bad_request("daemon_id is required"));
+    }
     let specs = req.runtimes.as_deref().unwrap_or_default();
     if specs.is_empty() {
         return Err(ApiError::bad_request("at least one runtime is required"));
@@ -152,8 +155,8 @@ fn registrations(
         owner: owner_for(caller, workspace_id, &daemon_id)?,
         workspace_id,
         daemon_id,
-        device_name: text(req.device_name.as_deref(), "device_name")?,
-        cli_version: text(req.cli_version.as_deref(), "cli_version")?,
+        device_name: short_text(req.device_name.as_deref(), "device_name")?,
+        cli_version: short_text(req.cli_version.as_deref(), "cli_version")?,
     };
     let regs = specs
         .iter()
@@ -192,9 +195,17 @@ fn check_capacity(
     Ok(())
 }
 
+/// 409 for a daemon_id whose runtimes belong to another member: a machine
+/// has one owner, so nobody can add runtimes that pose as part of it.
+pub fn daemon_taken(daemon_id: &str) -> ApiError {
+    ApiError::conflict(format!(
+        "daemon_id {daemon_id:?} is registered to another member"
+    ))
+}
+
 /// Upserts every runtime of the daemon in one transaction (all or none) and
 /// moves agents over from this machine's old offline registrations. A
-/// runtime that exists and belongs to another member is a 409: the daemon
+/// daemon_id whose runtimes belong to another member is a 409: the daemon
 /// route never changes who owns a machine.
 async fn register(
     db: web::Data<Db>,
@@ -209,15 +220,15 @@ async fn register(
             if !daemon_reaches(tx, &caller, workspace_id)? {
                 return Err(ApiError::not_found("workspace not found"));
             }
+            let (daemon_id, owner) = (&regs[0].daemon_id, regs[0].owner);
+            if runtimes::daemon_owned_by_other(tx, workspace_id, daemon_id, owner)? {
+                return Err(daemon_taken(daemon_id));
+            }
             check_capacity(tx, workspace_id, &regs)?;
             let mut out = Vec::with_capacity(regs.len());
             for reg in &regs {
-                let runtime = runtimes::upsert(tx, reg)?.ok_or_else(|| {
-                    ApiError::conflict(format!(
-                        "daemon_id {:?} with provider {:?} is registered to another member",
-                        reg.daemon_id, reg.provider
-                    ))
-                })?;
+                let runtime =
+                    runtimes::upsert(tx, reg)?.ok_or_else(|| daemon_taken(&reg.daemon_id))?;
                 let moved = runtimes::migrate_agents(tx, &runtime)?;
                 if moved > 0 {
                     log::info!(

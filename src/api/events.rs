@@ -21,9 +21,12 @@ use crate::auth::{self, WorkspaceAccess};
 use crate::db::Db;
 use crate::domain::{Id, Role};
 use crate::error::ApiError;
-use crate::events::{EventBus, StreamSlot, Subscription, STREAMS_PER_TOKEN};
+use crate::events::{EventBus, StreamSlot, Subscription, STREAMS_PER_USER};
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Access changes are re-checked at most this often per stream, so a burst
+/// of revocations cannot turn every open stream into a database loop.
+const RECHECK_GAP: Duration = Duration::from_secs(1);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/events", web::get().to(events));
@@ -41,6 +44,7 @@ struct Follower {
     role: Role,
     /// Re-checks the caller's access even while events keep flowing.
     recheck: tokio::time::Interval,
+    last_check: std::time::Instant,
     ended: bool,
     _slot: StreamSlot,
 }
@@ -54,6 +58,11 @@ impl Follower {
     /// Checks again that the caller may follow the workspace, with the
     /// role they have now.
     async fn still_allowed(&mut self) -> bool {
+        let since = self.last_check.elapsed();
+        if since < RECHECK_GAP {
+            actix_web::rt::time::sleep(RECHECK_GAP - since).await;
+        }
+        self.last_check = std::time::Instant::now();
         match auth::current_role(&self.db, self.token_hash.clone(), self.user, self.workspace).await
         {
             Ok(Some(role)) => {
@@ -90,12 +99,10 @@ impl Follower {
                     }
                     Some(_) => continue,
                     None => {
+                        // dropped by the bus for falling behind
                         self.ended = true;
-                        if self.subscription.was_dropped() {
-                            let note = "dropped: the client fell behind; reconnect";
-                            return Step::Deliver(sse::Event::Comment(note.into()));
-                        }
-                        return Step::End;
+                        let note = "dropped: the client fell behind; reconnect";
+                        return Step::Deliver(sse::Event::Comment(note.into()));
                     }
                 },
             }
@@ -110,9 +117,9 @@ async fn events(
     access: WorkspaceAccess,
 ) -> Result<HttpResponse, ApiError> {
     let token_hash = auth::bearer_hash(&req)?;
-    let slot = bus.open_stream(token_hash.clone()).ok_or_else(|| {
+    let slot = bus.open_stream(access.user_id).ok_or_else(|| {
         ApiError::TooManyRequests(format!(
-            "too many open event streams for this token (at most {STREAMS_PER_TOKEN})"
+            "too many open event streams for this user (at most {STREAMS_PER_USER})"
         ))
     })?;
     let follower = Follower {
@@ -125,6 +132,7 @@ async fn events(
         workspace: access.workspace_id,
         role: access.role,
         recheck: tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
+        last_check: std::time::Instant::now(),
         ended: false,
         _slot: slot,
     };

@@ -88,6 +88,22 @@ pub fn text(value: Option<&str>, field: &str) -> Result<String, crate::error::Ap
     Ok(trimmed.to_string())
 }
 
+/// Longest name-like text a daemon may send (ids, names, versions): these
+/// are copied into every runtime of a registration and into its event.
+pub const MAX_SHORT_TEXT: usize = 255;
+
+/// [`text`] of at most [`MAX_SHORT_TEXT`] bytes:
+/// `"<field> is too long (at most 255 bytes)"`.
+pub fn short_text(value: Option<&str>, field: &str) -> Result<String, crate::error::ApiError> {
+    let value = text(value, field)?;
+    if value.len() > MAX_SHORT_TEXT {
+        return Err(crate::error::ApiError::bad_request(format!(
+            "{field} is too long (at most {MAX_SHORT_TEXT} bytes)"
+        )));
+    }
+    Ok(value)
+}
+
 /// [`text`] that must not be empty: `"<field> is required"`.
 pub fn required(value: Option<&str>, field: &str) -> Result<String, crate::error::ApiError> {
     let trimmed = text(value, field)?;

@@ -83,7 +83,12 @@ pub struct Db {
 /// Why writes are failing, while they are; shared by every clone of a
 /// [`Db`].
 #[derive(Clone, Default)]
-struct StorageState(Arc<Mutex<Option<StorageFault>>>);
+struct StorageState {
+    fault: Arc<Mutex<Option<StorageFault>>>,
+    /// When `/health` last tried a probe write: at most one a second, so
+    /// unauthenticated health checks cannot keep the writer busy.
+    last_probe: Arc<Mutex<Option<Instant>>>,
+}
 
 #[derive(Clone)]
 struct StorageFault {
@@ -97,7 +102,7 @@ impl StorageState {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<StorageFault>> {
         // the guarded value is replaced whole, so a poisoned lock holds a
         // consistent one
-        self.0
+        self.fault
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -116,6 +121,19 @@ impl StorageState {
         if self.lock().take().is_some() {
             log::info!("database writes succeed again");
         }
+    }
+
+    /// Whether a probe may run now (and, if so, records that it does).
+    fn may_probe(&self) -> bool {
+        let mut last = self
+            .last_probe
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     fn get(&self) -> Option<StorageFault> {
@@ -294,7 +312,7 @@ impl Db {
     /// that reports itself unhealthy may get no other writes to notice.
     pub async fn recheck_storage(&self) -> Option<String> {
         let fault = self.storage.get()?;
-        if fault.full {
+        if fault.full || !self.storage.may_probe() {
             return Some(fault.message);
         }
         let db = self.clone();

@@ -162,6 +162,22 @@ pub fn exists(
     .exists(params![workspace, daemon_id, provider])
 }
 
+/// Whether `workspace` has a runtime of `daemon_id` owned by anyone but
+/// `owner` (or by nobody): a range on the (workspace, daemon_id, provider)
+/// index.
+pub fn daemon_owned_by_other(
+    conn: &Connection,
+    workspace: Id,
+    daemon_id: &str,
+    owner: Id,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM agent_runtime
+         WHERE workspace_id = ?1 AND daemon_id = ?2 AND owner_id IS NOT ?3",
+    )?
+    .exists(params![workspace, daemon_id, owner])
+}
+
 /// How many runtimes `workspace` holds: a counter the schema's triggers
 /// keep, so this is one row read however large the fleet.
 pub fn count_in_workspace(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
