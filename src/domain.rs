@@ -124,6 +124,16 @@ impl FromSql for Role {
     }
 }
 
+/// Every status a task can have, in the order of its life.
+pub const TASK_STATUSES: [&str; 6] = [
+    "queued",
+    "dispatched",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

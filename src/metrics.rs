@@ -46,14 +46,7 @@ fn method_label(method: &str) -> &'static str {
 }
 
 const RUNTIME_STATUSES: [&str; 2] = ["online", "offline"];
-const TASK_STATUSES: [&str; 6] = [
-    "queued",
-    "dispatched",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-];
+use crate::domain::TASK_STATUSES;
 
 struct Inner {
     registry: Registry,

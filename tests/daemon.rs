@@ -628,26 +628,7 @@ async fn a_removed_members_daemon_token_reaches_nothing() {
     let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
     let token = app.daemon_token(&bob.token, &ws, "bob-mbp").await;
     let rt = app.runtime(&token, &ws, "bob-mbp", "claude").await;
-    let members = app
-        .get(&format!("/api/workspaces/{ws}/members"), &alice.token)
-        .await;
-    let member = members
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["user_id"] == bob.id.as_str())
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = app
-        .delete(
-            &format!("/api/workspaces/{ws}/members/{member}"),
-            &alice.token,
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    app.remove_member(&alice.token, &ws, &bob.id).await;
     for t in [&token, &bob.token] {
         let r = app
             .post("/api/daemon/heartbeat", t, json!({"runtime_id": rt}))

@@ -274,26 +274,7 @@ async fn a_stream_ends_when_its_token_is_revoked_or_its_member_leaves() {
     assert_eq!(second.status, 201);
     let mut alices = follow(&app, second.body["token"].as_str().unwrap(), &ws).await;
 
-    let members = app
-        .get(&format!("/api/workspaces/{ws}/members"), &alice.token)
-        .await;
-    let bob_member = members
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["user_id"] == bob.id.as_str())
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let r = app
-        .delete(
-            &format!("/api/workspaces/{ws}/members/{bob_member}"),
-            &alice.token,
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    app.remove_member(&alice.token, &ws, &bob.id).await;
     read_to_end(&mut bobs, Duration::from_secs(5)).await;
 
     let id = second.body["id"].as_str().unwrap();

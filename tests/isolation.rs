@@ -55,19 +55,7 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
             json!({"target_version": "9"}),
         )
         .await;
-    let members = app
-        .get(&format!("/api/workspaces/{ws}/members"), &alice.token)
-        .await;
-    let member = members
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["user_id"] == alice.id.as_str())
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let member = app.member_id(&alice.token, &ws, &alice.id).await;
     let token_id = app.get("/api/tokens", &alice.token).await.body[0]["id"]
         .as_str()
         .unwrap()
@@ -473,19 +461,7 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
         )
         .await;
     assert_eq!(update.status, 200);
-    let members = app
-        .get(&format!("/api/workspaces/{ws}/members"), &bob.token)
-        .await;
-    let member = members
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["user_id"] == bob.id.as_str())
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let member = app.member_id(&bob.token, &ws, &bob.id).await;
     let token_id = app.get("/api/tokens", &bob.token).await.body[0]["id"]
         .as_str()
         .unwrap()

@@ -517,3 +517,29 @@ impl TestApp {
         routes
     }
 }
+
+impl TestApp {
+    /// The member id of `user_id` in `ws`, as `token`'s user sees the
+    /// member list.
+    pub async fn member_id(&self, token: &str, ws: &str, user_id: &str) -> String {
+        let r = self
+            .get(&format!("/api/workspaces/{ws}/members"), token)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body
+            .as_array()
+            .and_then(|members| members.iter().find(|m| m["user_id"] == user_id))
+            .and_then(|m| m["id"].as_str())
+            .expect("member listed")
+            .to_string()
+    }
+
+    /// Removes `user_id` from `ws` as `token`'s user (an owner or admin).
+    pub async fn remove_member(&self, token: &str, ws: &str, user_id: &str) {
+        let member = self.member_id(token, ws, user_id).await;
+        let r = self
+            .delete(&format!("/api/workspaces/{ws}/members/{member}"), token)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+}

@@ -233,14 +233,7 @@ fn runtimes() -> Vec<(&'static str, Value)> {
 }
 
 fn task_status() -> Value {
-    one_of(&[
-        "queued",
-        "dispatched",
-        "running",
-        "completed",
-        "failed",
-        "cancelled",
-    ])
+    one_of(&crate::domain::TASK_STATUSES)
 }
 
 fn task_fields() -> Vec<(&'static str, Value)> {
