@@ -271,13 +271,8 @@ async fn create_daemon_token(
             role_in(tx, workspace, caller.user_id)?;
             let daemon_id = required(daemon_id.as_deref(), "daemon_id")?;
             may_mint(tx, workspace, &daemon_id, caller.user_id)?;
-            let token = tokens::create_daemon(
-                tx,
-                workspace,
-                &daemon_id,
-                caller.user_id,
-                &stored_expiry,
-            )?;
+            let token =
+                tokens::create_daemon(tx, workspace, &daemon_id, caller.user_id, &stored_expiry)?;
             Ok((token, daemon_id))
         })
         .await?;
