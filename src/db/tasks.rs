@@ -66,8 +66,8 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
     .optional()
 }
 
-/// Longest prompt a task may carry, in bytes: a listing page of 500 tasks
-/// stays in the tens of megabytes at worst.
+/// Longest prompt a task may carry, in bytes: the prompts of a 500-task
+/// listing page come to 32 MiB at most.
 pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
 /// Longest issue_id, in bytes: an id from an issue tracker, not a text.
 pub const MAX_ISSUE_ID_BYTES: usize = 256;
