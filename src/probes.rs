@@ -6,10 +6,11 @@
 //! server ends every daemon conversation anyway. Finished ones are kept for
 //! a while so the UI can read the outcome, then forgotten.
 //!
-//! Memory is bounded: at most [`MAX_KEPT`] probes per runtime and kind (the
-//! oldest finished one makes room for a new one; when all are still open a
-//! new one is refused with 429), and a daemon's output and error are kept
-//! up to [`MAX_TEXT`] bytes each.
+//! Memory is bounded: at most [`MAX_KEPT`] probes per runtime and kind and
+//! [`MAX_TOTAL`] in all (the oldest finished one makes room for a new one;
+//! when all are still open a new one is refused with 429), a daemon's
+//! output and error are kept up to [`MAX_TEXT`] bytes each, and a target
+//! version up to [`MAX_TARGET_VERSION`] bytes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,11 +49,20 @@ const RETAIN: i64 = 3600;
 /// Probes kept per runtime and kind, open and finished together.
 pub const MAX_KEPT: usize = 20;
 
-/// Bytes of a daemon's output (or error) kept per probe; the rest is cut
-/// off and [`TRUNCATED`] appended, so the reader sees that it was.
-pub const MAX_TEXT: usize = 64 * 1024;
+/// Probes kept in all, open and finished, whatever the number of runtimes:
+/// a member with many runtimes cannot multiply [`MAX_KEPT`] without end.
+/// At most about 4096 × 2 × [`MAX_TEXT`] = 64 MiB of daemon text.
+pub const MAX_TOTAL: usize = 4096;
 
-pub const TRUNCATED: &str = "\n[truncated: longer than 64 KiB]";
+/// Bytes of a daemon's output (or error) kept per probe; the rest is cut
+/// off and [`TRUNCATED`] appended, so the reader sees that it was. A ping
+/// or update says whether it worked, not a whole log.
+pub const MAX_TEXT: usize = 8 * 1024;
+
+pub const TRUNCATED: &str = "\n[truncated: longer than 8 KiB]";
+
+/// Longest `target_version` of an update, in bytes: a version string.
+pub const MAX_TARGET_VERSION: usize = 128;
 
 /// `text` cut to at most [`MAX_TEXT`] bytes (marker included) at a
 /// character boundary.
@@ -155,28 +165,41 @@ impl Probes {
     }
 
     /// Makes room for one more probe of `kind` on `runtime` by forgetting
-    /// the oldest finished ones; 429 when [`MAX_KEPT`] are still open, so a
-    /// runtime whose daemon never answers cannot fill the server's memory.
+    /// the oldest finished ones; 429 when [`MAX_KEPT`] of them, or
+    /// [`MAX_TOTAL`] probes in all, are still open, so daemons that never
+    /// answer cannot fill the server's memory.
     fn make_room(map: &mut HashMap<Id, Probe>, kind: Kind, runtime: Id) -> Result<(), ApiError> {
-        loop {
-            let kept = map
-                .values()
-                .filter(|p| p.kind == kind && p.runtime_id == runtime);
-            if kept.clone().count() < MAX_KEPT {
-                return Ok(());
-            }
-            let oldest_finished = kept
-                .filter(|p| !p.status.is_open())
-                .min_by_key(|p| p.created_at)
-                .map(|p| p.id)
-                .ok_or_else(|| {
-                    ApiError::TooManyRequests(format!(
-                        "too many {}s pending for this runtime",
-                        kind.noun()
-                    ))
-                })?;
-            map.remove(&oldest_finished);
+        let mine = |p: &Probe| p.kind == kind && p.runtime_id == runtime;
+        while map.values().filter(|p| mine(p)).count() >= MAX_KEPT {
+            Self::forget_oldest_finished(map, mine).ok_or_else(|| {
+                ApiError::TooManyRequests(format!(
+                    "too many {}s pending for this runtime",
+                    kind.noun()
+                ))
+            })?;
         }
+        while map.len() >= MAX_TOTAL {
+            Self::forget_oldest_finished(map, |_| true).ok_or_else(|| {
+                ApiError::TooManyRequests(
+                    "too many pings and updates pending; try again shortly".to_string(),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the oldest finished probe among those `matching`; `None`
+    /// when every one of them is still open.
+    fn forget_oldest_finished(
+        map: &mut HashMap<Id, Probe>,
+        matching: impl Fn(&Probe) -> bool,
+    ) -> Option<()> {
+        let oldest = map
+            .values()
+            .filter(|p| matching(p) && !p.status.is_open())
+            .min_by_key(|p| p.created_at)?
+            .id;
+        map.remove(&oldest).map(|_| ())
     }
 
     /// Queues a probe for `runtime`. Only one update may be open per

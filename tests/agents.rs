@@ -355,3 +355,76 @@ async fn queue_and_list_an_agents_tasks() {
         .collect();
     assert_eq!(prompts, ["second", "fix #12"]);
 }
+
+#[actix_web::test]
+async fn a_prompt_is_at_most_64_kib_and_an_issue_id_256_bytes() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let path = format!("/api/agents/{agent}/tasks");
+    let before = app.dump();
+    for (body, error) in [
+        (
+            json!({"prompt": "x".repeat(65_537)}),
+            "prompt is too long (at most 65536 bytes)",
+        ),
+        (
+            // bytes, not characters: 32,769 two-byte characters
+            json!({"prompt": "é".repeat(32_769)}),
+            "prompt is too long (at most 65536 bytes)",
+        ),
+        (
+            json!({"prompt": "fix it", "issue_id": "i".repeat(257)}),
+            "issue_id is too long (at most 256 bytes)",
+        ),
+    ] {
+        let r = app.post(&path, &alice.token, body).await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert_eq!(r.error(), error);
+    }
+    assert_eq!(before, app.dump(), "refused tasks wrote nothing");
+
+    let prompt = "x".repeat(65_536);
+    let r = app
+        .post(
+            &path,
+            &alice.token,
+            json!({"prompt": prompt, "issue_id": "i".repeat(256)}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["prompt"], prompt.as_str());
+}
+
+#[actix_web::test]
+async fn an_agent_holds_at_most_1000_queued_tasks() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let other = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    for i in 0..1000 {
+        app.task(&alice.token, &agent, &format!("task {i}"), 0)
+            .await;
+    }
+    let queue = |agent: &str| {
+        let path = format!("/api/agents/{agent}/tasks");
+        let (app, token) = (&app, alice.token.clone());
+        async move { app.post(&path, &token, json!({"prompt": "one more"})).await }
+    };
+    let before = app.dump();
+    let r = queue(&agent).await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(r.error(), "agent already has 1000 queued tasks");
+    assert_eq!(before, app.dump(), "a refused task wrote nothing");
+    // the bound is per agent
+    assert_eq!(queue(&other).await.status, 201);
+
+    // tasks that left the queue make room
+    let r = app.claim(&alice.token, &rt).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["task"]["agent_id"], agent.as_str());
+    assert_eq!(queue(&agent).await.status, 201);
+    assert_eq!(queue(&agent).await.status, 409);
+}

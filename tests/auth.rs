@@ -209,3 +209,49 @@ async fn cannot_revoke_someone_elses_token() {
     let r = app.delete("/api/tokens/123", &alice.token).await;
     assert_eq!(r.status, 400);
 }
+
+#[actix_web::test]
+async fn a_user_holds_at_most_100_live_tokens() {
+    let app = spawn_app().await;
+    let (alice, _) = app.init_user("alice@example.com");
+    let create = |body: serde_json::Value| {
+        let (app, token) = (&app, alice.token.clone());
+        async move { app.post("/api/tokens", &token, body).await }
+    };
+    // init made the first; 99 more, one of them short-lived
+    let mut ids = Vec::new();
+    for i in 0..99 {
+        let body = match i {
+            0 => json!({"expires_in_days": 1}),
+            _ => json!({}),
+        };
+        let r = create(body).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let before = app.dump();
+    let r = create(json!({"name": "one too many"})).await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(
+        r.error(),
+        "you already have 100 active tokens; revoke one first"
+    );
+    assert_eq!(before, app.dump(), "a refused token was not stored");
+
+    // a revoked token makes room
+    let r = app
+        .delete(&format!("/api/tokens/{}", ids[1]), &alice.token)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(create(json!({})).await.status, 201);
+    assert_eq!(create(json!({})).await.status, 409);
+    // and so does an expired one
+    app.sql()
+        .execute(
+            "UPDATE personal_access_token SET expires_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
+            [&ids[0]],
+        )
+        .unwrap();
+    assert_eq!(create(json!({})).await.status, 201);
+    assert_eq!(create(json!({})).await.status, 409);
+}

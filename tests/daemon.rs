@@ -161,9 +161,10 @@ async fn no_member_can_take_over_another_members_runtime() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    // minted before alice's machine registered (afterwards it is refused)
+    let bobs_daemon = app.daemon_token(&bob.token, &ws, "alice-mbp").await;
     let id = app.runtime(&alice.token, &ws, "alice-mbp", "claude").await;
     // alice-mbp / claude are visible to every member in the runtime list
-    let bobs_daemon = app.daemon_token(&bob.token, &ws, "alice-mbp").await;
     let before = app.dump();
     for token in [&bob.token, &bobs_daemon] {
         let r = app.register(token, &ws, "alice-mbp", &["claude"]).await;

@@ -538,7 +538,7 @@ async fn pings_kept_per_runtime_are_bounded() {
 }
 
 #[actix_web::test]
-async fn a_daemons_ping_output_and_error_are_kept_up_to_64_kib() {
+async fn a_daemons_ping_output_and_error_are_kept_up_to_8_kib() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
@@ -556,7 +556,7 @@ async fn a_daemons_ping_output_and_error_are_kept_up_to_64_kib() {
         .await;
     assert_eq!(hb.body["pending_ping"]["id"], id);
 
-    // two-byte characters, so a cut at 64 KiB would split one
+    // two-byte characters, so a cut at 8 KiB would split one
     let output = "é".repeat(400_000);
     let error = "x".repeat(100_000);
     let r = app
@@ -567,17 +567,129 @@ async fn a_daemons_ping_output_and_error_are_kept_up_to_64_kib() {
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let marker = "\n[truncated: longer than 64 KiB]";
+    let marker = "\n[truncated: longer than 8 KiB]";
     let r = app
         .get(&format!("/api/runtimes/{rt}/ping/{id}"), &alice.token)
         .await;
     assert_eq!(r.body["status"], "failed");
     for (field, full, unit) in [("output", &output, "é"), ("error", &error, "x")] {
         let kept = r.body[field].as_str().unwrap();
-        assert!(kept.len() <= 64 * 1024, "{field}: {} bytes", kept.len());
-        assert!(kept.len() > 60 * 1024, "{field}: {} bytes", kept.len());
+        assert!(kept.len() <= 8 * 1024, "{field}: {} bytes", kept.len());
+        assert!(kept.len() > 8 * 1024 - 64, "{field}: {} bytes", kept.len());
         let body = kept.strip_suffix(marker).expect("a visible marker");
         assert!(full.starts_with(body));
         assert_eq!(body.replace(unit, ""), "", "{field}");
     }
+}
+
+#[actix_web::test]
+async fn a_target_version_is_at_most_128_bytes() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let path = format!("/api/runtimes/{rt}/update");
+    let r = app
+        .post(
+            &path,
+            &alice.token,
+            json!({"target_version": "1".repeat(129)}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.error(), "target_version is too long (at most 128 bytes)");
+    // nothing was queued: the daemon hears of no update
+    let hb = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+        .await;
+    assert_eq!(hb.body, json!({"status": "ok"}));
+
+    let version = "1".repeat(128);
+    let r = app
+        .post(&path, &alice.token, json!({"target_version": version}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["target_version"], version.as_str());
+}
+
+/// Registers `n` runtimes for `token`'s user (100 providers per daemon_id)
+/// and returns their ids.
+async fn many_runtimes(app: &common::TestApp, token: &str, ws: &str, n: usize) -> Vec<String> {
+    let providers: Vec<String> = (0..n).map(|i| format!("cli-{i}")).collect();
+    let mut ids = Vec::new();
+    for (d, chunk) in providers.chunks(100).enumerate() {
+        let types: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let r = app.register(token, ws, &format!("host-{d}"), &types).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        for runtime in r.body["runtimes"].as_array().unwrap() {
+            ids.push(runtime["id"].as_str().unwrap().to_string());
+        }
+    }
+    ids
+}
+
+#[actix_web::test]
+async fn pings_and_updates_kept_in_all_are_bounded() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    // 205 runtimes × 20 open pings would be 4,100: past the 4,096 kept in all
+    let runtimes = many_runtimes(&app, &alice.token, &ws, 205).await;
+    let ping = |runtime: &str| {
+        let path = format!("/api/runtimes/{runtime}/ping");
+        let (app, token) = (&app, alice.token.clone());
+        async move { app.post(&path, &token, json!({})).await }
+    };
+    let mut open = 0;
+    for runtime in &runtimes {
+        for _ in 0..20 {
+            if open == 4096 {
+                break;
+            }
+            let r = ping(runtime).await;
+            assert_eq!(r.status, 200, "ping {open}: {:?}", r.body);
+            open += 1;
+        }
+    }
+    let last = &runtimes[204];
+    let message = "too many pings and updates pending; try again shortly";
+    let r = ping(last).await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert_eq!(r.error(), message);
+    let r = app
+        .post(
+            &format!("/api/runtimes/{last}/update"),
+            &alice.token,
+            json!({"target_version": "2.0.0"}),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert_eq!(r.error(), message);
+
+    // a finished ping makes room, on any runtime, and is forgotten
+    let first = &runtimes[0];
+    let hb = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": first}),
+        )
+        .await;
+    let done = hb.body["pending_ping"]["id"].as_str().unwrap().to_string();
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{first}/ping/{done}/result"),
+            &alice.token,
+            json!({"status": "completed", "output": "pong"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(ping(last).await.status, 200);
+    let r = app
+        .get(&format!("/api/runtimes/{first}/ping/{done}"), &alice.token)
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(ping(last).await.status, 429);
 }

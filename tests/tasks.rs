@@ -444,3 +444,47 @@ async fn activity_counts_task_starts_per_utc_hour_for_members() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+#[actix_web::test]
+async fn pending_hands_out_the_first_100_tasks_in_claim_order() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app
+        .agent(&alice.token, &ws, &rt, json!({"max_concurrent_tasks": 1}))
+        .await;
+    // priorities 0, 1, 2 in turn: claim order is not queueing order
+    let mut queued = Vec::new();
+    for i in 0..150 {
+        let priority = i % 3;
+        let id = app.task(&alice.token, &agent, "t", priority).await;
+        queued.push((priority, i, id));
+    }
+    let r = app.claim(&alice.token, &rt).await;
+    assert_eq!(r.status, 200);
+    let dispatched = r.body["task"]["id"].as_str().unwrap().to_string();
+    queued.sort_by_key(|(priority, i, _)| (-priority, *i));
+    assert_eq!(queued[0].2, dispatched);
+
+    let r = app
+        .get(
+            &format!("/api/daemon/runtimes/{rt}/tasks/pending"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let ids: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    // the dispatched task first, then the head of the queue
+    let expected: Vec<&str> = queued
+        .iter()
+        .take(100)
+        .map(|(_, _, id)| id.as_str())
+        .collect();
+    assert_eq!(ids, expected);
+}

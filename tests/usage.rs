@@ -651,8 +651,10 @@ async fn totals_past_64_bits_saturate_and_every_read_still_answers() {
         .collect();
     let path = format!("/api/daemon/tasks/{task}/usage");
     for _ in 0..2 {
-        let r = app.post(&path, &token, json!({ "usage": usage })).await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
+        for chunk in usage.chunks(100) {
+            let r = app.post(&path, &token, json!({ "usage": chunk })).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
     }
     // a later, smaller running total of one provider is still accepted
     let r = app
@@ -724,4 +726,51 @@ async fn usage_dated_after_tomorrow_is_refused() {
         .map(|x| x["date"].as_str().unwrap())
         .collect();
     assert_eq!(dates, [ahead(1)]);
+}
+
+#[actix_web::test]
+async fn a_runtime_report_carries_at_most_1000_entries() {
+    let app = spawn_app().await;
+    let (token, _ws, rt, _, _) = workspace_with_task(&app).await;
+    let path = format!("/api/daemon/runtimes/{rt}/usage");
+    let entries = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| entry(&date(0), &format!("model-{i}"), 1))
+            .collect()
+    };
+    let before = app.dump();
+    let r = app
+        .post(&path, &token, json!({"entries": entries(1001)}))
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.error(), "a report carries at most 1000 entries");
+    assert_eq!(before, app.dump(), "a refused report stored nothing");
+
+    let r = app
+        .post(&path, &token, json!({"entries": entries(1000)}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["accepted"], 1000);
+    assert_eq!(app.count("SELECT count(*) FROM runtime_usage"), 1000);
+}
+
+#[actix_web::test]
+async fn a_task_report_carries_at_most_100_entries() {
+    let app = spawn_app().await;
+    let (token, _ws, _rt, _, task) = workspace_with_task(&app).await;
+    let path = format!("/api/daemon/tasks/{task}/usage");
+    let usage = |n: usize| -> Vec<Value> {
+        (0..n)
+            .map(|i| json!({"provider": "anthropic", "model": format!("model-{i}"), "input_tokens": 1}))
+            .collect()
+    };
+    let before = app.dump();
+    let r = app.post(&path, &token, json!({"usage": usage(101)})).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.error(), "a report carries at most 100 entries");
+    assert_eq!(before, app.dump(), "a refused report stored nothing");
+
+    let r = app.post(&path, &token, json!({"usage": usage(100)})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(app.count("SELECT count(*) FROM task_usage"), 100);
 }

@@ -2,7 +2,8 @@
 
 mod common;
 
-use agenthub::domain::Role;
+use agenthub::db::workspaces;
+use agenthub::domain::{Id, Role};
 use common::{spawn_app, TestApp, TestUser};
 use serde_json::{json, Value};
 
@@ -780,4 +781,293 @@ async fn unknown_route_and_method_answer_json() {
         .await;
     assert!(r.status == 404 || r.status == 405, "{}", r.status);
     assert!(!r.error().is_empty());
+}
+
+#[actix_web::test]
+async fn an_invitation_lapses_when_its_sender_can_no_longer_grant_the_role() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Admin)));
+    let erin = app.add_user("erin@example.com", Some((&ws, Role::Owner)));
+    let carol = app.add_user("carol@example.com", None);
+    let dave = app.add_user("dave@example.com", None);
+    let from_bob = invitation(&app, &ws, &bob.token, "carol@example.com").await;
+    let r = invite(
+        &app,
+        &ws,
+        &erin.token,
+        json!({"email": "dave@example.com", "role": "owner"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let from_erin = r.body["id"].as_str().unwrap().to_string();
+    // the admin becomes a member, the owner an admin
+    for (user, role) in [(&bob, "member"), (&erin, "admin")] {
+        let m = member_id(&app, &ws, &alice.token, user).await;
+        assert_eq!(
+            set_role(&app, &ws, &alice.token, &m, role).await.status,
+            200
+        );
+    }
+
+    let before = app.dump();
+    for (id, invitee) in [(&from_bob, &carol), (&from_erin, &dave)] {
+        let r = answer(&app, id, &invitee.token, "accept").await;
+        assert_eq!(r.status, 409, "{:?}", r.body);
+        assert_eq!(
+            r.error(),
+            "invitation is no longer valid: whoever sent it can no longer grant this role"
+        );
+        let r = app
+            .get(&format!("/api/workspaces/{ws}"), &invitee.token)
+            .await;
+        assert_eq!(r.status, 404);
+    }
+    assert_eq!(before, app.dump(), "a refused acceptance changed nothing");
+
+    // sent again by someone who may, it can be accepted
+    assert_eq!(
+        invitation(&app, &ws, &alice.token, "carol@example.com").await,
+        from_bob
+    );
+    let r = answer(&app, &from_bob, &carol.token, "accept").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["role"], "member");
+}
+
+#[actix_web::test]
+async fn removing_a_member_revokes_the_invitations_they_sent() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Admin)));
+    let carol = app.add_user("carol@example.com", None);
+    let id = invitation(&app, &ws, &bob.token, "carol@example.com").await;
+    let alices = invitation(&app, &ws, &alice.token, "dave@example.com").await;
+
+    let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/members/{bob_m}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let mine = app.get("/api/invitations", &carol.token).await;
+    assert_eq!((mine.status, mine.body), (200, json!([])));
+    let r = answer(&app, &id, &carol.token, "accept").await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error(), "invitation has been revoked");
+    // the invitations others sent stay
+    let pending = app
+        .get(&format!("/api/workspaces/{ws}/invitations"), &alice.token)
+        .await;
+    assert_eq!(pending.status, 200);
+    let ids: Vec<&str> = pending
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [alices.as_str()]);
+}
+
+/// Runs `change` in a write transaction that keeps the writer's turn for a
+/// second after it ran, and returns once it ran: a request sent meanwhile
+/// reads the database as it was before `change`, and its own write waits
+/// until `change` is committed.
+async fn while_a_write_commits(
+    app: &TestApp,
+    change: impl FnOnce(&rusqlite::Transaction) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal = ran.clone();
+    let db = app.db.clone();
+    let writer = std::thread::spawn(move || {
+        db.write_blocking(|tx| {
+            change(tx);
+            signal.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            Ok(())
+        })
+        .unwrap();
+    });
+    assert!(common::eventually(10, || ran.load(std::sync::atomic::Ordering::SeqCst)).await);
+    writer
+}
+
+/// Sets a member's role, or removes them (`None`), through the store.
+fn change_member(
+    ws: &str,
+    member: &str,
+    role: Option<Role>,
+) -> impl FnOnce(&rusqlite::Transaction) {
+    let (ws, member): (Id, Id) = (ws.parse().unwrap(), member.parse().unwrap());
+    move |tx| match role {
+        Some(role) => workspaces::set_role(tx, member, role).unwrap(),
+        None => {
+            let row = workspaces::get_member(tx, ws, member).unwrap().unwrap();
+            workspaces::remove_member(tx, &row).unwrap();
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_daemon_token_is_not_minted_for_a_member_removed_meanwhile() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    // bob's token has been used: his request needs no bookkeeping write
+    assert_eq!(app.get("/api/me", &bob.token).await.status, 200);
+    let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
+
+    let writer = while_a_write_commits(&app, change_member(&ws, &bob_m, None)).await;
+    let r = app
+        .post(
+            &format!("/api/workspaces/{ws}/daemon-tokens"),
+            &bob.token,
+            json!({"daemon_id": "bobs-laptop"}),
+        )
+        .await;
+    writer.join().unwrap();
+    assert_eq!(r.status, 404, "{:?}", r.body);
+    assert_eq!(r.error(), "workspace not found");
+    assert_eq!(app.count("SELECT count(*) FROM daemon_token"), 0);
+}
+
+#[actix_web::test]
+async fn an_admin_demoted_meanwhile_cannot_change_a_role() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Admin)));
+    let carol = app.add_user("carol@example.com", Some((&ws, Role::Member)));
+    assert_eq!(app.get("/api/me", &bob.token).await.status, 200);
+    let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
+    let carol_m = member_id(&app, &ws, &alice.token, &carol).await;
+
+    let demote = change_member(&ws, &bob_m, Some(Role::Member));
+    let writer = while_a_write_commits(&app, demote).await;
+    let r = set_role(&app, &ws, &bob.token, &carol_m, "admin").await;
+    writer.join().unwrap();
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(
+        r.error(),
+        "only workspace owners and admins can manage members"
+    );
+    let members = app
+        .get(&format!("/api/workspaces/{ws}/members"), &alice.token)
+        .await;
+    let carols = members
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == carol_m.as_str());
+    assert_eq!(carols.unwrap()["role"], "member");
+}
+
+#[actix_web::test]
+async fn an_admin_demoted_meanwhile_cannot_remove_a_member() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Admin)));
+    let carol = app.add_user("carol@example.com", Some((&ws, Role::Member)));
+    assert_eq!(app.get("/api/me", &bob.token).await.status, 200);
+    let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
+    let carol_m = member_id(&app, &ws, &alice.token, &carol).await;
+
+    let demote = change_member(&ws, &bob_m, Some(Role::Member));
+    let writer = while_a_write_commits(&app, demote).await;
+    let r = app
+        .delete(
+            &format!("/api/workspaces/{ws}/members/{carol_m}"),
+            &bob.token,
+        )
+        .await;
+    writer.join().unwrap();
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(
+        r.error(),
+        "only workspace owners and admins can manage members"
+    );
+    let r = app
+        .get(&format!("/api/workspaces/{ws}"), &carol.token)
+        .await;
+    assert_eq!(r.status, 200, "carol is still a member");
+}
+
+#[actix_web::test]
+async fn a_daemon_token_cannot_pose_as_another_members_machine() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let rt = app.runtime(&alice.token, &ws, "alice-mbp", "claude").await;
+    let mint = |token: &str, daemon_id: &str| {
+        let path = format!("/api/workspaces/{ws}/daemon-tokens");
+        let (app, token, body) = (&app, token.to_string(), json!({ "daemon_id": daemon_id }));
+        async move { app.post(&path, &token, body).await }
+    };
+
+    let before = app.dump();
+    let r = mint(&bob.token, " alice-mbp ").await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(
+        r.error(),
+        "daemon_id \"alice-mbp\" is registered to another member"
+    );
+    assert_eq!(before, app.dump(), "no token was stored");
+    // bob's own machine, and alice's machine for alice, are fine
+    assert_eq!(mint(&bob.token, "bob-mbp").await.status, 201);
+    assert_eq!(mint(&alice.token, "alice-mbp").await.status, 201);
+    // once alice's runtime is gone, the daemon_id is free again
+    let r = app
+        .delete(&format!("/api/runtimes/{rt}"), &alice.token)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(mint(&bob.token, "alice-mbp").await.status, 201);
+}
+
+#[actix_web::test]
+async fn a_member_holds_at_most_100_live_daemon_tokens_per_workspace() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    for i in 0..100 {
+        app.daemon_token(&bob.token, &ws, &format!("host-{i}"))
+            .await;
+    }
+    let mint = |token: &str, ws: &str| {
+        let path = format!("/api/workspaces/{ws}/daemon-tokens");
+        let (app, token) = (&app, token.to_string());
+        async move {
+            app.post(&path, &token, json!({"daemon_id": "host-100"}))
+                .await
+        }
+    };
+    let before = app.dump();
+    let r = mint(&bob.token, &ws).await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(
+        r.error(),
+        "you already have 100 active daemon tokens in this workspace"
+    );
+    assert_eq!(before, app.dump(), "no token was stored");
+    // the bound is per member and workspace
+    assert_eq!(mint(&alice.token, &ws).await.status, 201);
+    let other = app
+        .post("/api/workspaces", &bob.token, json!({"name": "Bob's"}))
+        .await;
+    assert_eq!(other.status, 201);
+    let other = other.body["id"].as_str().unwrap();
+    assert_eq!(mint(&bob.token, other).await.status, 201);
+    // an expired token makes room
+    app.sql()
+        .execute(
+            "UPDATE daemon_token SET expires_at = '2020-01-01T00:00:00.000Z'
+             WHERE daemon_id = 'host-0'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(mint(&bob.token, &ws).await.status, 201);
+    assert_eq!(mint(&bob.token, &ws).await.status, 409);
 }

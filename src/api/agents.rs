@@ -342,13 +342,31 @@ async fn create_task(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let body = body.into_inner();
+    // every stored byte comes back in each listing page and claim
+    let at_most = |value: &str, field: &str, max: usize| {
+        if value.len() <= max {
+            return Ok(());
+        }
+        Err(ApiError::bad_request(format!(
+            "{field} is too long (at most {max} bytes)"
+        )))
+    };
     let prompt = required(body.prompt.as_deref(), "prompt")?;
+    at_most(&prompt, "prompt", tasks::MAX_PROMPT_BYTES)?;
     let issue_id = Some(text(body.issue_id.as_deref(), "issue_id")?).filter(|s| !s.is_empty());
+    let issue = issue_id.as_deref().unwrap_or_default();
+    at_most(issue, "issue_id", tasks::MAX_ISSUE_ID_BYTES)?;
     let task = db
         .write(move |tx| {
             let (agent, _) = require_agent(tx, caller.user_id, id)?;
             if agent.archived_at.is_some() {
                 return Err(ApiError::conflict("agent is archived"));
+            }
+            if tasks::count_queued(tx, id)? >= tasks::MAX_QUEUED_PER_AGENT {
+                return Err(ApiError::conflict(format!(
+                    "agent already has {} queued tasks",
+                    tasks::MAX_QUEUED_PER_AGENT
+                )));
             }
             let task = tasks::insert(
                 tx,

@@ -182,7 +182,30 @@ fn open_invitation_of(tx: &Connection, id: Id, user: Id) -> Result<Invitation, A
     Ok(invitation)
 }
 
+/// Refuses an invitation whose sender could not send it now: an invitation
+/// grants what its sender may grant, so one from an admin who was removed
+/// or demoted since (or an owner invitation from a former owner) lapses.
+fn require_inviter_still_grants(tx: &Connection, invitation: &Invitation) -> Result<(), ApiError> {
+    let role = match invitation.invited_by {
+        Some(inviter) => workspaces::role_of(tx, invitation.workspace_id, inviter)?,
+        None => None,
+    };
+    let grants = match (role, invitation.role) {
+        (Some(role), Role::Owner) => role == Role::Owner,
+        (Some(role), _) => role.is_manager(),
+        (None, _) => false,
+    };
+    if grants {
+        return Ok(());
+    }
+    Err(ApiError::conflict(
+        "invitation is no longer valid: whoever sent it can no longer grant this role",
+    ))
+}
+
 /// Joins the workspace with the invited role; answers the new membership.
+/// The inviter's right to grant the role is checked in the same
+/// transaction as the join.
 async fn accept(
     db: web::Data<Db>,
     caller: AuthUser,
@@ -192,6 +215,7 @@ async fn accept(
     let member = db
         .write(move |tx| {
             let invitation = open_invitation_of(tx, id, caller.user_id)?;
+            require_inviter_still_grants(tx, &invitation)?;
             let member = workspaces::add_member(
                 tx,
                 invitation.workspace_id,

@@ -11,7 +11,7 @@ use crate::db::{runtimes, tasks, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
-use crate::probes::{Kind, Probes};
+use crate::probes::{Kind, Probes, MAX_TARGET_VERSION};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/runtimes", web::get().to(list))
@@ -149,6 +149,12 @@ async fn start_update(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let target = super::required(body.target_version.as_deref(), "target_version")?;
+    // kept in memory, shown with the update and handed to the daemon
+    if target.len() > MAX_TARGET_VERSION {
+        return Err(ApiError::bad_request(format!(
+            "target_version is too long (at most {MAX_TARGET_VERSION} bytes)"
+        )));
+    }
     require_control(&db, caller, id, "update").await?;
     let update = probes.create(Kind::Update, id, Some(target))?;
     Ok(HttpResponse::Ok().json(update))

@@ -195,6 +195,8 @@ async fn claim(
     }))
 }
 
+/// The head of the runtime's queue, at most [`tasks::PENDING_LIMIT`] rows in
+/// claim order; a daemon sees the rest as it claims.
 async fn pending(
     db: web::Data<Db>,
     caller: Caller,
@@ -384,9 +386,14 @@ async fn report_usage(
     body: web::Json<TaskUsage>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let entries = body
-        .into_inner()
-        .usage
+    let usage = body.into_inner().usage;
+    if usage.len() > super::usage::MAX_TASK_REPORT_ENTRIES {
+        return Err(ApiError::bad_request(format!(
+            "a report carries at most {} entries",
+            super::usage::MAX_TASK_REPORT_ENTRIES
+        )));
+    }
+    let entries = usage
         .iter()
         .enumerate()
         .map(|(i, v)| {

@@ -12,6 +12,9 @@ use crate::events::EventBus;
 
 /// Longest lifetime a PAT can be given through the API.
 const MAX_EXPIRY_DAYS: i64 = 3650;
+/// PATs a user may hold live (not revoked, not expired) through the API;
+/// each one is a credential to keep track of, and the list is unpaged.
+pub const MAX_LIVE_TOKENS: i64 = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/tokens", web::get().to(list))
@@ -63,6 +66,11 @@ async fn create(
     };
     let (row, token) = db
         .write(move |tx| {
+            if tokens::count_live_personal(tx, caller.user_id)? >= MAX_LIVE_TOKENS {
+                return Err(ApiError::conflict(format!(
+                    "you already have {MAX_LIVE_TOKENS} active tokens; revoke one first"
+                )));
+            }
             Ok(tokens::create_personal(
                 tx,
                 caller.user_id,

@@ -110,6 +110,14 @@ fn parse_date(value: Option<&Value>) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// Entries one runtime report may carry: they are written in one
+/// transaction, so its size bounds how long other writers wait. A day has
+/// far fewer (provider, model) pairs than this.
+pub const MAX_RUNTIME_REPORT_ENTRIES: usize = 1000;
+/// Entries one task report may carry, in one transaction like the above; a
+/// task uses a handful of models.
+pub const MAX_TASK_REPORT_ENTRIES: usize = 100;
+
 #[derive(Deserialize)]
 struct UsageReport {
     entries: Vec<Value>,
@@ -138,9 +146,15 @@ async fn report_runtime_usage(
     body: web::Json<UsageReport>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
+    let entries = body.into_inner().entries;
+    if entries.len() > MAX_RUNTIME_REPORT_ENTRIES {
+        return Err(ApiError::bad_request(format!(
+            "a report carries at most {MAX_RUNTIME_REPORT_ENTRIES} entries"
+        )));
+    }
     let mut valid = Vec::new();
     let mut rejected = Vec::new();
-    for (index, value) in body.into_inner().entries.iter().enumerate() {
+    for (index, value) in entries.iter().enumerate() {
         let parsed = parse_date(value.get("date"))
             .and_then(|date| parse_entry(value).map(|entry| (date, entry)));
         match parsed {

@@ -6,6 +6,7 @@
 //! always keeps at least one owner.
 
 use actix_web::{web, HttpResponse};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::{invitations, required, text};
@@ -14,6 +15,10 @@ use crate::db::{self, tokens, workspaces, Db};
 use crate::domain::{Id, Role};
 use crate::error::ApiError;
 use crate::events::EventBus;
+
+/// Daemon tokens a member may hold live (not revoked, not expired) in one
+/// workspace: one per machine and profile is plenty.
+pub const MAX_LIVE_DAEMON_TOKENS: i64 = 100;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/workspaces", web::get().to(list))
@@ -118,6 +123,13 @@ async fn list_members(
     Ok(HttpResponse::Ok().json(rows))
 }
 
+/// The caller's role in `workspace`, read in the transaction that acts on
+/// it; 404 `workspace not found` for non-members.
+fn role_in(conn: &Connection, workspace: Id, user: Id) -> Result<Role, ApiError> {
+    workspaces::role_of(conn, workspace, user)?
+        .ok_or_else(|| ApiError::not_found("workspace not found"))
+}
+
 pub(super) fn require_manager(role: Role) -> Result<(), ApiError> {
     if role.is_manager() {
         Ok(())
@@ -148,11 +160,12 @@ async fn change_role(
     body: web::Json<ChangeRole>,
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, member_id) = path.into_inner();
-    let caller_role = require_member(&db, caller.user_id, workspace).await?;
-    require_manager(caller_role)?;
-    let role = parse_role(body.role.as_deref(), None)?;
+    let body = body.into_inner();
     let member = db
         .write(move |tx| {
+            let caller_role = role_in(tx, workspace, caller.user_id)?;
+            require_manager(caller_role)?;
+            let role = parse_role(body.role.as_deref(), None)?;
             let member = workspaces::get_member(tx, workspace, member_id)?
                 .ok_or_else(|| ApiError::not_found("member not found"))?;
             if (member.role == Role::Owner || role == Role::Owner) && caller_role != Role::Owner {
@@ -185,8 +198,8 @@ async fn remove_member(
     path: web::Path<(Id, Id)>,
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, member_id) = path.into_inner();
-    let caller_role = require_member(&db, caller.user_id, workspace).await?;
     db.write(move |tx| {
+        let caller_role = role_in(tx, workspace, caller.user_id)?;
         let member = workspaces::get_member(tx, workspace, member_id)?
             .ok_or_else(|| ApiError::not_found("member not found"))?;
         let leaving = member.user_id == caller.user_id;
@@ -207,6 +220,23 @@ async fn remove_member(
     // the removed member's open event streams end
     events.access_changed();
     Ok(super::ok())
+}
+
+/// Refuses a daemon token that would pose as another member's machine (the
+/// workspace has runtimes of `daemon_id` owned by someone else, or by no
+/// one any more), or one past [`MAX_LIVE_DAEMON_TOKENS`] of `user`'s.
+fn may_mint(tx: &Connection, workspace: Id, daemon_id: &str, user: Id) -> Result<(), ApiError> {
+    if tokens::daemon_id_held_by_other(tx, workspace, daemon_id, user)? {
+        return Err(ApiError::conflict(format!(
+            "daemon_id {daemon_id:?} is registered to another member"
+        )));
+    }
+    if tokens::count_live_daemon(tx, workspace, user)? >= MAX_LIVE_DAEMON_TOKENS {
+        return Err(ApiError::conflict(format!(
+            "you already have {MAX_LIVE_DAEMON_TOKENS} active daemon tokens in this workspace"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -232,21 +262,18 @@ async fn create_daemon_token(
     body: web::Json<CreateDaemonToken>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace = path.into_inner();
-    require_member(&db, caller.user_id, workspace).await?;
-    let daemon_id = required(body.daemon_id.as_deref(), "daemon_id")?;
+    let daemon_id = body.into_inner().daemon_id;
     let expires = chrono::Utc::now() + chrono::Duration::days(DAEMON_TOKEN_LIFETIME_DAYS);
     let expires_at = db::format_time(expires);
     let stored_expiry = expires_at.clone();
-    let minted_for = daemon_id.clone();
-    let token = db
+    let (token, daemon_id) = db
         .write(move |tx| {
-            Ok(tokens::create_daemon(
-                tx,
-                workspace,
-                &minted_for,
-                caller.user_id,
-                &stored_expiry,
-            )?)
+            role_in(tx, workspace, caller.user_id)?;
+            let daemon_id = required(daemon_id.as_deref(), "daemon_id")?;
+            may_mint(tx, workspace, &daemon_id, caller.user_id)?;
+            let token =
+                tokens::create_daemon(tx, workspace, &daemon_id, caller.user_id, &stored_expiry)?;
+            Ok((token, daemon_id))
         })
         .await?;
     Ok(HttpResponse::Created().json(DaemonToken {

@@ -191,3 +191,14 @@ pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::
     )?;
     Ok(())
 }
+
+/// Revokes the pending invitations `user` sent for `workspace`, when they
+/// leave it: what they offered was theirs to offer as a member.
+pub fn revoke_sent_by(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE invitation SET status = 'revoked', answered_at = ?3
+         WHERE workspace_id = ?1 AND invited_by = ?2 AND status = 'pending'",
+        params![workspace, user, now()],
+    )?;
+    Ok(())
+}

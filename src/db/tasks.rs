@@ -66,6 +66,17 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
     .optional()
 }
 
+/// Longest prompt a task may carry, in bytes: the prompts of a 500-task
+/// listing page come to 32 MiB at most.
+pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
+/// Longest issue_id, in bytes: an id from an issue tracker, not a text.
+pub const MAX_ISSUE_ID_BYTES: usize = 256;
+/// Tasks an agent may have waiting at once; the queue of a runtime whose
+/// daemon never claims cannot grow without end.
+pub const MAX_QUEUED_PER_AGENT: i64 = 1000;
+/// Rows one `pending` reply carries, the head of the queue in claim order.
+pub const PENDING_LIMIT: i64 = 100;
+
 /// A task to queue for an agent.
 pub struct NewTask<'a> {
     pub workspace: Id,
@@ -96,6 +107,16 @@ pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
+/// How many of `agent`'s tasks are queued (read off the
+/// (agent_id, status, …) index, at most [`MAX_QUEUED_PER_AGENT`] entries).
+pub fn count_queued(conn: &Connection, agent: Id) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM agent_task_queue WHERE agent_id = ?1 AND status = 'queued'",
+        [agent],
+        |r| r.get(0),
+    )
+}
+
 /// Up to `limit` of an agent's tasks, newest first (ties by id,
 /// descending), after the row whose (stored created_at, id) is `after`;
 /// each with its stored created_at, the key of the next page.
@@ -122,17 +143,20 @@ pub fn list_for_agent(
     rows.collect()
 }
 
-/// Queued tasks of the agents bound to `runtime` and tasks dispatched to
-/// it, in claim order.
+/// The first [`PENDING_LIMIT`] of the tasks dispatched to `runtime` and
+/// the queued tasks of the agents bound to it, in claim order (dispatched
+/// ones first): a runtime may have thousands queued, and a daemon only
+/// needs the head of its queue.
 pub fn pending_for_runtime(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Task>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_task_queue
          WHERE (status = 'queued' AND agent_id IN
                    (SELECT id FROM agent WHERE runtime_id = ?1 AND archived_at IS NULL))
             OR (status = 'dispatched' AND runtime_id = ?1)
-         ORDER BY status = 'queued', priority DESC, created_at, rowid"
+         ORDER BY status = 'queued', priority DESC, created_at, rowid
+         LIMIT ?2"
     ))?;
-    let rows = stmt.query_map([runtime], from_row)?;
+    let rows = stmt.query_map(params![runtime, PENDING_LIMIT], from_row)?;
     rows.collect()
 }
 

@@ -102,6 +102,16 @@ pub fn create_personal(
     Ok((row, token))
 }
 
+/// How many of `user`'s PATs still authenticate (not revoked, not expired).
+pub fn count_live_personal(conn: &Connection, user: Id) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM personal_access_token
+         WHERE user_id = ?1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
+        params![user, now()],
+        |r| r.get(0),
+    )
+}
+
 /// `user`'s tokens, newest first.
 pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<PersonalToken>> {
     let mut stmt = conn.prepare(&format!(
@@ -213,6 +223,35 @@ pub fn create_daemon(
         ],
     )?;
     Ok(token)
+}
+
+/// How many daemon tokens `user` minted in `workspace` that still
+/// authenticate (not revoked, not expired).
+pub fn count_live_daemon(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM daemon_token
+         WHERE created_by = ?2 AND workspace_id = ?1 AND revoked_at IS NULL AND expires_at > ?3",
+        params![workspace, user, now()],
+        |r| r.get(0),
+    )
+}
+
+/// Whether `workspace` has a runtime of `daemon_id` that `user` does not
+/// own (someone else's, or one whose owner is gone): a token for that
+/// daemon_id would pose as that machine. One range of the
+/// (workspace_id, daemon_id, provider) unique index.
+pub fn daemon_id_held_by_other(
+    conn: &Connection,
+    workspace: Id,
+    daemon_id: &str,
+    user: Id,
+) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM agent_runtime
+                        WHERE workspace_id = ?1 AND daemon_id = ?2 AND owner_id IS NOT ?3)",
+        params![workspace, daemon_id, user],
+        |r| r.get(0),
+    )
 }
 
 #[cfg(test)]

@@ -228,8 +228,8 @@ pub fn set_role(conn: &Connection, member: Id, role: Role) -> rusqlite::Result<(
 }
 
 /// Removes a membership. What the member left running in the workspace stops
-/// answering for them: their runtimes go offline and the daemon tokens they
-/// minted for it are revoked.
+/// answering for them: their runtimes go offline, the daemon tokens they
+/// minted for it and the invitations they sent for it are revoked.
 pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()> {
     let now = now();
     conn.execute(
@@ -242,6 +242,7 @@ pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()>
          WHERE workspace_id = ?1 AND created_by = ?2 AND revoked_at IS NULL",
         params![member.workspace_id, member.user_id, now],
     )?;
+    crate::db::invitations::revoke_sent_by(conn, member.workspace_id, member.user_id)?;
     conn.execute("DELETE FROM member WHERE id = ?1", [member.id])?;
     Ok(())
 }
