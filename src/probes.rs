@@ -65,8 +65,8 @@ pub const TRUNCATED: &str = "\n[truncated: longer than 8 KiB]";
 pub const MAX_TARGET_VERSION: usize = 128;
 
 /// `text` cut to at most [`MAX_TEXT`] bytes (marker included) at a
-/// character boundary.
-fn clip(mut text: String) -> String {
+/// character boundary: for text daemons report that people only read.
+pub fn clip(mut text: String) -> String {
     if text.len() <= MAX_TEXT {
         return text;
     }

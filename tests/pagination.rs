@@ -255,3 +255,28 @@ async fn a_bad_limit_or_cursor_is_400() {
         assert_eq!(page.status, 200, "{list}");
     }
 }
+
+#[actix_web::test]
+async fn a_page_of_tasks_ends_early_rather_than_carry_megabytes() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let prompt = "p".repeat(64 * 1024);
+    let mut queued = Vec::new();
+    for _ in 0..100 {
+        queued.push(app.task(&alice.token, &agent, &prompt, 0).await);
+    }
+    // 100 prompts of 64 KiB are 6.4 MiB: the first page stops near 4 MiB
+    let first = format!("/api/agents/{agent}/tasks");
+    let page = get_page(&app, &first, &alice.token).await;
+    let n = page.ids().len();
+    assert!((60..=64).contains(&n), "{n} tasks on the first page");
+    assert!(
+        page.next.is_some(),
+        "a page that ended early says more follow"
+    );
+    let seen: Vec<String> = walk(&app, &first, &alice.token).await.concat();
+    queued.reverse();
+    assert_eq!(seen, queued, "every task once, newest first");
+}

@@ -488,3 +488,59 @@ async fn pending_hands_out_the_first_100_tasks_in_claim_order() {
         .collect();
     assert_eq!(ids, expected);
 }
+
+#[actix_web::test]
+async fn a_result_is_bounded_and_a_long_failure_reason_is_kept_cut() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let done = app.task(&alice.token, &agent, "one", 1).await;
+    let failing = app.task(&alice.token, &agent, "two", 0).await;
+    for task in [&done, &failing] {
+        assert_eq!(
+            app.claim(&alice.token, &rt).await.body["task"]["id"],
+            task.as_str()
+        );
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/start"),
+                &alice.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let complete = format!("/api/daemon/tasks/{done}/complete");
+    let r = app
+        .post(
+            &complete,
+            &alice.token,
+            json!({"output": "o".repeat(256 * 1024)}),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{:?}", r.body);
+    assert_eq!(r.error(), "result too large (limit 262144 bytes)");
+    assert_eq!(app.task_status(&done), "running");
+    let r = app
+        .post(
+            &complete,
+            &alice.token,
+            json!({"output": "o".repeat(200 * 1024)}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{failing}/fail"),
+            &alice.token,
+            json!({"error": "e".repeat(100 * 1024)}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let error = r.body["error"].as_str().unwrap();
+    assert!(error.len() <= 8 * 1024, "{}", error.len());
+    assert!(error.ends_with("[truncated: longer than 8 KiB]"));
+    assert_eq!(app.task_status(&failing), "failed");
+}

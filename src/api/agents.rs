@@ -300,7 +300,8 @@ async fn restore(
 }
 
 /// `GET /api/agents/{id}/tasks`: newest first, one page at a time (see
-/// [`Page`]).
+/// [`Page`]); a page also ends once its tasks' text passes
+/// [`tasks::PAGE_BYTES`].
 async fn list_tasks(
     db: web::Data<Db>,
     caller: AuthUser,
@@ -310,7 +311,7 @@ async fn list_tasks(
     let id = path.into_inner();
     let page = Page::of(&req)?;
     let fetch = page.clone();
-    let rows = db
+    let (rows, cut) = db
         .read(move |conn| {
             require_agent(conn, caller.user_id, id)?;
             Ok(tasks::list_for_agent(
@@ -321,7 +322,7 @@ async fn list_tasks(
             )?)
         })
         .await?;
-    Ok(page::reply(&req, &page, rows, |t| t.id))
+    Ok(page::reply_cut(&req, &page, rows, |t| t.id, cut))
 }
 
 #[derive(Deserialize)]

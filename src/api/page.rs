@@ -113,10 +113,22 @@ fn next_link(req: &HttpRequest, cursor: &str) -> String {
 pub fn reply<T: Serialize>(
     req: &HttpRequest,
     page: &Page,
-    mut rows: Vec<(T, String)>,
+    rows: Vec<(T, String)>,
     id: impl Fn(&T) -> Id,
 ) -> HttpResponse {
-    let more = rows.len() > page.limit;
+    reply_cut(req, page, rows, id, false)
+}
+
+/// [`reply`] for a page the database layer ended early (`cut`: more rows
+/// follow however few it holds), to bound the bytes of one reply.
+pub fn reply_cut<T: Serialize>(
+    req: &HttpRequest,
+    page: &Page,
+    mut rows: Vec<(T, String)>,
+    id: impl Fn(&T) -> Id,
+    cut: bool,
+) -> HttpResponse {
+    let more = cut || rows.len() > page.limit;
     rows.truncate(page.limit);
     let next = rows
         .last()

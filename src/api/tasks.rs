@@ -249,8 +249,12 @@ async fn start(
     Ok(HttpResponse::Ok().json(task))
 }
 
-/// Whatever the daemon reports on completion (an object) is kept as the
-/// task's result.
+/// Largest result a daemon may report on completion: it is stored with the
+/// task and comes back in every listing page.
+pub const MAX_RESULT_BYTES: usize = 256 * 1024;
+
+/// Whatever the daemon reports on completion (an object of at most
+/// [`MAX_RESULT_BYTES`]) is kept as the task's result.
 async fn complete(
     db: web::Data<Db>,
     events: web::Data<EventBus>,
@@ -258,6 +262,11 @@ async fn complete(
     path: web::Path<Id>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    if body.len() > MAX_RESULT_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "result too large (limit {MAX_RESULT_BYTES} bytes)"
+        )));
+    }
     let result = match super::optional_json::<Value>(&body)? {
         None | Some(Value::Null) => None,
         Some(Value::Object(map)) => Some(Value::Object(map).to_string()),
@@ -281,6 +290,8 @@ struct FailRequest {
     error: Option<String>,
 }
 
+/// A failure reason longer than 8 KiB is kept cut (it is for people to
+/// read), never refused, so a failing task always ends failed.
 async fn fail(
     db: web::Data<Db>,
     events: web::Data<EventBus>,
@@ -292,6 +303,7 @@ async fn fail(
         .and_then(|b| b.error)
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty())
+        .map(crate::probes::clip)
         .unwrap_or_else(|| "task failed".to_string());
     let task = transition(
         &db,

@@ -226,10 +226,8 @@ async fn remove_member(
 /// workspace has runtimes of `daemon_id` owned by someone else, or by no
 /// one any more), or one past [`MAX_LIVE_DAEMON_TOKENS`] of `user`'s.
 fn may_mint(tx: &Connection, workspace: Id, daemon_id: &str, user: Id) -> Result<(), ApiError> {
-    if tokens::daemon_id_held_by_other(tx, workspace, daemon_id, user)? {
-        return Err(ApiError::conflict(format!(
-            "daemon_id {daemon_id:?} is registered to another member"
-        )));
+    if crate::db::runtimes::daemon_owned_by_other(tx, workspace, daemon_id, user)? {
+        return Err(super::daemon::daemon_taken(daemon_id));
     }
     if tokens::count_live_daemon(tx, workspace, user)? >= MAX_LIVE_DAEMON_TOKENS {
         return Err(ApiError::conflict(format!(

@@ -120,12 +120,18 @@ pub fn count_queued(conn: &Connection, agent: Id) -> rusqlite::Result<i64> {
 /// Up to `limit` of an agent's tasks, newest first (ties by id,
 /// descending), after the row whose (stored created_at, id) is `after`;
 /// each with its stored created_at, the key of the next page.
+/// Bytes of task text (prompt, result, error) one listing page may carry;
+/// a page ends early rather than pass it.
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// One page of an agent's tasks: the rows (each with its stored
+/// `created_at`) and whether it ended early at [`PAGE_BYTES`].
 pub fn list_for_agent(
     conn: &Connection,
     agent: Id,
     after: Option<(&str, Id)>,
     limit: usize,
-) -> rusqlite::Result<Vec<(Task, String)>> {
+) -> rusqlite::Result<(Vec<(Task, String)>, bool)> {
     // '~' sorts after every stored timestamp (they start with a digit):
     // the first page
     let (created_at, id) = after.map_or(("~".to_string(), String::new()), |(c, id)| {
@@ -138,9 +144,21 @@ pub fn list_for_agent(
          LIMIT ?4"
     ))?;
     let rows = stmt.query_map(params![agent, created_at, id, limit as i64], |row| {
-        Ok((from_row(row)?, row.get(13)?))
+        Ok((from_row(row)?, row.get::<_, String>(13)?))
     })?;
-    rows.collect()
+    let (mut page, mut bytes) = (Vec::new(), 0);
+    for row in rows {
+        let row = row?;
+        let task = &row.0;
+        bytes += task.prompt.len()
+            + task.error.as_ref().map_or(0, String::len)
+            + task.result.as_ref().map_or(0, |r| r.to_string().len());
+        if !page.is_empty() && bytes > PAGE_BYTES {
+            return Ok((page, true));
+        }
+        page.push(row);
+    }
+    Ok((page, false))
 }
 
 /// The first [`PENDING_LIMIT`] of the tasks dispatched to `runtime` and

@@ -236,24 +236,6 @@ pub fn count_live_daemon(conn: &Connection, workspace: Id, user: Id) -> rusqlite
     )
 }
 
-/// Whether `workspace` has a runtime of `daemon_id` that `user` does not
-/// own (someone else's, or one whose owner is gone): a token for that
-/// daemon_id would pose as that machine. One range of the
-/// (workspace_id, daemon_id, provider) unique index.
-pub fn daemon_id_held_by_other(
-    conn: &Connection,
-    workspace: Id,
-    daemon_id: &str,
-    user: Id,
-) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM agent_runtime
-                        WHERE workspace_id = ?1 AND daemon_id = ?2 AND owner_id IS NOT ?3)",
-        params![workspace, daemon_id, user],
-        |r| r.get(0),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
