@@ -379,3 +379,59 @@ async fn relayed_daemon_payloads_are_bounded() {
         assert_eq!(r.status, 200, "{route}");
     }
 }
+
+#[actix_web::test]
+async fn a_demoted_admin_stops_seeing_private_work_at_once() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let adam = app.add_user("adam@example.com", Some((&ws, Role::Admin)));
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let private = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let shared = app
+        .agent(&alice.token, &ws, &rt, json!({"visibility": "workspace"}))
+        .await;
+    let mut adams = follow(&app, &adam.token, &ws).await;
+    let before = app.task(&alice.token, &private, "before", 0).await;
+    read_until(&mut adams, &before).await;
+
+    let member = app.member_id(&alice.token, &ws, &adam.id).await;
+    let r = app
+        .request(
+            "PATCH",
+            &format!("/api/workspaces/{ws}/members/{member}"),
+            Some(&alice.token),
+            Some(&json!({"role": "member"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // the stream re-checks within a second of the change
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    let after = app.task(&alice.token, &private, "after", 0).await;
+    let marker = app.task(&alice.token, &shared, "marker", 0).await;
+    let text = read_until(&mut adams, &marker).await;
+    assert!(!text.contains(&after), "{text}");
+}
+
+#[actix_web::test]
+async fn a_stream_ends_when_its_token_expires() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let r = app
+        .post(
+            "/api/tokens",
+            &alice.token,
+            json!({"name": "short", "expires_in_days": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let mut stream = follow(&app, r.body["token"].as_str().unwrap(), &ws).await;
+    // a day has passed
+    app.sql()
+        .execute(
+            "UPDATE personal_access_token SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
+            [r.body["id"].as_str().unwrap()],
+        )
+        .unwrap();
+    // checked at the latest with the next keep-alive period (15 s)
+    read_to_end(&mut stream, Duration::from_secs(25)).await;
+}
