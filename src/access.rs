@@ -20,6 +20,8 @@ pub fn daemon_reaches(conn: &Connection, caller: &Caller, workspace: Id) -> Resu
     Ok(match caller {
         Caller::Daemon(daemon) => daemon.workspace_id == workspace,
         Caller::User { user_id } => workspaces::role_of(conn, workspace, *user_id)?.is_some(),
+        // a task token is no daemon: it reaches its task only
+        Caller::Task(_) => false,
     })
 }
 
@@ -46,6 +48,7 @@ pub fn acts_for_runtime(
         Caller::User { user_id } => {
             *user_id == owner && workspaces::role_of(conn, runtime.workspace_id, owner)?.is_some()
         }
+        Caller::Task(_) => false,
     })
 }
 
@@ -130,6 +133,14 @@ pub fn require_daemon_task(
     id: Id,
 ) -> Result<crate::db::tasks::Task, ApiError> {
     let not_found = || ApiError::not_found("task not found");
+    if let Caller::Task(own) = caller {
+        // its own task, whose token is live only while it runs
+        return if own.task_id == id {
+            crate::db::tasks::get(conn, id)?.ok_or_else(not_found)
+        } else {
+            Err(not_found())
+        };
+    }
     let task = crate::db::tasks::get(conn, id)?.ok_or_else(not_found)?;
     let runtime = match (task.runtime_id, task.agent_id) {
         (Some(runtime), _) => Some(runtime),

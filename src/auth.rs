@@ -33,10 +33,22 @@ pub struct DaemonIdentity {
     pub minted_by: Option<Id>,
 }
 
+/// An agent run by a daemon, authenticated by the task-scoped token minted
+/// when its task was claimed: it reaches that task and its agent, nothing
+/// else.
+#[derive(Debug, Clone)]
+pub struct TaskIdentity {
+    pub token_id: Id,
+    pub task_id: Id,
+    pub workspace_id: Id,
+    pub agent_id: Option<Id>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Caller {
     User { user_id: Id },
     Daemon(DaemonIdentity),
+    Task(TaskIdentity),
 }
 
 /// A caller authenticated with a personal access token.
@@ -123,6 +135,30 @@ pub async fn current_role(
     .await
 }
 
+/// A task token's caller, while its task is dispatched or running and the
+/// token has not expired.
+async fn authenticate_task(db: &Db, token: &str) -> Result<Caller, ApiError> {
+    let hash = tokens::hash(token);
+    let stored = db
+        .read(move |conn| Ok(tokens::find_task_token(conn, &hash)?))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
+    if !matches!(stored.task_status.as_str(), "dispatched" | "running") {
+        return Err(ApiError::unauthorized(
+            "task token is no longer valid: its task has ended",
+        ));
+    }
+    if stored.expires_at <= db::now() {
+        return Err(ApiError::unauthorized("token has expired"));
+    }
+    Ok(Caller::Task(TaskIdentity {
+        token_id: stored.id,
+        task_id: stored.task_id,
+        workspace_id: stored.workspace_id,
+        agent_id: stored.agent_id,
+    }))
+}
+
 /// Looks the token up by its hash and checks it is live.
 async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     if let Some(caller) = req.extensions().get::<Caller>() {
@@ -130,6 +166,11 @@ async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     }
     let token = bearer_token(req)?;
     let db = db_of(req)?;
+    if tokens::is_well_formed(&token, tokens::TASK_PREFIX) {
+        let caller = authenticate_task(&db, &token).await?;
+        req.extensions_mut().insert(caller.clone());
+        return Ok(caller);
+    }
     let is_pat = tokens::is_well_formed(&token, tokens::PAT_PREFIX);
     if !is_pat && !tokens::is_well_formed(&token, tokens::DAEMON_PREFIX) {
         return Err(ApiError::unauthorized("invalid token"));
@@ -206,6 +247,9 @@ impl FromRequest for AuthUser {
                 Caller::User { user_id } => Ok(AuthUser { user_id }),
                 Caller::Daemon(_) => Err(ApiError::unauthorized(
                     "this route needs a personal access token, not a daemon token",
+                )),
+                Caller::Task(_) => Err(ApiError::unauthorized(
+                    "this route needs a personal access token, not a task token",
                 )),
             }
         })

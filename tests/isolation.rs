@@ -129,6 +129,9 @@ fn body_for(method: &str, template: &str, f: &Fixture) -> Option<Value> {
             json!({"workspace_id": f.ws, "daemon_id": f.daemon_id, "runtimes": [{"type": "claude"}]})
         }
         ("post", "/api/daemon/deregister") => json!({"runtime_ids": [f.runtime]}),
+        ("post", "/api/daemon/tasks/claim") => {
+            json!({"daemon_id": f.daemon_id, "runtime_ids": [f.runtime], "max_tasks": 5})
+        }
         ("post", "/api/daemon/heartbeat") => json!({"runtime_id": f.runtime}),
         ("post", p) if p.ends_with("/result") => json!({"status": "completed", "output": "x"}),
         ("post", "/api/workspaces/{id}/members") => {
@@ -168,7 +171,7 @@ fn is_own_or_public(method: &str, template: &str) -> bool {
                 | "/api/workspaces"
                 | "/api/invitations"
         ) | ("post", "/api/tokens" | "/api/workspaces")
-            | ("post", "/api/daemon/deregister")
+            | ("post", "/api/daemon/deregister" | "/api/daemon/tasks/claim")
     )
 }
 
@@ -373,8 +376,11 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
             // bob's daemon_id: owned by bob, so nobody else may re-register it
             ("post", "register") if who.is_pat() => Refused(409),
             ("post", "register") => Refused(403),
-            // unreachable ids are skipped: nothing changes
+            // unreachable ids are skipped: nothing changes, nothing handed out
             ("post", "deregister") => Reads,
+            ("post", "tasks/claim") if who.is_pat() => Reads,
+            // a daemon token claims for its own daemon_id only
+            ("post", "tasks/claim") => Refused(403),
             // a daemon acts for its owner only; managers included
             _ => Refused(404),
         };

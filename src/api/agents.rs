@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::page::{self, Page};
 use super::{required, text};
 use crate::access::{require_agent, require_agent_editor};
-use crate::auth::{AuthUser, WorkspaceAccess};
+use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::db::agents::{self, Agent, AgentFields};
 use crate::db::{runtimes, tasks, Db};
 use crate::domain::Id;
@@ -202,14 +202,25 @@ async fn create(
     Ok(HttpResponse::Created().json(agent))
 }
 
+/// A member reads an agent they may see; an agent run by a daemon reads
+/// itself with its task token.
 async fn get(
     db: web::Data<Db>,
-    caller: AuthUser,
+    caller: Caller,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let (agent, _) = db
-        .read(move |conn| require_agent(conn, caller.user_id, id))
+    let agent = db
+        .read(move |conn| match caller {
+            Caller::User { user_id } => Ok(require_agent(conn, user_id, id)?.0),
+            Caller::Task(task) if task.agent_id == Some(id) => {
+                agents::get(conn, id)?.ok_or_else(|| ApiError::not_found("agent not found"))
+            }
+            Caller::Task(_) => Err(ApiError::not_found("agent not found")),
+            Caller::Daemon(_) => Err(ApiError::unauthorized(
+                "this route needs a personal access token, not a daemon token",
+            )),
+        })
         .await?;
     Ok(HttpResponse::Ok().json(agent))
 }

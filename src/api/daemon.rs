@@ -62,6 +62,7 @@ struct RegisterResponse {
 fn owner_for(caller: &Caller, workspace_id: Id, daemon_id: &str) -> Result<Id, ApiError> {
     match caller {
         Caller::User { user_id } => Ok(*user_id),
+        Caller::Task(_) => Err(ApiError::not_found("workspace not found")),
         Caller::Daemon(daemon) => {
             // out-of-workspace first, so other workspaces cannot be probed
             if daemon.workspace_id != workspace_id {

@@ -3,6 +3,7 @@
 //! and maps the result to JSON.
 
 pub mod agents;
+pub mod claims;
 pub mod daemon;
 pub mod events;
 pub mod invitations;
@@ -35,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(openapi::configure)
                 .configure(agents::configure)
                 .configure(tasks::configure)
+                .configure(claims::configure)
                 .configure(daemon::configure)
                 .configure(events::configure)
                 .configure(invitations::configure)

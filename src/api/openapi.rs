@@ -143,6 +143,7 @@ const ROUTES: &[Route] = &[
     post("/api/daemon/runtimes/{id}/ping/{ping_id}/result", "Ping result", Daemon, Ref("Ping")).body("PingResult"),
     post("/api/daemon/runtimes/{id}/update/{update_id}/result", "Update result", Daemon, Ref("Update")).body("UpdateResult"),
     post("/api/daemon/runtimes/{id}/tasks/claim", "Claim the next task", Daemon, Ref("Claim")),
+    post("/api/daemon/tasks/claim", "Claim up to max_tasks tasks of a machine's runtimes", Daemon, Ref("BatchClaimed")).body("BatchClaim"),
     get("/api/daemon/runtimes/{id}/tasks/pending", "Queued and dispatched tasks", Daemon, List("Task")),
     get("/api/daemon/tasks/{id}/status", "A task's status", Daemon, Ref("TaskStatus")),
     post("/api/daemon/tasks/{id}/start", "dispatched → running", Daemon, Ref("Task")),
@@ -262,6 +263,7 @@ pub fn spec() -> Value {
             "securitySchemes": {
                 "personal_access_token": {"type": "http", "scheme": "bearer", "description": "mul_ + 40 hex"},
                 "daemon_token": {"type": "http", "scheme": "bearer", "description": "mdt_ + 40 hex"},
+                "task_token": {"type": "http", "scheme": "bearer", "description": "mat_ + 40 hex, minted at claim: its own task's daemon routes and its agent only"},
             },
             "schemas": schemas::components(),
         },

@@ -7,7 +7,7 @@
 //! naming the task's current status.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::access::{require_daemon_runtime, require_daemon_task, require_task_canceller};
@@ -20,7 +20,6 @@ use crate::events::{Audience, EventBus, MAX_RELAYED_BYTES};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/tasks/{id}/cancel", web::post().to(cancel))
-        .route("/daemon/runtimes/{id}/tasks/claim", web::post().to(claim))
         .route(
             "/daemon/runtimes/{id}/tasks/pending",
             web::get().to(pending),
@@ -120,79 +119,6 @@ async fn cancel(
     )
     .await?;
     Ok(HttpResponse::Ok().json(task))
-}
-
-/// What a daemon gets from a claim: the task, its prompt, and the agent to
-/// run it as.
-#[derive(Serialize)]
-struct ClaimedTask {
-    #[serde(flatten)]
-    task: Task,
-    agent: Option<ClaimedAgent>,
-}
-
-#[derive(Serialize)]
-struct ClaimedAgent {
-    id: Id,
-    name: String,
-    instructions: String,
-}
-
-#[derive(Serialize)]
-struct ClaimResponse {
-    task: Option<ClaimedTask>,
-}
-
-async fn claim(
-    db: web::Data<Db>,
-    events: web::Data<EventBus>,
-    caller: Caller,
-    path: web::Path<Id>,
-) -> Result<HttpResponse, ApiError> {
-    let runtime = path.into_inner();
-    let claimed = db
-        .write(move |tx| {
-            require_daemon_runtime(tx, &caller, runtime)?;
-            let Some(task) = tasks::claim(tx, runtime)? else {
-                return Ok(None);
-            };
-            let agent = match task.agent_id {
-                Some(id) => agents::get(tx, id)?,
-                None => None,
-            };
-            let status = match &agent {
-                Some(agent) => agents::reconcile_status(tx, agent.id)?,
-                None => None,
-            };
-            Ok(Some((task, agent, status)))
-        })
-        .await?;
-    let Some((task, agent, status)) = claimed else {
-        return Ok(HttpResponse::Ok().json(ClaimResponse { task: None }));
-    };
-    let audience = agent
-        .as_ref()
-        .map_or(Audience::MANAGERS, Audience::of_agent);
-    events.task(
-        "task:dispatched",
-        audience,
-        task.workspace_id,
-        task.id,
-        task.agent_id,
-    );
-    if let (Some(agent), Some(status)) = (&agent, status) {
-        events.agent_status(audience, task.workspace_id, agent.id, &status);
-    }
-    Ok(HttpResponse::Ok().json(ClaimResponse {
-        task: Some(ClaimedTask {
-            task,
-            agent: agent.map(|a| ClaimedAgent {
-                id: a.id,
-                name: a.name,
-                instructions: a.instructions,
-            }),
-        }),
-    }))
 }
 
 /// The head of the runtime's queue, at most [`tasks::PENDING_LIMIT`] rows in

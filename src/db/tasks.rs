@@ -184,21 +184,32 @@ pub fn pending_for_runtime(conn: &Connection, runtime: Id) -> rusqlite::Result<V
 /// inside its write transaction, so two claims can never take one task or
 /// overrun an agent's limit.
 pub fn claim(conn: &Connection, runtime: Id) -> rusqlite::Result<Option<Task>> {
-    let id: Option<Id> = conn
-        .query_row(
-            "SELECT t.id FROM agent_task_queue t
+    claim_any(conn, &[runtime])
+}
+
+/// [`claim`] across several runtimes (a daemon's batch claim): the
+/// highest-priority, oldest claimable task of any of them, dispatched to
+/// the runtime its agent is bound to.
+pub fn claim_any(conn: &Connection, runtimes: &[Id]) -> rusqlite::Result<Option<Task>> {
+    let ids = serde_json::to_string(runtimes)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let found: Option<(Id, Id)> = conn
+        .prepare_cached(
+            "SELECT t.id, a.runtime_id FROM agent_task_queue t
              JOIN agent a ON a.id = t.agent_id
-             WHERE a.runtime_id = ?1 AND a.archived_at IS NULL AND t.status = 'queued'
+             WHERE a.runtime_id IN (SELECT value FROM json_each(?1))
+               AND a.archived_at IS NULL AND t.status = 'queued'
                AND (SELECT count(*) FROM agent_task_queue busy
                     WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
                    < a.max_concurrent_tasks
              ORDER BY t.priority DESC, t.created_at, t.rowid
              LIMIT 1",
-            [runtime],
-            |r| r.get(0),
-        )
+        )?
+        .query_row([ids], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some(id) = id else { return Ok(None) };
+    let Some((id, runtime)) = found else {
+        return Ok(None);
+    };
     conn.execute(
         "UPDATE agent_task_queue SET status = 'dispatched', runtime_id = ?2, dispatched_at = ?3
          WHERE id = ?1",

@@ -13,6 +13,10 @@ use crate::domain::Id;
 pub const PAT_PREFIX: &str = "mul_";
 /// Daemon tokens: `mdt_` + 40 lower-case hex digits.
 pub const DAEMON_PREFIX: &str = "mdt_";
+/// Task-scoped tokens, minted at claim: `mat_` + 40 lower-case hex digits.
+pub const TASK_PREFIX: &str = "mat_";
+/// How long a task token lives at most (its task ending ends it sooner).
+pub const TASK_TOKEN_LIFETIME_HOURS: i64 = 24;
 const SECRET_HEX_LEN: usize = 40;
 /// Characters of a PAT kept in clear so a user can tell their tokens apart.
 const SHOWN_PREFIX_LEN: usize = 8;
@@ -234,6 +238,62 @@ pub fn count_live_daemon(conn: &Connection, workspace: Id, user: Id) -> rusqlite
         params![workspace, user, now()],
         |r| r.get(0),
     )
+}
+
+/// A live-or-not task token, as authentication needs it.
+#[derive(Debug, Clone)]
+pub struct StoredTaskToken {
+    pub id: Id,
+    pub task_id: Id,
+    pub workspace_id: Id,
+    pub agent_id: Option<Id>,
+    /// The task's status now: the token works only while it is dispatched
+    /// or running.
+    pub task_status: String,
+    pub expires_at: String,
+}
+
+/// Mints the task token of `task` (claimed just now); returns the token,
+/// which is shown once — only its hash is stored.
+pub fn create_task_token(conn: &Connection, task: Id, workspace: Id) -> rusqlite::Result<String> {
+    let token = generate(TASK_PREFIX);
+    let now = chrono::Utc::now();
+    let expires = now + chrono::Duration::hours(TASK_TOKEN_LIFETIME_HOURS);
+    conn.prepare_cached(
+        "INSERT INTO task_token (id, token_hash, task_id, workspace_id, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        Id::new(),
+        hash(&token),
+        task,
+        workspace,
+        crate::db::format_time(expires),
+        crate::db::format_time(now)
+    ])?;
+    Ok(token)
+}
+
+pub fn find_task_token(
+    conn: &Connection,
+    token_hash: &str,
+) -> rusqlite::Result<Option<StoredTaskToken>> {
+    conn.prepare_cached(
+        "SELECT tt.id, tt.task_id, tt.workspace_id, t.agent_id, t.status, tt.expires_at
+         FROM task_token tt JOIN agent_task_queue t ON t.id = tt.task_id
+         WHERE tt.token_hash = ?1",
+    )?
+    .query_row([token_hash], |r| {
+        Ok(StoredTaskToken {
+            id: r.get(0)?,
+            task_id: r.get(1)?,
+            workspace_id: r.get(2)?,
+            agent_id: r.get(3)?,
+            task_status: r.get(4)?,
+            expires_at: r.get(5)?,
+        })
+    })
+    .optional()
 }
 
 #[cfg(test)]

@@ -145,6 +145,17 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
         ),
         ("Deregister", request(&[("runtime_ids", list(uuid()))], &[])),
         (
+            "BatchClaim",
+            request(
+                &[
+                    ("daemon_id", string()),
+                    ("runtime_ids", list(string())),
+                    ("max_tasks", json!({"type": "integer", "minimum": 0})),
+                ],
+                &["daemon_id"],
+            ),
+        ),
+        (
             "HeartbeatRequest",
             request(&[("runtime_id", uuid())], &["runtime_id"]),
         ),

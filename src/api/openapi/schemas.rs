@@ -269,6 +269,10 @@ fn agents_and_tasks() -> Vec<(&'static str, Value)> {
             ("instructions", string()),
         ])),
     ));
+    claimed.push((
+        "auth_token",
+        json!({"type": "string", "pattern": "^mat_[0-9a-f]{40}$"}),
+    ));
     vec![
         (
             "Agent",
@@ -301,6 +305,13 @@ fn agents_and_tasks() -> Vec<(&'static str, Value)> {
         (
             "Claim",
             reply(&[("task", nullable(component("ClaimedTask")))]),
+        ),
+        (
+            "BatchClaimed",
+            reply(&[(
+                "tasks",
+                json!({"type": "array", "items": component("ClaimedTask")}),
+            )]),
         ),
         (
             "TaskStatus",

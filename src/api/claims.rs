@@ -1,0 +1,227 @@
+//! Claims: a daemon takes the next task of one runtime
+//! (`POST /api/daemon/runtimes/{id}/tasks/claim`) or of several of its
+//! machine's runtimes at once (`POST /api/daemon/tasks/claim`).
+//!
+//! Each claim runs in one write transaction: the task is dispatched, its
+//! agent's status reconciled and a task-scoped token (`mat_`) minted for the
+//! agent the daemon starts, so concurrent claims never share a task or push
+//! an agent past `max_concurrent_tasks`. The token is in the reply once;
+//! only its hash is stored.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::access::{acts_for_runtime, require_daemon_runtime};
+use crate::auth::Caller;
+use crate::db::agents::{self, Agent};
+use crate::db::tasks::{self, Task};
+use crate::db::{runtimes, tokens, Db};
+use crate::domain::Id;
+use crate::error::ApiError;
+use crate::events::{Audience, EventBus};
+
+/// Most tasks one batch claim hands out (a daemon asks for its free slots).
+pub const MAX_BATCH_TASKS: i64 = 32;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/daemon/runtimes/{id}/tasks/claim", web::post().to(claim))
+        .route("/daemon/tasks/claim", web::post().to(claim_batch));
+}
+
+/// What a daemon gets for one claimed task: the task, the agent to run it
+/// as, and the agent's task-scoped token.
+#[derive(Serialize)]
+pub struct ClaimedTask {
+    #[serde(flatten)]
+    task: Task,
+    agent: Option<ClaimedAgent>,
+    auth_token: String,
+}
+
+#[derive(Serialize)]
+struct ClaimedAgent {
+    id: Id,
+    name: String,
+    instructions: String,
+}
+
+/// A task dispatched inside a write transaction, with what to announce
+/// once it commits.
+struct Dispatched {
+    task: Task,
+    agent: Option<Agent>,
+    agent_status: Option<String>,
+    token: String,
+}
+
+/// Dispatches the next claimable task of `runtimes` (already authorized),
+/// if any, and mints its task token.
+fn dispatch_next(
+    tx: &rusqlite::Connection,
+    runtimes: &[Id],
+) -> Result<Option<Dispatched>, ApiError> {
+    let Some(task) = tasks::claim_any(tx, runtimes)? else {
+        return Ok(None);
+    };
+    let agent = match task.agent_id {
+        Some(id) => agents::get(tx, id)?,
+        None => None,
+    };
+    let agent_status = match &agent {
+        Some(agent) => agents::reconcile_status(tx, agent.id)?,
+        None => None,
+    };
+    let token = tokens::create_task_token(tx, task.id, task.workspace_id)?;
+    Ok(Some(Dispatched {
+        task,
+        agent,
+        agent_status,
+        token,
+    }))
+}
+
+/// Publishes `task:dispatched` (and the agent's status) after commit and
+/// turns the dispatch into the daemon's reply.
+fn announce(events: &EventBus, dispatched: Dispatched) -> ClaimedTask {
+    let Dispatched {
+        task,
+        agent,
+        agent_status,
+        token,
+    } = dispatched;
+    let audience = agent
+        .as_ref()
+        .map_or(Audience::MANAGERS, Audience::of_agent);
+    events.task(
+        "task:dispatched",
+        audience,
+        task.workspace_id,
+        task.id,
+        task.agent_id,
+    );
+    if let (Some(agent), Some(status)) = (&agent, agent_status) {
+        events.agent_status(audience, task.workspace_id, agent.id, &status);
+    }
+    ClaimedTask {
+        task,
+        agent: agent.map(|a| ClaimedAgent {
+            id: a.id,
+            name: a.name,
+            instructions: a.instructions,
+        }),
+        auth_token: token,
+    }
+}
+
+#[derive(Serialize)]
+struct ClaimResponse {
+    task: Option<ClaimedTask>,
+}
+
+async fn claim(
+    db: web::Data<Db>,
+    events: web::Data<EventBus>,
+    caller: Caller,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let runtime = path.into_inner();
+    let dispatched = db
+        .write(move |tx| {
+            require_daemon_runtime(tx, &caller, runtime)?;
+            dispatch_next(tx, &[runtime])
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(ClaimResponse {
+        task: dispatched.map(|d| announce(&events, d)),
+    }))
+}
+
+#[derive(Deserialize)]
+struct BatchClaim {
+    daemon_id: Option<String>,
+    #[serde(default)]
+    runtime_ids: Vec<String>,
+    #[serde(default)]
+    max_tasks: i64,
+}
+
+#[derive(Serialize)]
+struct BatchReply {
+    tasks: Vec<ClaimedTask>,
+}
+
+/// The runtimes of `ids` the caller acts for and that belong to
+/// `daemon_id`; malformed, unknown and unreachable ids are skipped (a
+/// daemon may still hold a runtime deleted a moment ago).
+fn claimable(
+    tx: &rusqlite::Connection,
+    caller: &Caller,
+    daemon_id: &str,
+    ids: &[String],
+) -> Result<Vec<Id>, ApiError> {
+    let mut out = Vec::new();
+    for id in ids.iter().filter_map(|raw| raw.trim().parse::<Id>().ok()) {
+        if out.contains(&id) {
+            continue;
+        }
+        let Some(runtime) = runtimes::get(tx, id)? else {
+            continue;
+        };
+        if runtime.daemon_id.as_deref() == Some(daemon_id)
+            && acts_for_runtime(tx, caller, &runtime)?
+        {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// `{daemon_id, runtime_ids, max_tasks}` → `{tasks: [...]}`: up to
+/// `max_tasks` (at most [`MAX_BATCH_TASKS`]) tasks of the listed runtimes
+/// of that machine, in one transaction, by the same priority and
+/// concurrency rules as a single claim.
+async fn claim_batch(
+    db: web::Data<Db>,
+    events: web::Data<EventBus>,
+    caller: Caller,
+    body: web::Json<BatchClaim>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let daemon_id = super::short_text(body.daemon_id.as_deref(), "daemon_id")?;
+    if daemon_id.is_empty() {
+        return Err(ApiError::bad_request("daemon_id is required"));
+    }
+    if let Caller::Daemon(daemon) = &caller {
+        if daemon.daemon_id != daemon_id {
+            return Err(ApiError::forbidden("daemon_id does not match token"));
+        }
+    }
+    if body.max_tasks < 0 {
+        return Err(ApiError::bad_request("max_tasks must not be negative"));
+    }
+    if body.runtime_ids.len() > super::daemon::MAX_RUNTIMES_PER_REGISTRATION {
+        return Err(ApiError::bad_request(format!(
+            "runtime_ids lists at most {} runtimes",
+            super::daemon::MAX_RUNTIMES_PER_REGISTRATION
+        )));
+    }
+    let wanted = body.max_tasks.min(MAX_BATCH_TASKS);
+    let dispatched = db
+        .write(move |tx| {
+            let runtimes = claimable(tx, &caller, &daemon_id, &body.runtime_ids)?;
+            let mut out = Vec::new();
+            while (out.len() as i64) < wanted && !runtimes.is_empty() {
+                match dispatch_next(tx, &runtimes)? {
+                    Some(d) => out.push(d),
+                    None => break,
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    let tasks = dispatched
+        .into_iter()
+        .map(|d| announce(&events, d))
+        .collect();
+    Ok(HttpResponse::Ok().json(BatchReply { tasks }))
+}
