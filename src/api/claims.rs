@@ -47,7 +47,7 @@ struct ClaimedAgent {
 
 /// A task dispatched inside a write transaction, with what to announce
 /// once it commits.
-struct Dispatched {
+pub(crate) struct Dispatched {
     task: Task,
     agent: Option<Agent>,
     agent_status: Option<String>,
@@ -56,7 +56,7 @@ struct Dispatched {
 
 /// Dispatches the next claimable task of `runtimes` (already authorized),
 /// if any, and mints its task token.
-fn dispatch_next(
+pub(crate) fn dispatch_next(
     tx: &rusqlite::Connection,
     runtimes: &[Id],
 ) -> Result<Option<Dispatched>, ApiError> {
@@ -82,7 +82,7 @@ fn dispatch_next(
 
 /// Publishes `task:dispatched` (and the agent's status) after commit and
 /// turns the dispatch into the daemon's reply.
-fn announce(events: &EventBus, dispatched: Dispatched) -> ClaimedTask {
+pub(crate) fn announce(events: &EventBus, dispatched: Dispatched) -> ClaimedTask {
     let Dispatched {
         task,
         agent,
