@@ -169,6 +169,8 @@ fn is_own_or_public(method: &str, template: &str) -> bool {
                 | "/api/invitations"
         ) | ("post", "/api/tokens" | "/api/workspaces")
             | ("post", "/api/daemon/deregister")
+            // the caller's own workspaces, never anyone else's
+            | ("get", "/api/daemon/workspaces")
     )
 }
 
@@ -375,6 +377,8 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
             ("post", "register") => Refused(403),
             // unreachable ids are skipped: nothing changes
             ("post", "deregister") => Reads,
+            // each credential lists its own workspaces (here: the same one)
+            ("get", "workspaces") => Reads,
             // a daemon acts for its owner only; managers included
             _ => Refused(404),
         };
