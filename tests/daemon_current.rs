@@ -237,6 +237,15 @@ async fn todays_registration_is_answered_in_the_shape_the_daemon_decodes() {
     assert!(!reply.repos_version.is_empty());
     assert_eq!(reply.settings, Some(json!({})));
 
+    // Go sends its nil slices as null
+    let mut bare = todays_registration(&ws, MACHINE, &[], &["claude"]);
+    bare["legacy_daemon_ids"] = Value::Null;
+    bare["failed_profiles"] = Value::Null;
+    assert_eq!(
+        register(&app, &alice.token, bare).await.runtimes[0].id,
+        claude.id
+    );
+
     let row = runtime_row(&app, &alice.token, &ws, &claude.id).await;
     assert_eq!(
         row["metadata"],

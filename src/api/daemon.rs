@@ -7,19 +7,18 @@
 
 mod offline;
 mod register;
+mod workspaces;
 
 use std::collections::BTreeMap;
 
-use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::access::{daemon_reaches, require_daemon_runtime};
 use crate::auth::Caller;
 use crate::db::runtimes::{self, Runtime};
-use crate::db::{workspaces, Db};
+use crate::db::Db;
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
@@ -34,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/daemon/register", web::post().to(register))
         .route("/daemon/deregister", web::post().to(deregister))
         .route("/daemon/heartbeat", web::post().to(heartbeat))
-        .route("/daemon/workspaces", web::get().to(workspaces))
+        .route("/daemon/workspaces", web::get().to(workspaces::list))
         .route(
             "/daemon/runtimes/{id}/ping/{ping_id}/result",
             web::post().to(ping_result),
@@ -298,78 +297,6 @@ async fn heartbeat(
                 target_version: p.target_version.unwrap_or_default(),
             }),
     }))
-}
-
-/// A workspace as the daemon lists it.
-#[derive(Serialize)]
-struct DaemonWorkspace {
-    id: Id,
-    name: String,
-}
-
-/// The workspaces a daemon works in: a PAT's user's, or a daemon token's
-/// one workspace while the member who minted it still belongs to it.
-fn daemon_workspaces(
-    conn: &rusqlite::Connection,
-    caller: &Caller,
-) -> Result<Vec<DaemonWorkspace>, ApiError> {
-    let listed = match caller {
-        Caller::User { user_id } => workspaces::list_for_user(conn, *user_id)?,
-        Caller::Daemon(daemon) => {
-            let minter_in = match daemon.minted_by {
-                Some(user) => workspaces::role_of(conn, daemon.workspace_id, user)?.is_some(),
-                None => false,
-            };
-            let workspace = match minter_in {
-                true => workspaces::get(conn, daemon.workspace_id)?,
-                false => None,
-            };
-            workspace.into_iter().collect()
-        }
-    };
-    Ok(listed
-        .into_iter()
-        .map(|w| DaemonWorkspace {
-            id: w.id,
-            name: w.name,
-        })
-        .collect())
-}
-
-/// Whether `If-None-Match` names `etag` (or `*`).
-fn not_modified(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|tag| matches!(tag.trim(), "*") || tag.trim() == etag)
-}
-
-/// `[{id, name}]`, with an ETag: a daemon polls this, and an unchanged
-/// list is a 304 without a body.
-async fn workspaces(
-    db: web::Data<Db>,
-    caller: Caller,
-    req: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    let listed = db
-        .read(move |conn| daemon_workspaces(conn, &caller))
-        .await?;
-    let body = serde_json::to_vec(&listed)
-        .map_err(|e| ApiError::internal(format!("encoding the daemon's workspaces: {e}")))?;
-    let etag = format!("W/\"{:x}\"", Sha256::digest(&body));
-    let changed = !not_modified(&req, &etag);
-    let mut reply = match changed {
-        true => HttpResponse::Ok(),
-        false => HttpResponse::NotModified(),
-    };
-    reply
-        .insert_header((header::ETAG, etag))
-        .insert_header((header::CACHE_CONTROL, "private, no-cache"));
-    Ok(match changed {
-        true => reply.content_type("application/json").body(body),
-        false => reply.finish(),
-    })
 }
 
 #[derive(Deserialize)]
