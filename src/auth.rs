@@ -261,30 +261,62 @@ struct WorkspaceQuery {
     workspace_id: Option<String>,
 }
 
-/// The workspace a scoped request names: `X-Workspace-ID`, else
+/// A header's value, trimmed; `None` when absent, `Err(())` when it is
+/// not text.
+fn header_text(req: &HttpRequest, name: &str) -> Result<Option<String>, ()> {
+    req.headers()
+        .get(name)
+        .map(|v| v.to_str().map(|v| v.trim().to_string()).map_err(|_| ()))
+        .transpose()
+}
+
+/// The id of the workspace with `slug` among those `user` belongs to: a
+/// slug of a workspace they are not in is as unknown as one that does not
+/// exist, so slugs cannot be probed.
+async fn member_workspace_by_slug(db: &Db, user: Id, slug: String) -> Result<Id, ApiError> {
+    db.read(move |conn| {
+        let mine = workspaces::list_for_user(conn, user)?;
+        Ok(mine.into_iter().find(|w| w.slug == slug).map(|w| w.id))
+    })
+    .await?
+    .ok_or_else(|| ApiError::not_found("workspace not found"))
+}
+
+/// The workspace a scoped request names: `X-Workspace-ID` and/or
+/// `X-Workspace-Slug` (400 when they name different workspaces), else
 /// `?workspace_id=`.
-fn requested_workspace(req: &HttpRequest) -> Result<Id, ApiError> {
-    let from_header = req
-        .headers()
-        .get("x-workspace-id")
-        .map(|v| {
-            v.to_str()
-                .map(str::to_string)
-                .map_err(|_| ApiError::bad_request("invalid workspace_id: not a UUID"))
-        })
-        .transpose()?;
-    let raw = match from_header {
-        Some(v) => Some(v),
-        None => web::Query::<WorkspaceQuery>::from_query(req.query_string())
-            .ok()
-            .and_then(|q| q.into_inner().workspace_id),
+async fn requested_workspace(req: &HttpRequest, db: &Db, user: Id) -> Result<Id, ApiError> {
+    let not_uuid = || ApiError::bad_request("invalid workspace_id: not a UUID");
+    let by_id = match header_text(req, "x-workspace-id").map_err(|_| not_uuid())? {
+        Some(v) if v.is_empty() => return Err(ApiError::bad_request("workspace_id is required")),
+        Some(v) => Some(
+            v.parse::<Id>()
+                .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))?,
+        ),
+        None => None,
     };
-    let raw = raw
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::bad_request("workspace_id is required"))?;
-    raw.parse()
-        .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))
+    let by_slug = match header_text(req, "x-workspace-slug") {
+        Ok(Some(slug)) if !slug.is_empty() => Some(member_workspace_by_slug(db, user, slug).await?),
+        Ok(_) => None,
+        // no slug is spelled with bytes a header cannot carry as text
+        Err(()) => return Err(ApiError::not_found("workspace not found")),
+    };
+    match (by_id, by_slug) {
+        (Some(id), Some(slug)) if id != slug => Err(ApiError::bad_request(
+            "X-Workspace-ID and X-Workspace-Slug name different workspaces",
+        )),
+        (Some(id), _) | (None, Some(id)) => Ok(id),
+        (None, None) => {
+            let raw = web::Query::<WorkspaceQuery>::from_query(req.query_string())
+                .ok()
+                .and_then(|q| q.into_inner().workspace_id)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ApiError::bad_request("workspace_id is required"))?;
+            raw.parse()
+                .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))
+        }
+    }
 }
 
 /// The caller's role in `workspace`; 404 `workspace not found` when they are
@@ -304,8 +336,9 @@ impl FromRequest for WorkspaceAccess {
         let user = AuthUser::from_request(&req, payload);
         Box::pin(async move {
             let AuthUser { user_id } = user.await?;
-            let workspace_id = requested_workspace(&req)?;
-            let role = require_member(&db_of(&req)?, user_id, workspace_id).await?;
+            let db = db_of(&req)?;
+            let workspace_id = requested_workspace(&req, &db, user_id).await?;
+            let role = require_member(&db, user_id, workspace_id).await?;
             Ok(WorkspaceAccess {
                 user_id,
                 workspace_id,

@@ -243,6 +243,7 @@ fn migrate_creates_every_table() {
             "member",
             "personal_access_token",
             "runtime_usage",
+            "task_token",
             "task_usage",
             "usage_daily",
             "usage_hourly",

@@ -45,6 +45,7 @@ async fn register_creates_runtimes_with_the_protocol_defaults() {
             "last_seen_at",
             "metadata",
             "name",
+            "offline_reason",
             "owner_id",
             "provider",
             "runtime_mode",
@@ -433,7 +434,9 @@ async fn heartbeat_marks_online_and_answers_404_when_gone() {
         )
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body, json!({"status": "ok"}));
+    // what the April daemon reads: the status, and nothing pending
+    assert_eq!(r.body["status"], "ok");
+    assert!(r.body.get("pending_ping").is_none() && r.body.get("pending_update").is_none());
     assert_eq!(app.runtime_status(&rt), "online");
     let seen: String = app
         .sql()

@@ -172,6 +172,8 @@ fn is_own_or_public(method: &str, template: &str) -> bool {
                 | "/api/invitations"
         ) | ("post", "/api/tokens" | "/api/workspaces")
             | ("post", "/api/daemon/deregister" | "/api/daemon/tasks/claim")
+            // the caller's own workspaces, never anyone else's
+            | ("get", "/api/daemon/workspaces")
     )
 }
 
@@ -381,6 +383,8 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
             ("post", "tasks/claim") if who.is_pat() => Reads,
             // a daemon token claims for its own daemon_id only
             ("post", "tasks/claim") => Refused(403),
+            // each credential lists its own workspaces (here: the same one)
+            ("get", "workspaces") => Reads,
             // a daemon acts for its owner only; managers included
             _ => Refused(404),
         };

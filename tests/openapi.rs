@@ -363,9 +363,42 @@ async fn daemon_and_runtime_replies_fit_the_document() {
     );
     c.get(&format!("/api/runtimes/{rt}/usage?days=7"), a).await;
 
-    let gone = json!({"runtime_ids": [rt]});
+    c.get("/api/daemon/workspaces", d).await;
+    c.get("/api/daemon/workspaces", a).await;
+    let reason = json!({"code": "not_executable", "detail": "exec format error",
+                        "repair": {"package": "@acme/cli", "command": "npm rebuild @acme/cli", "shell": "bash"}});
+    let gone = json!({"runtime_ids": [rt], "offline_reasons": {&rt: reason}});
     c.post("/api/daemon/deregister", d, Some(gone)).await;
+    let listed = c.get(&format!("/api/runtimes?workspace_id={ws}"), a).await;
+    assert_eq!(listed[0]["offline_reason"]["code"], "not_executable");
     c.delete(&format!("/api/runtimes/{rt}"), a).await;
+}
+
+#[actix_web::test]
+async fn todays_daemon_registration_fits_the_document() {
+    let app = spawn_app().await;
+    let c = Checker::new(&app).await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let a = alice.token.as_str();
+    let old = app.runtime(a, &ws, "alice-mbp.local", "claude").await;
+    let body = json!({
+        "workspace_id": ws,
+        "daemon_id": "5f0c2b8e-4d7a-4c1e-9a39-1b2f6f0e7d11",
+        "legacy_daemon_ids": ["alice-mbp", "alice-mbp.local"],
+        "device_name": "mbp",
+        "cli_version": "0.30.1",
+        "launched_by": "desktop",
+        "runtimes": [{"name": "", "type": "claude", "version": "2.1.0", "status": "online"}],
+        "failed_profiles": [{"profile_id": "0d8d6f1e-3b0f-4a57-8a55-0f5b0a3f9c10",
+                             "command_name": "ccms", "reason": "command not found on PATH: ccms"}],
+    });
+    let registered = c.post("/api/daemon/register", a, Some(body)).await;
+    assert_ne!(id(&registered["runtimes"][0]), old);
+    let beat = json!({"runtime_id": id(&registered["runtimes"][0]), "supports_batch_import": true});
+    c.post("/api/daemon/heartbeat", a, Some(beat)).await;
+    // the failed profile is listed, offline, with its reason
+    let listed = c.get(&format!("/api/runtimes?workspace_id={ws}"), a).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed:#}");
 }
 
 #[actix_web::test]

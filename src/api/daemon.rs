@@ -1,16 +1,23 @@
-//! The daemon protocol: register, deregister, heartbeat, and the results of
-//! pings and updates. Daemon routes accept a daemon token (its own workspace
-//! only) or a PAT (the workspaces its user belongs to); anything out of
-//! reach answers 404.
+//! The daemon protocol: register, deregister, heartbeat, the daemon's
+//! workspaces, and the results of pings and updates. Daemon routes accept a
+//! daemon token (its own workspace only) or a PAT (the workspaces its user
+//! belongs to); anything out of reach answers 404. Both the April 2026
+//! daemon and today's are served: what today's adds (former daemon ids,
+//! failed profiles, offline reasons, server capabilities) is optional.
+
+mod offline;
+mod register;
+mod workspaces;
+
+use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{required, short_text};
 use crate::access::{daemon_reaches, require_daemon_runtime};
 use crate::auth::Caller;
-use crate::db::runtimes::{self, Registration, Runtime};
+use crate::db::runtimes::{self, Runtime};
 use crate::db::Db;
 use crate::domain::Id;
 use crate::error::ApiError;
@@ -18,10 +25,15 @@ use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::heartbeats::Heartbeats;
 use crate::probes::{Kind, Outcome, Probes, Status};
 
+pub use register::{
+    MAX_LEGACY_DAEMON_IDS, MAX_RUNTIMES_PER_REGISTRATION, MAX_RUNTIMES_PER_WORKSPACE,
+};
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/daemon/register", web::post().to(register))
         .route("/daemon/deregister", web::post().to(deregister))
         .route("/daemon/heartbeat", web::post().to(heartbeat))
+        .route("/daemon/workspaces", web::get().to(workspaces::list))
         .route(
             "/daemon/runtimes/{id}/ping/{ping_id}/result",
             web::post().to(ping_result),
@@ -32,168 +44,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-#[derive(Deserialize)]
-struct RegisterRequest {
-    workspace_id: Option<String>,
-    daemon_id: Option<String>,
-    device_name: Option<String>,
-    cli_version: Option<String>,
-    runtimes: Option<Vec<RuntimeSpec>>,
-}
+/// What agenthub serves beyond the April 2026 daemon protocol, sent as
+/// `server_capabilities` with every heartbeat ack — the one list to extend
+/// when the server learns something new.
+///
+/// Today's daemon acts on a single name here, `rpc-v1`: it then claims work
+/// over its WebSocket, which agenthub does not serve, so that name must
+/// never appear. It finds batch claim and `GET /api/daemon/workspaces` by
+/// trying them (a 404 sends it back to the older routes) and task-scoped
+/// tokens in the claim reply; the names below tell other clients, and
+/// people, what they may rely on.
+pub const SERVER_CAPABILITIES: &[&str] = &[
+    "batch-claim-v1",
+    "daemon-workspaces-v1",
+    "task-tokens-v1",
+    "legacy-daemon-ids-v1",
+    "offline-reasons-v1",
+];
 
-#[derive(Deserialize)]
-struct RuntimeSpec {
-    name: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    version: Option<String>,
-    status: Option<String>,
-}
+/// The version of an empty repository list (the SHA-256 of no URLs):
+/// agenthub keeps no repositories, so a daemon has none to sync.
+const REPOS_VERSION: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 #[derive(Serialize)]
 struct RegisterResponse {
     runtimes: Vec<Runtime>,
-    /// Kept for wire compatibility; agenthub tracks no repositories.
+    /// Always empty: agenthub tracks no repositories.
     repos: Vec<serde_json::Value>,
-}
-
-/// The member a registration acts for: the PAT's user, or the member who
-/// minted the daemon token — which registers only its own daemon_id.
-fn owner_for(caller: &Caller, workspace_id: Id, daemon_id: &str) -> Result<Id, ApiError> {
-    match caller {
-        Caller::User { user_id } => Ok(*user_id),
-        Caller::Task(_) => Err(ApiError::not_found("workspace not found")),
-        Caller::Daemon(daemon) => {
-            // out-of-workspace first, so other workspaces cannot be probed
-            if daemon.workspace_id != workspace_id {
-                return Err(ApiError::not_found("workspace not found"));
-            }
-            if daemon.daemon_id != daemon_id {
-                return Err(ApiError::forbidden(format!(
-                    "this daemon token was minted for daemon_id {:?}",
-                    daemon.daemon_id
-                )));
-            }
-            daemon.minted_by.ok_or_else(|| {
-                ApiError::forbidden("the member who minted this daemon token is gone")
-            })
-        }
-    }
-}
-
-/// What every runtime of one registration shares.
-struct Machine {
-    workspace_id: Id,
-    daemon_id: String,
-    device_name: String,
-    cli_version: String,
-    owner: Id,
-}
-
-/// One runtime of the request, with the protocol's defaults applied.
-fn registration(machine: &Machine, i: usize, spec: &RuntimeSpec) -> Result<Registration, ApiError> {
-    let field = |name: &str| format!("runtimes[{i}].{name}");
-    let provider = Some(short_text(spec.kind.as_deref(), &field("type"))?)
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "unknown".to_string());
-    let version = short_text(spec.version.as_deref(), &field("version"))?;
-    let device_name = &machine.device_name;
-    let name = Some(short_text(spec.name.as_deref(), &field("name"))?)
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| {
-            if device_name.is_empty() {
-                provider.clone()
-            } else {
-                format!("{provider} ({device_name})")
-            }
-        });
-    let device_info = [device_name.as_str(), version.as_str()]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" · ");
-    let status = match short_text(spec.status.as_deref(), &field("status"))?.as_str() {
-        "offline" => "offline",
-        _ => "online",
-    };
-    let metadata = json!({"version": version, "cli_version": machine.cli_version});
-    Ok(Registration {
-        workspace_id: machine.workspace_id,
-        daemon_id: machine.daemon_id.clone(),
-        provider,
-        name,
-        status,
-        device_info,
-        metadata: metadata.to_string(),
-        owner: machine.owner,
-    })
-}
-
-/// Turns the request into validated registrations (before any database
-/// work).
-fn registrations(
-    req: &RegisterRequest,
-    caller: &Caller,
-) -> Result<(Id, Vec<Registration>), ApiError> {
-    let workspace_id: Id = required(req.workspace_id.as_deref(), "workspace_id")?
-        .parse()
-        .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))?;
-    let daemon_id = short_text(req.daemon_id.as_deref(), "daemon_id")?;
-    if daemon_id.is_empty() {
-        return Err(ApiError::bad_request("daemon_id is required"));
-    }
-    let specs = req.runtimes.as_deref().unwrap_or_default();
-    if specs.is_empty() {
-        return Err(ApiError::bad_request("at least one runtime is required"));
-    }
-    if specs.len() > MAX_RUNTIMES_PER_REGISTRATION {
-        return Err(ApiError::bad_request(format!(
-            "a registration carries at most {MAX_RUNTIMES_PER_REGISTRATION} runtimes"
-        )));
-    }
-    let machine = Machine {
-        owner: owner_for(caller, workspace_id, &daemon_id)?,
-        workspace_id,
-        daemon_id,
-        device_name: short_text(req.device_name.as_deref(), "device_name")?,
-        cli_version: short_text(req.cli_version.as_deref(), "cli_version")?,
-    };
-    let regs = specs
-        .iter()
-        .enumerate()
-        .map(|(i, spec)| registration(&machine, i, spec))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((workspace_id, regs))
-}
-
-/// Most runtimes one registration may carry (a machine has a handful of
-/// agent CLIs); more is a 400.
-pub const MAX_RUNTIMES_PER_REGISTRATION: usize = 100;
-/// Most runtimes a workspace may hold; a registration that would add more
-/// is a 409.
-pub const MAX_RUNTIMES_PER_WORKSPACE: i64 = 50_000;
-
-/// Refuses a registration that would grow the workspace past
-/// [`MAX_RUNTIMES_PER_WORKSPACE`]: one index lookup per runtime, and one
-/// read of the workspace's runtime counter when a runtime would be added.
-fn check_capacity(
-    tx: &rusqlite::Connection,
-    workspace: Id,
-    regs: &[Registration],
-) -> Result<(), ApiError> {
-    let mut new = 0;
-    for reg in regs {
-        if !runtimes::exists(tx, workspace, &reg.daemon_id, &reg.provider)? {
-            new += 1;
-        }
-    }
-    if new > 0 && runtimes::count_in_workspace(tx, workspace)? + new > MAX_RUNTIMES_PER_WORKSPACE {
-        return Err(ApiError::conflict(format!(
-            "this workspace already has the most runtimes allowed ({MAX_RUNTIMES_PER_WORKSPACE}); delete unused ones first"
-        )));
-    }
-    Ok(())
+    repos_version: &'static str,
+    /// Workspace settings for the daemon: none, so it keeps its defaults.
+    settings: serde_json::Value,
 }
 
 /// 409 for a daemon_id whose runtimes belong to another member: a machine
@@ -204,53 +84,101 @@ pub fn daemon_taken(daemon_id: &str) -> ApiError {
     ))
 }
 
-/// Upserts every runtime of the daemon in one transaction (all or none) and
-/// moves agents over from this machine's old offline registrations. A
-/// daemon_id whose runtimes belong to another member is a 409: the daemon
-/// route never changes who owns a machine.
+/// Upserts the runtime of one registration row.
+fn upsert(tx: &rusqlite::Connection, reg: &runtimes::Registration) -> Result<Runtime, ApiError> {
+    runtimes::upsert(tx, reg)?.ok_or_else(|| daemon_taken(&reg.daemon_id))
+}
+
+/// Brings this machine's older registrations over to `runtime`: agents of
+/// its old offline profile-suffixed runtimes, and everything of the
+/// runtimes of its former daemon ids. Returns the runtimes folded in.
+fn adopt_older(
+    tx: &rusqlite::Connection,
+    runtime: &Runtime,
+    legacy: &[String],
+) -> Result<Vec<Id>, ApiError> {
+    let moved = runtimes::migrate_agents(tx, runtime)?;
+    if moved > 0 {
+        log::info!(
+            "moved {moved} agent(s) to runtime {} from older registrations",
+            runtime.id
+        );
+    }
+    let folded = runtimes::fold_legacy(tx, runtime, legacy)?;
+    if !folded.runtimes.is_empty() {
+        log::info!(
+            "folded runtime(s) {:?} of former daemon ids into {} ({} agent(s), {} task(s))",
+            folded.runtimes,
+            runtime.id,
+            folded.agents,
+            folded.tasks
+        );
+    }
+    Ok(folded.runtimes)
+}
+
+/// The writes of one registration, all in one transaction: the runtimes
+/// (answered back), the failed profiles, and what moves over from older
+/// registrations (the ids of the runtimes folded in and deleted).
+fn write_registration(
+    tx: &rusqlite::Connection,
+    caller: &Caller,
+    reg: &register::Parsed,
+) -> Result<(Vec<Runtime>, Vec<Id>), ApiError> {
+    if !daemon_reaches(tx, caller, reg.workspace_id)? {
+        return Err(ApiError::not_found("workspace not found"));
+    }
+    if runtimes::daemon_owned_by_other(tx, reg.workspace_id, &reg.daemon_id, reg.owner)? {
+        return Err(daemon_taken(&reg.daemon_id));
+    }
+    let rows: Vec<_> = reg.runtimes.iter().chain(&reg.failed).collect();
+    register::check_capacity(tx, reg.workspace_id, &rows)?;
+    let mut out = Vec::with_capacity(reg.runtimes.len());
+    let mut folded = Vec::new();
+    for row in &reg.runtimes {
+        let runtime = upsert(tx, row)?;
+        folded.extend(adopt_older(tx, &runtime, &reg.legacy)?);
+        out.push(runtime);
+    }
+    for row in &reg.failed {
+        upsert(tx, row)?;
+    }
+    Ok((out, folded))
+}
+
+/// Upserts every runtime of the daemon in one transaction (all or none),
+/// records its failed profiles as offline runtimes, and moves over what
+/// this machine registered before (see [`adopt_older`]). A daemon_id whose
+/// runtimes belong to another member is a 409: the daemon route never
+/// changes who owns a machine.
 async fn register(
     db: web::Data<Db>,
     events: web::Data<EventBus>,
     caller: Caller,
-    body: web::Json<RegisterRequest>,
+    body: web::Json<register::RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (workspace_id, regs) = registrations(&body, &caller)?;
-    let daemon_id = regs[0].daemon_id.clone();
-    let runtimes = db
-        .write(move |tx| {
-            if !daemon_reaches(tx, &caller, workspace_id)? {
-                return Err(ApiError::not_found("workspace not found"));
-            }
-            let (daemon_id, owner) = (&regs[0].daemon_id, regs[0].owner);
-            if runtimes::daemon_owned_by_other(tx, workspace_id, daemon_id, owner)? {
-                return Err(daemon_taken(daemon_id));
-            }
-            check_capacity(tx, workspace_id, &regs)?;
-            let mut out = Vec::with_capacity(regs.len());
-            for reg in &regs {
-                let runtime =
-                    runtimes::upsert(tx, reg)?.ok_or_else(|| daemon_taken(&reg.daemon_id))?;
-                let moved = runtimes::migrate_agents(tx, &runtime)?;
-                if moved > 0 {
-                    log::info!(
-                        "moved {moved} agent(s) to runtime {} from older registrations of {}",
-                        runtime.id,
-                        reg.daemon_id
-                    );
-                }
-                out.push(runtime);
-            }
-            Ok(out)
-        })
+    let reg = register::parse(&body, &caller)?;
+    let (workspace_id, daemon_id) = (reg.workspace_id, reg.daemon_id.clone());
+    let (runtimes, folded) = db
+        .write(move |tx| write_registration(tx, &caller, &reg))
         .await?;
     events.publish(
         DAEMON_REGISTER,
         workspace_id,
         json!({"action": "register", "daemon_id": daemon_id, "runtimes": runtimes}),
     );
+    for id in folded {
+        events.publish(
+            DAEMON_REGISTER,
+            workspace_id,
+            json!({"action": "delete", "runtime_id": id}),
+        );
+    }
     Ok(HttpResponse::Ok().json(RegisterResponse {
         runtimes,
         repos: Vec::new(),
+        repos_version: REPOS_VERSION,
+        settings: json!({}),
     }))
 }
 
@@ -258,23 +186,32 @@ async fn register(
 struct DeregisterRequest {
     #[serde(default)]
     runtime_ids: Vec<Id>,
+    offline_reasons: Option<BTreeMap<String, Option<offline::ReasonIn>>>,
 }
 
-/// Marks the caller's runtimes offline; ids it cannot reach are skipped.
+/// Marks the caller's runtimes offline, each with the reason the daemon
+/// gave for it (`deregistered` when none); ids it cannot reach are skipped.
 async fn deregister(
     db: web::Data<Db>,
     events: web::Data<EventBus>,
     caller: Caller,
     body: web::Json<DeregisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let ids = body.into_inner().runtime_ids;
+    let DeregisterRequest {
+        runtime_ids,
+        offline_reasons,
+    } = body.into_inner();
+    let mut reasons = offline::parse(offline_reasons)?;
     let affected = db
         .write(move |tx| {
             let mut affected = Vec::new();
-            for id in ids {
+            for id in runtime_ids {
                 match require_daemon_runtime(tx, &caller, id) {
                     Ok(runtime) => {
-                        runtimes::set_offline(tx, id)?;
+                        let reason = reasons
+                            .remove(&id)
+                            .unwrap_or_else(|| runtimes::reason(offline::DEREGISTERED));
+                        runtimes::set_offline(tx, id, &reason)?;
                         affected.push(runtime);
                     }
                     Err(ApiError::NotFound(_)) => continue,
@@ -312,7 +249,10 @@ struct PendingUpdate {
 
 #[derive(Serialize)]
 struct HeartbeatResponse {
+    runtime_id: Id,
     status: &'static str,
+    server_capabilities: &'static [&'static str],
+    /// For the April 2026 daemon; today's has no pings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_ping: Option<PendingPing>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -323,7 +263,7 @@ struct HeartbeatResponse {
 /// for. A runtime that is gone answers 404 `runtime not found`, telling the
 /// daemon to register again. An online runtime's new last-seen time goes
 /// through the heartbeat group commit; bringing a runtime back online is
-/// written at once.
+/// written at once (and clears its offline reason).
 async fn heartbeat(
     db: web::Data<Db>,
     probes: web::Data<Probes>,
@@ -344,7 +284,9 @@ async fn heartbeat(
         return Err(ApiError::not_found("runtime not found"));
     }
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
+        runtime_id: id,
         status: "ok",
+        server_capabilities: SERVER_CAPABILITIES,
         pending_ping: probes
             .take_pending(Kind::Ping, id)
             .map(|p| PendingPing { id: p.id }),

@@ -26,7 +26,8 @@ enum Auth {
     None,
     /// personal access token
     User,
-    /// personal access token, workspace from X-Workspace-ID / ?workspace_id=
+    /// personal access token, workspace from X-Workspace-ID /
+    /// X-Workspace-Slug / ?workspace_id=
     Workspace,
     /// daemon token or personal access token
     Daemon,
@@ -56,6 +57,8 @@ struct Route {
     /// Status and body of a successful reply.
     status: u16,
     reply: Schema,
+    /// Answers 304 without a body when `If-None-Match` names its ETag.
+    etag: bool,
 }
 
 const fn route(
@@ -74,6 +77,7 @@ const fn route(
         body: None,
         status: 200,
         reply,
+        etag: false,
     }
 }
 
@@ -112,6 +116,12 @@ impl Route {
         self.status = 201;
         self
     }
+
+    /// Sends an ETag, and 304 for a matching `If-None-Match`.
+    const fn etag(mut self) -> Route {
+        self.etag = true;
+        self
+    }
 }
 
 #[rustfmt::skip]
@@ -140,6 +150,7 @@ const ROUTES: &[Route] = &[
     post("/api/daemon/register", "Register a daemon's runtimes", Daemon, Ref("Registered")).body("Register"),
     post("/api/daemon/deregister", "Mark runtimes offline", Daemon, Ref("Status")).body("Deregister"),
     post("/api/daemon/heartbeat", "Heartbeat", Daemon, Ref("Heartbeat")).body("HeartbeatRequest"),
+    get("/api/daemon/workspaces", "The daemon's workspaces (ETag; 304 when unchanged)", Daemon, List("DaemonWorkspace")).etag(),
     post("/api/daemon/runtimes/{id}/ping/{ping_id}/result", "Ping result", Daemon, Ref("Ping")).body("PingResult"),
     post("/api/daemon/runtimes/{id}/update/{update_id}/result", "Update result", Daemon, Ref("Update")).body("UpdateResult"),
     post("/api/daemon/runtimes/{id}/tasks/claim", "Claim the next task", Daemon, Ref("Claim")),
@@ -210,6 +221,10 @@ fn parameters(r: &Route) -> Vec<Value> {
                            "schema": {"type": "string", "format": "uuid"}}),
         );
         params.push(
+            json!({"name": "X-Workspace-Slug", "in": "header", "required": false,
+                           "schema": {"type": "string"}}),
+        );
+        params.push(
             json!({"name": "workspace_id", "in": "query", "required": false,
                            "schema": {"type": "string", "format": "uuid"}}),
         );
@@ -229,6 +244,12 @@ fn operation(r: &Route) -> Value {
         r.status.to_string(),
         json!({"description": "success", "content": content(r.reply)}),
     );
+    if r.etag {
+        responses.insert(
+            "304".into(),
+            json!({"description": "not modified: the list has the ETag named in If-None-Match"}),
+        );
+    }
     for status in ["400", "401", "403", "404", "409", "413"] {
         responses.insert(status.to_string(), error.clone());
     }

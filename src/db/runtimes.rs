@@ -25,10 +25,18 @@ pub struct Runtime {
     pub last_seen_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Why it is offline (`{code, detail?, repair?}`); null while online
+    /// or when nobody said.
+    pub offline_reason: Option<Value>,
 }
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
-     device_info, metadata, owner_id, last_seen_at, created_at, updated_at";
+     device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason";
+
+/// `{"code": code}`: an offline reason the server sets itself.
+pub fn reason(code: &str) -> String {
+    serde_json::json!({ "code": code }).to_string()
+}
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     let metadata: String = row.get(8)?;
@@ -50,6 +58,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
         last_seen_at: row.get::<_, Option<String>>(10)?.as_deref().map(api_time),
         created_at: api_time(&row.get::<_, String>(11)?),
         updated_at: api_time(&row.get::<_, String>(12)?),
+        offline_reason: row
+            .get::<_, Option<String>>(13)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 
@@ -104,6 +115,8 @@ pub struct Registration {
     /// The member the daemon acts for: the owner of a new row, and the
     /// only one who may re-register an existing one.
     pub owner: Id,
+    /// JSON object text; `None` for a runtime registered online.
+    pub offline_reason: Option<String>,
 }
 
 /// Inserts or updates the runtime keyed by (workspace, daemon_id, provider)
@@ -115,8 +128,9 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
     let id: Option<Id> = conn
         .query_row(
             "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
-                 status, device_info, metadata, owner_id, last_seen_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 'local', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)
+                 status, device_info, metadata, owner_id, last_seen_at, created_at, updated_at,
+                 offline_reason)
+             VALUES (?1, ?2, ?3, ?4, 'local', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10, ?11)
              ON CONFLICT (workspace_id, daemon_id, provider) DO UPDATE SET
                  name = excluded.name,
                  runtime_mode = excluded.runtime_mode,
@@ -124,7 +138,8 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
                  device_info = excluded.device_info,
                  metadata = excluded.metadata,
                  last_seen_at = excluded.last_seen_at,
-                 updated_at = excluded.updated_at
+                 updated_at = excluded.updated_at,
+                 offline_reason = excluded.offline_reason
              WHERE agent_runtime.owner_id = excluded.owner_id
              RETURNING id",
             params![
@@ -138,6 +153,7 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
                 reg.metadata,
                 reg.owner,
                 now,
+                reg.offline_reason,
             ],
             |r| r.get(0),
         )
@@ -220,23 +236,104 @@ pub fn migrate_agents(conn: &Connection, target: &Runtime) -> rusqlite::Result<u
     ])
 }
 
-/// Marks a runtime online and seen now. `false` when it does not exist.
+/// What folding a machine's former registrations into a runtime moved.
+#[derive(Debug, Default)]
+pub struct Folded {
+    /// The runtimes folded in, now deleted.
+    pub runtimes: Vec<Id>,
+    pub agents: usize,
+    pub tasks: usize,
+}
+
+/// Folds the runtimes this machine registered under its former daemon ids
+/// (`legacy`, hostnames, compared case-insensitively as hostnames drift in
+/// case) into `target`: those of the same workspace, provider and owner.
+/// Their agents, their open tasks and their daemon's usage reports move to
+/// `target`, then the old rows are deleted; finished tasks stay as history
+/// (their runtime becomes NULL). Anyone else's runtimes are left alone.
+pub fn fold_legacy(
+    conn: &Connection,
+    target: &Runtime,
+    legacy: &[String],
+) -> rusqlite::Result<Folded> {
+    let mut folded = Folded::default();
+    let Some(owner) = target.owner_id else {
+        return Ok(folded);
+    };
+    // the (workspace, provider, lower(daemon_id)) index: one point read
+    // per former id; `+owner_id` keeps the planner off the owner index
+    let mut find = conn.prepare_cached(
+        "SELECT id FROM agent_runtime
+         WHERE workspace_id = ?1 AND provider = ?2 AND lower(daemon_id) = lower(?3)
+           AND +owner_id = ?4 AND id <> ?5",
+    )?;
+    for daemon_id in legacy {
+        let rows = find.query_map(
+            params![
+                target.workspace_id,
+                target.provider,
+                daemon_id,
+                owner,
+                target.id
+            ],
+            |r| r.get::<_, Id>(0),
+        )?;
+        for old in rows.collect::<rusqlite::Result<Vec<_>>>()? {
+            if folded.runtimes.contains(&old) {
+                continue;
+            }
+            let (agents, tasks) = fold_one(conn, old, target.id)?;
+            folded.agents += agents;
+            folded.tasks += tasks;
+            folded.runtimes.push(old);
+        }
+    }
+    Ok(folded)
+}
+
+/// Moves what hangs on runtime `old` to `new` and deletes `old`; returns
+/// how many agents and open tasks moved. A day `new` already has a usage
+/// report for keeps that report (reports are day totals, the newest wins).
+fn fold_one(conn: &Connection, old: Id, new: Id) -> rusqlite::Result<(usize, usize)> {
+    let now = now();
+    let agents = conn
+        .prepare_cached("UPDATE agent SET runtime_id = ?2, updated_at = ?3 WHERE runtime_id = ?1")?
+        .execute(params![old, new, now])?;
+    let tasks = conn
+        .prepare_cached(
+            "UPDATE agent_task_queue SET runtime_id = ?2
+             WHERE runtime_id = ?1 AND status IN ('queued', 'dispatched', 'running')",
+        )?
+        .execute(params![old, new])?;
+    conn.prepare_cached(
+        "UPDATE OR IGNORE runtime_usage SET runtime_id = ?2, updated_at = ?3 WHERE runtime_id = ?1",
+    )?
+    .execute(params![old, new, now])?;
+    conn.prepare_cached("DELETE FROM agent_runtime WHERE id = ?1")?
+        .execute([old])?;
+    Ok((agents, tasks))
+}
+
+/// Marks a runtime online and seen now (no longer offline for any
+/// reason). `false` when it does not exist.
 pub fn heartbeat(conn: &Connection, id: Id) -> rusqlite::Result<bool> {
     let now = now();
     let changed = conn.execute(
-        "UPDATE agent_runtime SET status = 'online', last_seen_at = ?2, updated_at = ?2
+        "UPDATE agent_runtime
+         SET status = 'online', last_seen_at = ?2, updated_at = ?2, offline_reason = NULL
          WHERE id = ?1",
         params![id, now],
     )?;
     Ok(changed > 0)
 }
 
-/// Marks a runtime offline (it stays, with its agents, for the daemon's
-/// return).
-pub fn set_offline(conn: &Connection, id: Id) -> rusqlite::Result<()> {
+/// Marks a runtime offline for `reason` (JSON object text); it stays, with
+/// its agents, for the daemon's return.
+pub fn set_offline(conn: &Connection, id: Id, reason: &str) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE agent_runtime SET status = 'offline', updated_at = ?2 WHERE id = ?1",
-        params![id, now()],
+        "UPDATE agent_runtime SET status = 'offline', offline_reason = ?3, updated_at = ?2
+         WHERE id = ?1",
+        params![id, now(), reason],
     )?;
     Ok(())
 }

@@ -18,16 +18,17 @@ pub struct FailedTask {
     pub agent_id: Option<Id>,
 }
 
-/// Marks up to [`BATCH`] online runtimes last seen before `cutoff` offline;
-/// returns (runtime, workspace) pairs.
+/// Marks up to [`BATCH`] online runtimes last seen before `cutoff` offline,
+/// with the reason `stale`; returns (runtime, workspace) pairs.
 pub fn mark_stale_offline(conn: &Connection, cutoff: &str) -> rusqlite::Result<Vec<(Id, Id)>> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE agent_runtime SET status = 'offline', updated_at = ?2
+        "UPDATE agent_runtime SET status = 'offline', offline_reason = ?4, updated_at = ?2
          WHERE id IN (SELECT id FROM agent_runtime
                       WHERE status = 'online' AND last_seen_at < ?1 LIMIT ?3)
          RETURNING id, workspace_id",
     )?;
-    let rows = stmt.query_map(params![cutoff, now(), BATCH], |r| {
+    let stale = crate::db::runtimes::reason("stale");
+    let rows = stmt.query_map(params![cutoff, now(), BATCH, stale], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })?;
     rows.collect()

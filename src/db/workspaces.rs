@@ -228,14 +228,21 @@ pub fn set_role(conn: &Connection, member: Id, role: Role) -> rusqlite::Result<(
 }
 
 /// Removes a membership. What the member left running in the workspace stops
-/// answering for them: their runtimes go offline, the daemon tokens they
-/// minted for it and the invitations they sent for it are revoked.
+/// answering for them: their runtimes go offline with the reason
+/// `member_removed` (already offline ones too: that is now why they stay
+/// so), the daemon tokens they minted for it and the invitations they sent
+/// for it are revoked.
 pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()> {
     let now = now();
     conn.execute(
-        "UPDATE agent_runtime SET status = 'offline', updated_at = ?3
-         WHERE workspace_id = ?1 AND owner_id = ?2 AND status = 'online'",
-        params![member.workspace_id, member.user_id, now],
+        "UPDATE agent_runtime SET status = 'offline', offline_reason = ?4, updated_at = ?3
+         WHERE workspace_id = ?1 AND owner_id = ?2",
+        params![
+            member.workspace_id,
+            member.user_id,
+            now,
+            crate::db::runtimes::reason("member_removed")
+        ],
     )?;
     conn.execute(
         "UPDATE daemon_token SET revoked_at = ?3

@@ -2,7 +2,8 @@
 //! a failing step logs a warning and the others still run, and the actor
 //! keeps going:
 //!
-//! 1. online runtimes silent for `stale_after_secs` go offline, and
+//! 1. online runtimes silent for `stale_after_secs` go offline (offline
+//!    reason `stale`), and
 //!    dispatched/running tasks on offline runtimes (swept or deregistered)
 //!    fail with `runtime went offline`;
 //! 2. tasks dispatched longer than `dispatch_timeout_secs` or running longer

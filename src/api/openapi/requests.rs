@@ -82,8 +82,8 @@ fn probe_result(statuses: &[&str]) -> Value {
     )
 }
 
-pub(super) fn bodies() -> Vec<(&'static str, Value)> {
-    let days = json!({"type": ["integer", "null"], "minimum": 1, "maximum": 3650});
+/// A registration: at least one runtime or one failed profile.
+fn register() -> Value {
     let runtime_spec = request(
         &[
             ("name", optional_string()),
@@ -93,6 +93,59 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
         ],
         &[],
     );
+    let failed_profile = request(
+        &[
+            ("profile_id", nullable(uuid())),
+            ("command_name", optional_string()),
+            ("reason", optional_string()),
+        ],
+        &[],
+    );
+    let mut body = request(
+        &[
+            ("workspace_id", uuid()),
+            ("daemon_id", string()),
+            ("legacy_daemon_ids", nullable(list(optional_string()))),
+            ("device_name", optional_string()),
+            ("cli_version", optional_string()),
+            ("launched_by", optional_string()),
+            ("runtimes", nullable(list(runtime_spec))),
+            ("failed_profiles", nullable(list(failed_profile))),
+        ],
+        &["workspace_id", "daemon_id"],
+    );
+    let non_empty = |field: &str| json!({"required": [field], "properties": {field: {"type": "array", "minItems": 1}}});
+    body["anyOf"] = json!([non_empty("runtimes"), non_empty("failed_profiles")]);
+    body
+}
+
+/// `offline_reasons` of a deregistration: a reason per runtime id.
+fn offline_reasons() -> Value {
+    let repair = request(
+        &[
+            ("package", optional_string()),
+            ("command", optional_string()),
+            ("shell", optional_string()),
+        ],
+        &[],
+    );
+    let reason = request(
+        &[
+            ("code", json!({"type": "string", "minLength": 1})),
+            ("detail", optional_string()),
+            ("repair", nullable(repair)),
+        ],
+        &["code"],
+    );
+    json!({
+        "type": "object",
+        "propertyNames": {"format": "uuid"},
+        "additionalProperties": nullable(reason),
+    })
+}
+
+pub(super) fn bodies() -> Vec<(&'static str, Value)> {
+    let days = json!({"type": ["integer", "null"], "minimum": 1, "maximum": 3650});
     vec![
         (
             "CreateToken",
@@ -127,23 +180,17 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
             "CreateDaemonToken",
             request(&[("daemon_id", string())], &["daemon_id"]),
         ),
+        ("Register", register()),
         (
-            "Register",
+            "Deregister",
             request(
                 &[
-                    ("workspace_id", uuid()),
-                    ("daemon_id", string()),
-                    ("device_name", optional_string()),
-                    ("cli_version", optional_string()),
-                    (
-                        "runtimes",
-                        json!({"type": "array", "minItems": 1, "items": runtime_spec}),
-                    ),
+                    ("runtime_ids", list(uuid())),
+                    ("offline_reasons", nullable(offline_reasons())),
                 ],
-                &["workspace_id", "daemon_id", "runtimes"],
+                &[],
             ),
         ),
-        ("Deregister", request(&[("runtime_ids", list(uuid()))], &[])),
         (
             "BatchClaim",
             request(
@@ -157,7 +204,16 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
         ),
         (
             "HeartbeatRequest",
-            request(&[("runtime_id", uuid())], &["runtime_id"]),
+            request(
+                &[
+                    ("runtime_id", uuid()),
+                    (
+                        "supports_batch_import",
+                        nullable(json!({"type": "boolean"})),
+                    ),
+                ],
+                &["runtime_id"],
+            ),
         ),
         ("PingResult", probe_result(&["completed", "failed"])),
         (

@@ -177,6 +177,34 @@ fn probe(update: bool) -> Value {
     reply(&fields)
 }
 
+/// Why a runtime is offline: a code, and what a daemon said about it.
+fn offline_reason() -> Value {
+    let optional = |fields: &[(&str, Value)], required: &[&str]| {
+        json!({
+            "type": "object",
+            "properties": properties(fields),
+            "required": required,
+            "additionalProperties": false,
+        })
+    };
+    let repair = optional(
+        &[
+            ("package", string()),
+            ("command", string()),
+            ("shell", string()),
+        ],
+        &[],
+    );
+    optional(
+        &[
+            ("code", json!({"type": "string", "minLength": 1})),
+            ("detail", string()),
+            ("repair", repair),
+        ],
+        &["code"],
+    )
+}
+
 fn runtimes() -> Vec<(&'static str, Value)> {
     vec![
         (
@@ -195,6 +223,7 @@ fn runtimes() -> Vec<(&'static str, Value)> {
                 ("last_seen_at", nullable(time())),
                 ("created_at", time()),
                 ("updated_at", time()),
+                ("offline_reason", nullable(offline_reason())),
             ]),
         ),
         (
@@ -202,6 +231,8 @@ fn runtimes() -> Vec<(&'static str, Value)> {
             reply(&[
                 ("runtimes", list(component("Runtime"))),
                 ("repos", json!({"type": "array", "maxItems": 0})),
+                ("repos_version", string()),
+                ("settings", json!({"type": "object"})),
             ]),
         ),
         (
@@ -209,13 +240,19 @@ fn runtimes() -> Vec<(&'static str, Value)> {
             json!({
                 "type": "object",
                 "properties": {
+                    "runtime_id": uuid(),
                     "status": one_of(&["ok"]),
+                    "server_capabilities": list(string()),
                     "pending_ping": reply(&[("id", uuid())]),
                     "pending_update": reply(&[("id", uuid()), ("target_version", string())]),
                 },
-                "required": ["status"],
+                "required": ["runtime_id", "status", "server_capabilities"],
                 "additionalProperties": false,
             }),
+        ),
+        (
+            "DaemonWorkspace",
+            reply(&[("id", uuid()), ("name", string())]),
         ),
         ("Ping", probe(false)),
         ("Update", probe(true)),
