@@ -19,6 +19,8 @@ struct Fixture {
     runtime: String,
     agent: String,
     task: String,
+    /// the issue the task carries
+    issue: String,
     ping: String,
     update: String,
     member: String,
@@ -39,7 +41,14 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
             json!({"visibility": "workspace", "name": "a-secret-agent"}),
         )
         .await;
-    let task = app.task(&alice.token, &agent, "a secret prompt", 0).await;
+    let task = queue_with_issue(
+        app,
+        &alice.token,
+        &agent,
+        "a secret prompt",
+        "A-SECRET-ISSUE",
+    )
+    .await;
     app.claim(&alice.token, &runtime).await;
     let ping = app
         .post(
@@ -80,7 +89,9 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
             "a secret prompt".into(),
             "alice-mbp".into(),
             "carol@example.com".into(),
+            "A-SECRET-ISSUE".into(),
         ],
+        issue: "A-SECRET-ISSUE".into(),
         ws,
         daemon_id: "alice-mbp".into(),
         runtime,
@@ -95,9 +106,30 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
     (f, alice.token, bob.token)
 }
 
+/// Queues a task carrying `issue`; returns its id.
+async fn queue_with_issue(
+    app: &TestApp,
+    token: &str,
+    agent: &str,
+    prompt: &str,
+    issue: &str,
+) -> String {
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/tasks"),
+            token,
+            json!({"prompt": prompt, "issue_id": issue}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
 /// The concrete path for a documented route, about A's objects.
 fn concrete(template: &str, f: &Fixture) -> String {
-    let id = if template.starts_with("/api/workspaces/") {
+    let id = if template.starts_with("/api/workspaces/")
+        || template.starts_with("/api/daemon/workspaces/")
+    {
         &f.ws
     } else if template.starts_with("/api/runtimes/")
         || template.starts_with("/api/daemon/runtimes/")
@@ -105,7 +137,12 @@ fn concrete(template: &str, f: &Fixture) -> String {
         &f.runtime
     } else if template.starts_with("/api/agents/") {
         &f.agent
-    } else if template.starts_with("/api/tasks/") || template.starts_with("/api/daemon/tasks/") {
+    } else if template.starts_with("/api/tasks/")
+        || template.starts_with("/api/daemon/tasks/")
+        // ids of things agenthub does not have: any UUID
+        || template.starts_with("/api/daemon/chat-sessions/")
+        || template.starts_with("/api/daemon/autopilot-runs/")
+    {
         &f.task
     } else if template.starts_with("/api/tokens/") {
         &f.token_id
@@ -117,6 +154,8 @@ fn concrete(template: &str, f: &Fixture) -> String {
     template
         .replace("{id}", id)
         .replace("{member_id}", &f.member)
+        .replace("{task_id}", &f.task)
+        .replace("{issue_id}", &f.issue)
         .replace("{ping_id}", &f.ping)
         .replace("{update_id}", &f.update)
         .replace("{invitation_id}", &f.invitation)
@@ -148,6 +187,13 @@ fn body_for(method: &str, template: &str, f: &Fixture) -> Option<Value> {
         ("post", "/api/daemon/tasks/{id}/usage") => {
             json!({"usage": [{"provider": "claude", "model": "opus", "input_tokens": 5}]})
         }
+        ("post", "/api/daemon/tasks/{id}/session") => {
+            json!({"session_id": "s-1", "work_dir": "/w/t"})
+        }
+        ("post", "/api/daemon/tasks/{id}/cancel-ack") => json!({"branch_name": "b"}),
+        ("post", "/api/daemon/workspaces/{id}/issues/gc-check") => {
+            json!({"issue_ids": [f.issue]})
+        }
         ("post", "/api/daemon/runtimes/{id}/usage") => {
             json!({"entries": [{"date": "2026-11-01", "provider": "claude", "model": "opus", "input_tokens": 5}]})
         }
@@ -174,6 +220,13 @@ fn is_own_or_public(method: &str, template: &str) -> bool {
             | ("post", "/api/daemon/deregister" | "/api/daemon/tasks/claim")
             // the caller's own workspaces, never anyone else's
             | ("get", "/api/daemon/workspaces")
+            // the caller's own token
+            | ("post", "/api/tokens/current/renew")
+            // the same answer for everyone: agenthub has none
+            | (
+                "get",
+                "/api/daemon/chat-sessions/{id}/gc-check" | "/api/daemon/autopilot-runs/{id}/gc-check"
+            )
     )
 }
 
@@ -373,6 +426,9 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
     if template == "/api/events" {
         return Entitled; // a stream: tests/events.rs
     }
+    if template == "/api/tokens/current/renew" {
+        return Reads; // the caller's own token, far from expiry here
+    }
     if let Some(daemon_route) = template.strip_prefix("/api/daemon/") {
         return match (method, daemon_route) {
             // bob's daemon_id: owned by bob, so nobody else may re-register it
@@ -385,6 +441,11 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
             ("post", "tasks/claim") => Refused(403),
             // each credential lists its own workspaces (here: the same one)
             ("get", "workspaces") => Reads,
+            // the workspace's (empty) lists; issues only as the caller's
+            // own runtimes know them, so bob's is not found
+            ("get", "workspaces/{id}/repos" | "workspaces/{id}/runtime-profiles") => Reads,
+            ("post", "workspaces/{id}/issues/gc-check") => Reads,
+            ("get", "chat-sessions/{id}/gc-check" | "autopilot-runs/{id}/gc-check") => Reads,
             // a daemon acts for its owner only; managers included
             _ => Refused(404),
         };
@@ -452,7 +513,7 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
             json!({"name": "a-private-agent", "instructions": "private instructions"}),
         )
         .await;
-    let task = app.task(&alice.token, &agent, "a private prompt", 0).await;
+    let task = queue_with_issue(&app, &alice.token, &agent, "a private prompt", "BOB-1").await;
     let claimed = app.claim(&bobs_daemon, &runtime).await;
     assert_eq!(claimed.body["task"]["id"], task.as_str());
     let ping = app
@@ -491,6 +552,7 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
         runtime: runtime.clone(),
         agent: agent.clone(),
         task: task.clone(),
+        issue: "BOB-1".into(),
         ping: ping.body["id"].as_str().unwrap().to_string(),
         update: update.body["id"].as_str().unwrap().to_string(),
         member,

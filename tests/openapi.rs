@@ -174,6 +174,14 @@ impl Checker<'_> {
             r.body.as_array().is_none_or(|a| !a.is_empty()),
             "{method} {path}: check a list with something in it"
         );
+        if reply.get("content").is_none() {
+            assert_eq!(
+                r.body,
+                Value::Null,
+                "{method} {path}: a body where none is documented"
+            );
+            return r.body;
+        }
         let schema = &reply["content"]["application/json"]["schema"];
         assert_valid(
             &self.doc,
@@ -243,10 +251,13 @@ async fn every_body_and_reply_is_described() {
             let responses = op["responses"].as_object().unwrap();
             let success: Vec<&String> = responses.keys().filter(|s| s.starts_with('2')).collect();
             assert_eq!(success.len(), 1, "{method} {path}");
-            for media in responses[success[0]]["content"]
-                .as_object()
-                .unwrap()
-                .values()
+            let content = responses[success[0]].get("content");
+            // only a 204 has no body to describe
+            assert_eq!(content.is_none(), success[0] == "204", "{method} {path}");
+            for media in content
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|c| c.values())
             {
                 assert_ne!(media["schema"], json!({}), "{method} {path}");
             }
@@ -462,5 +473,77 @@ async fn agent_task_and_usage_replies_fit_the_document() {
     c.post(&format!("/api/agents/{agent}/archive"), a, None)
         .await;
     c.post(&format!("/api/agents/{agent}/restore"), a, None)
+        .await;
+}
+
+#[actix_web::test]
+async fn current_daemon_replies_fit_the_document() {
+    let app = spawn_app().await;
+    let c = Checker::new(&app).await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let a = alice.token.as_str();
+    let d = &app.daemon_token(a, &ws, "mbp").await;
+    let rt = app.runtime(d, &ws, "mbp", "claude").await;
+    c.post("/api/tokens/current/renew", d, None).await;
+    c.post("/api/tokens/current/renew", a, None).await;
+
+    let agent = app.agent(a, &ws, &rt, json!({})).await;
+    for prompt in ["one", "two", "three"] {
+        let body = json!({"prompt": prompt, "issue_id": "GH-1"});
+        let r = app
+            .post(&format!("/api/agents/{agent}/tasks"), a, body)
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let claim = format!("/api/daemon/runtimes/{rt}/tasks/claim");
+    let first = id(&app.post(&claim, d, json!({})).await.body["task"]);
+    let lease = format!("/api/daemon/runtimes/{rt}/tasks/{first}/prepare-lease");
+    let leased = c.post(&lease, d, None).await;
+    assert!(leased["prepare_lease_expires_at"].is_string());
+    let task = |what: &str| format!("/api/daemon/tasks/{first}/{what}");
+    let pin = json!({"session_id": "sess-1", "work_dir": "/w/t"});
+    c.post(&task("session"), d, Some(pin)).await;
+    c.post(&task("start"), d, None).await;
+    let progress = json!({"summary": "Launching claude", "step": 1, "total": 2});
+    c.post(&task("progress"), d, Some(progress)).await;
+    let messages = json!({"messages": [{"seq": 1, "type": "tool_use", "tool": "bash",
+                                        "input": {"command": "ls"}}]});
+    c.post(&task("messages"), d, Some(messages)).await;
+    let usage = json!({"usage": [{"provider": "anthropic", "model": "sonnet", "input_tokens": 10,
+                                  "cost_usd_ticks": 25}]});
+    c.post(&task("usage"), d, Some(usage)).await;
+    c.get(&task("gc-check"), d).await;
+    let cancelled = c.post(&format!("/api/tasks/{first}/cancel"), a, None).await;
+    assert_eq!(cancelled["session_id"], "sess-1");
+    let ack = json!({"branch_name": "agent/one", "durable_work_dir": "/home/a/repo"});
+    c.post(&task("cancel-ack"), d, Some(ack)).await;
+    c.get(&task("gc-check"), d).await;
+    c.get(&format!("/api/runtimes/{rt}/usage"), a).await;
+
+    c.get("/api/daemon/issues/GH-1/gc-check", d).await;
+    let batch = format!("/api/daemon/workspaces/{ws}/issues/gc-check");
+    let results = c
+        .post(&batch, d, Some(json!({"issue_ids": ["GH-1", "GH-2"]})))
+        .await;
+    assert_eq!(results["issues"][1]["found"], false);
+    let second = id(&app.post(&claim, d, json!({})).await.body["task"]);
+    assert_ne!(second, first);
+    let recovered = c
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/recover-orphans"),
+            d,
+            None,
+        )
+        .await;
+    assert_eq!(recovered["orphaned"], 1);
+
+    c.get(&format!("/api/daemon/workspaces/{ws}/repos"), d)
+        .await;
+    c.get(&format!("/api/daemon/workspaces/{ws}/runtime-profiles"), d)
+        .await;
+    let other = agenthub::domain::Id::new();
+    c.get(&format!("/api/daemon/chat-sessions/{other}/gc-check"), d)
+        .await;
+    c.get(&format!("/api/daemon/autopilot-runs/{other}/gc-check"), d)
         .await;
 }

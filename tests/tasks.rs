@@ -139,7 +139,8 @@ async fn task_lifecycle_follows_the_legal_transitions() {
         assert_eq!(r.status, 400);
         assert_eq!(r.error(), format!("cannot {verb} task: it is completed"));
     }
-    assert_eq!(post("progress", json!({})).await.status, 400);
+    // a daemon's last flush may arrive just after its complete
+    assert_eq!(post("progress", json!({})).await.status, 200);
     let r = app
         .post(
             &format!("/api/tasks/{task}/cancel"),

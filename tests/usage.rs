@@ -131,7 +131,8 @@ async fn a_report_replaces_the_stored_day_total() {
     assert_eq!(
         r.body,
         json!([{"runtime_id": rt, "date": date(0), "provider": "claude", "model": "opus",
-                "input_tokens": 40, "output_tokens": 1, "cache_read_tokens": 2, "cache_write_tokens": 3}])
+                "input_tokens": 40, "output_tokens": 1, "cache_read_tokens": 2, "cache_write_tokens": 3,
+                "cost_usd_ticks": null, "source": "runtime_report"}])
     );
 }
 
@@ -773,4 +774,171 @@ async fn a_task_report_carries_at_most_100_entries() {
     let r = app.post(&path, &token, json!({"usage": usage(100)})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(app.count("SELECT count(*) FROM task_usage"), 100);
+}
+
+/// A row of `GET /api/runtimes/{id}/usage`.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct RuntimeUsageRow {
+    runtime_id: String,
+    date: String,
+    provider: String,
+    model: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    cost_usd_ticks: Option<i64>,
+    source: String,
+}
+
+fn row(
+    rt: &str,
+    date: &str,
+    model: &str,
+    tokens: (i64, i64),
+    cost: Option<i64>,
+    source: &str,
+) -> RuntimeUsageRow {
+    RuntimeUsageRow {
+        runtime_id: rt.into(),
+        date: date.into(),
+        provider: "anthropic".into(),
+        model: model.into(),
+        input_tokens: tokens.0,
+        output_tokens: tokens.1,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        cost_usd_ticks: cost,
+        source: source.into(),
+    }
+}
+
+#[actix_web::test]
+async fn a_runtimes_usage_comes_from_its_tasks_and_older_reports_fill_the_gaps() {
+    let app = spawn_app().await;
+    let (token, _ws, rt, agent, t1) = workspace_with_task(&app).await;
+    let t2 = app.task(&token, &agent, "t2", 0).await;
+    for _ in 0..2 {
+        assert_eq!(app.claim(&token, &rt).await.status, 200);
+    }
+    let report = |task: &str, usage: Value| {
+        let path = format!("/api/daemon/tasks/{task}/usage");
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let r = app.post(&path, &token, json!({ "usage": usage })).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    };
+    report(
+        &t1,
+        json!([{"provider": "anthropic", "model": "opus", "input_tokens": 100,
+                        "output_tokens": 10, "cost_usd_ticks": 1500}]),
+    )
+    .await;
+    // no cost, or 0 (what a daemon that knows no price sends): none reported
+    report(&t2, json!([{"provider": "anthropic", "model": "opus", "input_tokens": 50},
+                       {"provider": "anthropic", "model": "sonnet", "input_tokens": 7, "cost_usd_ticks": 0}])).await;
+    // what an older daemon reported for the runtime: the same key as the
+    // tasks' (their usage wins), and a day without task usage (shown)
+    let reported = json!({"entries": [
+        {"date": date(0), "provider": "anthropic", "model": "opus", "input_tokens": 999},
+        {"date": date(1), "provider": "anthropic", "model": "opus", "input_tokens": 5},
+    ]});
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/usage"),
+            &token,
+            reported,
+        )
+        .await;
+    assert_eq!(r.body["accepted"], 2);
+
+    let usage = || {
+        let path = format!("/api/runtimes/{rt}/usage?days=7");
+        let (app, token) = (&app, token.clone());
+        async move {
+            let r = app.get(&path, &token).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            serde_json::from_value::<Vec<RuntimeUsageRow>>(r.body).unwrap()
+        }
+    };
+    assert_eq!(
+        usage().await,
+        [
+            row(&rt, &date(0), "opus", (150, 10), Some(1500), "task_usage"),
+            row(&rt, &date(0), "sonnet", (7, 0), None, "task_usage"),
+            row(&rt, &date(1), "opus", (5, 0), None, "runtime_report"),
+        ]
+    );
+
+    // a running total replaces the task's share, cost included
+    report(
+        &t1,
+        json!([{"provider": "anthropic", "model": "opus", "input_tokens": 60,
+                        "output_tokens": 10, "cost_usd_ticks": 1000}]),
+    )
+    .await;
+    let rows = usage().await;
+    assert_eq!(
+        rows[0],
+        row(&rt, &date(0), "opus", (110, 10), Some(1000), "task_usage")
+    );
+    let stored: Option<i64> = app
+        .sql()
+        .query_row(
+            "SELECT cost_usd_ticks FROM task_usage WHERE task_id = ?1",
+            [&t1],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, Some(1000));
+
+    let before = app.dump();
+    for cost in [json!(-1), json!(1.5), json!("5"), json!(MAX_COUNT + 1)] {
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{t1}/usage"),
+                &token,
+                json!({"usage": [{"provider": "anthropic", "model": "opus", "cost_usd_ticks": cost}]}),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{cost}");
+        assert_eq!(
+            r.error(),
+            "usage[0]: cost_usd_ticks must be an integer between 0 and 9007199254740992 (2^53)"
+        );
+    }
+    assert_eq!(before, app.dump());
+}
+
+#[actix_web::test]
+async fn a_runtimes_usage_reads_its_rollup_not_every_task() {
+    let app = spawn_app().await;
+    let (token, _ws, rt, agent, first) = workspace_with_task(&app).await;
+    let mut tasks = vec![first];
+    for i in 0..40 {
+        tasks.push(app.task(&token, &agent, &format!("t{i}"), 0).await);
+    }
+    for _ in &tasks {
+        assert_eq!(app.claim(&token, &rt).await.status, 200);
+    }
+    for task in &tasks {
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/usage"),
+                &token,
+                json!({"usage": [{"provider": "anthropic", "model": "opus", "input_tokens": 3}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM runtime_task_usage_daily"),
+        1,
+        "one row per (runtime, day, provider, model), however many tasks"
+    );
+    let r = app.get(&format!("/api/runtimes/{rt}/usage"), &token).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    assert_eq!(r.body[0]["input_tokens"], 3 * 41);
 }

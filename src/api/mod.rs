@@ -5,6 +5,9 @@
 pub mod agents;
 pub mod claims;
 pub mod daemon;
+pub mod daemon_gc;
+pub mod daemon_tasks;
+pub mod daemon_unsupported;
 pub mod events;
 pub mod invitations;
 pub mod me;
@@ -38,6 +41,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(tasks::configure)
                 .configure(claims::configure)
                 .configure(daemon::configure)
+                .configure(daemon_tasks::configure)
+                .configure(daemon_gc::configure)
+                .configure(daemon_unsupported::configure)
                 .configure(events::configure)
                 .configure(invitations::configure)
                 .configure(runtimes::configure)

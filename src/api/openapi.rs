@@ -11,8 +11,9 @@ use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
 use Auth::{Daemon, User, Workspace};
-use Schema::{AnyObject, List, Ref, Text};
+use Schema::{AnyObject, Empty, List, Ref, Text};
 
+mod daemon;
 mod requests;
 mod schemas;
 
@@ -44,6 +45,8 @@ enum Schema {
     AnyObject,
     /// not JSON: text of this content type
     Text(&'static str),
+    /// no body at all (204)
+    Empty,
 }
 
 struct Route {
@@ -122,6 +125,13 @@ impl Route {
         self.etag = true;
         self
     }
+
+    /// Answers 204 No Content.
+    const fn no_content(mut self) -> Route {
+        self.status = 204;
+        self.reply = Empty;
+        self
+    }
 }
 
 #[rustfmt::skip]
@@ -158,10 +168,10 @@ const ROUTES: &[Route] = &[
     get("/api/daemon/runtimes/{id}/tasks/pending", "Queued and dispatched tasks", Daemon, List("Task")),
     get("/api/daemon/tasks/{id}/status", "A task's status", Daemon, Ref("TaskStatus")),
     post("/api/daemon/tasks/{id}/start", "dispatched → running", Daemon, Ref("Task")),
-    post("/api/daemon/tasks/{id}/progress", "Relay progress", Daemon, Ref("Status")).body("Relay"),
+    post("/api/daemon/tasks/{id}/progress", "Relay progress", Daemon, Ref("Status")).body("Progress"),
     post("/api/daemon/tasks/{id}/complete", "running → completed", Daemon, Ref("Task")).optional_body("TaskResult"),
     post("/api/daemon/tasks/{id}/fail", "dispatched|running → failed", Daemon, Ref("Task")).optional_body("TaskFailure"),
-    post("/api/daemon/tasks/{id}/messages", "Relay messages", Daemon, Ref("Status")).body("Relay"),
+    post("/api/daemon/tasks/{id}/messages", "Relay messages", Daemon, Ref("Status")).body("Messages"),
     get("/api/runtimes", "Runtimes of the workspace", Workspace, List("Runtime")).query(&["owner"]),
     delete("/api/runtimes/{id}", "Delete a runtime", User),
     get("/api/runtimes/{id}/activity", "Task starts per UTC hour", User, List("HourCount")),
@@ -184,6 +194,18 @@ const ROUTES: &[Route] = &[
     get("/api/runtimes/{id}/usage", "A runtime's daily usage", User, List("RuntimeUsage")).query(&["days"]),
     get("/api/usage/daily", "Workspace usage per day and model", Workspace, List("DailyUsage")).query(&["days", "tz"]),
     get("/api/usage/summary", "Workspace usage per model", Workspace, List("UsageSummary")).query(&["days", "tz"]),
+    post("/api/tokens/current/renew", "Extend the request's own token in place", Daemon, Ref("Renewed")),
+    post("/api/daemon/runtimes/{id}/recover-orphans", "Fail the work a restarted daemon left behind", Daemon, Ref("Recovered")),
+    post("/api/daemon/runtimes/{id}/tasks/{task_id}/prepare-lease", "Keep a dispatched task while the daemon prepares it", Daemon, Ref("Task")),
+    post("/api/daemon/tasks/{id}/session", "Pin the agent's session and work directory", Daemon, Empty).body("PinSession").no_content(),
+    post("/api/daemon/tasks/{id}/cancel-ack", "Acknowledge a cancellation", Daemon, Ref("Status")).optional_body("CancelAck"),
+    get("/api/daemon/tasks/{id}/gc-check", "Whether a task is over", Daemon, Ref("TaskGcStatus")),
+    get("/api/daemon/issues/{issue_id}/gc-check", "An issue's state, from its tasks", Daemon, Ref("IssueGcStatus")),
+    post("/api/daemon/workspaces/{id}/issues/gc-check", "The state of many issues", Daemon, Ref("IssueGcResults")).body("IssueGcCheck"),
+    get("/api/daemon/workspaces/{id}/repos", "A workspace's repositories (none)", Daemon, Ref("WorkspaceRepos")),
+    get("/api/daemon/workspaces/{id}/runtime-profiles", "A workspace's custom runtime profiles (none)", Daemon, Ref("RuntimeProfiles")),
+    get("/api/daemon/chat-sessions/{id}/gc-check", "Chat sessions: unsupported", Daemon, Ref("ChatSessionGcStatus")),
+    get("/api/daemon/autopilot-runs/{id}/gc-check", "Autopilot runs: unsupported", Daemon, Ref("AutopilotRunGcStatus")),
 ];
 
 /// `content` of a request or reply with this body.
@@ -199,6 +221,7 @@ fn content(schema: Schema) -> Value {
         ),
         AnyObject => ("application/json", json!({"type": "object"})),
         Text(kind) => (kind, json!({"type": "string"})),
+        Empty => return json!({}),
     };
     json!({ kind: {"schema": schema} })
 }
@@ -211,8 +234,14 @@ fn parameters(r: &Route) -> Vec<Value> {
             break;
         };
         let name = &rest[start + 1..start + len];
-        params.push(json!({"name": name, "in": "path", "required": true,
-                           "schema": {"type": "string", "format": "uuid"}}));
+        // an issue is a free reference, every other id a UUID
+        let schema = if name == "issue_id" {
+            json!({"type": "string", "minLength": 1,
+                   "maxLength": crate::db::tasks::MAX_ISSUE_ID_BYTES})
+        } else {
+            json!({"type": "string", "format": "uuid"})
+        };
+        params.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
         rest = &rest[start + len..];
     }
     if let Auth::Workspace = r.auth {
@@ -240,10 +269,11 @@ fn parameters(r: &Route) -> Vec<Value> {
 fn operation(r: &Route) -> Value {
     let error = json!({"description": "error", "content": content(Ref("Error"))});
     let mut responses = Map::new();
-    responses.insert(
-        r.status.to_string(),
-        json!({"description": "success", "content": content(r.reply)}),
-    );
+    let mut success = json!({"description": "success"});
+    if !matches!(r.reply, Empty) {
+        success["content"] = content(r.reply);
+    }
+    responses.insert(r.status.to_string(), success);
     if r.etag {
         responses.insert(
             "304".into(),

@@ -88,7 +88,7 @@ async fn transition(
 
 /// Who may read events about `task`: its agent's audience; a task whose
 /// agent is gone is shown to owners/admins only.
-fn audience_of(conn: &rusqlite::Connection, task: &Task) -> Result<Audience, ApiError> {
+pub(super) fn audience_of(conn: &rusqlite::Connection, task: &Task) -> Result<Audience, ApiError> {
     let agent = match task.agent_id {
         Some(agent) => agents::get(conn, agent)?,
         None => None,
@@ -247,7 +247,8 @@ async fn fail(
 /// Progress and messages are relayed to the live event streams of those
 /// who may read the task's agent (`task:progress`, `task:message`); they
 /// are not stored. A body over [`MAX_RELAYED_BYTES`] is refused (413), so
-/// no daemon can make every stream carry megabytes.
+/// no daemon can make every stream carry megabytes. A finished task still
+/// takes them: a daemon's last flush may arrive just after its `complete`.
 async fn relay(
     kind: &'static str,
     db: web::Data<Db>,
@@ -265,6 +266,7 @@ async fn relay(
         Some(body @ Value::Object(_)) => body,
         _ => return Err(ApiError::bad_request("the body must be a JSON object")),
     };
+    check_relayed(kind, &body).map_err(ApiError::bad_request)?;
     let (task, audience) = db
         .read(move |conn| {
             let task = require_daemon_task(conn, &caller, id)?;
@@ -272,11 +274,12 @@ async fn relay(
             Ok((task, audience))
         })
         .await?;
-    if !matches!(task.status.as_str(), "dispatched" | "running") {
-        return Err(ApiError::bad_request(format!(
-            "cannot report on task: it is {}",
-            task.status
-        )));
+    if task.status == "queued" {
+        return Err(ApiError::bad_request("cannot report on task: it is queued"));
+    }
+    // an empty batch has nothing to show
+    if body["messages"].as_array().is_some_and(Vec::is_empty) {
+        return Ok(super::ok());
     }
     events.publish_to(
         kind,
@@ -285,6 +288,33 @@ async fn relay(
         json!({"task_id": task.id, "agent_id": task.agent_id, "data": body}),
     );
     Ok(super::ok())
+}
+
+/// The fields a daemon sends have the types it sends them with: progress
+/// `{summary, step, total}`, messages `{messages: [{seq, type, …}]}`.
+/// Other fields are relayed as they are.
+fn check_relayed(kind: &str, body: &Value) -> Result<(), String> {
+    // (field, whether a value has its type, that type in words)
+    type Typed = (&'static str, fn(&Value) -> bool, &'static str);
+    let typed: &[Typed] = if kind == "task:progress" {
+        &[
+            ("summary", Value::is_string, "a string"),
+            ("step", Value::is_i64, "an integer"),
+            ("total", Value::is_i64, "an integer"),
+        ]
+    } else {
+        &[("messages", Value::is_array, "an array")]
+    };
+    for (field, is, what) in typed {
+        if body.get(field).is_some_and(|v| !v.is_null() && !is(v)) {
+            return Err(format!("{field} must be {what}"));
+        }
+    }
+    let messages = body.get("messages").and_then(Value::as_array);
+    if let Some(i) = messages.and_then(|m| m.iter().position(|m| !m.is_object())) {
+        return Err(format!("messages[{i}] must be an object"));
+    }
+    Ok(())
 }
 
 async fn progress(
@@ -312,9 +342,9 @@ struct TaskUsage {
     usage: Vec<Value>,
 }
 
-/// `{usage: [{provider, model, input_tokens, …}]}`: the task's running
-/// totals per (provider, model), replacing what was stored, with the
-/// workspace rollups, in one transaction. Any invalid entry refuses the
+/// `{usage: [{provider, model, input_tokens, …, cost_usd_ticks?}]}`: the
+/// task's running totals per (provider, model), replacing what was stored,
+/// with the workspace and runtime rollups, in one transaction. Any invalid entry refuses the
 /// whole report (400 naming it), so a daemon never mistakes a partial
 /// write for a full one.
 async fn report_usage(
@@ -336,14 +366,22 @@ async fn report_usage(
         .enumerate()
         .map(|(i, v)| {
             super::usage::parse_entry(v)
+                .and_then(|entry| super::usage::parse_cost(v).map(|cost| (entry, cost)))
                 .map_err(|e| ApiError::bad_request(format!("usage[{i}]: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     db.write(move |tx| {
         let task = require_daemon_task(tx, &caller, id)?;
         let at = crate::db::now();
-        for entry in &entries {
-            crate::db::usage::upsert_task_usage(tx, id, task.workspace_id, entry, &at)?;
+        for (entry, cost) in &entries {
+            crate::db::usage::upsert_task_usage_with_cost(
+                tx,
+                id,
+                task.workspace_id,
+                entry,
+                *cost,
+                &at,
+            )?;
         }
         Ok(())
     })

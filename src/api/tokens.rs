@@ -1,10 +1,12 @@
 //! The caller's own personal access tokens:
-//! `GET /api/tokens`, `POST /api/tokens`, `DELETE /api/tokens/{id}`.
+//! `GET /api/tokens`, `POST /api/tokens`, `DELETE /api/tokens/{id}`, and
+//! `POST /api/tokens/current/renew` for the token of the request itself
+//! (a PAT or a daemon token), which daemons call to stay signed in.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Caller};
 use crate::db::{self, tokens, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
@@ -19,7 +21,8 @@ pub const MAX_LIVE_TOKENS: i64 = 100;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/tokens", web::get().to(list))
         .route("/tokens", web::post().to(create))
-        .route("/tokens/{id}", web::delete().to(revoke));
+        .route("/tokens/{id}", web::delete().to(revoke))
+        .route("/tokens/current/renew", web::post().to(renew));
 }
 
 async fn list(db: web::Data<Db>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
@@ -98,4 +101,45 @@ async fn revoke(
     // event streams opened with this token end
     events.access_changed();
     Ok(super::ok())
+}
+
+/// What a daemon reads back from a renewal.
+#[derive(Serialize)]
+struct Renewed {
+    /// The expiry now in force; empty for a token that never expires.
+    expires_at: String,
+    renewed: bool,
+}
+
+/// Extends the request's own token in place (see `tokens::renew`): the
+/// daemon keeps using the token it has, and so does every other process
+/// started with it, so no new secret is handed out. A token with more than
+/// a week left is left as it is (`renewed: false`). Only personal access
+/// and daemon tokens are renewed; any other credential is a 401, as is one
+/// revoked or expired meanwhile. The body, if any, is not read.
+async fn renew(
+    db: web::Data<Db>,
+    req: HttpRequest,
+    _caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let hash = crate::auth::bearer_hash(&req)?;
+    let renewal = db
+        .write(move |tx| Ok(tokens::renew(tx, &hash, chrono::Utc::now())?))
+        .await?;
+    let (expires_at, renewed) = match renewal {
+        tokens::Renewal::Renewed { expires_at } => (expires_at, true),
+        tokens::Renewal::NotYet { expires_at } => (expires_at, false),
+        tokens::Renewal::NeverExpires => (String::new(), false),
+        tokens::Renewal::Revoked => return Err(ApiError::unauthorized("token has been revoked")),
+        tokens::Renewal::Expired => return Err(ApiError::unauthorized("token has expired")),
+        tokens::Renewal::NotRenewable => {
+            return Err(ApiError::unauthorized(
+                "only personal access tokens and daemon tokens can be renewed",
+            ))
+        }
+    };
+    Ok(HttpResponse::Ok().json(Renewed {
+        expires_at,
+        renewed,
+    }))
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::access::{require_daemon_runtime, require_member_runtime};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
-use crate::db::usage::{self, Bucket, UsageEntry};
+use crate::db::usage::{self, Bucket, RuntimeUsage, UsageEntry, UsageSource};
 use crate::db::{self, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
@@ -80,6 +80,22 @@ pub fn parse_entry(value: &Value) -> Result<UsageEntry, String> {
         cache_read_tokens: counts[2],
         cache_write_tokens: counts[3],
     })
+}
+
+/// The provider's own price of a task usage entry, `cost_usd_ticks` in
+/// 1e-10 USD: an integer in 0..=2^53 (absent or null: none). 0 is what a
+/// daemon that knows no price sends, so it means "no cost reported" too.
+pub fn parse_cost(value: &Value) -> Result<Option<i64>, String> {
+    match value.get("cost_usd_ticks") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .filter(|n| (0..=MAX_COUNT).contains(n))
+            .map(|n| Some(n).filter(|n| *n > 0))
+            .ok_or_else(|| {
+                format!("cost_usd_ticks must be an integer between 0 and {MAX_COUNT} (2^53)")
+            }),
+    }
 }
 
 /// A calendar date written exactly as `YYYY-MM-DD`, no later than
@@ -206,8 +222,11 @@ impl WindowQuery {
     }
 }
 
-/// `GET /api/runtimes/{id}/usage?days=N` (default 90): what the daemon
-/// reported for the last N UTC days, newest first.
+/// `GET /api/runtimes/{id}/usage?days=N` (default 90): the runtime's usage
+/// for the last N UTC days, newest first. Per (date, provider, model), the
+/// usage of the tasks that ran on it wins; what an older daemon reported for
+/// the runtime is shown only where no task recorded usage, so nothing is
+/// counted twice (see [`merge_sources`]).
 async fn runtime_usage(
     db: web::Data<Db>,
     caller: AuthUser,
@@ -219,13 +238,33 @@ async fn runtime_usage(
     let from = (Utc::now().date_naive() - chrono::Days::new(days as u64 - 1))
         .format("%Y-%m-%d")
         .to_string();
-    let rows = db
+    let (reported, from_tasks) = db
         .read(move |conn| {
             require_member_runtime(conn, caller.user_id, runtime)?;
-            Ok(usage::runtime_usage(conn, runtime, &from)?)
+            let reported = usage::runtime_usage(conn, runtime, &from, UsageSource::RuntimeReport)?;
+            let tasks = usage::runtime_usage(conn, runtime, &from, UsageSource::TaskUsage)?;
+            Ok((reported, tasks))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(merge_sources(reported, from_tasks)))
+}
+
+/// One row per (date, provider, model), newest date first: the task usage
+/// row where there is one, else the reported one. A daemon's own report
+/// covered everything its CLI did that day (tasks included, and work done
+/// outside agenthub), so adding the two would count tasks twice.
+fn merge_sources(reported: Vec<RuntimeUsage>, from_tasks: Vec<RuntimeUsage>) -> Vec<RuntimeUsage> {
+    let mut rows: BTreeMap<(String, String, String), RuntimeUsage> = BTreeMap::new();
+    for row in reported.into_iter().chain(from_tasks) {
+        rows.insert(
+            (row.date.clone(), row.provider.clone(), row.model.clone()),
+            row,
+        );
+    }
+    let mut rows: Vec<RuntimeUsage> = rows.into_values().collect();
+    // newest date first, then provider and model as stored
+    rows.sort_by(|a, b| b.date.cmp(&a.date));
+    rows
 }
 
 #[derive(Serialize, Default, Clone)]

@@ -47,7 +47,8 @@ fn failed(row: &rusqlite::Row<'_>) -> rusqlite::Result<FailedTask> {
 pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
-         SET status = 'failed', error = 'runtime went offline', completed_at = ?1
+         SET status = 'failed', error = 'runtime went offline', completed_at = ?1,
+             prepare_lease_expires_at = NULL
          WHERE id IN (
              -- CROSS JOIN keeps this order: scan the few open tasks, then
              -- look their runtime up by id (never scan offline runtimes)
@@ -61,8 +62,9 @@ pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec
     rows.collect()
 }
 
-/// Fails up to [`BATCH`] tasks dispatched before `dispatched_cutoff` or
-/// running since before `running_cutoff`.
+/// Fails up to [`BATCH`] tasks dispatched before `dispatched_cutoff` (and
+/// not under a live prepare lease: their daemon is still preparing them)
+/// or running since before `running_cutoff`.
 pub fn fail_timed_out_tasks(
     conn: &Connection,
     dispatched_cutoff: &str,
@@ -70,9 +72,11 @@ pub fn fail_timed_out_tasks(
 ) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
-         SET status = 'failed', error = 'task timed out', completed_at = ?3
+         SET status = 'failed', error = 'task timed out', completed_at = ?3,
+             prepare_lease_expires_at = NULL
          WHERE id IN (
              SELECT id FROM agent_task_queue WHERE status = 'dispatched' AND dispatched_at < ?1
+               AND (prepare_lease_expires_at IS NULL OR prepare_lease_expires_at < ?3)
              UNION ALL
              SELECT id FROM agent_task_queue WHERE status = 'running' AND started_at < ?2
              LIMIT ?4)

@@ -5,6 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::db::sweeps::FailedTask;
 use crate::db::{api_time, now};
 use crate::domain::Id;
 
@@ -26,11 +27,23 @@ pub struct Task {
     /// Who queued it, while they exist.
     pub created_by: Option<Id>,
     pub created_at: String,
+    /// The agent's session and work directory, as the daemon pinned them.
+    pub session_id: Option<String>,
+    pub work_dir: Option<String>,
+    /// While dispatched: the daemon is preparing it until then.
+    pub prepare_lease_expires_at: Option<String>,
+    /// What the daemon reported on acknowledging a cancellation.
+    pub branch_name: Option<String>,
+    pub durable_work_dir: Option<String>,
+    pub failure_reason: Option<String>,
+    pub cancel_acked_at: Option<String>,
 }
 
 const COLUMNS: &str =
     "id, workspace_id, agent_id, runtime_id, issue_id, status, priority, prompt, \
-     dispatched_at, started_at, completed_at, result, error, created_at, created_by";
+     dispatched_at, started_at, completed_at, result, error, created_at, created_by, \
+     session_id, work_dir, prepare_lease_expires_at, branch_name, durable_work_dir, \
+     failure_reason, cancel_acked_at";
 
 fn opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<String>> {
     Ok(row.get::<_, Option<String>>(idx)?.as_deref().map(api_time))
@@ -54,6 +67,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         error: row.get(12)?,
         created_at: api_time(&row.get::<_, String>(13)?),
         created_by: row.get(14)?,
+        session_id: row.get(15)?,
+        work_dir: row.get(16)?,
+        prepare_lease_expires_at: opt_time(row, 17)?,
+        branch_name: row.get(18)?,
+        durable_work_dir: row.get(19)?,
+        failure_reason: row.get(20)?,
+        cancel_acked_at: opt_time(row, 21)?,
     })
 }
 
@@ -272,7 +292,9 @@ pub fn apply(
              started_at = CASE WHEN ?2 = 'running' THEN ?3 ELSE started_at END,
              completed_at = CASE WHEN ?2 = 'running' THEN completed_at ELSE ?3 END,
              result = coalesce(?4, result),
-             error = coalesce(?5, error)
+             error = coalesce(?5, error),
+             -- a lease only means something while dispatched
+             prepare_lease_expires_at = NULL
          WHERE id = ?1",
         params![id, transition.to_state(), now, result, error],
     )?;
@@ -282,7 +304,8 @@ pub fn apply(
 /// Cancels every unfinished task of an agent; returns the cancelled ids.
 pub fn cancel_for_agent(conn: &Connection, agent: Id) -> rusqlite::Result<Vec<Id>> {
     let mut stmt = conn.prepare(
-        "UPDATE agent_task_queue SET status = 'cancelled', completed_at = ?2
+        "UPDATE agent_task_queue
+         SET status = 'cancelled', completed_at = ?2, prepare_lease_expires_at = NULL
          WHERE agent_id = ?1 AND status IN ('queued', 'dispatched', 'running')
          RETURNING id",
     )?;
@@ -309,6 +332,164 @@ pub fn hourly_activity(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<H
         Ok(HourCount {
             hour: r.get(0)?,
             count: r.get(1)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// How long a prepare lease lasts: the daemon renews it every 15 s while it
+/// prepares a claimed task, so the lease lapses after three missed renewals.
+pub const PREPARE_LEASE_SECS: i64 = 45;
+
+/// Sets the prepare lease of a task (the caller has checked it is
+/// dispatched) to end at `until`.
+pub fn set_prepare_lease(conn: &Connection, id: Id, until: &str) -> rusqlite::Result<Task> {
+    conn.execute(
+        "UPDATE agent_task_queue SET prepare_lease_expires_at = ?2 WHERE id = ?1",
+        params![id, until],
+    )?;
+    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+/// Records the agent's session and work directory; an absent one keeps
+/// what was pinned before.
+pub fn pin_session(
+    conn: &Connection,
+    id: Id,
+    session_id: Option<&str>,
+    work_dir: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE agent_task_queue
+         SET session_id = coalesce(?2, session_id), work_dir = coalesce(?3, work_dir)
+         WHERE id = ?1",
+        params![id, session_id, work_dir],
+    )?;
+    Ok(())
+}
+
+/// What a daemon reports when it acknowledges a cancellation.
+#[derive(Debug, Default)]
+pub struct CancelAck {
+    pub branch_name: Option<String>,
+    pub durable_work_dir: Option<String>,
+    pub error_message: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+/// Records the acknowledgement of a cancelled task. Nothing already
+/// recorded is overwritten, so a replayed ack changes nothing; a task that
+/// is not cancelled is left alone (its own complete or fail report is the
+/// one that counts). Returns whether the task was cancelled.
+pub fn record_cancel_ack(
+    conn: &Connection,
+    id: Id,
+    ack: &CancelAck,
+    at: &str,
+) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
+        "UPDATE agent_task_queue SET
+             cancel_acked_at = coalesce(cancel_acked_at, ?2),
+             branch_name = coalesce(branch_name, ?3),
+             durable_work_dir = coalesce(durable_work_dir, ?4),
+             -- the reason goes with the message it explains
+             failure_reason = CASE WHEN error IS NULL AND ?5 IS NOT NULL
+                                   THEN coalesce(failure_reason, ?6) ELSE failure_reason END,
+             error = coalesce(error, ?5)
+         WHERE id = ?1 AND status = 'cancelled'",
+        params![
+            id,
+            at,
+            ack.branch_name,
+            ack.durable_work_dir,
+            ack.error_message,
+            ack.failure_reason
+        ],
+    )?;
+    Ok(changed > 0)
+}
+
+/// Why [`fail_orphans`] fails a task.
+pub const ORPHAN_ERROR: &str = "daemon restarted while task was in flight";
+
+/// Fails up to [`crate::db::sweeps::BATCH`] tasks dispatched to or running
+/// on `runtime`: its daemon has restarted, so nothing runs them any more.
+pub fn fail_orphans(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<FailedTask>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE agent_task_queue
+         SET status = 'failed', error = ?2, failure_reason = 'runtime_recovery',
+             completed_at = ?3, prepare_lease_expires_at = NULL
+         WHERE id IN (SELECT id FROM agent_task_queue
+                      WHERE runtime_id = ?1 AND status IN ('dispatched', 'running')
+                      LIMIT ?4)
+         RETURNING id, workspace_id, agent_id",
+    )?;
+    let rows = stmt.query_map(
+        params![runtime, ORPHAN_ERROR, now(), crate::db::sweeps::BATCH],
+        |r| {
+            Ok(FailedTask {
+                id: r.get(0)?,
+                workspace_id: r.get(1)?,
+                agent_id: r.get(2)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+/// The tasks carrying one issue that ran, run or wait on one runtime.
+#[derive(Debug, Clone)]
+pub struct IssueTasks {
+    pub issue_id: String,
+    /// Where they run (queued ones: the runtime of their agent).
+    pub runtime_id: Option<Id>,
+    /// Some of them are dispatched or running.
+    pub active: bool,
+    /// Some of them are queued.
+    pub queued: bool,
+    /// The latest thing that happened to any of them (stored form).
+    pub updated_at: String,
+    /// When the last of them finished, and how (`completed`, `failed`,
+    /// `cancelled`).
+    pub last_finished: Option<(String, String)>,
+}
+
+/// The tasks carrying any of `issue_ids` (in `workspace`, if given), one
+/// row per (issue, runtime), read off the (issue_id, workspace_id) index.
+pub fn issue_tasks(
+    conn: &Connection,
+    workspace: Option<Id>,
+    issue_ids: &[String],
+) -> rusqlite::Result<Vec<IssueTasks>> {
+    let ids = serde_json::to_string(issue_ids)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    // stored times are fixed width, so the text max is the latest time, and
+    // `<completed_at> <status>` sorts by its time
+    let mut stmt = conn.prepare_cached(
+        "SELECT t.issue_id,
+                coalesce(t.runtime_id, CASE WHEN t.status = 'queued' THEN a.runtime_id END) AS rt,
+                max(t.status IN ('dispatched', 'running')),
+                max(t.status = 'queued'),
+                max(coalesce(t.completed_at, t.started_at, t.dispatched_at, t.created_at)),
+                max(CASE WHEN t.completed_at IS NOT NULL
+                         THEN t.completed_at || ' ' || t.status END)
+         FROM agent_task_queue t LEFT JOIN agent a ON a.id = t.agent_id
+         WHERE t.issue_id IN (SELECT value FROM json_each(?1))
+           AND (?2 IS NULL OR t.workspace_id = ?2)
+         GROUP BY t.issue_id, rt",
+    )?;
+    let rows = stmt.query_map(params![ids, workspace], |r| {
+        let last: Option<String> = r.get(5)?;
+        Ok(IssueTasks {
+            issue_id: r.get(0)?,
+            runtime_id: r.get(1)?,
+            active: r.get(2)?,
+            queued: r.get(3)?,
+            updated_at: r.get(4)?,
+            last_finished: last.and_then(|l| {
+                l.split_once(' ')
+                    .map(|(at, status)| (at.to_string(), status.to_string()))
+            }),
         })
     })?;
     rows.collect()

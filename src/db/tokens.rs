@@ -203,6 +203,147 @@ pub fn touch_personal(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<(
     Ok(())
 }
 
+/// A token is renewed once it has less than this left.
+pub const RENEW_WITHIN_DAYS: i64 = 7;
+
+/// Which table a token lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenTable {
+    Personal,
+    Daemon,
+}
+
+impl TokenTable {
+    fn name(self) -> &'static str {
+        match self {
+            TokenTable::Personal => "personal_access_token",
+            TokenTable::Daemon => "daemon_token",
+        }
+    }
+}
+
+/// What renewing a token found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    /// No personal access or daemon token has this hash (a task token, or
+    /// none at all).
+    NotRenewable,
+    Revoked,
+    Expired,
+    /// A PAT made without an expiry: nothing to extend.
+    NeverExpires,
+    /// More than [`RENEW_WITHIN_DAYS`] left: unchanged.
+    NotYet {
+        expires_at: String,
+    },
+    Renewed {
+        expires_at: String,
+    },
+}
+
+/// A stored token as renewal needs it.
+struct RenewableToken {
+    table: TokenTable,
+    id: Id,
+    expires_at: Option<String>,
+    revoked: bool,
+    /// when it was made or last renewed
+    since: String,
+}
+
+/// The token with `token_hash`, in either table.
+fn find_renewable(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<RenewableToken>> {
+    for table in [TokenTable::Personal, TokenTable::Daemon] {
+        let row = conn
+            .query_row(
+                &format!(
+                    "SELECT id, expires_at, revoked_at IS NOT NULL, coalesce(renewed_at, created_at)
+                     FROM {} WHERE token_hash = ?1",
+                    table.name()
+                ),
+                [token_hash],
+                |r| {
+                    Ok(RenewableToken {
+                        table,
+                        id: r.get(0)?,
+                        expires_at: r.get(1)?,
+                        revoked: r.get(2)?,
+                        since: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        if row.is_some() {
+            return Ok(row);
+        }
+    }
+    Ok(None)
+}
+
+/// Renews the personal access or daemon token with `token_hash` in place,
+/// so every process holding it goes on working: once it has less than
+/// [`RENEW_WITHIN_DAYS`] left, it gets its own lifetime again (from when it
+/// was made or last renewed to its expiry), counted from `now`. The caller
+/// runs this in its write transaction, so concurrent renewals extend once.
+pub fn renew(
+    conn: &Connection,
+    token_hash: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> rusqlite::Result<Renewal> {
+    let Some(RenewableToken {
+        table,
+        id,
+        expires_at,
+        revoked,
+        since,
+    }) = find_renewable(conn, token_hash)?
+    else {
+        return Ok(Renewal::NotRenewable);
+    };
+    if revoked {
+        return Ok(Renewal::Revoked);
+    }
+    let Some(expires_at) = expires_at else {
+        return Ok(Renewal::NeverExpires);
+    };
+    let Some(expires) = parse_stored(&expires_at) else {
+        return Err(rusqlite::Error::InvalidColumnType(
+            1,
+            "expires_at".into(),
+            rusqlite::types::Type::Text,
+        ));
+    };
+    if expires <= now {
+        return Ok(Renewal::Expired);
+    }
+    if expires - now >= chrono::Duration::days(RENEW_WITHIN_DAYS) {
+        return Ok(Renewal::NotYet {
+            expires_at: api_time(&expires_at),
+        });
+    }
+    let lifetime = parse_stored(&since)
+        .map(|since| expires - since)
+        .filter(|l| *l > chrono::Duration::zero())
+        .unwrap_or_else(|| chrono::Duration::days(RENEW_WITHIN_DAYS));
+    let renewed = crate::db::format_time(now + lifetime);
+    conn.execute(
+        &format!(
+            "UPDATE {} SET expires_at = ?2, renewed_at = ?3 WHERE id = ?1",
+            table.name()
+        ),
+        params![id, renewed, crate::db::format_time(now)],
+    )?;
+    Ok(Renewal::Renewed {
+        expires_at: api_time(&renewed),
+    })
+}
+
+fn parse_stored(stored: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(stored)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// Mints a daemon token for `daemon_id` in `workspace`; returns the token.
 pub fn create_daemon(
     conn: &Connection,

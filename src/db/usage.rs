@@ -1,5 +1,5 @@
-//! Token usage: per-task usage with its workspace rollups, and the daily
-//! totals daemons report per runtime.
+//! Token usage: per-task usage with its workspace and runtime rollups, and
+//! the daily totals older daemons report per runtime.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -18,10 +18,8 @@ pub struct UsageEntry {
     pub cache_write_tokens: i64,
 }
 
-/// Stores a task's usage for (provider, model), replacing what was stored
-/// (daemons send running totals), and moves the workspace rollups by the
-/// difference in the same transaction. The row keeps the bucket of its
-/// first recording; a (task, model) pair counts once in `task_count`.
+/// Stores a task's usage for (provider, model) without a reported cost;
+/// see [`upsert_task_usage_with_cost`].
 pub fn upsert_task_usage(
     conn: &Connection,
     task: Id,
@@ -29,71 +27,135 @@ pub fn upsert_task_usage(
     entry: &UsageEntry,
     at: &str,
 ) -> rusqlite::Result<()> {
-    let old: Option<(i64, i64, i64, i64, String)> = conn
-        .prepare_cached(
-            "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, created_at
-             FROM task_usage WHERE task_id = ?1 AND provider = ?2 AND model = ?3",
-        )?
-        .query_row(params![task, entry.provider, entry.model], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .optional()?;
+    upsert_task_usage_with_cost(conn, task, workspace, entry, None, at)
+}
+
+/// A task_usage row as stored before a write.
+struct StoredTaskUsage {
+    counts: [i64; 4],
+    cost: Option<i64>,
+    created_at: String,
+}
+
+/// Stores a task's usage for (provider, model), replacing what was stored
+/// (daemons send running totals), with its cost in 1e-10 USD if the daemon
+/// reported one, and moves the workspace rollups and the rollup of the
+/// task's runtime by the difference in the same transaction. The row keeps
+/// the bucket of its first recording; a (task, model) pair counts once in
+/// `task_count`.
+pub fn upsert_task_usage_with_cost(
+    conn: &Connection,
+    task: Id,
+    workspace: Id,
+    entry: &UsageEntry,
+    cost_usd_ticks: Option<i64>,
+    at: &str,
+) -> rusqlite::Result<()> {
     let counts = [
         entry.input_tokens,
         entry.output_tokens,
         entry.cache_read_tokens,
         entry.cache_write_tokens,
     ];
-    let (delta, bucket, new_task) = match old {
-        Some((i, o, cr, cw, created_at)) => {
-            conn.prepare_cached(
-                "UPDATE task_usage SET input_tokens = ?4, output_tokens = ?5,
-                     cache_read_tokens = ?6, cache_write_tokens = ?7, updated_at = ?8
-                 WHERE task_id = ?1 AND provider = ?2 AND model = ?3",
-            )?
-            .execute(params![
-                task,
-                entry.provider,
-                entry.model,
-                counts[0],
-                counts[1],
-                counts[2],
-                counts[3],
-                at
-            ])?;
-            let delta = [
-                counts[0].saturating_sub(i),
-                counts[1].saturating_sub(o),
-                counts[2].saturating_sub(cr),
-                counts[3].saturating_sub(cw),
-            ];
-            (delta, created_at, false)
+    let old = stored_task_usage(conn, task, entry)?;
+    let new_task = old.is_none() && !task_used_model(conn, task, &entry.model)?;
+    write_task_usage(conn, task, entry, cost_usd_ticks, at)?;
+    let (delta, cost_delta, bucket) = match old {
+        Some(old) => {
+            let delta: [i64; 4] = std::array::from_fn(|i| counts[i].saturating_sub(old.counts[i]));
+            let cost = match (cost_usd_ticks, old.cost) {
+                (None, None) => None,
+                (new, old) => Some(new.unwrap_or(0).saturating_sub(old.unwrap_or(0))),
+            };
+            (delta, cost, old.created_at)
         }
-        None => {
-            let seen_model: bool = conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM task_usage WHERE task_id = ?1 AND model = ?2)",
-                )?
-                .query_row(params![task, entry.model], |r| r.get(0))?;
-            conn.prepare_cached(
-                "INSERT INTO task_usage (id, task_id, provider, model, input_tokens, output_tokens,
-                     cache_read_tokens, cache_write_tokens, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-            )?
-            .execute(params![
-                Id::new(),
-                task,
-                entry.provider,
-                entry.model,
-                counts[0],
-                counts[1],
-                counts[2],
-                counts[3],
-                at
-            ])?;
-            (counts, at.to_string(), !seen_model)
-        }
+        None => (counts, cost_usd_ticks, at.to_string()),
     };
+    add_to_workspace_rollups(conn, workspace, &entry.model, &bucket, delta, new_task)?;
+    let runtime: Option<Id> = conn
+        .prepare_cached("SELECT runtime_id FROM agent_task_queue WHERE id = ?1")?
+        .query_row([task], |r| r.get(0))
+        .optional()?
+        .flatten();
+    if let Some(runtime) = runtime {
+        add_to_runtime_rollup(conn, runtime, &bucket[..10], entry, delta, cost_delta)?;
+    }
+    Ok(())
+}
+
+fn stored_task_usage(
+    conn: &Connection,
+    task: Id,
+    entry: &UsageEntry,
+) -> rusqlite::Result<Option<StoredTaskUsage>> {
+    conn.prepare_cached(
+        "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                cost_usd_ticks, created_at
+         FROM task_usage WHERE task_id = ?1 AND provider = ?2 AND model = ?3",
+    )?
+    .query_row(params![task, entry.provider, entry.model], |r| {
+        Ok(StoredTaskUsage {
+            counts: [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?],
+            cost: r.get(4)?,
+            created_at: r.get(5)?,
+        })
+    })
+    .optional()
+}
+
+/// Whether the task already recorded usage of `model` (with any provider).
+fn task_used_model(conn: &Connection, task: Id, model: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM task_usage WHERE task_id = ?1 AND model = ?2)",
+    )?
+    .query_row(params![task, model], |r| r.get(0))
+}
+
+/// Inserts or replaces the task_usage row; a new row is dated `at`, an
+/// existing one keeps its created_at.
+fn write_task_usage(
+    conn: &Connection,
+    task: Id,
+    entry: &UsageEntry,
+    cost_usd_ticks: Option<i64>,
+    at: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO task_usage (id, task_id, provider, model, input_tokens, output_tokens,
+             cache_read_tokens, cache_write_tokens, cost_usd_ticks, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
+         ON CONFLICT (task_id, provider, model) DO UPDATE SET
+             input_tokens = excluded.input_tokens,
+             output_tokens = excluded.output_tokens,
+             cache_read_tokens = excluded.cache_read_tokens,
+             cache_write_tokens = excluded.cache_write_tokens,
+             cost_usd_ticks = excluded.cost_usd_ticks,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        Id::new(),
+        task,
+        entry.provider,
+        entry.model,
+        entry.input_tokens,
+        entry.output_tokens,
+        entry.cache_read_tokens,
+        entry.cache_write_tokens,
+        cost_usd_ticks,
+        at
+    ])?;
+    Ok(())
+}
+
+/// Moves the daily and hourly workspace rollups of `model` by `delta`.
+fn add_to_workspace_rollups(
+    conn: &Connection,
+    workspace: Id,
+    model: &str,
+    bucket: &str,
+    delta: [i64; 4],
+    new_task: bool,
+) -> rusqlite::Result<()> {
     let buckets = [
         ("usage_daily", "date", &bucket[..10]),
         ("usage_hourly", "hour", &bucket[..13]),
@@ -118,7 +180,7 @@ pub fn upsert_task_usage(
         .execute(params![
             workspace,
             value,
-            entry.model,
+            model,
             delta[0],
             delta[1],
             delta[2],
@@ -126,6 +188,48 @@ pub fn upsert_task_usage(
             i64::from(new_task)
         ])?;
     }
+    Ok(())
+}
+
+/// Moves the (runtime, date, provider, model) rollup by `delta`, and its
+/// cost by `cost_delta` (`None`: no cost was ever reported for this row).
+fn add_to_runtime_rollup(
+    conn: &Connection,
+    runtime: Id,
+    date: &str,
+    entry: &UsageEntry,
+    delta: [i64; 4],
+    cost_delta: Option<i64>,
+) -> rusqlite::Result<()> {
+    // the update adds the parameters rather than `excluded`, which the
+    // insert clamps at 0 for a first row
+    let add = |column: &str, param: usize| {
+        format!("{column} = max(0, min({column} + ?{param}, 9223372036854775807))")
+    };
+    conn.prepare_cached(&format!(
+        "INSERT INTO runtime_task_usage_daily (runtime_id, date, provider, model, input_tokens,
+             output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks)
+         VALUES (?1, ?2, ?3, ?4, max(0, ?5), max(0, ?6), max(0, ?7), max(0, ?8), max(0, ?9))
+         ON CONFLICT (runtime_id, date, provider, model) DO UPDATE SET
+             {}, {}, {}, {},
+             cost_usd_ticks = CASE WHEN ?9 IS NULL THEN cost_usd_ticks
+                 ELSE max(0, min(coalesce(cost_usd_ticks, 0) + ?9, 9223372036854775807)) END",
+        add("input_tokens", 5),
+        add("output_tokens", 6),
+        add("cache_read_tokens", 7),
+        add("cache_write_tokens", 8),
+    ))?
+    .execute(params![
+        runtime,
+        date,
+        entry.provider,
+        entry.model,
+        delta[0],
+        delta[1],
+        delta[2],
+        delta[3],
+        cost_delta
+    ])?;
     Ok(())
 }
 
@@ -209,7 +313,17 @@ pub fn hourly(
     )
 }
 
-/// A runtime's daily usage as reported by its daemon.
+/// Where a runtime's usage row comes from: what an older daemon reported
+/// for its runtime (`runtime_report`), or the usage of the tasks that ran
+/// on it (`task_usage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    RuntimeReport,
+    TaskUsage,
+}
+
+/// A runtime's usage of one (date, provider, model).
 #[derive(Debug, Clone, Serialize)]
 pub struct RuntimeUsage {
     pub runtime_id: Id,
@@ -220,6 +334,9 @@ pub struct RuntimeUsage {
     pub output_tokens: i64,
     pub cache_read_tokens: i64,
     pub cache_write_tokens: i64,
+    /// The providers' price in 1e-10 USD, when the daemon reported one.
+    pub cost_usd_ticks: Option<i64>,
+    pub source: UsageSource,
 }
 
 /// Stores a daemon's day total for (runtime, date, provider, model),
@@ -257,18 +374,23 @@ pub fn upsert_runtime_usage(
     Ok(())
 }
 
-/// A runtime's reported usage on dates `>= from`, newest first.
+/// A runtime's usage on dates `>= from` from `source`, newest first.
 pub fn runtime_usage(
     conn: &Connection,
     runtime: Id,
     from: &str,
+    source: UsageSource,
 ) -> rusqlite::Result<Vec<RuntimeUsage>> {
-    let mut stmt = conn.prepare_cached(
+    let (table, cost) = match source {
+        UsageSource::RuntimeReport => ("runtime_usage", "NULL"),
+        UsageSource::TaskUsage => ("runtime_task_usage_daily", "cost_usd_ticks"),
+    };
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT date, provider, model, input_tokens, output_tokens, cache_read_tokens,
-                cache_write_tokens
-         FROM runtime_usage WHERE runtime_id = ?1 AND date >= ?2
-         ORDER BY date DESC, provider, model",
-    )?;
+                cache_write_tokens, {cost}
+         FROM {table} WHERE runtime_id = ?1 AND date >= ?2
+         ORDER BY date DESC, provider, model"
+    ))?;
     let rows = stmt.query_map(params![runtime, from], |r| {
         Ok(RuntimeUsage {
             runtime_id: runtime,
@@ -279,6 +401,8 @@ pub fn runtime_usage(
             output_tokens: r.get(4)?,
             cache_read_tokens: r.get(5)?,
             cache_write_tokens: r.get(6)?,
+            cost_usd_ticks: r.get(7)?,
+            source,
         })
     })?;
     rows.collect()

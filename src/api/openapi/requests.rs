@@ -22,7 +22,8 @@ fn optional_string() -> Value {
     nullable(string())
 }
 
-/// One usage entry of a report; `date` only for a runtime's daily totals.
+/// One usage entry of a report; `date` only for a runtime's daily totals,
+/// `cost_usd_ticks` only for a task's.
 fn usage_entry(with_date: bool) -> Value {
     let mut fields = vec![
         (
@@ -33,6 +34,9 @@ fn usage_entry(with_date: bool) -> Value {
     ];
     fields.extend(counts("").into_iter().map(|(n, s)| (n, nullable(s))));
     let mut required = vec!["provider"];
+    if !with_date {
+        fields.push(("cost_usd_ticks".to_string(), nullable(count())));
+    }
     if with_date {
         fields.push((
             "date".to_string(),
@@ -239,7 +243,6 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
         ),
         ("TaskResult", nullable(json!({"type": "object"}))),
         ("TaskFailure", request(&[("error", optional_string())], &[])),
-        ("Relay", json!({"type": "object"})),
         (
             "TaskUsageReport",
             request(&[("usage", list(usage_entry(false)))], &["usage"]),

@@ -58,7 +58,7 @@ pub(super) fn properties<S: AsRef<str>>(fields: &[(S, Value)]) -> Map<String, Va
 }
 
 /// A reply object: exactly these fields, each always present.
-fn reply<S: AsRef<str>>(fields: &[(S, Value)]) -> Value {
+pub(super) fn reply<S: AsRef<str>>(fields: &[(S, Value)]) -> Value {
     let names: Vec<&str> = fields.iter().map(|(name, _)| name.as_ref()).collect();
     json!({
         "type": "object",
@@ -290,6 +290,13 @@ fn task_fields() -> Vec<(&'static str, Value)> {
         ("error", nullable(string())),
         ("created_by", nullable(uuid())),
         ("created_at", time()),
+        ("session_id", nullable(string())),
+        ("work_dir", nullable(string())),
+        ("prepare_lease_expires_at", nullable(time())),
+        ("branch_name", nullable(string())),
+        ("durable_work_dir", nullable(string())),
+        ("failure_reason", nullable(string())),
+        ("cancel_acked_at", nullable(time())),
     ]
 }
 
@@ -375,6 +382,11 @@ fn usage() -> Vec<(&'static str, Value)> {
         ("model".to_string(), string()),
     ];
     runtime_usage.extend(counts(""));
+    runtime_usage.push(("cost_usd_ticks".to_string(), nullable(count())));
+    runtime_usage.push((
+        "source".to_string(),
+        one_of(&["runtime_report", "task_usage"]),
+    ));
     let mut summary = vec![("model".to_string(), string())];
     summary.extend(counts("total_"));
     summary.push(("task_count".to_string(), count()));
@@ -408,6 +420,7 @@ pub fn components() -> Map<String, Value> {
         runtimes(),
         agents_and_tasks(),
         usage(),
+        super::daemon::components(),
         super::requests::bodies(),
     ]
     .into_iter()

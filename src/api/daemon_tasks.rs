@@ -1,0 +1,283 @@
+//! What the current daemon says about its tasks besides their transitions:
+//! orphans it left behind when it stopped, the lease it holds while it
+//! prepares a claimed task, the agent's session, and its acknowledgement of
+//! a cancellation. Every route is reachable only by whoever acts for the
+//! runtime (see `access::require_daemon_runtime` / `require_daemon_task`).
+
+use std::collections::{BTreeSet, HashMap};
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use crate::access::{require_daemon_runtime, require_daemon_task};
+use crate::auth::Caller;
+use crate::db::sweeps::{FailedTask, BATCH};
+use crate::db::tasks::{self, CancelAck};
+use crate::db::{agents, format_time, Db};
+use crate::domain::Id;
+use crate::error::ApiError;
+use crate::events::{Audience, EventBus};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/daemon/runtimes/{id}/recover-orphans",
+        web::post().to(recover_orphans),
+    )
+    .route(
+        "/daemon/runtimes/{id}/tasks/{task_id}/prepare-lease",
+        web::post().to(prepare_lease),
+    )
+    .route("/daemon/tasks/{id}/session", web::post().to(pin_session))
+    .route("/daemon/tasks/{id}/cancel-ack", web::post().to(cancel_ack));
+}
+
+/// Tasks failed in one transaction, with what to publish once it commits.
+struct Failures {
+    failed: Vec<FailedTask>,
+    /// (workspace, agent, new status) of agents whose status changed
+    statuses: Vec<(Id, Id, String)>,
+    audiences: HashMap<Id, Audience>,
+}
+
+impl Failures {
+    /// Reconciles the status of the failed tasks' agents, in the
+    /// transaction that failed them.
+    fn settle(conn: &rusqlite::Connection, failed: Vec<FailedTask>) -> Result<Failures, ApiError> {
+        let agents: BTreeSet<(Id, Id)> = failed
+            .iter()
+            .filter_map(|t| t.agent_id.map(|a| (t.workspace_id, a)))
+            .collect();
+        let mut statuses = Vec::new();
+        let mut audiences = HashMap::new();
+        for (workspace, agent) in agents {
+            if let Some(status) = agents::reconcile_status(conn, agent)? {
+                statuses.push((workspace, agent, status));
+            }
+            if let Some(row) = agents::get(conn, agent)? {
+                audiences.insert(agent, Audience::of_agent(&row));
+            }
+        }
+        Ok(Failures {
+            failed,
+            statuses,
+            audiences,
+        })
+    }
+
+    /// `task:failed` per task and `agent:status` per changed agent; a task
+    /// whose agent is gone is shown to owners/admins only.
+    fn publish(&self, events: &EventBus) {
+        let audience = |agent: Option<Id>| {
+            agent
+                .and_then(|a| self.audiences.get(&a).copied())
+                .unwrap_or(Audience::MANAGERS)
+        };
+        for task in &self.failed {
+            events.task(
+                "task:failed",
+                audience(task.agent_id),
+                task.workspace_id,
+                task.id,
+                task.agent_id,
+            );
+        }
+        for (workspace, agent, status) in &self.statuses {
+            events.agent_status(audience(Some(*agent)), *workspace, *agent, status);
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Recovered {
+    orphaned: usize,
+    /// agenthub does not retry failed work; always 0
+    retried: usize,
+}
+
+/// A daemon calls this as it starts, for each runtime it registered: the
+/// tasks dispatched to or running on the runtime were its previous
+/// process's, and nothing runs them any more. They fail at once with
+/// `daemon restarted while task was in flight` (failure_reason
+/// `runtime_recovery`) instead of waiting for the sweeper's timeouts.
+/// Batches of [`BATCH`], each in its own short transaction.
+async fn recover_orphans(
+    db: web::Data<Db>,
+    events: web::Data<EventBus>,
+    caller: Caller,
+    path: web::Path<Id>,
+) -> Result<HttpResponse, ApiError> {
+    let runtime = path.into_inner();
+    let mut orphaned = 0;
+    loop {
+        let caller = caller.clone();
+        let batch = db
+            .write(move |tx| {
+                require_daemon_runtime(tx, &caller, runtime)?;
+                Failures::settle(tx, tasks::fail_orphans(tx, runtime)?)
+            })
+            .await?;
+        orphaned += batch.failed.len();
+        batch.publish(&events);
+        if (batch.failed.len() as i64) < BATCH {
+            break;
+        }
+    }
+    Ok(HttpResponse::Ok().json(Recovered {
+        orphaned,
+        retried: 0,
+    }))
+}
+
+/// Keeps a dispatched task of this runtime from timing out while its
+/// daemon prepares it: the sweeper leaves it alone until
+/// [`tasks::PREPARE_LEASE_SECS`] from now. A task of another runtime is
+/// 404; one that is no longer dispatched is a 400 naming its status.
+async fn prepare_lease(
+    db: web::Data<Db>,
+    caller: Caller,
+    path: web::Path<(Id, Id)>,
+) -> Result<HttpResponse, ApiError> {
+    let (runtime, id) = path.into_inner();
+    let task = db
+        .write(move |tx| {
+            require_daemon_runtime(tx, &caller, runtime)?;
+            let task = require_daemon_task(tx, &caller, id)?;
+            if task.runtime_id != Some(runtime) {
+                return Err(ApiError::not_found("task not found"));
+            }
+            if task.status != "dispatched" {
+                return Err(ApiError::bad_request(format!(
+                    "cannot extend the prepare lease of task: it is {}",
+                    task.status
+                )));
+            }
+            let until = chrono::Utc::now() + chrono::Duration::seconds(tasks::PREPARE_LEASE_SECS);
+            Ok(tasks::set_prepare_lease(tx, id, &format_time(until))?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(task))
+}
+
+/// Longest session id a daemon may pin: an agent CLI's id, not a text.
+const MAX_SESSION_ID_BYTES: usize = super::MAX_SHORT_TEXT;
+/// Longest path a daemon may report (PATH_MAX on Linux).
+const MAX_PATH_BYTES: usize = 4096;
+/// Longest branch name a cancellation ack may carry.
+const MAX_BRANCH_BYTES: usize = 1024;
+
+/// An optional text field: trimmed, NUL refused, at most `max` bytes;
+/// empty means absent.
+fn optional_text(value: Option<&str>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
+    let value = super::text(value, field)?;
+    if value.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} is too long (at most {max} bytes)"
+        )));
+    }
+    Ok(Some(value).filter(|v| !v.is_empty()))
+}
+
+#[derive(Deserialize)]
+struct PinSession {
+    session_id: Option<String>,
+    work_dir: Option<String>,
+}
+
+/// Records the agent's session id and work directory as soon as the daemon
+/// knows them, so a daemon that crashes mid-run does not lose them; shown
+/// in the task as `session_id` and `work_dir`. Either may be left out (the
+/// stored one stays); leaving out both is a 400. Any status: a pin may
+/// arrive after the task was cancelled. Answers 204.
+async fn pin_session(
+    db: web::Data<Db>,
+    caller: Caller,
+    path: web::Path<Id>,
+    body: web::Json<PinSession>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let body = body.into_inner();
+    let session = optional_text(
+        body.session_id.as_deref(),
+        "session_id",
+        MAX_SESSION_ID_BYTES,
+    )?;
+    let work_dir = optional_text(body.work_dir.as_deref(), "work_dir", MAX_PATH_BYTES)?;
+    db.write(move |tx| {
+        require_daemon_task(tx, &caller, id)?;
+        if session.is_none() && work_dir.is_none() {
+            return Err(ApiError::bad_request("session_id or work_dir is required"));
+        }
+        Ok(tasks::pin_session(
+            tx,
+            id,
+            session.as_deref(),
+            work_dir.as_deref(),
+        )?)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, Default)]
+struct CancelAckRequest {
+    branch_name: Option<String>,
+    durable_work_dir: Option<String>,
+    error_message: Option<String>,
+    failure_reason: Option<String>,
+}
+
+impl CancelAckRequest {
+    fn parse(self) -> Result<CancelAck, ApiError> {
+        Ok(CancelAck {
+            branch_name: optional_text(
+                self.branch_name.as_deref(),
+                "branch_name",
+                MAX_BRANCH_BYTES,
+            )?,
+            durable_work_dir: optional_text(
+                self.durable_work_dir.as_deref(),
+                "durable_work_dir",
+                MAX_PATH_BYTES,
+            )?,
+            // like a failure's error: kept cut, never refused
+            error_message: optional_text(
+                self.error_message.as_deref(),
+                "error_message",
+                usize::MAX,
+            )?
+            .map(crate::probes::clip),
+            failure_reason: optional_text(
+                self.failure_reason.as_deref(),
+                "failure_reason",
+                super::MAX_SHORT_TEXT,
+            )?,
+        })
+    }
+}
+
+/// The daemon saw a task end and has stopped running it; it sends this for
+/// any end it observes, with where the work of a cancelled run went
+/// (`branch_name`, `durable_work_dir`) or why it could not be kept
+/// (`error_message`, `failure_reason`). On a cancelled task the ack and
+/// those fields are recorded (`cancel_acked_at`, `branch_name`,
+/// `durable_work_dir`, `error`, `failure_reason`), never overwriting what
+/// is already there, so replays are harmless; on any other task it changes
+/// nothing. Answers `{"status":"ok"}` either way. The body may be empty.
+async fn cancel_ack(
+    db: web::Data<Db>,
+    caller: Caller,
+    path: web::Path<Id>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let ack = super::optional_json::<CancelAckRequest>(&body)?
+        .unwrap_or_default()
+        .parse()?;
+    db.write(move |tx| {
+        require_daemon_task(tx, &caller, id)?;
+        tasks::record_cancel_ack(tx, id, &ack, &crate::db::now())?;
+        Ok(())
+    })
+    .await?;
+    Ok(super::ok())
+}

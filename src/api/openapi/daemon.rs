@@ -1,0 +1,137 @@
+//! The schemas of what the current daemon sends and reads besides task
+//! transitions: token renewal, orphan recovery, session pins, cancellation
+//! acks, the work-directory checks, and the answers about what agenthub
+//! does not have.
+
+use serde_json::{json, Value};
+
+use super::schemas::{count, list, nullable, one_of, properties, reply, string, time, uuid};
+
+/// A request body with these fields, none of them required.
+fn optional_fields(fields: &[(&str, Value)]) -> Value {
+    json!({"type": "object", "properties": properties(fields)})
+}
+
+fn none() -> Value {
+    json!({"type": "array", "maxItems": 0})
+}
+
+/// An issue's state as a work-directory check reads it.
+fn issue_status() -> Value {
+    one_of(&["todo", "in_progress", "done", "cancelled", "blocked"])
+}
+
+fn replies() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "Renewed",
+            reply(&[
+                (
+                    "expires_at",
+                    json!({"anyOf": [{"type": "string", "format": "date-time"},
+                                     {"type": "string", "maxLength": 0}]}),
+                ),
+                ("renewed", json!({"type": "boolean"})),
+            ]),
+        ),
+        (
+            "Recovered",
+            reply(&[("orphaned", count()), ("retried", count())]),
+        ),
+        (
+            "TaskGcStatus",
+            reply(&[
+                ("status", one_of(&crate::domain::TASK_STATUSES)),
+                ("completed_at", nullable(time())),
+            ]),
+        ),
+        (
+            "IssueGcStatus",
+            reply(&[("status", issue_status()), ("updated_at", time())]),
+        ),
+        (
+            "IssueGcResults",
+            reply(&[(
+                "issues",
+                list(reply(&[
+                    ("id", string()),
+                    ("found", json!({"type": "boolean"})),
+                    ("status", nullable(issue_status())),
+                    ("updated_at", nullable(time())),
+                ])),
+            )]),
+        ),
+        (
+            "WorkspaceRepos",
+            reply(&[
+                ("workspace_id", uuid()),
+                ("repos", none()),
+                ("repos_version", string()),
+            ]),
+        ),
+        (
+            "RuntimeProfiles",
+            reply(&[("workspace_id", uuid()), ("runtime_profiles", none())]),
+        ),
+        (
+            "ChatSessionGcStatus",
+            reply(&[
+                ("status", one_of(&["unsupported"])),
+                ("updated_at", json!({"type": "null"})),
+            ]),
+        ),
+        (
+            "AutopilotRunGcStatus",
+            reply(&[
+                ("status", one_of(&["unsupported"])),
+                ("completed_at", json!({"type": "null"})),
+            ]),
+        ),
+    ]
+}
+
+fn requests() -> Vec<(&'static str, Value)> {
+    let text = || nullable(string());
+    vec![
+        (
+            "PinSession",
+            optional_fields(&[("session_id", text()), ("work_dir", text())]),
+        ),
+        (
+            "CancelAck",
+            optional_fields(&[
+                ("branch_name", text()),
+                ("durable_work_dir", text()),
+                ("error_message", text()),
+                ("failure_reason", text()),
+            ]),
+        ),
+        (
+            "IssueGcCheck",
+            optional_fields(&[(
+                "issue_ids",
+                json!({"type": "array", "maxItems": 500,
+                       "items": {"type": "string",
+                                 "maxLength": crate::db::tasks::MAX_ISSUE_ID_BYTES}}),
+            )]),
+        ),
+        (
+            "Progress",
+            optional_fields(&[
+                ("summary", text()),
+                ("step", nullable(json!({"type": "integer"}))),
+                ("total", nullable(json!({"type": "integer"}))),
+            ]),
+        ),
+        (
+            "Messages",
+            optional_fields(&[("messages", nullable(list(json!({"type": "object"}))))]),
+        ),
+    ]
+}
+
+pub(super) fn components() -> Vec<(&'static str, Value)> {
+    let mut all = replies();
+    all.extend(requests());
+    all
+}
