@@ -311,7 +311,7 @@ struct PendingUpdate {
 }
 
 #[derive(Serialize)]
-struct HeartbeatResponse {
+pub(crate) struct HeartbeatResponse {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_ping: Option<PendingPing>,
@@ -334,6 +334,19 @@ async fn heartbeat(
     let id = body
         .runtime_id
         .ok_or_else(|| ApiError::bad_request("runtime_id is required"))?;
+    let reply = beat(&db, &probes, &heartbeats, caller, id).await?;
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+/// What [`heartbeat`] does, shared with the daemon socket's
+/// `daemon:heartbeat`.
+pub(crate) async fn beat(
+    db: &Db,
+    probes: &Probes,
+    heartbeats: &Heartbeats,
+    caller: Caller,
+    id: Id,
+) -> Result<HeartbeatResponse, ApiError> {
     let runtime = db
         .read(move |conn| require_daemon_runtime(conn, &caller, id))
         .await?;
@@ -343,7 +356,7 @@ async fn heartbeat(
         // deleted between the read and the write
         return Err(ApiError::not_found("runtime not found"));
     }
-    Ok(HttpResponse::Ok().json(HeartbeatResponse {
+    Ok(HeartbeatResponse {
         status: "ok",
         pending_ping: probes
             .take_pending(Kind::Ping, id)
@@ -354,7 +367,7 @@ async fn heartbeat(
                 id: p.id,
                 target_version: p.target_version.unwrap_or_default(),
             }),
-    }))
+    })
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod claims;
 pub mod daemon;
+pub mod daemon_ws;
 pub mod events;
 pub mod invitations;
 pub mod me;
@@ -38,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(tasks::configure)
                 .configure(claims::configure)
                 .configure(daemon::configure)
+                .configure(daemon_ws::configure)
                 .configure(events::configure)
                 .configure(invitations::configure)
                 .configure(runtimes::configure)
