@@ -181,7 +181,10 @@ impl DaemonHub {
 
     /// How many sockets watch `runtime` (for tests and metrics).
     pub fn sockets(&self, runtime: Id) -> usize {
-        lock(&self.inner).by_runtime.get(&runtime).map_or(0, Vec::len)
+        lock(&self.inner)
+            .by_runtime
+            .get(&runtime)
+            .map_or(0, Vec::len)
     }
 
     /// Ends every socket (at shutdown).

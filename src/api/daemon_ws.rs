@@ -83,7 +83,10 @@ fn data<T: Clone + 'static>(req: &HttpRequest) -> Result<T, ApiError> {
     req.app_data::<web::Data<T>>()
         .map(|d| d.get_ref().clone())
         .ok_or_else(|| {
-            ApiError::internal(format!("{} missing from app data", std::any::type_name::<T>()))
+            ApiError::internal(format!(
+                "{} missing from app data",
+                std::any::type_name::<T>()
+            ))
         })
 }
 
@@ -319,7 +322,10 @@ impl Connection {
 
     async fn on_tick(&mut self) -> Step {
         if self.last_heard.elapsed() >= IDLE_TIMEOUT {
-            return Err(ending(CloseCode::Away, "nothing heard from the daemon for 60 s"));
+            return Err(ending(
+                CloseCode::Away,
+                "nothing heard from the daemon for 60 s",
+            ));
         }
         self.recheck().await?;
         written(self.session.ping(b"")).await
@@ -489,9 +495,8 @@ fn still_allowed(
         Caller::Task(_) => None,
     };
     let now = db::now();
-    let live = stored.is_some_and(|t| {
-        !t.revoked && t.expires_at.as_deref().is_none_or(|at| at > now.as_str())
-    });
+    let live = stored
+        .is_some_and(|t| !t.revoked && t.expires_at.as_deref().is_none_or(|at| at > now.as_str()));
     if !live {
         return Ok(false);
     }

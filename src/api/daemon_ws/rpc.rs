@@ -143,7 +143,8 @@ fn claimable(
         let Some(runtime) = runtimes::get(tx, *id)? else {
             continue;
         };
-        if runtime.daemon_id.as_deref() == Some(daemon_id) && acts_for_runtime(tx, caller, &runtime)?
+        if runtime.daemon_id.as_deref() == Some(daemon_id)
+            && acts_for_runtime(tx, caller, &runtime)?
         {
             out.push(*id);
         }
