@@ -642,3 +642,18 @@ async fn closing_the_hub_at_shutdown_ends_the_sockets() {
         Some("the server is shutting down")
     );
 }
+
+#[actix_web::test]
+async fn a_socket_outlives_the_request_body_timeout() {
+    let app = common::spawn_app_with(|c| c.server.body_timeout_secs = 1).await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let runtime = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let mut daemon = open(&app, Some(&alice.token), &[&runtime]).await.unwrap();
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    daemon
+        .send("daemon:heartbeat", json!({"runtime_id": runtime}))
+        .await;
+    let ack: HeartbeatAck =
+        serde_json::from_value(daemon.next("daemon:heartbeat_ack").await).unwrap();
+    assert_eq!((ack.runtime_id, ack.status), (runtime, "ok".to_string()));
+}

@@ -114,12 +114,17 @@ fn concrete(template: &str, f: &Fixture) -> String {
     } else {
         ""
     };
-    template
+    let path = template
         .replace("{id}", id)
         .replace("{member_id}", &f.member)
         .replace("{ping_id}", &f.ping)
         .replace("{update_id}", &f.update)
-        .replace("{invitation_id}", &f.invitation)
+        .replace("{invitation_id}", &f.invitation);
+    // the daemon socket names its runtimes in the query
+    if template == "/api/daemon/ws" {
+        return format!("{path}?runtime_ids={}", f.runtime);
+    }
+    path
 }
 
 /// A body that would be accepted if the caller had access.
@@ -381,6 +386,9 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
             ("post", "tasks/claim") if who.is_pat() => Reads,
             // a daemon token claims for its own daemon_id only
             ("post", "tasks/claim") => Refused(403),
+            // refused before the upgrade, so no WebSocket headers are needed
+            // to see it (the owner's plain GET is a 400: tests/daemon_ws.rs)
+            ("get", "ws") => Refused(404),
             // a daemon acts for its owner only; managers included
             _ => Refused(404),
         };

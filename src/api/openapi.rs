@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
 use Auth::{Daemon, User, Workspace};
-use Schema::{AnyObject, List, Ref, Text};
+use Schema::{AnyObject, List, Nothing, Ref, Text};
 
 mod requests;
 mod schemas;
@@ -43,6 +43,8 @@ enum Schema {
     AnyObject,
     /// not JSON: text of this content type
     Text(&'static str),
+    /// no body: the reply switches to another protocol
+    Nothing,
 }
 
 struct Route {
@@ -112,6 +114,13 @@ impl Route {
         self.status = 201;
         self
     }
+
+    /// Answers 101 Switching Protocols: a WebSocket from then on.
+    const fn upgrades(mut self) -> Route {
+        self.status = 101;
+        self.reply = Nothing;
+        self
+    }
 }
 
 #[rustfmt::skip]
@@ -144,6 +153,7 @@ const ROUTES: &[Route] = &[
     post("/api/daemon/runtimes/{id}/update/{update_id}/result", "Update result", Daemon, Ref("Update")).body("UpdateResult"),
     post("/api/daemon/runtimes/{id}/tasks/claim", "Claim the next task", Daemon, Ref("Claim")),
     post("/api/daemon/tasks/claim", "Claim up to max_tasks tasks of a machine's runtimes", Daemon, Ref("BatchClaimed")).body("BatchClaim"),
+    get("/api/daemon/ws", "The daemon's control socket (WebSocket): wake-ups, heartbeats, tasks.claim", Daemon, Nothing).query(&["runtime_ids"]).upgrades(),
     get("/api/daemon/runtimes/{id}/tasks/pending", "Queued and dispatched tasks", Daemon, List("Task")),
     get("/api/daemon/tasks/{id}/status", "A task's status", Daemon, Ref("TaskStatus")),
     post("/api/daemon/tasks/{id}/start", "dispatched → running", Daemon, Ref("Task")),
@@ -188,6 +198,7 @@ fn content(schema: Schema) -> Value {
         ),
         AnyObject => ("application/json", json!({"type": "object"})),
         Text(kind) => (kind, json!({"type": "string"})),
+        Nothing => return json!({}),
     };
     json!({ kind: {"schema": schema} })
 }
@@ -225,10 +236,11 @@ fn parameters(r: &Route) -> Vec<Value> {
 fn operation(r: &Route) -> Value {
     let error = json!({"description": "error", "content": content(Ref("Error"))});
     let mut responses = Map::new();
-    responses.insert(
-        r.status.to_string(),
-        json!({"description": "success", "content": content(r.reply)}),
-    );
+    let success = match r.reply {
+        Nothing => json!({"description": "switching protocols"}),
+        reply => json!({"description": "success", "content": content(reply)}),
+    };
+    responses.insert(r.status.to_string(), success);
     for status in ["400", "401", "403", "404", "409", "413"] {
         responses.insert(status.to_string(), error.clone());
     }
