@@ -238,6 +238,10 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
                     .exclude("/api/daemon/heartbeat"),
             )
     })
+    // a daemon socket's wake-up must not wait ~40 ms for the ACK of the
+    // frame before it (Nagle's algorithm meeting the peer's delayed ACK);
+    // replies are written whole, so nothing gains from coalescing
+    .tcp_nodelay(true)
     .listen(listener)?
     // run_until_stopped handles SIGINT/SIGTERM itself, so it can end the
     // event streams before waiting for requests to finish
