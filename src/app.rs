@@ -15,6 +15,7 @@ use actix_web::{error, web, App, HttpServer};
 use actix::Actor;
 
 use crate::config::{Config, SweeperConfig};
+use crate::daemon_hub::DaemonHub;
 use crate::db::{Db, OpenError};
 use crate::error::ApiError;
 use crate::events::EventBus;
@@ -82,6 +83,7 @@ pub struct State {
     pub probes: Probes,
     pub metrics: Metrics,
     pub heartbeats: Heartbeats,
+    pub daemon_hub: DaemonHub,
 }
 
 impl Application {
@@ -95,6 +97,7 @@ impl Application {
             events: EventBus::new(),
             probes: Probes::default(),
             heartbeats: Heartbeats::default(),
+            daemon_hub: DaemonHub::new(),
         };
         let addr = config.listen_addr();
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
@@ -131,15 +134,17 @@ impl Application {
     }
 
     /// Starts the background jobs and serves until SIGINT/SIGTERM: then it
-    /// ends the event streams, lets in-flight requests finish, writes the
+    /// ends the event streams and daemon sockets, lets in-flight requests finish, writes the
     /// buffered heartbeats and checkpoints the WAL into the main file.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let events = self.state.events.clone();
+        let daemon_hub = self.state.daemon_hub.clone();
         actix_web::rt::spawn(async move {
             shutdown_signal().await;
             log::info!("shutting down: finishing in-flight requests");
             events.close_streams();
+            daemon_hub.close();
             handle.stop(true).await;
         });
         let sweeper = Sweeper::new(self.state.clone(), self.sweeper).start();
@@ -166,6 +171,7 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
     let probes = web::Data::new(state.probes);
     let heartbeats = web::Data::new(state.heartbeats);
     let metrics = web::Data::new(state.metrics);
+    let daemon_hub = web::Data::new(state.daemon_hub);
     let origins = config.server.cors_allowed_origins.clone();
     let body_timeout = Duration::from_secs(config.server.body_timeout_secs);
     let server = HttpServer::new(move || {
@@ -175,6 +181,7 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
             .app_data(probes.clone())
             .app_data(heartbeats.clone())
             .app_data(metrics.clone())
+            .app_data(daemon_hub.clone())
             .app_data(json_config())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::PathConfig::default().error_handler(|err, _| {
@@ -231,6 +238,10 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
                     .exclude("/api/daemon/heartbeat"),
             )
     })
+    // a daemon socket's wake-up must not wait ~40 ms for the ACK of the
+    // frame before it (Nagle's algorithm meeting the peer's delayed ACK);
+    // replies are written whole, so nothing gains from coalescing
+    .tcp_nodelay(true)
     .listen(listener)?
     // run_until_stopped handles SIGINT/SIGTERM itself, so it can end the
     // event streams before waiting for requests to finish

@@ -10,6 +10,7 @@
 //! * [`admin`] — the operations behind `init`, `user add`, `token create`
 //! * [`access`] — one function per access rule (runtime reach, control)
 //! * [`events`] — the in-process workspace event bus
+//! * [`daemon_hub`] — the daemons' open control sockets, by runtime
 //! * [`heartbeats`] — group commit of heartbeats
 //! * [`probes`] — pings and update requests waiting for a daemon
 //! * [`jobs`] — background jobs (the sweeper)
@@ -25,6 +26,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod daemon_hub;
 pub mod dashboard;
 pub mod db;
 pub mod domain;

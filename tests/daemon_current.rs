@@ -609,8 +609,9 @@ async fn the_heartbeat_ack_names_the_runtime_and_what_the_server_serves() {
     for name in ["batch-claim-v1", "daemon-workspaces-v1", "task-tokens-v1"] {
         assert!(capabilities.iter().any(|c| c == name), "{capabilities:?}");
     }
-    // the daemon would claim over a WebSocket agenthub does not serve
-    assert!(!capabilities.iter().any(|c| c == "rpc-v1"));
+    // the daemon claims over its WebSocket once it reads this in the
+    // socket's ack (tests/daemon_ws.rs)
+    assert!(capabilities.iter().any(|c| c == "rpc-v1"));
     assert_eq!(ack.runtime_gone, None);
     assert_eq!(ack.pending_update.unwrap().target_version, "0.31.0");
     assert!(ack.pending_model_list.is_none() && ack.pending_local_skills.is_none());

@@ -151,14 +151,19 @@ fn concrete(template: &str, f: &Fixture) -> String {
     } else {
         ""
     };
-    template
+    let path = template
         .replace("{id}", id)
         .replace("{member_id}", &f.member)
         .replace("{task_id}", &f.task)
         .replace("{issue_id}", &f.issue)
         .replace("{ping_id}", &f.ping)
         .replace("{update_id}", &f.update)
-        .replace("{invitation_id}", &f.invitation)
+        .replace("{invitation_id}", &f.invitation);
+    // the daemon socket names its runtimes in the query
+    if template == "/api/daemon/ws" {
+        return format!("{path}?runtime_ids={}", f.runtime);
+    }
+    path
 }
 
 /// A body that would be accepted if the caller had access.
@@ -446,6 +451,9 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
             ("get", "workspaces/{id}/repos" | "workspaces/{id}/runtime-profiles") => Reads,
             ("post", "workspaces/{id}/issues/gc-check") => Reads,
             ("get", "chat-sessions/{id}/gc-check" | "autopilot-runs/{id}/gc-check") => Reads,
+            // refused before the upgrade, so no WebSocket headers are needed
+            // to see it (the owner's plain GET is a 400: tests/daemon_ws.rs)
+            ("get", "ws") => Refused(404),
             // a daemon acts for its owner only; managers included
             _ => Refused(404),
         };

@@ -249,11 +249,18 @@ async fn every_body_and_reply_is_described() {
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for (method, op) in ops.as_object().unwrap() {
             let responses = op["responses"].as_object().unwrap();
-            let success: Vec<&String> = responses.keys().filter(|s| s.starts_with('2')).collect();
+            let success: Vec<&String> = responses
+                .keys()
+                .filter(|s| s.starts_with('2') || *s == "101")
+                .collect();
             assert_eq!(success.len(), 1, "{method} {path}");
             let content = responses[success[0]].get("content");
-            // only a 204 has no body to describe
-            assert_eq!(content.is_none(), success[0] == "204", "{method} {path}");
+            // only a 204 or a WebSocket upgrade (101) has no body to describe
+            assert_eq!(
+                content.is_none(),
+                success[0] == "204" || success[0] == "101",
+                "{method} {path}"
+            );
             for media in content
                 .and_then(Value::as_object)
                 .into_iter()
@@ -266,6 +273,32 @@ async fn every_body_and_reply_is_described() {
             }
         }
     }
+}
+
+#[actix_web::test]
+async fn the_daemon_socket_is_documented_as_an_upgrade() {
+    let app = spawn_app().await;
+    let doc = Checker::new(&app).await.doc;
+    let op = &doc["paths"]["/api/daemon/ws"]["get"];
+    assert!(op["responses"]["101"].is_object(), "{op}");
+    assert!(op["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "runtime_ids" && p["in"] == "query"));
+    // its scenario is tests/daemon_ws.rs: the Checker speaks HTTP only
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let path = format!("/api/daemon/ws?runtime_ids={rt}");
+    let refused = app.get(&path, &alice.token).await;
+    assert_eq!(refused.status, 400);
+    let schema = json!({"$ref": "#/components/schemas/Error"});
+    assert_valid(
+        &doc,
+        &schema,
+        &refused.body,
+        "a request that is no handshake",
+    );
 }
 
 #[actix_web::test]

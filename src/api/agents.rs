@@ -10,6 +10,7 @@ use super::page::{self, Page};
 use super::{required, text};
 use crate::access::{require_agent, require_agent_editor};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
+use crate::daemon_hub::DaemonHub;
 use crate::db::agents::{self, Agent, AgentFields};
 use crate::db::{runtimes, tasks, Db};
 use crate::domain::Id;
@@ -348,6 +349,7 @@ struct CreateTask {
 async fn create_task(
     db: web::Data<Db>,
     events: web::Data<EventBus>,
+    hub: web::Data<DaemonHub>,
     caller: AuthUser,
     path: web::Path<Id>,
     body: web::Json<CreateTask>,
@@ -391,10 +393,11 @@ async fn create_task(
                     created_by: caller.user_id,
                 },
             )?;
-            Ok((task, Audience::of_agent(&agent)))
+            Ok((task, Audience::of_agent(&agent), agent.runtime_id))
         })
         .await?;
-    let (task, audience) = task;
+    let (task, audience, runtime) = task;
+    hub.task_available(runtime, task.id);
     events.task(
         "task:queued",
         audience,

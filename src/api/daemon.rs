@@ -48,13 +48,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `server_capabilities` with every heartbeat ack — the one list to extend
 /// when the server learns something new.
 ///
-/// Today's daemon acts on a single name here, `rpc-v1`: it then claims work
-/// over its WebSocket, which agenthub does not serve, so that name must
-/// never appear. It finds batch claim and `GET /api/daemon/workspaces` by
-/// trying them (a 404 sends it back to the older routes) and task-scoped
-/// tokens in the claim reply; the names below tell other clients, and
-/// people, what they may rely on.
+/// Today's daemon acts on a single name here, `rpc-v1`, read from the
+/// WebSocket's heartbeat ack: it then claims work over the socket
+/// (`tasks.claim`, src/api/daemon_ws). It finds batch claim and
+/// `GET /api/daemon/workspaces` by trying them (a 404 sends it back to the
+/// older routes) and task-scoped tokens in the claim reply; the other
+/// names tell other clients, and people, what they may rely on.
 pub const SERVER_CAPABILITIES: &[&str] = &[
+    crate::api::daemon_ws::RPC_V1,
     "batch-claim-v1",
     "daemon-workspaces-v1",
     "task-tokens-v1",
@@ -248,7 +249,7 @@ struct PendingUpdate {
 }
 
 #[derive(Serialize)]
-struct HeartbeatResponse {
+pub(crate) struct HeartbeatResponse {
     runtime_id: Id,
     status: &'static str,
     server_capabilities: &'static [&'static str],
@@ -274,6 +275,19 @@ async fn heartbeat(
     let id = body
         .runtime_id
         .ok_or_else(|| ApiError::bad_request("runtime_id is required"))?;
+    let reply = beat(&db, &probes, &heartbeats, caller, id).await?;
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+/// What [`heartbeat`] does, shared with the daemon socket's
+/// `daemon:heartbeat`.
+pub(crate) async fn beat(
+    db: &Db,
+    probes: &Probes,
+    heartbeats: &Heartbeats,
+    caller: Caller,
+    id: Id,
+) -> Result<HeartbeatResponse, ApiError> {
     let runtime = db
         .read(move |conn| require_daemon_runtime(conn, &caller, id))
         .await?;
@@ -283,7 +297,7 @@ async fn heartbeat(
         // deleted between the read and the write
         return Err(ApiError::not_found("runtime not found"));
     }
-    Ok(HttpResponse::Ok().json(HeartbeatResponse {
+    Ok(HeartbeatResponse {
         runtime_id: id,
         status: "ok",
         server_capabilities: SERVER_CAPABILITIES,
@@ -296,7 +310,7 @@ async fn heartbeat(
                 id: p.id,
                 target_version: p.target_version.unwrap_or_default(),
             }),
-    }))
+    })
 }
 
 #[derive(Deserialize)]

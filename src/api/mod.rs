@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod daemon_gc;
 pub mod daemon_tasks;
 pub mod daemon_unsupported;
+pub mod daemon_ws;
 pub mod events;
 pub mod invitations;
 pub mod me;
@@ -44,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(daemon_tasks::configure)
                 .configure(daemon_gc::configure)
                 .configure(daemon_unsupported::configure)
+                .configure(daemon_ws::configure)
                 .configure(events::configure)
                 .configure(invitations::configure)
                 .configure(runtimes::configure)

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
 use Auth::{Daemon, User, Workspace};
-use Schema::{AnyObject, Empty, List, Ref, Text};
+use Schema::{AnyObject, Empty, List, Nothing, Ref, Text};
 
 mod daemon;
 mod requests;
@@ -47,6 +47,8 @@ enum Schema {
     Text(&'static str),
     /// no body at all (204)
     Empty,
+    /// no body: the reply switches to another protocol
+    Nothing,
 }
 
 struct Route {
@@ -132,6 +134,13 @@ impl Route {
         self.reply = Empty;
         self
     }
+
+    /// Answers 101 Switching Protocols: a WebSocket from then on.
+    const fn upgrades(mut self) -> Route {
+        self.status = 101;
+        self.reply = Nothing;
+        self
+    }
 }
 
 #[rustfmt::skip]
@@ -165,6 +174,7 @@ const ROUTES: &[Route] = &[
     post("/api/daemon/runtimes/{id}/update/{update_id}/result", "Update result", Daemon, Ref("Update")).body("UpdateResult"),
     post("/api/daemon/runtimes/{id}/tasks/claim", "Claim the next task", Daemon, Ref("Claim")),
     post("/api/daemon/tasks/claim", "Claim up to max_tasks tasks of a machine's runtimes", Daemon, Ref("BatchClaimed")).body("BatchClaim"),
+    get("/api/daemon/ws", "The daemon's control socket (WebSocket): wake-ups, heartbeats, tasks.claim", Daemon, Nothing).query(&["runtime_ids"]).upgrades(),
     get("/api/daemon/runtimes/{id}/tasks/pending", "Queued and dispatched tasks", Daemon, List("Task")),
     get("/api/daemon/tasks/{id}/status", "A task's status", Daemon, Ref("TaskStatus")),
     post("/api/daemon/tasks/{id}/start", "dispatched → running", Daemon, Ref("Task")),
@@ -221,7 +231,7 @@ fn content(schema: Schema) -> Value {
         ),
         AnyObject => ("application/json", json!({"type": "object"})),
         Text(kind) => (kind, json!({"type": "string"})),
-        Empty => return json!({}),
+        Empty | Nothing => return json!({}),
     };
     json!({ kind: {"schema": schema} })
 }
@@ -269,10 +279,11 @@ fn parameters(r: &Route) -> Vec<Value> {
 fn operation(r: &Route) -> Value {
     let error = json!({"description": "error", "content": content(Ref("Error"))});
     let mut responses = Map::new();
-    let mut success = json!({"description": "success"});
-    if !matches!(r.reply, Empty) {
-        success["content"] = content(r.reply);
-    }
+    let success = match r.reply {
+        Nothing => json!({"description": "switching protocols"}),
+        Empty => json!({"description": "success"}),
+        reply => json!({"description": "success", "content": content(reply)}),
+    };
     responses.insert(r.status.to_string(), success);
     if r.etag {
         responses.insert(

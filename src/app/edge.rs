@@ -59,14 +59,17 @@ impl Stream for BodyDeadline {
 
 /// Gives `req`'s body (if it has one) `limit` to arrive, counted from now,
 /// that is from the end of its headers (actix times those itself). Returns
-/// the flag that says the deadline passed.
+/// the flag that says the deadline passed. The frames of the daemon socket
+/// are no body to wait for: they flow for the socket's life, which its own
+/// idle timeout bounds.
 pub fn with_body_deadline(
     req: ServiceRequest,
     limit: Duration,
 ) -> (ServiceRequest, Rc<Cell<bool>>) {
     let expired = Rc::new(Cell::new(false));
     let (http, body) = req.into_parts();
-    if let Payload::None = body {
+    let socket = http.path() == crate::api::daemon_ws::PATH && http.head().upgrade();
+    if socket || matches!(body, Payload::None) {
         return (ServiceRequest::from_parts(http, body), expired);
     }
     let timed = BodyDeadline {
