@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::ws::open;
 use common::{spawn_app, TestApp};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
@@ -309,6 +310,25 @@ async fn replay(login: Login) {
         "{:?}",
         ack.server_capabilities
     );
+    // the control socket beside the HTTP calls; its ack's rpc-v1 makes the
+    // daemon claim over it
+    let mut socket = open(&app, Some(&token), &[&runtime])
+        .await
+        .expect("daemon socket");
+    socket
+        .send("daemon:heartbeat", json!({"runtime_id": runtime}))
+        .await;
+    let ack: HeartbeatAck =
+        serde_json::from_value(socket.next("daemon:heartbeat_ack").await).expect("ack");
+    assert_eq!(
+        (ack.runtime_id.as_str(), ack.status.as_str()),
+        (runtime.as_str(), "ok")
+    );
+    assert!(
+        ack.server_capabilities.iter().any(|c| c == "rpc-v1"),
+        "{:?}",
+        ack.server_capabilities
+    );
 
     // work arrives; the daemon claims a batch for the machine
     let issue = "ISSUE-42";
@@ -321,6 +341,24 @@ async fn replay(login: Login) {
         .await;
     assert_eq!(first.status, 201);
     let first = first.body["id"].as_str().unwrap().to_string();
+    let woken = socket.next("daemon:task_available").await;
+    assert_eq!(
+        (woken["runtime_id"].as_str(), woken["task_id"].as_str()),
+        (Some(runtime.as_str()), Some(first.as_str()))
+    );
+    // it claims over the socket...
+    let rpc = socket
+        .claim(
+            "claim-1",
+            json!({"daemon_id": daemon_id, "runtime_ids": [runtime], "max_tasks": 1}),
+        )
+        .await;
+    assert_eq!(rpc.status, 200, "{}", rpc.error);
+    let over_socket: BatchClaim =
+        serde_json::from_value(rpc.body.expect("rpc body")).expect("the daemon decodes the claim");
+    assert_eq!(over_socket.tasks.len(), 1);
+    assert_eq!(over_socket.tasks[0].id, first);
+    // ...and over HTTP when the socket is down
     let second = app.task(&alice.token, &agent, "then the docs", 1).await;
     let claimed: BatchClaim = call(
         &app,
@@ -330,13 +368,14 @@ async fn replay(login: Login) {
         Some(json!({"daemon_id": daemon_id, "runtime_ids": [runtime], "max_tasks": 4})),
     )
     .await;
-    let mut expected = vec![first.clone(), second.clone()];
+    let mut expected = vec![second.clone()];
     if login == Login::Pat {
         expected.push(waiting.clone());
     }
     let ids: Vec<&str> = claimed.tasks.iter().map(|t| t.id.as_str()).collect();
     assert_eq!(ids, expected.iter().map(String::as_str).collect::<Vec<_>>());
-    for task in &claimed.tasks {
+    let claimed: Vec<&Task> = over_socket.tasks.iter().chain(&claimed.tasks).collect();
+    for task in &claimed {
         assert_eq!(
             (
                 task.runtime_id.as_str(),
@@ -364,8 +403,8 @@ async fn replay(login: Login) {
             (agent.as_str(), "fixer", "")
         );
     }
-    assert_eq!(claimed.tasks[0].issue_id, issue);
-    let agent_token = claimed.tasks[0].auth_token.clone();
+    assert_eq!(claimed[0].issue_id, issue);
+    let agent_token = claimed[0].auth_token.clone();
 
     // the first task runs: lease while preparing, start, stream, usage,
     // session pin, complete

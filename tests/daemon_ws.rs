@@ -11,21 +11,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use actix_codec::Framed;
-use awc::ws::{Codec, Frame, Message};
-use awc::BoxedSocket;
+use awc::ws::{Frame, Message};
+use common::ws::{open, RpcResponse};
 use common::{eventually, spawn_app, TestApp, TestUser};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-/// `protocol.Message`.
-#[derive(Deserialize, Debug)]
-struct Envelope {
-    #[serde(rename = "type")]
-    kind: String,
-    payload: Value,
-}
 
 /// `protocol.TaskAvailablePayload`.
 #[derive(Deserialize, Debug)]
@@ -51,16 +42,6 @@ struct PendingPing {
     id: String,
 }
 
-/// `protocol.RPCResponsePayload`.
-#[derive(Deserialize, Debug)]
-struct RpcResponse {
-    request_id: String,
-    status: u16,
-    body: Option<Value>,
-    #[serde(default)]
-    error: String,
-}
-
 /// The daemon's `Task` (the fields it needs to run one).
 #[derive(Deserialize, Debug)]
 struct Task {
@@ -81,90 +62,6 @@ struct AgentData {
 #[derive(Deserialize, Debug)]
 struct Claimed {
     tasks: Vec<Task>,
-}
-
-/// A simulated daemon holding a socket.
-struct Daemon {
-    io: Framed<BoxedSocket, Codec>,
-}
-
-/// Opens a socket naming `runtimes` with `token`; the refusal's status
-/// otherwise.
-async fn open(app: &TestApp, token: Option<&str>, runtimes: &[&str]) -> Result<Daemon, u16> {
-    let url = format!(
-        "{}/api/daemon/ws?runtime_ids={}",
-        app.base.replacen("http", "ws", 1),
-        runtimes.join(",")
-    );
-    let mut request = awc::Client::new().ws(url).max_frame_size(16 << 20);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    match request.connect().await {
-        Ok((response, io)) => {
-            assert_eq!(response.status(), 101);
-            Ok(Daemon { io })
-        }
-        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
-        Err(e) => panic!("websocket connect: {e}"),
-    }
-}
-
-impl Daemon {
-    async fn send(&mut self, kind: &str, payload: Value) {
-        let text = json!({"type": kind, "payload": payload}).to_string();
-        self.io
-            .send(Message::Text(text.into()))
-            .await
-            .expect("send");
-    }
-
-    /// The next frame, or `None` once the socket ended.
-    async fn frame(&mut self) -> Option<Frame> {
-        let next = actix_web::rt::time::timeout(Duration::from_secs(10), self.io.next());
-        match next.await.expect("a frame within 10 s") {
-            Some(Ok(frame)) => Some(frame),
-            _ => None,
-        }
-    }
-
-    /// The payload of the next text frame of `kind`, skipping others.
-    async fn next(&mut self, kind: &str) -> Value {
-        loop {
-            match self.frame().await {
-                Some(Frame::Text(bytes)) => {
-                    let envelope: Envelope = serde_json::from_slice(&bytes).expect("envelope");
-                    if envelope.kind == kind {
-                        return envelope.payload;
-                    }
-                }
-                Some(Frame::Close(reason)) => panic!("closed while waiting for {kind}: {reason:?}"),
-                Some(_) => {}
-                None => panic!("socket ended while waiting for {kind}"),
-            }
-        }
-    }
-
-    /// Sends `tasks.claim` and returns its response.
-    async fn claim(&mut self, request_id: &str, body: Value) -> RpcResponse {
-        let payload = json!({"request_id": request_id, "method": "tasks.claim", "body": body, "timeout_ms": 5000});
-        self.send("daemon:rpc_request", payload).await;
-        let response: RpcResponse =
-            serde_json::from_value(self.next("daemon:rpc_response").await).expect("rpc response");
-        assert_eq!(response.request_id, request_id);
-        response
-    }
-
-    /// The reason of the close frame that ends the socket.
-    async fn closed(&mut self) -> Option<awc::ws::CloseReason> {
-        loop {
-            match self.frame().await {
-                Some(Frame::Close(reason)) => return reason,
-                Some(_) => {}
-                None => return None,
-            }
-        }
-    }
 }
 
 /// Alice, her workspace, a daemon token for her machine `mbp`, one

@@ -2,6 +2,8 @@
 //! own temporary SQLite file, and talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
