@@ -10,10 +10,14 @@
 //! other daemons claim and finish tasks and report usage, claim latency,
 //! errors, and the server's peak RSS.
 
+mod support;
+
 use std::cell::RefCell;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use support::start_server;
 
 use serde_json::{json, Value};
 
@@ -50,42 +54,6 @@ impl Samples {
             self.errors
         );
         rate
-    }
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &std::path::Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_agenthub"))
-        .current_dir(dir)
-        .args(["serve", "--db", "load.db"])
-        .env("AGENTHUB_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start agenthub");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
     }
 }
 
@@ -223,7 +191,7 @@ fn main() {
         .as_str()
         .expect("workspace")
         .to_string();
-    let server = start_server(dir.path());
+    let server = start_server(dir.path(), "load.db");
     let base = server.base.clone();
     let pid = server.child.id();
 

@@ -12,8 +12,12 @@
 //! Without the socket the daemon finds work only when it polls, every
 //! 30 s by default (`MULTICA_DAEMON_POLL_INTERVAL`).
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
+
 use std::time::{Duration, Instant};
+use support::start_server;
 
 use awc::ws::{Frame, Message};
 use futures_util::{SinkExt, StreamExt};
@@ -24,42 +28,6 @@ use tokio::sync::{mpsc, oneshot};
 /// without the socket.
 const DAEMON_POLL_INTERVAL: Duration = Duration::from_secs(30);
 const DAEMON_ID: &str = "bench-mbp";
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &std::path::Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_agenthub"))
-        .current_dir(dir)
-        .args(["serve", "--db", "ws.db"])
-        .env("AGENTHUB_LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start agenthub");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
-}
 
 /// `agenthub init`: the PAT and workspace of the machine's owner.
 fn init(dir: &std::path::Path) -> (String, String) {
@@ -269,7 +237,7 @@ fn main() {
         .unwrap_or(200);
     let dir = tempfile::tempdir().expect("temp dir");
     let (token, ws) = init(dir.path());
-    let server = start_server(dir.path());
+    let server = start_server(dir.path(), "ws.db");
     println!("agenthub ws: {n} tasks queued one at a time over HTTP, one daemon on the socket");
     actix_web::rt::System::new().block_on(run(server.base.clone(), token, ws, n));
     drop(server);

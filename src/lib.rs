@@ -10,6 +10,7 @@
 //! * [`admin`] — the operations behind `init`, `user add`, `token create`
 //! * [`access`] — one function per access rule (runtime reach, control)
 //! * [`events`] — the in-process workspace event bus
+//! * [`failures`] — tasks failed in bulk and what to publish about them
 //! * [`daemon_hub`] — the daemons' open control sockets, by runtime
 //! * [`heartbeats`] — group commit of heartbeats
 //! * [`probes`] — pings and update requests waiting for a daemon
@@ -32,6 +33,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod failures;
 pub mod heartbeats;
 pub mod jobs;
 pub mod metrics;

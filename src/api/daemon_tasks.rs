@@ -4,19 +4,18 @@
 //! a cancellation. Every route is reachable only by whoever acts for the
 //! runtime (see `access::require_daemon_runtime` / `require_daemon_task`).
 
-use std::collections::{BTreeSet, HashMap};
-
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{require_daemon_runtime, require_daemon_task};
 use crate::auth::Caller;
-use crate::db::sweeps::{FailedTask, BATCH};
+use crate::db::sweeps::BATCH;
 use crate::db::tasks::{self, CancelAck};
-use crate::db::{agents, format_time, Db};
+use crate::db::{format_time, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
-use crate::events::{Audience, EventBus};
+use crate::events::EventBus;
+use crate::failures::Failures;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -29,62 +28,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/daemon/tasks/{id}/session", web::post().to(pin_session))
     .route("/daemon/tasks/{id}/cancel-ack", web::post().to(cancel_ack));
-}
-
-/// Tasks failed in one transaction, with what to publish once it commits.
-struct Failures {
-    failed: Vec<FailedTask>,
-    /// (workspace, agent, new status) of agents whose status changed
-    statuses: Vec<(Id, Id, String)>,
-    audiences: HashMap<Id, Audience>,
-}
-
-impl Failures {
-    /// Reconciles the status of the failed tasks' agents, in the
-    /// transaction that failed them.
-    fn settle(conn: &rusqlite::Connection, failed: Vec<FailedTask>) -> Result<Failures, ApiError> {
-        let agents: BTreeSet<(Id, Id)> = failed
-            .iter()
-            .filter_map(|t| t.agent_id.map(|a| (t.workspace_id, a)))
-            .collect();
-        let mut statuses = Vec::new();
-        let mut audiences = HashMap::new();
-        for (workspace, agent) in agents {
-            if let Some(status) = agents::reconcile_status(conn, agent)? {
-                statuses.push((workspace, agent, status));
-            }
-            if let Some(row) = agents::get(conn, agent)? {
-                audiences.insert(agent, Audience::of_agent(&row));
-            }
-        }
-        Ok(Failures {
-            failed,
-            statuses,
-            audiences,
-        })
-    }
-
-    /// `task:failed` per task and `agent:status` per changed agent; a task
-    /// whose agent is gone is shown to owners/admins only.
-    fn publish(&self, events: &EventBus) {
-        let audience = |agent: Option<Id>| {
-            agent
-                .and_then(|a| self.audiences.get(&a).copied())
-                .unwrap_or(Audience::MANAGERS)
-        };
-        for task in &self.failed {
-            events.task(
-                "task:failed",
-                audience(task.agent_id),
-                task.workspace_id,
-                task.id,
-                task.agent_id,
-            );
-        }
-        for (workspace, agent, status) in &self.statuses {
-            events.agent_status(audience(Some(*agent)), *workspace, *agent, status);
-        }
-    }
 }
 
 #[derive(Serialize)]

@@ -16,7 +16,7 @@
 //! write lock. Agents of failed tasks get their status reconciled in the
 //! same transaction.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,10 +27,11 @@ use serde_json::json;
 use crate::app::State;
 use crate::config::SweeperConfig;
 use crate::db::sweeps::{self, FailedTask, BATCH};
-use crate::db::{agents, format_time, Db};
+use crate::db::{format_time, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
-use crate::events::{Audience, EventBus, DAEMON_REGISTER};
+use crate::events::{EventBus, DAEMON_REGISTER};
+use crate::failures::Failures;
 
 /// Pause between two batches of a step, so request handlers queued for the
 /// write lock get it before the next batch does.
@@ -205,44 +206,10 @@ fn fail_in_batches(
 ) -> Result<usize, ApiError> {
     let mut total = 0;
     loop {
-        let (failed, statuses, audiences) = db.write_blocking(|tx| {
-            let failed = step(tx)?;
-            let agents: BTreeSet<(Id, Id)> = failed
-                .iter()
-                .filter_map(|t| t.agent_id.map(|a| (t.workspace_id, a)))
-                .collect();
-            let mut statuses = Vec::new();
-            let mut audiences = HashMap::new();
-            for (workspace, agent) in agents {
-                if let Some(status) = agents::reconcile_status(tx, agent)? {
-                    statuses.push((workspace, agent, status));
-                }
-                if let Some(row) = agents::get(tx, agent)? {
-                    audiences.insert(agent, Audience::of_agent(&row));
-                }
-            }
-            Ok((failed, statuses, audiences))
-        })?;
-        total += failed.len();
-        // an agent that is gone: owners/admins only
-        let audience = |agent: Option<Id>| {
-            agent
-                .and_then(|a| audiences.get(&a).copied())
-                .unwrap_or(Audience::MANAGERS)
-        };
-        for task in &failed {
-            events.task(
-                "task:failed",
-                audience(task.agent_id),
-                task.workspace_id,
-                task.id,
-                task.agent_id,
-            );
-        }
-        for (workspace, agent, status) in statuses {
-            events.agent_status(audience(Some(agent)), workspace, agent, &status);
-        }
-        if (failed.len() as i64) < BATCH {
+        let failures = db.write_blocking(|tx| Failures::settle(tx, step(tx)?))?;
+        total += failures.failed.len();
+        failures.publish(events);
+        if (failures.failed.len() as i64) < BATCH {
             return Ok(total);
         }
         std::thread::sleep(BREATHER);

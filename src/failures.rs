@@ -1,0 +1,70 @@
+//! Tasks failed in bulk — by the sweeper, or by a daemon that restarted
+//! and left orphans — with their agents' statuses reconciled in the same
+//! transaction and the events to publish once it commits.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::db::agents;
+use crate::db::sweeps::FailedTask;
+use crate::domain::Id;
+use crate::error::ApiError;
+use crate::events::{Audience, EventBus};
+
+/// Tasks failed in one transaction, with what to publish once it commits.
+pub struct Failures {
+    pub failed: Vec<FailedTask>,
+    /// (workspace, agent, new status) of agents whose status changed
+    statuses: Vec<(Id, Id, String)>,
+    audiences: HashMap<Id, Audience>,
+}
+
+impl Failures {
+    /// Reconciles the status of the failed tasks' agents, in the
+    /// transaction that failed them.
+    pub fn settle(
+        conn: &rusqlite::Connection,
+        failed: Vec<FailedTask>,
+    ) -> Result<Failures, ApiError> {
+        let agents: BTreeSet<(Id, Id)> = failed
+            .iter()
+            .filter_map(|t| t.agent_id.map(|a| (t.workspace_id, a)))
+            .collect();
+        let mut statuses = Vec::new();
+        let mut audiences = HashMap::new();
+        for (workspace, agent) in agents {
+            if let Some(status) = agents::reconcile_status(conn, agent)? {
+                statuses.push((workspace, agent, status));
+            }
+            if let Some(row) = agents::get(conn, agent)? {
+                audiences.insert(agent, Audience::of_agent(&row));
+            }
+        }
+        Ok(Failures {
+            failed,
+            statuses,
+            audiences,
+        })
+    }
+
+    /// `task:failed` per task and `agent:status` per changed agent; a task
+    /// whose agent is gone is shown to owners/admins only.
+    pub fn publish(&self, events: &EventBus) {
+        let audience = |agent: Option<Id>| {
+            agent
+                .and_then(|a| self.audiences.get(&a).copied())
+                .unwrap_or(Audience::MANAGERS)
+        };
+        for task in &self.failed {
+            events.task(
+                "task:failed",
+                audience(task.agent_id),
+                task.workspace_id,
+                task.id,
+                task.agent_id,
+            );
+        }
+        for (workspace, agent, status) in &self.statuses {
+            events.agent_status(audience(Some(*agent)), *workspace, *agent, status);
+        }
+    }
+}
