@@ -62,9 +62,11 @@ async fn run(rows: usize) {
         people.push(added.user_id);
     }
     let t0 = agenthub::db::now();
+    let (fleet_people, fleet_t0) = (people.clone(), t0.clone());
     let (runtimes, agents) = state
         .db
-        .write_blocking(|tx| {
+        .write_blocking(move |tx| {
+            let (people, t0) = (fleet_people, fleet_t0);
             let mut runtimes = Vec::new();
             let mut agents = Vec::new();
             for r in 0..RUNTIMES {
@@ -116,7 +118,7 @@ async fn run(rows: usize) {
         }
         state
             .db
-            .write_blocking(|tx| {
+            .write_blocking(move |tx| {
                 for (agent, runtime, at, entries) in &items {
                     let task = Id::new();
                     tx.execute(
@@ -135,9 +137,11 @@ async fn run(rows: usize) {
         written += batch;
     }
     // a year of daily reports from every runtime, three models each
+    let (daily, reported_at) = (runtimes.clone(), t0.clone());
     state
         .db
-        .write_blocking(|tx| {
+        .write_blocking(move |tx| {
+            let (runtimes, t0) = (daily, reported_at);
             for runtime in &runtimes {
                 for day in 0..365u64 {
                     let date = (now.date_naive() - chrono::Days::new(day))

@@ -70,7 +70,7 @@ pub fn init(
         .filter(|w| !w.is_empty())
         .unwrap_or("Default")
         .to_string();
-    db.write_blocking(|tx| {
+    db.write_blocking(move |tx| {
         let user = users::insert(tx, &email, &name)?;
         let ws = workspaces::create(tx, &workspace_name, None, "", user.id)?;
         let (_, token) = tokens::create_personal(tx, user.id, "cli", None)?;
@@ -91,7 +91,7 @@ pub fn add_user(
 ) -> Result<UserAdded, ApiError> {
     let email = parse_email(email)?;
     let name = display_name(name, &email);
-    db.write_blocking(|tx| {
+    db.write_blocking(move |tx| {
         let user = users::insert(tx, &email, &name)?;
         if let Some((workspace, role)) = membership {
             if workspaces::get(tx, workspace)?.is_none() {
@@ -118,7 +118,7 @@ pub fn create_token(db: &Db, email: &str, label: Option<&str>) -> Result<TokenCr
         .filter(|l| !l.is_empty())
         .unwrap_or("cli")
         .to_string();
-    db.write_blocking(|tx| {
+    db.write_blocking(move |tx| {
         let user = users::find_by_email(tx, &email)?
             .ok_or_else(|| ApiError::not_found(format!("no user with email {email}")))?;
         let (row, token) = tokens::create_personal(tx, user.id, &label, None)?;

@@ -42,8 +42,9 @@ impl Heartbeats {
             return Ok(0);
         }
         let n = batch.len();
-        let result = db.write_blocking(|tx| {
-            for (runtime, at) in &batch {
+        let written = batch.clone();
+        let result = db.write_blocking(move |tx| {
+            for (runtime, at) in &written {
                 runtimes::touch_seen(tx, *runtime, at)?;
             }
             Ok(())

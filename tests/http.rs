@@ -215,13 +215,13 @@ async fn health_is_ok_while_writes_succeed() {
 
 #[actix_web::test]
 async fn a_read_only_database_answers_503_until_health_sees_it_mended() {
-    // one pooled connection, switched to query_only: every write on it
+    // the writer's connection, switched to query_only: every write on it
     // fails with SQLITE_READONLY, as on a file remounted read-only
-    let app = spawn_app_with(|c| c.database.pool_size = 1).await;
+    let app = spawn_app().await;
     let (alice, _) = app.init_user("alice@example.com");
     let query_only = |on: bool| {
         app.db
-            .read_blocking(|c| Ok(c.pragma_update(None, "query_only", on)?))
+            .on_writer(move |c| Ok(c.pragma_update(None, "query_only", on)?))
             .unwrap()
     };
     query_only(true);

@@ -20,10 +20,11 @@
 //! marks the database unhealthy (`/health` answers 503) until a write
 //! changes rows again.
 //!
-//! Writers inside this process take turns on a mutex before `BEGIN
-//! IMMEDIATE`, so they queue in order instead of spinning in SQLite's busy
-//! handler (which sleeps in steps of up to 100 ms and would turn contention
-//! into latency or `SQLITE_BUSY`).
+//! Every write goes through one writer thread that owns the only writing
+//! connection and commits the writes waiting together (`writer`: one
+//! transaction, a savepoint per request, one fsync), so writers never spin
+//! in SQLite's busy handler and the cost of a commit is shared. Reads use a
+//! pool of `query_only` connections that writes never hold.
 
 pub mod agents;
 pub mod invitations;
@@ -34,6 +35,7 @@ pub mod tokens;
 pub mod usage;
 pub mod users;
 pub mod workspaces;
+mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -42,7 +44,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::histogram::Histogram;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::Connection;
 
 use crate::config::DatabaseConfig;
 use crate::error::ApiError;
@@ -69,13 +71,17 @@ pub enum OpenError {
     Pool(#[from] r2d2::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] refinery::Error),
+    #[error("cannot start the database writer: {0}")]
+    Writer(String),
 }
 
 /// Handle to the database, cheap to clone.
 #[derive(Clone)]
 pub struct Db {
+    /// Connections that only read (`query_only`): a burst of writes never
+    /// holds them.
     pool: Pool,
-    write_lock: Arc<Mutex<()>>,
+    writer: Arc<writer::Writer>,
     pool_wait: Histogram,
     storage: StorageState,
 }
@@ -96,6 +102,21 @@ struct StorageFault {
     /// Full storage is only cured by a write that fits, so no probe can
     /// tell; read-only or I/O faults can be probed with a tiny write.
     full: bool,
+}
+
+impl writer::Observer for StorageState {
+    fn committed(&self, changed: bool) {
+        // a commit that changed nothing wrote nothing, so proves nothing
+        if changed {
+            self.clear();
+        }
+    }
+
+    fn failed(&self, error: &ApiError) {
+        if error.is_storage_fault() {
+            self.set(error);
+        }
+    }
 }
 
 impl StorageState {
@@ -221,15 +242,22 @@ impl Db {
                 config.path.display()
             );
         }
-        drop(conn);
-
         let max_size_mb = config.max_size_mb;
         if max_size_mb > 0 {
             log::info!("database size limited to {max_size_mb} MiB");
         }
+        // the migration connection becomes the one writer
+        let open_err = |source| OpenError::Open {
+            path: config.path.display().to_string(),
+            source,
+        };
+        limit_size(&conn, max_size_mb).map_err(open_err)?;
+        let storage = StorageState::default();
+        let writer = writer::Writer::spawn(conn, storage.clone())
+            .map_err(|e| OpenError::Writer(e.to_string()))?;
         let manager = SqliteConnectionManager::file(&config.path).with_init(move |c| {
             configure(c, busy_timeout)?;
-            limit_size(c, max_size_mb)
+            c.pragma_update(None, "query_only", true)
         });
         let pool = r2d2::Pool::builder()
             .max_size(config.pool_size)
@@ -237,9 +265,9 @@ impl Db {
             .build(manager)?;
         Ok(Db {
             pool,
-            write_lock: Arc::new(Mutex::new(())),
+            writer: Arc::new(writer),
             pool_wait: crate::metrics::latency_histogram(),
-            storage: StorageState::default(),
+            storage,
         })
     }
 
@@ -253,13 +281,13 @@ impl Db {
         actix_web::web::block(move || db.read_blocking(f)).await?
     }
 
-    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction, on the blocking
-    /// pool; commits if `f` returns `Ok`, rolls back otherwise. The write
-    /// is durable when this returns `Ok`.
+    /// Runs `f` on the writer, inside a transaction shared with the other
+    /// writes waiting at the same moment (each in its own savepoint: `f`'s
+    /// error undoes `f` only). The write is durable when this returns `Ok`.
     pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
         let db = self.clone();
         actix_web::web::block(move || db.write_blocking(f)).await?
@@ -276,29 +304,32 @@ impl Db {
         f(&conn)
     }
 
-    /// [`Db::write`] for callers that are already off the executor (CLI).
+    /// [`Db::write`] for callers that are already off the executor (CLI,
+    /// jobs). See `writer` for the group commit.
     pub fn write_blocking<T, F>(&self, f: F) -> Result<T, ApiError>
     where
-        F: FnOnce(&Transaction) -> Result<T, ApiError>,
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
         let waiting = Instant::now();
-        let mut conn = self.pool.get()?;
-        // A panic while holding the lock cannot leave the database
-        // inconsistent (the transaction rolls back), so poisoning is moot.
-        let _turn = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let result = self.writer.write(f);
         self.pool_wait.observe(waiting.elapsed().as_secs_f64());
-        let changes = conn.total_changes();
-        let result = in_transaction(&mut conn, f);
-        match &result {
-            // a commit that changed nothing wrote nothing, so proves nothing
-            Ok(_) if conn.total_changes() > changes => self.storage.clear(),
-            Err(e) if e.is_storage_fault() => self.storage.set(e),
-            _ => {}
+        if let Err(e) = &result {
+            if e.is_storage_fault() {
+                self.storage.set(e);
+            }
         }
         result
+    }
+
+    /// Runs `f` on the writer's connection outside any transaction: for
+    /// connection settings (tests use it to make the file read-only).
+    #[doc(hidden)]
+    pub fn on_writer<F>(&self, f: F) -> Result<(), ApiError>
+    where
+        F: FnOnce(&Connection) -> Result<(), ApiError> + Send + 'static,
+    {
+        self.writer.direct(f)
     }
 
     /// Why writes are failing (disk full, read-only, I/O error), if the
@@ -354,16 +385,6 @@ impl Db {
 }
 
 /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed if it succeeds.
-fn in_transaction<T, F>(conn: &mut Connection, f: F) -> Result<T, ApiError>
-where
-    F: FnOnce(&Transaction) -> Result<T, ApiError>,
-{
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let value = f(&tx)?;
-    tx.commit()?;
-    Ok(value)
-}
-
 /// Online backup of `src` into a new file at `dest`.
 pub fn backup(src: &Connection, dest: &Path) -> rusqlite::Result<()> {
     let mut out = Connection::open(dest)?;

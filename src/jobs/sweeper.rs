@@ -141,7 +141,7 @@ pub fn sweep_once(state: &State, config: &SweeperConfig) -> SweepReport {
     }
     let dispatched = cutoff(config.dispatch_timeout_secs);
     let running = cutoff(config.running_timeout_secs);
-    match fail_in_batches(db, events, |conn| {
+    match fail_in_batches(db, events, move |conn| {
         sweeps::fail_timed_out_tasks(conn, &dispatched, &running)
     }) {
         Ok(n) => report.timed_out_tasks = n,
@@ -173,7 +173,8 @@ fn publish_per_workspace(events: &EventBus, action: &str, rows: &[(Id, Id)]) {
 fn sweep_stale(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, ApiError> {
     let mut total = 0;
     loop {
-        let rows = db.write_blocking(|tx| Ok(sweeps::mark_stale_offline(tx, cutoff)?))?;
+        let at = cutoff.to_string();
+        let rows = db.write_blocking(move |tx| Ok(sweeps::mark_stale_offline(tx, &at)?))?;
         total += rows.len();
         publish_per_workspace(events, "stale_sweep", &rows);
         if (rows.len() as i64) < BATCH {
@@ -186,7 +187,8 @@ fn sweep_stale(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, ApiErr
 fn collect_garbage(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, ApiError> {
     let mut total = 0;
     loop {
-        let rows = db.write_blocking(|tx| Ok(sweeps::delete_abandoned_runtimes(tx, cutoff)?))?;
+        let at = cutoff.to_string();
+        let rows = db.write_blocking(move |tx| Ok(sweeps::delete_abandoned_runtimes(tx, &at)?))?;
         total += rows.len();
         publish_per_workspace(events, "runtime_gc", &rows);
         if (rows.len() as i64) < BATCH {
@@ -202,11 +204,12 @@ fn collect_garbage(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, Ap
 fn fail_in_batches(
     db: &Db,
     events: &EventBus,
-    step: impl Fn(&rusqlite::Connection) -> rusqlite::Result<Vec<FailedTask>>,
+    step: impl Fn(&rusqlite::Connection) -> rusqlite::Result<Vec<FailedTask>> + Clone + Send + 'static,
 ) -> Result<usize, ApiError> {
     let mut total = 0;
     loop {
-        let failures = db.write_blocking(|tx| Failures::settle(tx, step(tx)?))?;
+        let step = step.clone();
+        let failures = db.write_blocking(move |tx| Failures::settle(tx, step(tx)?))?;
         total += failures.failed.len();
         failures.publish(events);
         if (failures.failed.len() as i64) < BATCH {
