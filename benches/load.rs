@@ -8,7 +8,9 @@
 //! single-row SQLite commit rate with agenthub's pragmas, `GET /health`
 //! throughput, registration latency, heartbeat throughput and latency while
 //! other daemons claim and finish tasks and report usage, claim latency,
-//! errors, and the server's peak RSS.
+//! errors, the latency of reads (`GET /api/runtimes`) while every other
+//! connection floods the server with registrations, and the server's peak
+//! RSS.
 
 mod support;
 
@@ -302,6 +304,32 @@ fn main() {
         let hb_rate = heartbeats.line("heartbeat (mixed load)", secs as f64);
         claim_only.borrow_mut().line("claim", secs as f64);
         claims.line("claim+start+usage+done", secs as f64);
+
+        // reads while every other connection writes as fast as it can:
+        // registrations of new machines (each its own write transaction)
+        let until = phase();
+        let writers = clients.saturating_sub(4).max(1);
+        let writes = timed(writers, until, |c, i| {
+            let client = client.clone();
+            let (base, token, ws) = (base.clone(), token.clone(), ws.clone());
+            async move {
+                let body = json!({"workspace_id": ws, "daemon_id": format!("flood-{c}-{i}"), "device_name": "flood",
+                                  "cli_version": "1.0.0", "runtimes": [{"type": "claude", "version": "2.0"}]});
+                call(&client, "POST", format!("{base}/api/daemon/register"), &token, Some(&body)).await.map(|_| ())
+            }
+        });
+        let reads = timed(4, until, |_, _| {
+            let client = client.clone();
+            let (base, token, ws) = (base.clone(), token.clone(), ws.clone());
+            async move {
+                call(&client, "GET", format!("{base}/api/runtimes?workspace_id={ws}&limit=100"), &token, None)
+                    .await
+                    .map(|_| ())
+            }
+        });
+        let (mut writes, mut reads) = futures_util::future::join(writes, reads).await;
+        writes.line("register flood (writes)", secs as f64);
+        reads.line("GET /api/runtimes (reads)", secs as f64);
 
         let rss = peak_rss_mib(pid);
         println!("{:<26} {rss:.1} MiB", "server peak RSS");
