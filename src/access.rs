@@ -18,7 +18,15 @@ fn runtime_not_found() -> ApiError {
 /// its own workspace, a PAT user the workspaces they belong to.
 pub fn daemon_reaches(conn: &Connection, caller: &Caller, workspace: Id) -> Result<bool, ApiError> {
     Ok(match caller {
-        Caller::Daemon(daemon) => daemon.workspace_id == workspace,
+        // its minter must still be a member: removal revokes the token, and
+        // this closes the race with a request already past authentication
+        Caller::Daemon(daemon) => {
+            daemon.workspace_id == workspace
+                && match daemon.minted_by {
+                    Some(user) => workspaces::role_of(conn, workspace, user)?.is_some(),
+                    None => false,
+                }
+        }
         Caller::User { user_id } => workspaces::role_of(conn, workspace, *user_id)?.is_some(),
         // a task token is no daemon: it reaches its task only
         Caller::Task(_) => false,

@@ -690,3 +690,60 @@ async fn x_workspace_slug_names_the_workspace_like_x_workspace_id() {
         )
     );
 }
+
+#[actix_web::test]
+async fn a_folded_runtimes_task_usage_comes_along() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let old = app.runtime(&alice.token, &ws, "alice-mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &old, json!({})).await;
+    let task = app.task(&alice.token, &agent, "x", 0).await;
+    assert_eq!(app.claim(&alice.token, &old).await.status, 200);
+    for (what, body) in [
+        ("start", json!({})),
+        (
+            "usage",
+            json!({"usage": [{"provider": "anthropic", "model": "opus", "input_tokens": 700}]}),
+        ),
+    ] {
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/{what}"),
+                &alice.token,
+                body,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{what}: {:?}", r.body);
+    }
+    let new = register(
+        &app,
+        &alice.token,
+        todays_registration(
+            &ws,
+            "6f1d2c3b-0000-4000-8000-000000000001",
+            &["alice-mbp"],
+            &["claude"],
+        ),
+    )
+    .await;
+    let new = &new.runtimes[0].id;
+    let usage = app
+        .get(&format!("/api/runtimes/{new}/usage?days=7"), &alice.token)
+        .await;
+    assert_eq!(usage.status, 200);
+    assert_eq!(usage.body[0]["input_tokens"], 700, "{}", usage.body);
+}
+
+#[actix_web::test]
+async fn a_deregistration_names_a_bounded_number_of_runtimes() {
+    let app = spawn_app().await;
+    let (alice, _) = app.init_user("alice@example.com");
+    let ids: Vec<String> = (0..101)
+        .map(|_| agenthub::domain::Id::new().to_string())
+        .collect();
+    let r = deregister(&app, &alice.token, json!({"runtime_ids": ids})).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "a deregistration names at most 100 runtimes")
+    );
+}

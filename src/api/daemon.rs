@@ -202,6 +202,17 @@ async fn deregister(
         runtime_ids,
         offline_reasons,
     } = body.into_inner();
+    // a machine has a handful of runtimes: one request holds the writer
+    // for a bounded time
+    if runtime_ids.len() > MAX_RUNTIMES_PER_REGISTRATION
+        || offline_reasons
+            .as_ref()
+            .is_some_and(|r| r.len() > MAX_RUNTIMES_PER_REGISTRATION)
+    {
+        return Err(ApiError::bad_request(format!(
+            "a deregistration names at most {MAX_RUNTIMES_PER_REGISTRATION} runtimes"
+        )));
+    }
     let mut reasons = offline::parse(offline_reasons)?;
     let affected = db
         .write(move |tx| {
@@ -288,14 +299,24 @@ pub(crate) async fn beat(
     caller: Caller,
     id: Id,
 ) -> Result<HeartbeatResponse, ApiError> {
+    let again = caller.clone();
     let runtime = db
         .read(move |conn| require_daemon_runtime(conn, &caller, id))
         .await?;
     if runtime.status == "online" {
         heartbeats.record(id, crate::db::now());
-    } else if !db.write(move |tx| Ok(runtimes::heartbeat(tx, id)?)).await? {
-        // deleted between the read and the write
-        return Err(ApiError::not_found("runtime not found"));
+    } else {
+        // bringing a runtime back online: checked again in the write, so a
+        // member removed meanwhile cannot be undone by their daemon
+        db.write(move |tx| {
+            require_daemon_runtime(tx, &again, id)?;
+            if runtimes::heartbeat(tx, id)? {
+                Ok(())
+            } else {
+                Err(ApiError::not_found("runtime not found"))
+            }
+        })
+        .await?;
     }
     Ok(HeartbeatResponse {
         runtime_id: id,

@@ -128,18 +128,21 @@ pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Person
 
 /// Revokes one of `user`'s tokens. `false` when `user` has no such token
 /// (including someone else's: ids are not probe-able).
-pub fn revoke_personal(conn: &Connection, user: Id, id: Id) -> rusqlite::Result<bool> {
+/// Revokes `user`'s token `id`: `None` when they have no such token,
+/// `Some(true)` when it was live until now, `Some(false)` when it was
+/// already revoked (nothing changes then).
+pub fn revoke_personal(conn: &Connection, user: Id, id: Id) -> rusqlite::Result<Option<bool>> {
     let found: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM personal_access_token WHERE id = ?1 AND user_id = ?2)",
         [id, user],
         |r| r.get(0),
     )?;
-    conn.execute(
+    let revoked = conn.execute(
         "UPDATE personal_access_token SET revoked_at = ?3
          WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
         params![id, user, now()],
     )?;
-    Ok(found)
+    Ok(found.then_some(revoked > 0))
 }
 
 /// What authentication needs to know about a stored token.

@@ -28,9 +28,8 @@ const MAX_BATCH: usize = 128;
 /// What the writer does with one job: run it inside the open transaction,
 /// or refuse it when the transaction could not even start.
 pub(crate) trait Job: Send {
-    /// Runs the job in its savepoint; `Some(answer)` when it is to be
-    /// answered once the batch commits.
-    fn run(self: Box<Self>, conn: &Connection) -> Option<Answer>;
+    /// Runs the job in its savepoint.
+    fn run(self: Box<Self>, conn: &Connection) -> Ran;
     fn refuse(self: Box<Self>, error: ApiError);
     /// Runs outside any transaction, before the batch (connection settings).
     fn is_direct(&self) -> bool {
@@ -40,6 +39,17 @@ pub(crate) trait Job: Send {
 
 /// Answers a job that succeeded, with the outcome of its batch's commit.
 pub(crate) type Answer = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
+
+/// What running a job left.
+pub(crate) enum Ran {
+    /// It succeeded: answer it once the batch commits.
+    Answer(Answer),
+    /// It failed and was undone (and answered).
+    Done,
+    /// It failed and its savepoint could not be undone: the batch's
+    /// transaction must not commit.
+    Broken,
+}
 
 /// A job made from a closure and the channel its caller waits on.
 struct Write<T, F> {
@@ -52,11 +62,11 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, ApiError> + Send,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Option<Answer> {
+    fn run(self: Box<Self>, conn: &Connection) -> Ran {
         let Write { f, reply } = *self;
         if let Err(e) = conn.execute_batch("SAVEPOINT request") {
             let _ = reply.send(Err(e.into()));
-            return None;
+            return Ran::Done;
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| f(conn)))
             .unwrap_or_else(|_| Err(ApiError::internal("a write panicked; it was rolled back")));
@@ -65,17 +75,19 @@ where
             Ok(value)
         });
         match outcome {
-            Ok(value) => Some(Box::new(move |committed: Result<(), ApiError>| {
+            Ok(value) => Ran::Answer(Box::new(move |committed: Result<(), ApiError>| {
                 let _ = reply.send(committed.map(|()| value));
             })),
             Err(error) => {
-                // undoes this job only; the batch goes on
-                let undone = conn.execute_batch("ROLLBACK TO request; RELEASE request");
-                if let Err(e) = undone {
-                    log::error!("could not roll back a failed write: {e}");
-                }
                 let _ = reply.send(Err(error));
-                None
+                // undoes this job only; the batch goes on
+                match conn.execute_batch("ROLLBACK TO request; RELEASE request") {
+                    Ok(()) => Ran::Done,
+                    Err(e) => {
+                        log::error!("could not roll back a failed write: {e}");
+                        Ran::Broken
+                    }
+                }
             }
         }
     }
@@ -95,12 +107,12 @@ impl<F> Job for Direct<F>
 where
     F: FnOnce(&Connection) -> Result<(), ApiError> + Send,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Option<Answer> {
+    fn run(self: Box<Self>, conn: &Connection) -> Ran {
         let Direct { f, reply } = *self;
         let outcome = catch_unwind(AssertUnwindSafe(|| f(conn)))
             .unwrap_or_else(|_| Err(ApiError::internal("a writer setting panicked")));
         let _ = reply.send(outcome);
-        None
+        Ran::Done
     }
 
     fn refuse(self: Box<Self>, error: ApiError) {
@@ -186,32 +198,64 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Box<dyn Job>>, observer: &impl
     for job in direct {
         job.run(conn);
     }
-    if batch.is_empty() {
-        return;
+    let mut jobs = batch.into_iter().peekable();
+    while jobs.peek().is_some() {
+        commit_some(conn, &mut jobs, observer);
     }
+}
+
+/// Runs jobs from `jobs` in one transaction and commits it; stops early
+/// (leaving the rest for a fresh transaction) when a job leaves the
+/// transaction unfit to commit — SQLite ended it (a disk full or I/O error
+/// mid-write rolls everything back) or a failed job could not be undone.
+fn commit_some(
+    conn: &mut Connection,
+    jobs: &mut impl Iterator<Item = Box<dyn Job>>,
+    observer: &impl Observer,
+) {
     let before = conn.total_changes();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let error = ApiError::from(e);
         observer.failed(&error);
-        for job in batch {
+        for job in jobs {
             job.refuse(same(&error));
         }
         return;
     }
-    let answers: Vec<Answer> = batch.into_iter().filter_map(|job| job.run(conn)).collect();
-    match conn.execute_batch("COMMIT") {
+    let mut answers = Vec::new();
+    let mut broken = false;
+    for job in jobs.by_ref() {
+        match job.run(conn) {
+            Ran::Answer(answer) => answers.push(answer),
+            Ran::Done => {}
+            Ran::Broken => broken = true,
+        }
+        // outside a transaction, the next job's savepoint would commit on
+        // its own: never go on in that state
+        if broken || conn.is_autocommit() {
+            broken = true;
+            break;
+        }
+    }
+    let committed = if broken {
+        Err(ApiError::internal(
+            "a write batch was abandoned: the database ended its transaction",
+        ))
+    } else {
+        conn.execute_batch("COMMIT").map_err(ApiError::from)
+    };
+    match committed {
         Ok(()) => {
             observer.committed(conn.total_changes() > before);
             for answer in answers {
                 answer(Ok(()));
             }
         }
-        Err(e) => {
-            let error = ApiError::from(e);
+        Err(error) => {
             observer.failed(&error);
             if !conn.is_autocommit() {
                 if let Err(e) = conn.execute_batch("ROLLBACK") {
-                    log::error!("could not roll back a failed commit: {e}");
+                    log::error!("could not roll back a failed batch: {e}");
                 }
             }
             for answer in answers {
@@ -229,5 +273,75 @@ fn same(error: &ApiError) -> ApiError {
         ApiError::StorageFull => ApiError::StorageFull,
         ApiError::StorageUnavailable(why) => ApiError::StorageUnavailable(why),
         _ => ApiError::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Quiet;
+    impl Observer for Quiet {
+        fn committed(&self, _: bool) {}
+        fn failed(&self, _: &ApiError) {}
+    }
+
+    fn job<F>(f: F) -> (Box<dyn Job>, mpsc::Receiver<Result<(), ApiError>>)
+    where
+        F: FnOnce(&Connection) -> Result<(), ApiError> + Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        (Box::new(Write { f, reply }), answer)
+    }
+
+    fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<(), ApiError> + Send + 'static {
+        move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", [n]).map(|_| ())?)
+    }
+
+    fn rows(conn: &Connection) -> Vec<i64> {
+        let mut stmt = conn.prepare("SELECT n FROM t ORDER BY n").unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    fn connection() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL UNIQUE)")
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn a_failed_write_is_undone_alone() {
+        let mut conn = connection();
+        let (a, a_answer) = job(insert(1));
+        let (b, b_answer) = job(|c| {
+            insert(2)(c)?;
+            insert(1)(c) // a duplicate: fails after writing 2
+        });
+        let (c, c_answer) = job(insert(3));
+        commit_batch(&mut conn, vec![a, b, c], &Quiet);
+        assert!(a_answer.recv().unwrap().is_ok());
+        assert!(b_answer.recv().unwrap().is_err());
+        assert!(c_answer.recv().unwrap().is_ok());
+        assert_eq!(rows(&conn), [1, 3]);
+    }
+
+    #[test]
+    fn a_batch_whose_transaction_ended_is_abandoned_not_committed_piecemeal() {
+        let mut conn = connection();
+        let (a, a_answer) = job(insert(1));
+        // stands for SQLite rolling the transaction back on a disk error
+        let (b, b_answer) = job(|c| {
+            c.execute_batch("ROLLBACK")?;
+            Ok(())
+        });
+        let (c, c_answer) = job(insert(3));
+        commit_batch(&mut conn, vec![a, b, c], &Quiet);
+        assert!(a_answer.recv().unwrap().is_err(), "its write was lost");
+        assert!(b_answer.recv().unwrap().is_err());
+        // the rest runs in a transaction of its own
+        assert!(c_answer.recv().unwrap().is_ok());
+        assert_eq!(rows(&conn), [3]);
     }
 }
