@@ -136,8 +136,9 @@ async fn claim(
     }))
 }
 
+/// A batch claim as the daemon sends it (over HTTP or its socket).
 #[derive(Deserialize)]
-struct BatchClaim {
+pub(crate) struct BatchClaim {
     daemon_id: Option<String>,
     #[serde(default)]
     runtime_ids: Vec<String>,
@@ -145,35 +146,90 @@ struct BatchClaim {
     max_tasks: i64,
 }
 
-#[derive(Serialize)]
-struct BatchReply {
-    tasks: Vec<ClaimedTask>,
+/// A batch claim that passed its checks.
+pub(crate) struct Wanted {
+    pub daemon_id: String,
+    /// At most [`MAX_BATCH_TASKS`].
+    pub max_tasks: i64,
+    /// The well-formed ids it names, each once.
+    pub runtimes: Vec<Id>,
 }
 
-/// The runtimes of `ids` the caller acts for and that belong to
-/// `daemon_id`; malformed, unknown and unreachable ids are skipped (a
-/// daemon may still hold a runtime deleted a moment ago).
-fn claimable(
+impl BatchClaim {
+    /// The request's checks, the same on every transport: a daemon_id (the
+    /// token's own, for a daemon token), a non-negative `max_tasks`, at most
+    /// as many runtimes as a registration carries. Malformed ids are
+    /// skipped, not refused (a daemon may hold stale ones).
+    pub(crate) fn checked(self, caller: &Caller) -> Result<Wanted, ApiError> {
+        let daemon_id = super::short_text(self.daemon_id.as_deref(), "daemon_id")?;
+        if daemon_id.is_empty() {
+            return Err(ApiError::bad_request("daemon_id is required"));
+        }
+        if let Caller::Daemon(daemon) = caller {
+            if daemon.daemon_id != daemon_id {
+                return Err(ApiError::forbidden("daemon_id does not match token"));
+            }
+        }
+        if self.max_tasks < 0 {
+            return Err(ApiError::bad_request("max_tasks must not be negative"));
+        }
+        let limit = super::daemon::MAX_RUNTIMES_PER_REGISTRATION;
+        if self.runtime_ids.len() > limit {
+            return Err(ApiError::bad_request(format!(
+                "runtime_ids lists at most {limit} runtimes"
+            )));
+        }
+        let mut runtimes: Vec<Id> = Vec::new();
+        for id in self
+            .runtime_ids
+            .iter()
+            .filter_map(|raw| raw.trim().parse().ok())
+        {
+            if !runtimes.contains(&id) {
+                runtimes.push(id);
+            }
+        }
+        Ok(Wanted {
+            daemon_id,
+            max_tasks: self.max_tasks.min(MAX_BATCH_TASKS),
+            runtimes,
+        })
+    }
+}
+
+/// Dispatches up to `wanted.max_tasks` tasks of the runtimes it names that
+/// belong to its daemon_id and that the caller acts for (checked in this
+/// transaction; the others are skipped: a daemon may still name a runtime
+/// deleted a moment ago).
+pub(crate) fn dispatch_batch(
     tx: &rusqlite::Connection,
     caller: &Caller,
-    daemon_id: &str,
-    ids: &[String],
-) -> Result<Vec<Id>, ApiError> {
-    let mut out = Vec::new();
-    for id in ids.iter().filter_map(|raw| raw.trim().parse::<Id>().ok()) {
-        if out.contains(&id) {
-            continue;
-        }
+    wanted: &Wanted,
+) -> Result<Vec<Dispatched>, ApiError> {
+    let mut runtimes = Vec::new();
+    for &id in &wanted.runtimes {
         let Some(runtime) = runtimes::get(tx, id)? else {
             continue;
         };
-        if runtime.daemon_id.as_deref() == Some(daemon_id)
+        if runtime.daemon_id.as_deref() == Some(wanted.daemon_id.as_str())
             && acts_for_runtime(tx, caller, &runtime)?
         {
-            out.push(id);
+            runtimes.push(id);
+        }
+    }
+    let mut out = Vec::new();
+    while (out.len() as i64) < wanted.max_tasks && !runtimes.is_empty() {
+        match dispatch_next(tx, &runtimes)? {
+            Some(d) => out.push(d),
+            None => break,
         }
     }
     Ok(out)
+}
+
+#[derive(Serialize)]
+struct BatchReply {
+    tasks: Vec<ClaimedTask>,
 }
 
 /// `{daemon_id, runtime_ids, max_tasks}` → `{tasks: [...]}`: up to
@@ -186,38 +242,9 @@ async fn claim_batch(
     caller: Caller,
     body: web::Json<BatchClaim>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let daemon_id = super::short_text(body.daemon_id.as_deref(), "daemon_id")?;
-    if daemon_id.is_empty() {
-        return Err(ApiError::bad_request("daemon_id is required"));
-    }
-    if let Caller::Daemon(daemon) = &caller {
-        if daemon.daemon_id != daemon_id {
-            return Err(ApiError::forbidden("daemon_id does not match token"));
-        }
-    }
-    if body.max_tasks < 0 {
-        return Err(ApiError::bad_request("max_tasks must not be negative"));
-    }
-    if body.runtime_ids.len() > super::daemon::MAX_RUNTIMES_PER_REGISTRATION {
-        return Err(ApiError::bad_request(format!(
-            "runtime_ids lists at most {} runtimes",
-            super::daemon::MAX_RUNTIMES_PER_REGISTRATION
-        )));
-    }
-    let wanted = body.max_tasks.min(MAX_BATCH_TASKS);
+    let wanted = body.into_inner().checked(&caller)?;
     let dispatched = db
-        .write(move |tx| {
-            let runtimes = claimable(tx, &caller, &daemon_id, &body.runtime_ids)?;
-            let mut out = Vec::new();
-            while (out.len() as i64) < wanted && !runtimes.is_empty() {
-                match dispatch_next(tx, &runtimes)? {
-                    Some(d) => out.push(d),
-                    None => break,
-                }
-            }
-            Ok(out)
-        })
+        .write(move |tx| dispatch_batch(tx, &caller, &wanted))
         .await?;
     let tasks = dispatched
         .into_iter()
