@@ -214,12 +214,14 @@ fn main() {
         .await;
         let health_rate = health.line("GET /health", secs as f64);
 
-        // registration of every daemon (two runtimes each)
+        // registration of every daemon (two runtimes each), while the
+        // runtimes already registered heartbeat, as a fleet coming up does
         let runtimes: Rc<RefCell<Vec<String>>> = Rc::default();
         let next = Rc::new(std::cell::Cell::new(0usize));
         let started = Instant::now();
         let remaining = next.clone();
-        let mut register = timed_while(clients, Instant::now() + Duration::from_secs(600), move || remaining.get() < daemons, |_, _| {
+        let registering = clients.saturating_sub(4).max(1);
+        let register = timed_while(registering, Instant::now() + Duration::from_secs(600), move || remaining.get() < daemons, |_, _| {
             let client = client.clone();
             let (base, token, ws) = (base.clone(), token.clone(), ws.clone());
             let runtimes = runtimes.clone();
@@ -235,9 +237,32 @@ fn main() {
                 }
                 Ok(())
             }
-        })
-        .await;
-        register.line("register (2 runtimes)", started.elapsed().as_secs_f64());
+        });
+        let registered = runtimes.clone();
+        let beating = next.clone();
+        let early_beats = timed_while(4, Instant::now() + Duration::from_secs(600), move || beating.get() < daemons, |c, i| {
+            let client = client.clone();
+            let (base, token) = (base.clone(), token.clone());
+            let registered = registered.clone();
+            async move {
+                let rt = {
+                    let list = registered.borrow();
+                    list.get((c + i * 4) % list.len().max(1)).cloned()
+                };
+                let Some(rt) = rt else {
+                    // nothing registered yet: let the registrations run
+                    actix_web::rt::time::sleep(Duration::from_millis(1)).await;
+                    return Ok(());
+                };
+                call(&client, "POST", format!("{base}/api/daemon/heartbeat"), &token, Some(&json!({"runtime_id": rt})))
+                    .await
+                    .map(|_| ())
+            }
+        });
+        let (mut register, mut early_beats) = futures_util::future::join(register, early_beats).await;
+        let took = started.elapsed().as_secs_f64();
+        register.line("register (2 runtimes)", took);
+        early_beats.line("heartbeat while registering", took);
         let runtimes = runtimes.borrow().clone();
         assert_eq!(runtimes.len(), daemons * 2, "every daemon registered");
 
