@@ -9,7 +9,7 @@
 mod common;
 
 use agenthub::domain::Role;
-use common::{spawn_app, TestApp};
+use common::{spawn_app, TestApp, TestUser};
 use serde_json::{json, Value};
 
 /// Workspace A's objects, made through the API.
@@ -64,19 +64,8 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
             json!({"target_version": "9"}),
         )
         .await;
-    let member = app.member_id(&alice.token, &ws, &alice.id).await;
-    let token_id = app.get("/api/tokens", &alice.token).await.body[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let invitation = app
-        .post(
-            &format!("/api/workspaces/{ws}/members"),
-            &alice.token,
-            json!({"email": "carol@example.com"}),
-        )
-        .await;
-    assert_eq!(invitation.status, 201, "{:?}", invitation.body);
+    let (member, token_id, invitation) =
+        member_token_and_invitation(app, &ws, &alice, &alice.token, "carol@example.com").await;
     let f = Fixture {
         secrets: vec![
             ws.clone(),
@@ -101,7 +90,7 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
         update: update.body["id"].as_str().unwrap().to_string(),
         member,
         token_id,
-        invitation: invitation.body["id"].as_str().unwrap().to_string(),
+        invitation,
     };
     (f, alice.token, bob.token)
 }
@@ -123,6 +112,33 @@ async fn queue_with_issue(
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     r.body["id"].as_str().unwrap().to_string()
+}
+
+/// `user`'s member id in `ws` and their first token's id, and an invitation
+/// of `invitee` sent with `inviter` (an owner's token): the ids the routes
+/// about members, tokens and invitations take.
+async fn member_token_and_invitation(
+    app: &TestApp,
+    ws: &str,
+    user: &TestUser,
+    inviter: &str,
+    invitee: &str,
+) -> (String, String, String) {
+    let member = app.member_id(&user.token, ws, &user.id).await;
+    let token_id = app.get("/api/tokens", &user.token).await.body[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let invitation = app
+        .post(
+            &format!("/api/workspaces/{ws}/members"),
+            inviter,
+            json!({"email": invitee}),
+        )
+        .await;
+    assert_eq!(invitation.status, 201, "{:?}", invitation.body);
+    let invitation = invitation.body["id"].as_str().unwrap().to_string();
+    (member, token_id, invitation)
 }
 
 /// The concrete path for a documented route, about A's objects.
@@ -540,21 +556,10 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
         )
         .await;
     assert_eq!(update.status, 200);
-    let member = app.member_id(&bob.token, &ws, &bob.id).await;
-    let token_id = app.get("/api/tokens", &bob.token).await.body[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let invitation = app
-        .post(
-            &format!("/api/workspaces/{ws}/members"),
-            &alice.token,
-            json!({"email": "dave@example.com"}),
-        )
-        .await;
-    assert_eq!(invitation.status, 201, "{:?}", invitation.body);
+    let (member, token_id, invitation) =
+        member_token_and_invitation(&app, &ws, &bob, &alice.token, "dave@example.com").await;
     let f = Fixture {
-        invitation: invitation.body["id"].as_str().unwrap().to_string(),
+        invitation,
         ws: ws.clone(),
         daemon_id: "bob-mbp".into(),
         runtime: runtime.clone(),
