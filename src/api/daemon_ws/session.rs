@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Closed};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::{rpc, Services, IDLE_TIMEOUT, MAX_FRAME_BYTES, PING_EVERY};
@@ -233,7 +233,8 @@ impl Connection {
         let ack = match crate::api::daemon::beat(&svc.db, &svc.probes, &svc.heartbeats, caller, id)
             .await
         {
-            Ok(reply) => ack_of(serde_json::to_value(reply).ok()?, id),
+            // the HTTP reply already names its runtime and lists rpc-v1
+            Ok(reply) => serde_json::to_value(reply).ok()?,
             // where HTTP answers 404: the daemon registers again
             Err(ApiError::NotFound(_)) => {
                 json!({"runtime_id": id, "status": "runtime_gone", "runtime_gone": true})
@@ -283,18 +284,6 @@ impl Connection {
         };
         rpc_response(&request_id, reply)
     }
-}
-
-/// The HTTP heartbeat reply, made an ack: it names its runtime (and its
-/// `server_capabilities` list `rpc-v1`, which makes the daemon claim over
-/// the socket).
-fn ack_of(reply: Value, id: Id) -> Value {
-    let mut ack = match reply {
-        Value::Object(fields) => fields,
-        _ => Map::new(),
-    };
-    ack.insert("runtime_id".into(), json!(id));
-    Value::Object(ack)
 }
 
 fn frame(kind: &str, payload: impl Serialize) -> Option<String> {
