@@ -74,10 +74,12 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 /// Single-row commits per second on this disk with agenthub's pragmas.
 fn raw_commit_rate(dir: &std::path::Path) -> f64 {
-    let conn = agenthub::db::open_connection(&dir.join("raw.db"), Duration::from_secs(5))
-        .expect("open raw db");
-    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-        .expect("create");
+    let conn = rusqlite::Connection::open(dir.join("raw.db")).expect("open raw db");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+    )
+    .expect("create");
     let n = 2000;
     let start = Instant::now();
     for i in 0..n {

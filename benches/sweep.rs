@@ -132,7 +132,7 @@ async fn run(total: usize) {
                      VALUES (?1, ?2, ?3, ?4, 'dispatched', ?5, ?5)",
                 )
                 .expect("prepare");
-            let now = agenthub::db::now();
+            let now = agenthub::store::now();
             for i in 0..total + LIVE_RUNTIMES {
                 let id = uuid::Uuid::new_v4().to_string();
                 let (status, age) = if i < stale {

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::Config;
-use agenthub::db::usage::{upsert_runtime_usage, upsert_task_usage, UsageEntry};
 use agenthub::domain::Id;
+use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
+use agenthub::store::usage::{upsert_runtime_usage, upsert_task_usage, UsageEntry};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rusqlite::params;
@@ -61,28 +62,43 @@ async fn run(rows: usize) {
         .expect("user");
         people.push(added.user_id);
     }
-    let t0 = agenthub::db::now();
+    let t0 = agenthub::store::now();
     let (fleet_people, fleet_t0) = (people.clone(), t0.clone());
     let (runtimes, agents) = state
         .db
-        .write_blocking(move |tx| {
+        .write_blocking(move |tx| -> agenthub::store::Result<_> {
             let (people, t0) = (fleet_people, fleet_t0);
             let mut runtimes = Vec::new();
             let mut agents = Vec::new();
             for r in 0..RUNTIMES {
                 let id = Id::new();
                 let owner = people[r % PEOPLE];
-                tx.execute(
-                    "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
-                         status, owner_id, last_seen_at, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, 'rt', 'local', ?4, 'online', ?5, ?6, ?6, ?6)",
-                    params![id, ws, format!("host-{}", r / 2), ["claude", "codex"][r % 2], owner, t0],
+                seed::runtime(
+                    tx,
+                    &SeedRuntime {
+                        id,
+                        workspace: ws,
+                        daemon_id: &format!("host-{}", r / 2),
+                        name: "rt",
+                        provider: ["claude", "codex"][r % 2],
+                        status: "online",
+                        owner,
+                        last_seen_at: Some(&t0),
+                        created_at: &t0,
+                    },
                 )?;
                 let agent = Id::new();
-                tx.execute(
-                    "INSERT INTO agent (id, workspace_id, runtime_id, name, runtime_mode, owner_id,
-                         created_at, updated_at) VALUES (?1, ?2, ?3, 'a', 'local', ?4, ?5, ?5)",
-                    params![agent, ws, id, owner, t0],
+                seed::agent(
+                    tx,
+                    &SeedAgent {
+                        id: agent,
+                        workspace: ws,
+                        runtime: id,
+                        name: "a",
+                        owner,
+                        archived_at: None,
+                        created_at: &t0,
+                    },
                 )?;
                 runtimes.push(id);
                 agents.push((agent, id));
@@ -114,19 +130,14 @@ async fn run(rows: usize) {
                 })
                 .collect();
             n += entries.len();
-            items.push((agent, runtime, agenthub::db::format_time(at), entries));
+            items.push((agent, runtime, agenthub::store::format_time(at), entries));
         }
         state
             .db
-            .write_blocking(move |tx| {
+            .write_blocking(move |tx| -> agenthub::store::Result<_> {
                 for (agent, runtime, at, entries) in &items {
                     let task = Id::new();
-                    tx.execute(
-                        "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status,
-                             started_at, completed_at, created_at)
-                         VALUES (?1, ?2, ?3, ?4, 'completed', ?5, ?5, ?5)",
-                        params![task, ws, agent, runtime, at],
-                    )?;
+                    seed::finished_task(tx, task, ws, *agent, *runtime, at)?;
                     for entry in entries {
                         upsert_task_usage(tx, task, ws, entry, at)?;
                     }
@@ -140,7 +151,7 @@ async fn run(rows: usize) {
     let (daily, reported_at) = (runtimes.clone(), t0.clone());
     state
         .db
-        .write_blocking(move |tx| {
+        .write_blocking(move |tx| -> agenthub::store::Result<_> {
             let (runtimes, t0) = (daily, reported_at);
             for runtime in &runtimes {
                 for day in 0..365u64 {
@@ -162,16 +173,16 @@ async fn run(rows: usize) {
             Ok(())
         })
         .expect("runtime usage");
-    let counts: (i64, i64, i64, i64) = state
-        .db
-        .read_blocking(|c| {
-            Ok(c.query_row(
-                "SELECT (SELECT count(*) FROM task_usage), (SELECT count(*) FROM agent_task_queue),
-                        (SELECT count(*) FROM usage_daily), (SELECT count(*) FROM usage_hourly)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?)
-        })
+    // the file itself, read beside the server: what was generated, and
+    // what the rollups save (SQL on the SQLite file, not the store API)
+    let raw = rusqlite::Connection::open(dir.path().join("usage.db")).expect("open raw");
+    let counts: (i64, i64, i64, i64) = raw
+        .query_row(
+            "SELECT (SELECT count(*) FROM task_usage), (SELECT count(*) FROM agent_task_queue),
+                    (SELECT count(*) FROM usage_daily), (SELECT count(*) FROM usage_hourly)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .expect("counts");
     let size = std::fs::metadata(dir.path().join("usage.db")).map_or(0, |m| m.len());
     println!(
@@ -223,15 +234,13 @@ async fn run(rows: usize) {
     }
 
     // what the daily page would cost without the rollup
-    let since = agenthub::db::format_time(now - chrono::Duration::days(365));
+    let since = agenthub::store::format_time(now - chrono::Duration::days(365));
     let mut times = Vec::new();
     for _ in 0..5 {
         let since = since.clone();
         let t = Instant::now();
-        let n = state
-            .db
-            .read_blocking(move |c| {
-                let mut stmt = c.prepare(
+        let n = (|| -> rusqlite::Result<usize> {
+                let mut stmt = raw.prepare(
                     "SELECT substr(u.created_at, 1, 10) AS day, u.model, sum(u.input_tokens), sum(u.output_tokens),
                             sum(u.cache_read_tokens), sum(u.cache_write_tokens), count(DISTINCT u.task_id)
                      FROM task_usage u JOIN agent_task_queue t ON t.id = u.task_id
@@ -240,7 +249,7 @@ async fn run(rows: usize) {
                 )?;
                 let rows = stmt.query_map(params![ws, since], |_| Ok(()))?.count();
                 Ok(rows)
-            })
+            })()
             .expect("raw aggregation");
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         assert!(n > 0);

@@ -3,12 +3,12 @@
 //! answer is the same 404 as "it does not exist", so ids in other
 //! workspaces cannot be probed.
 
-use rusqlite::Connection;
+use crate::store::Conn;
 
 use crate::auth::Caller;
-use crate::db::{runtimes, workspaces};
 use crate::domain::{Id, Role};
 use crate::error::ApiError;
+use crate::store::{runtimes, workspaces};
 
 fn runtime_not_found() -> ApiError {
     ApiError::not_found("runtime not found")
@@ -16,7 +16,7 @@ fn runtime_not_found() -> ApiError {
 
 /// Whether `caller` reaches `workspace` on the daemon API: a daemon token
 /// its own workspace, a PAT user the workspaces they belong to.
-pub fn daemon_reaches(conn: &Connection, caller: &Caller, workspace: Id) -> Result<bool, ApiError> {
+pub fn daemon_reaches(conn: &Conn<'_>, caller: &Caller, workspace: Id) -> Result<bool, ApiError> {
     Ok(match caller {
         // its minter must still be a member: removal revokes the token, and
         // this closes the race with a request already past authentication
@@ -38,7 +38,7 @@ pub fn daemon_reaches(conn: &Connection, caller: &Caller, workspace: Id) -> Resu
 /// or a PAT of the runtime's owner while they are still a member. Being a
 /// member of the workspace is not enough: a daemon acts for its owner only.
 pub fn acts_for_runtime(
-    conn: &Connection,
+    conn: &Conn<'_>,
     caller: &Caller,
     runtime: &runtimes::Runtime,
 ) -> Result<bool, ApiError> {
@@ -63,7 +63,7 @@ pub fn acts_for_runtime(
 /// The runtime `id`, if a daemon-API caller acts for it (see
 /// [`acts_for_runtime`]); 404 otherwise.
 pub fn require_daemon_runtime(
-    conn: &Connection,
+    conn: &Conn<'_>,
     caller: &Caller,
     id: Id,
 ) -> Result<runtimes::Runtime, ApiError> {
@@ -78,7 +78,7 @@ pub fn require_daemon_runtime(
 /// The runtime `id` and the caller's role in its workspace, for members of
 /// that workspace only.
 pub fn require_member_runtime(
-    conn: &Connection,
+    conn: &Conn<'_>,
     user: Id,
     id: Id,
 ) -> Result<(runtimes::Runtime, Role), ApiError> {
@@ -102,11 +102,11 @@ fn agent_not_found() -> ApiError {
 /// see it: a member, and the agent is workspace-visible, theirs, or they
 /// manage the workspace. Anything else is 404.
 pub fn require_agent(
-    conn: &Connection,
+    conn: &Conn<'_>,
     user: Id,
     id: Id,
-) -> Result<(crate::db::agents::Agent, Role), ApiError> {
-    let agent = crate::db::agents::get(conn, id)?.ok_or_else(agent_not_found)?;
+) -> Result<(crate::store::agents::Agent, Role), ApiError> {
+    let agent = crate::store::agents::get(conn, id)?.ok_or_else(agent_not_found)?;
     let role = workspaces::role_of(conn, agent.workspace_id, user)?.ok_or_else(agent_not_found)?;
     let visible =
         agent.visibility == "workspace" || agent.owner_id == Some(user) || role.is_manager();
@@ -119,7 +119,7 @@ pub fn require_agent(
 
 /// Workspace owners/admins and the agent's owner may change an agent.
 pub fn require_agent_editor(
-    agent: &crate::db::agents::Agent,
+    agent: &crate::store::agents::Agent,
     user: Id,
     role: Role,
 ) -> Result<(), ApiError> {
@@ -136,24 +136,24 @@ pub fn require_agent_editor(
 /// dispatched to (or, while queued, the runtime its agent is bound to; a
 /// finished task whose runtime is gone is nobody's to report on).
 pub fn require_daemon_task(
-    conn: &Connection,
+    conn: &Conn<'_>,
     caller: &Caller,
     id: Id,
-) -> Result<crate::db::tasks::Task, ApiError> {
+) -> Result<crate::store::tasks::Task, ApiError> {
     let not_found = || ApiError::not_found("task not found");
     if let Caller::Task(own) = caller {
         // its own task, whose token is live only while it runs
         return if own.task_id == id {
-            crate::db::tasks::get(conn, id)?.ok_or_else(not_found)
+            crate::store::tasks::get(conn, id)?.ok_or_else(not_found)
         } else {
             Err(not_found())
         };
     }
-    let task = crate::db::tasks::get(conn, id)?.ok_or_else(not_found)?;
+    let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
     let runtime = match (task.runtime_id, task.agent_id) {
         (Some(runtime), _) => Some(runtime),
         (None, Some(agent)) if task.status == "queued" => {
-            crate::db::agents::get(conn, agent)?.map(|a| a.runtime_id)
+            crate::store::agents::get(conn, agent)?.map(|a| a.runtime_id)
         }
         _ => None,
     };
@@ -176,18 +176,18 @@ pub fn require_daemon_task(
 /// members who may read the agent. Anyone else in the workspace gets 404
 /// when the agent is hidden from them, 403 otherwise.
 pub fn require_task_canceller(
-    conn: &Connection,
+    conn: &Conn<'_>,
     user: Id,
     id: Id,
-) -> Result<crate::db::tasks::Task, ApiError> {
+) -> Result<crate::store::tasks::Task, ApiError> {
     let not_found = || ApiError::not_found("task not found");
-    let task = crate::db::tasks::get(conn, id)?.ok_or_else(not_found)?;
+    let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
     let role = workspaces::role_of(conn, task.workspace_id, user)?.ok_or_else(not_found)?;
     if role.is_manager() || task.created_by == Some(user) {
         return Ok(task);
     }
     let agent = match task.agent_id {
-        Some(agent) => crate::db::agents::get(conn, agent)?,
+        Some(agent) => crate::store::agents::get(conn, agent)?,
         None => None,
     };
     let Some(agent) = agent else {

@@ -6,9 +6,28 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::db::{tokens, users, workspaces, Db};
 use crate::domain::{Id, Role};
-use crate::error::ApiError;
+use crate::store::{self, Failure};
+use crate::store::{tokens, users, workspaces, Store};
+
+/// Why an administrative command did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The input was refused (an invalid email, say).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+impl Failure for AdminError {
+    fn store_error(&self) -> Option<&store::Error> {
+        match self {
+            AdminError::Store(e) => Some(e),
+            AdminError::Invalid(_) => None,
+        }
+    }
+}
 
 #[derive(Debug, Serialize)]
 pub struct Initialized {
@@ -32,7 +51,7 @@ pub struct TokenCreated {
 }
 
 /// Trims and checks an email address: something@something, no spaces.
-pub fn parse_email(raw: &str) -> Result<String, ApiError> {
+pub fn parse_email(raw: &str) -> Result<String, String> {
     let email = raw.trim();
     let valid = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
@@ -42,9 +61,7 @@ pub fn parse_email(raw: &str) -> Result<String, ApiError> {
     if valid {
         Ok(email.to_string())
     } else {
-        Err(ApiError::bad_request(format!(
-            "invalid email address {email:?}"
-        )))
+        Err(format!("invalid email address {email:?}"))
     }
 }
 
@@ -58,19 +75,19 @@ fn display_name(name: Option<&str>, email: &str) -> String {
 
 /// A user, a workspace they own, and a personal access token.
 pub fn init(
-    db: &Db,
+    db: &Store,
     email: &str,
     name: Option<&str>,
     workspace: Option<&str>,
-) -> Result<Initialized, ApiError> {
-    let email = parse_email(email)?;
+) -> Result<Initialized, AdminError> {
+    let email = parse_email(email).map_err(AdminError::Invalid)?;
     let name = display_name(name, &email);
     let workspace_name = workspace
         .map(str::trim)
         .filter(|w| !w.is_empty())
         .unwrap_or("Default")
         .to_string();
-    db.write_blocking(move |tx| {
+    db.write_blocking(move |tx| -> Result<_, AdminError> {
         let user = users::insert(tx, &email, &name)?;
         let ws = workspaces::create(tx, &workspace_name, None, "", user.id)?;
         let (_, token) = tokens::create_personal(tx, user.id, "cli", None)?;
@@ -84,20 +101,20 @@ pub fn init(
 
 /// A user, optionally a member of an existing workspace, with a PAT.
 pub fn add_user(
-    db: &Db,
+    db: &Store,
     email: &str,
     name: Option<&str>,
     membership: Option<(Id, Role)>,
-) -> Result<UserAdded, ApiError> {
-    let email = parse_email(email)?;
+) -> Result<UserAdded, AdminError> {
+    let email = parse_email(email).map_err(AdminError::Invalid)?;
     let name = display_name(name, &email);
-    db.write_blocking(move |tx| {
+    db.write_blocking(move |tx| -> Result<_, AdminError> {
         let user = users::insert(tx, &email, &name)?;
         if let Some((workspace, role)) = membership {
             if workspaces::get(tx, workspace)?.is_none() {
-                return Err(ApiError::not_found(format!(
-                    "workspace {workspace} not found"
-                )));
+                return Err(
+                    store::Error::not_found(format!("workspace {workspace} not found")).into(),
+                );
             }
             workspaces::add_member(tx, workspace, user.id, role)?;
         }
@@ -111,16 +128,20 @@ pub fn add_user(
 }
 
 /// Another PAT for an existing user.
-pub fn create_token(db: &Db, email: &str, label: Option<&str>) -> Result<TokenCreated, ApiError> {
-    let email = parse_email(email)?;
+pub fn create_token(
+    db: &Store,
+    email: &str,
+    label: Option<&str>,
+) -> Result<TokenCreated, AdminError> {
+    let email = parse_email(email).map_err(AdminError::Invalid)?;
     let label = label
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .unwrap_or("cli")
         .to_string();
-    db.write_blocking(move |tx| {
+    db.write_blocking(move |tx| -> Result<_, AdminError> {
         let user = users::find_by_email(tx, &email)?
-            .ok_or_else(|| ApiError::not_found(format!("no user with email {email}")))?;
+            .ok_or_else(|| store::Error::not_found(format!("no user with email {email}")))?;
         let (row, token) = tokens::create_personal(tx, user.id, &label, None)?;
         Ok(TokenCreated {
             user_id: user.id,

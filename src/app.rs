@@ -16,7 +16,6 @@ use actix::Actor;
 
 use crate::config::{Config, SweeperConfig};
 use crate::daemon_hub::DaemonHub;
-use crate::db::{Db, OpenError};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::heartbeats::Heartbeats;
@@ -24,6 +23,7 @@ use crate::jobs::heartbeats::HeartbeatFlusher;
 use crate::jobs::sweeper::Sweeper;
 use crate::metrics::Metrics;
 use crate::probes::Probes;
+use crate::store::{OpenError, Store};
 
 /// How long in-flight requests get to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
@@ -78,7 +78,7 @@ pub struct Application {
 /// What every request handler and background job shares.
 #[derive(Clone)]
 pub struct State {
-    pub db: Db,
+    pub db: Store,
     pub events: EventBus,
     pub probes: Probes,
     pub metrics: Metrics,
@@ -90,7 +90,7 @@ impl Application {
     /// Opens and migrates the database, binds the listener and builds the
     /// server; nothing runs until [`Application::run_until_stopped`].
     pub fn build(config: Config) -> Result<Application, StartError> {
-        let db = Db::open(&config.database)?;
+        let db = Store::open(&config.database, crate::metrics::latency_histogram())?;
         let state = State {
             metrics: Metrics::new(&db),
             db,

@@ -13,9 +13,9 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use serde::Deserialize;
 
-use crate::db::{self, tokens, workspaces, Db};
 use crate::domain::{Id, Role};
 use crate::error::ApiError;
+use crate::store::{self, tokens, workspaces, Store};
 
 /// How long a daemon token minted through the API stays valid.
 pub const DAEMON_TOKEN_LIFETIME_DAYS: i64 = 365;
@@ -67,8 +67,8 @@ pub struct WorkspaceAccess {
 
 type Extracted<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
-fn db_of(req: &HttpRequest) -> Result<Db, ApiError> {
-    req.app_data::<web::Data<Db>>()
+fn db_of(req: &HttpRequest) -> Result<Store, ApiError> {
+    req.app_data::<web::Data<Store>>()
         .map(|d| d.get_ref().clone())
         .ok_or_else(|| ApiError::internal("database handle missing from app data"))
 }
@@ -94,7 +94,7 @@ fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 fn seconds_ago(secs: i64) -> String {
-    db::format_time(chrono::Utc::now() - chrono::Duration::seconds(secs))
+    store::format_time(chrono::Utc::now() - chrono::Duration::seconds(secs))
 }
 
 /// The SHA-256 of the request's bearer token: a key for per-token limits
@@ -118,16 +118,16 @@ fn require_live(stored: &tokens::StoredToken, now: &str) -> Result<(), ApiError>
 /// with `token_hash` is still live and they are still a member; for
 /// long-lived requests (event streams) that must end when access does.
 pub async fn current_role(
-    db: &Db,
+    db: &Store,
     token_hash: String,
     user: Id,
     workspace: Id,
 ) -> Result<Option<Role>, ApiError> {
-    db.read(move |conn| {
+    db.read(move |conn| -> Result<_, ApiError> {
         let Some(stored) = tokens::find_personal(conn, &token_hash)? else {
             return Ok(None);
         };
-        if stored.user_id != Some(user) || require_live(&stored, &db::now()).is_err() {
+        if stored.user_id != Some(user) || require_live(&stored, &store::now()).is_err() {
             return Ok(None);
         }
         Ok(workspaces::role_of(conn, workspace, user)?)
@@ -137,10 +137,10 @@ pub async fn current_role(
 
 /// A task token's caller, while its task is dispatched or running and the
 /// token has not expired.
-async fn authenticate_task(db: &Db, token: &str) -> Result<Caller, ApiError> {
+async fn authenticate_task(db: &Store, token: &str) -> Result<Caller, ApiError> {
     let hash = tokens::hash(token);
     let stored = db
-        .read(move |conn| Ok(tokens::find_task_token(conn, &hash)?))
+        .read(move |conn| tokens::find_task_token(conn, &hash))
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
     if !matches!(stored.task_status.as_str(), "dispatched" | "running") {
@@ -148,7 +148,7 @@ async fn authenticate_task(db: &Db, token: &str) -> Result<Caller, ApiError> {
             "task token is no longer valid: its task has ended",
         ));
     }
-    if stored.expires_at <= db::now() {
+    if stored.expires_at <= store::now() {
         return Err(ApiError::unauthorized("token has expired"));
     }
     Ok(Caller::Task(TaskIdentity {
@@ -177,7 +177,7 @@ async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     }
     let hash = tokens::hash(&token);
     let stored = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             let found = if is_pat {
                 tokens::find_personal(conn, &hash)?
             } else {
@@ -187,7 +187,7 @@ async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         })
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
-    let now = db::now();
+    let now = store::now();
     require_live(&stored, &now)?;
 
     let caller = match (
@@ -206,7 +206,7 @@ async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
                 let id = stored.id;
                 // bookkeeping only: a failure here must not fail the request
                 if let Err(e) = db
-                    .write(move |tx| Ok(tokens::touch_personal(tx, id, &now)?))
+                    .write(move |tx| tokens::touch_personal(tx, id, &now))
                     .await
                 {
                     log::warn!("could not record token use: {e}");
@@ -273,8 +273,8 @@ fn header_text(req: &HttpRequest, name: &str) -> Result<Option<String>, ()> {
 /// The id of the workspace with `slug` among those `user` belongs to: a
 /// slug of a workspace they are not in is as unknown as one that does not
 /// exist, so slugs cannot be probed.
-async fn member_workspace_by_slug(db: &Db, user: Id, slug: String) -> Result<Id, ApiError> {
-    db.read(move |conn| {
+async fn member_workspace_by_slug(db: &Store, user: Id, slug: String) -> Result<Id, ApiError> {
+    db.read(move |conn| -> Result<_, ApiError> {
         let mine = workspaces::list_for_user(conn, user)?;
         Ok(mine.into_iter().find(|w| w.slug == slug).map(|w| w.id))
     })
@@ -285,7 +285,7 @@ async fn member_workspace_by_slug(db: &Db, user: Id, slug: String) -> Result<Id,
 /// The workspace a scoped request names: `X-Workspace-ID` and/or
 /// `X-Workspace-Slug` (400 when they name different workspaces), else
 /// `?workspace_id=`.
-async fn requested_workspace(req: &HttpRequest, db: &Db, user: Id) -> Result<Id, ApiError> {
+async fn requested_workspace(req: &HttpRequest, db: &Store, user: Id) -> Result<Id, ApiError> {
     let not_uuid = || ApiError::bad_request("invalid workspace_id: not a UUID");
     let by_id = match header_text(req, "x-workspace-id").map_err(|_| not_uuid())? {
         Some(v) if v.is_empty() => return Err(ApiError::bad_request("workspace_id is required")),
@@ -321,8 +321,8 @@ async fn requested_workspace(req: &HttpRequest, db: &Db, user: Id) -> Result<Id,
 
 /// The caller's role in `workspace`; 404 `workspace not found` when they are
 /// not a member (the same answer as for a workspace that does not exist).
-pub async fn require_member(db: &Db, user: Id, workspace: Id) -> Result<Role, ApiError> {
-    db.read(move |conn| Ok(workspaces::role_of(conn, workspace, user)?))
+pub async fn require_member(db: &Store, user: Id, workspace: Id) -> Result<Role, ApiError> {
+    db.read(move |conn| workspaces::role_of(conn, workspace, user))
         .await?
         .ok_or_else(|| ApiError::not_found("workspace not found"))
 }

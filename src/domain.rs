@@ -1,9 +1,8 @@
-//! Small value types shared by the database layer and the API.
+//! Small value types shared by the store and the API.
 
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -17,6 +16,10 @@ pub struct Id(Uuid);
 impl Id {
     pub fn new() -> Id {
         Id(Uuid::new_v4())
+    }
+
+    pub fn from_uuid(uuid: Uuid) -> Id {
+        Id(uuid)
     }
 }
 
@@ -52,21 +55,6 @@ impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Id, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl ToSql for Id {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.to_string()))
-    }
-}
-
-impl FromSql for Id {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = value.as_str()?;
-        Uuid::try_parse(text)
-            .map(Id)
-            .map_err(|e| FromSqlError::Other(Box::new(e)))
     }
 }
 
@@ -106,21 +94,6 @@ impl FromStr for Role {
                 "invalid role {other:?}: must be owner, admin or member"
             )),
         }
-    }
-}
-
-impl ToSql for Role {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for Role {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e: String| FromSqlError::Other(e.into()))
     }
 }
 

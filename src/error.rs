@@ -1,14 +1,16 @@
 //! The one error type of the HTTP API: every failure becomes
-//! `{"error": "<message>"}` with its status. Database and other internal
-//! failures are logged with their detail and answered with a generic 5xx, so
+//! `{"error": "<message>"}` with its status. This is the edge: a store
+//! error is mapped to its status here, once, and internal failures are
+//! logged here, once, with their detail, and answered with a generic 500, so
 //! nothing about the server's insides reaches a caller; storage that cannot
 //! be written (disk full, read-only, I/O errors) gets a message of its own
 //! so an operator knows what to fix.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use rusqlite::ErrorCode;
 use serde::Serialize;
+
+use crate::store;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,20 +37,22 @@ pub enum ApiError {
     /// timeout.
     #[error("request body timed out")]
     BodyTimeout,
-    /// SQLITE_FULL: the disk, or the `database.max_size_mb` quota, is full.
-    #[error("the database disk is full")]
-    StorageFull,
-    /// The database file cannot be written or opened (read-only, I/O
-    /// error): nothing the caller can fix, so it may retry later.
-    #[error("{0}")]
-    StorageUnavailable(&'static str),
-    /// The database stayed locked (by another process) past the busy
-    /// timeout: the caller may retry.
-    #[error("database is busy, retry shortly")]
-    Busy,
-    /// Detail is logged where the error is made, never sent.
+    /// What the store said: not found 404, conflict 409, busy 503 with
+    /// `Retry-After: 1`, full 507, unavailable 503, internal 500.
+    #[error("{}", store_message(.0))]
+    Store(store::Error),
+    /// Anything else that is the server's fault; the detail is logged when
+    /// the response is made, never sent.
     #[error("internal server error")]
-    Internal,
+    Internal(String),
+}
+
+/// What a client is told of a store error: internal detail never.
+fn store_message(err: &store::Error) -> String {
+    match err {
+        store::Error::Internal(_) => "internal server error".to_string(),
+        other => other.to_string(),
+    }
 }
 
 #[derive(Serialize)]
@@ -80,16 +84,38 @@ impl ApiError {
     /// Whether this is a storage failure (full, read-only, I/O) rather than
     /// a problem of the request.
     pub fn is_storage_fault(&self) -> bool {
-        matches!(
-            self,
-            ApiError::StorageFull | ApiError::StorageUnavailable(_)
-        )
+        matches!(self, ApiError::Store(e) if e.is_storage_fault())
     }
 
-    /// Logs `detail` and yields the generic 500.
+    /// The generic 500; `detail` is logged when the response is made.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
-        log::error!("internal error: {detail}");
-        ApiError::Internal
+        ApiError::Internal(detail.to_string())
+    }
+
+    /// Logs what only the operator should see, once per response.
+    fn log(&self) {
+        match self {
+            ApiError::Internal(detail) | ApiError::Store(store::Error::Internal(detail)) => {
+                log::error!("internal error: {detail}")
+            }
+            ApiError::Store(store::Error::Busy) => log::warn!("database busy"),
+            _ => {}
+        }
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(err: store::Error) -> ApiError {
+        ApiError::Store(err)
+    }
+}
+
+impl store::Failure for ApiError {
+    fn store_error(&self) -> Option<&store::Error> {
+        match self {
+            ApiError::Store(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -105,21 +131,28 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(e) => match e {
+                store::Error::NotFound(_) => StatusCode::NOT_FOUND,
+                store::Error::Conflict(_) => StatusCode::CONFLICT,
+                store::Error::Busy | store::Error::Unavailable(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                store::Error::Full => StatusCode::INSUFFICIENT_STORAGE,
+                store::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        self.log();
         let message = self.to_string();
         let mut response = HttpResponse::build(self.status_code());
         match self {
-            ApiError::Busy => {
+            ApiError::Store(store::Error::Busy) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
-            ApiError::StorageUnavailable(_) => {
+            ApiError::Store(store::Error::Unavailable(_)) => {
                 response.insert_header((header::RETRY_AFTER, STORAGE_RETRY_AFTER_SECS));
             }
             ApiError::Unauthorized(_) => {
@@ -143,44 +176,6 @@ impl ResponseError for ApiError {
 /// long enough for an operator, short enough not to strand a daemon.
 const STORAGE_RETRY_AFTER_SECS: &str = "30";
 
-/// The storage failures callers are told about, by SQLite primary code.
-fn storage_error(code: ErrorCode) -> Option<ApiError> {
-    let unavailable = ApiError::StorageUnavailable;
-    match code {
-        ErrorCode::DiskFull => Some(ApiError::StorageFull),
-        ErrorCode::ReadOnly => Some(unavailable("the database is read-only, retry later")),
-        ErrorCode::SystemIoFailure => Some(unavailable(
-            "the database storage failed (I/O error), retry later",
-        )),
-        ErrorCode::CannotOpen => Some(unavailable(
-            "the database file cannot be opened, retry later",
-        )),
-        _ => None,
-    }
-}
-
-impl From<rusqlite::Error> for ApiError {
-    fn from(err: rusqlite::Error) -> ApiError {
-        if let rusqlite::Error::SqliteFailure(e, _) = &err {
-            if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) {
-                log::warn!("database busy: {err}");
-                return ApiError::Busy;
-            }
-            if let Some(storage) = storage_error(e.code) {
-                log::error!("database storage: {err}");
-                return storage;
-            }
-        }
-        ApiError::internal(format!("database: {err}"))
-    }
-}
-
-impl From<r2d2::Error> for ApiError {
-    fn from(err: r2d2::Error) -> ApiError {
-        ApiError::internal(format!("connection pool: {err}"))
-    }
-}
-
 impl From<actix_web::error::BlockingError> for ApiError {
     fn from(err: actix_web::error::BlockingError) -> ApiError {
         ApiError::internal(format!("blocking pool: {err}"))
@@ -190,38 +185,40 @@ impl From<actix_web::error::BlockingError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::ffi;
-
-    fn sqlite_error(code: std::os::raw::c_int) -> ApiError {
-        rusqlite::Error::SqliteFailure(ffi::Error::new(code), None).into()
-    }
 
     #[test]
     fn read_only_database_is_a_503_with_retry_after() {
-        for code in [ffi::SQLITE_READONLY, ffi::SQLITE_READONLY_DBMOVED] {
-            let err = sqlite_error(code);
-            assert!(err.is_storage_fault());
-            let response = err.error_response();
-            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "30");
-            assert_eq!(err.to_string(), "the database is read-only, retry later");
-        }
+        let err = ApiError::from(store::Error::Unavailable(
+            "the database is read-only, retry later",
+        ));
+        assert!(err.is_storage_fault());
+        let response = err.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "30");
+        assert_eq!(err.to_string(), "the database is read-only, retry later");
     }
 
     #[test]
-    fn full_disk_is_a_507() {
-        let err = sqlite_error(ffi::SQLITE_FULL);
+    fn full_disk_is_a_507_and_busy_a_503_with_retry_after() {
+        let err = ApiError::from(store::Error::Full);
         assert_eq!(err.status_code(), StatusCode::INSUFFICIENT_STORAGE);
         assert_eq!(err.to_string(), "the database disk is full");
+        let response = ApiError::from(store::Error::Busy).error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
     }
 
     #[test]
-    fn io_errors_are_503_and_other_failures_stay_generic() {
-        let err = sqlite_error(ffi::SQLITE_IOERR_WRITE);
-        assert_eq!(err.status_code(), StatusCode::SERVICE_UNAVAILABLE);
-        assert!(err.is_storage_fault());
-        let err = sqlite_error(ffi::SQLITE_CORRUPT);
+    fn store_conflicts_are_409_and_internal_detail_is_never_sent() {
+        let err = ApiError::from(store::Error::conflict(
+            "a user with email a@b already exists",
+        ));
+        assert_eq!(err.status_code(), StatusCode::CONFLICT);
+        assert_eq!(err.to_string(), "a user with email a@b already exists");
+        let err = ApiError::from(store::Error::internal("database: disk image is malformed"));
         assert_eq!(err.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.to_string(), "internal server error");
+        let err = ApiError::internal("secret detail");
         assert_eq!(err.to_string(), "internal server error");
     }
 }

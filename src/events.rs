@@ -63,7 +63,7 @@ impl Audience {
     }
 
     /// The audience of `agent`'s events.
-    pub fn of_agent(agent: &crate::db::agents::Agent) -> Audience {
+    pub fn of_agent(agent: &crate::store::agents::Agent) -> Audience {
         Audience::Agent {
             owner: agent.owner_id,
             private: agent.visibility != "workspace",

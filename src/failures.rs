@@ -4,11 +4,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::db::agents;
-use crate::db::sweeps::FailedTask;
 use crate::domain::Id;
-use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
+use crate::store::agents;
+use crate::store::sweeps::FailedTask;
+use crate::store::Conn;
+use crate::store::Error;
 
 /// Tasks failed in one transaction, with what to publish once it commits.
 pub struct Failures {
@@ -21,10 +22,7 @@ pub struct Failures {
 impl Failures {
     /// Reconciles the status of the failed tasks' agents, in the
     /// transaction that failed them.
-    pub fn settle(
-        conn: &rusqlite::Connection,
-        failed: Vec<FailedTask>,
-    ) -> Result<Failures, ApiError> {
+    pub fn settle(conn: &Conn<'_>, failed: Vec<FailedTask>) -> Result<Failures, Error> {
         let agents: BTreeSet<(Id, Id)> = failed
             .iter()
             .filter_map(|t| t.agent_id.map(|a| (t.workspace_id, a)))

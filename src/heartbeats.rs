@@ -13,9 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::db::{runtimes, Db};
 use crate::domain::Id;
-use crate::error::ApiError;
+use crate::store::{runtimes, Error, Store};
 
 /// How often buffered heartbeats are written.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
@@ -36,14 +35,14 @@ impl Heartbeats {
 
     /// Writes every buffered heartbeat in one transaction (blocking).
     /// Returns how many were written.
-    pub fn flush(&self, db: &Db) -> Result<usize, ApiError> {
+    pub fn flush(&self, db: &Store) -> Result<usize, Error> {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.is_empty() {
             return Ok(0);
         }
         let n = batch.len();
         let written = batch.clone();
-        let result = db.write_blocking(move |tx| {
+        let result = db.write_blocking(move |tx| -> Result<_, Error> {
             for (runtime, at) in &written {
                 runtimes::touch_seen(tx, *runtime, at)?;
             }

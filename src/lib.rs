@@ -3,7 +3,8 @@
 //! Module map:
 //! * [`config`] — config.toml + environment → [`config::Config`]
 //! * [`app`] — the actix server built from a config (used by `serve` and tests)
-//! * [`db`] — pool, migrations, and the SQL of each table (`db::<table>`)
+//! * [`store`] — every read and write, as domain operations over a
+//!   [`store::Conn`]; the SQLite engine and its SQL in `store::sqlite`
 //! * [`auth`] — bearer tokens and workspace scoping as extractors
 //! * [`api`] — HTTP handlers, one module per resource
 //! * [`dashboard`] — the embedded web UI in `static/`
@@ -18,7 +19,7 @@
 //! * [`metrics`] — Prometheus metrics at `/metrics`
 //! * [`error`] — the API's one error type
 //!
-//! Each capability is an `api::<resource>` module over `db::<table>`
+//! Each capability is an `api::<resource>` module over `store::<table>`
 //! modules, on top of the schema in `migrations/`.
 
 pub mod access;
@@ -29,7 +30,6 @@ pub mod auth;
 pub mod config;
 pub mod daemon_hub;
 pub mod dashboard;
-pub mod db;
 pub mod domain;
 pub mod error;
 pub mod events;
@@ -38,3 +38,4 @@ pub mod heartbeats;
 pub mod jobs;
 pub mod metrics;
 pub mod probes;
+pub mod store;

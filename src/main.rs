@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use agenthub::admin::{self, AdminError};
 use agenthub::app::Application;
 use agenthub::config::{Config, Overrides};
-use agenthub::db::{self, Db};
 use agenthub::domain::{Id, Role};
-use agenthub::{admin, error::ApiError};
+use agenthub::store::{self, Store};
 
 #[derive(Parser)]
 #[command(
@@ -132,9 +132,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Serve => serve(config),
         Command::Migrate => {
             let busy = Duration::from_millis(config.database.busy_timeout_ms);
-            let mut conn =
-                db::open_connection(&config.database.path, busy).map_err(|e| e.to_string())?;
-            let applied = db::migrate(&mut conn).map_err(|e| e.to_string())?;
+            let applied = store::sqlite::migrate_file(&config.database.path, busy)
+                .map_err(|e| e.to_string())?;
             println!(
                 "{}: {applied} migration(s) applied",
                 config.database.path.display()
@@ -215,15 +214,15 @@ impl Output {
     }
 }
 
-fn describe(err: ApiError) -> String {
+fn describe(err: AdminError) -> String {
     match err {
-        ApiError::Internal => "internal error (see the log above)".to_string(),
+        AdminError::Store(store::Error::Internal(detail)) => format!("internal error: {detail}"),
         other => other.to_string(),
     }
 }
 
-fn open(config: &Config) -> Result<Db, String> {
-    Db::open(&config.database).map_err(|e| e.to_string())
+fn open(config: &Config) -> Result<Store, String> {
+    Store::open_default(&config.database).map_err(|e| e.to_string())
 }
 
 fn serve(config: Config) -> Result<(), String> {
@@ -259,7 +258,6 @@ fn backup(config: &Config, dest: &Path) -> Result<(), String> {
     }
     admin::refuse_live_destination(src_path, dest)?;
     let busy = Duration::from_millis(config.database.busy_timeout_ms);
-    let src = db::open_connection(src_path, busy).map_err(|e| e.to_string())?;
     let file_name = dest
         .file_name()
         .ok_or_else(|| format!("{} is not a file path", dest.display()))?;
@@ -267,7 +265,7 @@ fn backup(config: &Config, dest: &Path) -> Result<(), String> {
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dest.with_file_name(tmp_name);
     admin::create_private_file(&tmp)?;
-    let result = db::backup(&src, &tmp)
+    let result = store::sqlite::backup_file(src_path, &tmp, busy)
         .map_err(|e| format!("backup failed: {e}"))
         .and_then(|()| {
             std::fs::rename(&tmp, dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))

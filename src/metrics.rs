@@ -16,8 +16,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::db::Db;
 use crate::error::ApiError;
+use crate::store::Store;
+use crate::store::{runtimes, tasks};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -67,7 +68,7 @@ pub fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(db: &Db) -> Metrics {
+    pub fn new(db: &Store) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let runtimes = Family::<StatusLabel, Gauge>::default();
@@ -133,23 +134,15 @@ impl Metrics {
     }
 }
 
-fn counts(conn: &rusqlite::Connection, table: &str) -> rusqlite::Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT status, count(*) FROM {table} GROUP BY status"
-    ))?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    rows.collect()
-}
-
 pub async fn scrape(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let (runtimes, tasks) = db
-        .read(|conn| {
+        .read(|conn| -> Result<_, ApiError> {
             Ok((
-                counts(conn, "agent_runtime")?,
-                counts(conn, "agent_task_queue")?,
+                runtimes::count_by_status(conn)?,
+                tasks::count_by_status(conn)?,
             ))
         })
         .await?;

@@ -864,8 +864,8 @@ async fn what_agenthub_does_not_have_is_answered_so_the_daemon_carries_on() {
 
 /// Sets a token's expiry `days` from now and its creation `age` days ago.
 fn age_token(app: &TestApp, table: &str, token: &str, days: i64, age: i64) {
-    let hash = agenthub::db::tokens::hash(token);
-    let at = |d: i64| agenthub::db::format_time(Utc::now() + Duration::days(d));
+    let hash = agenthub::store::tokens::hash(token);
+    let at = |d: i64| agenthub::store::format_time(Utc::now() + Duration::days(d));
     let changed = app
         .sql()
         .execute(

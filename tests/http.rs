@@ -219,11 +219,7 @@ async fn a_read_only_database_answers_503_until_health_sees_it_mended() {
     // fails with SQLITE_READONLY, as on a file remounted read-only
     let app = spawn_app().await;
     let (alice, _) = app.init_user("alice@example.com");
-    let query_only = |on: bool| {
-        app.db
-            .on_writer(move |c| Ok(c.pragma_update(None, "query_only", on)?))
-            .unwrap()
-    };
+    let query_only = |on: bool| app.db.set_writer_read_only(on).unwrap();
     query_only(true);
 
     let mut res = app

@@ -4,7 +4,7 @@
 mod common;
 
 use agenthub::config::DatabaseConfig;
-use agenthub::db::Db;
+use agenthub::store::Store;
 use rusqlite::Connection;
 
 const WS: &str = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa";
@@ -19,7 +19,7 @@ const T: &str = "2026-01-01T00:00:00.000Z";
 fn seeded() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("schema.db");
-    Db::open(&DatabaseConfig {
+    Store::open_default(&DatabaseConfig {
         path: path.clone(),
         ..DatabaseConfig::default()
     })

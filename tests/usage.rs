@@ -3,8 +3,8 @@
 
 mod common;
 
-use agenthub::db::usage::{upsert_task_usage, UsageEntry};
 use agenthub::domain::Id;
+use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use chrono::{Days, Utc};
 use common::{spawn_app, TestApp};
 use serde_json::{json, Value};
@@ -39,7 +39,7 @@ fn record(
     };
     let at = at.to_string();
     app.db
-        .write_blocking(move |tx| Ok(upsert_task_usage(tx, task, ws, &entry, &at)?))
+        .write_blocking(move |tx| upsert_task_usage(tx, task, ws, &entry, &at))
         .unwrap();
 }
 

@@ -2,8 +2,8 @@
 
 mod common;
 
-use agenthub::db::workspaces;
 use agenthub::domain::{Id, Role};
+use agenthub::store::workspaces;
 use common::{spawn_app, TestApp, TestUser};
 use serde_json::{json, Value};
 
@@ -878,13 +878,13 @@ async fn removing_a_member_revokes_the_invitations_they_sent() {
 /// until `change` is committed.
 async fn while_a_write_commits(
     app: &TestApp,
-    change: impl FnOnce(&rusqlite::Connection) + Send + 'static,
+    change: impl FnOnce(&agenthub::store::Conn<'_>) + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let signal = ran.clone();
     let db = app.db.clone();
     let writer = std::thread::spawn(move || {
-        db.write_blocking(move |tx| {
+        db.write_blocking(move |tx| -> agenthub::store::Result<()> {
             change(tx);
             signal.store(true, std::sync::atomic::Ordering::SeqCst);
             std::thread::sleep(std::time::Duration::from_secs(1));
@@ -901,7 +901,7 @@ fn change_member(
     ws: &str,
     member: &str,
     role: Option<Role>,
-) -> impl FnOnce(&rusqlite::Connection) + Send + 'static {
+) -> impl FnOnce(&agenthub::store::Conn<'_>) + Send + 'static {
     let (ws, member): (Id, Id) = (ws.parse().unwrap(), member.parse().unwrap());
     move |tx| match role {
         Some(role) => workspaces::set_role(tx, member, role).unwrap(),

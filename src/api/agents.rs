@@ -1,8 +1,8 @@
 //! Agents: list, create, read, edit, archive, restore; and the user side of
 //! their task queue (queue work, list it).
 
+use crate::store::Conn;
 use actix_web::{web, HttpRequest, HttpResponse};
-use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -11,11 +11,11 @@ use super::{required, text};
 use crate::access::{require_agent, require_agent_editor};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::daemon_hub::DaemonHub;
-use crate::db::agents::{self, Agent, AgentFields};
-use crate::db::{runtimes, tasks, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
+use crate::store::agents::{self, Agent, AgentFields};
+use crate::store::{runtimes, tasks, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/agents", web::get().to(list))
@@ -36,7 +36,7 @@ struct ListQuery {
 /// `GET /api/agents`: the agents the caller may see, oldest first, one
 /// page at a time (see [`Page`]).
 async fn list(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     access: WorkspaceAccess,
     query: web::Query<ListQuery>,
     req: HttpRequest,
@@ -59,7 +59,7 @@ async fn list(
     let page = Page::of(&req)?;
     let fetch = page.clone();
     let rows = db
-        .read(move |conn| Ok(agents::list(conn, filter, fetch.after(), fetch.fetch())?))
+        .read(move |conn| agents::list(conn, filter, fetch.after(), fetch.fetch()))
         .await?;
     Ok(page::reply(&req, &page, rows, |a| a.id))
 }
@@ -87,7 +87,7 @@ impl AgentRequest {
     /// runtime must belong to `workspace`; its mode is copied.
     fn merge(
         self,
-        conn: &Connection,
+        conn: &Conn<'_>,
         workspace: Id,
         current: Option<&Agent>,
     ) -> Result<AgentFields, ApiError> {
@@ -179,7 +179,7 @@ fn edited(new: Option<String>, current: Option<&str>, field: &str) -> Result<Str
 }
 
 async fn create(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     access: WorkspaceAccess,
     body: web::Json<AgentRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -190,7 +190,7 @@ async fn create(
     }
     let body = body.into_inner();
     let agent = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let fields = body.merge(tx, access.workspace_id, None)?;
             Ok(agents::insert(
                 tx,
@@ -206,7 +206,7 @@ async fn create(
 /// A member reads an agent they may see; an agent run by a daemon reads
 /// itself with its task token.
 async fn get(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
@@ -227,7 +227,7 @@ async fn get(
 }
 
 async fn update(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
     body: web::Json<AgentRequest>,
@@ -235,7 +235,7 @@ async fn update(
     let id = path.into_inner();
     let body = body.into_inner();
     let agent = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let (agent, role) = require_agent(tx, caller.user_id, id)?;
             require_agent_editor(&agent, caller.user_id, role)?;
             let fields = body.merge(tx, agent.workspace_id, Some(&agent))?;
@@ -257,14 +257,14 @@ async fn update(
 
 /// Archiving cancels the agent's unfinished tasks in the same transaction.
 async fn archive(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let (agent, cancelled, status) = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let (agent, role) = require_agent(tx, caller.user_id, id)?;
             require_agent_editor(&agent, caller.user_id, role)?;
             if agent.archived_at.is_some() {
@@ -293,13 +293,13 @@ async fn archive(
 }
 
 async fn restore(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let agent = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let (agent, role) = require_agent(tx, caller.user_id, id)?;
             require_agent_editor(&agent, caller.user_id, role)?;
             if agent.archived_at.is_none() {
@@ -315,7 +315,7 @@ async fn restore(
 /// [`Page`]); a page also ends once its tasks' text passes
 /// [`tasks::PAGE_BYTES`].
 async fn list_tasks(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
     req: HttpRequest,
@@ -324,7 +324,7 @@ async fn list_tasks(
     let page = Page::of(&req)?;
     let fetch = page.clone();
     let (rows, cut) = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             require_agent(conn, caller.user_id, id)?;
             Ok(tasks::list_for_agent(
                 conn,
@@ -347,7 +347,7 @@ struct CreateTask {
 
 /// Queues work for an agent; any member who can see the agent may.
 async fn create_task(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     hub: web::Data<DaemonHub>,
     caller: AuthUser,
@@ -371,7 +371,7 @@ async fn create_task(
     let issue = issue_id.as_deref().unwrap_or_default();
     at_most(issue, "issue_id", tasks::MAX_ISSUE_ID_BYTES)?;
     let task = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let (agent, _) = require_agent(tx, caller.user_id, id)?;
             if agent.archived_at.is_some() {
                 return Err(ApiError::conflict("agent is archived"));

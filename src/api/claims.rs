@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{acts_for_runtime, require_daemon_runtime};
 use crate::auth::Caller;
-use crate::db::agents::{self, Agent};
-use crate::db::tasks::{self, Task};
-use crate::db::{runtimes, tokens, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
+use crate::store::agents::{self, Agent};
+use crate::store::tasks::{self, Task};
+use crate::store::Conn;
+use crate::store::{runtimes, tokens, Store};
 
 /// Most tasks one batch claim hands out (a daemon asks for its free slots).
 pub const MAX_BATCH_TASKS: i64 = 32;
@@ -57,7 +58,7 @@ pub(crate) struct Dispatched {
 /// Dispatches the next claimable task of `runtimes` (already authorized),
 /// if any, and mints its task token.
 pub(crate) fn dispatch_next(
-    tx: &rusqlite::Connection,
+    tx: &Conn<'_>,
     runtimes: &[Id],
 ) -> Result<Option<Dispatched>, ApiError> {
     let Some(task) = tasks::claim_any(tx, runtimes)? else {
@@ -119,14 +120,14 @@ struct ClaimResponse {
 }
 
 async fn claim(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
     let dispatched = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             require_daemon_runtime(tx, &caller, runtime)?;
             dispatch_next(tx, &[runtime])
         })
@@ -202,7 +203,7 @@ impl BatchClaim {
 /// transaction; the others are skipped: a daemon may still name a runtime
 /// deleted a moment ago).
 pub(crate) fn dispatch_batch(
-    tx: &rusqlite::Connection,
+    tx: &Conn<'_>,
     caller: &Caller,
     wanted: &Wanted,
 ) -> Result<Vec<Dispatched>, ApiError> {
@@ -237,7 +238,7 @@ struct BatchReply {
 /// of that machine, in one transaction, by the same priority and
 /// concurrency rules as a single claim.
 async fn claim_batch(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     body: web::Json<BatchClaim>,

@@ -17,13 +17,14 @@ use serde_json::json;
 
 use crate::access::{daemon_reaches, require_daemon_runtime};
 use crate::auth::Caller;
-use crate::db::runtimes::{self, Runtime};
-use crate::db::Db;
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::heartbeats::Heartbeats;
 use crate::probes::{Kind, Outcome, Probes, Status};
+use crate::store::runtimes::{self, Runtime};
+use crate::store::Conn;
+use crate::store::Store;
 
 pub use register::{
     MAX_LEGACY_DAEMON_IDS, MAX_RUNTIMES_PER_REGISTRATION, MAX_RUNTIMES_PER_WORKSPACE,
@@ -86,18 +87,14 @@ pub fn daemon_taken(daemon_id: &str) -> ApiError {
 }
 
 /// Upserts the runtime of one registration row.
-fn upsert(tx: &rusqlite::Connection, reg: &runtimes::Registration) -> Result<Runtime, ApiError> {
+fn upsert(tx: &Conn<'_>, reg: &runtimes::Registration) -> Result<Runtime, ApiError> {
     runtimes::upsert(tx, reg)?.ok_or_else(|| daemon_taken(&reg.daemon_id))
 }
 
 /// Brings this machine's older registrations over to `runtime`: agents of
 /// its old offline profile-suffixed runtimes, and everything of the
 /// runtimes of its former daemon ids. Returns the runtimes folded in.
-fn adopt_older(
-    tx: &rusqlite::Connection,
-    runtime: &Runtime,
-    legacy: &[String],
-) -> Result<Vec<Id>, ApiError> {
+fn adopt_older(tx: &Conn<'_>, runtime: &Runtime, legacy: &[String]) -> Result<Vec<Id>, ApiError> {
     let moved = runtimes::migrate_agents(tx, runtime)?;
     if moved > 0 {
         log::info!(
@@ -122,7 +119,7 @@ fn adopt_older(
 /// (answered back), the failed profiles, and what moves over from older
 /// registrations (the ids of the runtimes folded in and deleted).
 fn write_registration(
-    tx: &rusqlite::Connection,
+    tx: &Conn<'_>,
     caller: &Caller,
     reg: &register::Parsed,
 ) -> Result<(Vec<Runtime>, Vec<Id>), ApiError> {
@@ -153,7 +150,7 @@ fn write_registration(
 /// runtimes belong to another member is a 409: the daemon route never
 /// changes who owns a machine.
 async fn register(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     body: web::Json<register::RegisterRequest>,
@@ -193,7 +190,7 @@ struct DeregisterRequest {
 /// Marks the caller's runtimes offline, each with the reason the daemon
 /// gave for it (`deregistered` when none); ids it cannot reach are skipped.
 async fn deregister(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     body: web::Json<DeregisterRequest>,
@@ -215,7 +212,7 @@ async fn deregister(
     }
     let mut reasons = offline::parse(offline_reasons)?;
     let affected = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let mut affected = Vec::new();
             for id in runtime_ids {
                 match require_daemon_runtime(tx, &caller, id) {
@@ -277,7 +274,7 @@ pub(crate) struct HeartbeatResponse {
 /// through the heartbeat group commit; bringing a runtime back online is
 /// written at once (and clears its offline reason).
 async fn heartbeat(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     probes: web::Data<Probes>,
     heartbeats: web::Data<Heartbeats>,
     caller: Caller,
@@ -293,7 +290,7 @@ async fn heartbeat(
 /// What [`heartbeat`] does, shared with the daemon socket's
 /// `daemon:heartbeat`.
 pub(crate) async fn beat(
-    db: &Db,
+    db: &Store,
     probes: &Probes,
     heartbeats: &Heartbeats,
     caller: Caller,
@@ -304,11 +301,11 @@ pub(crate) async fn beat(
         .read(move |conn| require_daemon_runtime(conn, &caller, id))
         .await?;
     if runtime.status == "online" {
-        heartbeats.record(id, crate::db::now());
+        heartbeats.record(id, crate::store::now());
     } else {
         // bringing a runtime back online: checked again in the write, so a
         // member removed meanwhile cannot be undone by their daemon
-        db.write(move |tx| {
+        db.write(move |tx| -> Result<_, ApiError> {
             require_daemon_runtime(tx, &again, id)?;
             if runtimes::heartbeat(tx, id)? {
                 Ok(())
@@ -371,7 +368,7 @@ impl ResultRequest {
 
 async fn probe_result(
     kind: Kind,
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: Caller,
     path: web::Path<(Id, Id)>,
@@ -386,7 +383,7 @@ async fn probe_result(
 }
 
 async fn ping_result(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: Caller,
     path: web::Path<(Id, Id)>,
@@ -396,7 +393,7 @@ async fn ping_result(
 }
 
 async fn update_result(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: Caller,
     path: web::Path<(Id, Id)>,

@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{acts_for_runtime, daemon_reaches, require_daemon_task};
 use crate::auth::Caller;
-use crate::db::tasks::{self, IssueTasks, MAX_ISSUE_ID_BYTES};
-use crate::db::{api_time, runtimes, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
+use crate::store::tasks::{self, IssueTasks, MAX_ISSUE_ID_BYTES};
+use crate::store::Conn;
+use crate::store::{api_time, runtimes, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/daemon/tasks/{id}/gc-check", web::get().to(task_gc_check))
@@ -41,7 +42,7 @@ struct TaskGcStatus {
 }
 
 async fn task_gc_check(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
@@ -95,7 +96,7 @@ fn issue_state<'a>(groups: impl Iterator<Item = &'a IssueTasks>) -> Option<Issue
 
 /// The groups whose runtime the caller acts for (each runtime checked once).
 fn reachable(
-    conn: &rusqlite::Connection,
+    conn: &Conn<'_>,
     caller: &Caller,
     groups: Vec<IssueTasks>,
 ) -> Result<Vec<IssueTasks>, ApiError> {
@@ -135,14 +136,14 @@ fn check_issue_id(id: &str) -> Result<(), ApiError> {
 /// workspace that the caller reaches; 404 `issue not found` when there are
 /// none (the daemon then goes by the directory's age).
 async fn issue_gc_check(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let issue = path.into_inner();
     check_issue_id(&issue)?;
     let state = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             let groups = tasks::issue_tasks(conn, None, &[issue])?;
             Ok(issue_state(reachable(conn, &caller, groups)?.iter()))
         })
@@ -178,7 +179,7 @@ struct IssueResults {
 /// them carries. 404 `workspace not found` for a workspace the caller does
 /// not reach.
 async fn workspace_issues_gc_check(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
     body: web::Json<IssueBatch>,
@@ -192,7 +193,7 @@ async fn workspace_issues_gc_check(
     }
     ids.iter().try_for_each(|id| check_issue_id(id))?;
     let issues = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             if !daemon_reaches(conn, &caller, workspace)? {
                 return Err(ApiError::not_found("workspace not found"));
             }

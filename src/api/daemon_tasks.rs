@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{require_daemon_runtime, require_daemon_task};
 use crate::auth::Caller;
-use crate::db::sweeps::BATCH;
-use crate::db::tasks::{self, CancelAck};
-use crate::db::{format_time, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::failures::Failures;
+use crate::store::sweeps::BATCH;
+use crate::store::tasks::{self, CancelAck};
+use crate::store::{format_time, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -44,7 +44,7 @@ struct Recovered {
 /// `runtime_recovery`) instead of waiting for the sweeper's timeouts.
 /// Batches of [`BATCH`], each in its own short transaction.
 async fn recover_orphans(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<Id>,
@@ -54,9 +54,9 @@ async fn recover_orphans(
     loop {
         let caller = caller.clone();
         let batch = db
-            .write(move |tx| {
+            .write(move |tx| -> Result<_, ApiError> {
                 require_daemon_runtime(tx, &caller, runtime)?;
-                Failures::settle(tx, tasks::fail_orphans(tx, runtime)?)
+                Ok(Failures::settle(tx, tasks::fail_orphans(tx, runtime)?)?)
             })
             .await?;
         orphaned += batch.failed.len();
@@ -76,13 +76,13 @@ async fn recover_orphans(
 /// [`tasks::PREPARE_LEASE_SECS`] from now. A task of another runtime is
 /// 404; one that is no longer dispatched is a 400 naming its status.
 async fn prepare_lease(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<(Id, Id)>,
 ) -> Result<HttpResponse, ApiError> {
     let (runtime, id) = path.into_inner();
     let task = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             require_daemon_runtime(tx, &caller, runtime)?;
             let task = require_daemon_task(tx, &caller, id)?;
             if task.runtime_id != Some(runtime) {
@@ -132,7 +132,7 @@ struct PinSession {
 /// stored one stays); leaving out both is a 400. Any status: a pin may
 /// arrive after the task was cancelled. Answers 204.
 async fn pin_session(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
     body: web::Json<PinSession>,
@@ -145,7 +145,7 @@ async fn pin_session(
         MAX_SESSION_ID_BYTES,
     )?;
     let work_dir = optional_text(body.work_dir.as_deref(), "work_dir", MAX_PATH_BYTES)?;
-    db.write(move |tx| {
+    db.write(move |tx| -> Result<_, ApiError> {
         require_daemon_task(tx, &caller, id)?;
         if session.is_none() && work_dir.is_none() {
             return Err(ApiError::bad_request("session_id or work_dir is required"));
@@ -207,7 +207,7 @@ impl CancelAckRequest {
 /// is already there, so replays are harmless; on any other task it changes
 /// nothing. Answers `{"status":"ok"}` either way. The body may be empty.
 async fn cancel_ack(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
     body: web::Bytes,
@@ -216,9 +216,9 @@ async fn cancel_ack(
     let ack = super::optional_json::<CancelAckRequest>(&body)?
         .unwrap_or_default()
         .parse()?;
-    db.write(move |tx| {
+    db.write(move |tx| -> Result<_, ApiError> {
         require_daemon_task(tx, &caller, id)?;
-        tasks::record_cancel_ack(tx, id, &ack, &crate::db::now())?;
+        tasks::record_cancel_ack(tx, id, &ack, &crate::store::now())?;
         Ok(())
     })
     .await?;

@@ -15,9 +15,9 @@ use serde::Serialize;
 
 use crate::access::daemon_reaches;
 use crate::auth::Caller;
-use crate::db::Db;
 use crate::domain::Id;
 use crate::error::ApiError;
+use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/daemon/workspaces/{id}/repos", web::get().to(repos))
@@ -37,7 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// 404 `workspace not found` unless the caller reaches the workspace on
 /// the daemon API.
-async fn require_workspace(db: &Db, caller: Caller, workspace: Id) -> Result<(), ApiError> {
+async fn require_workspace(db: &Store, caller: Caller, workspace: Id) -> Result<(), ApiError> {
     let reaches = db
         .read(move |conn| daemon_reaches(conn, &caller, workspace))
         .await?;
@@ -58,7 +58,7 @@ struct Repos {
 /// No repositories: a daemon asked to check one out says it is not
 /// configured for the workspace.
 async fn repos(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
@@ -80,7 +80,7 @@ struct RuntimeProfiles {
 /// No custom runtime profiles: the daemon registers the agent CLIs it
 /// found on the machine.
 async fn runtime_profiles(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {

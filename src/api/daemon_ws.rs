@@ -29,12 +29,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::access::require_daemon_runtime;
 use crate::auth::{self, Caller};
 use crate::daemon_hub::{DaemonHub, SOCKETS_PER_MEMBER};
-use crate::db::Db;
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::heartbeats::Heartbeats;
 use crate::probes::Probes;
+use crate::store::Conn;
+use crate::store::Store;
 
 /// The route, for the parts of the server that treat it apart.
 pub const PATH: &str = "/api/daemon/ws";
@@ -58,7 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// What a socket uses of the server, from the app's data.
 #[derive(Clone)]
 struct Services {
-    db: Db,
+    db: Store,
     events: EventBus,
     probes: Probes,
     heartbeats: Heartbeats,
@@ -121,7 +122,7 @@ fn runtime_ids(query: &str) -> Result<Vec<Id>, ApiError> {
 
 /// The member the socket acts for, once the caller reaches every runtime
 /// named (404 `runtime not found` otherwise, as on every daemon route).
-fn authorize(conn: &rusqlite::Connection, caller: &Caller, ids: &[Id]) -> Result<Id, ApiError> {
+fn authorize(conn: &Conn<'_>, caller: &Caller, ids: &[Id]) -> Result<Id, ApiError> {
     let mut owner = None;
     for id in ids {
         owner = require_daemon_runtime(conn, caller, *id)?.owner_id;

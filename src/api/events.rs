@@ -18,10 +18,10 @@ use actix_web_lab::sse;
 use futures_util::stream;
 
 use crate::auth::{self, WorkspaceAccess};
-use crate::db::Db;
 use crate::domain::{Id, Role};
 use crate::error::ApiError;
 use crate::events::{EventBus, StreamSlot, Subscription, STREAMS_PER_USER};
+use crate::store::Store;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Access changes are re-checked at most this often per stream, so a burst
@@ -34,7 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// One open stream: whom it serves and what it follows.
 struct Follower {
-    db: Db,
+    db: Store,
     subscription: Subscription,
     closing: tokio::sync::watch::Receiver<bool>,
     access: tokio::sync::watch::Receiver<u64>,
@@ -112,7 +112,7 @@ impl Follower {
 
 async fn events(
     req: HttpRequest,
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     bus: web::Data<EventBus>,
     access: WorkspaceAccess,
 ) -> Result<HttpResponse, ApiError> {

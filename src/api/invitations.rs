@@ -7,18 +7,18 @@
 //! its workspace's owners and admins and to the invited user only; anyone
 //! else gets the same 404 as for an id that does not exist.
 
+use crate::store::Conn;
 use actix_web::{web, HttpResponse};
-use rusqlite::Connection;
 use serde::Deserialize;
 
 use super::required;
 use super::workspaces::{parse_role, require_manager};
 use crate::admin::parse_email;
 use crate::auth::AuthUser;
-use crate::db::invitations::{self, Invitation, InvitationStatus};
-use crate::db::{self, workspaces, Db};
 use crate::domain::{Id, Role};
 use crate::error::ApiError;
+use crate::store::invitations::{self, Invitation, InvitationStatus};
+use crate::store::{self, workspaces, Store};
 
 /// How long an invitation can be accepted.
 pub const INVITATION_LIFETIME_DAYS: i64 = 14;
@@ -45,7 +45,7 @@ fn not_found() -> ApiError {
 
 /// The caller's role in `workspace`, if they manage it: 404 for
 /// non-members, 403 for plain members.
-fn manager_role(conn: &Connection, workspace: Id, user: Id) -> Result<Role, ApiError> {
+fn manager_role(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<Role, ApiError> {
     let role = workspaces::role_of(conn, workspace, user)?
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     require_manager(role)?;
@@ -74,14 +74,15 @@ pub struct Invite {
 /// (default member). Inviting an address that already has a pending
 /// invitation renews that one instead of adding another.
 pub async fn invite(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
     body: web::Json<Invite>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace = path.into_inner();
     let body = body.into_inner();
-    let email = parse_email(&required(body.email.as_deref(), "email")?)?;
+    let email =
+        parse_email(&required(body.email.as_deref(), "email")?).map_err(ApiError::BadRequest)?;
     let role = parse_role(body.role.as_deref(), Some(Role::Member))?;
     let invitation = db
         .write(move |tx| offer(tx, workspace, caller.user_id, &email, role))
@@ -90,7 +91,7 @@ pub async fn invite(
 }
 
 fn offer(
-    tx: &Connection,
+    tx: &Conn<'_>,
     workspace: Id,
     inviter: Id,
     email: &str,
@@ -106,7 +107,7 @@ fn offer(
         ));
     }
     let expires_at =
-        db::format_time(chrono::Utc::now() + chrono::Duration::days(INVITATION_LIFETIME_DAYS));
+        store::format_time(chrono::Utc::now() + chrono::Duration::days(INVITATION_LIFETIME_DAYS));
     let pending = invitations::find_pending(tx, workspace, email)?;
     if let Some(existing) = &pending {
         if existing.role == Role::Owner && inviter_role != Role::Owner {
@@ -122,19 +123,32 @@ fn offer(
         )));
     }
     match pending {
-        Some(existing) => invitations::renew(tx, existing.id, role, inviter, &expires_at),
-        None => invitations::insert(tx, workspace, email, role, inviter, &expires_at),
+        Some(existing) => Ok(invitations::renew(
+            tx,
+            existing.id,
+            role,
+            inviter,
+            &expires_at,
+        )?),
+        None => Ok(invitations::insert(
+            tx,
+            workspace,
+            email,
+            role,
+            inviter,
+            &expires_at,
+        )?),
     }
 }
 
 async fn list_for_workspace(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace = path.into_inner();
     let rows = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             manager_role(conn, workspace, caller.user_id)?;
             Ok(invitations::list_open_for_workspace(conn, workspace)?)
         })
@@ -143,12 +157,12 @@ async fn list_for_workspace(
 }
 
 async fn revoke(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<(Id, Id)>,
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, id) = path.into_inner();
-    db.write(move |tx| {
+    db.write(move |tx| -> Result<_, ApiError> {
         let role = manager_role(tx, workspace, caller.user_id)?;
         let invitation = invitations::get(tx, id)?
             .filter(|i| i.workspace_id == workspace)
@@ -168,15 +182,15 @@ async fn revoke(
     Ok(super::ok())
 }
 
-async fn list_mine(db: web::Data<Db>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+async fn list_mine(db: web::Data<Store>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
     let rows = db
-        .read(move |conn| Ok(invitations::list_open_for_user(conn, caller.user_id)?))
+        .read(move |conn| invitations::list_open_for_user(conn, caller.user_id))
         .await?;
     Ok(HttpResponse::Ok().json(rows))
 }
 
 /// The invitation `id`, if it was sent to `user` and can still be answered.
-fn open_invitation_of(tx: &Connection, id: Id, user: Id) -> Result<Invitation, ApiError> {
+fn open_invitation_of(tx: &Conn<'_>, id: Id, user: Id) -> Result<Invitation, ApiError> {
     let invitation = invitations::get_for_user(tx, id, user)?.ok_or_else(not_found)?;
     require_open(&invitation)?;
     Ok(invitation)
@@ -185,7 +199,7 @@ fn open_invitation_of(tx: &Connection, id: Id, user: Id) -> Result<Invitation, A
 /// Refuses an invitation whose sender could not send it now: an invitation
 /// grants what its sender may grant, so one from an admin who was removed
 /// or demoted since (or an owner invitation from a former owner) lapses.
-fn require_inviter_still_grants(tx: &Connection, invitation: &Invitation) -> Result<(), ApiError> {
+fn require_inviter_still_grants(tx: &Conn<'_>, invitation: &Invitation) -> Result<(), ApiError> {
     let role = match invitation.invited_by {
         Some(inviter) => workspaces::role_of(tx, invitation.workspace_id, inviter)?,
         None => None,
@@ -207,13 +221,13 @@ fn require_inviter_still_grants(tx: &Connection, invitation: &Invitation) -> Res
 /// The inviter's right to grant the role is checked in the same
 /// transaction as the join.
 async fn accept(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let member = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let invitation = open_invitation_of(tx, id, caller.user_id)?;
             require_inviter_still_grants(tx, &invitation)?;
             let member = workspaces::add_member(
@@ -230,13 +244,13 @@ async fn accept(
 }
 
 async fn decline(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let invitation = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             open_invitation_of(tx, id, caller.user_id)?;
             invitations::answer(tx, id, InvitationStatus::Declined)?;
             invitations::get(tx, id)?.ok_or_else(not_found)

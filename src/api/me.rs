@@ -3,16 +3,16 @@
 use actix_web::{web, HttpResponse};
 
 use crate::auth::AuthUser;
-use crate::db::{users, Db};
 use crate::error::ApiError;
+use crate::store::{users, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/me", web::get().to(me));
 }
 
-async fn me(db: web::Data<Db>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+async fn me(db: web::Data<Store>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
     let user = db
-        .read(move |conn| Ok(users::get(conn, caller.user_id)?))
+        .read(move |conn| users::get(conn, caller.user_id))
         .await?
         // the token outlived its user: treat it as any unknown token
         .ok_or_else(|| ApiError::unauthorized("invalid token"))?;

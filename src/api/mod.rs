@@ -23,7 +23,7 @@ pub mod workspaces;
 use actix_web::{guard, web, HttpResponse};
 use serde::Serialize;
 
-use crate::db::Db;
+use crate::store::Store;
 
 /// Paths that answer HEAD like GET (without the body): load balancers
 /// probe health with HEAD. Not an operation of their own in openapi.json.
@@ -74,7 +74,7 @@ struct Unhealthy {
 
 /// 200 `{"status":"ok"}`, or 503 while the database cannot be written
 /// (disk full, read-only, I/O errors), saying why.
-async fn health(db: web::Data<Db>) -> HttpResponse {
+async fn health(db: web::Data<Store>) -> HttpResponse {
     match db.recheck_storage().await {
         None => ok(),
         Some(error) => HttpResponse::ServiceUnavailable().json(Unhealthy {

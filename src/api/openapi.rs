@@ -247,7 +247,7 @@ fn parameters(r: &Route) -> Vec<Value> {
         // an issue is a free reference, every other id a UUID
         let schema = if name == "issue_id" {
             json!({"type": "string", "minLength": 1,
-                   "maxLength": crate::db::tasks::MAX_ISSUE_ID_BYTES})
+                   "maxLength": crate::store::tasks::MAX_ISSUE_ID_BYTES})
         } else {
             json!({"type": "string", "format": "uuid"})
         };

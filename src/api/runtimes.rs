@@ -7,11 +7,11 @@ use serde_json::json;
 use super::page::{self, Page};
 use crate::access::{controls_runtime, require_member_runtime};
 use crate::auth::{AuthUser, WorkspaceAccess};
-use crate::db::{runtimes, tasks, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::probes::{Kind, Probes, MAX_TARGET_VERSION};
+use crate::store::{runtimes, tasks, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/runtimes", web::get().to(list))
@@ -34,7 +34,7 @@ struct ListQuery {
 /// `GET /api/runtimes[?owner=me]`: the workspace's runtimes, oldest first,
 /// one page at a time (see [`Page`]).
 async fn list(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     access: WorkspaceAccess,
     query: web::Query<ListQuery>,
     req: HttpRequest,
@@ -47,7 +47,7 @@ async fn list(
     let page = Page::of(&req)?;
     let fetch = page.clone();
     let rows = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             Ok(runtimes::list(
                 conn,
                 access.workspace_id,
@@ -63,14 +63,14 @@ async fn list(
 /// Owners and admins delete any runtime, members only their own; archived
 /// agents go with it, active ones block it (409).
 async fn delete(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let workspace = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let (runtime, role) = require_member_runtime(tx, caller.user_id, id)?;
             if !controls_runtime(&runtime, caller.user_id, role) {
                 return Err(ApiError::forbidden("you can only delete your own runtimes"));
@@ -91,13 +91,13 @@ async fn delete(
 /// `[{hour, count}]`: how many of the runtime's tasks started in each hour
 /// of the day (UTC); members of the runtime's workspace only.
 async fn activity(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let rows = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             require_member_runtime(conn, caller.user_id, id)?;
             Ok(tasks::hourly_activity(conn, id)?)
         })
@@ -108,9 +108,9 @@ async fn activity(
 /// The runtime, if `caller` may start a ping or update on it: a ping runs
 /// an agent on someone's machine, so only its owner or a workspace
 /// owner/admin may.
-async fn require_control(db: &Db, caller: AuthUser, id: Id, what: &str) -> Result<(), ApiError> {
+async fn require_control(db: &Store, caller: AuthUser, id: Id, what: &str) -> Result<(), ApiError> {
     let what = what.to_string();
-    db.read(move |conn| {
+    db.read(move |conn| -> Result<_, ApiError> {
         let (runtime, role) = require_member_runtime(conn, caller.user_id, id)?;
         if controls_runtime(&runtime, caller.user_id, role) {
             Ok(())
@@ -124,7 +124,7 @@ async fn require_control(db: &Db, caller: AuthUser, id: Id, what: &str) -> Resul
 }
 
 async fn start_ping(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<Id>,
@@ -141,7 +141,7 @@ struct UpdateRequest {
 }
 
 async fn start_update(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<Id>,
@@ -163,7 +163,7 @@ async fn start_update(
 /// Members of the runtime's workspace may read its pings and updates.
 async fn get_probe(
     kind: Kind,
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<(Id, Id)>,
@@ -181,7 +181,7 @@ async fn get_probe(
 }
 
 async fn get_ping(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<(Id, Id)>,
@@ -190,7 +190,7 @@ async fn get_ping(
 }
 
 async fn get_update(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<(Id, Id)>,

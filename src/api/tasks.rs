@@ -12,11 +12,12 @@ use serde_json::{json, Value};
 
 use crate::access::{require_daemon_runtime, require_daemon_task, require_task_canceller};
 use crate::auth::{AuthUser, Caller};
-use crate::db::tasks::{self, Task, Transition};
-use crate::db::{agents, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus, MAX_RELAYED_BYTES};
+use crate::store::tasks::{self, Task, Transition};
+use crate::store::Conn;
+use crate::store::{agents, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/tasks/{id}/cancel", web::post().to(cancel))
@@ -46,16 +47,16 @@ fn event_of(transition: Transition) -> &'static str {
 /// task's current status there), reconciles the agent's status and
 /// publishes the events once committed.
 async fn transition(
-    db: &Db,
+    db: &Store,
     events: &EventBus,
     task: Id,
     transition: Transition,
-    authorize: impl FnOnce(&rusqlite::Connection, Id) -> Result<Task, ApiError> + Send + 'static,
+    authorize: impl FnOnce(&Conn<'_>, Id) -> Result<Task, ApiError> + Send + 'static,
     result: Option<String>,
     error: Option<String>,
 ) -> Result<Task, ApiError> {
     let (task, agent_status, audience) = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let current = authorize(tx, task)?;
             if !transition.from_states().contains(&current.status.as_str()) {
                 return Err(ApiError::bad_request(format!(
@@ -88,7 +89,7 @@ async fn transition(
 
 /// Who may read events about `task`: its agent's audience; a task whose
 /// agent is gone is shown to owners/admins only.
-pub(super) fn audience_of(conn: &rusqlite::Connection, task: &Task) -> Result<Audience, ApiError> {
+pub(super) fn audience_of(conn: &Conn<'_>, task: &Task) -> Result<Audience, ApiError> {
     let agent = match task.agent_id {
         Some(agent) => agents::get(conn, agent)?,
         None => None,
@@ -101,13 +102,12 @@ pub(super) fn audience_of(conn: &rusqlite::Connection, task: &Task) -> Result<Au
 /// Whoever queued the task, the agent's or runtime's owner, or a
 /// workspace owner/admin cancels it (see `access::require_task_canceller`).
 async fn cancel(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
-    let authorize =
-        move |conn: &rusqlite::Connection, id: Id| require_task_canceller(conn, caller.user_id, id);
+    let authorize = move |conn: &Conn<'_>, id: Id| require_task_canceller(conn, caller.user_id, id);
     let task = transition(
         &db,
         &events,
@@ -124,13 +124,13 @@ async fn cancel(
 /// The head of the runtime's queue, at most [`tasks::PENDING_LIMIT`] rows in
 /// claim order; a daemon sees the rest as it claims.
 async fn pending(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
     let rows = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             require_daemon_runtime(conn, &caller, runtime)?;
             Ok(tasks::pending_for_runtime(conn, runtime)?)
         })
@@ -139,7 +139,7 @@ async fn pending(
 }
 
 async fn status(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
@@ -152,12 +152,12 @@ async fn status(
 
 fn daemon_authorize(
     caller: Caller,
-) -> impl FnOnce(&rusqlite::Connection, Id) -> Result<Task, ApiError> + Send + 'static {
+) -> impl FnOnce(&Conn<'_>, Id) -> Result<Task, ApiError> + Send + 'static {
     move |conn, id| require_daemon_task(conn, &caller, id)
 }
 
 async fn start(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<Id>,
@@ -182,7 +182,7 @@ pub const MAX_RESULT_BYTES: usize = 256 * 1024;
 /// Whatever the daemon reports on completion (an object of at most
 /// [`MAX_RESULT_BYTES`]) is kept as the task's result.
 async fn complete(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<Id>,
@@ -219,7 +219,7 @@ struct FailRequest {
 /// A failure reason longer than 8 KiB is kept cut (it is for people to
 /// read), never refused, so a failing task always ends failed.
 async fn fail(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<Id>,
@@ -251,7 +251,7 @@ async fn fail(
 /// takes them: a daemon's last flush may arrive just after its `complete`.
 async fn relay(
     kind: &'static str,
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     id: Id,
@@ -268,7 +268,7 @@ async fn relay(
     };
     check_relayed(kind, &body).map_err(ApiError::bad_request)?;
     let (task, audience) = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             let task = require_daemon_task(conn, &caller, id)?;
             let audience = audience_of(conn, &task)?;
             Ok((task, audience))
@@ -318,7 +318,7 @@ fn check_relayed(kind: &str, body: &Value) -> Result<(), String> {
 }
 
 async fn progress(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<Id>,
@@ -328,7 +328,7 @@ async fn progress(
 }
 
 async fn messages(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<Id>,
@@ -348,7 +348,7 @@ struct TaskUsage {
 /// whole report (400 naming it), so a daemon never mistakes a partial
 /// write for a full one.
 async fn report_usage(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
     body: web::Json<TaskUsage>,
@@ -370,11 +370,11 @@ async fn report_usage(
                 .map_err(|e| ApiError::bad_request(format!("usage[{i}]: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    db.write(move |tx| {
+    db.write(move |tx| -> Result<_, ApiError> {
         let task = require_daemon_task(tx, &caller, id)?;
-        let at = crate::db::now();
+        let at = crate::store::now();
         for (entry, cost) in &entries {
-            crate::db::usage::upsert_task_usage_with_cost(
+            crate::store::usage::upsert_task_usage_with_cost(
                 tx,
                 id,
                 task.workspace_id,

@@ -7,10 +7,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthUser, Caller};
-use crate::db::{self, tokens, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::EventBus;
+use crate::store::{self, tokens, Store};
 
 /// Longest lifetime a PAT can be given through the API.
 const MAX_EXPIRY_DAYS: i64 = 3650;
@@ -25,9 +25,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/tokens/current/renew", web::post().to(renew));
 }
 
-async fn list(db: web::Data<Db>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+async fn list(db: web::Data<Store>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
     let rows = db
-        .read(move |conn| Ok(tokens::list_personal(conn, caller.user_id)?))
+        .read(move |conn| tokens::list_personal(conn, caller.user_id))
         .await?;
     Ok(HttpResponse::Ok().json(rows))
 }
@@ -48,7 +48,7 @@ struct CreatedToken {
 }
 
 async fn create(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     body: web::Json<CreateToken>,
 ) -> Result<HttpResponse, ApiError> {
@@ -58,7 +58,7 @@ async fn create(
         .unwrap_or_else(|| "api".to_string());
     let expires_at = match body.expires_in_days {
         None => None,
-        Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => Some(db::format_time(
+        Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => Some(store::format_time(
             chrono::Utc::now() + chrono::Duration::days(days),
         )),
         Some(_) => {
@@ -68,7 +68,7 @@ async fn create(
         }
     };
     let (row, token) = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             if tokens::count_live_personal(tx, caller.user_id)? >= MAX_LIVE_TOKENS {
                 return Err(ApiError::conflict(format!(
                     "you already have {MAX_LIVE_TOKENS} active tokens; revoke one first"
@@ -86,14 +86,14 @@ async fn create(
 }
 
 async fn revoke(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let revoked = db
-        .write(move |tx| Ok(tokens::revoke_personal(tx, caller.user_id, id)?))
+        .write(move |tx| tokens::revoke_personal(tx, caller.user_id, id))
         .await?
         .ok_or_else(|| ApiError::not_found("token not found"))?;
     // streams and sockets opened with this token end; revoking it again
@@ -119,13 +119,13 @@ struct Renewed {
 /// and daemon tokens are renewed; any other credential is a 401, as is one
 /// revoked or expired meanwhile. The body, if any, is not read.
 async fn renew(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     req: HttpRequest,
     _caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let hash = crate::auth::bearer_hash(&req)?;
     let renewal = db
-        .write(move |tx| Ok(tokens::renew(tx, &hash, chrono::Utc::now())?))
+        .write(move |tx| tokens::renew(tx, &hash, chrono::Utc::now()))
         .await?;
     let (expires_at, renewed) = match renewal {
         tokens::Renewal::Renewed { expires_at } => (expires_at, true),

@@ -15,10 +15,11 @@ use serde_json::Value;
 
 use crate::access::{require_daemon_runtime, require_member_runtime};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
-use crate::db::usage::{self, Bucket, RuntimeUsage, UsageEntry, UsageSource};
-use crate::db::{self, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
+use crate::store::usage::{self, Bucket, RuntimeUsage, UsageEntry, UsageSource};
+use crate::store::Conn;
+use crate::store::{self, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -156,7 +157,7 @@ struct ReportReply {
 /// index: nothing valid is dropped for a bad neighbour, nothing invalid is
 /// dropped silently.
 async fn report_runtime_usage(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     path: web::Path<Id>,
     body: web::Json<UsageReport>,
@@ -179,9 +180,9 @@ async fn report_runtime_usage(
         }
     }
     let accepted = valid.len();
-    db.write(move |tx| {
+    db.write(move |tx| -> Result<_, ApiError> {
         require_daemon_runtime(tx, &caller, runtime)?;
-        let at = db::now();
+        let at = store::now();
         for (date, entry) in &valid {
             usage::upsert_runtime_usage(tx, runtime, date, entry, &at)?;
         }
@@ -228,7 +229,7 @@ impl WindowQuery {
 /// the runtime is shown only where no task recorded usage, so nothing is
 /// counted twice (see [`merge_sources`]).
 async fn runtime_usage(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
     query: web::Query<WindowQuery>,
@@ -239,7 +240,7 @@ async fn runtime_usage(
         .format("%Y-%m-%d")
         .to_string();
     let (reported, from_tasks) = db
-        .read(move |conn| {
+        .read(move |conn| -> Result<_, ApiError> {
             require_member_runtime(conn, caller.user_id, runtime)?;
             let reported = usage::runtime_usage(conn, runtime, &from, UsageSource::RuntimeReport)?;
             let tasks = usage::runtime_usage(conn, runtime, &from, UsageSource::TaskUsage)?;
@@ -341,7 +342,7 @@ fn local_midnight(tz: Tz, date: NaiveDate) -> chrono::DateTime<Utc> {
 /// UTC reads the daily rollup; another zone regroups the hourly rollup by
 /// the local date each hour starts on.
 fn usage_by_day(
-    conn: &rusqlite::Connection,
+    conn: &Conn<'_>,
     workspace: Id,
     days: i64,
     zone: Option<Tz>,
@@ -393,7 +394,7 @@ fn usage_by_day(
 /// The workspace's usage per (date, model) for the query's window (default
 /// 30 days) and zone.
 async fn workspace_usage(
-    db: &Db,
+    db: &Store,
     access: WorkspaceAccess,
     query: &WindowQuery,
 ) -> Result<BTreeMap<(String, String), Totals>, ApiError> {
@@ -404,7 +405,7 @@ async fn workspace_usage(
 
 /// `GET /api/usage/daily?days=N&tz=Zone` (default 30): newest date first.
 async fn daily(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     access: WorkspaceAccess,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -424,7 +425,7 @@ async fn daily(
 /// `GET /api/usage/summary?days=N&tz=Zone` (default 30): per model,
 /// heaviest (input + output) first.
 async fn summary(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     access: WorkspaceAccess,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {

@@ -5,16 +5,16 @@
 //! role or change or remove another owner; anyone may leave; a workspace
 //! always keeps at least one owner.
 
+use crate::store::Conn;
 use actix_web::{web, HttpResponse};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::{invitations, required, text};
 use crate::auth::{require_member, AuthUser, DAEMON_TOKEN_LIFETIME_DAYS};
-use crate::db::{self, tokens, workspaces, Db};
 use crate::domain::{Id, Role};
 use crate::error::ApiError;
 use crate::events::EventBus;
+use crate::store::{self, tokens, workspaces, Store};
 
 /// Daemon tokens a member may hold live (not revoked, not expired) in one
 /// workspace: one per machine and profile is plenty.
@@ -47,9 +47,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-async fn list(db: web::Data<Db>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+async fn list(db: web::Data<Store>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
     let rows = db
-        .read(move |conn| Ok(workspaces::list_for_user(conn, caller.user_id)?))
+        .read(move |conn| workspaces::list_for_user(conn, caller.user_id))
         .await?;
     Ok(HttpResponse::Ok().json(rows))
 }
@@ -80,7 +80,7 @@ fn valid_slug(slug: &str) -> Result<String, ApiError> {
 }
 
 async fn create(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     body: web::Json<CreateWorkspace>,
 ) -> Result<HttpResponse, ApiError> {
@@ -89,43 +89,49 @@ async fn create(
     let slug = body.slug.as_deref().map(valid_slug).transpose()?;
     let description = text(body.description.as_deref(), "description")?;
     let workspace = db
-        .write(move |tx| {
-            workspaces::create(tx, &name, slug.as_deref(), &description, caller.user_id)
+        .write(move |tx| -> Result<_, ApiError> {
+            Ok(workspaces::create(
+                tx,
+                &name,
+                slug.as_deref(),
+                &description,
+                caller.user_id,
+            )?)
         })
         .await?;
     Ok(HttpResponse::Created().json(workspace))
 }
 
 async fn get(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     require_member(&db, caller.user_id, id).await?;
     let workspace = db
-        .read(move |conn| Ok(workspaces::get(conn, id)?))
+        .read(move |conn| workspaces::get(conn, id))
         .await?
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     Ok(HttpResponse::Ok().json(workspace))
 }
 
 async fn list_members(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     require_member(&db, caller.user_id, id).await?;
     let rows = db
-        .read(move |conn| Ok(workspaces::list_members(conn, id)?))
+        .read(move |conn| workspaces::list_members(conn, id))
         .await?;
     Ok(HttpResponse::Ok().json(rows))
 }
 
 /// The caller's role in `workspace`, read in the transaction that acts on
 /// it; 404 `workspace not found` for non-members.
-fn role_in(conn: &Connection, workspace: Id, user: Id) -> Result<Role, ApiError> {
+fn role_in(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<Role, ApiError> {
     workspaces::role_of(conn, workspace, user)?
         .ok_or_else(|| ApiError::not_found("workspace not found"))
 }
@@ -153,7 +159,7 @@ struct ChangeRole {
 }
 
 async fn change_role(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<(Id, Id)>,
@@ -162,7 +168,7 @@ async fn change_role(
     let (workspace, member_id) = path.into_inner();
     let body = body.into_inner();
     let member = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             let caller_role = role_in(tx, workspace, caller.user_id)?;
             require_manager(caller_role)?;
             let role = parse_role(body.role.as_deref(), None)?;
@@ -192,13 +198,13 @@ async fn change_role(
 }
 
 async fn remove_member(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
     path: web::Path<(Id, Id)>,
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, member_id) = path.into_inner();
-    db.write(move |tx| {
+    db.write(move |tx| -> Result<_, ApiError> {
         let caller_role = role_in(tx, workspace, caller.user_id)?;
         let member = workspaces::get_member(tx, workspace, member_id)?
             .ok_or_else(|| ApiError::not_found("member not found"))?;
@@ -225,8 +231,8 @@ async fn remove_member(
 /// Refuses a daemon token that would pose as another member's machine (the
 /// workspace has runtimes of `daemon_id` owned by someone else, or by no
 /// one any more), or one past [`MAX_LIVE_DAEMON_TOKENS`] of `user`'s.
-fn may_mint(tx: &Connection, workspace: Id, daemon_id: &str, user: Id) -> Result<(), ApiError> {
-    if crate::db::runtimes::daemon_owned_by_other(tx, workspace, daemon_id, user)? {
+fn may_mint(tx: &Conn<'_>, workspace: Id, daemon_id: &str, user: Id) -> Result<(), ApiError> {
+    if crate::store::runtimes::daemon_owned_by_other(tx, workspace, daemon_id, user)? {
         return Err(super::daemon::daemon_taken(daemon_id));
     }
     if tokens::count_live_daemon(tx, workspace, user)? >= MAX_LIVE_DAEMON_TOKENS {
@@ -254,7 +260,7 @@ struct DaemonToken {
 /// Any member may mint a token for a daemon on their own machine; the token
 /// reaches only this workspace and dies with the membership.
 async fn create_daemon_token(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: AuthUser,
     path: web::Path<Id>,
     body: web::Json<CreateDaemonToken>,
@@ -262,10 +268,10 @@ async fn create_daemon_token(
     let workspace = path.into_inner();
     let daemon_id = body.into_inner().daemon_id;
     let expires = chrono::Utc::now() + chrono::Duration::days(DAEMON_TOKEN_LIFETIME_DAYS);
-    let expires_at = db::format_time(expires);
+    let expires_at = store::format_time(expires);
     let stored_expiry = expires_at.clone();
     let (token, daemon_id) = db
-        .write(move |tx| {
+        .write(move |tx| -> Result<_, ApiError> {
             role_in(tx, workspace, caller.user_id)?;
             let daemon_id = required(daemon_id.as_deref(), "daemon_id")?;
             may_mint(tx, workspace, &daemon_id, caller.user_id)?;
@@ -278,6 +284,6 @@ async fn create_daemon_token(
         token,
         workspace_id: workspace,
         daemon_id,
-        expires_at: db::api_time(&expires_at),
+        expires_at: store::api_time(&expires_at),
     }))
 }

@@ -26,12 +26,13 @@ use serde_json::json;
 
 use crate::app::State;
 use crate::config::SweeperConfig;
-use crate::db::sweeps::{self, FailedTask, BATCH};
-use crate::db::{format_time, Db};
 use crate::domain::Id;
-use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::failures::Failures;
+use crate::store::sweeps::{self, FailedTask, BATCH};
+use crate::store::Conn;
+use crate::store::Error;
+use crate::store::{format_time, Store};
 
 /// Pause between two batches of a step, so request handlers queued for the
 /// write lock get it before the next batch does.
@@ -170,11 +171,11 @@ fn publish_per_workspace(events: &EventBus, action: &str, rows: &[(Id, Id)]) {
     }
 }
 
-fn sweep_stale(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, ApiError> {
+fn sweep_stale(db: &Store, events: &EventBus, cutoff: &str) -> Result<usize, Error> {
     let mut total = 0;
     loop {
         let at = cutoff.to_string();
-        let rows = db.write_blocking(move |tx| Ok(sweeps::mark_stale_offline(tx, &at)?))?;
+        let rows = db.write_blocking(move |tx| sweeps::mark_stale_offline(tx, &at))?;
         total += rows.len();
         publish_per_workspace(events, "stale_sweep", &rows);
         if (rows.len() as i64) < BATCH {
@@ -184,11 +185,11 @@ fn sweep_stale(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, ApiErr
     }
 }
 
-fn collect_garbage(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, ApiError> {
+fn collect_garbage(db: &Store, events: &EventBus, cutoff: &str) -> Result<usize, Error> {
     let mut total = 0;
     loop {
         let at = cutoff.to_string();
-        let rows = db.write_blocking(move |tx| Ok(sweeps::delete_abandoned_runtimes(tx, &at)?))?;
+        let rows = db.write_blocking(move |tx| sweeps::delete_abandoned_runtimes(tx, &at))?;
         total += rows.len();
         publish_per_workspace(events, "runtime_gc", &rows);
         if (rows.len() as i64) < BATCH {
@@ -202,10 +203,10 @@ fn collect_garbage(db: &Db, events: &EventBus, cutoff: &str) -> Result<usize, Ap
 /// agents in the same transaction, then publishes `task:failed` and
 /// `agent:status`.
 fn fail_in_batches(
-    db: &Db,
+    db: &Store,
     events: &EventBus,
-    step: impl Fn(&rusqlite::Connection) -> rusqlite::Result<Vec<FailedTask>> + Clone + Send + 'static,
-) -> Result<usize, ApiError> {
+    step: impl Fn(&Conn<'_>) -> Result<Vec<FailedTask>, Error> + Clone + Send + 'static,
+) -> Result<usize, Error> {
     let mut total = 0;
     loop {
         let step = step.clone();

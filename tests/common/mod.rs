@@ -11,13 +11,13 @@ use std::time::Duration;
 use agenthub::admin;
 use agenthub::app::{Application, State};
 use agenthub::config::Config;
-use agenthub::db::Db;
 use agenthub::domain::{Id, Role};
+use agenthub::store::Store;
 use serde_json::Value;
 
 pub struct TestApp {
     pub base: String,
-    pub db: Db,
+    pub db: Store,
     pub state: State,
     pub db_path: PathBuf,
     pub client: awc::Client,

@@ -6,9 +6,10 @@ use serde_json::json;
 
 use crate::api::{required, short_text, text};
 use crate::auth::Caller;
-use crate::db::runtimes::{self, Registration};
 use crate::domain::Id;
 use crate::error::ApiError;
+use crate::store::runtimes::{self, Registration};
+use crate::store::Conn;
 
 #[derive(Deserialize)]
 pub(super) struct RegisterRequest {
@@ -290,7 +291,7 @@ pub const MAX_RUNTIMES_PER_WORKSPACE: i64 = 50_000;
 /// [`MAX_RUNTIMES_PER_WORKSPACE`]: one index lookup per runtime, and one
 /// read of the workspace's runtime counter when a runtime would be added.
 pub(super) fn check_capacity(
-    tx: &rusqlite::Connection,
+    tx: &Conn<'_>,
     workspace: Id,
     regs: &[&Registration],
 ) -> Result<(), ApiError> {

@@ -9,9 +9,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
-use crate::db::{workspaces, Db};
 use crate::domain::Id;
 use crate::error::ApiError;
+use crate::store::Conn;
+use crate::store::{workspaces, Store};
 
 /// A workspace as the daemon lists it.
 #[derive(Serialize)]
@@ -22,10 +23,7 @@ struct DaemonWorkspace {
 
 /// The workspaces a daemon works in: a PAT's user's, or a daemon token's
 /// one workspace while the member who minted it still belongs to it.
-fn daemon_workspaces(
-    conn: &rusqlite::Connection,
-    caller: &Caller,
-) -> Result<Vec<DaemonWorkspace>, ApiError> {
+fn daemon_workspaces(conn: &Conn<'_>, caller: &Caller) -> Result<Vec<DaemonWorkspace>, ApiError> {
     let listed = match caller {
         Caller::User { user_id } => workspaces::list_for_user(conn, *user_id)?,
         // a task token works in no workspace of its own
@@ -65,7 +63,7 @@ fn not_modified(req: &HttpRequest, etag: &str) -> bool {
 /// `[{id, name}]`, with an ETag: a daemon polls this, and an unchanged
 /// list is a 304 without a body.
 pub(super) async fn list(
-    db: web::Data<Db>,
+    db: web::Data<Store>,
     caller: Caller,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {

@@ -11,17 +11,17 @@ use serde_json::{json, Value};
 
 use crate::api::claims::{announce, dispatch_batch, BatchClaim, ClaimedTask, Wanted};
 use crate::auth::Caller;
-use crate::db::Db;
 use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::EventBus;
+use crate::store::Store;
 
 /// The method name the daemon sends.
 pub const CLAIM: &str = "tasks.claim";
 
 /// One request on one socket.
 pub(super) struct Call<'a> {
-    pub db: &'a Db,
+    pub db: &'a Store,
     pub events: &'a EventBus,
     pub caller: &'a Caller,
     /// The socket's runtimes.
@@ -44,7 +44,7 @@ impl Call<'_> {
         let caller = self.caller.clone();
         let dispatched = self
             .db
-            .write(move |tx| {
+            .write(move |tx| -> Result<_, ApiError> {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Ok(None);
                 }
@@ -53,7 +53,7 @@ impl Call<'_> {
             .await?
             .ok_or_else(|| {
                 log::warn!("a claim over a daemon socket waited past its time budget");
-                ApiError::Busy
+                ApiError::Store(crate::store::Error::Busy)
             })?;
         let tasks = dispatched
             .into_iter()

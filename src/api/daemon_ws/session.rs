@@ -13,9 +13,10 @@ use super::{rpc, Services, IDLE_TIMEOUT, MAX_FRAME_BYTES, PING_EVERY};
 use crate::access::acts_for_runtime;
 use crate::auth::Caller;
 use crate::daemon_hub::{Frame, Socket};
-use crate::db::{self, runtimes, tokens};
 use crate::domain::Id;
 use crate::error::ApiError;
+use crate::store::Conn;
+use crate::store::{self, runtimes, tokens};
 
 /// Time a write may wait for a daemon that does not read before the
 /// socket ends.
@@ -331,7 +332,7 @@ fn rpc_response(request_id: &str, reply: Result<rpc::Reply, ApiError>) -> Option
 /// every runtime of the socket that still exists (a deleted one is the
 /// heartbeat's `runtime_gone`, not a reason to end the socket).
 fn still_allowed(
-    conn: &rusqlite::Connection,
+    conn: &Conn<'_>,
     caller: &Caller,
     token_hash: &str,
     ids: &[Id],
@@ -341,7 +342,7 @@ fn still_allowed(
         Caller::Daemon(_) => tokens::find_daemon(conn, token_hash)?,
         Caller::Task(_) => None,
     };
-    let now = db::now();
+    let now = store::now();
     let live = stored
         .is_some_and(|t| !t.revoked && t.expires_at.as_deref().is_none_or(|at| at > now.as_str()));
     if !live {

@@ -112,7 +112,7 @@ fn requests() -> Vec<(&'static str, Value)> {
                 "issue_ids",
                 json!({"type": "array", "maxItems": 500,
                        "items": {"type": "string",
-                                 "maxLength": crate::db::tasks::MAX_ISSUE_ID_BYTES}}),
+                                 "maxLength": crate::store::tasks::MAX_ISSUE_ID_BYTES}}),
             )]),
         ),
         (

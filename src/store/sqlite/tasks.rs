@@ -2,42 +2,12 @@
 //! and the hourly activity of a runtime.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
-use serde_json::Value;
 
-use crate::db::sweeps::FailedTask;
-use crate::db::{api_time, now};
 use crate::domain::Id;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Task {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
-    pub runtime_id: Option<Id>,
-    pub issue_id: Option<String>,
-    pub status: String,
-    pub priority: i64,
-    pub prompt: String,
-    pub dispatched_at: Option<String>,
-    pub started_at: Option<String>,
-    pub completed_at: Option<String>,
-    pub result: Option<Value>,
-    pub error: Option<String>,
-    /// Who queued it, while they exist.
-    pub created_by: Option<Id>,
-    pub created_at: String,
-    /// The agent's session and work directory, as the daemon pinned them.
-    pub session_id: Option<String>,
-    pub work_dir: Option<String>,
-    /// While dispatched: the daemon is preparing it until then.
-    pub prepare_lease_expires_at: Option<String>,
-    /// What the daemon reported on acknowledging a cancellation.
-    pub branch_name: Option<String>,
-    pub durable_work_dir: Option<String>,
-    pub failure_reason: Option<String>,
-    pub cancel_acked_at: Option<String>,
-}
+use crate::store::sweeps::FailedTask;
+#[allow(unused_imports)]
+use crate::store::tasks::*;
+use crate::store::{api_time, now};
 
 const COLUMNS: &str =
     "id, workspace_id, agent_id, runtime_id, issue_id, status, priority, prompt, \
@@ -77,6 +47,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
     })
 }
 
+pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT status, count(*) FROM agent_task_queue GROUP BY status")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
 pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent_task_queue WHERE id = ?1"),
@@ -84,27 +61,6 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
         from_row,
     )
     .optional()
-}
-
-/// Longest prompt a task may carry, in bytes: the prompts of a 500-task
-/// listing page come to 32 MiB at most.
-pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
-/// Longest issue_id, in bytes: an id from an issue tracker, not a text.
-pub const MAX_ISSUE_ID_BYTES: usize = 256;
-/// Tasks an agent may have waiting at once; the queue of a runtime whose
-/// daemon never claims cannot grow without end.
-pub const MAX_QUEUED_PER_AGENT: i64 = 1000;
-/// Rows one `pending` reply carries, the head of the queue in claim order.
-pub const PENDING_LIMIT: i64 = 100;
-
-/// A task to queue for an agent.
-pub struct NewTask<'a> {
-    pub workspace: Id,
-    pub agent: Id,
-    pub prompt: &'a str,
-    pub priority: i64,
-    pub issue_id: Option<&'a str>,
-    pub created_by: Id,
 }
 
 pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
@@ -127,8 +83,6 @@ pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-/// How many of `agent`'s tasks are queued (read off the
-/// (agent_id, status, …) index, at most [`MAX_QUEUED_PER_AGENT`] entries).
 pub fn count_queued(conn: &Connection, agent: Id) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM agent_task_queue WHERE agent_id = ?1 AND status = 'queued'",
@@ -137,15 +91,6 @@ pub fn count_queued(conn: &Connection, agent: Id) -> rusqlite::Result<i64> {
     )
 }
 
-/// Up to `limit` of an agent's tasks, newest first (ties by id,
-/// descending), after the row whose (stored created_at, id) is `after`;
-/// each with its stored created_at, the key of the next page.
-/// Bytes of task text (prompt, result, error) one listing page may carry;
-/// a page ends early rather than pass it.
-pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
-
-/// One page of an agent's tasks: the rows (each with its stored
-/// `created_at`) and whether it ended early at [`PAGE_BYTES`].
 pub fn list_for_agent(
     conn: &Connection,
     agent: Id,
@@ -181,10 +126,6 @@ pub fn list_for_agent(
     Ok((page, false))
 }
 
-/// The first [`PENDING_LIMIT`] of the tasks dispatched to `runtime` and
-/// the queued tasks of the agents bound to it, in claim order (dispatched
-/// ones first): a runtime may have thousands queued, and a daemon only
-/// needs the head of its queue.
 pub fn pending_for_runtime(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Task>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_task_queue
@@ -198,18 +139,10 @@ pub fn pending_for_runtime(conn: &Connection, runtime: Id) -> rusqlite::Result<V
     rows.collect()
 }
 
-/// Dispatches the next task for `runtime`: the highest-priority, oldest
-/// queued task of a non-archived agent bound to it whose dispatched +
-/// running tasks are below its max_concurrent_tasks. The caller runs this
-/// inside its write transaction, so two claims can never take one task or
-/// overrun an agent's limit.
 pub fn claim(conn: &Connection, runtime: Id) -> rusqlite::Result<Option<Task>> {
     claim_any(conn, &[runtime])
 }
 
-/// [`claim`] across several runtimes (a daemon's batch claim): the
-/// highest-priority, oldest claimable task of any of them, dispatched to
-/// the runtime its agent is bound to.
 pub fn claim_any(conn: &Connection, runtimes: &[Id]) -> rusqlite::Result<Option<Task>> {
     let ids = serde_json::to_string(runtimes)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -238,46 +171,6 @@ pub fn claim_any(conn: &Connection, runtimes: &[Id]) -> rusqlite::Result<Option<
     get(conn, id)
 }
 
-/// A state change of a task, with the states it may come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    Start,
-    Complete,
-    Fail,
-    Cancel,
-}
-
-impl Transition {
-    pub fn from_states(self) -> &'static [&'static str] {
-        match self {
-            Transition::Start => &["dispatched"],
-            Transition::Complete => &["running"],
-            Transition::Fail => &["dispatched", "running"],
-            Transition::Cancel => &["queued", "dispatched", "running"],
-        }
-    }
-
-    pub fn to_state(self) -> &'static str {
-        match self {
-            Transition::Start => "running",
-            Transition::Complete => "completed",
-            Transition::Fail => "failed",
-            Transition::Cancel => "cancelled",
-        }
-    }
-
-    pub fn verb(self) -> &'static str {
-        match self {
-            Transition::Start => "start",
-            Transition::Complete => "complete",
-            Transition::Fail => "fail",
-            Transition::Cancel => "cancel",
-        }
-    }
-}
-
-/// Applies `transition` to the task (the caller has checked it is legal),
-/// recording the result or error.
 pub fn apply(
     conn: &Connection,
     id: Id,
@@ -301,7 +194,6 @@ pub fn apply(
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-/// Cancels every unfinished task of an agent; returns the cancelled ids.
 pub fn cancel_for_agent(conn: &Connection, agent: Id) -> rusqlite::Result<Vec<Id>> {
     let mut stmt = conn.prepare(
         "UPDATE agent_task_queue
@@ -313,14 +205,6 @@ pub fn cancel_for_agent(conn: &Connection, agent: Id) -> rusqlite::Result<Vec<Id
     rows.collect()
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct HourCount {
-    pub hour: i64,
-    pub count: i64,
-}
-
-/// How many of the runtime's tasks started in each hour of the day (UTC),
-/// for the hours that have any.
 pub fn hourly_activity(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<HourCount>> {
     let mut stmt = conn.prepare(
         "SELECT CAST(substr(started_at, 12, 2) AS INTEGER) AS hour, count(*)
@@ -337,12 +221,6 @@ pub fn hourly_activity(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<H
     rows.collect()
 }
 
-/// How long a prepare lease lasts: the daemon renews it every 15 s while it
-/// prepares a claimed task, so the lease lapses after three missed renewals.
-pub const PREPARE_LEASE_SECS: i64 = 45;
-
-/// Sets the prepare lease of a task (the caller has checked it is
-/// dispatched) to end at `until`.
 pub fn set_prepare_lease(conn: &Connection, id: Id, until: &str) -> rusqlite::Result<Task> {
     conn.execute(
         "UPDATE agent_task_queue SET prepare_lease_expires_at = ?2 WHERE id = ?1",
@@ -351,8 +229,6 @@ pub fn set_prepare_lease(conn: &Connection, id: Id, until: &str) -> rusqlite::Re
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-/// Records the agent's session and work directory; an absent one keeps
-/// what was pinned before.
 pub fn pin_session(
     conn: &Connection,
     id: Id,
@@ -368,19 +244,6 @@ pub fn pin_session(
     Ok(())
 }
 
-/// What a daemon reports when it acknowledges a cancellation.
-#[derive(Debug, Default)]
-pub struct CancelAck {
-    pub branch_name: Option<String>,
-    pub durable_work_dir: Option<String>,
-    pub error_message: Option<String>,
-    pub failure_reason: Option<String>,
-}
-
-/// Records the acknowledgement of a cancelled task. Nothing already
-/// recorded is overwritten, so a replayed ack changes nothing; a task that
-/// is not cancelled is left alone (its own complete or fail report is the
-/// one that counts). Returns whether the task was cancelled.
 pub fn record_cancel_ack(
     conn: &Connection,
     id: Id,
@@ -409,11 +272,6 @@ pub fn record_cancel_ack(
     Ok(changed > 0)
 }
 
-/// Why [`fail_orphans`] fails a task.
-pub const ORPHAN_ERROR: &str = "daemon restarted while task was in flight";
-
-/// Fails up to [`crate::db::sweeps::BATCH`] tasks dispatched to or running
-/// on `runtime`: its daemon has restarted, so nothing runs them any more.
 pub fn fail_orphans(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
@@ -425,7 +283,7 @@ pub fn fail_orphans(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Fail
          RETURNING id, workspace_id, agent_id",
     )?;
     let rows = stmt.query_map(
-        params![runtime, ORPHAN_ERROR, now(), crate::db::sweeps::BATCH],
+        params![runtime, ORPHAN_ERROR, now(), crate::store::sweeps::BATCH],
         |r| {
             Ok(FailedTask {
                 id: r.get(0)?,
@@ -437,25 +295,6 @@ pub fn fail_orphans(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Fail
     rows.collect()
 }
 
-/// The tasks carrying one issue that ran, run or wait on one runtime.
-#[derive(Debug, Clone)]
-pub struct IssueTasks {
-    pub issue_id: String,
-    /// Where they run (queued ones: the runtime of their agent).
-    pub runtime_id: Option<Id>,
-    /// Some of them are dispatched or running.
-    pub active: bool,
-    /// Some of them are queued.
-    pub queued: bool,
-    /// The latest thing that happened to any of them (stored form).
-    pub updated_at: String,
-    /// When the last of them finished, and how (`completed`, `failed`,
-    /// `cancelled`).
-    pub last_finished: Option<(String, String)>,
-}
-
-/// The tasks carrying any of `issue_ids` (in `workspace`, if given), one
-/// row per (issue, runtime), read off the (issue_id, workspace_id) index.
 pub fn issue_tasks(
     conn: &Connection,
     workspace: Option<Id>,

@@ -20,7 +20,7 @@ use std::thread;
 
 use rusqlite::Connection;
 
-use crate::error::ApiError;
+use crate::store::{Conn, Error, Failure};
 
 /// Most jobs one transaction holds.
 const MAX_BATCH: usize = 128;
@@ -30,7 +30,7 @@ const MAX_BATCH: usize = 128;
 pub(crate) trait Job: Send {
     /// Runs the job in its savepoint.
     fn run(self: Box<Self>, conn: &Connection) -> Ran;
-    fn refuse(self: Box<Self>, error: ApiError);
+    fn refuse(self: Box<Self>, error: Error);
     /// Runs outside any transaction, before the batch (connection settings).
     fn is_direct(&self) -> bool {
         false
@@ -38,7 +38,7 @@ pub(crate) trait Job: Send {
 }
 
 /// Answers a job that succeeded, with the outcome of its batch's commit.
-pub(crate) type Answer = Box<dyn FnOnce(Result<(), ApiError>) + Send>;
+pub(crate) type Answer = Box<dyn FnOnce(Result<(), Error>) + Send>;
 
 /// What running a job left.
 pub(crate) enum Ran {
@@ -52,31 +52,37 @@ pub(crate) enum Ran {
 }
 
 /// A job made from a closure and the channel its caller waits on.
-struct Write<T, F> {
+struct Write<T, E, F> {
     f: F,
-    reply: mpsc::SyncSender<Result<T, ApiError>>,
+    reply: mpsc::SyncSender<Result<T, E>>,
 }
 
-impl<T, F> Job for Write<T, F>
+impl<T, E, F> Job for Write<T, E, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, ApiError> + Send,
+    E: Failure,
+    F: FnOnce(&Conn<'_>) -> Result<T, E> + Send,
 {
     fn run(self: Box<Self>, conn: &Connection) -> Ran {
         let Write { f, reply } = *self;
         if let Err(e) = conn.execute_batch("SAVEPOINT request") {
-            let _ = reply.send(Err(e.into()));
+            let _ = reply.send(Err(E::from(e.into())));
             return Ran::Done;
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| f(conn)))
-            .unwrap_or_else(|_| Err(ApiError::internal("a write panicked; it was rolled back")));
+        let outcome =
+            catch_unwind(AssertUnwindSafe(|| f(&Conn::sqlite(conn)))).unwrap_or_else(|_| {
+                Err(E::from(Error::internal(
+                    "a write panicked; it was rolled back",
+                )))
+            });
         let outcome = outcome.and_then(|value| {
-            conn.execute_batch("RELEASE request")?;
+            conn.execute_batch("RELEASE request")
+                .map_err(|e| E::from(e.into()))?;
             Ok(value)
         });
         match outcome {
-            Ok(value) => Ran::Answer(Box::new(move |committed: Result<(), ApiError>| {
-                let _ = reply.send(committed.map(|()| value));
+            Ok(value) => Ran::Answer(Box::new(move |committed: Result<(), Error>| {
+                let _ = reply.send(committed.map(|()| value).map_err(E::from));
             })),
             Err(error) => {
                 let _ = reply.send(Err(error));
@@ -92,30 +98,30 @@ where
         }
     }
 
-    fn refuse(self: Box<Self>, error: ApiError) {
-        let _ = self.reply.send(Err(error));
+    fn refuse(self: Box<Self>, error: Error) {
+        let _ = self.reply.send(Err(E::from(error)));
     }
 }
 
 /// A closure run on the writer's connection outside any transaction.
 struct Direct<F> {
     f: F,
-    reply: mpsc::SyncSender<Result<(), ApiError>>,
+    reply: mpsc::SyncSender<Result<(), Error>>,
 }
 
 impl<F> Job for Direct<F>
 where
-    F: FnOnce(&Connection) -> Result<(), ApiError> + Send,
+    F: FnOnce(&Connection) -> Result<(), Error> + Send,
 {
     fn run(self: Box<Self>, conn: &Connection) -> Ran {
         let Direct { f, reply } = *self;
         let outcome = catch_unwind(AssertUnwindSafe(|| f(conn)))
-            .unwrap_or_else(|_| Err(ApiError::internal("a writer setting panicked")));
+            .unwrap_or_else(|_| Err(Error::internal("a writer setting panicked")));
         let _ = reply.send(outcome);
         Ran::Done
     }
 
-    fn refuse(self: Box<Self>, error: ApiError) {
+    fn refuse(self: Box<Self>, error: Error) {
         let _ = self.reply.send(Err(error));
     }
 
@@ -134,7 +140,7 @@ pub(crate) trait Observer: Send + 'static {
     /// A batch committed; `changed` when it changed rows.
     fn committed(&self, changed: bool);
     /// A batch (or its start) failed with `error`.
-    fn failed(&self, error: &ApiError);
+    fn failed(&self, error: &Error);
 }
 
 impl Writer {
@@ -149,38 +155,39 @@ impl Writer {
 
     /// Runs `f` on the writer's connection between batches, outside any
     /// transaction (connection settings), and waits for it.
-    pub fn direct<F>(&self, f: F) -> Result<(), ApiError>
+    pub fn direct<F>(&self, f: F) -> Result<(), Error>
     where
-        F: FnOnce(&Connection) -> Result<(), ApiError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<(), Error> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
         self.jobs
             .send(Box::new(Direct { f, reply }))
-            .map_err(|_| ApiError::internal("the database writer has stopped"))?;
+            .map_err(|_| Error::internal("the database writer has stopped"))?;
         answer
             .recv()
-            .map_err(|_| ApiError::internal("the database writer dropped a request"))?
+            .map_err(|_| Error::internal("the database writer dropped a request"))?
     }
 
     /// Runs `f` in the next batch and waits for its commit. Blocks: call
     /// it off the async executor.
-    pub fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        E: Failure,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
         self.jobs
             .send(Box::new(Write { f, reply }))
-            .map_err(|_| ApiError::internal("the database writer has stopped"))?;
+            .map_err(|_| E::from(Error::internal("the database writer has stopped")))?;
         answer
             .recv()
-            .map_err(|_| ApiError::internal("the database writer dropped a write"))?
+            .map_err(|_| E::from(Error::internal("the database writer dropped a write")))?
     }
 }
 
 fn run(mut conn: Connection, inbox: mpsc::Receiver<Box<dyn Job>>, observer: impl Observer) {
-    // ends when every Db handle (every sender) is gone
+    // ends when every Store handle (every sender) is gone
     while let Ok(first) = inbox.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -215,10 +222,10 @@ fn commit_some(
 ) {
     let before = conn.total_changes();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let error = ApiError::from(e);
+        let error = Error::from(e);
         observer.failed(&error);
         for job in jobs {
-            job.refuse(same(&error));
+            job.refuse(error.clone());
         }
         return;
     }
@@ -238,11 +245,11 @@ fn commit_some(
         }
     }
     let committed = if broken {
-        Err(ApiError::internal(
+        Err(Error::internal(
             "a write batch was abandoned: the database ended its transaction",
         ))
     } else {
-        conn.execute_batch("COMMIT").map_err(ApiError::from)
+        conn.execute_batch("COMMIT").map_err(Error::from)
     };
     match committed {
         Ok(()) => {
@@ -259,20 +266,9 @@ fn commit_some(
                 }
             }
             for answer in answers {
-                answer(Err(same(&error)));
+                answer(Err(error.clone()));
             }
         }
-    }
-}
-
-/// `error` again, for each request of a batch that failed as a whole (the
-/// detail was logged once where it was made).
-fn same(error: &ApiError) -> ApiError {
-    match error {
-        ApiError::Busy => ApiError::Busy,
-        ApiError::StorageFull => ApiError::StorageFull,
-        ApiError::StorageUnavailable(why) => ApiError::StorageUnavailable(why),
-        _ => ApiError::Internal,
     }
 }
 
@@ -283,19 +279,23 @@ mod tests {
     struct Quiet;
     impl Observer for Quiet {
         fn committed(&self, _: bool) {}
-        fn failed(&self, _: &ApiError) {}
+        fn failed(&self, _: &Error) {}
     }
 
-    fn job<F>(f: F) -> (Box<dyn Job>, mpsc::Receiver<Result<(), ApiError>>)
+    fn job<F>(f: F) -> (Box<dyn Job>, mpsc::Receiver<Result<(), Error>>)
     where
-        F: FnOnce(&Connection) -> Result<(), ApiError> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<(), Error> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
         (Box::new(Write { f, reply }), answer)
     }
 
-    fn insert(n: i64) -> impl FnOnce(&Connection) -> Result<(), ApiError> + Send + 'static {
-        move |c| Ok(c.execute("INSERT INTO t VALUES (?1)", [n]).map(|_| ())?)
+    fn insert(n: i64) -> impl FnOnce(&Conn<'_>) -> Result<(), Error> + Send + 'static {
+        move |c| {
+            Ok(c.sql()
+                .execute("INSERT INTO t VALUES (?1)", [n])
+                .map(|_| ())?)
+        }
     }
 
     fn rows(conn: &Connection) -> Vec<i64> {
@@ -333,7 +333,7 @@ mod tests {
         let (a, a_answer) = job(insert(1));
         // stands for SQLite rolling the transaction back on a disk error
         let (b, b_answer) = job(|c| {
-            c.execute_batch("ROLLBACK")?;
+            c.sql().execute_batch("ROLLBACK")?;
             Ok(())
         });
         let (c, c_answer) = job(insert(3));

@@ -3,23 +3,11 @@
 
 use rusqlite::{params, Connection};
 
-use crate::db::now;
 use crate::domain::Id;
+use crate::store::now;
+#[allow(unused_imports)]
+use crate::store::sweeps::*;
 
-/// Rows touched per transaction, so a sweep over a large backlog never
-/// holds the write lock for long.
-pub const BATCH: i64 = 250;
-
-/// A task the sweeper failed.
-#[derive(Debug, Clone)]
-pub struct FailedTask {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
-}
-
-/// Marks up to [`BATCH`] online runtimes last seen before `cutoff` offline,
-/// with the reason `stale`; returns (runtime, workspace) pairs.
 pub fn mark_stale_offline(conn: &Connection, cutoff: &str) -> rusqlite::Result<Vec<(Id, Id)>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?4, updated_at = ?2
@@ -27,7 +15,7 @@ pub fn mark_stale_offline(conn: &Connection, cutoff: &str) -> rusqlite::Result<V
                       WHERE status = 'online' AND last_seen_at < ?1 LIMIT ?3)
          RETURNING id, workspace_id",
     )?;
-    let stale = crate::db::runtimes::reason("stale");
+    let stale = crate::store::runtimes::reason("stale");
     let rows = stmt.query_map(params![cutoff, now(), BATCH, stale], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })?;
@@ -42,8 +30,6 @@ fn failed(row: &rusqlite::Row<'_>) -> rusqlite::Result<FailedTask> {
     })
 }
 
-/// Fails up to [`BATCH`] dispatched/running tasks whose runtime is offline
-/// (swept as stale or deregistered).
 pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
@@ -62,9 +48,6 @@ pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec
     rows.collect()
 }
 
-/// Fails up to [`BATCH`] tasks dispatched before `dispatched_cutoff` (and
-/// not under a live prepare lease: their daemon is still preparing them)
-/// or running since before `running_cutoff`.
 pub fn fail_timed_out_tasks(
     conn: &Connection,
     dispatched_cutoff: &str,
@@ -89,9 +72,6 @@ pub fn fail_timed_out_tasks(
     rows.collect()
 }
 
-/// Deletes up to [`BATCH`] offline runtimes last seen before `cutoff` that
-/// no agent row (active or archived) refers to; returns (runtime,
-/// workspace) pairs.
 pub fn delete_abandoned_runtimes(
     conn: &Connection,
     cutoff: &str,

@@ -2,24 +2,11 @@
 //! the daily totals older daemons report per runtime.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 
 use crate::domain::Id;
+#[allow(unused_imports)]
+use crate::store::usage::*;
 
-/// Token counts of one provider/model, validated by the API layer
-/// (0..=2^53 each).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UsageEntry {
-    pub provider: String,
-    pub model: String,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_read_tokens: i64,
-    pub cache_write_tokens: i64,
-}
-
-/// Stores a task's usage for (provider, model) without a reported cost;
-/// see [`upsert_task_usage_with_cost`].
 pub fn upsert_task_usage(
     conn: &Connection,
     task: Id,
@@ -37,12 +24,6 @@ struct StoredTaskUsage {
     created_at: String,
 }
 
-/// Stores a task's usage for (provider, model), replacing what was stored
-/// (daemons send running totals), with its cost in 1e-10 USD if the daemon
-/// reported one, and moves the workspace rollups and the rollup of the
-/// task's runtime by the difference in the same transaction. The row keeps
-/// the bucket of its first recording; a (task, model) pair counts once in
-/// `task_count`.
 pub fn upsert_task_usage_with_cost(
     conn: &Connection,
     task: Id,
@@ -241,18 +222,6 @@ fn saturating_add(column: &str) -> String {
     format!("max(0, min({column} + excluded.{column}, 9223372036854775807))")
 }
 
-/// One bucket of workspace usage: a date (daily) or an hour (hourly).
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    pub key: String,
-    pub model: String,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_read_tokens: i64,
-    pub cache_write_tokens: i64,
-    pub task_count: i64,
-}
-
 fn buckets(
     conn: &Connection,
     sql: &str,
@@ -275,7 +244,6 @@ fn buckets(
     rows.collect()
 }
 
-/// UTC days `from..=to` (YYYY-MM-DD), newest first.
 pub fn daily(
     conn: &Connection,
     workspace: Id,
@@ -294,7 +262,6 @@ pub fn daily(
     )
 }
 
-/// UTC hours `from..to` (YYYY-MM-DDTHH, `to` excluded), oldest first.
 pub fn hourly(
     conn: &Connection,
     workspace: Id,
@@ -313,34 +280,6 @@ pub fn hourly(
     )
 }
 
-/// Where a runtime's usage row comes from: what an older daemon reported
-/// for its runtime (`runtime_report`), or the usage of the tasks that ran
-/// on it (`task_usage`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UsageSource {
-    RuntimeReport,
-    TaskUsage,
-}
-
-/// A runtime's usage of one (date, provider, model).
-#[derive(Debug, Clone, Serialize)]
-pub struct RuntimeUsage {
-    pub runtime_id: Id,
-    pub date: String,
-    pub provider: String,
-    pub model: String,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_read_tokens: i64,
-    pub cache_write_tokens: i64,
-    /// The providers' price in 1e-10 USD, when the daemon reported one.
-    pub cost_usd_ticks: Option<i64>,
-    pub source: UsageSource,
-}
-
-/// Stores a daemon's day total for (runtime, date, provider, model),
-/// replacing what was stored.
 pub fn upsert_runtime_usage(
     conn: &Connection,
     runtime: Id,
@@ -374,7 +313,6 @@ pub fn upsert_runtime_usage(
     Ok(())
 }
 
-/// A runtime's usage on dates `>= from` from `source`, newest first.
 pub fn runtime_usage(
     conn: &Connection,
     runtime: Id,

@@ -1,20 +1,12 @@
 //! `user` rows.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
 
-use crate::db::{api_time, now};
 use crate::domain::Id;
-use crate::error::ApiError;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct User {
-    pub id: Id,
-    pub name: String,
-    pub email: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
+#[allow(unused_imports)]
+use crate::store::users::*;
+use crate::store::Error;
+use crate::store::{api_time, now};
 
 const COLUMNS: &str = "id, name, email, created_at, updated_at";
 
@@ -28,10 +20,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-/// Creates a user; 409 when the email (case-insensitively) is taken.
-pub fn insert(conn: &Connection, email: &str, name: &str) -> Result<User, ApiError> {
+pub fn insert(conn: &Connection, email: &str, name: &str) -> Result<User, Error> {
     if find_by_email(conn, email)?.is_some() {
-        return Err(ApiError::conflict(format!(
+        return Err(Error::conflict(format!(
             "a user with email {email} already exists"
         )));
     }
@@ -41,7 +32,7 @@ pub fn insert(conn: &Connection, email: &str, name: &str) -> Result<User, ApiErr
         r#"INSERT INTO "user" (id, email, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"#,
         params![id, email, name, now],
     )?;
-    get(conn, id)?.ok_or_else(|| ApiError::internal("inserted user vanished"))
+    get(conn, id)?.ok_or_else(|| Error::internal("inserted user vanished"))
 }
 
 pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<User>> {

@@ -1,42 +1,16 @@
 //! `agent_runtime` rows: registration upserts, heartbeats, listing, delete.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::{api_time, now};
 use crate::domain::Id;
-use crate::error::ApiError;
-
-/// A runtime as the API shows it (field for field the reference's shape).
-#[derive(Debug, Clone, Serialize)]
-pub struct Runtime {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub daemon_id: Option<String>,
-    pub name: String,
-    pub runtime_mode: String,
-    pub provider: String,
-    pub status: String,
-    pub device_info: String,
-    /// Always a JSON object; `{}` when empty.
-    pub metadata: Value,
-    pub owner_id: Option<Id>,
-    pub last_seen_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-    /// Why it is offline (`{code, detail?, repair?}`); null while online
-    /// or when nobody said.
-    pub offline_reason: Option<Value>,
-}
+#[allow(unused_imports)]
+use crate::store::runtimes::*;
+use crate::store::Error;
+use crate::store::{api_time, now};
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason";
-
-/// `{"code": code}`: an offline reason the server sets itself.
-pub fn reason(code: &str) -> String {
-    serde_json::json!({ "code": code }).to_string()
-}
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     let metadata: String = row.get(8)?;
@@ -64,6 +38,13 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     })
 }
 
+pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT status, count(*) FROM agent_runtime GROUP BY status")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
 pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Runtime>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent_runtime WHERE id = ?1"),
@@ -73,9 +54,6 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Runtime>> {
     .optional()
 }
 
-/// Up to `limit` of a workspace's runtimes (optionally one owner's), oldest
-/// first (ties by id), after the row whose (stored created_at, id) is
-/// `after`; each with its stored created_at, the key of the next page.
 pub fn list(
     conn: &Connection,
     workspace: Id,
@@ -101,28 +79,6 @@ pub fn list(
     rows.collect()
 }
 
-/// One runtime of a daemon's registration, already validated.
-#[derive(Debug, Clone)]
-pub struct Registration {
-    pub workspace_id: Id,
-    pub daemon_id: String,
-    pub provider: String,
-    pub name: String,
-    pub status: &'static str,
-    pub device_info: String,
-    /// JSON object text.
-    pub metadata: String,
-    /// The member the daemon acts for: the owner of a new row, and the
-    /// only one who may re-register an existing one.
-    pub owner: Id,
-    /// JSON object text; `None` for a runtime registered online.
-    pub offline_reason: Option<String>,
-}
-
-/// Inserts or updates the runtime keyed by (workspace, daemon_id, provider)
-/// and returns it; the id and the owner of an existing row never change.
-/// `None` when the row exists and belongs to someone else (nothing is
-/// written then).
 pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<Runtime>> {
     let now = now();
     let id: Option<Id> = conn
@@ -164,8 +120,6 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
     }
 }
 
-/// Whether the runtime keyed by (workspace, daemon_id, provider) exists
-/// (an index lookup).
 pub fn exists(
     conn: &Connection,
     workspace: Id,
@@ -178,9 +132,6 @@ pub fn exists(
     .exists(params![workspace, daemon_id, provider])
 }
 
-/// Whether `workspace` has a runtime of `daemon_id` owned by anyone but
-/// `owner` (or by nobody): a range on the (workspace, daemon_id, provider)
-/// index.
 pub fn daemon_owned_by_other(
     conn: &Connection,
     workspace: Id,
@@ -194,8 +145,6 @@ pub fn daemon_owned_by_other(
     .exists(params![workspace, daemon_id, owner])
 }
 
-/// How many runtimes `workspace` holds: a counter the schema's triggers
-/// keep, so this is one row read however large the fleet.
 pub fn count_in_workspace(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT runtime_count FROM workspace WHERE id = ?1")?
         .query_row([workspace], |r| r.get(0))
@@ -203,16 +152,6 @@ pub fn count_in_workspace(conn: &Connection, workspace: Id) -> rusqlite::Result<
         .map(Option::unwrap_or_default)
 }
 
-/// Moves agents from this machine's old offline registrations to `target`:
-/// runtimes of the same workspace, provider and owner whose daemon_id is
-/// literally `<daemon_id>-` followed by anything (a profile suffix).
-///
-/// The prefix is a range on the UNIQUE(workspace_id, daemon_id, provider)
-/// index — `daemon_id >= '<id>-' AND daemon_id < '<id>.'` ('.' follows '-'
-/// in byte order) — so the cost follows the matching rows, not the size of
-/// the fleet or of the owner's runtimes (`+owner_id` keeps the planner off
-/// the owner index); `%` and `_` in ids are plain characters. Returns how
-/// many agents moved.
 pub fn migrate_agents(conn: &Connection, target: &Runtime) -> rusqlite::Result<usize> {
     let (Some(owner), Some(daemon_id)) = (target.owner_id, target.daemon_id.as_deref()) else {
         return Ok(0);
@@ -236,21 +175,6 @@ pub fn migrate_agents(conn: &Connection, target: &Runtime) -> rusqlite::Result<u
     ])
 }
 
-/// What folding a machine's former registrations into a runtime moved.
-#[derive(Debug, Default)]
-pub struct Folded {
-    /// The runtimes folded in, now deleted.
-    pub runtimes: Vec<Id>,
-    pub agents: usize,
-    pub tasks: usize,
-}
-
-/// Folds the runtimes this machine registered under its former daemon ids
-/// (`legacy`, hostnames, compared case-insensitively as hostnames drift in
-/// case) into `target`: those of the same workspace, provider and owner.
-/// Their agents, their open tasks and their daemon's usage reports move to
-/// `target`, then the old rows are deleted; finished tasks stay as history
-/// (their runtime becomes NULL). Anyone else's runtimes are left alone.
 pub fn fold_legacy(
     conn: &Connection,
     target: &Runtime,
@@ -331,8 +255,6 @@ fn fold_one(conn: &Connection, old: Id, new: Id) -> rusqlite::Result<(usize, usi
     Ok((agents, tasks))
 }
 
-/// Marks a runtime online and seen now (no longer offline for any
-/// reason). `false` when it does not exist.
 pub fn heartbeat(conn: &Connection, id: Id) -> rusqlite::Result<bool> {
     let now = now();
     let changed = conn.execute(
@@ -344,8 +266,6 @@ pub fn heartbeat(conn: &Connection, id: Id) -> rusqlite::Result<bool> {
     Ok(changed > 0)
 }
 
-/// Marks a runtime offline for `reason` (JSON object text); it stays, with
-/// its agents, for the daemon's return.
 pub fn set_offline(conn: &Connection, id: Id, reason: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?3, updated_at = ?2
@@ -363,12 +283,9 @@ pub fn count_active_agents(conn: &Connection, id: Id) -> rusqlite::Result<i64> {
     )
 }
 
-/// Deletes a runtime and its archived agents; 409 while an active agent is
-/// bound to it. Task history keeps its rows (their runtime/agent become
-/// NULL through the schema's ON DELETE SET NULL).
-pub fn delete(conn: &Connection, id: Id) -> Result<(), ApiError> {
+pub fn delete(conn: &Connection, id: Id) -> Result<(), Error> {
     if count_active_agents(conn, id)? > 0 {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "cannot delete runtime: it has active agents bound to it. Archive or reassign the agents first.",
         ));
     }
@@ -380,9 +297,6 @@ pub fn delete(conn: &Connection, id: Id) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Moves an online runtime's last_seen_at forward to `at` (a buffered
-/// heartbeat). A runtime swept offline meanwhile stays offline: its next
-/// heartbeat brings it back through [`heartbeat`].
 pub fn touch_seen(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE agent_runtime SET last_seen_at = ?2, updated_at = ?2

@@ -2,32 +2,12 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
 
-use crate::db::{api_time, now};
 use crate::domain::{Id, Role};
-use crate::error::ApiError;
-
-/// Where an invitation stands. Only `Pending` ones can be answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InvitationStatus {
-    Pending,
-    Accepted,
-    Declined,
-    Revoked,
-}
-
-impl InvitationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InvitationStatus::Pending => "pending",
-            InvitationStatus::Accepted => "accepted",
-            InvitationStatus::Declined => "declined",
-            InvitationStatus::Revoked => "revoked",
-        }
-    }
-}
+#[allow(unused_imports)]
+use crate::store::invitations::*;
+use crate::store::Error;
+use crate::store::{api_time, now};
 
 impl ToSql for InvitationStatus {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -47,23 +27,6 @@ impl FromSql for InvitationStatus {
             )),
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Invitation {
-    pub id: Id,
-    pub workspace_id: Id,
-    /// So the invitee, not yet a member, knows what they are asked to join.
-    pub workspace_name: String,
-    pub email: String,
-    pub role: Role,
-    pub status: InvitationStatus,
-    /// The inviting user; null once that user is gone.
-    pub invited_by: Option<Id>,
-    pub created_at: String,
-    pub expires_at: String,
-    #[serde(skip)]
-    pub expired: bool,
 }
 
 const SELECT: &str = "SELECT i.id, i.workspace_id, w.name, i.email, i.role, i.status, i.invited_by,
@@ -91,7 +54,6 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Invitation>> {
         .optional()
 }
 
-/// The invitation `id` if it was sent to `user`'s email address.
 pub fn get_for_user(conn: &Connection, id: Id, user: Id) -> rusqlite::Result<Option<Invitation>> {
     conn.query_row(
         &format!(r#"{SELECT} JOIN "user" u ON u.email = i.email WHERE i.id = ?1 AND u.id = ?2"#),
@@ -101,7 +63,6 @@ pub fn get_for_user(conn: &Connection, id: Id, user: Id) -> rusqlite::Result<Opt
     .optional()
 }
 
-/// The pending invitation of `email` to `workspace`, expired or not.
 pub fn find_pending(
     conn: &Connection,
     workspace: Id,
@@ -115,7 +76,6 @@ pub fn find_pending(
     .optional()
 }
 
-/// Pending invitations of `workspace` that can still be accepted.
 pub fn count_open(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM invitation
@@ -125,7 +85,6 @@ pub fn count_open(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
     )
 }
 
-/// Invitations of `workspace` that can still be accepted, newest first.
 pub fn list_open_for_workspace(
     conn: &Connection,
     workspace: Id,
@@ -138,8 +97,6 @@ pub fn list_open_for_workspace(
     rows.collect()
 }
 
-/// Invitations sent to `user`'s email address that they can still accept,
-/// newest first.
 pub fn list_open_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Invitation>> {
     let mut stmt = conn.prepare(&format!(
         r#"{SELECT} JOIN "user" u ON u.email = i.email
@@ -157,33 +114,31 @@ pub fn insert(
     role: Role,
     invited_by: Id,
     expires_at: &str,
-) -> Result<Invitation, ApiError> {
+) -> Result<Invitation, Error> {
     let id = Id::new();
     conn.execute(
         "INSERT INTO invitation (id, workspace_id, email, role, invited_by, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![id, workspace, email, role, invited_by, now(), expires_at],
     )?;
-    get(conn, id)?.ok_or_else(|| ApiError::internal("inserted invitation vanished"))
+    get(conn, id)?.ok_or_else(|| Error::internal("inserted invitation vanished"))
 }
 
-/// Re-sends a pending invitation: new role, inviter and expiry, same id.
 pub fn renew(
     conn: &Connection,
     id: Id,
     role: Role,
     invited_by: Id,
     expires_at: &str,
-) -> Result<Invitation, ApiError> {
+) -> Result<Invitation, Error> {
     conn.execute(
         "UPDATE invitation SET role = ?2, invited_by = ?3, expires_at = ?4
          WHERE id = ?1 AND status = 'pending'",
         params![id, role, invited_by, expires_at],
     )?;
-    get(conn, id)?.ok_or_else(|| ApiError::internal("renewed invitation vanished"))
+    get(conn, id)?.ok_or_else(|| Error::internal("renewed invitation vanished"))
 }
 
-/// Closes a pending invitation as accepted, declined or revoked.
 pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE invitation SET status = ?2, answered_at = ?3 WHERE id = ?1 AND status = 'pending'",
@@ -192,8 +147,6 @@ pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::
     Ok(())
 }
 
-/// Revokes the pending invitations `user` sent for `workspace`, when they
-/// leave it: what they offered was theirs to offer as a member.
 pub fn revoke_sent_by(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE invitation SET status = 'revoked', answered_at = ?3

@@ -1,35 +1,12 @@
 //! `agent` rows.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::db::{api_time, now};
 use crate::domain::Id;
-
-/// An agent as the API shows it (the reference's agent JSON).
-#[derive(Debug, Clone, Serialize)]
-pub struct Agent {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub runtime_id: Id,
-    pub name: String,
-    pub description: String,
-    pub instructions: String,
-    pub avatar_url: Option<String>,
-    pub runtime_mode: String,
-    pub runtime_config: Value,
-    pub visibility: String,
-    pub status: String,
-    pub max_concurrent_tasks: i64,
-    pub owner_id: Option<Id>,
-    /// Kept for wire compatibility; agenthub has no skills.
-    pub skills: Vec<Value>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub archived_at: Option<String>,
-    pub archived_by: Option<Id>,
-}
+#[allow(unused_imports)]
+use crate::store::agents::*;
+use crate::store::{api_time, now};
 
 const COLUMNS: &str = "id, workspace_id, runtime_id, name, description, instructions, avatar_url, \
      runtime_mode, runtime_config, visibility, status, max_concurrent_tasks, owner_id, \
@@ -59,22 +36,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
     })
 }
 
-/// The writable fields of an agent, validated by the API layer.
-#[derive(Debug, Clone)]
-pub struct AgentFields {
-    pub runtime_id: Id,
-    pub runtime_mode: String,
-    pub name: String,
-    pub description: String,
-    pub instructions: String,
-    pub avatar_url: Option<String>,
-    /// JSON text.
-    pub runtime_config: String,
-    pub visibility: String,
-    pub status: String,
-    pub max_concurrent_tasks: i64,
-}
-
 pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Agent>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent WHERE id = ?1"),
@@ -84,20 +45,6 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Agent>> {
     .optional()
 }
 
-/// Which of a workspace's agents a list shows.
-#[derive(Debug, Clone, Copy)]
-pub struct Filter {
-    pub workspace: Id,
-    pub viewer: Id,
-    /// Private agents of others too (owners and admins).
-    pub see_private: bool,
-    pub include_archived: bool,
-}
-
-/// Up to `limit` of the agents `filter.viewer` may see (workspace-visible
-/// ones, their own, or all of them for `see_private`), oldest first (ties
-/// by id), after the row whose (stored created_at, id) is `after`; each
-/// with its stored created_at, the key of the next page.
 pub fn list(
     conn: &Connection,
     filter: Filter,
@@ -189,7 +136,6 @@ pub fn update(conn: &Connection, id: Id, fields: &AgentFields) -> rusqlite::Resu
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-/// Sets or clears the archive mark.
 pub fn set_archived(conn: &Connection, id: Id, by: Option<Id>) -> rusqlite::Result<Agent> {
     let now = now();
     conn.execute(
@@ -201,8 +147,6 @@ pub fn set_archived(conn: &Connection, id: Id, by: Option<Id>) -> rusqlite::Resu
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-/// Sets the agent's status to `working` while it has dispatched or running
-/// tasks and `idle` otherwise. Returns the new status when it changed.
 pub fn reconcile_status(conn: &Connection, id: Id) -> rusqlite::Result<Option<String>> {
     let status: Option<String> = conn
         .query_row(

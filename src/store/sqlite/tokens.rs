@@ -1,64 +1,15 @@
 //! `personal_access_token` and `daemon_token` rows. Only the SHA-256 of a
 //! token is stored; the token itself is returned once, when it is made.
 
-use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::db::{api_time, now};
 use crate::domain::Id;
+#[allow(unused_imports)]
+use crate::store::tokens::*;
+use crate::store::{api_time, now};
 
-/// Personal access tokens: `mul_` + 40 lower-case hex digits.
-pub const PAT_PREFIX: &str = "mul_";
-/// Daemon tokens: `mdt_` + 40 lower-case hex digits.
-pub const DAEMON_PREFIX: &str = "mdt_";
-/// Task-scoped tokens, minted at claim: `mat_` + 40 lower-case hex digits.
-pub const TASK_PREFIX: &str = "mat_";
-/// How long a task token lives at most (its task ending ends it sooner).
-pub const TASK_TOKEN_LIFETIME_HOURS: i64 = 24;
-const SECRET_HEX_LEN: usize = 40;
 /// Characters of a PAT kept in clear so a user can tell their tokens apart.
 const SHOWN_PREFIX_LEN: usize = 8;
-
-/// A fresh token: `prefix` + 40 hex digits from the OS random generator.
-pub fn generate(prefix: &str) -> String {
-    let mut bytes = [0u8; SECRET_HEX_LEN / 2];
-    rand::rng().fill_bytes(&mut bytes);
-    let mut token = String::with_capacity(prefix.len() + SECRET_HEX_LEN);
-    token.push_str(prefix);
-    for b in bytes {
-        token.push_str(&format!("{b:02x}"));
-    }
-    token
-}
-
-/// True when `token` is `prefix` followed by exactly 40 lower-case hex digits.
-pub fn is_well_formed(token: &str, prefix: &str) -> bool {
-    token.strip_prefix(prefix).is_some_and(|secret| {
-        secret.len() == SECRET_HEX_LEN
-            && secret
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
-
-/// Hex SHA-256 of the whole token, as stored.
-pub fn hash(token: &str) -> String {
-    format!("{:x}", Sha256::digest(token.as_bytes()))
-}
-
-/// A PAT as its owner sees it in a listing (never the token itself).
-#[derive(Debug, Clone, Serialize)]
-pub struct PersonalToken {
-    pub id: Id,
-    pub name: String,
-    pub token_prefix: String,
-    pub expires_at: Option<String>,
-    pub last_used_at: Option<String>,
-    pub revoked: bool,
-    pub created_at: String,
-}
 
 const PAT_COLUMNS: &str =
     "id, name, token_prefix, expires_at, last_used_at, revoked_at IS NOT NULL, created_at";
@@ -75,7 +26,6 @@ fn pat_from_row(row: &Row<'_>) -> rusqlite::Result<PersonalToken> {
     })
 }
 
-/// Creates a PAT for `user`; returns its listing row and the token.
 pub fn create_personal(
     conn: &Connection,
     user: Id,
@@ -106,7 +56,6 @@ pub fn create_personal(
     Ok((row, token))
 }
 
-/// How many of `user`'s PATs still authenticate (not revoked, not expired).
 pub fn count_live_personal(conn: &Connection, user: Id) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM personal_access_token
@@ -116,7 +65,6 @@ pub fn count_live_personal(conn: &Connection, user: Id) -> rusqlite::Result<i64>
     )
 }
 
-/// `user`'s tokens, newest first.
 pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<PersonalToken>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {PAT_COLUMNS} FROM personal_access_token WHERE user_id = ?1
@@ -126,11 +74,6 @@ pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Person
     rows.collect()
 }
 
-/// Revokes one of `user`'s tokens. `false` when `user` has no such token
-/// (including someone else's: ids are not probe-able).
-/// Revokes `user`'s token `id`: `None` when they have no such token,
-/// `Some(true)` when it was live until now, `Some(false)` when it was
-/// already revoked (nothing changes then).
 pub fn revoke_personal(conn: &Connection, user: Id, id: Id) -> rusqlite::Result<Option<bool>> {
     let found: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM personal_access_token WHERE id = ?1 AND user_id = ?2)",
@@ -143,18 +86,6 @@ pub fn revoke_personal(conn: &Connection, user: Id, id: Id) -> rusqlite::Result<
         params![id, user, now()],
     )?;
     Ok(found.then_some(revoked > 0))
-}
-
-/// What authentication needs to know about a stored token.
-#[derive(Debug, Clone)]
-pub struct StoredToken {
-    pub id: Id,
-    pub user_id: Option<Id>,
-    pub workspace_id: Option<Id>,
-    pub daemon_id: Option<String>,
-    pub expires_at: Option<String>,
-    pub revoked: bool,
-    pub last_used_at: Option<String>,
 }
 
 pub fn find_personal(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<StoredToken>> {
@@ -197,7 +128,6 @@ pub fn find_daemon(conn: &Connection, token_hash: &str) -> rusqlite::Result<Opti
     .optional()
 }
 
-/// Records that a PAT was used (the caller throttles how often).
 pub fn touch_personal(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE personal_access_token SET last_used_at = ?2 WHERE id = ?1",
@@ -205,9 +135,6 @@ pub fn touch_personal(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<(
     )?;
     Ok(())
 }
-
-/// A token is renewed once it has less than this left.
-pub const RENEW_WITHIN_DAYS: i64 = 7;
 
 /// Which table a token lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,25 +150,6 @@ impl TokenTable {
             TokenTable::Daemon => "daemon_token",
         }
     }
-}
-
-/// What renewing a token found or did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Renewal {
-    /// No personal access or daemon token has this hash (a task token, or
-    /// none at all).
-    NotRenewable,
-    Revoked,
-    Expired,
-    /// A PAT made without an expiry: nothing to extend.
-    NeverExpires,
-    /// More than [`RENEW_WITHIN_DAYS`] left: unchanged.
-    NotYet {
-        expires_at: String,
-    },
-    Renewed {
-        expires_at: String,
-    },
 }
 
 /// A stored token as renewal needs it.
@@ -283,11 +191,6 @@ fn find_renewable(conn: &Connection, token_hash: &str) -> rusqlite::Result<Optio
     Ok(None)
 }
 
-/// Renews the personal access or daemon token with `token_hash` in place,
-/// so every process holding it goes on working: once it has less than
-/// [`RENEW_WITHIN_DAYS`] left, it gets its own lifetime again (from when it
-/// was made or last renewed to its expiry), counted from `now`. The caller
-/// runs this in its write transaction, so concurrent renewals extend once.
 pub fn renew(
     conn: &Connection,
     token_hash: &str,
@@ -328,13 +231,13 @@ pub fn renew(
         .map(|since| expires - since)
         .filter(|l| *l > chrono::Duration::zero())
         .unwrap_or_else(|| chrono::Duration::days(RENEW_WITHIN_DAYS));
-    let renewed = crate::db::format_time(now + lifetime);
+    let renewed = crate::store::format_time(now + lifetime);
     conn.execute(
         &format!(
             "UPDATE {} SET expires_at = ?2, renewed_at = ?3 WHERE id = ?1",
             table.name()
         ),
-        params![id, renewed, crate::db::format_time(now)],
+        params![id, renewed, crate::store::format_time(now)],
     )?;
     Ok(Renewal::Renewed {
         expires_at: api_time(&renewed),
@@ -347,7 +250,6 @@ fn parse_stored(stored: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
-/// Mints a daemon token for `daemon_id` in `workspace`; returns the token.
 pub fn create_daemon(
     conn: &Connection,
     workspace: Id,
@@ -373,8 +275,6 @@ pub fn create_daemon(
     Ok(token)
 }
 
-/// How many daemon tokens `user` minted in `workspace` that still
-/// authenticate (not revoked, not expired).
 pub fn count_live_daemon(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM daemon_token
@@ -384,21 +284,6 @@ pub fn count_live_daemon(conn: &Connection, workspace: Id, user: Id) -> rusqlite
     )
 }
 
-/// A live-or-not task token, as authentication needs it.
-#[derive(Debug, Clone)]
-pub struct StoredTaskToken {
-    pub id: Id,
-    pub task_id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
-    /// The task's status now: the token works only while it is dispatched
-    /// or running.
-    pub task_status: String,
-    pub expires_at: String,
-}
-
-/// Mints the task token of `task` (claimed just now); returns the token,
-/// which is shown once — only its hash is stored.
 pub fn create_task_token(conn: &Connection, task: Id, workspace: Id) -> rusqlite::Result<String> {
     let token = generate(TASK_PREFIX);
     let now = chrono::Utc::now();
@@ -412,8 +297,8 @@ pub fn create_task_token(conn: &Connection, task: Id, workspace: Id) -> rusqlite
         hash(&token),
         task,
         workspace,
-        crate::db::format_time(expires),
-        crate::db::format_time(now)
+        crate::store::format_time(expires),
+        crate::store::format_time(now)
     ])?;
     Ok(token)
 }

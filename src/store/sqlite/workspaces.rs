@@ -1,33 +1,12 @@
 //! `workspace` and `member` rows.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
 
-use crate::db::{api_time, now};
 use crate::domain::{Id, Role};
-use crate::error::ApiError;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Workspace {
-    pub id: Id,
-    pub name: String,
-    pub slug: String,
-    pub description: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// A membership, with the member's user fields so a list is readable.
-#[derive(Debug, Clone, Serialize)]
-pub struct Member {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub user_id: Id,
-    pub role: Role,
-    pub name: String,
-    pub email: String,
-    pub created_at: String,
-}
+#[allow(unused_imports)]
+use crate::store::workspaces::*;
+use crate::store::Error;
+use crate::store::{api_time, now};
 
 const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at";
 const MEMBER_COLUMNS: &str =
@@ -56,24 +35,6 @@ fn member_from_row(row: &Row<'_>) -> rusqlite::Result<Member> {
     })
 }
 
-/// Lower-case letters, digits and single dashes, from a display name.
-pub fn slugify(name: &str) -> String {
-    let mut slug = String::new();
-    for c in name.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c);
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    let slug = slug.trim_end_matches('-');
-    if slug.is_empty() {
-        "workspace".to_string()
-    } else {
-        slug.to_string()
-    }
-}
-
 fn slug_taken(conn: &Connection, slug: &str) -> rusqlite::Result<bool> {
     conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM workspace WHERE slug = ?1)",
@@ -82,20 +43,16 @@ fn slug_taken(conn: &Connection, slug: &str) -> rusqlite::Result<bool> {
     )
 }
 
-/// Creates a workspace owned by `owner`. An explicit slug that is taken is a
-/// 409; a slug derived from the name gets a `-2`, `-3`, … suffix instead.
 pub fn create(
     conn: &Connection,
     name: &str,
     slug: Option<&str>,
     description: &str,
     owner: Id,
-) -> Result<Workspace, ApiError> {
+) -> Result<Workspace, Error> {
     let slug = match slug {
         Some(slug) if slug_taken(conn, slug)? => {
-            return Err(ApiError::conflict(format!(
-                "slug {slug:?} is already taken"
-            )))
+            return Err(Error::conflict(format!("slug {slug:?} is already taken")))
         }
         Some(slug) => slug.to_string(),
         None => {
@@ -117,7 +74,7 @@ pub fn create(
         params![id, name, slug, description, now],
     )?;
     add_member(conn, id, owner, Role::Owner)?;
-    get(conn, id)?.ok_or_else(|| ApiError::internal("inserted workspace vanished"))
+    get(conn, id)?.ok_or_else(|| Error::internal("inserted workspace vanished"))
 }
 
 pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Workspace>> {
@@ -129,7 +86,6 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Workspace>> {
     .optional()
 }
 
-/// Workspaces `user` belongs to, oldest first.
 pub fn list_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Workspace>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {WORKSPACE_COLUMNS} FROM workspace w
@@ -141,7 +97,6 @@ pub fn list_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Worksp
     rows.collect()
 }
 
-/// The role of `user` in `workspace`, if they are a member.
 pub fn role_of(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<Option<Role>> {
     conn.query_row(
         "SELECT role FROM member WHERE workspace_id = ?1 AND user_id = ?2",
@@ -151,8 +106,6 @@ pub fn role_of(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<O
     .optional()
 }
 
-/// Whether the user with `email` (compared case-insensitively) belongs to
-/// `workspace`.
 pub fn has_member_with_email(
     conn: &Connection,
     workspace: Id,
@@ -191,15 +144,9 @@ pub fn get_member(
     .optional()
 }
 
-/// Adds `user` to `workspace`; 409 when they already belong to it.
-pub fn add_member(
-    conn: &Connection,
-    workspace: Id,
-    user: Id,
-    role: Role,
-) -> Result<Member, ApiError> {
+pub fn add_member(conn: &Connection, workspace: Id, user: Id, role: Role) -> Result<Member, Error> {
     if role_of(conn, workspace, user)?.is_some() {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "user is already a member of this workspace",
         ));
     }
@@ -208,7 +155,7 @@ pub fn add_member(
         "INSERT INTO member (id, workspace_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, workspace, user, role, now()],
     )?;
-    get_member(conn, workspace, id)?.ok_or_else(|| ApiError::internal("inserted member vanished"))
+    get_member(conn, workspace, id)?.ok_or_else(|| Error::internal("inserted member vanished"))
 }
 
 pub fn count_owners(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
@@ -227,11 +174,6 @@ pub fn set_role(conn: &Connection, member: Id, role: Role) -> rusqlite::Result<(
     Ok(())
 }
 
-/// Removes a membership. What the member left running in the workspace stops
-/// answering for them: their runtimes go offline with the reason
-/// `member_removed` (already offline ones too: that is now why they stay
-/// so), the daemon tokens they minted for it and the invitations they sent
-/// for it are revoked.
 pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()> {
     let now = now();
     conn.execute(
@@ -241,7 +183,7 @@ pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()>
             member.workspace_id,
             member.user_id,
             now,
-            crate::db::runtimes::reason("member_removed")
+            crate::store::runtimes::reason("member_removed")
         ],
     )?;
     conn.execute(
@@ -249,7 +191,7 @@ pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()>
          WHERE workspace_id = ?1 AND created_by = ?2 AND revoked_at IS NULL",
         params![member.workspace_id, member.user_id, now],
     )?;
-    crate::db::invitations::revoke_sent_by(conn, member.workspace_id, member.user_id)?;
+    super::invitations::revoke_sent_by(conn, member.workspace_id, member.user_id)?;
     conn.execute("DELETE FROM member WHERE id = ?1", [member.id])?;
     Ok(())
 }

@@ -1,0 +1,93 @@
+//! `agent` rows.
+
+use crate::domain::Id;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{dispatch, Conn, Result};
+
+/// An agent as the API shows it (the reference's agent JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct Agent {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub runtime_id: Id,
+    pub name: String,
+    pub description: String,
+    pub instructions: String,
+    pub avatar_url: Option<String>,
+    pub runtime_mode: String,
+    pub runtime_config: Value,
+    pub visibility: String,
+    pub status: String,
+    pub max_concurrent_tasks: i64,
+    pub owner_id: Option<Id>,
+    /// Kept for wire compatibility; agenthub has no skills.
+    pub skills: Vec<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub archived_at: Option<String>,
+    pub archived_by: Option<Id>,
+}
+
+/// The writable fields of an agent, validated by the API layer.
+#[derive(Debug, Clone)]
+pub struct AgentFields {
+    pub runtime_id: Id,
+    pub runtime_mode: String,
+    pub name: String,
+    pub description: String,
+    pub instructions: String,
+    pub avatar_url: Option<String>,
+    /// JSON text.
+    pub runtime_config: String,
+    pub visibility: String,
+    pub status: String,
+    pub max_concurrent_tasks: i64,
+}
+
+/// Which of a workspace's agents a list shows.
+#[derive(Debug, Clone, Copy)]
+pub struct Filter {
+    pub workspace: Id,
+    pub viewer: Id,
+    /// Private agents of others too (owners and admins).
+    pub see_private: bool,
+    pub include_archived: bool,
+}
+
+pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Agent>> {
+    dispatch!(conn, agents::get(id))
+}
+
+/// Up to `limit` of the agents `filter.viewer` may see (workspace-visible
+/// ones, their own, or all of them for `see_private`), oldest first (ties
+/// by id), after the row whose (stored created_at, id) is `after`; each
+/// with its stored created_at, the key of the next page.
+pub fn list(
+    conn: &Conn<'_>,
+    filter: Filter,
+    after: Option<(&str, Id)>,
+    limit: usize,
+) -> Result<Vec<(Agent, String)>> {
+    dispatch!(conn, agents::list(filter, after, limit))
+}
+
+pub fn insert(conn: &Conn<'_>, workspace: Id, owner: Id, fields: &AgentFields) -> Result<Agent> {
+    dispatch!(conn, agents::insert(workspace, owner, fields))
+}
+
+pub fn update(conn: &Conn<'_>, id: Id, fields: &AgentFields) -> Result<Agent> {
+    dispatch!(conn, agents::update(id, fields))
+}
+
+/// Sets or clears the archive mark.
+pub fn set_archived(conn: &Conn<'_>, id: Id, by: Option<Id>) -> Result<Agent> {
+    dispatch!(conn, agents::set_archived(id, by))
+}
+
+/// Sets the agent's status to `working` while it has dispatched or running
+/// tasks and `idle` otherwise. Returns the new status when it changed.
+pub fn reconcile_status(conn: &Conn<'_>, id: Id) -> Result<Option<String>> {
+    dispatch!(conn, agents::reconcile_status(id))
+}

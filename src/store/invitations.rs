@@ -1,0 +1,110 @@
+//! `invitation` rows: a role in a workspace offered to an email address.
+
+use crate::domain::{Id, Role};
+use serde::Serialize;
+
+use super::{dispatch, Conn, Result};
+
+/// Where an invitation stands. Only `Pending` ones can be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvitationStatus {
+    Pending,
+    Accepted,
+    Declined,
+    Revoked,
+}
+
+impl InvitationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationStatus::Pending => "pending",
+            InvitationStatus::Accepted => "accepted",
+            InvitationStatus::Declined => "declined",
+            InvitationStatus::Revoked => "revoked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Invitation {
+    pub id: Id,
+    pub workspace_id: Id,
+    /// So the invitee, not yet a member, knows what they are asked to join.
+    pub workspace_name: String,
+    pub email: String,
+    pub role: Role,
+    pub status: InvitationStatus,
+    /// The inviting user; null once that user is gone.
+    pub invited_by: Option<Id>,
+    pub created_at: String,
+    pub expires_at: String,
+    #[serde(skip)]
+    pub expired: bool,
+}
+
+pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Invitation>> {
+    dispatch!(conn, invitations::get(id))
+}
+
+/// The invitation `id` if it was sent to `user`'s email address.
+pub fn get_for_user(conn: &Conn<'_>, id: Id, user: Id) -> Result<Option<Invitation>> {
+    dispatch!(conn, invitations::get_for_user(id, user))
+}
+
+/// The pending invitation of `email` to `workspace`, expired or not.
+pub fn find_pending(conn: &Conn<'_>, workspace: Id, email: &str) -> Result<Option<Invitation>> {
+    dispatch!(conn, invitations::find_pending(workspace, email))
+}
+
+/// Pending invitations of `workspace` that can still be accepted.
+pub fn count_open(conn: &Conn<'_>, workspace: Id) -> Result<i64> {
+    dispatch!(conn, invitations::count_open(workspace))
+}
+
+/// Invitations of `workspace` that can still be accepted, newest first.
+pub fn list_open_for_workspace(conn: &Conn<'_>, workspace: Id) -> Result<Vec<Invitation>> {
+    dispatch!(conn, invitations::list_open_for_workspace(workspace))
+}
+
+/// Invitations sent to `user`'s email address that they can still accept,
+/// newest first.
+pub fn list_open_for_user(conn: &Conn<'_>, user: Id) -> Result<Vec<Invitation>> {
+    dispatch!(conn, invitations::list_open_for_user(user))
+}
+
+pub fn insert(
+    conn: &Conn<'_>,
+    workspace: Id,
+    email: &str,
+    role: Role,
+    invited_by: Id,
+    expires_at: &str,
+) -> Result<Invitation> {
+    dispatch!(
+        conn,
+        invitations::insert(workspace, email, role, invited_by, expires_at)
+    )
+}
+
+/// Re-sends a pending invitation: new role, inviter and expiry, same id.
+pub fn renew(
+    conn: &Conn<'_>,
+    id: Id,
+    role: Role,
+    invited_by: Id,
+    expires_at: &str,
+) -> Result<Invitation> {
+    dispatch!(conn, invitations::renew(id, role, invited_by, expires_at))
+}
+
+/// Closes a pending invitation as accepted, declined or revoked.
+pub fn answer(conn: &Conn<'_>, id: Id, status: InvitationStatus) -> Result<()> {
+    dispatch!(conn, invitations::answer(id, status))
+}
+
+/// Revokes the pending invitations `user` sent for `workspace`, when they
+/// leave it: what they offered was theirs to offer as a member.
+pub fn revoke_sent_by(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<()> {
+    dispatch!(conn, invitations::revoke_sent_by(workspace, user))
+}

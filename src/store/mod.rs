@@ -1,0 +1,321 @@
+//! The store: every read and write of agenthub's data, behind one API of
+//! domain operations (`store::<table>` modules) that take a [`Conn`] and
+//! return [`Error`]. Nothing outside this module sees SQL, a driver type or
+//! an engine's error; the engine (SQLite, in [`sqlite`]) lives in a module
+//! of its own, and a second engine is one more module beside it plus an arm
+//! in [`dispatch`].
+//!
+//! Handlers touch the store through [`Store::read`] and [`Store::write`],
+//! both of which run on actix's blocking thread pool, never on the async
+//! executor. A closure given to `write` is one unit of work: what it reads
+//! and what it writes, including the access checks that decide whether it
+//! may, happen inside one transaction.
+//!
+//!
+//! Pragmas on every connection:
+//! * `journal_mode=WAL`: readers never block the writer and vice versa.
+//! * `foreign_keys=ON`: the RESTRICT / CASCADE / SET NULL rules of the schema
+//!   are enforced by SQLite itself.
+//! * `synchronous=FULL`: every commit fsyncs the WAL before it returns. A 200
+//!   from agenthub means the write is on disk, including across a power cut
+//!   or a kernel panic on the laptop that hosts it; `NORMAL` would only
+//!   survive a process crash. The cost is one fsync per write transaction.
+//! * `busy_timeout`: how long to wait for a lock held by another process
+//!   (`agenthub backup`, a `sqlite3` shell).
+//! * `max_page_count` (pooled connections, when `database.max_size_mb` is
+//!   set): a quota on the file's size; writes beyond it fail with
+//!   SQLITE_FULL exactly like a full disk.
+//!
+//! A write that fails because the storage is full, read-only or failing
+//! marks the database unhealthy (`/health` answers 503) until a write
+//! changes rows again.
+//!
+//! Every write goes through one writer thread that owns the only writing
+//! connection and commits the writes waiting together (`writer`: one
+//! transaction, a savepoint per request, one fsync), so writers never spin
+//! in SQLite's busy handler and the cost of a commit is shared. Reads use a
+//! pool of `query_only` connections that writes never hold.
+
+pub mod agents;
+mod error;
+pub mod invitations;
+pub mod runtimes;
+#[doc(hidden)]
+pub mod seed;
+pub mod sqlite;
+pub mod sweeps;
+pub mod tasks;
+pub mod tokens;
+pub mod usage;
+pub mod users;
+pub mod workspaces;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::config::DatabaseConfig;
+
+pub use error::{Error, Failure, Result};
+pub use sqlite::OpenError;
+
+/// A connection inside a store operation: a read connection in
+/// [`Store::read`], the writer's open transaction in [`Store::write`].
+/// Only the store's modules see what is inside.
+pub struct Conn<'a> {
+    engine: Engine<'a>,
+}
+
+enum Engine<'a> {
+    Sqlite(&'a rusqlite::Connection),
+}
+
+impl<'a> Conn<'a> {
+    fn sqlite(conn: &'a rusqlite::Connection) -> Conn<'a> {
+        Conn {
+            engine: Engine::Sqlite(conn),
+        }
+    }
+
+    /// The SQLite connection, for the engine's own helpers.
+    fn sql(&self) -> &'a rusqlite::Connection {
+        match self.engine {
+            Engine::Sqlite(conn) => conn,
+        }
+    }
+}
+
+/// Runs `module::function(args)` of the engine behind `conn`.
+macro_rules! dispatch {
+    ($conn:expr, $module:ident :: $function:ident ( $($arg:expr),* )) => {
+        match &$conn.engine {
+            $crate::store::Engine::Sqlite(c) => {
+                Ok($crate::store::sqlite::$module::$function(c, $($arg),*)?)
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// Handle to the database, cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<sqlite::Engine>,
+    pool_wait: Histogram,
+    storage: StorageState,
+}
+
+/// Why writes are failing, while they are; shared by every clone of a
+/// [`Store`].
+#[derive(Clone, Default)]
+struct StorageState {
+    fault: Arc<Mutex<Option<StorageFault>>>,
+    /// When `/health` last tried a probe write: at most one a second, so
+    /// unauthenticated health checks cannot keep the writer busy.
+    last_probe: Arc<Mutex<Option<Instant>>>,
+}
+
+#[derive(Clone)]
+struct StorageFault {
+    message: String,
+    /// Full storage is only cured by a write that fits, so no probe can
+    /// tell; read-only or I/O faults can be probed with a tiny write.
+    full: bool,
+}
+
+impl sqlite::Observer for StorageState {
+    fn committed(&self, changed: bool) {
+        // a commit that changed nothing wrote nothing, so proves nothing
+        if changed {
+            self.clear();
+        }
+    }
+
+    fn failed(&self, error: &Error) {
+        if error.is_storage_fault() {
+            self.set(error);
+        }
+    }
+}
+
+impl StorageState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<StorageFault>> {
+        // the guarded value is replaced whole, so a poisoned lock holds a
+        // consistent one
+        self.fault
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set(&self, err: &Error) {
+        let fault = StorageFault {
+            message: err.to_string(),
+            full: matches!(err, Error::Full),
+        };
+        if self.lock().replace(fault).is_none() {
+            log::error!("database writes fail ({err}); /health answers 503 until one succeeds");
+        }
+    }
+
+    fn clear(&self) {
+        if self.lock().take().is_some() {
+            log::info!("database writes succeed again");
+        }
+    }
+
+    /// Whether a probe may run now (and, if so, records that it does).
+    fn may_probe(&self) -> bool {
+        let mut last = self
+            .last_probe
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    fn get(&self) -> Option<StorageFault> {
+        self.lock().clone()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(config: &DatabaseConfig, pool_wait: Histogram) -> Result<Store, OpenError> {
+        let storage = StorageState::default();
+        let engine = sqlite::Engine::open(config, storage.clone())?;
+        Ok(Store {
+            engine: Arc::new(engine),
+            pool_wait,
+            storage,
+        })
+    }
+
+    /// [`Store::open`] with a histogram of its own (CLI, tests).
+    pub fn open_default(config: &DatabaseConfig) -> Result<Store, OpenError> {
+        Store::open(config, Histogram::new([0.001, 0.01, 0.1, 1.0]))
+    }
+
+    /// Runs `f` on a read connection, on the blocking pool.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: Failure + From<actix_web::error::BlockingError>,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let store = self.clone();
+        actix_web::web::block(move || store.read_blocking(f)).await?
+    }
+
+    /// Runs `f` on the writer, inside a transaction shared with the other
+    /// writes waiting at the same moment (each in its own savepoint: `f`'s
+    /// error undoes `f` only). The write is durable when this returns `Ok`.
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: Failure + From<actix_web::error::BlockingError>,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let store = self.clone();
+        actix_web::web::block(move || store.write_blocking(f)).await?
+    }
+
+    /// [`Store::read`] for callers that are already off the executor (CLI).
+    pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        E: Failure,
+        F: FnOnce(&Conn<'_>) -> Result<T, E>,
+    {
+        let waiting = Instant::now();
+        self.engine.read(f, || {
+            self.pool_wait.observe(waiting.elapsed().as_secs_f64())
+        })
+    }
+
+    /// [`Store::write`] for callers that are already off the executor (CLI,
+    /// jobs). See [`sqlite`] for the group commit.
+    pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: Failure,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let waiting = Instant::now();
+        let result = self.engine.write(f);
+        self.pool_wait.observe(waiting.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            if let Some(e) = e.store_error().filter(|e| e.is_storage_fault()) {
+                self.storage.set(e);
+            }
+        }
+        result
+    }
+
+    /// Makes the writer's connection read-only (`true`) or writable again,
+    /// between transactions: how tests stand in for a disk that turned
+    /// read-only.
+    #[doc(hidden)]
+    pub fn set_writer_read_only(&self, read_only: bool) -> Result<()> {
+        self.engine.set_writer_read_only(read_only)
+    }
+
+    /// Why writes are failing (disk full, read-only, I/O error), if the
+    /// last write that got that far failed for such a reason.
+    pub fn storage_fault(&self) -> Option<String> {
+        self.storage.get().map(|fault| fault.message)
+    }
+
+    /// [`Store::storage_fault`], after trying a tiny write when the fault is
+    /// one a probe can see mended (a read-only or failing disk): a server
+    /// that reports itself unhealthy may get no other writes to notice.
+    pub async fn recheck_storage(&self) -> Option<String> {
+        let fault = self.storage.get()?;
+        if fault.full || !self.storage.may_probe() {
+            return Some(fault.message);
+        }
+        let store = self.clone();
+        let probe = move || store.write_blocking(sqlite::probe);
+        if let Ok(Ok(())) = actix_web::web::block(probe).await {
+            self.storage.clear();
+        }
+        self.storage_fault()
+    }
+
+    /// Waits for a read connection (and the writer turn), in seconds.
+    pub fn pool_wait(&self) -> &Histogram {
+        &self.pool_wait
+    }
+
+    /// Copies the live database to `dest` as one consistent snapshot, even
+    /// while the server keeps writing.
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        self.engine.backup_to(dest)
+    }
+
+    /// Folds the engine's log into the main file (used at shutdown).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.engine.checkpoint()
+    }
+}
+
+/// Current time in the stored form: UTC, millisecond precision, fixed width.
+pub fn now() -> String {
+    format_time(chrono::Utc::now())
+}
+
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// A stored timestamp as the API shows it: RFC 3339, UTC, whole seconds
+/// (`2026-11-23T19:42:52Z`).
+pub fn api_time(stored: &str) -> String {
+    match stored.get(..19) {
+        Some(seconds) => format!("{seconds}Z"),
+        None => stored.to_string(),
+    }
+}

@@ -1,0 +1,172 @@
+//! `agent_runtime` rows: registration upserts, heartbeats, listing, delete.
+
+use crate::domain::Id;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{dispatch, Conn, Result};
+
+/// A runtime as the API shows it (field for field the reference's shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct Runtime {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub daemon_id: Option<String>,
+    pub name: String,
+    pub runtime_mode: String,
+    pub provider: String,
+    pub status: String,
+    pub device_info: String,
+    /// Always a JSON object; `{}` when empty.
+    pub metadata: Value,
+    pub owner_id: Option<Id>,
+    pub last_seen_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Why it is offline (`{code, detail?, repair?}`); null while online
+    /// or when nobody said.
+    pub offline_reason: Option<Value>,
+}
+
+/// `{"code": code}`: an offline reason the server sets itself.
+pub fn reason(code: &str) -> String {
+    serde_json::json!({ "code": code }).to_string()
+}
+
+/// One runtime of a daemon's registration, already validated.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub workspace_id: Id,
+    pub daemon_id: String,
+    pub provider: String,
+    pub name: String,
+    pub status: &'static str,
+    pub device_info: String,
+    /// JSON object text.
+    pub metadata: String,
+    /// The member the daemon acts for: the owner of a new row, and the
+    /// only one who may re-register an existing one.
+    pub owner: Id,
+    /// JSON object text; `None` for a runtime registered online.
+    pub offline_reason: Option<String>,
+}
+
+/// What folding a machine's former registrations into a runtime moved.
+#[derive(Debug, Default)]
+pub struct Folded {
+    /// The runtimes folded in, now deleted.
+    pub runtimes: Vec<Id>,
+    pub agents: usize,
+    pub tasks: usize,
+}
+
+pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Runtime>> {
+    dispatch!(conn, runtimes::get(id))
+}
+
+/// Up to `limit` of a workspace's runtimes (optionally one owner's), oldest
+/// first (ties by id), after the row whose (stored created_at, id) is
+/// `after`; each with its stored created_at, the key of the next page.
+pub fn list(
+    conn: &Conn<'_>,
+    workspace: Id,
+    owner: Option<Id>,
+    after: Option<(&str, Id)>,
+    limit: usize,
+) -> Result<Vec<(Runtime, String)>> {
+    dispatch!(conn, runtimes::list(workspace, owner, after, limit))
+}
+
+/// Inserts or updates the runtime keyed by (workspace, daemon_id, provider)
+/// and returns it; the id and the owner of an existing row never change.
+/// `None` when the row exists and belongs to someone else (nothing is
+/// written then).
+pub fn upsert(conn: &Conn<'_>, reg: &Registration) -> Result<Option<Runtime>> {
+    dispatch!(conn, runtimes::upsert(reg))
+}
+
+/// Whether the runtime keyed by (workspace, daemon_id, provider) exists
+/// (an index lookup).
+pub fn exists(conn: &Conn<'_>, workspace: Id, daemon_id: &str, provider: &str) -> Result<bool> {
+    dispatch!(conn, runtimes::exists(workspace, daemon_id, provider))
+}
+
+/// Whether `workspace` has a runtime of `daemon_id` owned by anyone but
+/// `owner` (or by nobody): a range on the (workspace, daemon_id, provider)
+/// index.
+pub fn daemon_owned_by_other(
+    conn: &Conn<'_>,
+    workspace: Id,
+    daemon_id: &str,
+    owner: Id,
+) -> Result<bool> {
+    dispatch!(
+        conn,
+        runtimes::daemon_owned_by_other(workspace, daemon_id, owner)
+    )
+}
+
+/// How many runtimes `workspace` holds: a counter the schema's triggers
+/// keep, so this is one row read however large the fleet.
+pub fn count_in_workspace(conn: &Conn<'_>, workspace: Id) -> Result<i64> {
+    dispatch!(conn, runtimes::count_in_workspace(workspace))
+}
+
+/// Moves agents from this machine's old offline registrations to `target`:
+/// runtimes of the same workspace, provider and owner whose daemon_id is
+/// literally `<daemon_id>-` followed by anything (a profile suffix).
+///
+/// The prefix is a range on the UNIQUE(workspace_id, daemon_id, provider)
+/// index — `daemon_id >= '<id>-' AND daemon_id < '<id>.'` ('.' follows '-'
+/// in byte order) — so the cost follows the matching rows, not the size of
+/// the fleet or of the owner's runtimes (`+owner_id` keeps the planner off
+/// the owner index); `%` and `_` in ids are plain characters. Returns how
+/// many agents moved.
+pub fn migrate_agents(conn: &Conn<'_>, target: &Runtime) -> Result<usize> {
+    dispatch!(conn, runtimes::migrate_agents(target))
+}
+
+/// Folds the runtimes this machine registered under its former daemon ids
+/// (`legacy`, hostnames, compared case-insensitively as hostnames drift in
+/// case) into `target`: those of the same workspace, provider and owner.
+/// Their agents, their open tasks and their daemon's usage reports move to
+/// `target`, then the old rows are deleted; finished tasks stay as history
+/// (their runtime becomes NULL). Anyone else's runtimes are left alone.
+pub fn fold_legacy(conn: &Conn<'_>, target: &Runtime, legacy: &[String]) -> Result<Folded> {
+    dispatch!(conn, runtimes::fold_legacy(target, legacy))
+}
+
+/// Marks a runtime online and seen now (no longer offline for any
+/// reason). `false` when it does not exist.
+pub fn heartbeat(conn: &Conn<'_>, id: Id) -> Result<bool> {
+    dispatch!(conn, runtimes::heartbeat(id))
+}
+
+/// Marks a runtime offline for `reason` (JSON object text); it stays, with
+/// its agents, for the daemon's return.
+pub fn set_offline(conn: &Conn<'_>, id: Id, reason: &str) -> Result<()> {
+    dispatch!(conn, runtimes::set_offline(id, reason))
+}
+
+pub fn count_active_agents(conn: &Conn<'_>, id: Id) -> Result<i64> {
+    dispatch!(conn, runtimes::count_active_agents(id))
+}
+
+/// Deletes a runtime and its archived agents; 409 while an active agent is
+/// bound to it. Task history keeps its rows (their runtime/agent become
+/// NULL through the schema's ON DELETE SET NULL).
+pub fn delete(conn: &Conn<'_>, id: Id) -> Result<()> {
+    dispatch!(conn, runtimes::delete(id))
+}
+
+/// Moves an online runtime's last_seen_at forward to `at` (a buffered
+/// heartbeat). A runtime swept offline meanwhile stays offline: its next
+/// heartbeat brings it back through [`heartbeat`].
+pub fn touch_seen(conn: &Conn<'_>, id: Id, at: &str) -> Result<()> {
+    dispatch!(conn, runtimes::touch_seen(id, at))
+}
+
+/// How many runtimes have each status (statuses with none are left out).
+pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(String, i64)>> {
+    dispatch!(conn, runtimes::count_by_status())
+}

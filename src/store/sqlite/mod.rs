@@ -1,0 +1,392 @@
+//! The SQLite engine: one file, a pool of read-only connections and one
+//! writer thread, and the SQL of each table (`sqlite::<table>`).
+//!
+//! Pragmas on every connection:
+//! * `journal_mode=WAL`: readers never block the writer and vice versa.
+//! * `foreign_keys=ON`: the RESTRICT / CASCADE / SET NULL rules of the schema
+//!   are enforced by SQLite itself.
+//! * `synchronous=FULL`: every commit fsyncs the WAL before it returns. A 200
+//!   from agenthub means the write is on disk, including across a power cut
+//!   or a kernel panic on the laptop that hosts it; `NORMAL` would only
+//!   survive a process crash. The cost is one fsync per write transaction.
+//! * `busy_timeout`: how long to wait for a lock held by another process
+//!   (`agenthub backup`, a `sqlite3` shell).
+//! * `max_page_count` (pooled connections, when `database.max_size_mb` is
+//!   set): a quota on the file's size; writes beyond it fail with
+//!   SQLITE_FULL exactly like a full disk.
+//!
+//! Every write goes through one writer thread that owns the only writing
+//! connection and commits the writes waiting together (`writer`: one
+//! transaction, a savepoint per request, one fsync), so writers never spin
+//! in SQLite's busy handler and the cost of a commit is shared. Reads use a
+//! pool of `query_only` connections that writes never hold.
+
+pub(super) mod agents;
+pub(super) mod invitations;
+pub(super) mod runtimes;
+pub(super) mod seed;
+pub(super) mod sweeps;
+pub(super) mod tasks;
+pub(super) mod tokens;
+pub(super) mod usage;
+pub(super) mod users;
+pub(super) mod workspaces;
+mod writer;
+
+use std::path::Path;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{ffi, Connection, ErrorCode};
+
+use crate::domain::{Id, Role};
+
+use crate::config::DatabaseConfig;
+use crate::store::{Conn, Error, Failure, Result};
+
+pub(super) use writer::Observer;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// Why the database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create database file {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open { path: String, source: Error },
+    #[error("cannot open connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] refinery::Error),
+    #[error("cannot start the database writer: {0}")]
+    Writer(String),
+}
+
+/// The open file: its read pool and its writer.
+pub(super) struct Engine {
+    /// Connections that only read (`query_only`): a burst of writes never
+    /// holds them.
+    pool: Pool,
+    writer: writer::Writer,
+}
+
+impl Engine {
+    pub(super) fn open(
+        config: &DatabaseConfig,
+        observer: impl Observer,
+    ) -> Result<Engine, OpenError> {
+        let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
+        let mut conn = open_connection(&config.path, busy_timeout)?;
+        let applied = migrate(&mut conn)?;
+        if applied > 0 {
+            log::info!(
+                "applied {applied} migration(s) to {}",
+                config.path.display()
+            );
+        }
+        let max_size_mb = config.max_size_mb;
+        if max_size_mb > 0 {
+            log::info!("database size limited to {max_size_mb} MiB");
+        }
+        let open_err = |source: rusqlite::Error| OpenError::Open {
+            path: config.path.display().to_string(),
+            source: source.into(),
+        };
+        limit_size(&conn, max_size_mb).map_err(open_err)?;
+        // the migration connection becomes the one writer
+        let writer =
+            writer::Writer::spawn(conn, observer).map_err(|e| OpenError::Writer(e.to_string()))?;
+        let manager = SqliteConnectionManager::file(&config.path).with_init(move |c| {
+            configure(c, busy_timeout)?;
+            c.pragma_update(None, "query_only", true)
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size)
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)?;
+        Ok(Engine { pool, writer })
+    }
+
+    /// Runs `f` on a pooled read connection; `waited` is called once one
+    /// is in hand.
+    pub(super) fn read<T, E, F>(&self, f: F, waited: impl FnOnce()) -> Result<T, E>
+    where
+        E: Failure,
+        F: FnOnce(&Conn<'_>) -> Result<T, E>,
+    {
+        let conn = self.pool.get().map_err(|e| E::from(pool_error(e)))?;
+        waited();
+        f(&Conn::sqlite(&conn))
+    }
+
+    pub(super) fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: Failure,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.writer.write(f)
+    }
+
+    pub(super) fn set_writer_read_only(&self, read_only: bool) -> Result<()> {
+        self.writer
+            .direct(move |c| Ok(c.pragma_update(None, "query_only", read_only)?))
+    }
+
+    /// Online backup with SQLite's backup API, in one step so the copy is a
+    /// single consistent snapshot even while the server keeps writing (WAL
+    /// readers do not block writers).
+    pub(super) fn backup_to(&self, dest: &Path) -> Result<()> {
+        let conn = self.pool.get().map_err(pool_error)?;
+        Ok(backup(&conn, dest)?)
+    }
+
+    pub(super) fn checkpoint(&self) -> Result<()> {
+        let conn = self.pool.get().map_err(pool_error)?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+        Ok(())
+    }
+}
+
+/// A tiny write that really reaches the file: rewriting a header field
+/// with its own value dirties the first page.
+pub(super) fn probe(conn: &Conn<'_>) -> Result<()> {
+    let conn = conn.sql();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    conn.pragma_update(None, "user_version", version)?;
+    Ok(())
+}
+
+/// Applies pending migrations to the file at `path` (creating it if
+/// needed); returns how many were applied.
+pub fn migrate_file(path: &Path, busy_timeout: Duration) -> Result<usize, OpenError> {
+    let mut conn = open_connection(path, busy_timeout)?;
+    migrate(&mut conn)
+}
+
+/// Copies the file at `src` (live or not) to `dest` as one snapshot.
+pub fn backup_file(src: &Path, dest: &Path, busy_timeout: Duration) -> Result<(), OpenError> {
+    let conn = open_connection(src, busy_timeout)?;
+    backup(&conn, dest).map_err(|e| OpenError::Open {
+        path: dest.display().to_string(),
+        source: e.into(),
+    })
+}
+
+impl ToSql for Id {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.to_string()))
+    }
+}
+
+impl FromSql for Id {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        uuid::Uuid::try_parse(value.as_str()?)
+            .map(Id::from_uuid)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+impl ToSql for Role {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Role {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| FromSqlError::Other(e.into()))
+    }
+}
+
+fn pool_error(e: r2d2::Error) -> Error {
+    Error::internal(format!("connection pool: {e}"))
+}
+
+/// The storage failures callers are told about, by SQLite primary code.
+fn storage_error(code: ErrorCode) -> Option<Error> {
+    match code {
+        ErrorCode::DiskFull => Some(Error::Full),
+        ErrorCode::ReadOnly => Some(Error::Unavailable("the database is read-only, retry later")),
+        ErrorCode::SystemIoFailure => Some(Error::Unavailable(
+            "the database storage failed (I/O error), retry later",
+        )),
+        ErrorCode::CannotOpen => Some(Error::Unavailable(
+            "the database file cannot be opened, retry later",
+        )),
+        _ => None,
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Error {
+        if let rusqlite::Error::SqliteFailure(e, _) = &err {
+            match e.code {
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return Error::Busy,
+                // a uniqueness or reference rule: the request collides
+                // with another one; other constraint failures (CHECK, NOT
+                // NULL, triggers) are the server's own bugs
+                ErrorCode::ConstraintViolation
+                    if matches!(
+                        e.extended_code,
+                        ffi::SQLITE_CONSTRAINT_UNIQUE
+                            | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                            | ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+                    ) =>
+                {
+                    log::info!("constraint refused a write: {err}");
+                    return Error::conflict(
+                        "the change conflicts with the current data (another request changed it first)",
+                    );
+                }
+                code => {
+                    if let Some(storage) = storage_error(code) {
+                        log::error!("database storage: {err}");
+                        return storage;
+                    }
+                }
+            }
+        }
+        Error::internal(format!("database: {err}"))
+    }
+}
+
+/// Applies the per-connection pragmas described in the module docs.
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )
+}
+
+/// Caps the file at `max_size_mb` MiB (0: no cap) through its page count.
+/// SQLite never sets the cap below the file's current size.
+fn limit_size(conn: &Connection, max_size_mb: u64) -> rusqlite::Result<()> {
+    if max_size_mb == 0 {
+        return Ok(());
+    }
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages = (max_size_mb.saturating_mul(1024 * 1024) / page_size.max(1) as u64)
+        // SQLite's own ceiling for max_page_count
+        .clamp(1, 4_294_967_294);
+    conn.pragma_update_and_check(None, "max_page_count", pages as i64, |r| r.get::<_, i64>(0))?;
+    Ok(())
+}
+
+/// Creates the file readable by its owner only (tokens' hashes and usage
+/// live in it) if it does not exist yet; SQLite gives its -wal and -shm
+/// files the same mode.
+fn create_private_file(path: &Path) -> Result<(), OpenError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(OpenError::Create {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Opens one connection with the standard pragmas (for migrations, backup
+/// and tests that inspect the file directly).
+fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, OpenError> {
+    create_private_file(path)?;
+    let open_err = |source: rusqlite::Error| OpenError::Open {
+        path: path.display().to_string(),
+        source: source.into(),
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    configure(&conn, busy_timeout).map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Applies pending migrations; returns how many were applied.
+fn migrate(conn: &mut Connection) -> Result<usize, OpenError> {
+    let report = embedded::migrations::runner().run(conn)?;
+    Ok(report.applied_migrations().len())
+}
+
+/// Online backup of `src` into a new file at `dest`.
+fn backup(src: &Connection, dest: &Path) -> rusqlite::Result<()> {
+    let mut out = Connection::open(dest)?;
+    {
+        use rusqlite::backup::{Backup, StepResult};
+        let backup = Backup::new(src, &mut out)?;
+        // -1: copy every page in one step, inside one read transaction, so
+        // writes that land meanwhile cannot force a restart.
+        let mut waits = 0;
+        loop {
+            match backup.step(-1)? {
+                StepResult::Done => break,
+                StepResult::More => continue,
+                // another process holds a lock: wait a little, then give up
+                _ if waits < 200 => {
+                    waits += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                _ => {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some("database stayed locked for 10 s".into()),
+                    ))
+                }
+            }
+        }
+    }
+    // the copy is a standalone file: no WAL beside it
+    out.execute_batch("PRAGMA journal_mode = DELETE;")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_error(code: std::os::raw::c_int) -> Error {
+        rusqlite::Error::SqliteFailure(ffi::Error::new(code), None).into()
+    }
+
+    #[test]
+    fn storage_faults_are_told_apart_from_other_failures() {
+        for code in [ffi::SQLITE_READONLY, ffi::SQLITE_READONLY_DBMOVED] {
+            let err = sqlite_error(code);
+            assert!(err.is_storage_fault());
+            assert_eq!(err.to_string(), "the database is read-only, retry later");
+        }
+        assert!(matches!(sqlite_error(ffi::SQLITE_FULL), Error::Full));
+        assert!(sqlite_error(ffi::SQLITE_IOERR_WRITE).is_storage_fault());
+        assert!(matches!(sqlite_error(ffi::SQLITE_BUSY), Error::Busy));
+        assert!(matches!(
+            sqlite_error(ffi::SQLITE_CONSTRAINT_UNIQUE),
+            Error::Conflict(_)
+        ));
+        assert!(matches!(
+            sqlite_error(ffi::SQLITE_CORRUPT),
+            Error::Internal(_)
+        ));
+    }
+}

@@ -1,0 +1,51 @@
+//! The sweeper's SQL: each function is one bounded batch, meant to run in
+//! its own short write transaction (see `jobs::sweeper`).
+
+use crate::domain::Id;
+
+use super::{dispatch, Conn, Result};
+
+/// Rows touched per transaction, so a sweep over a large backlog never
+/// holds the write lock for long.
+pub const BATCH: i64 = 250;
+
+/// A task the sweeper failed.
+#[derive(Debug, Clone)]
+pub struct FailedTask {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub agent_id: Option<Id>,
+}
+
+/// Marks up to [`BATCH`] online runtimes last seen before `cutoff` offline,
+/// with the reason `stale`; returns (runtime, workspace) pairs.
+pub fn mark_stale_offline(conn: &Conn<'_>, cutoff: &str) -> Result<Vec<(Id, Id)>> {
+    dispatch!(conn, sweeps::mark_stale_offline(cutoff))
+}
+
+/// Fails up to [`BATCH`] dispatched/running tasks whose runtime is offline
+/// (swept as stale or deregistered).
+pub fn fail_tasks_on_offline_runtimes(conn: &Conn<'_>) -> Result<Vec<FailedTask>> {
+    dispatch!(conn, sweeps::fail_tasks_on_offline_runtimes())
+}
+
+/// Fails up to [`BATCH`] tasks dispatched before `dispatched_cutoff` (and
+/// not under a live prepare lease: their daemon is still preparing them)
+/// or running since before `running_cutoff`.
+pub fn fail_timed_out_tasks(
+    conn: &Conn<'_>,
+    dispatched_cutoff: &str,
+    running_cutoff: &str,
+) -> Result<Vec<FailedTask>> {
+    dispatch!(
+        conn,
+        sweeps::fail_timed_out_tasks(dispatched_cutoff, running_cutoff)
+    )
+}
+
+/// Deletes up to [`BATCH`] offline runtimes last seen before `cutoff` that
+/// no agent row (active or archived) refers to; returns (runtime,
+/// workspace) pairs.
+pub fn delete_abandoned_runtimes(conn: &Conn<'_>, cutoff: &str) -> Result<Vec<(Id, Id)>> {
+    dispatch!(conn, sweeps::delete_abandoned_runtimes(cutoff))
+}

@@ -1,0 +1,265 @@
+//! `agent_task_queue` rows: queueing, the atomic claim, state transitions
+//! and the hourly activity of a runtime.
+
+use crate::domain::Id;
+use crate::store::sweeps::FailedTask;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{dispatch, Conn, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub agent_id: Option<Id>,
+    pub runtime_id: Option<Id>,
+    pub issue_id: Option<String>,
+    pub status: String,
+    pub priority: i64,
+    pub prompt: String,
+    pub dispatched_at: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    /// Who queued it, while they exist.
+    pub created_by: Option<Id>,
+    pub created_at: String,
+    /// The agent's session and work directory, as the daemon pinned them.
+    pub session_id: Option<String>,
+    pub work_dir: Option<String>,
+    /// While dispatched: the daemon is preparing it until then.
+    pub prepare_lease_expires_at: Option<String>,
+    /// What the daemon reported on acknowledging a cancellation.
+    pub branch_name: Option<String>,
+    pub durable_work_dir: Option<String>,
+    pub failure_reason: Option<String>,
+    pub cancel_acked_at: Option<String>,
+}
+
+/// Longest prompt a task may carry, in bytes: the prompts of a 500-task
+/// listing page come to 32 MiB at most.
+pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
+
+/// Longest issue_id, in bytes: an id from an issue tracker, not a text.
+pub const MAX_ISSUE_ID_BYTES: usize = 256;
+
+/// Tasks an agent may have waiting at once; the queue of a runtime whose
+/// daemon never claims cannot grow without end.
+pub const MAX_QUEUED_PER_AGENT: i64 = 1000;
+
+/// Rows one `pending` reply carries, the head of the queue in claim order.
+pub const PENDING_LIMIT: i64 = 100;
+
+/// A task to queue for an agent.
+pub struct NewTask<'a> {
+    pub workspace: Id,
+    pub agent: Id,
+    pub prompt: &'a str,
+    pub priority: i64,
+    pub issue_id: Option<&'a str>,
+    pub created_by: Id,
+}
+
+/// Up to `limit` of an agent's tasks, newest first (ties by id,
+/// descending), after the row whose (stored created_at, id) is `after`;
+/// each with its stored created_at, the key of the next page.
+/// Bytes of task text (prompt, result, error) one listing page may carry;
+/// a page ends early rather than pass it.
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A state change of a task, with the states it may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Start,
+    Complete,
+    Fail,
+    Cancel,
+}
+
+impl Transition {
+    pub fn from_states(self) -> &'static [&'static str] {
+        match self {
+            Transition::Start => &["dispatched"],
+            Transition::Complete => &["running"],
+            Transition::Fail => &["dispatched", "running"],
+            Transition::Cancel => &["queued", "dispatched", "running"],
+        }
+    }
+
+    pub fn to_state(self) -> &'static str {
+        match self {
+            Transition::Start => "running",
+            Transition::Complete => "completed",
+            Transition::Fail => "failed",
+            Transition::Cancel => "cancelled",
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Transition::Start => "start",
+            Transition::Complete => "complete",
+            Transition::Fail => "fail",
+            Transition::Cancel => "cancel",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HourCount {
+    pub hour: i64,
+    pub count: i64,
+}
+
+/// How long a prepare lease lasts: the daemon renews it every 15 s while it
+/// prepares a claimed task, so the lease lapses after three missed renewals.
+pub const PREPARE_LEASE_SECS: i64 = 45;
+
+/// What a daemon reports when it acknowledges a cancellation.
+#[derive(Debug, Default)]
+pub struct CancelAck {
+    pub branch_name: Option<String>,
+    pub durable_work_dir: Option<String>,
+    pub error_message: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+/// Why [`fail_orphans`] fails a task.
+pub const ORPHAN_ERROR: &str = "daemon restarted while task was in flight";
+
+/// The tasks carrying one issue that ran, run or wait on one runtime.
+#[derive(Debug, Clone)]
+pub struct IssueTasks {
+    pub issue_id: String,
+    /// Where they run (queued ones: the runtime of their agent).
+    pub runtime_id: Option<Id>,
+    /// Some of them are dispatched or running.
+    pub active: bool,
+    /// Some of them are queued.
+    pub queued: bool,
+    /// The latest thing that happened to any of them (stored form).
+    pub updated_at: String,
+    /// When the last of them finished, and how (`completed`, `failed`,
+    /// `cancelled`).
+    pub last_finished: Option<(String, String)>,
+}
+
+pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Task>> {
+    dispatch!(conn, tasks::get(id))
+}
+
+pub fn insert(conn: &Conn<'_>, new: &NewTask<'_>) -> Result<Task> {
+    dispatch!(conn, tasks::insert(new))
+}
+
+/// How many of `agent`'s tasks are queued (read off the
+/// (agent_id, status, …) index, at most [`MAX_QUEUED_PER_AGENT`] entries).
+pub fn count_queued(conn: &Conn<'_>, agent: Id) -> Result<i64> {
+    dispatch!(conn, tasks::count_queued(agent))
+}
+
+/// One page of an agent's tasks: the rows (each with its stored
+/// `created_at`) and whether it ended early at [`PAGE_BYTES`].
+pub fn list_for_agent(
+    conn: &Conn<'_>,
+    agent: Id,
+    after: Option<(&str, Id)>,
+    limit: usize,
+) -> Result<(Vec<(Task, String)>, bool)> {
+    dispatch!(conn, tasks::list_for_agent(agent, after, limit))
+}
+
+/// The first [`PENDING_LIMIT`] of the tasks dispatched to `runtime` and
+/// the queued tasks of the agents bound to it, in claim order (dispatched
+/// ones first): a runtime may have thousands queued, and a daemon only
+/// needs the head of its queue.
+pub fn pending_for_runtime(conn: &Conn<'_>, runtime: Id) -> Result<Vec<Task>> {
+    dispatch!(conn, tasks::pending_for_runtime(runtime))
+}
+
+/// Dispatches the next task for `runtime`: the highest-priority, oldest
+/// queued task of a non-archived agent bound to it whose dispatched +
+/// running tasks are below its max_concurrent_tasks. The caller runs this
+/// inside its write transaction, so two claims can never take one task or
+/// overrun an agent's limit.
+pub fn claim(conn: &Conn<'_>, runtime: Id) -> Result<Option<Task>> {
+    dispatch!(conn, tasks::claim(runtime))
+}
+
+/// [`claim`] across several runtimes (a daemon's batch claim): the
+/// highest-priority, oldest claimable task of any of them, dispatched to
+/// the runtime its agent is bound to.
+pub fn claim_any(conn: &Conn<'_>, runtimes: &[Id]) -> Result<Option<Task>> {
+    dispatch!(conn, tasks::claim_any(runtimes))
+}
+
+/// Applies `transition` to the task (the caller has checked it is legal),
+/// recording the result or error.
+pub fn apply(
+    conn: &Conn<'_>,
+    id: Id,
+    transition: Transition,
+    result: Option<&str>,
+    error: Option<&str>,
+) -> Result<Task> {
+    dispatch!(conn, tasks::apply(id, transition, result, error))
+}
+
+/// Cancels every unfinished task of an agent; returns the cancelled ids.
+pub fn cancel_for_agent(conn: &Conn<'_>, agent: Id) -> Result<Vec<Id>> {
+    dispatch!(conn, tasks::cancel_for_agent(agent))
+}
+
+/// How many of the runtime's tasks started in each hour of the day (UTC),
+/// for the hours that have any.
+pub fn hourly_activity(conn: &Conn<'_>, runtime: Id) -> Result<Vec<HourCount>> {
+    dispatch!(conn, tasks::hourly_activity(runtime))
+}
+
+/// Sets the prepare lease of a task (the caller has checked it is
+/// dispatched) to end at `until`.
+pub fn set_prepare_lease(conn: &Conn<'_>, id: Id, until: &str) -> Result<Task> {
+    dispatch!(conn, tasks::set_prepare_lease(id, until))
+}
+
+/// Records the agent's session and work directory; an absent one keeps
+/// what was pinned before.
+pub fn pin_session(
+    conn: &Conn<'_>,
+    id: Id,
+    session_id: Option<&str>,
+    work_dir: Option<&str>,
+) -> Result<()> {
+    dispatch!(conn, tasks::pin_session(id, session_id, work_dir))
+}
+
+/// Records the acknowledgement of a cancelled task. Nothing already
+/// recorded is overwritten, so a replayed ack changes nothing; a task that
+/// is not cancelled is left alone (its own complete or fail report is the
+/// one that counts). Returns whether the task was cancelled.
+pub fn record_cancel_ack(conn: &Conn<'_>, id: Id, ack: &CancelAck, at: &str) -> Result<bool> {
+    dispatch!(conn, tasks::record_cancel_ack(id, ack, at))
+}
+
+/// Fails up to [`crate::store::sweeps::BATCH`] tasks dispatched to or running
+/// on `runtime`: its daemon has restarted, so nothing runs them any more.
+pub fn fail_orphans(conn: &Conn<'_>, runtime: Id) -> Result<Vec<FailedTask>> {
+    dispatch!(conn, tasks::fail_orphans(runtime))
+}
+
+/// The tasks carrying any of `issue_ids` (in `workspace`, if given), one
+/// row per (issue, runtime), read off the (issue_id, workspace_id) index.
+pub fn issue_tasks(
+    conn: &Conn<'_>,
+    workspace: Option<Id>,
+    issue_ids: &[String],
+) -> Result<Vec<IssueTasks>> {
+    dispatch!(conn, tasks::issue_tasks(workspace, issue_ids))
+}
+
+/// How many tasks have each status (statuses with none are left out).
+pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(String, i64)>> {
+    dispatch!(conn, tasks::count_by_status())
+}

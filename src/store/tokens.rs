@@ -1,0 +1,194 @@
+//! `personal_access_token` and `daemon_token` rows. Only the SHA-256 of a
+//! token is stored; the token itself is returned once, when it is made.
+
+use crate::domain::Id;
+use rand::RngCore;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{dispatch, Conn, Result};
+
+const SECRET_HEX_LEN: usize = 40;
+
+/// Personal access tokens: `mul_` + 40 lower-case hex digits.
+pub const PAT_PREFIX: &str = "mul_";
+
+/// Daemon tokens: `mdt_` + 40 lower-case hex digits.
+pub const DAEMON_PREFIX: &str = "mdt_";
+
+/// Task-scoped tokens, minted at claim: `mat_` + 40 lower-case hex digits.
+pub const TASK_PREFIX: &str = "mat_";
+
+/// How long a task token lives at most (its task ending ends it sooner).
+pub const TASK_TOKEN_LIFETIME_HOURS: i64 = 24;
+
+/// A fresh token: `prefix` + 40 hex digits from the OS random generator.
+pub fn generate(prefix: &str) -> String {
+    let mut bytes = [0u8; SECRET_HEX_LEN / 2];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut token = String::with_capacity(prefix.len() + SECRET_HEX_LEN);
+    token.push_str(prefix);
+    for b in bytes {
+        token.push_str(&format!("{b:02x}"));
+    }
+    token
+}
+
+/// True when `token` is `prefix` followed by exactly 40 lower-case hex digits.
+pub fn is_well_formed(token: &str, prefix: &str) -> bool {
+    token.strip_prefix(prefix).is_some_and(|secret| {
+        secret.len() == SECRET_HEX_LEN
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Hex SHA-256 of the whole token, as stored.
+pub fn hash(token: &str) -> String {
+    format!("{:x}", Sha256::digest(token.as_bytes()))
+}
+
+/// A PAT as its owner sees it in a listing (never the token itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonalToken {
+    pub id: Id,
+    pub name: String,
+    pub token_prefix: String,
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked: bool,
+    pub created_at: String,
+}
+
+/// What authentication needs to know about a stored token.
+#[derive(Debug, Clone)]
+pub struct StoredToken {
+    pub id: Id,
+    pub user_id: Option<Id>,
+    pub workspace_id: Option<Id>,
+    pub daemon_id: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked: bool,
+    pub last_used_at: Option<String>,
+}
+
+/// A token is renewed once it has less than this left.
+pub const RENEW_WITHIN_DAYS: i64 = 7;
+
+/// What renewing a token found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    /// No personal access or daemon token has this hash (a task token, or
+    /// none at all).
+    NotRenewable,
+    Revoked,
+    Expired,
+    /// A PAT made without an expiry: nothing to extend.
+    NeverExpires,
+    /// More than [`RENEW_WITHIN_DAYS`] left: unchanged.
+    NotYet {
+        expires_at: String,
+    },
+    Renewed {
+        expires_at: String,
+    },
+}
+
+/// A live-or-not task token, as authentication needs it.
+#[derive(Debug, Clone)]
+pub struct StoredTaskToken {
+    pub id: Id,
+    pub task_id: Id,
+    pub workspace_id: Id,
+    pub agent_id: Option<Id>,
+    /// The task's status now: the token works only while it is dispatched
+    /// or running.
+    pub task_status: String,
+    pub expires_at: String,
+}
+
+/// Creates a PAT for `user`; returns its listing row and the token.
+pub fn create_personal(
+    conn: &Conn<'_>,
+    user: Id,
+    name: &str,
+    expires_at: Option<&str>,
+) -> Result<(PersonalToken, String)> {
+    dispatch!(conn, tokens::create_personal(user, name, expires_at))
+}
+
+/// How many of `user`'s PATs still authenticate (not revoked, not expired).
+pub fn count_live_personal(conn: &Conn<'_>, user: Id) -> Result<i64> {
+    dispatch!(conn, tokens::count_live_personal(user))
+}
+
+/// `user`'s tokens, newest first.
+pub fn list_personal(conn: &Conn<'_>, user: Id) -> Result<Vec<PersonalToken>> {
+    dispatch!(conn, tokens::list_personal(user))
+}
+
+/// Revokes one of `user`'s tokens. `false` when `user` has no such token
+/// (including someone else's: ids are not probe-able).
+/// Revokes `user`'s token `id`: `None` when they have no such token,
+/// `Some(true)` when it was live until now, `Some(false)` when it was
+/// already revoked (nothing changes then).
+pub fn revoke_personal(conn: &Conn<'_>, user: Id, id: Id) -> Result<Option<bool>> {
+    dispatch!(conn, tokens::revoke_personal(user, id))
+}
+
+pub fn find_personal(conn: &Conn<'_>, token_hash: &str) -> Result<Option<StoredToken>> {
+    dispatch!(conn, tokens::find_personal(token_hash))
+}
+
+pub fn find_daemon(conn: &Conn<'_>, token_hash: &str) -> Result<Option<StoredToken>> {
+    dispatch!(conn, tokens::find_daemon(token_hash))
+}
+
+/// Records that a PAT was used (the caller throttles how often).
+pub fn touch_personal(conn: &Conn<'_>, id: Id, at: &str) -> Result<()> {
+    dispatch!(conn, tokens::touch_personal(id, at))
+}
+
+/// Renews the personal access or daemon token with `token_hash` in place,
+/// so every process holding it goes on working: once it has less than
+/// [`RENEW_WITHIN_DAYS`] left, it gets its own lifetime again (from when it
+/// was made or last renewed to its expiry), counted from `now`. The caller
+/// runs this in its write transaction, so concurrent renewals extend once.
+pub fn renew(
+    conn: &Conn<'_>,
+    token_hash: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Renewal> {
+    dispatch!(conn, tokens::renew(token_hash, now))
+}
+
+/// Mints a daemon token for `daemon_id` in `workspace`; returns the token.
+pub fn create_daemon(
+    conn: &Conn<'_>,
+    workspace: Id,
+    daemon_id: &str,
+    created_by: Id,
+    expires_at: &str,
+) -> Result<String> {
+    dispatch!(
+        conn,
+        tokens::create_daemon(workspace, daemon_id, created_by, expires_at)
+    )
+}
+
+/// How many daemon tokens `user` minted in `workspace` that still
+/// authenticate (not revoked, not expired).
+pub fn count_live_daemon(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<i64> {
+    dispatch!(conn, tokens::count_live_daemon(workspace, user))
+}
+
+/// Mints the task token of `task` (claimed just now); returns the token,
+/// which is shown once — only its hash is stored.
+pub fn create_task_token(conn: &Conn<'_>, task: Id, workspace: Id) -> Result<String> {
+    dispatch!(conn, tokens::create_task_token(task, workspace))
+}
+
+pub fn find_task_token(conn: &Conn<'_>, token_hash: &str) -> Result<Option<StoredTaskToken>> {
+    dispatch!(conn, tokens::find_task_token(token_hash))
+}

@@ -1,0 +1,108 @@
+//! `workspace` and `member` rows.
+
+use crate::domain::{Id, Role};
+use serde::Serialize;
+
+use super::{dispatch, Conn, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Workspace {
+    pub id: Id,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A membership, with the member's user fields so a list is readable.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub id: Id,
+    pub workspace_id: Id,
+    pub user_id: Id,
+    pub role: Role,
+    pub name: String,
+    pub email: String,
+    pub created_at: String,
+}
+
+/// Lower-case letters, digits and single dashes, from a display name.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() {
+        "workspace".to_string()
+    } else {
+        slug.to_string()
+    }
+}
+
+/// Creates a workspace owned by `owner`. An explicit slug that is taken is a
+/// 409; a slug derived from the name gets a `-2`, `-3`, … suffix instead.
+pub fn create(
+    conn: &Conn<'_>,
+    name: &str,
+    slug: Option<&str>,
+    description: &str,
+    owner: Id,
+) -> Result<Workspace> {
+    dispatch!(conn, workspaces::create(name, slug, description, owner))
+}
+
+pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Workspace>> {
+    dispatch!(conn, workspaces::get(id))
+}
+
+/// Workspaces `user` belongs to, oldest first.
+pub fn list_for_user(conn: &Conn<'_>, user: Id) -> Result<Vec<Workspace>> {
+    dispatch!(conn, workspaces::list_for_user(user))
+}
+
+/// The role of `user` in `workspace`, if they are a member.
+pub fn role_of(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<Option<Role>> {
+    dispatch!(conn, workspaces::role_of(workspace, user))
+}
+
+/// Whether the user with `email` (compared case-insensitively) belongs to
+/// `workspace`.
+pub fn has_member_with_email(conn: &Conn<'_>, workspace: Id, email: &str) -> Result<bool> {
+    dispatch!(conn, workspaces::has_member_with_email(workspace, email))
+}
+
+pub fn list_members(conn: &Conn<'_>, workspace: Id) -> Result<Vec<Member>> {
+    dispatch!(conn, workspaces::list_members(workspace))
+}
+
+pub fn get_member(conn: &Conn<'_>, workspace: Id, member: Id) -> Result<Option<Member>> {
+    dispatch!(conn, workspaces::get_member(workspace, member))
+}
+
+/// Adds `user` to `workspace`; 409 when they already belong to it.
+pub fn add_member(conn: &Conn<'_>, workspace: Id, user: Id, role: Role) -> Result<Member> {
+    dispatch!(conn, workspaces::add_member(workspace, user, role))
+}
+
+pub fn count_owners(conn: &Conn<'_>, workspace: Id) -> Result<i64> {
+    dispatch!(conn, workspaces::count_owners(workspace))
+}
+
+pub fn set_role(conn: &Conn<'_>, member: Id, role: Role) -> Result<()> {
+    dispatch!(conn, workspaces::set_role(member, role))
+}
+
+/// Removes a membership. What the member left running in the workspace stops
+/// answering for them: their runtimes go offline with the reason
+/// `member_removed` (already offline ones too: that is now why they stay
+/// so), the daemon tokens they minted for it and the invitations they sent
+/// for it are revoked.
+pub fn remove_member(conn: &Conn<'_>, member: &Member) -> Result<()> {
+    dispatch!(conn, workspaces::remove_member(member))
+}
