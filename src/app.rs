@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::heartbeats::Heartbeats;
 use crate::jobs::heartbeats::HeartbeatFlusher;
-use crate::jobs::sweeper::Sweeper;
+use crate::jobs::sweeper::{Sweeper, Sweeping};
 use crate::metrics::Metrics;
 use crate::probes::Probes;
 use crate::store::{OpenError, Store};
@@ -86,6 +86,16 @@ pub struct State {
     pub daemon_hub: DaemonHub,
 }
 
+impl<'a> From<&'a State> for Sweeping<'a> {
+    fn from(state: &'a State) -> Sweeping<'a> {
+        Sweeping {
+            db: &state.db,
+            events: &state.events,
+            heartbeats: &state.heartbeats,
+        }
+    }
+}
+
 impl Application {
     /// Opens and migrates the database, binds the listener and builds the
     /// server; nothing runs until [`Application::run_until_stopped`].
@@ -147,8 +157,9 @@ impl Application {
             daemon_hub.close();
             handle.stop(true).await;
         });
-        let sweeper = Sweeper::new(self.state.clone(), self.sweeper).start();
-        let flusher = HeartbeatFlusher::new(self.state.clone()).start();
+        let state = &self.state;
+        let sweeper = Sweeper::new(state.into(), state.metrics.clone(), self.sweeper).start();
+        let flusher = HeartbeatFlusher::new(state.heartbeats.clone(), state.db.clone()).start();
         let result = self.server.await;
         drop((sweeper, flusher));
         let state = self.state;

@@ -5,18 +5,20 @@ use std::sync::Arc;
 
 use actix::{Actor, AsyncContext, Context};
 
-use crate::app::State;
-use crate::heartbeats::FLUSH_EVERY;
+use crate::heartbeats::{Heartbeats, FLUSH_EVERY};
+use crate::store::Store;
 
 pub struct HeartbeatFlusher {
-    state: State,
+    heartbeats: Heartbeats,
+    db: Store,
     busy: Arc<AtomicBool>,
 }
 
 impl HeartbeatFlusher {
-    pub fn new(state: State) -> HeartbeatFlusher {
+    pub fn new(heartbeats: Heartbeats, db: Store) -> HeartbeatFlusher {
         HeartbeatFlusher {
-            state,
+            heartbeats,
+            db,
             busy: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -30,10 +32,10 @@ impl Actor for HeartbeatFlusher {
             if flusher.busy.swap(true, Ordering::AcqRel) {
                 return;
             }
-            let state = flusher.state.clone();
+            let (heartbeats, db) = (flusher.heartbeats.clone(), flusher.db.clone());
             let busy = flusher.busy.clone();
             actix::spawn(async move {
-                let result = actix_web::web::block(move || state.heartbeats.flush(&state.db)).await;
+                let result = actix_web::web::block(move || heartbeats.flush(&db)).await;
                 match result {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => log::warn!("writing heartbeats failed: {e}"),

@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use actix::{Actor, AsyncContext, Context};
 use serde_json::json;
 
-use crate::app::State;
 use crate::config::SweeperConfig;
 use crate::domain::Id;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::failures::Failures;
+use crate::heartbeats::Heartbeats;
+use crate::metrics::Metrics;
 use crate::store::sweeps::{self, FailedTask, BATCH};
 use crate::store::Conn;
 use crate::store::Error;
@@ -48,16 +49,31 @@ pub struct SweepReport {
     pub duration: Duration,
 }
 
+/// What a sweep works with: the store, the bus it announces on, and the
+/// heartbeats still buffered.
+#[derive(Clone, Copy)]
+pub struct Sweeping<'a> {
+    pub db: &'a Store,
+    pub events: &'a EventBus,
+    pub heartbeats: &'a Heartbeats,
+}
+
 pub struct Sweeper {
-    state: State,
+    db: Store,
+    events: EventBus,
+    heartbeats: Heartbeats,
+    metrics: Metrics,
     config: SweeperConfig,
     busy: Arc<AtomicBool>,
 }
 
 impl Sweeper {
-    pub fn new(state: State, config: SweeperConfig) -> Sweeper {
+    pub fn new(parts: Sweeping<'_>, metrics: Metrics, config: SweeperConfig) -> Sweeper {
         Sweeper {
-            state,
+            db: parts.db.clone(),
+            events: parts.events.clone(),
+            heartbeats: parts.heartbeats.clone(),
+            metrics,
             config,
             busy: Arc::new(AtomicBool::new(false)),
         }
@@ -70,12 +86,24 @@ impl Sweeper {
             log::warn!("sweep skipped: the previous one is still running");
             return;
         }
-        let state = self.state.clone();
+        let (db, events, heartbeats) = (
+            self.db.clone(),
+            self.events.clone(),
+            self.heartbeats.clone(),
+        );
         let config = self.config.clone();
         let busy = self.busy.clone();
-        let metrics = self.state.metrics.clone();
+        let metrics = self.metrics.clone();
         actix::spawn(async move {
-            let result = actix_web::web::block(move || sweep_once(&state, &config)).await;
+            let sweep = move || {
+                let parts = Sweeping {
+                    db: &db,
+                    events: &events,
+                    heartbeats: &heartbeats,
+                };
+                sweep_once(parts, &config)
+            };
+            let result = actix_web::web::block(sweep).await;
             match result {
                 Ok(report) => {
                     metrics.record_sweep(report.duration.as_secs_f64());
@@ -122,13 +150,16 @@ fn cutoff(secs: u64) -> String {
 
 /// Runs every step once (blocking; the actor calls it on the blocking
 /// pool). A failing step is logged and does not stop the others.
-pub fn sweep_once(state: &State, config: &SweeperConfig) -> SweepReport {
+pub fn sweep_once<'a>(parts: impl Into<Sweeping<'a>>, config: &SweeperConfig) -> SweepReport {
     let started = Instant::now();
     let mut report = SweepReport::default();
-    let db = &state.db;
-    let events = &state.events;
+    let Sweeping {
+        db,
+        events,
+        heartbeats,
+    } = parts.into();
     // judge staleness on every heartbeat received so far
-    if let Err(e) = state.heartbeats.flush(db) {
+    if let Err(e) = heartbeats.flush(db) {
         log::warn!("sweep: writing buffered heartbeats failed: {e}");
     }
 
