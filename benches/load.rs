@@ -93,6 +93,42 @@ fn raw_commit_rate(dir: &std::path::Path) -> f64 {
 
 type Client = awc::Client;
 
+/// Claims a task for runtime `rt` (the reply, with `task` null when none).
+async fn claim(client: &Client, base: &str, token: &str, rt: &str) -> Result<Value, ()> {
+    let url = format!("{base}/api/daemon/runtimes/{rt}/tasks/claim");
+    call(client, "POST", url, token, None).await
+}
+
+/// Starts, reports usage for and completes the task a claim handed out.
+async fn finish(client: &Client, base: &str, token: &str, claimed: Value) -> Result<(), ()> {
+    let Some(task) = claimed["task"]["id"].as_str() else {
+        return Ok(());
+    };
+    let t = format!("{base}/api/daemon/tasks/{task}");
+    call(client, "POST", format!("{t}/start"), token, None).await?;
+    let usage = json!({"usage": [{"provider": "claude", "model": "opus", "input_tokens": 1200, "output_tokens": 300}]});
+    call(client, "POST", format!("{t}/usage"), token, Some(&usage)).await?;
+    call(
+        client,
+        "POST",
+        format!("{t}/complete"),
+        token,
+        Some(&json!({"output": "ok"})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One claim+start+usage+complete cycle; an empty queue is an error (the
+/// bench queued enough work).
+async fn cycle(client: &Client, base: &str, token: &str, rt: &str) -> Result<(), ()> {
+    let claimed = claim(client, base, token, rt).await?;
+    if claimed["task"].is_null() {
+        return Err(());
+    }
+    finish(client, base, token, claimed).await
+}
+
 async fn call(
     client: &Client,
     method: &str,
@@ -263,7 +299,7 @@ fn main() {
         });
         let (mut register, mut early_beats) = futures_util::future::join(register, early_beats).await;
         let took = started.elapsed().as_secs_f64();
-        register.line("register (2 runtimes)", took);
+        let register_rate = register.line("register (2 runtimes)", took);
         early_beats.line("heartbeat while registering", took);
         let runtimes = runtimes.borrow().clone();
         assert_eq!(runtimes.len(), daemons * 2, "every daemon registered");
@@ -281,12 +317,24 @@ fn main() {
             let agent: Value = res.json().await.expect("agent json");
             agents.push(agent["id"].as_str().expect("agent id").to_string());
         }
-        for (i, agent) in agents.iter().enumerate().cycle().take(4000) {
-            let body = json!({"prompt": format!("task {i}"), "priority": i % 3});
-            call(&client, "POST", format!("{base}/api/agents/{agent}/tasks"), &token, Some(&body))
-                .await
-                .expect("queue task");
-        }
+        // enough queued work for both claiming phases, queued over all
+        // connections
+        let queued = Rc::new(std::cell::Cell::new(0usize));
+        let to_queue = knob("LOAD_TASKS", 30_000);
+        let counter = queued.clone();
+        let queueing = timed_while(clients, Instant::now() + Duration::from_secs(600), move || counter.get() < to_queue, |_, _| {
+            let client = client.clone();
+            let (base, token) = (base.clone(), token.clone());
+            let n = queued.get();
+            queued.set(n + 1);
+            let agent = agents[n % agents.len()].clone();
+            async move {
+                let body = json!({"prompt": format!("task {n}"), "priority": n % 3});
+                call(&client, "POST", format!("{base}/api/agents/{agent}/tasks"), &token, Some(&body)).await.map(|_| ())
+            }
+        })
+        .await;
+        assert_eq!(queueing.errors, 0, "every task queued");
 
         // mixed load: most connections heartbeat, a few claim and finish
         // tasks and report their usage
@@ -310,27 +358,31 @@ fn main() {
             let claim_only = claim_only.clone();
             async move {
                 let t = Instant::now();
-                let reply = call(&client, "POST", format!("{base}/api/daemon/runtimes/{rt}/tasks/claim"), &token, None).await;
+                let reply = claim(&client, &base, &token, &rt).await;
                 let took = t.elapsed().as_micros() as u64;
                 match &reply {
                     Ok(_) => claim_only.borrow_mut().micros.push(took),
                     Err(_) => claim_only.borrow_mut().errors += 1,
                 }
-                let reply = reply?;
-                if let Some(task) = reply["task"]["id"].as_str() {
-                    let t = format!("{base}/api/daemon/tasks/{task}");
-                    call(&client, "POST", format!("{t}/start"), &token, None).await?;
-                    let usage = json!({"usage": [{"provider": "claude", "model": "opus", "input_tokens": 1200, "output_tokens": 300}]});
-                    call(&client, "POST", format!("{t}/usage"), &token, Some(&usage)).await?;
-                    call(&client, "POST", format!("{t}/complete"), &token, Some(&json!({"output": "ok"}))).await?;
-                }
-                Ok(())
+                finish(&client, &base, &token, reply?).await
             }
         });
         let (mut heartbeats, mut claims) = futures_util::future::join(heartbeats, claims).await;
         let hb_rate = heartbeats.line("heartbeat (mixed load)", secs as f64);
         claim_only.borrow_mut().line("claim", secs as f64);
         claims.line("claim+start+usage+done", secs as f64);
+
+        // claim cycles alone, on every connection: how many tasks a fleet
+        // of daemons can take, run and finish per second
+        let until = phase();
+        let mut cycles = timed(clients, until, |c, i| {
+            let client = client.clone();
+            let rt = runtimes[(c + i * clients) % workers].clone();
+            let (base, token) = (base.clone(), token.clone());
+            async move { cycle(&client, &base, &token, &rt).await }
+        })
+        .await;
+        let cycle_rate = cycles.line("cycles, all connections", secs as f64);
 
         // reads while every other connection writes as fast as it can:
         // registrations of new machines (each its own write transaction)
@@ -361,9 +413,12 @@ fn main() {
         let rss = peak_rss_mib(pid);
         println!("{:<26} {rss:.1} MiB", "server peak RSS");
         println!(
-            "ratios: heartbeat/health = {:.2}, heartbeat/raw commit = {:.2}",
+            "ratios: heartbeat/health = {:.2}, heartbeat/raw commit = {:.2}, register/health = {:.2}, register/raw commit = {:.2}, cycle requests/raw commit = {:.2}",
             hb_rate / health_rate,
-            hb_rate / raw
+            hb_rate / raw,
+            register_rate / health_rate,
+            register_rate / raw,
+            cycle_rate * 4.0 / raw
         );
     });
     drop(server);

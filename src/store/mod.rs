@@ -214,14 +214,22 @@ impl Store {
     /// Runs `f` on the writer, inside a transaction shared with the other
     /// writes waiting at the same moment (each in its own savepoint: `f`'s
     /// error undoes `f` only). The write is durable when this returns `Ok`.
+    ///
+    /// The request waits for the writer without holding a thread: the
+    /// writer is a thread of its own, so nothing here blocks.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        E: Failure + From<actix_web::error::BlockingError>,
+        E: Failure,
         F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
-        let store = self.clone();
-        actix_web::web::block(move || store.write_blocking(f)).await?
+        let waiting = Instant::now();
+        let answer = self.engine.submit(f)?;
+        let result = answer
+            .await
+            .map_err(|_| E::from(Error::internal("the database writer dropped a write")))
+            .and_then(|result| result);
+        self.written(waiting, result)
     }
 
     /// [`Store::read`] for callers that are already off the executor (CLI).
@@ -246,6 +254,11 @@ impl Store {
     {
         let waiting = Instant::now();
         let result = self.engine.write(f);
+        self.written(waiting, result)
+    }
+
+    /// Records how long a write waited and whether it met a storage fault.
+    fn written<T, E: Failure>(&self, waiting: Instant, result: Result<T, E>) -> Result<T, E> {
         self.pool_wait.observe(waiting.elapsed().as_secs_f64());
         if let Err(e) = &result {
             if let Some(e) = e.store_error().filter(|e| e.is_storage_fault()) {

@@ -137,6 +137,18 @@ impl Engine {
         self.writer.write(f)
     }
 
+    pub(super) fn submit<T, E, F>(
+        &self,
+        f: F,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<T, E>>, E>
+    where
+        T: Send + 'static,
+        E: Failure,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.writer.submit(f)
+    }
+
     pub(super) fn set_writer_read_only(&self, read_only: bool) -> Result<()> {
         self.writer
             .direct(move |c| Ok(c.pragma_update(None, "query_only", read_only)?))

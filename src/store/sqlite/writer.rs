@@ -16,7 +16,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
+
 use std::thread;
+use tokio::sync::oneshot;
 
 use rusqlite::Connection;
 
@@ -51,10 +53,28 @@ pub(crate) enum Ran {
     Broken,
 }
 
-/// A job made from a closure and the channel its caller waits on.
+/// A job made from a closure and the channel its caller waits on (an
+/// async request awaits it without holding a thread).
 struct Write<T, E, F> {
     f: F,
-    reply: mpsc::SyncSender<Result<T, E>>,
+    reply: Reply<Result<T, E>>,
+}
+
+/// Where a job's outcome goes: a thread blocked on it, or a task awaiting
+/// it.
+enum Reply<R> {
+    Blocking(mpsc::SyncSender<R>),
+    Async(oneshot::Sender<R>),
+}
+
+impl<R> Reply<R> {
+    /// Delivers `outcome`; a caller that stopped waiting is no error.
+    fn send(self, outcome: R) {
+        let _ = match self {
+            Reply::Blocking(reply) => reply.send(outcome).map_err(drop),
+            Reply::Async(reply) => reply.send(outcome).map_err(drop),
+        };
+    }
 }
 
 impl<T, E, F> Job for Write<T, E, F>
@@ -66,7 +86,7 @@ where
     fn run(self: Box<Self>, conn: &Connection) -> Ran {
         let Write { f, reply } = *self;
         if let Err(e) = conn.execute_batch("SAVEPOINT request") {
-            let _ = reply.send(Err(E::from(e.into())));
+            reply.send(Err(E::from(e.into())));
             return Ran::Done;
         }
         let outcome =
@@ -82,10 +102,10 @@ where
         });
         match outcome {
             Ok(value) => Ran::Answer(Box::new(move |committed: Result<(), Error>| {
-                let _ = reply.send(committed.map(|()| value).map_err(E::from));
+                reply.send(committed.map(|()| value).map_err(E::from));
             })),
             Err(error) => {
-                let _ = reply.send(Err(error));
+                reply.send(Err(error));
                 // undoes this job only; the batch goes on
                 match conn.execute_batch("ROLLBACK TO request; RELEASE request") {
                     Ok(()) => Ran::Done,
@@ -99,7 +119,7 @@ where
     }
 
     fn refuse(self: Box<Self>, error: Error) {
-        let _ = self.reply.send(Err(E::from(error)));
+        self.reply.send(Err(E::from(error)));
     }
 }
 
@@ -168,6 +188,30 @@ impl Writer {
             .map_err(|_| Error::internal("the database writer dropped a request"))?
     }
 
+    /// Queues `f` for the next batch; the receiver gets its outcome once
+    /// the batch has committed (or failed).
+    pub fn submit<T, E, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T, E>>, E>
+    where
+        T: Send + 'static,
+        E: Failure,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.queue(f, Reply::Async(reply))?;
+        Ok(answer)
+    }
+
+    fn queue<T, E, F>(&self, f: F, reply: Reply<Result<T, E>>) -> Result<(), E>
+    where
+        T: Send + 'static,
+        E: Failure,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.jobs
+            .send(Box::new(Write { f, reply }))
+            .map_err(|_| E::from(Error::internal("the database writer has stopped")))
+    }
+
     /// Runs `f` in the next batch and waits for its commit. Blocks: call
     /// it off the async executor.
     pub fn write<T, E, F>(&self, f: F) -> Result<T, E>
@@ -177,9 +221,7 @@ impl Writer {
         F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.jobs
-            .send(Box::new(Write { f, reply }))
-            .map_err(|_| E::from(Error::internal("the database writer has stopped")))?;
+        self.queue(f, Reply::Blocking(reply))?;
         answer
             .recv()
             .map_err(|_| E::from(Error::internal("the database writer dropped a write")))?
@@ -287,7 +329,13 @@ mod tests {
         F: FnOnce(&Conn<'_>) -> Result<(), Error> + Send + 'static,
     {
         let (reply, answer) = mpsc::sync_channel(1);
-        (Box::new(Write { f, reply }), answer)
+        (
+            Box::new(Write {
+                f,
+                reply: Reply::Blocking(reply),
+            }),
+            answer,
+        )
     }
 
     fn insert(n: i64) -> impl FnOnce(&Conn<'_>) -> Result<(), Error> + Send + 'static {
