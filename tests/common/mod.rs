@@ -186,7 +186,9 @@ impl TestApp {
         T: Send + 'static,
         F: FnOnce(&Conn<'_>) -> store::Result<T> + Send + 'static,
     {
-        self.db.write_blocking(f).expect("arrange through the store")
+        self.db
+            .write_blocking(f)
+            .expect("arrange through the store")
     }
 
     /// Runs store read operations, for assertions on what is stored.
@@ -222,9 +224,7 @@ impl TestApp {
 /// database with SQL: another engine swaps its connection in here.
 pub fn select_in(path: &Path, sql: &str) -> Vec<Vec<Value>> {
     let conn = sqlite::open_sql(path);
-    let mut stmt = conn
-        .prepare(sql)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     let n = stmt.column_count();
     let rows = stmt
         .query_map([], |r| (0..n).map(|i| r.get(i).map(json_of)).collect())
@@ -396,13 +396,15 @@ impl TestApp {
     /// The stored agent `id`.
     pub fn agent_row(&self, id: &str) -> agents::Agent {
         let id = parse_id(id);
-        self.inspect(|conn| agents::get(conn, id)).expect("agent stored")
+        self.inspect(|conn| agents::get(conn, id))
+            .expect("agent stored")
     }
 
     /// The stored task `id`.
     pub fn task_row(&self, id: &str) -> tasks::Task {
         let id = parse_id(id);
-        self.inspect(|conn| tasks::get(conn, id)).expect("task stored")
+        self.inspect(|conn| tasks::get(conn, id))
+            .expect("task stored")
     }
 
     /// The runtime an agent is bound to.
@@ -452,9 +454,8 @@ impl TestApp {
     /// Makes `token` (of `kind`) one that has run out.
     pub fn expire_token(&self, kind: TokenKind, token: &str) {
         let hash = store::tokens::hash(token);
-        let found = self.arrange(move |conn| {
-            seed::expire_token(conn, kind, &hash, "2000-01-01T00:00:00.000Z")
-        });
+        let found = self
+            .arrange(move |conn| seed::expire_token(conn, kind, &hash, "2000-01-01T00:00:00.000Z"));
         assert!(found, "no such {kind:?} token");
     }
 }

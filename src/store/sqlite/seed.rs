@@ -199,7 +199,10 @@ fn dump_rows(conn: &Connection, table: &str, sql: &str) -> rusqlite::Result<Vec<
     let n = stmt.column_count();
     let rows = stmt.query_map([], |r| {
         (0..n)
-            .map(|i| r.get::<_, rusqlite::types::Value>(i).map(|v| format!("{v:?}")))
+            .map(|i| {
+                r.get::<_, rusqlite::types::Value>(i)
+                    .map(|v| format!("{v:?}"))
+            })
             .collect::<rusqlite::Result<Vec<_>>>()
     })?;
     rows.map(|row| Ok(format!("{table}: {}\n", row?.join("|"))))
