@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::{Config, SweeperConfig};
+use agenthub::domain::Id;
 use agenthub::jobs::sweeper::sweep_once;
-use rusqlite::params;
+use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
+use agenthub::store::{agents, format_time};
 
 const CLIENTS: usize = 8;
 const LIVE_RUNTIMES: usize = 1000;
@@ -86,6 +88,68 @@ fn summary(label: &str, mut lat: Vec<u64>, errors: usize, secs: f64) {
     );
 }
 
+/// The fleet described in [`run`], in one transaction; returns the ids of
+/// the live runtimes.
+fn seed_fleet(
+    tx: &agenthub::store::Conn<'_>,
+    workspace: Id,
+    owner: Id,
+    total: usize,
+) -> agenthub::store::Result<Vec<String>> {
+    let now = chrono::Utc::now();
+    let t0 = format_time(now);
+    let hour_ago = format_time(now - chrono::Duration::seconds(3600));
+    let month_ago = format_time(now - chrono::Duration::days(30));
+    let stale = total / 2;
+    let mut live = Vec::new();
+    for i in 0..total + LIVE_RUNTIMES {
+        let id = Id::new();
+        let (status, last_seen) = if i < stale {
+            ("online", &hour_ago)
+        } else if i < total {
+            ("offline", &month_ago)
+        } else {
+            ("online", &t0)
+        };
+        seed::runtime(
+            tx,
+            &SeedRuntime {
+                id,
+                workspace,
+                daemon_id: &format!("host-{i}"),
+                name: "claude",
+                provider: "claude",
+                status,
+                owner,
+                last_seen_at: Some(last_seen),
+                created_at: &t0,
+            },
+        )?;
+        if i < stale && i % 100 == 0 {
+            let agent = Id::new();
+            seed::agent(
+                tx,
+                &SeedAgent {
+                    id: agent,
+                    workspace,
+                    runtime: id,
+                    name: "a",
+                    owner,
+                    archived_at: None,
+                    created_at: &t0,
+                },
+            )?;
+            seed::dispatched_task(tx, Id::new(), workspace, agent, id, &t0)?;
+            // working, as a claim leaves it
+            agents::reconcile_status(tx, agent)?;
+        }
+        if i >= total {
+            live.push(id.to_string());
+        }
+    }
+    Ok(live)
+}
+
 async fn run(total: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::default();
@@ -96,67 +160,17 @@ async fn run(total: usize) {
     let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
     let init = admin::init(&state.db, "bench@example.com", None, None).expect("init");
-    let ws = init.workspace_id.to_string();
-    let user = init.user_id.to_string();
 
     // Half the fleet went silent an hour ago (the stale step turns them
     // offline); the other half has been offline for a month (GC deletes
     // them). 1% of the silent ones carry an agent with dispatched work.
     let seeded = Instant::now();
     let stale = total / 2;
-    let mut live = Vec::new();
-    {
-        let mut conn = rusqlite::Connection::open(dir.path().join("bench.db")).expect("open");
-        conn.busy_timeout(Duration::from_secs(30)).expect("busy");
-        let tx = conn.transaction().expect("tx");
-        {
-            let mut rt = tx
-                .prepare(
-                    "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode,
-                         provider, status, owner_id, last_seen_at, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, 'claude', 'local', 'claude', ?4, ?5,
-                         strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?6), ?7, ?7)",
-                )
-                .expect("prepare");
-            let mut agent = tx
-                .prepare(
-                    "INSERT INTO agent (id, workspace_id, runtime_id, name, runtime_mode, owner_id,
-                         status, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, 'a', 'local', ?4, 'working', ?5, ?5)",
-                )
-                .expect("prepare");
-            let mut task = tx
-                .prepare(
-                    "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status,
-                         dispatched_at, created_at)
-                     VALUES (?1, ?2, ?3, ?4, 'dispatched', ?5, ?5)",
-                )
-                .expect("prepare");
-            let now = agenthub::store::now();
-            for i in 0..total + LIVE_RUNTIMES {
-                let id = uuid::Uuid::new_v4().to_string();
-                let (status, age) = if i < stale {
-                    ("online", "-3600 seconds")
-                } else if i < total {
-                    ("offline", "-30 days")
-                } else {
-                    ("online", "-0 seconds")
-                };
-                rt.execute(params![id, ws, format!("host-{i}"), status, user, age, now])
-                    .expect("runtime");
-                if i < stale && i % 100 == 0 {
-                    let a = uuid::Uuid::new_v4().to_string();
-                    agent.execute(params![a, ws, id, user, now]).expect("agent");
-                    task.execute(params![uuid::Uuid::new_v4().to_string(), ws, a, id, now])
-                        .expect("task");
-                }
-                if i >= total {
-                    live.push(id);
-                }
-            }
-        }
-        tx.commit().expect("commit");
-    }
+    let (workspace, owner) = (init.workspace_id, init.user_id);
+    let live = state
+        .db
+        .write_blocking(move |tx| seed_fleet(tx, workspace, owner, total))
+        .expect("seed fleet");
     println!(
         "seeded {} runtimes ({} stale, {} long offline, {} live) in {:.1}s",
         total + LIVE_RUNTIMES,

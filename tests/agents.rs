@@ -184,12 +184,16 @@ async fn agent_owner_or_managers_edit_an_agent() {
         .agent(&carol.token, &ws, &rt, json!({"visibility": "workspace"}))
         .await;
     // carol stays the agent's owner after losing the admin role
-    app.sql()
-        .execute(
-            "UPDATE member SET role = 'member' WHERE user_id = ?1",
-            [&carol.id],
+    let carol_m = app.member_id(&alice.token, &ws, &carol.id).await;
+    let r = app
+        .request(
+            "PATCH",
+            &format!("/api/workspaces/{ws}/members/{carol_m}"),
+            Some(&alice.token),
+            Some(&json!({"role": "member"}).to_string()),
         )
-        .unwrap();
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
 
     let put = |token: String, body: serde_json::Value| {
         let app = &app;

@@ -2,6 +2,7 @@
 
 mod common;
 
+use agenthub::store::seed::TokenKind;
 use common::spawn_app;
 use serde_json::json;
 
@@ -69,30 +70,18 @@ async fn tokens_are_stored_only_as_hashes() {
             json!({"daemon_id": "laptop"}),
         )
         .await;
+    assert_eq!(daemon.status, 201, "{:?}", daemon.body);
     let daemon_token = daemon.body["token"].as_str().unwrap().to_string();
-    let conn = app.sql();
     for (table, token) in [
         ("personal_access_token", &alice.token),
         ("daemon_token", &daemon_token),
     ] {
-        let stored: Vec<String> = conn
-            .prepare(&format!("SELECT token_hash FROM {table}"))
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let stored = app.column(&format!("SELECT token_hash FROM {table}"));
         assert!(stored
             .iter()
             .all(|h| h.len() == 64 && !h.contains(token.as_str())));
-        let dump: String = conn
-            .query_row(
-                &format!("SELECT group_concat(quote(t.*)) FROM (SELECT * FROM {table}) t"),
-                [],
-                |r| r.get(0),
-            )
-            .unwrap_or_default();
-        assert!(!dump.contains(&token[4..]), "{table} holds the clear token");
+        let rows = json!(app.select(&format!("SELECT * FROM {table}"))).to_string();
+        assert!(!rows.contains(&token[4..]), "{table} holds the clear token");
     }
 }
 
@@ -129,12 +118,7 @@ async fn expired_token_is_rejected() {
     assert!(created.body["expires_at"].as_str().unwrap().ends_with('Z'));
     let token = created.body["token"].as_str().unwrap().to_string();
     assert_eq!(app.get("/api/me", &token).await.status, 200);
-    app.sql()
-        .execute(
-            "UPDATE personal_access_token SET expires_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
-            [created.body["id"].as_str().unwrap()],
-        )
-        .unwrap();
+    app.expire_token(TokenKind::Personal, &token);
     let r = app.get("/api/me", &token).await;
     assert_eq!(r.status, 401);
     assert_eq!(r.error(), "token has expired");
@@ -151,13 +135,9 @@ async fn expired_daemon_token_is_rejected() {
             json!({"daemon_id": "laptop"}),
         )
         .await;
+    assert_eq!(minted.status, 201, "{:?}", minted.body);
     let token = minted.body["token"].as_str().unwrap().to_string();
-    app.sql()
-        .execute(
-            "UPDATE daemon_token SET expires_at = '2020-01-01T00:00:00.000Z'",
-            [],
-        )
-        .unwrap();
+    app.expire_token(TokenKind::Daemon, &token);
     // a daemon token is no PAT: user routes refuse it either way
     let r = app.get("/api/me", &token).await;
     assert_eq!(r.status, 401);
@@ -219,7 +199,7 @@ async fn a_user_holds_at_most_100_live_tokens() {
         async move { app.post("/api/tokens", &token, body).await }
     };
     // init made the first; 99 more, one of them short-lived
-    let mut ids = Vec::new();
+    let (mut ids, mut tokens) = (Vec::new(), Vec::new());
     for i in 0..99 {
         let body = match i {
             0 => json!({"expires_in_days": 1}),
@@ -228,6 +208,7 @@ async fn a_user_holds_at_most_100_live_tokens() {
         let r = create(body).await;
         assert_eq!(r.status, 201, "{:?}", r.body);
         ids.push(r.body["id"].as_str().unwrap().to_string());
+        tokens.push(r.body["token"].as_str().unwrap().to_string());
     }
     let before = app.dump();
     let r = create(json!({"name": "one too many"})).await;
@@ -246,12 +227,7 @@ async fn a_user_holds_at_most_100_live_tokens() {
     assert_eq!(create(json!({})).await.status, 201);
     assert_eq!(create(json!({})).await.status, 409);
     // and so does an expired one
-    app.sql()
-        .execute(
-            "UPDATE personal_access_token SET expires_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
-            [&ids[0]],
-        )
-        .unwrap();
+    app.expire_token(TokenKind::Personal, &tokens[0]);
     assert_eq!(create(json!({})).await.status, 201);
     assert_eq!(create(json!({})).await.status, 409);
 }

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{binary, open_sql, ServerProcess};
+use common::{binary, count_in, select_in, sqlite, ServerProcess};
 use serde_json::Value;
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -65,19 +65,12 @@ fn init_prints_ids_and_token_as_one_json_line() {
     assert_eq!(v["workspace_id"].as_str().unwrap().len(), 36);
     // the default database file in the working directory, owner-only
     let db = dir.path().join("agenthub.db");
-    let conn = open_sql(&db);
-    let (name, ws, role): (String, String, String) = conn
-        .query_row(
-            r#"SELECT u.name, w.name, m.role FROM "user" u JOIN member m ON m.user_id = u.id
-               JOIN workspace w ON w.id = m.workspace_id"#,
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
-    assert_eq!(
-        (name.as_str(), ws.as_str(), role.as_str()),
-        ("Ada", "Lab", "owner")
+    let rows = select_in(
+        &db,
+        r#"SELECT u.name, w.name, m.role FROM "user" u JOIN member m ON m.user_id = u.id
+           JOIN workspace w ON w.id = m.workspace_id"#,
     );
+    assert_eq!(rows, [["Ada", "Lab", "owner"]]);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -212,10 +205,7 @@ async fn user_add_and_token_create_give_working_tokens() {
     );
     assert!(!out.status.success());
     // nothing half-made by the failed commands
-    let users: i64 = open_sql(&db)
-        .query_row(r#"SELECT count(*) FROM "user""#, [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(users, 2);
+    assert_eq!(count_in(&db, r#"SELECT count(*) FROM "user""#), 2);
 }
 
 #[test]
@@ -223,15 +213,8 @@ fn migrate_creates_every_table() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["migrate", "--db", "fresh.db"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let conn = open_sql(&dir.path().join("fresh.db"));
-    let mut tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'refinery%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    tables.sort();
+    let fresh = dir.path().join("fresh.db");
+    let tables = sqlite::tables(&fresh);
     assert_eq!(
         tables,
         [
@@ -252,10 +235,7 @@ fn migrate_creates_every_table() {
             "workspace"
         ]
     );
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
+    assert_eq!(sqlite::journal_mode(&fresh), "wal");
     // a second run has nothing to do
     let out = run(dir.path(), &["migrate", "--db", "fresh.db"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 migration(s) applied"));
@@ -407,33 +387,16 @@ async fn backup_while_writing_is_consistent() {
     assert_eq!(written, 160);
 
     for copy in copies {
-        let conn = open_sql(&copy);
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
-        let fk: i64 = conn
-            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(fk, 0);
-        let (workspaces, owners): (i64, i64) = conn
-            .query_row(
-                "SELECT (SELECT count(*) FROM workspace), (SELECT count(*) FROM member WHERE role = 'owner')",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
+        assert_eq!(sqlite::integrity_check(&copy), "ok");
+        assert_eq!(sqlite::foreign_key_violations(&copy), 0);
+        let workspaces = count_in(&copy, "SELECT count(*) FROM workspace");
+        let owners = count_in(&copy, "SELECT count(*) FROM member WHERE role = 'owner'");
         // a snapshot: every workspace in it came with its owner
         assert!((1..=161).contains(&workspaces), "{workspaces}");
         assert_eq!(workspaces, owners);
     }
     drop(server);
-    let live: i64 = open_sql(&db)
-        .query_row("SELECT count(*) FROM workspace", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(live, 161);
+    assert_eq!(count_in(&db, "SELECT count(*) FROM workspace"), 161);
 }
 
 #[actix_web::test]
@@ -480,15 +443,8 @@ async fn sigterm_shuts_down_cleanly_and_checkpoints_the_wal() {
     assert!(status.success(), "{status:?}");
     // the WAL was folded into the main file (and removed with the last connection)
     assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
-    let conn = open_sql(&db);
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM workspace", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(n, 21);
+    assert_eq!(sqlite::integrity_check(&db), "ok");
+    assert_eq!(count_in(&db, "SELECT count(*) FROM workspace"), 21);
 }
 
 #[actix_web::test]
@@ -581,10 +537,7 @@ async fn backup_refuses_the_live_database_however_it_is_named() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 201);
     drop(server);
-    let live: i64 = open_sql(&db)
-        .query_row("SELECT count(*) FROM workspace", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(live, 2);
+    assert_eq!(count_in(&db, "SELECT count(*) FROM workspace"), 2);
 }
 
 #[test]
@@ -612,9 +565,6 @@ fn backups_are_readable_by_their_owner_only() {
         assert!(out.status.success(), "{}", stderr(&out));
         let mode = std::fs::metadata(copy).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", copy.display());
-        let check: String = open_sql(copy)
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        assert_eq!(sqlite::integrity_check(copy), "ok");
     }
 }

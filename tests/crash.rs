@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{binary, open_sql, ServerProcess};
+use common::{binary, count_in, sqlite, ServerProcess};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -105,18 +105,17 @@ async fn acknowledged_writes_survive_sigkill() {
             w.await.unwrap();
         }
 
-        let conn = open_sql(&db);
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok", "round {round}");
+        assert_eq!(sqlite::integrity_check(&db), "ok", "round {round}");
         for (kind, key) in acked.borrow().iter() {
-            let sql = match *kind {
-                "runtime" => "SELECT count(*) FROM agent_runtime WHERE daemon_id = ?1",
-                "usage" => "SELECT count(*) FROM runtime_usage WHERE model = ?1",
-                _ => "SELECT count(*) FROM workspace WHERE slug = ?1",
+            let (table, column) = match *kind {
+                "runtime" => ("agent_runtime", "daemon_id"),
+                "usage" => ("runtime_usage", "model"),
+                _ => ("workspace", "slug"),
             };
-            let found: i64 = conn.query_row(sql, [key], |r| r.get(0)).unwrap();
+            let found = count_in(
+                &db,
+                &format!("SELECT count(*) FROM {table} WHERE {column} = '{key}'"),
+            );
             let expected = if *kind == "workspace" { 1 } else { 2 };
             assert_eq!(
                 found, expected,

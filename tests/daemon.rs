@@ -3,7 +3,9 @@
 mod common;
 
 use agenthub::domain::Role;
-use common::{registration, spawn_app};
+use agenthub::store::seed;
+use common::sqlite::{self, Fault};
+use common::{parse_id, registration, spawn_app};
 use serde_json::json;
 
 #[actix_web::test]
@@ -129,9 +131,7 @@ async fn re_register_keeps_the_runtime_id() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let first = app.runtime(&alice.token, &ws, "mbp", "claude").await;
-    app.sql()
-        .execute("UPDATE agent_runtime SET status = 'offline'", [])
-        .unwrap();
+    app.deregister(&alice.token, &[&first]).await;
     let mut body = registration(&ws, "mbp", &["claude"]);
     body["runtimes"][0]["version"] = json!("2.0.0");
     let r = app.post("/api/daemon/register", &alice.token, body).await;
@@ -254,19 +254,12 @@ async fn a_full_workspace_refuses_new_runtimes_but_not_re_registration() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
-    // fill the workspace up to its limit straight in the file: 50,000
+    // fill the workspace up to its limit through the store: 50,000
     // registrations through HTTP would only make the test slow
-    app.sql()
-        .execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 49999)
-             INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
-                 status, device_info, metadata, owner_id, created_at, updated_at)
-             SELECT printf('%08d-0000-4000-8000-000000000000', i), ?1, 'host-' || i, 'x',
-                 'local', 'claude', 'offline', '', '{}', ?2,
-                 '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z' FROM n",
-            [&ws, &alice.id],
-        )
-        .unwrap();
+    let (workspace, owner) = (parse_id(&ws), parse_id(&alice.id));
+    app.arrange(move |conn| {
+        seed::offline_runtimes(conn, workspace, owner, 49_999, "2026-01-01T00:00:00.000Z")
+    });
     let r = app
         .register(&alice.token, &ws, "new-host", &["claude"])
         .await;
@@ -285,12 +278,13 @@ async fn registration_is_all_or_nothing() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     // make the database refuse one runtime of the batch
-    app.sql()
-        .execute_batch(
-            "CREATE TRIGGER refuse_boom BEFORE INSERT ON agent_runtime
-             WHEN NEW.provider = 'boom' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
-        )
-        .unwrap();
+    sqlite::fault(
+        &app,
+        Fault::RefuseInsert {
+            table: "agent_runtime",
+            when: "NEW.provider = 'boom'",
+        },
+    );
     let r = app
         .register(&alice.token, &ws, "mbp", &["claude", "boom"])
         .await;
@@ -323,14 +317,8 @@ async fn agents_move_from_this_machines_old_offline_runtimes_only() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
-    let (_, other_ws) = app.init_user("carol@example.com");
-    app.sql()
-        .execute(
-            "INSERT INTO member (id, workspace_id, user_id, role, created_at)
-             VALUES ('77777777-7777-4777-8777-777777777777', ?1, ?2, 'member', '2026-01-01T00:00:00.000Z')",
-            [&other_ws, &alice.id],
-        )
-        .unwrap();
+    let (carol, other_ws) = app.init_user("carol@example.com");
+    app.join(&carol.token, &other_ws, &alice, "member").await;
 
     // (daemon_id, provider, owner token, workspace, offline?) → moves?
     let cases = [
@@ -354,12 +342,7 @@ async fn agents_move_from_this_machines_old_offline_runtimes_only() {
     for (daemon, provider, token, workspace, offline, moves) in cases {
         let rt = app.runtime(token, workspace, daemon, provider).await;
         if offline {
-            app.sql()
-                .execute(
-                    "UPDATE agent_runtime SET status = 'offline' WHERE id = ?1",
-                    [&rt],
-                )
-                .unwrap();
+            app.deregister(token, &[&rt]).await;
         }
         let owner = if *token == bob.token {
             &bob.id
@@ -391,12 +374,7 @@ async fn wildcards_in_daemon_ids_are_literal() {
     let mut agents = Vec::new();
     for daemon in ["axb-1", "abc-2", "a_b-3", "a%-4"] {
         let rt = app.runtime(&alice.token, &ws, daemon, "claude").await;
-        app.sql()
-            .execute(
-                "UPDATE agent_runtime SET status = 'offline' WHERE id = ?1",
-                [&rt],
-            )
-            .unwrap();
+        app.deregister(&alice.token, &[&rt]).await;
         agents.push((daemon, app.insert_agent(&ws, &rt, &alice.id, false)));
     }
     let under = app.runtime(&alice.token, &ws, "a_b", "claude").await;
@@ -420,12 +398,9 @@ async fn heartbeat_marks_online_and_answers_404_when_gone() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
-    app.sql()
-        .execute(
-            "UPDATE agent_runtime SET status = 'offline', last_seen_at = '2026-01-01T00:00:00.000Z'",
-            [],
-        )
-        .unwrap();
+    app.deregister(&alice.token, &[&rt]).await;
+    let id = parse_id(&rt);
+    app.arrange(move |conn| seed::backdate_runtime(conn, id, "2026-01-01T00:00:00.000Z"));
     let r = app
         .post(
             "/api/daemon/heartbeat",
@@ -438,10 +413,7 @@ async fn heartbeat_marks_online_and_answers_404_when_gone() {
     assert_eq!(r.body["status"], "ok");
     assert!(r.body.get("pending_ping").is_none() && r.body.get("pending_update").is_none());
     assert_eq!(app.runtime_status(&rt), "online");
-    let seen: String = app
-        .sql()
-        .query_row("SELECT last_seen_at FROM agent_runtime", [], |r| r.get(0))
-        .unwrap();
+    let seen = app.runtime_row(&rt).last_seen_at.unwrap();
     assert!(seen.as_str() > "2026-01-01T00:00:01");
 
     let r = app
@@ -554,15 +526,7 @@ async fn heartbeats_of_online_runtimes_are_written_in_groups() {
     let (alice, ws) = app.init_user("alice@example.com");
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
     app.age_runtime(&rt, 600);
-    let seen = || -> String {
-        app.sql()
-            .query_row(
-                "SELECT last_seen_at FROM agent_runtime WHERE id = ?1",
-                [&rt],
-                |r| r.get(0),
-            )
-            .unwrap()
-    };
+    let seen = || app.runtime_row(&rt).last_seen_at.unwrap();
     let old = seen();
     let r = app
         .post(

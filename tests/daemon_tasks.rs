@@ -9,8 +9,10 @@ mod common;
 use agenthub::config::SweeperConfig;
 use agenthub::domain::Role;
 use agenthub::jobs::sweeper::sweep_once;
+use agenthub::store::seed::{self, TaskClock, TokenKind};
+use agenthub::store::{format_time, tasks};
 use chrono::{DateTime, Duration, Utc};
-use common::{spawn_app, TestApp, TestUser};
+use common::{parse_id, spawn_app, TestApp, TestUser};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -318,19 +320,11 @@ async fn a_prepare_lease_keeps_a_dispatched_task_past_the_dispatch_timeout() {
     let task = m.queue("slow to prepare", None).await;
     m.claim().await;
     // dispatched ten minutes ago: past the 300 s dispatch timeout
-    let age = |column: &str| {
-        m.app
-            .sql()
-            .execute(
-                &format!(
-                    "UPDATE agent_task_queue SET {column} =
-                         strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-600 seconds') WHERE id = ?1"
-                ),
-                [&task],
-            )
-            .unwrap();
-    };
-    age("dispatched_at");
+    let id = parse_id(&task);
+    let ten_minutes_ago = || format_time(Utc::now() - Duration::seconds(600));
+    let at = ten_minutes_ago();
+    m.app
+        .arrange(move |conn| seed::backdate_task(conn, id, TaskClock::Dispatched, &at));
     let path = format!("/api/daemon/runtimes/{}/tasks/{task}/prepare-lease", m.rt);
     let r = m.app.post(&path, &m.daemon, json!({})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -343,7 +337,9 @@ async fn a_prepare_lease_keeps_a_dispatched_task_past_the_dispatch_timeout() {
     assert_eq!(m.app.task_status(&task), "dispatched");
 
     // a lease the daemon stopped renewing lapses, and the timeout applies
-    age("prepare_lease_expires_at");
+    let at = ten_minutes_ago();
+    m.app
+        .arrange(move |conn| tasks::set_prepare_lease(conn, id, &at).map(drop));
     assert_eq!(sweep_once(&m.app.state, &thresholds()).timed_out_tasks, 1);
     let row = m.task(&task).await;
     assert_eq!(row["status"], "failed");
@@ -863,17 +859,13 @@ async fn what_agenthub_does_not_have_is_answered_so_the_daemon_carries_on() {
 }
 
 /// Sets a token's expiry `days` from now and its creation `age` days ago.
-fn age_token(app: &TestApp, table: &str, token: &str, days: i64, age: i64) {
+fn age_token(app: &TestApp, kind: TokenKind, token: &str, days: i64, age: i64) {
     let hash = agenthub::store::tokens::hash(token);
-    let at = |d: i64| agenthub::store::format_time(Utc::now() + Duration::days(d));
-    let changed = app
-        .sql()
-        .execute(
-            &format!("UPDATE {table} SET expires_at = ?2, created_at = ?3 WHERE token_hash = ?1"),
-            rusqlite::params![hash, at(days), at(-age)],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
+    let at = |d: i64| format_time(Utc::now() + Duration::days(d));
+    let (created, expires) = (at(-age), at(days));
+    let found =
+        app.arrange(move |conn| seed::backdate_token(conn, kind, &hash, &created, &expires));
+    assert!(found);
 }
 
 #[actix_web::test]
@@ -905,7 +897,7 @@ async fn renewal_extends_a_token_in_place_by_its_own_lifetime() {
     about(&r.expires_at, Utc::now() + Duration::days(30));
 
     // a 30-day token with 3 days left gets 30 days again, and still works
-    age_token(&app, "personal_access_token", &pat, 3, 27);
+    age_token(&app, TokenKind::Personal, &pat, 3, 27);
     let r: RenewTokenResponse = decode(&renew(pat.clone()).await);
     assert!(r.renewed);
     about(&r.expires_at, Utc::now() + Duration::days(30));
@@ -928,7 +920,7 @@ async fn renewal_extends_a_token_in_place_by_its_own_lifetime() {
     let daemon = app.daemon_token(&alice.token, &ws, "mbp").await;
     let r: RenewTokenResponse = decode(&renew(daemon.clone()).await);
     assert!(!r.renewed);
-    age_token(&app, "daemon_token", &daemon, 2, 363);
+    age_token(&app, TokenKind::Daemon, &daemon, 2, 363);
     let r: RenewTokenResponse = decode(&renew(daemon.clone()).await);
     assert!(r.renewed);
     about(&r.expires_at, Utc::now() + Duration::days(365));

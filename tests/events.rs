@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use agenthub::domain::Role;
+use agenthub::store::seed::TokenKind;
 use common::{spawn_app, TestApp};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -424,14 +425,10 @@ async fn a_stream_ends_when_its_token_expires() {
         )
         .await;
     assert_eq!(r.status, 201);
-    let mut stream = follow(&app, r.body["token"].as_str().unwrap(), &ws).await;
+    let token = r.body["token"].as_str().unwrap();
+    let mut stream = follow(&app, token, &ws).await;
     // a day has passed
-    app.sql()
-        .execute(
-            "UPDATE personal_access_token SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
-            [r.body["id"].as_str().unwrap()],
-        )
-        .unwrap();
+    app.expire_token(TokenKind::Personal, token);
     // checked at the latest with the next keep-alive period (15 s)
     read_to_end(&mut stream, Duration::from_secs(25)).await;
 }

@@ -70,10 +70,7 @@ async fn walk(app: &TestApp, first: &str, token: &str) -> Vec<Vec<String>> {
 
 /// The ids in the database, in the given order (the pages' contract).
 fn ids_in_order(app: &TestApp, sql: &str) -> Vec<String> {
-    let conn = app.sql();
-    let mut stmt = conn.prepare(sql).unwrap();
-    let rows = stmt.query_map([], |r| r.get(0)).unwrap();
-    rows.collect::<Result<_, _>>().unwrap()
+    app.column(sql)
 }
 
 #[actix_web::test]

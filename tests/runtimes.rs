@@ -2,8 +2,9 @@
 
 mod common;
 
-use agenthub::domain::Role;
-use common::spawn_app;
+use agenthub::domain::{Id, Role};
+use agenthub::store::{agents, seed};
+use common::{parse_id, spawn_app};
 use serde_json::{json, Value};
 
 /// A heartbeat reply as the April 2026 daemon reads it: without the
@@ -175,13 +176,11 @@ async fn delete_is_409_with_an_active_agent_and_succeeds_after_archiving() {
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
     let agent = app.insert_agent(&ws, &rt, &alice.id, false);
     let archived = app.insert_agent(&ws, &rt, &alice.id, true);
-    app.sql()
-        .execute(
-            "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status, created_at)
-             VALUES ('13131313-1313-4131-8131-131313131313', ?1, ?2, ?3, 'completed', '2026-01-01T00:00:00.000Z')",
-            [&ws, &archived, &rt],
-        )
-        .unwrap();
+    let (workspace, done_by, on) = (parse_id(&ws), parse_id(&archived), parse_id(&rt));
+    app.arrange(move |conn| {
+        let at = "2026-01-01T00:00:00.000Z";
+        seed::finished_task(conn, Id::new(), workspace, done_by, on, at)
+    });
     let mut events = app.state.events.subscribe(ws.parse().unwrap());
 
     let r = app
@@ -194,12 +193,9 @@ async fn delete_is_409_with_an_active_agent_and_succeeds_after_archiving() {
     );
     assert_eq!(app.count("SELECT count(*) FROM agent"), 2);
 
-    app.sql()
-        .execute(
-            "UPDATE agent SET archived_at = '2026-01-02T00:00:00.000Z' WHERE id = ?1",
-            [&agent],
-        )
-        .unwrap();
+    // archived in the store: the archive route would publish an event of its own
+    let (id, by) = (parse_id(&agent), parse_id(&alice.id));
+    app.arrange(move |conn| agents::set_archived(conn, id, Some(by)).map(drop));
     let r = app
         .delete(&format!("/api/runtimes/{rt}"), &alice.token)
         .await;

@@ -24,7 +24,7 @@ fn seeded() -> (tempfile::TempDir, Connection) {
         ..DatabaseConfig::default()
     })
     .unwrap();
-    let conn = common::open_sql(&path);
+    let conn = common::sqlite::open_sql(&path);
     conn.execute_batch(&format!(
         r#"
         INSERT INTO "user" VALUES ('{USER}', 'u@example.com', 'u', '{T}', '{T}');

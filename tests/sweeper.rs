@@ -4,7 +4,9 @@ mod common;
 
 use agenthub::config::SweeperConfig;
 use agenthub::jobs::sweeper::sweep_once;
-use common::{eventually, spawn_app, spawn_app_with};
+use agenthub::store::seed::{self, TaskClock};
+use common::sqlite::{self, Fault};
+use common::{eventually, parse_id, spawn_app, spawn_app_with};
 use serde_json::json;
 
 /// Thresholds for tests that call the sweep directly: only what a test
@@ -20,13 +22,7 @@ fn thresholds() -> SweeperConfig {
 }
 
 fn error_of(app: &common::TestApp, task: &str) -> Option<String> {
-    app.sql()
-        .query_row(
-            "SELECT error FROM agent_task_queue WHERE id = ?1",
-            [task],
-            |r| r.get(0),
-        )
-        .unwrap()
+    app.task_row(task).error
 }
 
 #[actix_web::test]
@@ -118,17 +114,16 @@ async fn stuck_tasks_time_out() {
         json!({}),
     )
     .await;
-    let conn = app.sql();
-    conn.execute(
-        "UPDATE agent_task_queue SET dispatched_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
-        [&dispatched],
-    )
-    .unwrap();
-    conn.execute(
-        "UPDATE agent_task_queue SET started_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
-        [&running],
-    )
-    .unwrap();
+    let stuck = [
+        (parse_id(&dispatched), TaskClock::Dispatched),
+        (parse_id(&running), TaskClock::Started),
+    ];
+    app.arrange(move |conn| {
+        for (id, clock) in stuck {
+            seed::backdate_task(conn, id, clock, "2020-01-01T00:00:00.000Z")?;
+        }
+        Ok(())
+    });
 
     let report = sweep_once(&app.state, &thresholds());
     assert_eq!(report.timed_out_tasks, 2);
@@ -171,15 +166,10 @@ async fn gc_deletes_only_long_offline_runtimes_without_any_agent() {
 
     let report = sweep_once(&app.state, &thresholds());
     assert_eq!(report.deleted_runtimes, 1);
-    let left: Vec<String> = app
-        .sql()
-        .prepare("SELECT id FROM agent_runtime ORDER BY rowid")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(left, [archived_agent, recent, online]);
+    let left = app.column("SELECT id FROM agent_runtime ORDER BY id");
+    let mut kept = [archived_agent, recent, online];
+    kept.sort();
+    assert_eq!(left, kept);
     let gc = std::iter::from_fn(|| events.try_recv().ok())
         .find(|e| e.payload()["action"] == "runtime_gc")
         .expect("runtime_gc event");
@@ -235,17 +225,19 @@ async fn a_failing_step_does_not_stop_the_others_or_the_actor() {
         json!({"runtime_ids": [gone]}),
     )
     .await;
-    // the stale step cannot write while this trigger exists
-    app.sql()
-        .execute_batch(
-            "CREATE TRIGGER no_offline BEFORE UPDATE OF status ON agent_runtime
-             WHEN NEW.status = 'offline' BEGIN SELECT RAISE(ABORT, 'blocked'); END;",
-        )
-        .unwrap();
+    // the stale step cannot write while this fault lasts
+    sqlite::fault(
+        &app,
+        Fault::RefuseUpdate {
+            table: "agent_runtime",
+            column: "status",
+            when: "NEW.status = 'offline'",
+        },
+    );
     assert!(eventually(10, || app.count("SELECT count(*) FROM agent_runtime") == 1).await);
     assert_eq!(app.runtime_status(&stale), "online");
 
-    app.sql().execute_batch("DROP TRIGGER no_offline;").unwrap();
+    sqlite::clear_faults(&app);
     // the next cycles mark it offline and, past the 1 s TTL, collect it:
     // only an offline runtime can be collected, so both steps ran
     assert!(eventually(10, || app.count("SELECT count(*) FROM agent_runtime") == 0).await);

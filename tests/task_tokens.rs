@@ -6,6 +6,7 @@
 mod common;
 
 use agenthub::domain::Role;
+use agenthub::store::seed::TokenKind;
 use common::{spawn_app, TestApp};
 use serde::Deserialize;
 use serde_json::json;
@@ -262,12 +263,7 @@ async fn a_task_token_expires() {
     let s = setup(&app).await;
     app.task(&s.owner, &s.agent, "long", 0).await;
     let task = claim(&app, &s.owner, &s.runtime).await;
-    app.sql()
-        .execute(
-            "UPDATE task_token SET expires_at = '2000-01-01T00:00:00.000Z'",
-            [],
-        )
-        .unwrap();
+    app.expire_token(TokenKind::Task, &task.auth_token);
     let r = app
         .get(
             &format!("/api/daemon/tasks/{}/status", task.id),

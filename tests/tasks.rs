@@ -5,7 +5,8 @@ mod common;
 use std::collections::{HashMap, HashSet};
 
 use agenthub::domain::Role;
-use common::spawn_app;
+use agenthub::store::seed::{self, TaskClock};
+use common::{parse_id, spawn_app};
 use serde_json::json;
 
 #[actix_web::test]
@@ -420,18 +421,17 @@ async fn activity_counts_task_starts_per_utc_hour_for_members() {
         )
         .await;
     }
-    let conn = app.sql();
-    for (id, at) in ids.iter().zip([
-        "2026-11-20T09:15:00.000Z",
-        "2026-11-21T09:59:59.000Z",
-        "2026-11-21T23:00:00.000Z",
-    ]) {
-        conn.execute(
-            "UPDATE agent_task_queue SET started_at = ?2 WHERE id = ?1",
-            [id, at],
-        )
-        .unwrap();
-    }
+    let started: Vec<_> = ids.iter().map(|id| parse_id(id)).collect();
+    app.arrange(move |conn| {
+        for (id, at) in started.into_iter().zip([
+            "2026-11-20T09:15:00.000Z",
+            "2026-11-21T09:59:59.000Z",
+            "2026-11-21T23:00:00.000Z",
+        ]) {
+            seed::backdate_task(conn, id, TaskClock::Started, at)?;
+        }
+        Ok(())
+    });
     let r = app
         .get(&format!("/api/runtimes/{rt}/activity"), &alice.token)
         .await;

@@ -6,6 +6,7 @@ mod common;
 use agenthub::domain::Id;
 use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use chrono::{Days, Utc};
+use common::sqlite::{self, Fault};
 use common::{spawn_app, TestApp};
 use serde_json::{json, Value};
 
@@ -548,12 +549,13 @@ async fn history_outlives_the_agent_and_the_runtime() {
 async fn a_task_usage_write_error_is_reported_to_the_daemon() {
     let app = spawn_app().await;
     let (token, ws, _rt, _agent, task) = workspace_with_task(&app).await;
-    app.sql()
-        .execute_batch(
-            "CREATE TRIGGER refuse_usage BEFORE INSERT ON usage_hourly
-             BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
-        )
-        .unwrap();
+    sqlite::fault(
+        &app,
+        Fault::RefuseInsert {
+            table: "usage_hourly",
+            when: "true",
+        },
+    );
     let r = app
         .post(
             &format!("/api/daemon/tasks/{task}/usage"),
@@ -884,15 +886,10 @@ async fn a_runtimes_usage_comes_from_its_tasks_and_older_reports_fill_the_gaps()
         rows[0],
         row(&rt, &date(0), "opus", (110, 10), Some(1000), "task_usage")
     );
-    let stored: Option<i64> = app
-        .sql()
-        .query_row(
-            "SELECT cost_usd_ticks FROM task_usage WHERE task_id = ?1",
-            [&t1],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(stored, Some(1000));
+    let stored = app.select(&format!(
+        "SELECT cost_usd_ticks FROM task_usage WHERE task_id = '{t1}'"
+    ));
+    assert_eq!(stored, [[json!(1000)]]);
 
     let before = app.dump();
     for cost in [json!(-1), json!(1.5), json!("5"), json!(MAX_COUNT + 1)] {

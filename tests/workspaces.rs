@@ -3,8 +3,10 @@
 mod common;
 
 use agenthub::domain::{Id, Role};
-use agenthub::store::workspaces;
-use common::{spawn_app, TestApp, TestUser};
+use agenthub::store::seed::{self, TokenKind};
+use agenthub::store::{format_time, invitations, workspaces};
+use common::sqlite::{self, Fault};
+use common::{parse_id, spawn_app, TestApp, TestUser};
 use serde_json::{json, Value};
 
 async fn member_id(app: &TestApp, ws: &str, token: &str, user: &TestUser) -> String {
@@ -493,15 +495,15 @@ async fn declined_and_revoked_invitations_cannot_be_accepted() {
 
 /// Moves an invitation's creation and expiry `days` into the past.
 fn age_invitation(app: &TestApp, id: &str, days: i64) {
-    app.sql()
-        .execute(
-            "UPDATE invitation SET
-                 created_at = strftime('%Y-%m-%dT%H:%M:%fZ', created_at, printf('-%d days', ?2)),
-                 expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', expires_at, printf('-%d days', ?2))
-             WHERE id = ?1",
-            rusqlite::params![id, days],
-        )
-        .expect("age invitation");
+    let id = parse_id(id);
+    let back = move |t: &str| {
+        let t = chrono::DateTime::parse_from_rfc3339(t).expect("an API time");
+        format_time(t.to_utc() - chrono::Duration::days(days))
+    };
+    app.arrange(move |conn| {
+        let sent = invitations::get(conn, id)?.expect("invitation");
+        seed::backdate_invitation(conn, id, &back(&sent.created_at), &back(&sent.expires_at))
+    });
 }
 
 #[actix_web::test]
@@ -648,17 +650,13 @@ async fn member_can_leave_and_removal_stops_their_daemons() {
         )
         .await;
     assert_eq!(minted.status, 201);
-    // an online runtime of bob's, as a daemon would have registered it
-    app.sql()
-        .execute(
-            "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
-                 status, owner_id, last_seen_at, created_at, updated_at)
-             VALUES ('11111111-1111-4111-8111-111111111111', ?1, 'bobs-laptop', 'claude', 'local',
-                 'claude', 'online', ?2, '2026-01-01T00:00:00.000Z',
-                 '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
-            [&ws, &bob.id],
-        )
-        .unwrap();
+    // an online runtime of bob's, registered by his daemon
+    let daemon = minted.body["token"].as_str().unwrap();
+    app.runtime(daemon, &ws, "bobs-laptop", "claude").await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM agent_runtime WHERE status = 'online'"),
+        1
+    );
 
     let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
     let r = app
@@ -759,9 +757,7 @@ async fn bad_json_is_400_and_changes_nothing() {
 async fn database_failure_is_a_generic_500() {
     let app = spawn_app().await;
     let (alice, _) = app.init_user("alice@example.com");
-    app.sql()
-        .execute_batch("ALTER TABLE workspace RENAME TO workspace_gone;")
-        .unwrap();
+    sqlite::fault(&app, Fault::MissingTable("workspace"));
     let r = app.get("/api/workspaces", &alice.token).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.body, json!({"error": "internal server error"}));
@@ -1032,9 +1028,12 @@ async fn a_member_holds_at_most_100_live_daemon_tokens_per_workspace() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let mut tokens = Vec::new();
     for i in 0..100 {
-        app.daemon_token(&bob.token, &ws, &format!("host-{i}"))
-            .await;
+        tokens.push(
+            app.daemon_token(&bob.token, &ws, &format!("host-{i}"))
+                .await,
+        );
     }
     let mint = |token: &str, ws: &str| {
         let path = format!("/api/workspaces/{ws}/daemon-tokens");
@@ -1061,13 +1060,7 @@ async fn a_member_holds_at_most_100_live_daemon_tokens_per_workspace() {
     let other = other.body["id"].as_str().unwrap();
     assert_eq!(mint(&bob.token, other).await.status, 201);
     // an expired token makes room
-    app.sql()
-        .execute(
-            "UPDATE daemon_token SET expires_at = '2020-01-01T00:00:00.000Z'
-             WHERE daemon_id = 'host-0'",
-            [],
-        )
-        .unwrap();
+    app.expire_token(TokenKind::Daemon, &tokens[0]);
     assert_eq!(mint(&bob.token, &ws).await.status, 201);
     assert_eq!(mint(&bob.token, &ws).await.status, 409);
 }

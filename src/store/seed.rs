@@ -1,6 +1,9 @@
 //! Rows as they would be after a history the API cannot replay quickly (a
-//! fleet registered months ago, a year of finished tasks): for tests and
-//! benchmarks, on every engine. Not used by the server.
+//! fleet registered months ago, a year of finished tasks, a token that
+//! has run out): for tests and benchmarks, on every engine. Not used by
+//! the server.
+//!
+//! Timestamps are given in the stored form ([`super::format_time`]).
 
 use crate::domain::Id;
 
@@ -30,8 +33,50 @@ pub struct SeedAgent<'a> {
     pub created_at: &'a str,
 }
 
+/// The kinds of bearer token, each kept in a table of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A user's personal access token (`mul_`).
+    Personal,
+    /// A daemon token (`mdt_`).
+    Daemon,
+    /// A claimed task's token (`mat_`).
+    Task,
+}
+
+/// The moments of a task's life that timeouts are measured from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskClock {
+    /// When a daemon claimed it (`dispatched_at`).
+    Dispatched,
+    /// When its daemon said it started (`started_at`).
+    Started,
+}
+
 pub fn runtime(conn: &Conn<'_>, row: &SeedRuntime<'_>) -> Result<()> {
     dispatch!(conn, seed::runtime(row))
+}
+
+/// `count` offline runtimes of `owner`'s in `workspace`, registered at
+/// `created_at` by daemons `host-1` … `host-<count>`: a workspace that
+/// filled up over years, in one statement.
+pub fn offline_runtimes(
+    conn: &Conn<'_>,
+    workspace: Id,
+    owner: Id,
+    count: u32,
+    created_at: &str,
+) -> Result<()> {
+    dispatch!(
+        conn,
+        seed::offline_runtimes(workspace, owner, count, created_at)
+    )
+}
+
+/// Sets when a runtime was last heard from, as if it had been silent
+/// since `last_seen_at` (its status stays as it is).
+pub fn backdate_runtime(conn: &Conn<'_>, id: Id, last_seen_at: &str) -> Result<()> {
+    dispatch!(conn, seed::backdate_runtime(id, last_seen_at))
 }
 
 pub fn agent(conn: &Conn<'_>, row: &SeedAgent<'_>) -> Result<()> {
@@ -48,4 +93,72 @@ pub fn finished_task(
     at: &str,
 ) -> Result<()> {
     dispatch!(conn, seed::finished_task(id, workspace, agent, runtime, at))
+}
+
+/// A task queued and claimed by `runtime`'s daemon at `at`, not started.
+pub fn dispatched_task(
+    conn: &Conn<'_>,
+    id: Id,
+    workspace: Id,
+    agent: Id,
+    runtime: Id,
+    at: &str,
+) -> Result<()> {
+    dispatch!(
+        conn,
+        seed::dispatched_task(id, workspace, agent, runtime, at)
+    )
+}
+
+/// Moves one clock of a task to `at`, as if it had been dispatched or
+/// started then (its status stays as it is).
+pub fn backdate_task(conn: &Conn<'_>, id: Id, clock: TaskClock, at: &str) -> Result<()> {
+    dispatch!(conn, seed::backdate_task(id, clock, at))
+}
+
+/// Makes the token whose hash is `token_hash` expire at `expires_at` (in
+/// the past: it has run out). `false` when no such token exists.
+pub fn expire_token(
+    conn: &Conn<'_>,
+    kind: TokenKind,
+    token_hash: &str,
+    expires_at: &str,
+) -> Result<bool> {
+    dispatch!(conn, seed::expire_token(kind, token_hash, expires_at))
+}
+
+/// Sets when the token whose hash is `token_hash` was made and when it
+/// expires, as if it had been in use that long. `false` when no such
+/// token exists.
+pub fn backdate_token(
+    conn: &Conn<'_>,
+    kind: TokenKind,
+    token_hash: &str,
+    created_at: &str,
+    expires_at: &str,
+) -> Result<bool> {
+    dispatch!(
+        conn,
+        seed::backdate_token(kind, token_hash, created_at, expires_at)
+    )
+}
+
+/// Sets when an invitation was sent and when it lapses, as if it had
+/// been sent then.
+pub fn backdate_invitation(
+    conn: &Conn<'_>,
+    id: Id,
+    created_at: &str,
+    expires_at: &str,
+) -> Result<()> {
+    dispatch!(conn, seed::backdate_invitation(id, created_at, expires_at))
+}
+
+/// Every row of every table as text, one line a row, sorted: two dumps are
+/// equal when nothing was stored, changed or deleted in between. A
+/// personal token's `last_used_at` is left out (using a token records
+/// its use), and so are its other columns but `id`, `revoked_at` and
+/// `expires_at`.
+pub fn dump(conn: &Conn<'_>) -> Result<String> {
+    dispatch!(conn, seed::dump())
 }

@@ -1,7 +1,15 @@
 //! Shared helpers: every test gets the real app on a loopback port with its
 //! own temporary SQLite file, and talks to it over HTTP.
+//!
+//! Tests arrange state through the HTTP API, or through store operations
+//! (`agenthub::store::seed` for what the API cannot make quickly) with
+//! [`TestApp::arrange`]; they never write SQL. Reads for assertions go
+//! through [`TestApp::inspect`] (store reads) or [`select_in`] (portable
+//! SELECTs). What only SQLite can do (faults, file checks) lives in
+//! [`sqlite`], the one module another engine has to port.
 #![allow(dead_code)]
 
+pub mod sqlite;
 pub mod ws;
 
 use std::path::{Path, PathBuf};
@@ -12,7 +20,8 @@ use agenthub::admin;
 use agenthub::app::{Application, State};
 use agenthub::config::Config;
 use agenthub::domain::{Id, Role};
-use agenthub::store::Store;
+use agenthub::store::seed::{self, SeedAgent, TokenKind};
+use agenthub::store::{self, agents, runtimes, tasks, Conn, Store};
 use serde_json::Value;
 
 pub struct TestApp {
@@ -169,23 +178,79 @@ impl TestApp {
         self.request("DELETE", path, Some(token), None).await
     }
 
-    /// A direct connection to the app's file, for asserting on rows.
-    pub fn sql(&self) -> rusqlite::Connection {
-        open_sql(&self.db_path)
+    /// Runs store operations in one write transaction of the app's own
+    /// store: how a test arranges a state the HTTP API cannot make
+    /// quickly (`agenthub::store::seed`), on whichever engine runs.
+    pub fn arrange<T, F>(&self, f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn<'_>) -> store::Result<T> + Send + 'static,
+    {
+        self.db
+            .write_blocking(f)
+            .expect("arrange through the store")
     }
 
+    /// Runs store read operations, for assertions on what is stored.
+    pub fn inspect<T>(&self, f: impl FnOnce(&Conn<'_>) -> store::Result<T>) -> T {
+        self.db.read_blocking(f).expect("read through the store")
+    }
+
+    /// The rows of a portable SELECT (see [`select_in`]).
+    pub fn select(&self, sql: &str) -> Vec<Vec<Value>> {
+        select_in(&self.db_path, sql)
+    }
+
+    /// The number a portable `SELECT count(*) …` answers.
     pub fn count(&self, sql: &str) -> i64 {
-        self.sql()
-            .query_row(sql, [], |r| r.get(0))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        count_in(&self.db_path, sql)
+    }
+
+    /// The first column of a portable SELECT's rows, as text.
+    pub fn column(&self, sql: &str) -> Vec<String> {
+        self.select(sql)
+            .into_iter()
+            .map(|row| match &row[0] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect()
     }
 }
 
-pub fn open_sql(path: &Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(path).expect("open db");
-    conn.busy_timeout(Duration::from_secs(10)).expect("busy");
-    conn.execute_batch("PRAGMA foreign_keys = ON;").expect("fk");
-    conn
+/// Runs `sql`, a plain SELECT without parameters that every engine runs
+/// alike (no engine functions, values written in), on the database at
+/// `path`; each row's columns as JSON values. The one place tests read the
+/// database with SQL: another engine swaps its connection in here.
+pub fn select_in(path: &Path, sql: &str) -> Vec<Vec<Value>> {
+    let conn = sqlite::open_sql(path);
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let n = stmt.column_count();
+    let rows = stmt
+        .query_map([], |r| (0..n).map(|i| r.get(i).map(json_of)).collect())
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// [`select_in`] for a `SELECT count(*) …`.
+pub fn count_in(path: &Path, sql: &str) -> i64 {
+    select_in(path, sql)
+        .first()
+        .and_then(|row| row.first())
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("{sql}: not a count"))
+}
+
+fn json_of(value: rusqlite::types::Value) -> Value {
+    use rusqlite::types::Value as V;
+    match value {
+        V::Null => Value::Null,
+        V::Integer(i) => i.into(),
+        V::Real(f) => f.into(),
+        V::Text(s) => s.into(),
+        V::Blob(b) => panic!("a blob column ({} bytes) in a test read", b.len()),
+    }
 }
 
 /// The built `agenthub` binary.
@@ -292,8 +357,8 @@ impl TestApp {
         r.body["token"].as_str().unwrap().to_string()
     }
 
-    /// An agent row bound to `runtime` (written straight to the schema:
-    /// the agent API is a capability of its own).
+    /// An agent row bound to `runtime` (seeded through the store: the
+    /// agent API is a capability of its own).
     pub fn insert_agent(
         &self,
         workspace: &str,
@@ -301,38 +366,104 @@ impl TestApp {
         owner: &str,
         archived: bool,
     ) -> String {
-        let id = Id::new().to_string();
-        self.sql()
-            .execute(
-                "INSERT INTO agent (id, workspace_id, runtime_id, name, runtime_mode, owner_id,
-                     archived_at, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, 'agent', 'local', ?4,
-                     CASE WHEN ?5 THEN '2026-01-01T00:00:00.000Z' END,
-                     '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
-                rusqlite::params![id, workspace, runtime, owner, archived],
+        let id = Id::new();
+        let (workspace, runtime, owner) = (parse_id(workspace), parse_id(runtime), parse_id(owner));
+        self.arrange(move |conn| {
+            let at = "2026-01-01T00:00:00.000Z";
+            seed::agent(
+                conn,
+                &SeedAgent {
+                    id,
+                    workspace,
+                    runtime,
+                    name: "agent",
+                    owner,
+                    archived_at: archived.then_some(at),
+                    created_at: at,
+                },
             )
-            .expect("insert agent");
-        id
+        });
+        id.to_string()
+    }
+
+    /// The stored runtime `id`.
+    pub fn runtime_row(&self, id: &str) -> runtimes::Runtime {
+        let id = parse_id(id);
+        self.inspect(|conn| runtimes::get(conn, id))
+            .expect("runtime stored")
+    }
+
+    /// The stored agent `id`.
+    pub fn agent_row(&self, id: &str) -> agents::Agent {
+        let id = parse_id(id);
+        self.inspect(|conn| agents::get(conn, id))
+            .expect("agent stored")
+    }
+
+    /// The stored task `id`.
+    pub fn task_row(&self, id: &str) -> tasks::Task {
+        let id = parse_id(id);
+        self.inspect(|conn| tasks::get(conn, id))
+            .expect("task stored")
     }
 
     /// The runtime an agent is bound to.
     pub fn agent_runtime(&self, agent: &str) -> String {
-        self.sql()
-            .query_row("SELECT runtime_id FROM agent WHERE id = ?1", [agent], |r| {
-                r.get(0)
-            })
-            .expect("agent")
+        self.agent_row(agent).runtime_id.to_string()
     }
 
     pub fn runtime_status(&self, runtime: &str) -> String {
-        self.sql()
-            .query_row(
-                "SELECT status FROM agent_runtime WHERE id = ?1",
-                [runtime],
-                |r| r.get(0),
-            )
-            .expect("runtime")
+        self.runtime_row(runtime).status
     }
+
+    /// `POST /api/daemon/deregister` of `runtimes`: they go offline the
+    /// way a daemon that stops takes them offline.
+    pub async fn deregister(&self, token: &str, runtimes: &[&str]) {
+        let r = self
+            .post(
+                "/api/daemon/deregister",
+                token,
+                serde_json::json!({ "runtime_ids": runtimes }),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+
+    /// Brings `user` into `ws` as `role` the way people do: `inviter`
+    /// invites their address and they accept.
+    pub async fn join(&self, inviter: &str, ws: &str, user: &TestUser, role: &str) {
+        let r = self
+            .post(
+                &format!("/api/workspaces/{ws}/members"),
+                inviter,
+                serde_json::json!({ "email": user.email, "role": role }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let invitation = r.body["id"].as_str().expect("invitation id");
+        let r = self
+            .post(
+                &format!("/api/invitations/{invitation}/accept"),
+                &user.token,
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+
+    /// Makes `token` (of `kind`) one that has run out.
+    pub fn expire_token(&self, kind: TokenKind, token: &str) {
+        let hash = store::tokens::hash(token);
+        let found = self
+            .arrange(move |conn| seed::expire_token(conn, kind, &hash, "2000-01-01T00:00:00.000Z"));
+        assert!(found, "no such {kind:?} token");
+    }
+}
+
+/// An id the app handed out (or a test made).
+pub fn parse_id(id: &str) -> Id {
+    id.parse()
+        .unwrap_or_else(|e| panic!("{id} is not an id: {e:?}"))
 }
 
 impl TestApp {
@@ -391,21 +522,11 @@ impl TestApp {
     }
 
     pub fn task_status(&self, task: &str) -> String {
-        self.sql()
-            .query_row(
-                "SELECT status FROM agent_task_queue WHERE id = ?1",
-                [task],
-                |r| r.get(0),
-            )
-            .expect("task")
+        self.task_row(task).status
     }
 
     pub fn agent_status(&self, agent: &str) -> String {
-        self.sql()
-            .query_row("SELECT status FROM agent WHERE id = ?1", [agent], |r| {
-                r.get(0)
-            })
-            .expect("agent")
+        self.agent_row(agent).status
     }
 }
 
@@ -424,14 +545,9 @@ pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
 impl TestApp {
     /// Moves a runtime's last_seen_at `secs` into the past.
     pub fn age_runtime(&self, runtime: &str, secs: i64) {
-        self.sql()
-            .execute(
-                "UPDATE agent_runtime SET last_seen_at =
-                     strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%d seconds', ?2))
-                 WHERE id = ?1",
-                rusqlite::params![runtime, secs],
-            )
-            .expect("age runtime");
+        let id = parse_id(runtime);
+        let at = store::format_time(chrono::Utc::now() - chrono::Duration::seconds(secs));
+        self.arrange(move |conn| seed::backdate_runtime(conn, id, &at));
     }
 }
 
@@ -467,41 +583,7 @@ impl TestApp {
     /// Every row of every table as text, to prove a request changed nothing
     /// (a PAT's last_used_at is left out: using a token records its use).
     pub fn dump(&self) -> String {
-        let conn = self.sql();
-        let tables: Vec<String> = conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'refinery%' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let mut out = String::new();
-        for table in tables {
-            let sql = if table == "personal_access_token" {
-                "SELECT id, revoked_at, expires_at FROM personal_access_token ORDER BY id"
-                    .to_string()
-            } else {
-                format!("SELECT * FROM \"{table}\"")
-            };
-            let mut stmt = conn.prepare(&sql).unwrap();
-            let n = stmt.column_count();
-            let rows = stmt
-                .query_map([], |r| {
-                    (0..n)
-                        .map(|i| {
-                            r.get::<_, rusqlite::types::Value>(i)
-                                .map(|v| format!("{v:?}"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .unwrap();
-            let mut lines: Vec<String> = rows
-                .map(|row| format!("{table}: {}\n", row.unwrap().join("|")))
-                .collect();
-            lines.sort();
-            out.extend(lines);
-        }
-        out
+        self.inspect(seed::dump)
     }
 
     /// (method, path template) of every route in /api/openapi.json.
