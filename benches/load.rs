@@ -304,8 +304,8 @@ fn main() {
         let runtimes = runtimes.borrow().clone();
         assert_eq!(runtimes.len(), daemons * 2, "every daemon registered");
 
-        // work for the claiming daemons: one agent on each of 20 runtimes
-        let workers = 20.min(runtimes.len());
+        // work for the claiming daemons: one agent on each of 40 runtimes
+        let workers = 40.min(runtimes.len());
         let mut agents = Vec::new();
         for rt in &runtimes[..workers] {
             let body = json!({"name": "load", "runtime_id": rt, "max_concurrent_tasks": 100});
@@ -320,7 +320,7 @@ fn main() {
         // enough queued work for both claiming phases, queued over all
         // connections
         let queued = Rc::new(std::cell::Cell::new(0usize));
-        let to_queue = knob("LOAD_TASKS", 30_000);
+        let to_queue = knob("LOAD_TASKS", 24_000);
         let counter = queued.clone();
         let queueing = timed_while(clients, Instant::now() + Duration::from_secs(600), move || counter.get() < to_queue, |_, _| {
             let client = client.clone();
