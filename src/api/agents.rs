@@ -276,7 +276,8 @@ async fn archive(
             }
             let cancelled = tasks::cancel_for_agent(tx, id)?;
             let status = agents::reconcile_status(tx, id)?;
-            let agent = agents::set_archived(tx, id, Some(caller.user_id))?;
+            let agent = agents::set_archived(tx, id, Some(caller.user_id))?
+                .ok_or_else(|| ApiError::conflict("agent is already archived"))?;
             Ok((agent, cancelled, status))
         })
         .await?;
@@ -309,7 +310,8 @@ async fn restore(
             if agent.archived_at.is_none() {
                 return Err(ApiError::conflict("agent is not archived"));
             }
-            Ok(agents::set_archived(tx, id, None)?)
+            agents::set_archived(tx, id, None)?
+                .ok_or_else(|| ApiError::conflict("agent is not archived"))
         })
         .await?;
     Ok(HttpResponse::Ok().json(agent))
