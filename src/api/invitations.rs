@@ -110,9 +110,8 @@ fn offer(
         ));
     }
     let pending = invitations::find_pending(tx, workspace, email)?;
-    let owner_change = || {
-        ApiError::forbidden("only an owner can change an invitation to the owner role")
-    };
+    let owner_change =
+        || ApiError::forbidden("only an owner can change an invitation to the owner role");
     let may_change_owner = inviter_role == Role::Owner;
     if pending
         .as_ref()

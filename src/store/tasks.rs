@@ -182,10 +182,10 @@ pub fn pending_for_runtime(conn: &Conn<'_>, runtime: Id) -> Result<Vec<Task>> {
 /// Dispatches the next task for `runtime`: the highest-priority, oldest
 /// queued task of a non-archived agent bound to it whose dispatched +
 /// running tasks are below its max_concurrent_tasks. The claim is one
-/// conditional write: the task is dispatched only if, on the row being
-/// written, it is still queued and its agent still has a free slot, so two
-/// concurrent claims can never take one task or overrun an agent's limit,
-/// whatever the engine's isolation. `None` when nothing is claimable (or,
+/// conditional write (with the agent's row lock on an engine that needs
+/// one): the task is dispatched only if, on the row being written, it is
+/// still queued and its agent still has a free slot, so two concurrent
+/// claims can never take one task or overrun an agent's limit. `None` when nothing is claimable (or,
 /// on an engine with concurrent writers, a concurrent claim took the task
 /// this one picked: the daemon claims again).
 pub fn claim(conn: &Conn<'_>, runtime: Id) -> Result<Option<Task>> {

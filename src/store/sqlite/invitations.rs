@@ -140,12 +140,11 @@ pub fn offer(
             |r| r.get(0),
         )
         .optional()?;
-    match id {
-        Some(id) => Ok(Some(
-            get(conn, id)?.ok_or_else(|| Error::internal("offered invitation vanished"))?,
-        )),
-        None => Ok(None),
-    }
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let sent = get(conn, id)?.ok_or_else(|| Error::internal("offered invitation vanished"))?;
+    Ok(Some(sent))
 }
 
 pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::Result<bool> {
@@ -227,10 +226,7 @@ mod tests {
             .expect("renewed");
         assert_eq!(sent.id.to_string(), "00000000-0000-4000-8000-000000000001");
         assert_eq!(sent.role, Role::Admin);
-        assert_eq!(
-            pending(&conn),
-            [(sent.id.to_string(), "admin".to_string())]
-        );
+        assert_eq!(pending(&conn), [(sent.id.to_string(), "admin".to_string())]);
     }
 
     #[test]

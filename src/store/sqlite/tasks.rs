@@ -148,6 +148,11 @@ pub fn claim(conn: &Connection, runtime: Id) -> rusqlite::Result<Option<Task>> {
 /// agent (not archived, bound to one of the runtimes in `?1`) below its
 /// `max_concurrent_tasks`. A claimer that lost a race to the same task, or
 /// to the agent's last free slot, changes nothing and gets no row back.
+/// (An engine that re-checks only the updated row after waiting for it,
+/// as PostgreSQL's READ COMMITTED does, sees the task's new status here
+/// but counts the agent's busy tasks from its statement snapshot: its claim
+/// also locks the agent row, `FOR UPDATE OF a` in the candidate, so claims
+/// of one agent's tasks take turns.)
 const CLAIMABLE: &str = "status = 'queued'
     AND (SELECT count(*) FROM agent_task_queue busy
          WHERE busy.agent_id = agent_task_queue.agent_id
@@ -182,13 +187,14 @@ fn claim_statement(candidate: &str) -> String {
     )
 }
 
-fn runtimes_json(runtimes: &[Id]) -> rusqlite::Result<String> {
-    serde_json::to_string(runtimes).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+/// `items` as a JSON array, for a `json_each(?)` list parameter.
+fn json_list<T: serde::Serialize>(items: &[T]) -> rusqlite::Result<String> {
+    serde_json::to_string(items).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
 pub fn claim_any(conn: &Connection, runtimes: &[Id]) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&claim_statement(NEXT_CLAIMABLE))?
-        .query_row(params![runtimes_json(runtimes)?, now()], from_row)
+        .query_row(params![json_list(runtimes)?, now()], from_row)
         .optional()
 }
 
@@ -197,7 +203,7 @@ pub fn claim_any(conn: &Connection, runtimes: &[Id]) -> rusqlite::Result<Option<
 #[cfg(test)]
 fn claim_task(conn: &Connection, runtimes: &[Id], task: Id) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&claim_statement("?3"))?
-        .query_row(params![runtimes_json(runtimes)?, now(), task], from_row)
+        .query_row(params![json_list(runtimes)?, now(), task], from_row)
         .optional()
 }
 
@@ -208,8 +214,7 @@ pub fn apply(
     result: Option<&str>,
     error: Option<&str>,
 ) -> rusqlite::Result<Option<Task>> {
-    let from = serde_json::to_string(transition.from_states())
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let from = json_list(transition.from_states())?;
     conn.prepare_cached(&format!(
         "UPDATE agent_task_queue SET
              status = ?2,
@@ -345,8 +350,7 @@ pub fn issue_tasks(
     workspace: Option<Id>,
     issue_ids: &[String],
 ) -> rusqlite::Result<Vec<IssueTasks>> {
-    let ids = serde_json::to_string(issue_ids)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let ids = json_list(issue_ids)?;
     // stored times are fixed width, so the text max is the latest time, and
     // `<completed_at> <status>` sorts by its time
     let mut stmt = conn.prepare_cached(
@@ -455,7 +459,7 @@ mod tests {
         /// picks it.
         fn chosen_by_b(&self) -> Option<Id> {
             self.b
-                .query_row(NEXT_CLAIMABLE, [runtimes_json(&[self.runtime]).unwrap()], |r| {
+                .query_row(NEXT_CLAIMABLE, [json_list(&[self.runtime]).unwrap()], |r| {
                     r.get(0)
                 })
                 .optional()
@@ -509,7 +513,11 @@ mod tests {
         )
         .expect("priority");
         let order: Vec<_> = (0..3)
-            .map(|_| claim_any(&db.a, &[db.runtime]).expect("claim").map(|t| t.id))
+            .map(|_| {
+                claim_any(&db.a, &[db.runtime])
+                    .expect("claim")
+                    .map(|t| t.id)
+            })
             .collect();
         assert_eq!(order, [Some(high), Some(low), None]);
     }

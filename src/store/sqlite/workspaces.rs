@@ -308,7 +308,10 @@ mod tests {
         )
         .expect("trigger");
         let err = add_member(&conn, ws, bob, Role::Admin).expect_err("member");
-        assert_eq!(err.to_string(), "user is already a member of this workspace");
+        assert_eq!(
+            err.to_string(),
+            "user is already a member of this workspace"
+        );
         assert_eq!(role_of(&conn, ws, bob).expect("role"), Some(Role::Member));
     }
 }
