@@ -142,11 +142,18 @@ pub fn require_daemon_task(
 ) -> Result<crate::store::tasks::Task, ApiError> {
     let not_found = || ApiError::not_found("task not found");
     if let Caller::Task(own) = caller {
-        // its own task, whose token is live only while it runs
-        return if own.task_id == id {
-            crate::store::tasks::get(conn, id)?.ok_or_else(not_found)
+        if own.task_id != id {
+            return Err(not_found());
+        }
+        // its token is live only while the task runs: authentication saw
+        // it live, and this is read again in the transaction that acts
+        let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
+        return if matches!(task.status.as_str(), "dispatched" | "running") {
+            Ok(task)
         } else {
-            Err(not_found())
+            Err(ApiError::unauthorized(
+                "task token is no longer valid: its task has ended",
+            ))
         };
     }
     let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;

@@ -337,9 +337,9 @@ async fn a_prepare_lease_keeps_a_dispatched_task_past_the_dispatch_timeout() {
     assert_eq!(m.app.task_status(&task), "dispatched");
 
     // a lease the daemon stopped renewing lapses, and the timeout applies
-    let at = ten_minutes_ago();
+    let (at, rt) = (ten_minutes_ago(), parse_id(&m.rt));
     m.app
-        .arrange(move |conn| tasks::set_prepare_lease(conn, id, &at).map(drop));
+        .arrange(move |conn| tasks::set_prepare_lease(conn, id, rt, &at).map(drop));
     assert_eq!(sweep_once(&m.app.state, &thresholds()).timed_out_tasks, 1);
     let row = m.task(&task).await;
     assert_eq!(row["status"], "failed");

@@ -385,3 +385,44 @@ async fn a_batch_claim_checks_its_request() {
     let r = claim(100).await;
     assert_eq!(r.body["tasks"].as_array().unwrap().len(), 32);
 }
+
+#[actix_web::test]
+async fn a_task_token_request_racing_its_tasks_end_is_refused() {
+    let app = spawn_app().await;
+    let s = setup(&app).await;
+    app.task(&s.owner, &s.agent, "work", 0).await;
+    let task = claim(&app, &s.owner, &s.runtime).await;
+    let id: agenthub::domain::Id = task.id.parse().unwrap();
+    // the task is cancelled in a write that holds the writer's turn for a
+    // second after it ran: the report below is authenticated while the
+    // task still runs, and its own write comes after the cancellation
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal = ran.clone();
+    let db = app.db.clone();
+    let writer = std::thread::spawn(move || {
+        db.write_blocking(move |tx| -> agenthub::store::Result<()> {
+            let cancel = agenthub::store::tasks::Transition::Cancel;
+            agenthub::store::tasks::apply(tx, id, cancel, None, None)?;
+            signal.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            Ok(())
+        })
+        .unwrap();
+    });
+    assert!(common::eventually(10, || ran.load(std::sync::atomic::Ordering::SeqCst)).await);
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{}/usage", task.id),
+            &task.auth_token,
+            json!({"usage": [{"provider": "anthropic", "model": "opus", "input_tokens": 3}]}),
+        )
+        .await;
+    writer.join().unwrap();
+    assert_eq!(r.status, 401, "{:?}", r.body);
+    assert_eq!(
+        r.error(),
+        "task token is no longer valid: its task has ended"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM task_usage"), 0);
+    assert_eq!(app.task_status(&task.id), "cancelled");
+}

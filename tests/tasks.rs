@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use agenthub::domain::Role;
 use agenthub::store::seed::{self, TaskClock};
-use common::{parse_id, spawn_app};
+use common::{parse_id, spawn_app, TestApp};
 use serde_json::json;
 
 #[actix_web::test]
@@ -266,16 +266,28 @@ async fn thirty_concurrent_claims_never_share_a_task_or_overrun_a_limit() {
     }
     let replies =
         futures_util::future::join_all((0..30).map(|_| app.claim(&alice.token, &rt))).await;
+    let claimed = replies.into_iter().filter_map(|r| {
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        Some(r.body["task"].clone()).filter(|t| !t.is_null())
+    });
+    assert_twelve_fair_claims(&app, claimed, &limits);
+}
+
+/// The tasks concurrent claims handed out over 12 free slots: each task
+/// once, no agent past its limit, every slot used, as the rows say too.
+fn assert_twelve_fair_claims(
+    app: &TestApp,
+    claimed: impl Iterator<Item = serde_json::Value>,
+    limits: &HashMap<String, i64>,
+) {
     let mut seen = HashSet::new();
     let mut per_agent: HashMap<String, i64> = HashMap::new();
-    for r in &replies {
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        if let Some(id) = r.body["task"]["id"].as_str() {
-            assert!(seen.insert(id.to_string()), "task {id} handed out twice");
-            *per_agent
-                .entry(r.body["task"]["agent_id"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
+    for task in claimed {
+        let id = task["id"].as_str().unwrap().to_string();
+        assert!(seen.insert(id.clone()), "task {id} handed out twice");
+        *per_agent
+            .entry(task["agent_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     assert_eq!(seen.len(), 12);
     for (agent, n) in per_agent {
@@ -544,4 +556,57 @@ async fn a_result_is_bounded_and_a_long_failure_reason_is_kept_cut() {
     assert!(error.len() <= 8 * 1024, "{}", error.len());
     assert!(error.ends_with("[truncated: longer than 8 KiB]"));
     assert_eq!(app.task_status(&failing), "failed");
+}
+
+#[actix_web::test]
+async fn concurrent_single_and_batch_claims_never_share_a_task_or_overrun_a_limit() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let reg = app
+        .register(&alice.token, &ws, "mbp", &["claude", "codex"])
+        .await;
+    assert_eq!(reg.status, 200, "{:?}", reg.body);
+    let runtimes: Vec<String> = (0..2)
+        .map(|i| reg.body["runtimes"][i]["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut limits = HashMap::new();
+    for i in 0..6 {
+        let limit = 1 + i % 3; // 12 slots over both runtimes
+        let runtime = &runtimes[i as usize % 2];
+        let agent = app
+            .agent(
+                &alice.token,
+                &ws,
+                runtime,
+                json!({"max_concurrent_tasks": limit}),
+            )
+            .await;
+        for t in 0..5 {
+            app.task(&alice.token, &agent, &format!("{i}-{t}"), t).await;
+        }
+        limits.insert(agent, limit);
+    }
+    let batch = json!({"daemon_id": "mbp", "runtime_ids": runtimes, "max_tasks": 3});
+    let (app, alice, runtimes, batch) = (&app, &alice, &runtimes, &batch);
+    let singles = (0..20).map(|i| async move {
+        let r = app.claim(&alice.token, &runtimes[i % 2]).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["task"]
+            .as_object()
+            .map(|t| vec![json!(t)])
+            .unwrap_or_default()
+    });
+    let batches = (0..10).map(|_| async {
+        let r = app
+            .post("/api/daemon/tasks/claim", &alice.token, batch.clone())
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["tasks"].as_array().unwrap().clone()
+    });
+    let (singles, batches) = futures_util::join!(
+        futures_util::future::join_all(singles),
+        futures_util::future::join_all(batches)
+    );
+    let claimed = singles.into_iter().chain(batches).flatten();
+    assert_twelve_fair_claims(app, claimed, &limits);
 }

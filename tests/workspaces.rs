@@ -1064,3 +1064,123 @@ async fn a_member_holds_at_most_100_live_daemon_tokens_per_workspace() {
     assert_eq!(mint(&bob.token, &ws).await.status, 201);
     assert_eq!(mint(&bob.token, &ws).await.status, 409);
 }
+
+#[actix_web::test]
+async fn an_admin_demoted_meanwhile_cannot_create_an_agent() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Admin)));
+    assert_eq!(app.get("/api/me", &bob.token).await.status, 200);
+    let runtime = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
+
+    let demote = change_member(&ws, &bob_m, Some(Role::Member));
+    let writer = while_a_write_commits(&app, demote).await;
+    let r = app.create_agent(&bob.token, &ws, &runtime, json!({})).await;
+    writer.join().unwrap();
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert_eq!(
+        r.error(),
+        "only workspace owners and admins can create agents"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM agent"), 0);
+}
+
+/// Sends `n` copies of one request at once; their replies.
+async fn at_once<F, Fut>(n: usize, send: F) -> Vec<common::Reply>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = common::Reply>,
+{
+    futures_util::future::join_all((0..n).map(|_| send())).await
+}
+
+#[actix_web::test]
+async fn concurrent_creations_with_one_slug_make_one_workspace() {
+    let app = spawn_app().await;
+    let (alice, _) = app.init_user("alice@example.com");
+    let body = json!({"name": "Lab", "slug": "lab"});
+    let replies = at_once(12, || {
+        app.post("/api/workspaces", &alice.token, body.clone())
+    })
+    .await;
+    let created: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
+    assert_eq!(created.len(), 1, "{replies:?}");
+    for r in replies.iter().filter(|r| r.status != 201) {
+        assert_eq!(r.status, 409, "{:?}", r.body);
+        assert_eq!(r.error(), r#"slug "lab" is already taken"#);
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM workspace WHERE name = 'Lab'"),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM member m JOIN workspace w ON w.id = m.workspace_id WHERE w.slug = 'lab'"),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn concurrent_creations_with_one_name_get_distinct_slugs() {
+    let app = spawn_app().await;
+    let (alice, _) = app.init_user("alice@example.com");
+    let body = json!({"name": "Lab"});
+    let replies = at_once(12, || {
+        app.post("/api/workspaces", &alice.token, body.clone())
+    })
+    .await;
+    let mut slugs: Vec<String> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.body["slug"].as_str().unwrap().to_string()
+        })
+        .collect();
+    slugs.sort();
+    let mut expected: Vec<String> = std::iter::once("lab".to_string())
+        .chain((2..=12).map(|n| format!("lab-{n}")))
+        .collect();
+    expected.sort();
+    assert_eq!(slugs, expected);
+}
+
+#[actix_web::test]
+async fn concurrent_invitations_of_one_address_leave_one_pending() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let body = json!({"email": "bob@example.com", "role": "admin"});
+    let replies = at_once(12, || invite(&app, &ws, &alice.token, body.clone())).await;
+    let ids: std::collections::HashSet<&str> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.body["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one invitation, renewed: {ids:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM invitation WHERE status = 'pending'"),
+        1
+    );
+}
+
+#[actix_web::test]
+async fn concurrent_accepts_of_one_invitation_make_one_member() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", None);
+    let id = invitation(&app, &ws, &alice.token, "bob@example.com").await;
+    let replies = at_once(12, || answer(&app, &id, &bob.token, "accept")).await;
+    let joined: Vec<_> = replies.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(joined.len(), 1, "{replies:?}");
+    assert_eq!(joined[0].body["user_id"], bob.id.as_str());
+    for r in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 409, "{:?}", r.body);
+        assert_eq!(r.error(), "invitation has already been accepted");
+    }
+    let members = app.count(&format!(
+        "SELECT count(*) FROM member WHERE workspace_id = '{ws}' AND user_id = '{}'",
+        bob.id
+    ));
+    assert_eq!(members, 1);
+}

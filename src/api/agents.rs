@@ -15,7 +15,7 @@ use crate::domain::Id;
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent, AgentFields};
-use crate::store::{runtimes, tasks, Store};
+use crate::store::{runtimes, tasks, workspaces, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/agents", web::get().to(list))
@@ -183,14 +183,18 @@ async fn create(
     access: WorkspaceAccess,
     body: web::Json<AgentRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    if !access.role.is_manager() {
-        return Err(ApiError::forbidden(
-            "only workspace owners and admins can create agents",
-        ));
-    }
     let body = body.into_inner();
     let agent = db
         .write(move |tx| -> Result<_, ApiError> {
+            // the role as of this transaction, not as the extractor read
+            // it before: a demotion that committed since counts
+            let role = workspaces::role_of(tx, access.workspace_id, access.user_id)?
+                .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+            if !role.is_manager() {
+                return Err(ApiError::forbidden(
+                    "only workspace owners and admins can create agents",
+                ));
+            }
             let fields = body.merge(tx, access.workspace_id, None)?;
             Ok(agents::insert(
                 tx,
@@ -272,7 +276,8 @@ async fn archive(
             }
             let cancelled = tasks::cancel_for_agent(tx, id)?;
             let status = agents::reconcile_status(tx, id)?;
-            let agent = agents::set_archived(tx, id, Some(caller.user_id))?;
+            let agent = agents::set_archived(tx, id, Some(caller.user_id))?
+                .ok_or_else(|| ApiError::conflict("agent is already archived"))?;
             Ok((agent, cancelled, status))
         })
         .await?;
@@ -305,7 +310,8 @@ async fn restore(
             if agent.archived_at.is_none() {
                 return Err(ApiError::conflict("agent is not archived"));
             }
-            Ok(agents::set_archived(tx, id, None)?)
+            agents::set_archived(tx, id, None)?
+                .ok_or_else(|| ApiError::conflict("agent is not archived"))
         })
         .await?;
     Ok(HttpResponse::Ok().json(agent))

@@ -123,6 +123,11 @@ fn write_registration(
     caller: &Caller,
     reg: &register::Parsed,
 ) -> Result<(Vec<Runtime>, Vec<Id>), ApiError> {
+    // a daemon_id belongs to one member across its providers' rows, and
+    // the workspace has a cap on runtimes: rules over the workspace's rows
+    // (one row per provider is the schema's UNIQUE, and the upsert never
+    // takes over another member's)
+    crate::store::workspaces::lock(tx, reg.workspace_id)?;
     if !daemon_reaches(tx, caller, reg.workspace_id)? {
         return Err(ApiError::not_found("workspace not found"));
     }

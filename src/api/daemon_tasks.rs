@@ -85,20 +85,36 @@ async fn prepare_lease(
         .write(move |tx| -> Result<_, ApiError> {
             require_daemon_runtime(tx, &caller, runtime)?;
             let task = require_daemon_task(tx, &caller, id)?;
-            if task.runtime_id != Some(runtime) {
-                return Err(ApiError::not_found("task not found"));
-            }
-            if task.status != "dispatched" {
-                return Err(ApiError::bad_request(format!(
-                    "cannot extend the prepare lease of task: it is {}",
-                    task.status
-                )));
-            }
+            refuse_lease(&task, runtime)?;
             let until = chrono::Utc::now() + chrono::Duration::seconds(tasks::PREPARE_LEASE_SECS);
-            Ok(tasks::set_prepare_lease(tx, id, &format_time(until))?)
+            match tasks::set_prepare_lease(tx, id, runtime, &format_time(until))? {
+                Some(task) => Ok(task),
+                // a concurrent change won: say what the task is now
+                None => {
+                    let now = tasks::get(tx, id)?.unwrap_or(task);
+                    refuse_lease(&now, runtime)?;
+                    Err(super::tasks::changed_meanwhile())
+                }
+            }
         })
         .await?;
     Ok(HttpResponse::Ok().json(task))
+}
+
+/// Why the prepare lease of `task` cannot be extended by `runtime`'s
+/// daemon, if it cannot: 404 for another runtime's task, 400 naming the
+/// status of one that is no longer dispatched.
+fn refuse_lease(task: &tasks::Task, runtime: Id) -> Result<(), ApiError> {
+    if task.runtime_id != Some(runtime) {
+        return Err(ApiError::not_found("task not found"));
+    }
+    if task.status != "dispatched" {
+        return Err(ApiError::bad_request(format!(
+            "cannot extend the prepare lease of task: it is {}",
+            task.status
+        )));
+    }
+    Ok(())
 }
 
 /// Longest session id a daemon may pin: an agent CLI's id, not a text.

@@ -97,6 +97,9 @@ fn offer(
     email: &str,
     role: Role,
 ) -> Result<Invitation, ApiError> {
+    // the inviter's role and the cap on pending invitations are rules over
+    // the workspace's rows
+    workspaces::lock(tx, workspace)?;
     let inviter_role = manager_role(tx, workspace, inviter)?;
     if role == Role::Owner && inviter_role != Role::Owner {
         return Err(ApiError::forbidden("only an owner can invite an owner"));
@@ -106,15 +109,15 @@ fn offer(
             "user is already a member of this workspace",
         ));
     }
-    let expires_at =
-        store::format_time(chrono::Utc::now() + chrono::Duration::days(INVITATION_LIFETIME_DAYS));
     let pending = invitations::find_pending(tx, workspace, email)?;
-    if let Some(existing) = &pending {
-        if existing.role == Role::Owner && inviter_role != Role::Owner {
-            return Err(ApiError::forbidden(
-                "only an owner can change an invitation to the owner role",
-            ));
-        }
+    let owner_change =
+        || ApiError::forbidden("only an owner can change an invitation to the owner role");
+    let may_change_owner = inviter_role == Role::Owner;
+    if pending
+        .as_ref()
+        .is_some_and(|p| p.role == Role::Owner && !may_change_owner)
+    {
+        return Err(owner_change());
     }
     let adds_one = pending.as_ref().is_none_or(|p| p.expired);
     if adds_one && invitations::count_open(tx, workspace)? >= MAX_OPEN_INVITATIONS {
@@ -122,23 +125,17 @@ fn offer(
             "a workspace can have at most {MAX_OPEN_INVITATIONS} pending invitations"
         )));
     }
-    match pending {
-        Some(existing) => Ok(invitations::renew(
-            tx,
-            existing.id,
-            role,
-            inviter,
-            &expires_at,
-        )?),
-        None => Ok(invitations::insert(
-            tx,
-            workspace,
-            email,
-            role,
-            inviter,
-            &expires_at,
-        )?),
-    }
+    let expires_at =
+        store::format_time(chrono::Utc::now() + chrono::Duration::days(INVITATION_LIFETIME_DAYS));
+    let offer = invitations::Offer {
+        workspace,
+        email,
+        role,
+        invited_by: inviter,
+        expires_at: &expires_at,
+    };
+    // an owner invitation that appeared since the look-up is refused here
+    invitations::offer(tx, &offer, may_change_owner)?.ok_or_else(owner_change)
 }
 
 async fn list_for_workspace(
@@ -176,7 +173,10 @@ async fn revoke(
                 "only an owner can revoke an invitation to the owner role",
             ));
         }
-        Ok(invitations::answer(tx, id, InvitationStatus::Revoked)?)
+        if !invitations::answer(tx, id, InvitationStatus::Revoked)? {
+            return Err(answered_meanwhile(tx, id));
+        }
+        Ok(())
     })
     .await?;
     Ok(super::ok())
@@ -187,6 +187,20 @@ async fn list_mine(db: web::Data<Store>, caller: AuthUser) -> Result<HttpRespons
         .read(move |conn| invitations::list_open_for_user(conn, caller.user_id))
         .await?;
     Ok(HttpResponse::Ok().json(rows))
+}
+
+/// Why a conditional answer changed nothing: the invitation was answered
+/// by a concurrent request, which the 409 names.
+fn answered_meanwhile(tx: &Conn<'_>, id: Id) -> ApiError {
+    let now = match invitations::get(tx, id) {
+        Ok(Some(invitation)) => invitation,
+        Ok(None) => return not_found(),
+        Err(e) => return e.into(),
+    };
+    match require_open(&now) {
+        Err(refusal) => refusal,
+        Ok(()) => ApiError::conflict("invitation changed while the request ran; retry"),
+    }
 }
 
 /// The invitation `id`, if it was sent to `user` and can still be answered.
@@ -229,15 +243,20 @@ async fn accept(
     let member = db
         .write(move |tx| -> Result<_, ApiError> {
             let invitation = open_invitation_of(tx, id, caller.user_id)?;
+            // the sender's role is a rule over the workspace's rows
+            workspaces::lock(tx, invitation.workspace_id)?;
             require_inviter_still_grants(tx, &invitation)?;
-            let member = workspaces::add_member(
+            // answered first, on the condition that it is still pending:
+            // of concurrent accepts exactly one joins
+            if !invitations::answer(tx, id, InvitationStatus::Accepted)? {
+                return Err(answered_meanwhile(tx, id));
+            }
+            Ok(workspaces::add_member(
                 tx,
                 invitation.workspace_id,
                 caller.user_id,
                 invitation.role,
-            )?;
-            invitations::answer(tx, id, InvitationStatus::Accepted)?;
-            Ok(member)
+            )?)
         })
         .await?;
     Ok(HttpResponse::Ok().json(member))
@@ -252,7 +271,9 @@ async fn decline(
     let invitation = db
         .write(move |tx| -> Result<_, ApiError> {
             open_invitation_of(tx, id, caller.user_id)?;
-            invitations::answer(tx, id, InvitationStatus::Declined)?;
+            if !invitations::answer(tx, id, InvitationStatus::Declined)? {
+                return Err(answered_meanwhile(tx, id));
+            }
             invitations::get(tx, id)?.ok_or_else(not_found)
         })
         .await?;

@@ -58,14 +58,15 @@ async fn transition(
     let (task, agent_status, audience) = db
         .write(move |tx| -> Result<_, ApiError> {
             let current = authorize(tx, task)?;
-            if !transition.from_states().contains(&current.status.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "cannot {} task: it is {}",
-                    transition.verb(),
-                    current.status
-                )));
-            }
-            let task = tasks::apply(tx, task, transition, result.as_deref(), error.as_deref())?;
+            refuse_illegal(transition, &current)?;
+            let Some(task) =
+                tasks::apply(tx, task, transition, result.as_deref(), error.as_deref())?
+            else {
+                // a concurrent change won: say what the task is now
+                let now = tasks::get(tx, task)?.unwrap_or(current);
+                refuse_illegal(transition, &now)?;
+                return Err(changed_meanwhile());
+            };
             let agent_status = match task.agent_id {
                 Some(agent) => agents::reconcile_status(tx, agent)?,
                 None => None,
@@ -85,6 +86,24 @@ async fn transition(
         events.agent_status(audience, task.workspace_id, agent, &status);
     }
     Ok(task)
+}
+
+/// 409 for a conditional write that found its row changed back and forth
+/// by concurrent requests since it was read.
+pub(super) fn changed_meanwhile() -> ApiError {
+    ApiError::conflict("the task changed while the request ran; retry")
+}
+
+/// 400 naming the task's status unless `transition` may leave it.
+fn refuse_illegal(transition: Transition, task: &Task) -> Result<(), ApiError> {
+    if transition.from_states().contains(&task.status.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "cannot {} task: it is {}",
+        transition.verb(),
+        task.status
+    )))
 }
 
 /// Who may read events about `task`: its agent's audience; a task whose

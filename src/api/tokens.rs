@@ -69,6 +69,8 @@ async fn create(
     };
     let (row, token) = db
         .write(move |tx| -> Result<_, ApiError> {
+            // the cap counts the user's rows: concurrent creations take turns
+            store::users::lock(tx, caller.user_id)?;
             if tokens::count_live_personal(tx, caller.user_id)? >= MAX_LIVE_TOKENS {
                 return Err(ApiError::conflict(format!(
                     "you already have {MAX_LIVE_TOKENS} active tokens; revoke one first"

@@ -169,6 +169,9 @@ async fn change_role(
     let body = body.into_inner();
     let member = db
         .write(move |tx| -> Result<_, ApiError> {
+            // the roles checked below, and the last-owner rule, are rules
+            // over the workspace's rows
+            workspaces::lock(tx, workspace)?;
             let caller_role = role_in(tx, workspace, caller.user_id)?;
             require_manager(caller_role)?;
             let role = parse_role(body.role.as_deref(), None)?;
@@ -205,6 +208,7 @@ async fn remove_member(
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, member_id) = path.into_inner();
     db.write(move |tx| -> Result<_, ApiError> {
+        workspaces::lock(tx, workspace)?;
         let caller_role = role_in(tx, workspace, caller.user_id)?;
         let member = workspaces::get_member(tx, workspace, member_id)?
             .ok_or_else(|| ApiError::not_found("member not found"))?;
@@ -272,6 +276,9 @@ async fn create_daemon_token(
     let stored_expiry = expires_at.clone();
     let (token, daemon_id) = db
         .write(move |tx| -> Result<_, ApiError> {
+            // who owns a daemon_id and how many tokens a member holds are
+            // rules over the workspace's rows
+            workspaces::lock(tx, workspace)?;
             role_in(tx, workspace, caller.user_id)?;
             let daemon_id = required(daemon_id.as_deref(), "daemon_id")?;
             may_mint(tx, workspace, &daemon_id, caller.user_id)?;

@@ -81,8 +81,10 @@ pub fn update(conn: &Conn<'_>, id: Id, fields: &AgentFields) -> Result<Agent> {
     dispatch!(conn, agents::update(id, fields))
 }
 
-/// Sets or clears the archive mark.
-pub fn set_archived(conn: &Conn<'_>, id: Id, by: Option<Id>) -> Result<Agent> {
+/// Archives the agent (`by` who) or restores it (`None`), only if it is
+/// not archived, respectively archived, when the row is written; `None`
+/// when it already was (a concurrent archive or restore won).
+pub fn set_archived(conn: &Conn<'_>, id: Id, by: Option<Id>) -> Result<Option<Agent>> {
     dispatch!(conn, agents::set_archived(id, by))
 }
 

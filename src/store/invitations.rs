@@ -73,33 +73,34 @@ pub fn list_open_for_user(conn: &Conn<'_>, user: Id) -> Result<Vec<Invitation>> 
     dispatch!(conn, invitations::list_open_for_user(user))
 }
 
-pub fn insert(
-    conn: &Conn<'_>,
-    workspace: Id,
-    email: &str,
-    role: Role,
-    invited_by: Id,
-    expires_at: &str,
-) -> Result<Invitation> {
-    dispatch!(
-        conn,
-        invitations::insert(workspace, email, role, invited_by, expires_at)
-    )
+/// An invitation to send: `role` in `workspace` for `email`, from
+/// `invited_by`, open until `expires_at` (stored form).
+pub struct Offer<'a> {
+    pub workspace: Id,
+    pub email: &'a str,
+    pub role: Role,
+    pub invited_by: Id,
+    pub expires_at: &'a str,
 }
 
-/// Re-sends a pending invitation: new role, inviter and expiry, same id.
-pub fn renew(
+/// Sends an invitation: a new pending one, or — when the address already
+/// has one pending in the workspace (expired or not) — that one renewed:
+/// same id, the new role, inviter and expiry. The schema's one-pending
+/// UNIQUE index decides which, so concurrent invites of one address leave
+/// one pending invitation. `None`, changing nothing, when the pending one
+/// is for the owner role and `may_change_owner` is false.
+pub fn offer(
     conn: &Conn<'_>,
-    id: Id,
-    role: Role,
-    invited_by: Id,
-    expires_at: &str,
-) -> Result<Invitation> {
-    dispatch!(conn, invitations::renew(id, role, invited_by, expires_at))
+    offer: &Offer<'_>,
+    may_change_owner: bool,
+) -> Result<Option<Invitation>> {
+    dispatch!(conn, invitations::offer(offer, may_change_owner))
 }
 
-/// Closes a pending invitation as accepted, declined or revoked.
-pub fn answer(conn: &Conn<'_>, id: Id, status: InvitationStatus) -> Result<()> {
+/// Closes a pending invitation as accepted, declined or revoked; `false`,
+/// changing nothing, when it is not pending (any more): the condition is
+/// part of the write, so of concurrent answers exactly one counts.
+pub fn answer(conn: &Conn<'_>, id: Id, status: InvitationStatus) -> Result<bool> {
     dispatch!(conn, invitations::answer(id, status))
 }
 

@@ -181,9 +181,13 @@ pub fn pending_for_runtime(conn: &Conn<'_>, runtime: Id) -> Result<Vec<Task>> {
 
 /// Dispatches the next task for `runtime`: the highest-priority, oldest
 /// queued task of a non-archived agent bound to it whose dispatched +
-/// running tasks are below its max_concurrent_tasks. The caller runs this
-/// inside its write transaction, so two claims can never take one task or
-/// overrun an agent's limit.
+/// running tasks are below its max_concurrent_tasks. The claim is one
+/// conditional write (with the agent's row lock on an engine that needs
+/// one): the task is dispatched only if, on the row being written, it is
+/// still queued and its agent still has a free slot, so two concurrent
+/// claims can never take one task or overrun an agent's limit. `None` when nothing is claimable (or,
+/// on an engine with concurrent writers, a concurrent claim took the task
+/// this one picked: the daemon claims again).
 pub fn claim(conn: &Conn<'_>, runtime: Id) -> Result<Option<Task>> {
     dispatch!(conn, tasks::claim(runtime))
 }
@@ -195,15 +199,18 @@ pub fn claim_any(conn: &Conn<'_>, runtimes: &[Id]) -> Result<Option<Task>> {
     dispatch!(conn, tasks::claim_any(runtimes))
 }
 
-/// Applies `transition` to the task (the caller has checked it is legal),
-/// recording the result or error.
+/// Applies `transition` to the task, recording the result or error, only
+/// while the task is in one of the transition's
+/// [`from_states`](Transition::from_states): the condition is part of the
+/// write, so a concurrent transition is never overwritten. `None` when the
+/// task is not (any more) in such a state.
 pub fn apply(
     conn: &Conn<'_>,
     id: Id,
     transition: Transition,
     result: Option<&str>,
     error: Option<&str>,
-) -> Result<Task> {
+) -> Result<Option<Task>> {
     dispatch!(conn, tasks::apply(id, transition, result, error))
 }
 
@@ -218,10 +225,15 @@ pub fn hourly_activity(conn: &Conn<'_>, runtime: Id) -> Result<Vec<HourCount>> {
     dispatch!(conn, tasks::hourly_activity(runtime))
 }
 
-/// Sets the prepare lease of a task (the caller has checked it is
-/// dispatched) to end at `until`.
-pub fn set_prepare_lease(conn: &Conn<'_>, id: Id, until: &str) -> Result<Task> {
-    dispatch!(conn, tasks::set_prepare_lease(id, until))
+/// Sets the prepare lease of a task to end at `until`, only while it is
+/// dispatched to `runtime` (checked by the write itself); `None` otherwise.
+pub fn set_prepare_lease(
+    conn: &Conn<'_>,
+    id: Id,
+    runtime: Id,
+    until: &str,
+) -> Result<Option<Task>> {
+    dispatch!(conn, tasks::set_prepare_lease(id, runtime, until))
 }
 
 /// Records the agent's session and work directory; an absent one keeps
@@ -244,7 +256,8 @@ pub fn record_cancel_ack(conn: &Conn<'_>, id: Id, ack: &CancelAck, at: &str) -> 
 }
 
 /// Fails up to [`crate::store::sweeps::BATCH`] tasks dispatched to or running
-/// on `runtime`: its daemon has restarted, so nothing runs them any more.
+/// on `runtime`: its daemon has restarted, so nothing runs them any more. A
+/// task that ended meanwhile is left as it ended.
 pub fn fail_orphans(conn: &Conn<'_>, runtime: Id) -> Result<Vec<FailedTask>> {
     dispatch!(conn, tasks::fail_orphans(runtime))
 }

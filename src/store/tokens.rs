@@ -153,8 +153,9 @@ pub fn touch_personal(conn: &Conn<'_>, id: Id, at: &str) -> Result<()> {
 /// Renews the personal access or daemon token with `token_hash` in place,
 /// so every process holding it goes on working: once it has less than
 /// [`RENEW_WITHIN_DAYS`] left, it gets its own lifetime again (from when it
-/// was made or last renewed to its expiry), counted from `now`. The caller
-/// runs this in its write transaction, so concurrent renewals extend once.
+/// was made or last renewed to its expiry), counted from `now`. The write
+/// is conditional on the expiry it read and on the token being unrevoked,
+/// so concurrent renewals extend once and a revocation is never undone.
 pub fn renew(
     conn: &Conn<'_>,
     token_hash: &str,

@@ -73,7 +73,9 @@ pub fn upsert_task_usage(
 /// reported one, and moves the workspace rollups and the rollup of the
 /// task's runtime by the difference in the same transaction. The row keeps
 /// the bucket of its first recording; a (task, model) pair counts once in
-/// `task_count`.
+/// `task_count`. Every rollup write is one upsert that adds to what is
+/// stored; the difference is read under the task's row lock, so
+/// concurrent reports of one task never count a change twice.
 pub fn upsert_task_usage_with_cost(
     conn: &Conn<'_>,
     task: Id,

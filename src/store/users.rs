@@ -14,9 +14,19 @@ pub struct User {
     pub updated_at: String,
 }
 
-/// Creates a user; 409 when the email (case-insensitively) is taken.
+/// Creates a user; 409 when the email (case-insensitively) is taken. The
+/// schema's UNIQUE email decides, so of concurrent inserts of one address
+/// exactly one succeeds.
 pub fn insert(conn: &Conn<'_>, email: &str, name: &str) -> Result<User> {
     dispatch!(conn, users::insert(email, name))
+}
+
+/// Holds `user`'s row against concurrent writers until the transaction
+/// ends: a rule over several rows of the user (how many live tokens they
+/// have) is checked after it, so concurrent writes for one user take turns
+/// on an engine with row locks.
+pub fn lock(conn: &Conn<'_>, user: Id) -> Result<()> {
+    dispatch!(conn, users::lock(user))
 }
 
 pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<User>> {

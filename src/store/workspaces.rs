@@ -47,6 +47,9 @@ pub fn slugify(name: &str) -> String {
 
 /// Creates a workspace owned by `owner`. An explicit slug that is taken is a
 /// 409; a slug derived from the name gets a `-2`, `-3`, … suffix instead.
+/// The schema's UNIQUE slug decides: of concurrent creations with one
+/// explicit slug exactly one succeeds, and concurrent derived ones get
+/// distinct suffixes.
 pub fn create(
     conn: &Conn<'_>,
     name: &str,
@@ -55,6 +58,17 @@ pub fn create(
     owner: Id,
 ) -> Result<Workspace> {
     dispatch!(conn, workspaces::create(name, slug, description, owner))
+}
+
+/// Holds `workspace`'s row against concurrent writers until the
+/// transaction ends. Rules over several rows of one workspace — it keeps an
+/// owner, a daemon_id belongs to one member, at most so many pending
+/// invitations or daemon tokens, an invitation grants what its sender may
+/// grant — are checked after it, so concurrent writes of one workspace take
+/// turns on an engine with row locks instead of each deciding on what the
+/// other has not committed yet.
+pub fn lock(conn: &Conn<'_>, workspace: Id) -> Result<()> {
+    dispatch!(conn, workspaces::lock(workspace))
 }
 
 pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Workspace>> {
@@ -85,7 +99,9 @@ pub fn get_member(conn: &Conn<'_>, workspace: Id, member: Id) -> Result<Option<M
     dispatch!(conn, workspaces::get_member(workspace, member))
 }
 
-/// Adds `user` to `workspace`; 409 when they already belong to it.
+/// Adds `user` to `workspace`; 409 when they already belong to it (the
+/// schema's UNIQUE (workspace, user) decides, also between concurrent
+/// joins).
 pub fn add_member(conn: &Conn<'_>, workspace: Id, user: Id, role: Role) -> Result<Member> {
     dispatch!(conn, workspaces::add_member(workspace, user, role))
 }

@@ -136,15 +136,17 @@ pub fn update(conn: &Connection, id: Id, fields: &AgentFields) -> rusqlite::Resu
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-pub fn set_archived(conn: &Connection, id: Id, by: Option<Id>) -> rusqlite::Result<Agent> {
-    let now = now();
-    conn.execute(
+pub fn set_archived(conn: &Connection, id: Id, by: Option<Id>) -> rusqlite::Result<Option<Agent>> {
+    let changed = conn.execute(
         "UPDATE agent SET archived_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END,
              archived_by = ?2, updated_at = ?3
-         WHERE id = ?1",
-        params![id, by, now],
+         WHERE id = ?1 AND (archived_at IS NULL) = (?2 IS NOT NULL)",
+        params![id, by, now()],
     )?;
-    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    if changed == 0 {
+        return Ok(None);
+    }
+    get(conn, id)
 }
 
 pub fn reconcile_status(conn: &Connection, id: Id) -> rusqlite::Result<Option<String>> {

@@ -3,7 +3,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{Id, Role};
+use crate::domain::Id;
 #[allow(unused_imports)]
 use crate::store::invitations::*;
 use crate::store::Error;
@@ -107,44 +107,52 @@ pub fn list_open_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<I
     rows.collect()
 }
 
-pub fn insert(
+pub fn offer(
     conn: &Connection,
-    workspace: Id,
-    email: &str,
-    role: Role,
-    invited_by: Id,
-    expires_at: &str,
-) -> Result<Invitation, Error> {
-    let id = Id::new();
-    conn.execute(
-        "INSERT INTO invitation (id, workspace_id, email, role, invited_by, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![id, workspace, email, role, invited_by, now(), expires_at],
-    )?;
-    get(conn, id)?.ok_or_else(|| Error::internal("inserted invitation vanished"))
+    offer: &Offer<'_>,
+    may_change_owner: bool,
+) -> Result<Option<Invitation>, Error> {
+    // the partial UNIQUE index (one pending per address) picks between a
+    // new row and the pending one, also between concurrent invites
+    let id: Option<Id> = conn
+        .prepare_cached(
+            "INSERT INTO invitation (id, workspace_id, email, role, invited_by, created_at,
+                 expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (workspace_id, email) WHERE status = 'pending' DO UPDATE SET
+                 role = excluded.role,
+                 invited_by = excluded.invited_by,
+                 expires_at = excluded.expires_at
+             WHERE invitation.role <> 'owner' OR ?8
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                Id::new(),
+                offer.workspace,
+                offer.email,
+                offer.role,
+                offer.invited_by,
+                now(),
+                offer.expires_at,
+                may_change_owner
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let sent = get(conn, id)?.ok_or_else(|| Error::internal("offered invitation vanished"))?;
+    Ok(Some(sent))
 }
 
-pub fn renew(
-    conn: &Connection,
-    id: Id,
-    role: Role,
-    invited_by: Id,
-    expires_at: &str,
-) -> Result<Invitation, Error> {
-    conn.execute(
-        "UPDATE invitation SET role = ?2, invited_by = ?3, expires_at = ?4
-         WHERE id = ?1 AND status = 'pending'",
-        params![id, role, invited_by, expires_at],
-    )?;
-    get(conn, id)?.ok_or_else(|| Error::internal("renewed invitation vanished"))
-}
-
-pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::Result<bool> {
+    let changed = conn.execute(
         "UPDATE invitation SET status = ?2, answered_at = ?3 WHERE id = ?1 AND status = 'pending'",
         params![id, status, now()],
     )?;
-    Ok(())
+    Ok(changed > 0)
 }
 
 pub fn revoke_sent_by(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<()> {
@@ -154,4 +162,85 @@ pub fn revoke_sent_by(conn: &Connection, workspace: Id, user: Id) -> rusqlite::R
         params![workspace, user, now()],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::Role;
+    use crate::store::sqlite::{migrate_file, open_connection};
+
+    /// A migrated file with a workspace owned by a user, and a trigger
+    /// standing in for another transaction that invites the same address
+    /// with `role` just before the next invite of it lands.
+    fn open(role: &str) -> (tempfile::TempDir, Connection, Id, Id) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("invitations.db");
+        migrate_file(&path, Duration::from_secs(5)).expect("migrate");
+        let conn = open_connection(&path, Duration::from_secs(5)).expect("open");
+        let user = super::super::users::insert(&conn, "ada@example.com", "Ada")
+            .expect("user")
+            .id;
+        let ws = super::super::workspaces::create(&conn, "Lab", None, "", user)
+            .expect("workspace")
+            .id;
+        conn.execute_batch(&format!(
+            "CREATE TEMP TRIGGER concurrent_invite BEFORE INSERT ON main.invitation
+             WHEN NEW.role = 'admin'
+             BEGIN
+                 INSERT INTO invitation (id, workspace_id, email, role, invited_by, created_at,
+                     expires_at)
+                 VALUES ('00000000-0000-4000-8000-000000000001', NEW.workspace_id,
+                         upper(NEW.email), '{role}', NEW.invited_by, NEW.created_at,
+                         NEW.expires_at);
+             END;"
+        ))
+        .expect("trigger");
+        (dir, conn, ws, user)
+    }
+
+    fn pending(conn: &Connection) -> Vec<(String, String)> {
+        conn.prepare("SELECT id, role FROM invitation WHERE status = 'pending'")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .expect("pending")
+    }
+
+    fn admin_offer(ws: Id, user: Id, expires_at: &str) -> Offer<'_> {
+        Offer {
+            workspace: ws,
+            email: "bob@example.com",
+            role: Role::Admin,
+            invited_by: user,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn an_invite_racing_another_of_the_address_renews_it() {
+        let (_dir, conn, ws, user) = open("member");
+        let expires_at = crate::store::format_time(chrono::Utc::now() + chrono::Duration::days(1));
+        let sent = offer(&conn, &admin_offer(ws, user, &expires_at), false)
+            .expect("offer")
+            .expect("renewed");
+        assert_eq!(sent.id.to_string(), "00000000-0000-4000-8000-000000000001");
+        assert_eq!(sent.role, Role::Admin);
+        assert_eq!(pending(&conn), [(sent.id.to_string(), "admin".to_string())]);
+    }
+
+    #[test]
+    fn an_owner_invitation_that_appeared_meanwhile_is_left_to_owners() {
+        let (_dir, conn, ws, user) = open("owner");
+        let expires_at = crate::store::format_time(chrono::Utc::now() + chrono::Duration::days(1));
+        let sent = offer(&conn, &admin_offer(ws, user, &expires_at), false).expect("offer");
+        assert!(sent.is_none(), "{sent:?}");
+        assert_eq!(
+            pending(&conn),
+            [(
+                "00000000-0000-4000-8000-000000000001".to_string(),
+                "owner".to_string()
+            )]
+        );
+    }
 }

@@ -284,17 +284,28 @@ pub fn count_active_agents(conn: &Connection, id: Id) -> rusqlite::Result<i64> {
 }
 
 pub fn delete(conn: &Connection, id: Id) -> Result<(), Error> {
-    if count_active_agents(conn, id)? > 0 {
-        return Err(Error::conflict(
+    let in_use = || {
+        Error::conflict(
             "cannot delete runtime: it has active agents bound to it. Archive or reassign the agents first.",
-        ));
+        )
+    };
+    if count_active_agents(conn, id)? > 0 {
+        return Err(in_use());
     }
     conn.execute(
         "DELETE FROM agent WHERE runtime_id = ?1 AND archived_at IS NOT NULL",
         [id],
     )?;
-    conn.execute("DELETE FROM agent_runtime WHERE id = ?1", [id])?;
-    Ok(())
+    // the schema's ON DELETE RESTRICT refuses the delete if an agent was
+    // bound to it since the count: the same refusal
+    match conn.execute("DELETE FROM agent_runtime WHERE id = ?1", [id]) {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
+            Err(in_use())
+        }
+        other => other.map(drop).map_err(Error::from),
+    }
 }
 
 pub fn touch_seen(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<()> {

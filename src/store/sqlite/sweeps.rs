@@ -1,5 +1,11 @@
 //! The sweeper's SQL: each function is one bounded batch, meant to run in
 //! its own short write transaction (see `jobs::sweeper`).
+//!
+//! Each statement picks its batch in a subquery and repeats the condition
+//! on the row it changes: an engine that picks the batch from an older
+//! snapshot than the rows it writes (READ COMMITTED) then leaves alone a
+//! row that a concurrent request changed meanwhile (a heartbeat, a task
+//! that ended).
 
 use rusqlite::{params, Connection};
 
@@ -13,6 +19,7 @@ pub fn mark_stale_offline(conn: &Connection, cutoff: &str) -> rusqlite::Result<V
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?4, updated_at = ?2
          WHERE id IN (SELECT id FROM agent_runtime
                       WHERE status = 'online' AND last_seen_at < ?1 LIMIT ?3)
+           AND status = 'online' AND last_seen_at < ?1
          RETURNING id, workspace_id",
     )?;
     let stale = crate::store::runtimes::reason("stale");
@@ -42,6 +49,8 @@ pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec
              CROSS JOIN agent_runtime r ON r.id = t.runtime_id
              WHERE t.status IN ('dispatched', 'running') AND r.status = 'offline'
              LIMIT ?2)
+           AND status IN ('dispatched', 'running')
+           AND (SELECT r.status FROM agent_runtime r WHERE r.id = agent_task_queue.runtime_id) = 'offline'
          RETURNING id, workspace_id, agent_id",
     )?;
     let rows = stmt.query_map(params![now(), BATCH], failed)?;
@@ -63,6 +72,9 @@ pub fn fail_timed_out_tasks(
              UNION ALL
              SELECT id FROM agent_task_queue WHERE status = 'running' AND started_at < ?2
              LIMIT ?4)
+           AND ((status = 'dispatched' AND dispatched_at < ?1
+                 AND (prepare_lease_expires_at IS NULL OR prepare_lease_expires_at < ?3))
+                OR (status = 'running' AND started_at < ?2))
          RETURNING id, workspace_id, agent_id",
     )?;
     let rows = stmt.query_map(
@@ -83,6 +95,7 @@ pub fn delete_abandoned_runtimes(
              WHERE r.status = 'offline' AND r.last_seen_at < ?1
                AND NOT EXISTS (SELECT 1 FROM agent a WHERE a.runtime_id = r.id)
              LIMIT ?2)
+           AND status = 'offline' AND last_seen_at < ?1
          RETURNING id, workspace_id",
     )?;
     let rows = stmt.query_map(params![cutoff, BATCH], |r| Ok((r.get(0)?, r.get(1)?)))?;

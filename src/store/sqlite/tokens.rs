@@ -196,6 +196,26 @@ pub fn renew(
     token_hash: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> rusqlite::Result<Renewal> {
+    // a renewal or revocation that lands between the read and the write
+    // makes the write change nothing; the token is then read again
+    for _ in 0..3 {
+        if let Some(renewal) = renew_once(conn, token_hash, now)? {
+            return Ok(renewal);
+        }
+    }
+    Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+        Some("the token kept changing while it was renewed".into()),
+    ))
+}
+
+/// One attempt at [`renew`]; `None` when the token changed between its
+/// read and the conditional write.
+fn renew_once(
+    conn: &Connection,
+    token_hash: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> rusqlite::Result<Option<Renewal>> {
     let Some(RenewableToken {
         table,
         id,
@@ -204,13 +224,13 @@ pub fn renew(
         since,
     }) = find_renewable(conn, token_hash)?
     else {
-        return Ok(Renewal::NotRenewable);
+        return Ok(Some(Renewal::NotRenewable));
     };
     if revoked {
-        return Ok(Renewal::Revoked);
+        return Ok(Some(Renewal::Revoked));
     }
     let Some(expires_at) = expires_at else {
-        return Ok(Renewal::NeverExpires);
+        return Ok(Some(Renewal::NeverExpires));
     };
     let Some(expires) = parse_stored(&expires_at) else {
         return Err(rusqlite::Error::InvalidColumnType(
@@ -220,28 +240,29 @@ pub fn renew(
         ));
     };
     if expires <= now {
-        return Ok(Renewal::Expired);
+        return Ok(Some(Renewal::Expired));
     }
     if expires - now >= chrono::Duration::days(RENEW_WITHIN_DAYS) {
-        return Ok(Renewal::NotYet {
+        return Ok(Some(Renewal::NotYet {
             expires_at: api_time(&expires_at),
-        });
+        }));
     }
     let lifetime = parse_stored(&since)
         .map(|since| expires - since)
         .filter(|l| *l > chrono::Duration::zero())
         .unwrap_or_else(|| chrono::Duration::days(RENEW_WITHIN_DAYS));
     let renewed = crate::store::format_time(now + lifetime);
-    conn.execute(
+    let changed = conn.execute(
         &format!(
-            "UPDATE {} SET expires_at = ?2, renewed_at = ?3 WHERE id = ?1",
+            "UPDATE {} SET expires_at = ?2, renewed_at = ?3
+             WHERE id = ?1 AND revoked_at IS NULL AND expires_at = ?4",
             table.name()
         ),
-        params![id, renewed, crate::store::format_time(now)],
+        params![id, renewed, crate::store::format_time(now), expires_at],
     )?;
-    Ok(Renewal::Renewed {
+    Ok((changed > 0).then(|| Renewal::Renewed {
         expires_at: api_time(&renewed),
-    })
+    }))
 }
 
 fn parse_stored(stored: &str) -> Option<chrono::DateTime<chrono::Utc>> {

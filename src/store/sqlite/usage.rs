@@ -38,6 +38,10 @@ pub fn upsert_task_usage_with_cost(
         entry.cache_read_tokens,
         entry.cache_write_tokens,
     ];
+    // the task's row lock before the reads below: the totals this write
+    // replaces and the rollups' deltas it derives from them stay exact
+    // while other reports of the task wait, on any engine
+    let runtime = lock_task(conn, task)?;
     let old = stored_task_usage(conn, task, entry)?;
     let new_task = old.is_none() && !task_used_model(conn, task, &entry.model)?;
     write_task_usage(conn, task, entry, cost_usd_ticks, at)?;
@@ -53,15 +57,25 @@ pub fn upsert_task_usage_with_cost(
         None => (counts, cost_usd_ticks, at.to_string()),
     };
     add_to_workspace_rollups(conn, workspace, &entry.model, &bucket, delta, new_task)?;
-    let runtime: Option<Id> = conn
-        .prepare_cached("SELECT runtime_id FROM agent_task_queue WHERE id = ?1")?
-        .query_row([task], |r| r.get(0))
-        .optional()?
-        .flatten();
     if let Some(runtime) = runtime {
         add_to_runtime_rollup(conn, runtime, &bucket[..10], entry, delta, cost_delta)?;
     }
     Ok(())
+}
+
+/// Takes the task's row lock for the rest of the transaction and returns
+/// the runtime it was dispatched to. The write changes nothing (`error` is
+/// in no index and no trigger): SQLite's write transaction already holds
+/// the whole file; an engine with row locks makes concurrent usage writes
+/// of one task wait here.
+fn lock_task(conn: &Connection, task: Id) -> rusqlite::Result<Option<Id>> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE agent_task_queue SET error = error WHERE id = ?1 RETURNING runtime_id",
+        )?
+        .query_row([task], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
 
 fn stored_task_usage(

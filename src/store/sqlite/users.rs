@@ -21,18 +21,26 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 }
 
 pub fn insert(conn: &Connection, email: &str, name: &str) -> Result<User, Error> {
-    if find_by_email(conn, email)?.is_some() {
+    let id = Id::new();
+    let now = now();
+    // the UNIQUE (NOCASE) email column decides, also between concurrent
+    // inserts; the loser changes nothing
+    let added = conn.execute(
+        r#"INSERT INTO "user" (id, email, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+           ON CONFLICT (email) DO NOTHING"#,
+        params![id, email, name, now],
+    )?;
+    if added == 0 {
         return Err(Error::conflict(format!(
             "a user with email {email} already exists"
         )));
     }
-    let id = Id::new();
-    let now = now();
-    conn.execute(
-        r#"INSERT INTO "user" (id, email, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"#,
-        params![id, email, name, now],
-    )?;
     get(conn, id)?.ok_or_else(|| Error::internal("inserted user vanished"))
+}
+
+/// Nothing to take: a SQLite write transaction holds the whole file.
+pub fn lock(_conn: &Connection, _id: Id) -> rusqlite::Result<()> {
+    Ok(())
 }
 
 pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<User>> {
@@ -51,4 +59,43 @@ pub fn find_by_email(conn: &Connection, email: &str) -> rusqlite::Result<Option<
         from_row,
     )
     .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::sqlite::{migrate_file, open_connection};
+
+    #[test]
+    fn an_email_taken_by_a_concurrent_insert_is_the_documented_conflict() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("users.db");
+        migrate_file(&path, Duration::from_secs(5)).expect("migrate");
+        let conn = open_connection(&path, Duration::from_secs(5)).expect("open");
+        // another transaction's insert of the address lands just before
+        // this one's (after any look-up this one could have made)
+        conn.execute_batch(
+            r#"CREATE TEMP TRIGGER concurrent_signup BEFORE INSERT ON main."user"
+               WHEN NEW.name = 'second'
+               BEGIN
+                   INSERT INTO "user" (id, email, name, created_at, updated_at)
+                   VALUES ('00000000-0000-4000-8000-000000000001', lower(NEW.email), 'first',
+                           NEW.created_at, NEW.created_at);
+               END;"#,
+        )
+        .expect("trigger");
+        let err = insert(&conn, "Ada@Example.com", "second").expect_err("taken");
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "a user with email Ada@Example.com already exists"
+        );
+        let names: Vec<String> = conn
+            .prepare(r#"SELECT name FROM "user""#)
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("users");
+        assert_eq!(names, ["first"]);
+    }
 }

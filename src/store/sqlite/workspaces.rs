@@ -35,12 +35,39 @@ fn member_from_row(row: &Row<'_>) -> rusqlite::Result<Member> {
     })
 }
 
-fn slug_taken(conn: &Connection, slug: &str) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM workspace WHERE slug = ?1)",
-        [slug],
-        |r| r.get(0),
-    )
+/// Inserts the workspace row unless `slug` is taken; whether it did. The
+/// UNIQUE slug decides, also between concurrent creations.
+fn insert_with_slug(
+    conn: &Connection,
+    id: Id,
+    name: &str,
+    slug: &str,
+    description: &str,
+) -> rusqlite::Result<bool> {
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO workspace (id, name, slug, description, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (slug) DO NOTHING",
+        )?
+        .execute(params![id, name, slug, description, now()])?;
+    Ok(added > 0)
+}
+
+/// The first of `base`, `base-2`, `base-3`, … that no workspace has.
+fn first_free_slug(conn: &Connection, base: &str, from: u64) -> rusqlite::Result<(String, u64)> {
+    let mut taken = conn.prepare_cached("SELECT 1 FROM workspace WHERE slug = ?1")?;
+    let mut n = from;
+    loop {
+        let candidate = match n {
+            1 => base.to_string(),
+            n => format!("{base}-{n}"),
+        };
+        if !taken.exists([&candidate])? {
+            return Ok((candidate, n));
+        }
+        n += 1;
+    }
 }
 
 pub fn create(
@@ -50,31 +77,34 @@ pub fn create(
     description: &str,
     owner: Id,
 ) -> Result<Workspace, Error> {
-    let slug = match slug {
-        Some(slug) if slug_taken(conn, slug)? => {
-            return Err(Error::conflict(format!("slug {slug:?} is already taken")))
-        }
-        Some(slug) => slug.to_string(),
-        None => {
-            let base = slugify(name);
-            let mut candidate = base.clone();
-            let mut n = 2;
-            while slug_taken(conn, &candidate)? {
-                candidate = format!("{base}-{n}");
-                n += 1;
-            }
-            candidate
-        }
-    };
     let id = Id::new();
-    let now = now();
-    conn.execute(
-        "INSERT INTO workspace (id, name, slug, description, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        params![id, name, slug, description, now],
-    )?;
+    match slug {
+        Some(slug) => {
+            if !insert_with_slug(conn, id, name, slug, description)? {
+                return Err(Error::conflict(format!("slug {slug:?} is already taken")));
+            }
+        }
+        None => {
+            // a suffix taken between the look-up and the insert (by a
+            // concurrent creation) moves on to the next one
+            let base = slugify(name);
+            let mut from = 1;
+            loop {
+                let (candidate, n) = first_free_slug(conn, &base, from)?;
+                if insert_with_slug(conn, id, name, &candidate, description)? {
+                    break;
+                }
+                from = n + 1;
+            }
+        }
+    }
     add_member(conn, id, owner, Role::Owner)?;
     get(conn, id)?.ok_or_else(|| Error::internal("inserted workspace vanished"))
+}
+
+/// Nothing to take: a SQLite write transaction holds the whole file.
+pub fn lock(_conn: &Connection, _id: Id) -> rusqlite::Result<()> {
+    Ok(())
 }
 
 pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Workspace>> {
@@ -145,16 +175,21 @@ pub fn get_member(
 }
 
 pub fn add_member(conn: &Connection, workspace: Id, user: Id, role: Role) -> Result<Member, Error> {
-    if role_of(conn, workspace, user)?.is_some() {
+    let id = Id::new();
+    // UNIQUE (workspace_id, user_id) decides, also between concurrent
+    // joins; the loser changes nothing
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO member (id, workspace_id, user_id, role, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (workspace_id, user_id) DO NOTHING",
+        )?
+        .execute(params![id, workspace, user, role, now()])?;
+    if added == 0 {
         return Err(Error::conflict(
             "user is already a member of this workspace",
         ));
     }
-    let id = Id::new();
-    conn.execute(
-        "INSERT INTO member (id, workspace_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, workspace, user, role, now()],
-    )?;
     get_member(conn, workspace, id)?.ok_or_else(|| Error::internal("inserted member vanished"))
 }
 
@@ -194,4 +229,89 @@ pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()>
     super::invitations::revoke_sent_by(conn, member.workspace_id, member.user_id)?;
     conn.execute("DELETE FROM member WHERE id = ?1", [member.id])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::sqlite::{migrate_file, open_connection};
+
+    /// A migrated file with one user; the connection and the user.
+    fn open() -> (tempfile::TempDir, Connection, Id) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("workspaces.db");
+        migrate_file(&path, Duration::from_secs(5)).expect("migrate");
+        let conn = open_connection(&path, Duration::from_secs(5)).expect("open");
+        let user = super::super::users::insert(&conn, "ada@example.com", "Ada")
+            .expect("user")
+            .id;
+        (dir, conn, user)
+    }
+
+    /// Another transaction creates a workspace with the slug the next
+    /// insert of a workspace named `name` uses, just before it lands.
+    fn concurrent_creation(conn: &Connection, name: &str, slug: &str) {
+        conn.execute_batch(&format!(
+            "CREATE TEMP TRIGGER concurrent_creation BEFORE INSERT ON main.workspace
+             WHEN NEW.name = '{name}' AND NEW.slug = '{slug}'
+             BEGIN
+                 INSERT INTO workspace (id, name, slug, created_at, updated_at)
+                 VALUES ('00000000-0000-4000-8000-000000000001', 'first', NEW.slug,
+                         NEW.created_at, NEW.created_at);
+             END;"
+        ))
+        .expect("trigger");
+    }
+
+    fn slugs(conn: &Connection) -> Vec<String> {
+        conn.prepare("SELECT slug FROM workspace ORDER BY rowid")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("slugs")
+    }
+
+    #[test]
+    fn an_explicit_slug_taken_meanwhile_is_the_documented_conflict() {
+        let (_dir, conn, user) = open();
+        concurrent_creation(&conn, "Lab", "lab");
+        let err = create(&conn, "Lab", Some("lab"), "", user).expect_err("taken");
+        assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+        assert_eq!(err.to_string(), r#"slug "lab" is already taken"#);
+        assert_eq!(slugs(&conn), ["lab"]);
+    }
+
+    #[test]
+    fn a_derived_slug_taken_meanwhile_moves_on_to_the_next_suffix() {
+        let (_dir, conn, user) = open();
+        concurrent_creation(&conn, "Lab", "lab");
+        let made = create(&conn, "Lab", None, "", user).expect("created");
+        assert_eq!(made.slug, "lab-2");
+        assert_eq!(slugs(&conn), ["lab", "lab-2"]);
+    }
+
+    #[test]
+    fn a_membership_added_meanwhile_is_the_documented_conflict() {
+        let (_dir, conn, user) = open();
+        let ws = create(&conn, "Lab", None, "", user).expect("workspace").id;
+        let bob = super::super::users::insert(&conn, "bob@example.com", "Bob")
+            .expect("user")
+            .id;
+        conn.execute_batch(
+            "CREATE TEMP TRIGGER concurrent_join BEFORE INSERT ON main.member
+             WHEN NEW.role = 'admin'
+             BEGIN
+                 INSERT INTO member (id, workspace_id, user_id, role, created_at)
+                 VALUES ('00000000-0000-4000-8000-000000000001', NEW.workspace_id,
+                         NEW.user_id, 'member', NEW.created_at);
+             END;",
+        )
+        .expect("trigger");
+        let err = add_member(&conn, ws, bob, Role::Admin).expect_err("member");
+        assert_eq!(
+            err.to_string(),
+            "user is already a member of this workspace"
+        );
+        assert_eq!(role_of(&conn, ws, bob).expect("role"), Some(Role::Member));
+    }
 }
