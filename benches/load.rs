@@ -59,6 +59,54 @@ impl Samples {
     }
 }
 
+/// CPU seconds (user + system) the server has used so far: all of it, and
+/// its writer thread's, from /proc (clock ticks of 10 ms).
+#[derive(Clone, Copy, Default)]
+struct CpuTime {
+    server: f64,
+    writer: f64,
+}
+
+fn ticks_of(stat: &str) -> f64 {
+    // the fields after the parenthesised name: utime and stime are the
+    // 12th and 13th of them
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
+fn cpu_time(pid: u32) -> CpuTime {
+    let server = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |s| ticks_of(&s));
+    let writer = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim() == "agenthub-writer")
+        })
+        .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .map_or(0.0, |s| ticks_of(&s));
+    CpuTime { server, writer }
+}
+
+/// Server and writer CPU per request over a phase that started at `before`.
+fn cpu_line(label: &str, pid: u32, before: CpuTime, requests: usize) {
+    let after = cpu_time(pid);
+    let per = |secs: f64| secs * 1e6 / requests.max(1) as f64;
+    println!(
+        "{label:<26} server CPU {:>6.0} us/request, of which writer thread {:>5.0} us",
+        per(after.server - before.server),
+        per(after.writer - before.writer)
+    );
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -240,6 +288,7 @@ fn main() {
             .timeout(Duration::from_secs(30))
             .finish();
         let phase = || Instant::now() + Duration::from_secs(secs);
+        let cpu_before = cpu_time(pid);
 
         let mut health = timed(clients, phase(), |_, _| {
             let client = client.clone();
@@ -251,12 +300,14 @@ fn main() {
         })
         .await;
         let health_rate = health.line("GET /health", secs as f64);
+        cpu_line("  health", pid, cpu_before, health.micros.len());
 
         // registration of every daemon (two runtimes each), while the
         // runtimes already registered heartbeat, as a fleet coming up does
         let runtimes: Rc<RefCell<Vec<String>>> = Rc::default();
         let next = Rc::new(std::cell::Cell::new(0usize));
         let started = Instant::now();
+        let cpu_before = cpu_time(pid);
         let remaining = next.clone();
         let registering = clients.saturating_sub(4).max(1);
         let register = timed_while(registering, Instant::now() + Duration::from_secs(600), move || remaining.get() < daemons, |_, _| {
@@ -300,6 +351,7 @@ fn main() {
         let (mut register, mut early_beats) = futures_util::future::join(register, early_beats).await;
         let took = started.elapsed().as_secs_f64();
         let register_rate = register.line("register (2 runtimes)", took);
+        cpu_line("  register + heartbeats", pid, cpu_before, register.micros.len() + early_beats.micros.len());
         early_beats.line("heartbeat while registering", took);
         let runtimes = runtimes.borrow().clone();
         assert_eq!(runtimes.len(), daemons * 2, "every daemon registered");
@@ -375,6 +427,7 @@ fn main() {
         // claim cycles alone, on every connection: how many tasks a fleet
         // of daemons can take, run and finish per second
         let until = phase();
+        let cpu_before = cpu_time(pid);
         let mut cycles = timed(clients, until, |c, i| {
             let client = client.clone();
             let rt = runtimes[(c + i * clients) % workers].clone();
@@ -383,10 +436,12 @@ fn main() {
         })
         .await;
         let cycle_rate = cycles.line("cycles, all connections", secs as f64);
+        cpu_line("  cycle requests", pid, cpu_before, cycles.micros.len() * 4);
 
         // reads while every other connection writes as fast as it can:
         // registrations of new machines (each its own write transaction)
         let until = phase();
+        let cpu_before = cpu_time(pid);
         let writers = clients.saturating_sub(4).max(1);
         let writes = timed(writers, until, |c, i| {
             let client = client.clone();
@@ -409,6 +464,7 @@ fn main() {
         let (mut writes, mut reads) = futures_util::future::join(writes, reads).await;
         writes.line("register flood (writes)", secs as f64);
         reads.line("GET /api/runtimes (reads)", secs as f64);
+        cpu_line("  flood + reads", pid, cpu_before, writes.micros.len() + reads.micros.len());
 
         let rss = peak_rss_mib(pid);
         println!("{:<26} {rss:.1} MiB", "server peak RSS");
