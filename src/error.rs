@@ -92,8 +92,10 @@ impl ApiError {
         ApiError::Internal(detail.to_string())
     }
 
-    /// Logs what only the operator should see, once per response.
-    fn log(&self) {
+    /// Logs what only the operator should see: once per HTTP response,
+    /// and by each other path (daemon socket, event stream) that turns the
+    /// error into something else.
+    pub fn log(&self) {
         match self {
             ApiError::Internal(detail) | ApiError::Store(store::Error::Internal(detail)) => {
                 log::error!("internal error: {detail}")

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -131,9 +130,7 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Migrate => {
-            let busy = Duration::from_millis(config.database.busy_timeout_ms);
-            let applied = store::sqlite::migrate_file(&config.database.path, busy)
-                .map_err(|e| e.to_string())?;
+            let applied = store::migrate(&config.database).map_err(|e| e.to_string())?;
             println!(
                 "{}: {applied} migration(s) applied",
                 config.database.path.display()
@@ -257,7 +254,6 @@ fn backup(config: &Config, dest: &Path) -> Result<(), String> {
         return Err(format!("database {} does not exist", src_path.display()));
     }
     admin::refuse_live_destination(src_path, dest)?;
-    let busy = Duration::from_millis(config.database.busy_timeout_ms);
     let file_name = dest
         .file_name()
         .ok_or_else(|| format!("{} is not a file path", dest.display()))?;
@@ -265,7 +261,7 @@ fn backup(config: &Config, dest: &Path) -> Result<(), String> {
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dest.with_file_name(tmp_name);
     admin::create_private_file(&tmp)?;
-    let result = store::sqlite::backup_file(src_path, &tmp, busy)
+    let result = store::backup(&config.database, &tmp)
         .map_err(|e| format!("backup failed: {e}"))
         .and_then(|()| {
             std::fs::rename(&tmp, dest).map_err(|e| format!("cannot write {}: {e}", dest.display()))

@@ -269,6 +269,7 @@ async fn archive(
     let id = path.into_inner();
     let (agent, cancelled, status) = db
         .write(move |tx| -> Result<_, ApiError> {
+            agents::lock(tx, id)?;
             let (agent, role) = require_agent(tx, caller.user_id, id)?;
             require_agent_editor(&agent, caller.user_id, role)?;
             if agent.archived_at.is_some() {
@@ -378,6 +379,7 @@ async fn create_task(
     at_most(issue, "issue_id", tasks::MAX_ISSUE_ID_BYTES)?;
     let task = db
         .write(move |tx| -> Result<_, ApiError> {
+            agents::lock(tx, id)?;
             let (agent, _) = require_agent(tx, caller.user_id, id)?;
             if agent.archived_at.is_some() {
                 return Err(ApiError::conflict("agent is archived"));

@@ -71,7 +71,10 @@ impl Follower {
             }
             Ok(None) => false,
             // a database hiccup is no reason to end a stream
-            Err(_) => true,
+            Err(e) => {
+                e.log();
+                true
+            }
         }
     }
 

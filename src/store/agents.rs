@@ -56,6 +56,14 @@ pub struct Filter {
     pub include_archived: bool,
 }
 
+/// Holds `agent`'s row against concurrent writers until the transaction
+/// ends: queueing checks the agent is not archived and its queue not full,
+/// and archiving cancels its open work, so the two take turns on an engine
+/// with row locks.
+pub fn lock(conn: &Conn<'_>, agent: Id) -> Result<()> {
+    dispatch!(conn, agents::lock(agent))
+}
+
 pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Agent>> {
     dispatch!(conn, agents::get(id))
 }

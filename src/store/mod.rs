@@ -5,9 +5,10 @@
 //! of its own, and a second engine is one more module beside it plus an arm
 //! in [`dispatch`].
 //!
-//! Handlers touch the store through [`Store::read`] and [`Store::write`],
-//! both of which run on actix's blocking thread pool, never on the async
-//! executor. A closure given to `write` is one unit of work: what it reads
+//! Handlers touch the store through [`Store::read`] and [`Store::write`]
+//! and never on the async executor: reads run on actix's blocking thread
+//! pool, writes on the writer thread (the request awaits its answer
+//! without holding a thread). A closure given to `write` is one unit of work: what it reads
 //! and what it writes, including the access checks that decide whether it
 //! may, happen inside one transaction.
 //!
@@ -42,7 +43,7 @@ pub mod invitations;
 pub mod runtimes;
 #[doc(hidden)]
 pub mod seed;
-pub mod sqlite;
+mod sqlite;
 pub mod sweeps;
 pub mod tasks;
 pub mod tokens;
@@ -257,14 +258,10 @@ impl Store {
         self.written(waiting, result)
     }
 
-    /// Records how long a write waited and whether it met a storage fault.
-    fn written<T, E: Failure>(&self, waiting: Instant, result: Result<T, E>) -> Result<T, E> {
+    /// Records how long a write waited (the writer itself reports the
+    /// storage faults it meets).
+    fn written<T, E>(&self, waiting: Instant, result: Result<T, E>) -> Result<T, E> {
         self.pool_wait.observe(waiting.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            if let Some(e) = e.store_error().filter(|e| e.is_storage_fault()) {
-                self.storage.set(e);
-            }
-        }
         result
     }
 
@@ -313,6 +310,20 @@ impl Store {
     pub fn checkpoint(&self) -> Result<()> {
         self.engine.checkpoint()
     }
+}
+
+/// Applies pending migrations to the database `config` names (creating it
+/// if needed); returns how many were applied.
+pub fn migrate(config: &DatabaseConfig) -> Result<usize, OpenError> {
+    let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
+    sqlite::migrate_file(&config.path, busy_timeout)
+}
+
+/// Copies the database `config` names, live or not, to a new file at
+/// `dest` as one consistent snapshot.
+pub fn backup(config: &DatabaseConfig, dest: &Path) -> Result<(), OpenError> {
+    let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
+    sqlite::backup_file(&config.path, dest, busy_timeout)
 }
 
 /// Current time in the stored form: UTC, millisecond precision, fixed width.

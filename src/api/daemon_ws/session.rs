@@ -216,8 +216,12 @@ impl Connection {
                 CloseCode::Policy,
                 "the credential no longer reaches these runtimes",
             )),
+            Ok(true) => Ok(()),
             // a database hiccup is no reason to end a socket
-            Ok(true) | Err(_) => Ok(()),
+            Err(e) => {
+                e.log();
+                Ok(())
+            }
         }
     }
 
@@ -242,6 +246,7 @@ impl Connection {
             }
             // the daemon's HTTP heartbeat takes over when acks stop
             Err(e) => {
+                e.log();
                 log::warn!("heartbeat over a daemon socket failed: {e}");
                 return None;
             }
@@ -318,12 +323,15 @@ fn rpc_response(request_id: &str, reply: Result<rpc::Reply, ApiError>) -> Option
             body: Some(body),
             error: None,
         },
-        Err(e) => Response {
-            request_id,
-            status: actix_web::ResponseError::status_code(&e).as_u16(),
-            body: None,
-            error: Some(e.to_string()),
-        },
+        Err(e) => {
+            e.log();
+            Response {
+                request_id,
+                status: actix_web::ResponseError::status_code(&e).as_u16(),
+                body: None,
+                error: Some(e.to_string()),
+            }
+        }
     };
     frame(RPC_RESPONSE, response)
 }

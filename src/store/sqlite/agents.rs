@@ -36,6 +36,11 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
     })
 }
 
+/// Nothing to take: a SQLite write transaction holds the whole file.
+pub fn lock(_conn: &Connection, _id: Id) -> rusqlite::Result<()> {
+    Ok(())
+}
+
 pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Agent>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent WHERE id = ?1"),

@@ -61,8 +61,11 @@ pub enum OpenError {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot open database {path}: {source}")]
-    Open { path: String, source: Error },
+    #[error("cannot open database {path}: {detail}")]
+    Open { path: String, detail: String },
+    /// What SQLite said when a backup failed.
+    #[error("{0}")]
+    Backup(String),
     #[error("cannot open connection pool: {0}")]
     Pool(#[from] r2d2::Error),
     #[error("migration failed: {0}")]
@@ -97,9 +100,9 @@ impl Engine {
         if max_size_mb > 0 {
             log::info!("database size limited to {max_size_mb} MiB");
         }
-        let open_err = |source: rusqlite::Error| OpenError::Open {
+        let open_err = |e: rusqlite::Error| OpenError::Open {
             path: config.path.display().to_string(),
-            source: source.into(),
+            detail: e.to_string(),
         };
         limit_size(&conn, max_size_mb).map_err(open_err)?;
         // the migration connection becomes the one writer
@@ -180,18 +183,19 @@ pub(super) fn probe(conn: &Conn<'_>) -> Result<()> {
 
 /// Applies pending migrations to the file at `path` (creating it if
 /// needed); returns how many were applied.
-pub fn migrate_file(path: &Path, busy_timeout: Duration) -> Result<usize, OpenError> {
+pub(super) fn migrate_file(path: &Path, busy_timeout: Duration) -> Result<usize, OpenError> {
     let mut conn = open_connection(path, busy_timeout)?;
     migrate(&mut conn)
 }
 
 /// Copies the file at `src` (live or not) to `dest` as one snapshot.
-pub fn backup_file(src: &Path, dest: &Path, busy_timeout: Duration) -> Result<(), OpenError> {
+pub(super) fn backup_file(
+    src: &Path,
+    dest: &Path,
+    busy_timeout: Duration,
+) -> Result<(), OpenError> {
     let conn = open_connection(src, busy_timeout)?;
-    backup(&conn, dest).map_err(|e| OpenError::Open {
-        path: dest.display().to_string(),
-        source: e.into(),
-    })
+    backup(&conn, dest).map_err(|e| OpenError::Backup(e.to_string()))
 }
 
 impl ToSql for Id {
@@ -258,7 +262,7 @@ impl From<rusqlite::Error> for Error {
                             | ffi::SQLITE_CONSTRAINT_FOREIGNKEY
                     ) =>
                 {
-                    log::info!("constraint refused a write: {err}");
+                    log::warn!("constraint refused a write: {err}");
                     return Error::conflict(
                         "the change conflicts with the current data (another request changed it first)",
                     );
@@ -327,9 +331,9 @@ fn create_private_file(path: &Path) -> Result<(), OpenError> {
 /// and tests that inspect the file directly).
 fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, OpenError> {
     create_private_file(path)?;
-    let open_err = |source: rusqlite::Error| OpenError::Open {
+    let open_err = |e: rusqlite::Error| OpenError::Open {
         path: path.display().to_string(),
-        source: source.into(),
+        detail: e.to_string(),
     };
     let conn = Connection::open(path).map_err(open_err)?;
     configure(&conn, busy_timeout).map_err(open_err)?;

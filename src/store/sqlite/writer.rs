@@ -48,9 +48,15 @@ pub(crate) enum Ran {
     Answer(Answer),
     /// It failed and was undone (and answered).
     Done,
-    /// It failed and its savepoint could not be undone: the batch's
-    /// transaction must not commit.
-    Broken,
+    /// It failed on full or failing storage and was undone: the fault is
+    /// reported to the health state, then `answer` tells the caller (so a
+    /// caller that saw the error finds the health state already set).
+    Faulted(Faulted),
+    /// It failed and its savepoint could not be undone (SQLite ends the
+    /// whole transaction on some storage errors): the batch's transaction
+    /// must not commit. The job is answered as in [`Ran::Faulted`] when
+    /// it met a storage fault, else already.
+    Broken(Option<Faulted>),
 }
 
 /// A job made from a closure and the channel its caller waits on (an
@@ -58,6 +64,47 @@ pub(crate) enum Ran {
 struct Write<T, E, F> {
     f: F,
     reply: Reply<Result<T, E>>,
+}
+
+/// A storage fault a job met, and the answer to send once it is reported.
+pub(crate) struct Faulted {
+    fault: Error,
+    answer: Box<dyn FnOnce() + Send>,
+}
+
+/// Answers a failed job at once, or, when it met a storage fault, leaves
+/// the answer for after the fault is reported.
+fn failed<T, E>(reply: Reply<Result<T, E>>, error: E) -> Ran
+where
+    T: Send + 'static,
+    E: Failure,
+{
+    match fault_of(reply, error) {
+        Some(faulted) => Ran::Faulted(faulted),
+        None => Ran::Done,
+    }
+}
+
+/// The fault `error` is, with its answer deferred; or `None`, answered.
+fn fault_of<T, E>(reply: Reply<Result<T, E>>, error: E) -> Option<Faulted>
+where
+    T: Send + 'static,
+    E: Failure,
+{
+    match error
+        .store_error()
+        .filter(|e| e.is_storage_fault())
+        .cloned()
+    {
+        Some(fault) => Some(Faulted {
+            fault,
+            answer: Box::new(move || reply.send(Err(error))),
+        }),
+        None => {
+            reply.send(Err(error));
+            None
+        }
+    }
 }
 
 /// Where a job's outcome goes: a thread blocked on it, or a task awaiting
@@ -86,8 +133,7 @@ where
     fn run(self: Box<Self>, conn: &Connection) -> Ran {
         let Write { f, reply } = *self;
         if let Err(e) = conn.execute_batch("SAVEPOINT request") {
-            reply.send(Err(E::from(e.into())));
-            return Ran::Done;
+            return failed(reply, E::from(Error::from(e)));
         }
         let outcome =
             catch_unwind(AssertUnwindSafe(|| f(&Conn::sqlite(conn)))).unwrap_or_else(|_| {
@@ -105,13 +151,12 @@ where
                 reply.send(committed.map(|()| value).map_err(E::from));
             })),
             Err(error) => {
-                reply.send(Err(error));
                 // undoes this job only; the batch goes on
                 match conn.execute_batch("ROLLBACK TO request; RELEASE request") {
-                    Ok(()) => Ran::Done,
+                    Ok(()) => failed(reply, error),
                     Err(e) => {
                         log::error!("could not roll back a failed write: {e}");
-                        Ran::Broken
+                        Ran::Broken(fault_of(reply, error))
                     }
                 }
             }
@@ -272,12 +317,17 @@ fn commit_some(
         return;
     }
     let mut answers = Vec::new();
+    let mut faults = Vec::new();
     let mut broken = false;
     for job in jobs.by_ref() {
         match job.run(conn) {
             Ran::Answer(answer) => answers.push(answer),
             Ran::Done => {}
-            Ran::Broken => broken = true,
+            Ran::Faulted(faulted) => faults.push(faulted),
+            Ran::Broken(faulted) => {
+                faults.extend(faulted);
+                broken = true;
+            }
         }
         // outside a transaction, the next job's savepoint would commit on
         // its own: never go on in that state
@@ -296,11 +346,22 @@ fn commit_some(
     match committed {
         Ok(()) => {
             observer.committed(conn.total_changes() > before);
+            // a job that met full or failing storage reports it even when
+            // the rest of its batch committed (and whether or not its
+            // caller is still waiting)
+            for Faulted { fault, answer } in faults {
+                observer.failed(&fault);
+                answer();
+            }
             for answer in answers {
                 answer(Ok(()));
             }
         }
         Err(error) => {
+            for Faulted { fault, answer } in faults {
+                observer.failed(&fault);
+                answer();
+            }
             observer.failed(&error);
             if !conn.is_autocommit() {
                 if let Err(e) = conn.execute_batch("ROLLBACK") {
@@ -357,6 +418,35 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL UNIQUE)")
             .unwrap();
         conn
+    }
+
+    /// Remembers what the writer reported, in order.
+    #[derive(Default)]
+    struct Recording(std::sync::Mutex<Vec<String>>);
+    impl Observer for &'static Recording {
+        fn committed(&self, changed: bool) {
+            self.0.lock().unwrap().push(format!("committed {changed}"));
+        }
+        fn failed(&self, error: &Error) {
+            self.0.lock().unwrap().push(format!("failed {error}"));
+        }
+    }
+
+    #[test]
+    fn a_job_meeting_full_storage_is_reported_even_when_its_batch_commits() {
+        let mut conn = connection();
+        let (a, a_answer) = job(insert(1));
+        let (b, b_answer) = job(|_| Err(Error::Full));
+        // nobody waits for b's answer any more
+        drop(b_answer);
+        let seen: &'static Recording = Box::leak(Box::default());
+        commit_batch(&mut conn, vec![a, b], &seen);
+        assert!(a_answer.recv().unwrap().is_ok());
+        assert_eq!(rows(&conn), [1]);
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            ["committed true", "failed the database disk is full"]
+        );
     }
 
     #[test]
