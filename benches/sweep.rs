@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::{Config, SweeperConfig};
-use agenthub::domain::Id;
+use agenthub::domain::{AgentId, RuntimeId, TaskId, UserId, WorkspaceId};
 use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
 use agenthub::store::{agents, format_time};
@@ -92,8 +92,8 @@ fn summary(label: &str, mut lat: Vec<u64>, errors: usize, secs: f64) {
 /// the live runtimes.
 fn seed_fleet(
     tx: &agenthub::store::Conn<'_>,
-    workspace: Id,
-    owner: Id,
+    workspace: WorkspaceId,
+    owner: UserId,
     total: usize,
 ) -> agenthub::store::Result<Vec<String>> {
     let now = chrono::Utc::now();
@@ -103,7 +103,7 @@ fn seed_fleet(
     let stale = total / 2;
     let mut live = Vec::new();
     for i in 0..total + LIVE_RUNTIMES {
-        let id = Id::new();
+        let id = RuntimeId::new();
         let (status, last_seen) = if i < stale {
             ("online", &hour_ago)
         } else if i < total {
@@ -126,7 +126,7 @@ fn seed_fleet(
             },
         )?;
         if i < stale && i % 100 == 0 {
-            let agent = Id::new();
+            let agent = AgentId::new();
             seed::agent(
                 tx,
                 &SeedAgent {
@@ -139,7 +139,7 @@ fn seed_fleet(
                     created_at: &t0,
                 },
             )?;
-            seed::dispatched_task(tx, Id::new(), workspace, agent, id, &t0)?;
+            seed::dispatched_task(tx, TaskId::new(), workspace, agent, id, &t0)?;
             // working, as a claim leaves it
             agents::reconcile_status(tx, agent)?;
         }

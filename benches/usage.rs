@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::Config;
-use agenthub::domain::Id;
+use agenthub::domain::{AgentId, RuntimeId, TaskId};
 use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
 use agenthub::store::usage::{upsert_runtime_usage, upsert_task_usage, UsageEntry};
 use rand::rngs::StdRng;
@@ -71,7 +71,7 @@ async fn run(rows: usize) {
             let mut runtimes = Vec::new();
             let mut agents = Vec::new();
             for r in 0..RUNTIMES {
-                let id = Id::new();
+                let id = RuntimeId::new();
                 let owner = people[r % PEOPLE];
                 seed::runtime(
                     tx,
@@ -87,7 +87,7 @@ async fn run(rows: usize) {
                         created_at: &t0,
                     },
                 )?;
-                let agent = Id::new();
+                let agent = AgentId::new();
                 seed::agent(
                     tx,
                     &SeedAgent {
@@ -136,7 +136,7 @@ async fn run(rows: usize) {
             .db
             .write_blocking(move |tx| -> agenthub::store::Result<_> {
                 for (agent, runtime, at, entries) in &items {
-                    let task = Id::new();
+                    let task = TaskId::new();
                     seed::finished_task(tx, task, ws, *agent, *runtime, at)?;
                     for entry in entries {
                         upsert_task_usage(tx, task, ws, entry, at)?;

@@ -13,7 +13,7 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use serde::Deserialize;
 
-use crate::domain::{Id, Role};
+use crate::domain::{AgentId, Role, TaskId, TaskTokenId, TokenId, UserId, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::{self, tokens, workspaces, Store};
 
@@ -26,11 +26,11 @@ const TOUCH_INTERVAL_SECS: i64 = 60;
 /// A daemon authenticated by its daemon token: it reaches one workspace.
 #[derive(Debug, Clone)]
 pub struct DaemonIdentity {
-    pub token_id: Id,
-    pub workspace_id: Id,
+    pub token_id: TokenId,
+    pub workspace_id: WorkspaceId,
     pub daemon_id: String,
     /// The member who minted the token, if they still exist.
-    pub minted_by: Option<Id>,
+    pub minted_by: Option<UserId>,
 }
 
 /// An agent run by a daemon, authenticated by the task-scoped token minted
@@ -38,15 +38,15 @@ pub struct DaemonIdentity {
 /// else.
 #[derive(Debug, Clone)]
 pub struct TaskIdentity {
-    pub token_id: Id,
-    pub task_id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
+    pub token_id: TaskTokenId,
+    pub task_id: TaskId,
+    pub workspace_id: WorkspaceId,
+    pub agent_id: Option<AgentId>,
 }
 
 #[derive(Debug, Clone)]
 pub enum Caller {
-    User { user_id: Id },
+    User { user_id: UserId },
     Daemon(DaemonIdentity),
     Task(TaskIdentity),
 }
@@ -54,14 +54,14 @@ pub enum Caller {
 /// A caller authenticated with a personal access token.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser {
-    pub user_id: Id,
+    pub user_id: UserId,
 }
 
 /// A PAT caller who is a member of the request's workspace.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkspaceAccess {
-    pub user_id: Id,
-    pub workspace_id: Id,
+    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     pub role: Role,
 }
 
@@ -120,8 +120,8 @@ fn require_live(stored: &tokens::StoredToken, now: &str) -> Result<(), ApiError>
 pub async fn current_role(
     db: &Store,
     token_hash: String,
-    user: Id,
-    workspace: Id,
+    user: UserId,
+    workspace: WorkspaceId,
 ) -> Result<Option<Role>, ApiError> {
     db.read(move |conn| -> Result<_, ApiError> {
         let Some(stored) = tokens::find_personal(conn, &token_hash)? else {
@@ -273,7 +273,11 @@ fn header_text(req: &HttpRequest, name: &str) -> Result<Option<String>, ()> {
 /// The id of the workspace with `slug` among those `user` belongs to: a
 /// slug of a workspace they are not in is as unknown as one that does not
 /// exist, so slugs cannot be probed.
-async fn member_workspace_by_slug(db: &Store, user: Id, slug: String) -> Result<Id, ApiError> {
+async fn member_workspace_by_slug(
+    db: &Store,
+    user: UserId,
+    slug: String,
+) -> Result<WorkspaceId, ApiError> {
     db.read(move |conn| -> Result<_, ApiError> {
         let mine = workspaces::list_for_user(conn, user)?;
         Ok(mine.into_iter().find(|w| w.slug == slug).map(|w| w.id))
@@ -285,12 +289,16 @@ async fn member_workspace_by_slug(db: &Store, user: Id, slug: String) -> Result<
 /// The workspace a scoped request names: `X-Workspace-ID` and/or
 /// `X-Workspace-Slug` (400 when they name different workspaces), else
 /// `?workspace_id=`.
-async fn requested_workspace(req: &HttpRequest, db: &Store, user: Id) -> Result<Id, ApiError> {
+async fn requested_workspace(
+    req: &HttpRequest,
+    db: &Store,
+    user: UserId,
+) -> Result<WorkspaceId, ApiError> {
     let not_uuid = || ApiError::bad_request("invalid workspace_id: not a UUID");
     let by_id = match header_text(req, "x-workspace-id").map_err(|_| not_uuid())? {
         Some(v) if v.is_empty() => return Err(ApiError::bad_request("workspace_id is required")),
         Some(v) => Some(
-            v.parse::<Id>()
+            v.parse::<WorkspaceId>()
                 .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))?,
         ),
         None => None,
@@ -321,7 +329,11 @@ async fn requested_workspace(req: &HttpRequest, db: &Store, user: Id) -> Result<
 
 /// The caller's role in `workspace`; 404 `workspace not found` when they are
 /// not a member (the same answer as for a workspace that does not exist).
-pub async fn require_member(db: &Store, user: Id, workspace: Id) -> Result<Role, ApiError> {
+pub async fn require_member(
+    db: &Store,
+    user: UserId,
+    workspace: WorkspaceId,
+) -> Result<Role, ApiError> {
     db.read(move |conn| workspaces::role_of(conn, workspace, user))
         .await?
         .ok_or_else(|| ApiError::not_found("workspace not found"))

@@ -6,56 +6,127 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A row id: a UUID, stored as canonical hyphenated text so the database
-/// reads the same in `sqlite3` as in the API. Parsing is strict: anything
-/// that is not a UUID is refused at the edge, never mapped to another id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Id(Uuid);
-
-impl Id {
-    pub fn new() -> Id {
-        Id(Uuid::new_v4())
+/// Parses the one spelling of an id: the hyphenated 36-character form (any
+/// case), the form the API hands out; `{…}`, `urn:uuid:` and bare-hex
+/// spellings are refused so one id has exactly one spelling.
+pub fn parse_uuid(s: &str) -> Result<Uuid, String> {
+    if s.len() != 36 {
+        return Err(format!("{s:?} is not a UUID"));
     }
-
-    pub fn from_uuid(uuid: Uuid) -> Id {
-        Id(uuid)
-    }
+    Uuid::try_parse(s).map_err(|e| format!("{s:?} is not a UUID: {e}"))
 }
 
-impl Default for Id {
-    fn default() -> Self {
-        Id::new()
-    }
+/// What every id type is: a UUID under a name. For the few places that
+/// take any id (a pagination cursor holds the id of whatever it lists).
+///
+/// One entity's id is never another's:
+///
+/// ```compile_fail
+/// use agenthub::domain::{AgentId, RuntimeId};
+/// let runtime: RuntimeId = AgentId::new();
+/// ```
+pub trait EntityId: Copy {
+    fn uuid(self) -> Uuid;
+    fn from_uuid(uuid: Uuid) -> Self;
 }
 
-impl fmt::Display for Id {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
+/// Declares one id type per entity. Each is a UUID, stored as canonical
+/// hyphenated text so the database reads the same in `sqlite3` as in the
+/// API; parsing is strict (see [`parse_uuid`]): anything that is not a UUID
+/// is refused at the edge, never mapped to another id. The types do not
+/// mix: a runtime id where an agent id belongs does not compile.
+macro_rules! entity_ids {
+    ($($(#[$doc:meta])* $name:ident;)+) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
 
-impl FromStr for Id {
-    type Err = String;
+        impl $name {
+            pub fn new() -> $name {
+                $name(Uuid::new_v4())
+            }
 
-    /// Accepts only the hyphenated 36-character form (any case), the form
-    /// the API hands out; `{…}`, `urn:uuid:` and bare-hex spellings are
-    /// refused so one id has exactly one spelling.
-    fn from_str(s: &str) -> Result<Id, String> {
-        if s.len() != 36 {
-            return Err(format!("{s:?} is not a UUID"));
+            /// The bare UUID, for what takes any id (pagination cursors).
+            pub fn uuid(self) -> Uuid {
+                self.0
+            }
+
+            pub fn from_uuid(uuid: Uuid) -> $name {
+                $name(uuid)
+            }
         }
-        Uuid::try_parse(s)
-            .map(Id)
-            .map_err(|e| format!("{s:?} is not a UUID: {e}"))
-    }
+
+        impl EntityId for $name {
+            fn uuid(self) -> Uuid {
+                self.0
+            }
+
+            fn from_uuid(uuid: Uuid) -> $name {
+                $name(uuid)
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<$name, String> {
+                parse_uuid(s).map($name)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
 }
 
-impl<'de> Deserialize<'de> for Id {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Id, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
+entity_ids! {
+    /// A workspace.
+    WorkspaceId;
+    /// A user (a person; the same in every workspace they belong to).
+    UserId;
+    /// A membership: one user in one workspace.
+    MemberId;
+    /// A runtime: one agent CLI on one daemon's machine.
+    RuntimeId;
+    /// An agent, bound to a runtime.
+    AgentId;
+    /// A task queued for an agent.
+    TaskId;
+    /// A personal access token or a daemon token.
+    TokenId;
+    /// A task-scoped token, minted when its task is claimed.
+    TaskTokenId;
+    /// An invitation to a workspace.
+    InvitationId;
+    /// A ping or an update request to a daemon.
+    ProbeId;
+    /// A custom runtime profile of the reference's daemon (agenthub only
+    /// names the runtime of one that failed after it).
+    ProfileId;
+    /// A chat session of the reference's (agenthub has none).
+    ChatSessionId;
+    /// An autopilot run of the reference's (agenthub has none).
+    AutopilotRunId;
+    /// A usage row (a task's usage of a model, a daemon's day total); never
+    /// leaves the store.
+    UsageId;
 }
 
 /// A member's role in a workspace.
@@ -113,18 +184,28 @@ mod tests {
 
     #[test]
     fn id_round_trips_in_canonical_form() {
-        let id = Id::new();
-        assert_eq!(id.to_string().parse::<Id>().unwrap(), id);
+        let id = RuntimeId::new();
+        assert_eq!(id.to_string().parse::<RuntimeId>().unwrap(), id);
         assert_eq!(id.to_string().len(), 36);
     }
 
     #[test]
     fn id_refuses_other_spellings() {
-        let id = Id::new();
+        let id = TaskId::new();
         let simple = id.to_string().replace('-', "");
-        assert!(simple.parse::<Id>().is_err());
-        assert!(format!("{{{id}}}").parse::<Id>().is_err());
-        assert!("not-a-uuid".parse::<Id>().is_err());
-        assert!(id.to_string().to_uppercase().parse::<Id>().is_ok());
+        assert!(simple.parse::<TaskId>().is_err());
+        assert!(format!("{{{id}}}").parse::<TaskId>().is_err());
+        assert!("not-a-uuid".parse::<TaskId>().is_err());
+        assert!(id.to_string().to_uppercase().parse::<TaskId>().is_ok());
+    }
+
+    #[test]
+    fn an_id_deserializes_only_from_its_one_spelling() {
+        let id = AgentId::new();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<AgentId>(&json).unwrap(), id);
+        let bare = format!("\"{}\"", id.uuid().simple());
+        assert!(serde_json::from_str::<AgentId>(&bare).is_err());
     }
 }

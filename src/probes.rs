@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::domain::Id;
+use crate::domain::{ProbeId, RuntimeId};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +108,8 @@ impl Status {
 /// A ping or an update request, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Probe {
-    pub id: Id,
-    pub runtime_id: Id,
+    pub id: ProbeId,
+    pub runtime_id: RuntimeId,
     #[serde(skip)]
     pub kind: Kind,
     pub status: Status,
@@ -139,17 +139,17 @@ pub struct Outcome {
 
 #[derive(Clone, Default)]
 pub struct Probes {
-    inner: Arc<Mutex<HashMap<Id, Probe>>>,
+    inner: Arc<Mutex<HashMap<ProbeId, Probe>>>,
 }
 
 impl Probes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Probe>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ProbeId, Probe>> {
         // the map holds plain values; a panic elsewhere cannot corrupt it
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies timeouts and forgets long-finished probes.
-    fn expire(map: &mut HashMap<Id, Probe>, now: DateTime<Utc>) {
+    fn expire(map: &mut HashMap<ProbeId, Probe>, now: DateTime<Utc>) {
         for probe in map.values_mut() {
             if probe.status.is_open() && now - probe.created_at > probe.kind.timeout() {
                 probe.status = Status::Timeout;
@@ -168,7 +168,11 @@ impl Probes {
     /// the oldest finished ones; 429 when [`MAX_KEPT`] of them, or
     /// [`MAX_TOTAL`] probes in all, are still open, so daemons that never
     /// answer cannot fill the server's memory.
-    fn make_room(map: &mut HashMap<Id, Probe>, kind: Kind, runtime: Id) -> Result<(), ApiError> {
+    fn make_room(
+        map: &mut HashMap<ProbeId, Probe>,
+        kind: Kind,
+        runtime: RuntimeId,
+    ) -> Result<(), ApiError> {
         let mine = |p: &Probe| p.kind == kind && p.runtime_id == runtime;
         while map.values().filter(|p| mine(p)).count() >= MAX_KEPT {
             Self::forget_oldest_finished(map, mine).ok_or_else(|| {
@@ -191,7 +195,7 @@ impl Probes {
     /// Forgets the oldest finished probe among those `matching`; `None`
     /// when every one of them is still open.
     fn forget_oldest_finished(
-        map: &mut HashMap<Id, Probe>,
+        map: &mut HashMap<ProbeId, Probe>,
         matching: impl Fn(&Probe) -> bool,
     ) -> Option<()> {
         let oldest = map
@@ -207,7 +211,7 @@ impl Probes {
     pub fn create(
         &self,
         kind: Kind,
-        runtime: Id,
+        runtime: RuntimeId,
         target_version: Option<String>,
     ) -> Result<Probe, ApiError> {
         let now = Utc::now();
@@ -224,7 +228,7 @@ impl Probes {
         }
         Self::make_room(&mut map, kind, runtime)?;
         let probe = Probe {
-            id: Id::new(),
+            id: ProbeId::new(),
             runtime_id: runtime,
             kind,
             status: Status::Pending,
@@ -240,7 +244,7 @@ impl Probes {
     }
 
     /// The probe `id` of `runtime`, if there is one of this kind.
-    pub fn get(&self, kind: Kind, runtime: Id, id: Id) -> Option<Probe> {
+    pub fn get(&self, kind: Kind, runtime: RuntimeId, id: ProbeId) -> Option<Probe> {
         let mut map = self.lock();
         Self::expire(&mut map, Utc::now());
         map.get(&id)
@@ -250,7 +254,7 @@ impl Probes {
 
     /// Hands the oldest pending probe of `runtime` to its daemon (on a
     /// heartbeat) and marks it running.
-    pub fn take_pending(&self, kind: Kind, runtime: Id) -> Option<Probe> {
+    pub fn take_pending(&self, kind: Kind, runtime: RuntimeId) -> Option<Probe> {
         let now = Utc::now();
         let mut map = self.lock();
         Self::expire(&mut map, now);
@@ -269,8 +273,8 @@ impl Probes {
     pub fn finish(
         &self,
         kind: Kind,
-        runtime: Id,
-        id: Id,
+        runtime: RuntimeId,
+        id: ProbeId,
         outcome: Outcome,
     ) -> Result<Probe, ApiError> {
         let now = Utc::now();

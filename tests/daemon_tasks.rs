@@ -809,7 +809,7 @@ async fn what_agenthub_does_not_have_is_answered_so_the_daemon_carries_on() {
     assert!(profiles.runtime_profiles.is_empty());
 
     // a 404 would make the daemon delete these directories
-    let id = agenthub::domain::Id::new();
+    let id = agenthub::domain::ChatSessionId::new();
     let chat: ChatSessionGcStatus = decode(
         &m.app
             .get(

@@ -2,7 +2,7 @@
 
 mod common;
 
-use agenthub::domain::{Id, Role};
+use agenthub::domain::{MemberId, Role, WorkspaceId};
 use agenthub::store::seed::{self, TokenKind};
 use agenthub::store::{format_time, invitations, workspaces};
 use common::sqlite::{self, Fault};
@@ -898,7 +898,7 @@ fn change_member(
     member: &str,
     role: Option<Role>,
 ) -> impl FnOnce(&agenthub::store::Conn<'_>) + Send + 'static {
-    let (ws, member): (Id, Id) = (ws.parse().unwrap(), member.parse().unwrap());
+    let (ws, member): (WorkspaceId, MemberId) = (ws.parse().unwrap(), member.parse().unwrap());
     move |tx| match role {
         Some(role) => workspaces::set_role(tx, member, role).unwrap(),
         None => {

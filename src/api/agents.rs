@@ -11,7 +11,7 @@ use super::{required, text};
 use crate::access::{require_agent, require_agent_editor};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::daemon_hub::DaemonHub;
-use crate::domain::Id;
+use crate::domain::{AgentId, RuntimeId, WorkspaceId};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent, AgentFields};
@@ -88,7 +88,7 @@ impl AgentRequest {
     fn merge(
         self,
         conn: &Conn<'_>,
-        workspace: Id,
+        workspace: WorkspaceId,
         current: Option<&Agent>,
     ) -> Result<AgentFields, ApiError> {
         let name = match (self.name, current) {
@@ -99,7 +99,7 @@ impl AgentRequest {
         let runtime_id = match (self.runtime_id, current) {
             (Some(raw), _) => raw
                 .trim()
-                .parse::<Id>()
+                .parse::<RuntimeId>()
                 .map_err(|_| ApiError::bad_request("invalid runtime_id"))?,
             (None, Some(agent)) => agent.runtime_id,
             (None, None) => return Err(ApiError::bad_request("runtime_id is required")),
@@ -212,7 +212,7 @@ async fn create(
 async fn get(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let agent = db
@@ -233,7 +233,7 @@ async fn get(
 async fn update(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
     body: web::Json<AgentRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
@@ -264,7 +264,7 @@ async fn archive(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let (agent, cancelled, status) = db
@@ -300,7 +300,7 @@ async fn archive(
 async fn restore(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let agent = db
@@ -323,7 +323,7 @@ async fn restore(
 async fn list_tasks(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
@@ -357,7 +357,7 @@ async fn create_task(
     events: web::Data<EventBus>,
     hub: web::Data<DaemonHub>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
     body: web::Json<CreateTask>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{acts_for_runtime, daemon_reaches, require_daemon_task};
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::{RuntimeId, TaskId, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::tasks::{self, IssueTasks, MAX_ISSUE_ID_BYTES};
 use crate::store::Conn;
@@ -44,7 +44,7 @@ struct TaskGcStatus {
 async fn task_gc_check(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let task = db
@@ -100,7 +100,7 @@ fn reachable(
     caller: &Caller,
     groups: Vec<IssueTasks>,
 ) -> Result<Vec<IssueTasks>, ApiError> {
-    let mut acts: HashMap<Id, bool> = HashMap::new();
+    let mut acts: HashMap<RuntimeId, bool> = HashMap::new();
     let mut kept = Vec::new();
     for group in groups {
         let Some(runtime) = group.runtime_id else {
@@ -181,7 +181,7 @@ struct IssueResults {
 async fn workspace_issues_gc_check(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<WorkspaceId>,
     body: web::Json<IssueBatch>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace = path.into_inner();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{require_daemon_runtime, require_daemon_task};
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::{RuntimeId, TaskId};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::failures::Failures;
@@ -47,7 +47,7 @@ async fn recover_orphans(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
     let mut orphaned = 0;
@@ -78,7 +78,7 @@ async fn recover_orphans(
 async fn prepare_lease(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(RuntimeId, TaskId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (runtime, id) = path.into_inner();
     let task = db
@@ -104,7 +104,7 @@ async fn prepare_lease(
 /// Why the prepare lease of `task` cannot be extended by `runtime`'s
 /// daemon, if it cannot: 404 for another runtime's task, 400 naming the
 /// status of one that is no longer dispatched.
-fn refuse_lease(task: &tasks::Task, runtime: Id) -> Result<(), ApiError> {
+fn refuse_lease(task: &tasks::Task, runtime: RuntimeId) -> Result<(), ApiError> {
     if task.runtime_id != Some(runtime) {
         return Err(ApiError::not_found("task not found"));
     }
@@ -150,7 +150,7 @@ struct PinSession {
 async fn pin_session(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
     body: web::Json<PinSession>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
@@ -225,7 +225,7 @@ impl CancelAckRequest {
 async fn cancel_ack(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();

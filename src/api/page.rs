@@ -13,7 +13,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Id;
+use uuid::Uuid;
+
+use crate::domain::EntityId;
 use crate::error::ApiError;
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -22,8 +24,9 @@ pub const MAX_LIMIT: usize = 500;
 /// The response header that carries the cursor of the next page.
 pub const NEXT_CURSOR: &str = "X-Next-Cursor";
 
-/// The sort key of a row: its stored `created_at` and its id.
-pub type Key = (String, Id);
+/// The sort key of a row: its stored `created_at` and its id (of
+/// whichever entity the list holds).
+pub type Key = (String, Uuid);
 
 /// Which page a request asks for.
 #[derive(Debug, Clone)]
@@ -65,10 +68,10 @@ impl Page {
     }
 
     /// The key the page starts after, as the database layer takes it.
-    pub fn after(&self) -> Option<(&str, Id)> {
+    pub fn after<I: EntityId>(&self) -> Option<(&str, I)> {
         self.after
             .as_ref()
-            .map(|(created_at, id)| (created_at.as_str(), *id))
+            .map(|(created_at, id)| (created_at.as_str(), I::from_uuid(*id)))
     }
 
     /// How many rows to read: one more than the page holds, so that a next
@@ -92,7 +95,7 @@ fn decode(cursor: &str) -> Option<Key> {
     if !stored_form {
         return None;
     }
-    Some((created_at.to_string(), id.parse().ok()?))
+    Some((created_at.to_string(), crate::domain::parse_uuid(id).ok()?))
 }
 
 /// This request's path and query with `cursor` set to `cursor`.
@@ -110,22 +113,22 @@ fn next_link(req: &HttpRequest, cursor: &str) -> String {
 /// Replies with the first `page.limit` of `rows` (read with
 /// [`Page::fetch`], each with its stored `created_at`) as a JSON array,
 /// plus the next-page headers when there were more.
-pub fn reply<T: Serialize>(
+pub fn reply<T: Serialize, I: EntityId>(
     req: &HttpRequest,
     page: &Page,
     rows: Vec<(T, String)>,
-    id: impl Fn(&T) -> Id,
+    id: impl Fn(&T) -> I,
 ) -> HttpResponse {
     reply_cut(req, page, rows, id, false)
 }
 
 /// [`reply`] for a page the database layer ended early (`cut`: more rows
 /// follow however few it holds), to bound the bytes of one reply.
-pub fn reply_cut<T: Serialize>(
+pub fn reply_cut<T: Serialize, I: EntityId>(
     req: &HttpRequest,
     page: &Page,
     mut rows: Vec<(T, String)>,
-    id: impl Fn(&T) -> Id,
+    id: impl Fn(&T) -> I,
     cut: bool,
 ) -> HttpResponse {
     let more = cut || rows.len() > page.limit;
@@ -133,7 +136,7 @@ pub fn reply_cut<T: Serialize>(
     let next = rows
         .last()
         .filter(|_| more)
-        .map(|(row, created_at)| encode(&(created_at.clone(), id(row))));
+        .map(|(row, created_at)| encode(&(created_at.clone(), id(row).uuid())));
     let mut response = HttpResponse::Ok();
     if let Some(cursor) = next {
         response.insert_header((header::LINK, next_link(req, &cursor)));
@@ -149,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_cursor_decodes_to_the_key_it_was_made_from() {
-        let key = ("2026-11-25T10:00:00.123Z".to_string(), Id::new());
+        let key = ("2026-11-25T10:00:00.123Z".to_string(), Uuid::new_v4());
         assert_eq!(decode(&encode(&key)), Some(key));
     }
 
@@ -160,7 +163,7 @@ mod tests {
             "!!!",
             &URL_SAFE_NO_PAD.encode("no separator"),
             &URL_SAFE_NO_PAD.encode("2026-11-25|not-an-id"),
-            &URL_SAFE_NO_PAD.encode(format!("yesterday|{}", Id::new())),
+            &URL_SAFE_NO_PAD.encode(format!("yesterday|{}", Uuid::new_v4())),
         ] {
             assert_eq!(decode(junk), None, "{junk}");
         }

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthUser, Caller};
-use crate::domain::Id;
+use crate::domain::TokenId;
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::store::{self, tokens, Store};
@@ -91,7 +91,7 @@ async fn revoke(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<TokenId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let revoked = db

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::access::{require_daemon_runtime, require_member_runtime};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
-use crate::domain::Id;
+use crate::domain::{RuntimeId, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::usage::{self, Bucket, RuntimeUsage, UsageEntry, UsageSource};
 use crate::store::Conn;
@@ -159,7 +159,7 @@ struct ReportReply {
 async fn report_runtime_usage(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
     body: web::Json<UsageReport>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
@@ -231,7 +231,7 @@ impl WindowQuery {
 async fn runtime_usage(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
@@ -343,7 +343,7 @@ fn local_midnight(tz: Tz, date: NaiveDate) -> chrono::DateTime<Utc> {
 /// the local date each hour starts on.
 fn usage_by_day(
     conn: &Conn<'_>,
-    workspace: Id,
+    workspace: WorkspaceId,
     days: i64,
     zone: Option<Tz>,
 ) -> Result<BTreeMap<(String, String), Totals>, ApiError> {

@@ -25,7 +25,7 @@ use actix::{Actor, AsyncContext, Context};
 use serde_json::json;
 
 use crate::config::SweeperConfig;
-use crate::domain::Id;
+use crate::domain::{RuntimeId, WorkspaceId};
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::failures::Failures;
 use crate::heartbeats::Heartbeats;
@@ -188,8 +188,8 @@ pub fn sweep_once<'a>(parts: impl Into<Sweeping<'a>>, config: &SweeperConfig) ->
 }
 
 /// One `daemon:register` event per workspace listing its runtimes.
-fn publish_per_workspace(events: &EventBus, action: &str, rows: &[(Id, Id)]) {
-    let mut by_workspace: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
+fn publish_per_workspace(events: &EventBus, action: &str, rows: &[(RuntimeId, WorkspaceId)]) {
+    let mut by_workspace: BTreeMap<WorkspaceId, Vec<RuntimeId>> = BTreeMap::new();
     for (runtime, workspace) in rows {
         by_workspace.entry(*workspace).or_default().push(*runtime);
     }

@@ -1,7 +1,7 @@
 //! `agent_task_queue` rows: queueing, the atomic claim, state transitions
 //! and the hourly activity of a runtime.
 
-use crate::domain::Id;
+use crate::domain::{AgentId, RuntimeId, TaskId, UserId, WorkspaceId};
 use crate::store::sweeps::FailedTask;
 use serde::Serialize;
 use serde_json::Value;
@@ -10,10 +10,10 @@ use super::{dispatch, Conn, Result};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Task {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
-    pub runtime_id: Option<Id>,
+    pub id: TaskId,
+    pub workspace_id: WorkspaceId,
+    pub agent_id: Option<AgentId>,
+    pub runtime_id: Option<RuntimeId>,
     pub issue_id: Option<String>,
     pub status: String,
     pub priority: i64,
@@ -24,7 +24,7 @@ pub struct Task {
     pub result: Option<Value>,
     pub error: Option<String>,
     /// Who queued it, while they exist.
-    pub created_by: Option<Id>,
+    pub created_by: Option<UserId>,
     pub created_at: String,
     /// The agent's session and work directory, as the daemon pinned them.
     pub session_id: Option<String>,
@@ -54,12 +54,12 @@ pub const PENDING_LIMIT: i64 = 100;
 
 /// A task to queue for an agent.
 pub struct NewTask<'a> {
-    pub workspace: Id,
-    pub agent: Id,
+    pub workspace: WorkspaceId,
+    pub agent: AgentId,
     pub prompt: &'a str,
     pub priority: i64,
     pub issue_id: Option<&'a str>,
-    pub created_by: Id,
+    pub created_by: UserId,
 }
 
 /// Up to `limit` of an agent's tasks, newest first (ties by id,
@@ -134,7 +134,7 @@ pub const ORPHAN_ERROR: &str = "daemon restarted while task was in flight";
 pub struct IssueTasks {
     pub issue_id: String,
     /// Where they run (queued ones: the runtime of their agent).
-    pub runtime_id: Option<Id>,
+    pub runtime_id: Option<RuntimeId>,
     /// Some of them are dispatched or running.
     pub active: bool,
     /// Some of them are queued.
@@ -146,7 +146,7 @@ pub struct IssueTasks {
     pub last_finished: Option<(String, String)>,
 }
 
-pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Task>> {
+pub fn get(conn: &Conn<'_>, id: TaskId) -> Result<Option<Task>> {
     dispatch!(conn, tasks::get(id))
 }
 
@@ -156,7 +156,7 @@ pub fn insert(conn: &Conn<'_>, new: &NewTask<'_>) -> Result<Task> {
 
 /// How many of `agent`'s tasks are queued (read off the
 /// (agent_id, status, …) index, at most [`MAX_QUEUED_PER_AGENT`] entries).
-pub fn count_queued(conn: &Conn<'_>, agent: Id) -> Result<i64> {
+pub fn count_queued(conn: &Conn<'_>, agent: AgentId) -> Result<i64> {
     dispatch!(conn, tasks::count_queued(agent))
 }
 
@@ -164,8 +164,8 @@ pub fn count_queued(conn: &Conn<'_>, agent: Id) -> Result<i64> {
 /// `created_at`) and whether it ended early at [`PAGE_BYTES`].
 pub fn list_for_agent(
     conn: &Conn<'_>,
-    agent: Id,
-    after: Option<(&str, Id)>,
+    agent: AgentId,
+    after: Option<(&str, TaskId)>,
     limit: usize,
 ) -> Result<(Vec<(Task, String)>, bool)> {
     dispatch!(conn, tasks::list_for_agent(agent, after, limit))
@@ -175,7 +175,7 @@ pub fn list_for_agent(
 /// the queued tasks of the agents bound to it, in claim order (dispatched
 /// ones first): a runtime may have thousands queued, and a daemon only
 /// needs the head of its queue.
-pub fn pending_for_runtime(conn: &Conn<'_>, runtime: Id) -> Result<Vec<Task>> {
+pub fn pending_for_runtime(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<Task>> {
     dispatch!(conn, tasks::pending_for_runtime(runtime))
 }
 
@@ -188,14 +188,14 @@ pub fn pending_for_runtime(conn: &Conn<'_>, runtime: Id) -> Result<Vec<Task>> {
 /// claims can never take one task or overrun an agent's limit. `None` when nothing is claimable (or,
 /// on an engine with concurrent writers, a concurrent claim took the task
 /// this one picked: the daemon claims again).
-pub fn claim(conn: &Conn<'_>, runtime: Id) -> Result<Option<Task>> {
+pub fn claim(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Option<Task>> {
     dispatch!(conn, tasks::claim(runtime))
 }
 
 /// [`claim`] across several runtimes (a daemon's batch claim): the
 /// highest-priority, oldest claimable task of any of them, dispatched to
 /// the runtime its agent is bound to.
-pub fn claim_any(conn: &Conn<'_>, runtimes: &[Id]) -> Result<Option<Task>> {
+pub fn claim_any(conn: &Conn<'_>, runtimes: &[RuntimeId]) -> Result<Option<Task>> {
     dispatch!(conn, tasks::claim_any(runtimes))
 }
 
@@ -206,7 +206,7 @@ pub fn claim_any(conn: &Conn<'_>, runtimes: &[Id]) -> Result<Option<Task>> {
 /// task is not (any more) in such a state.
 pub fn apply(
     conn: &Conn<'_>,
-    id: Id,
+    id: TaskId,
     transition: Transition,
     result: Option<&str>,
     error: Option<&str>,
@@ -215,13 +215,13 @@ pub fn apply(
 }
 
 /// Cancels every unfinished task of an agent; returns the cancelled ids.
-pub fn cancel_for_agent(conn: &Conn<'_>, agent: Id) -> Result<Vec<Id>> {
+pub fn cancel_for_agent(conn: &Conn<'_>, agent: AgentId) -> Result<Vec<TaskId>> {
     dispatch!(conn, tasks::cancel_for_agent(agent))
 }
 
 /// How many of the runtime's tasks started in each hour of the day (UTC),
 /// for the hours that have any.
-pub fn hourly_activity(conn: &Conn<'_>, runtime: Id) -> Result<Vec<HourCount>> {
+pub fn hourly_activity(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<HourCount>> {
     dispatch!(conn, tasks::hourly_activity(runtime))
 }
 
@@ -229,8 +229,8 @@ pub fn hourly_activity(conn: &Conn<'_>, runtime: Id) -> Result<Vec<HourCount>> {
 /// dispatched to `runtime` (checked by the write itself); `None` otherwise.
 pub fn set_prepare_lease(
     conn: &Conn<'_>,
-    id: Id,
-    runtime: Id,
+    id: TaskId,
+    runtime: RuntimeId,
     until: &str,
 ) -> Result<Option<Task>> {
     dispatch!(conn, tasks::set_prepare_lease(id, runtime, until))
@@ -240,7 +240,7 @@ pub fn set_prepare_lease(
 /// what was pinned before.
 pub fn pin_session(
     conn: &Conn<'_>,
-    id: Id,
+    id: TaskId,
     session_id: Option<&str>,
     work_dir: Option<&str>,
 ) -> Result<()> {
@@ -251,14 +251,14 @@ pub fn pin_session(
 /// recorded is overwritten, so a replayed ack changes nothing; a task that
 /// is not cancelled is left alone (its own complete or fail report is the
 /// one that counts). Returns whether the task was cancelled.
-pub fn record_cancel_ack(conn: &Conn<'_>, id: Id, ack: &CancelAck, at: &str) -> Result<bool> {
+pub fn record_cancel_ack(conn: &Conn<'_>, id: TaskId, ack: &CancelAck, at: &str) -> Result<bool> {
     dispatch!(conn, tasks::record_cancel_ack(id, ack, at))
 }
 
 /// Fails up to [`crate::store::sweeps::BATCH`] tasks dispatched to or running
 /// on `runtime`: its daemon has restarted, so nothing runs them any more. A
 /// task that ended meanwhile is left as it ended.
-pub fn fail_orphans(conn: &Conn<'_>, runtime: Id) -> Result<Vec<FailedTask>> {
+pub fn fail_orphans(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<FailedTask>> {
     dispatch!(conn, tasks::fail_orphans(runtime))
 }
 
@@ -266,7 +266,7 @@ pub fn fail_orphans(conn: &Conn<'_>, runtime: Id) -> Result<Vec<FailedTask>> {
 /// row per (issue, runtime), read off the (issue_id, workspace_id) index.
 pub fn issue_tasks(
     conn: &Conn<'_>,
-    workspace: Option<Id>,
+    workspace: Option<WorkspaceId>,
     issue_ids: &[String],
 ) -> Result<Vec<IssueTasks>> {
     dispatch!(conn, tasks::issue_tasks(workspace, issue_ids))

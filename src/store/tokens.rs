@@ -1,7 +1,7 @@
 //! `personal_access_token` and `daemon_token` rows. Only the SHA-256 of a
 //! token is stored; the token itself is returned once, when it is made.
 
-use crate::domain::Id;
+use crate::domain::{AgentId, TaskId, TaskTokenId, TokenId, UserId, WorkspaceId};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -52,7 +52,7 @@ pub fn hash(token: &str) -> String {
 /// A PAT as its owner sees it in a listing (never the token itself).
 #[derive(Debug, Clone, Serialize)]
 pub struct PersonalToken {
-    pub id: Id,
+    pub id: TokenId,
     pub name: String,
     pub token_prefix: String,
     pub expires_at: Option<String>,
@@ -64,9 +64,9 @@ pub struct PersonalToken {
 /// What authentication needs to know about a stored token.
 #[derive(Debug, Clone)]
 pub struct StoredToken {
-    pub id: Id,
-    pub user_id: Option<Id>,
-    pub workspace_id: Option<Id>,
+    pub id: TokenId,
+    pub user_id: Option<UserId>,
+    pub workspace_id: Option<WorkspaceId>,
     pub daemon_id: Option<String>,
     pub expires_at: Option<String>,
     pub revoked: bool,
@@ -98,10 +98,10 @@ pub enum Renewal {
 /// A live-or-not task token, as authentication needs it.
 #[derive(Debug, Clone)]
 pub struct StoredTaskToken {
-    pub id: Id,
-    pub task_id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
+    pub id: TaskTokenId,
+    pub task_id: TaskId,
+    pub workspace_id: WorkspaceId,
+    pub agent_id: Option<AgentId>,
     /// The task's status now: the token works only while it is dispatched
     /// or running.
     pub task_status: String,
@@ -111,7 +111,7 @@ pub struct StoredTaskToken {
 /// Creates a PAT for `user`; returns its listing row and the token.
 pub fn create_personal(
     conn: &Conn<'_>,
-    user: Id,
+    user: UserId,
     name: &str,
     expires_at: Option<&str>,
 ) -> Result<(PersonalToken, String)> {
@@ -119,12 +119,12 @@ pub fn create_personal(
 }
 
 /// How many of `user`'s PATs still authenticate (not revoked, not expired).
-pub fn count_live_personal(conn: &Conn<'_>, user: Id) -> Result<i64> {
+pub fn count_live_personal(conn: &Conn<'_>, user: UserId) -> Result<i64> {
     dispatch!(conn, tokens::count_live_personal(user))
 }
 
 /// `user`'s tokens, newest first.
-pub fn list_personal(conn: &Conn<'_>, user: Id) -> Result<Vec<PersonalToken>> {
+pub fn list_personal(conn: &Conn<'_>, user: UserId) -> Result<Vec<PersonalToken>> {
     dispatch!(conn, tokens::list_personal(user))
 }
 
@@ -133,7 +133,7 @@ pub fn list_personal(conn: &Conn<'_>, user: Id) -> Result<Vec<PersonalToken>> {
 /// Revokes `user`'s token `id`: `None` when they have no such token,
 /// `Some(true)` when it was live until now, `Some(false)` when it was
 /// already revoked (nothing changes then).
-pub fn revoke_personal(conn: &Conn<'_>, user: Id, id: Id) -> Result<Option<bool>> {
+pub fn revoke_personal(conn: &Conn<'_>, user: UserId, id: TokenId) -> Result<Option<bool>> {
     dispatch!(conn, tokens::revoke_personal(user, id))
 }
 
@@ -146,7 +146,7 @@ pub fn find_daemon(conn: &Conn<'_>, token_hash: &str) -> Result<Option<StoredTok
 }
 
 /// Records that a PAT was used (the caller throttles how often).
-pub fn touch_personal(conn: &Conn<'_>, id: Id, at: &str) -> Result<()> {
+pub fn touch_personal(conn: &Conn<'_>, id: TokenId, at: &str) -> Result<()> {
     dispatch!(conn, tokens::touch_personal(id, at))
 }
 
@@ -167,9 +167,9 @@ pub fn renew(
 /// Mints a daemon token for `daemon_id` in `workspace`; returns the token.
 pub fn create_daemon(
     conn: &Conn<'_>,
-    workspace: Id,
+    workspace: WorkspaceId,
     daemon_id: &str,
-    created_by: Id,
+    created_by: UserId,
     expires_at: &str,
 ) -> Result<String> {
     dispatch!(
@@ -180,13 +180,13 @@ pub fn create_daemon(
 
 /// How many daemon tokens `user` minted in `workspace` that still
 /// authenticate (not revoked, not expired).
-pub fn count_live_daemon(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<i64> {
+pub fn count_live_daemon(conn: &Conn<'_>, workspace: WorkspaceId, user: UserId) -> Result<i64> {
     dispatch!(conn, tokens::count_live_daemon(workspace, user))
 }
 
 /// Mints the task token of `task` (claimed just now); returns the token,
 /// which is shown once — only its hash is stored.
-pub fn create_task_token(conn: &Conn<'_>, task: Id, workspace: Id) -> Result<String> {
+pub fn create_task_token(conn: &Conn<'_>, task: TaskId, workspace: WorkspaceId) -> Result<String> {
     dispatch!(conn, tokens::create_task_token(task, workspace))
 }
 

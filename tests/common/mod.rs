@@ -19,7 +19,7 @@ use std::time::Duration;
 use agenthub::admin;
 use agenthub::app::{Application, State};
 use agenthub::config::Config;
-use agenthub::domain::{Id, Role};
+use agenthub::domain::{AgentId, Role, WorkspaceId};
 use agenthub::store::seed::{self, SeedAgent, TokenKind};
 use agenthub::store::{self, agents, runtimes, tasks, Conn, Store};
 use serde_json::Value;
@@ -105,7 +105,8 @@ impl TestApp {
 
     /// `agenthub user add`, optionally into a workspace with a role.
     pub fn add_user(&self, email: &str, workspace: Option<(&str, Role)>) -> TestUser {
-        let membership = workspace.map(|(w, r)| (w.parse::<Id>().expect("workspace id"), r));
+        let membership =
+            workspace.map(|(w, r)| (w.parse::<WorkspaceId>().expect("workspace id"), r));
         let done = admin::add_user(&self.db, email, None, membership).expect("user add");
         TestUser {
             id: done.user_id.to_string(),
@@ -366,7 +367,7 @@ impl TestApp {
         owner: &str,
         archived: bool,
     ) -> String {
-        let id = Id::new();
+        let id = AgentId::new();
         let (workspace, runtime, owner) = (parse_id(workspace), parse_id(runtime), parse_id(owner));
         self.arrange(move |conn| {
             let at = "2026-01-01T00:00:00.000Z";
@@ -461,7 +462,7 @@ impl TestApp {
 }
 
 /// An id the app handed out (or a test made).
-pub fn parse_id(id: &str) -> Id {
+pub fn parse_id<I: std::str::FromStr<Err = String>>(id: &str) -> I {
     id.parse()
         .unwrap_or_else(|e| panic!("{id} is not an id: {e:?}"))
 }

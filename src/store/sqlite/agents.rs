@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use crate::domain::Id;
+use crate::domain::{AgentId, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::agents::*;
 use crate::store::{api_time, now};
@@ -36,7 +36,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
     })
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Agent>> {
+pub fn get(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<Agent>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent WHERE id = ?1"),
         [id],
@@ -48,7 +48,7 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Agent>> {
 pub fn list(
     conn: &Connection,
     filter: Filter,
-    after: Option<(&str, Id)>,
+    after: Option<(&str, AgentId)>,
     limit: usize,
 ) -> rusqlite::Result<Vec<(Agent, String)>> {
     // '' sorts before every stored timestamp and id: the first page
@@ -81,11 +81,11 @@ pub fn list(
 
 pub fn insert(
     conn: &Connection,
-    workspace: Id,
-    owner: Id,
+    workspace: WorkspaceId,
+    owner: UserId,
     fields: &AgentFields,
 ) -> rusqlite::Result<Agent> {
-    let id = Id::new();
+    let id = AgentId::new();
     let now = now();
     conn.execute(
         "INSERT INTO agent (id, workspace_id, runtime_id, name, description, instructions,
@@ -112,7 +112,7 @@ pub fn insert(
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-pub fn update(conn: &Connection, id: Id, fields: &AgentFields) -> rusqlite::Result<Agent> {
+pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite::Result<Agent> {
     conn.execute(
         "UPDATE agent SET runtime_id = ?2, name = ?3, description = ?4, instructions = ?5,
              avatar_url = ?6, runtime_mode = ?7, runtime_config = ?8, visibility = ?9,
@@ -136,7 +136,11 @@ pub fn update(conn: &Connection, id: Id, fields: &AgentFields) -> rusqlite::Resu
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-pub fn set_archived(conn: &Connection, id: Id, by: Option<Id>) -> rusqlite::Result<Option<Agent>> {
+pub fn set_archived(
+    conn: &Connection,
+    id: AgentId,
+    by: Option<UserId>,
+) -> rusqlite::Result<Option<Agent>> {
     let changed = conn.execute(
         "UPDATE agent SET archived_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END,
              archived_by = ?2, updated_at = ?3
@@ -149,7 +153,7 @@ pub fn set_archived(conn: &Connection, id: Id, by: Option<Id>) -> rusqlite::Resu
     get(conn, id)
 }
 
-pub fn reconcile_status(conn: &Connection, id: Id) -> rusqlite::Result<Option<String>> {
+pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<String>> {
     let status: Option<String> = conn
         .query_row(
             "UPDATE agent SET status = new.status, updated_at = ?2

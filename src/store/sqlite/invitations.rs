@@ -3,7 +3,7 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::Id;
+use crate::domain::{InvitationId, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::invitations::*;
 use crate::store::Error;
@@ -49,15 +49,19 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Invitation> {
     })
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Invitation>> {
+pub fn get(conn: &Connection, id: InvitationId) -> rusqlite::Result<Option<Invitation>> {
     conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row)
         .optional()
 }
 
-pub fn get_for_user(conn: &Connection, id: Id, user: Id) -> rusqlite::Result<Option<Invitation>> {
+pub fn get_for_user(
+    conn: &Connection,
+    id: InvitationId,
+    user: UserId,
+) -> rusqlite::Result<Option<Invitation>> {
     conn.query_row(
         &format!(r#"{SELECT} JOIN "user" u ON u.email = i.email WHERE i.id = ?1 AND u.id = ?2"#),
-        [id, user],
+        params![id, user],
         from_row,
     )
     .optional()
@@ -65,7 +69,7 @@ pub fn get_for_user(conn: &Connection, id: Id, user: Id) -> rusqlite::Result<Opt
 
 pub fn find_pending(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     email: &str,
 ) -> rusqlite::Result<Option<Invitation>> {
     conn.query_row(
@@ -76,7 +80,7 @@ pub fn find_pending(
     .optional()
 }
 
-pub fn count_open(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
+pub fn count_open(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM invitation
          WHERE workspace_id = ?1 AND status = 'pending' AND expires_at > ?2",
@@ -87,7 +91,7 @@ pub fn count_open(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
 
 pub fn list_open_for_workspace(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
 ) -> rusqlite::Result<Vec<Invitation>> {
     let mut stmt = conn.prepare(&format!(
         "{SELECT} WHERE i.workspace_id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
@@ -97,7 +101,7 @@ pub fn list_open_for_workspace(
     rows.collect()
 }
 
-pub fn list_open_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Invitation>> {
+pub fn list_open_for_user(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<Invitation>> {
     let mut stmt = conn.prepare(&format!(
         r#"{SELECT} JOIN "user" u ON u.email = i.email
            WHERE u.id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
@@ -114,7 +118,7 @@ pub fn offer(
 ) -> Result<Option<Invitation>, Error> {
     // the partial UNIQUE index (one pending per address) picks between a
     // new row and the pending one, also between concurrent invites
-    let id: Option<Id> = conn
+    let id: Option<InvitationId> = conn
         .prepare_cached(
             "INSERT INTO invitation (id, workspace_id, email, role, invited_by, created_at,
                  expires_at)
@@ -128,7 +132,7 @@ pub fn offer(
         )?
         .query_row(
             params![
-                Id::new(),
+                InvitationId::new(),
                 offer.workspace,
                 offer.email,
                 offer.role,
@@ -147,7 +151,11 @@ pub fn offer(
     Ok(Some(sent))
 }
 
-pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::Result<bool> {
+pub fn answer(
+    conn: &Connection,
+    id: InvitationId,
+    status: InvitationStatus,
+) -> rusqlite::Result<bool> {
     let changed = conn.execute(
         "UPDATE invitation SET status = ?2, answered_at = ?3 WHERE id = ?1 AND status = 'pending'",
         params![id, status, now()],
@@ -155,7 +163,11 @@ pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::
     Ok(changed > 0)
 }
 
-pub fn revoke_sent_by(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<()> {
+pub fn revoke_sent_by(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    user: UserId,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE invitation SET status = 'revoked', answered_at = ?3
          WHERE workspace_id = ?1 AND invited_by = ?2 AND status = 'pending'",
@@ -175,7 +187,7 @@ mod tests {
     /// A migrated file with a workspace owned by a user, and a trigger
     /// standing in for another transaction that invites the same address
     /// with `role` just before the next invite of it lands.
-    fn open(role: &str) -> (tempfile::TempDir, Connection, Id, Id) {
+    fn open(role: &str) -> (tempfile::TempDir, Connection, WorkspaceId, UserId) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("invitations.db");
         migrate_file(&path, Duration::from_secs(5)).expect("migrate");
@@ -207,7 +219,7 @@ mod tests {
             .expect("pending")
     }
 
-    fn admin_offer(ws: Id, user: Id, expires_at: &str) -> Offer<'_> {
+    fn admin_offer(ws: WorkspaceId, user: UserId, expires_at: &str) -> Offer<'_> {
         Offer {
             workspace: ws,
             email: "bob@example.com",

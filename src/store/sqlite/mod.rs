@@ -40,7 +40,10 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{ffi, Connection, ErrorCode};
 
-use crate::domain::{Id, Role};
+use crate::domain::{
+    AgentId, InvitationId, MemberId, Role, RuntimeId, TaskId, TaskTokenId, TokenId, UsageId,
+    UserId, WorkspaceId,
+};
 
 use crate::config::DatabaseConfig;
 use crate::store::{Conn, Error, Failure, Result};
@@ -194,19 +197,37 @@ pub fn backup_file(src: &Path, dest: &Path, busy_timeout: Duration) -> Result<()
     })
 }
 
-impl ToSql for Id {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.to_string()))
-    }
+/// Stores each id type as its hyphenated text, and reads it back strictly.
+macro_rules! sql_ids {
+    ($($name:ident),+) => {$(
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.to_string()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                uuid::Uuid::try_parse(value.as_str()?)
+                    .map($name::from_uuid)
+                    .map_err(|e| FromSqlError::Other(Box::new(e)))
+            }
+        }
+    )+};
 }
 
-impl FromSql for Id {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        uuid::Uuid::try_parse(value.as_str()?)
-            .map(Id::from_uuid)
-            .map_err(|e| FromSqlError::Other(Box::new(e)))
-    }
-}
+sql_ids!(
+    WorkspaceId,
+    UserId,
+    MemberId,
+    RuntimeId,
+    AgentId,
+    TaskId,
+    TokenId,
+    TaskTokenId,
+    InvitationId,
+    UsageId
+);
 
 impl ToSql for Role {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

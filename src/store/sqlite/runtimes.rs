@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use crate::domain::Id;
+use crate::domain::{RuntimeId, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::runtimes::*;
 use crate::store::Error;
@@ -45,7 +45,7 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>
     rows.collect()
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Runtime>> {
+pub fn get(conn: &Connection, id: RuntimeId) -> rusqlite::Result<Option<Runtime>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent_runtime WHERE id = ?1"),
         [id],
@@ -56,9 +56,9 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Runtime>> {
 
 pub fn list(
     conn: &Connection,
-    workspace: Id,
-    owner: Option<Id>,
-    after: Option<(&str, Id)>,
+    workspace: WorkspaceId,
+    owner: Option<UserId>,
+    after: Option<(&str, RuntimeId)>,
     limit: usize,
 ) -> rusqlite::Result<Vec<(Runtime, String)>> {
     // '' sorts before every stored timestamp and id: the first page
@@ -81,7 +81,7 @@ pub fn list(
 
 pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<Runtime>> {
     let now = now();
-    let id: Option<Id> = conn
+    let id: Option<RuntimeId> = conn
         .query_row(
             "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
                  status, device_info, metadata, owner_id, last_seen_at, created_at, updated_at,
@@ -99,7 +99,7 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
              WHERE agent_runtime.owner_id = excluded.owner_id
              RETURNING id",
             params![
-                Id::new(),
+                RuntimeId::new(),
                 reg.workspace_id,
                 reg.daemon_id,
                 reg.name,
@@ -122,7 +122,7 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
 
 pub fn exists(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     daemon_id: &str,
     provider: &str,
 ) -> rusqlite::Result<bool> {
@@ -134,9 +134,9 @@ pub fn exists(
 
 pub fn daemon_owned_by_other(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     daemon_id: &str,
-    owner: Id,
+    owner: UserId,
 ) -> rusqlite::Result<bool> {
     conn.prepare_cached(
         "SELECT 1 FROM agent_runtime
@@ -145,7 +145,7 @@ pub fn daemon_owned_by_other(
     .exists(params![workspace, daemon_id, owner])
 }
 
-pub fn count_in_workspace(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
+pub fn count_in_workspace(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT runtime_count FROM workspace WHERE id = ?1")?
         .query_row([workspace], |r| r.get(0))
         .optional()
@@ -200,7 +200,7 @@ pub fn fold_legacy(
                 owner,
                 target.id
             ],
-            |r| r.get::<_, Id>(0),
+            |r| r.get::<_, RuntimeId>(0),
         )?;
         for old in rows.collect::<rusqlite::Result<Vec<_>>>()? {
             if folded.runtimes.contains(&old) {
@@ -218,7 +218,7 @@ pub fn fold_legacy(
 /// Moves what hangs on runtime `old` to `new` and deletes `old`; returns
 /// how many agents and open tasks moved. A day `new` already has a usage
 /// report for keeps that report (reports are day totals, the newest wins).
-fn fold_one(conn: &Connection, old: Id, new: Id) -> rusqlite::Result<(usize, usize)> {
+fn fold_one(conn: &Connection, old: RuntimeId, new: RuntimeId) -> rusqlite::Result<(usize, usize)> {
     let now = now();
     let agents = conn
         .prepare_cached("UPDATE agent SET runtime_id = ?2, updated_at = ?3 WHERE runtime_id = ?1")?
@@ -255,7 +255,7 @@ fn fold_one(conn: &Connection, old: Id, new: Id) -> rusqlite::Result<(usize, usi
     Ok((agents, tasks))
 }
 
-pub fn heartbeat(conn: &Connection, id: Id) -> rusqlite::Result<bool> {
+pub fn heartbeat(conn: &Connection, id: RuntimeId) -> rusqlite::Result<bool> {
     let now = now();
     let changed = conn.execute(
         "UPDATE agent_runtime
@@ -266,7 +266,7 @@ pub fn heartbeat(conn: &Connection, id: Id) -> rusqlite::Result<bool> {
     Ok(changed > 0)
 }
 
-pub fn set_offline(conn: &Connection, id: Id, reason: &str) -> rusqlite::Result<()> {
+pub fn set_offline(conn: &Connection, id: RuntimeId, reason: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?3, updated_at = ?2
          WHERE id = ?1",
@@ -275,7 +275,7 @@ pub fn set_offline(conn: &Connection, id: Id, reason: &str) -> rusqlite::Result<
     Ok(())
 }
 
-pub fn count_active_agents(conn: &Connection, id: Id) -> rusqlite::Result<i64> {
+pub fn count_active_agents(conn: &Connection, id: RuntimeId) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM agent WHERE runtime_id = ?1 AND archived_at IS NULL",
         [id],
@@ -283,7 +283,7 @@ pub fn count_active_agents(conn: &Connection, id: Id) -> rusqlite::Result<i64> {
     )
 }
 
-pub fn delete(conn: &Connection, id: Id) -> Result<(), Error> {
+pub fn delete(conn: &Connection, id: RuntimeId) -> Result<(), Error> {
     let in_use = || {
         Error::conflict(
             "cannot delete runtime: it has active agents bound to it. Archive or reassign the agents first.",
@@ -308,7 +308,7 @@ pub fn delete(conn: &Connection, id: Id) -> Result<(), Error> {
     }
 }
 
-pub fn touch_seen(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<()> {
+pub fn touch_seen(conn: &Connection, id: RuntimeId, at: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE agent_runtime SET last_seen_at = ?2, updated_at = ?2
          WHERE id = ?1 AND status = 'online' AND (last_seen_at IS NULL OR last_seen_at < ?2)",

@@ -1,6 +1,6 @@
 use rusqlite::{params, Connection};
 
-use crate::domain::Id;
+use crate::domain::{AgentId, InvitationId, RuntimeId, TaskId, UserId, WorkspaceId};
 use crate::store::seed::*;
 
 pub fn runtime(conn: &Connection, r: &SeedRuntime<'_>) -> rusqlite::Result<()> {
@@ -26,8 +26,8 @@ pub fn runtime(conn: &Connection, r: &SeedRuntime<'_>) -> rusqlite::Result<()> {
 
 pub fn offline_runtimes(
     conn: &Connection,
-    workspace: Id,
-    owner: Id,
+    workspace: WorkspaceId,
+    owner: UserId,
     count: u32,
     created_at: &str,
 ) -> rusqlite::Result<()> {
@@ -44,7 +44,11 @@ pub fn offline_runtimes(
     Ok(())
 }
 
-pub fn backdate_runtime(conn: &Connection, id: Id, last_seen_at: &str) -> rusqlite::Result<()> {
+pub fn backdate_runtime(
+    conn: &Connection,
+    id: RuntimeId,
+    last_seen_at: &str,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE agent_runtime SET last_seen_at = ?2 WHERE id = ?1",
         params![id, last_seen_at],
@@ -72,10 +76,10 @@ pub fn agent(conn: &Connection, a: &SeedAgent<'_>) -> rusqlite::Result<()> {
 
 pub fn finished_task(
     conn: &Connection,
-    id: Id,
-    workspace: Id,
-    agent: Id,
-    runtime: Id,
+    id: TaskId,
+    workspace: WorkspaceId,
+    agent: AgentId,
+    runtime: RuntimeId,
     at: &str,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
@@ -89,10 +93,10 @@ pub fn finished_task(
 
 pub fn dispatched_task(
     conn: &Connection,
-    id: Id,
-    workspace: Id,
-    agent: Id,
-    runtime: Id,
+    id: TaskId,
+    workspace: WorkspaceId,
+    agent: AgentId,
+    runtime: RuntimeId,
     at: &str,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
@@ -106,7 +110,7 @@ pub fn dispatched_task(
 
 pub fn backdate_task(
     conn: &Connection,
-    id: Id,
+    id: TaskId,
     clock: TaskClock,
     at: &str,
 ) -> rusqlite::Result<()> {
@@ -160,7 +164,7 @@ pub fn backdate_token(
 
 pub fn backdate_invitation(
     conn: &Connection,
-    id: Id,
+    id: InvitationId,
     created_at: &str,
     expires_at: &str,
 ) -> rusqlite::Result<()> {

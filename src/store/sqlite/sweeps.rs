@@ -9,12 +9,15 @@
 
 use rusqlite::{params, Connection};
 
-use crate::domain::Id;
+use crate::domain::{RuntimeId, WorkspaceId};
 use crate::store::now;
 #[allow(unused_imports)]
 use crate::store::sweeps::*;
 
-pub fn mark_stale_offline(conn: &Connection, cutoff: &str) -> rusqlite::Result<Vec<(Id, Id)>> {
+pub fn mark_stale_offline(
+    conn: &Connection,
+    cutoff: &str,
+) -> rusqlite::Result<Vec<(RuntimeId, WorkspaceId)>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?4, updated_at = ?2
          WHERE id IN (SELECT id FROM agent_runtime
@@ -87,7 +90,7 @@ pub fn fail_timed_out_tasks(
 pub fn delete_abandoned_runtimes(
     conn: &Connection,
     cutoff: &str,
-) -> rusqlite::Result<Vec<(Id, Id)>> {
+) -> rusqlite::Result<Vec<(RuntimeId, WorkspaceId)>> {
     let mut stmt = conn.prepare_cached(
         "DELETE FROM agent_runtime
          WHERE id IN (

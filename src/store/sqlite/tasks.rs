@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::Id;
+use crate::domain::{AgentId, RuntimeId, TaskId, WorkspaceId};
 use crate::store::sweeps::FailedTask;
 #[allow(unused_imports)]
 use crate::store::tasks::*;
@@ -54,7 +54,7 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>
     rows.collect()
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
+pub fn get(conn: &Connection, id: TaskId) -> rusqlite::Result<Option<Task>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent_task_queue WHERE id = ?1"),
         [id],
@@ -64,7 +64,7 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
 }
 
 pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
-    let id = Id::new();
+    let id = TaskId::new();
     conn.execute(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, status, priority, prompt,
              issue_id, created_by, created_at)
@@ -83,7 +83,7 @@ pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-pub fn count_queued(conn: &Connection, agent: Id) -> rusqlite::Result<i64> {
+pub fn count_queued(conn: &Connection, agent: AgentId) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM agent_task_queue WHERE agent_id = ?1 AND status = 'queued'",
         [agent],
@@ -93,8 +93,8 @@ pub fn count_queued(conn: &Connection, agent: Id) -> rusqlite::Result<i64> {
 
 pub fn list_for_agent(
     conn: &Connection,
-    agent: Id,
-    after: Option<(&str, Id)>,
+    agent: AgentId,
+    after: Option<(&str, TaskId)>,
     limit: usize,
 ) -> rusqlite::Result<(Vec<(Task, String)>, bool)> {
     // '~' sorts after every stored timestamp (they start with a digit):
@@ -126,7 +126,7 @@ pub fn list_for_agent(
     Ok((page, false))
 }
 
-pub fn pending_for_runtime(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Task>> {
+pub fn pending_for_runtime(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<Task>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_task_queue
          WHERE (status = 'queued' AND agent_id IN
@@ -139,7 +139,7 @@ pub fn pending_for_runtime(conn: &Connection, runtime: Id) -> rusqlite::Result<V
     rows.collect()
 }
 
-pub fn claim(conn: &Connection, runtime: Id) -> rusqlite::Result<Option<Task>> {
+pub fn claim(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Option<Task>> {
     claim_any(conn, &[runtime])
 }
 
@@ -202,7 +202,7 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> rusqlite::Result<String> {
     serde_json::to_string(items).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-pub fn claim_any(conn: &Connection, runtimes: &[Id]) -> rusqlite::Result<Option<Task>> {
+pub fn claim_any(conn: &Connection, runtimes: &[RuntimeId]) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&claim_statement(NEXT_CLAIMABLE))?
         .query_row(params![json_list(runtimes)?, now()], from_row)
         .optional()
@@ -211,7 +211,11 @@ pub fn claim_any(conn: &Connection, runtimes: &[Id]) -> rusqlite::Result<Option<
 /// The claim statement for one given task, as a claimer that chose it
 /// before a concurrent claim committed would run it.
 #[cfg(test)]
-fn claim_task(conn: &Connection, runtimes: &[Id], task: Id) -> rusqlite::Result<Option<Task>> {
+fn claim_task(
+    conn: &Connection,
+    runtimes: &[RuntimeId],
+    task: TaskId,
+) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&claim_statement("?3"))?
         .query_row(params![json_list(runtimes)?, now(), task], from_row)
         .optional()
@@ -219,7 +223,7 @@ fn claim_task(conn: &Connection, runtimes: &[Id], task: Id) -> rusqlite::Result<
 
 pub fn apply(
     conn: &Connection,
-    id: Id,
+    id: TaskId,
     transition: Transition,
     result: Option<&str>,
     error: Option<&str>,
@@ -244,7 +248,7 @@ pub fn apply(
     .optional()
 }
 
-pub fn cancel_for_agent(conn: &Connection, agent: Id) -> rusqlite::Result<Vec<Id>> {
+pub fn cancel_for_agent(conn: &Connection, agent: AgentId) -> rusqlite::Result<Vec<TaskId>> {
     let mut stmt = conn.prepare(
         "UPDATE agent_task_queue
          SET status = 'cancelled', completed_at = ?2, prepare_lease_expires_at = NULL
@@ -255,7 +259,7 @@ pub fn cancel_for_agent(conn: &Connection, agent: Id) -> rusqlite::Result<Vec<Id
     rows.collect()
 }
 
-pub fn hourly_activity(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<HourCount>> {
+pub fn hourly_activity(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<HourCount>> {
     let mut stmt = conn.prepare(
         "SELECT CAST(substr(started_at, 12, 2) AS INTEGER) AS hour, count(*)
          FROM agent_task_queue
@@ -273,8 +277,8 @@ pub fn hourly_activity(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<H
 
 pub fn set_prepare_lease(
     conn: &Connection,
-    id: Id,
-    runtime: Id,
+    id: TaskId,
+    runtime: RuntimeId,
     until: &str,
 ) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&format!(
@@ -288,7 +292,7 @@ pub fn set_prepare_lease(
 
 pub fn pin_session(
     conn: &Connection,
-    id: Id,
+    id: TaskId,
     session_id: Option<&str>,
     work_dir: Option<&str>,
 ) -> rusqlite::Result<()> {
@@ -303,7 +307,7 @@ pub fn pin_session(
 
 pub fn record_cancel_ack(
     conn: &Connection,
-    id: Id,
+    id: TaskId,
     ack: &CancelAck,
     at: &str,
 ) -> rusqlite::Result<bool> {
@@ -329,7 +333,7 @@ pub fn record_cancel_ack(
     Ok(changed > 0)
 }
 
-pub fn fail_orphans(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<FailedTask>> {
+pub fn fail_orphans(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
          SET status = 'failed', error = ?2, failure_reason = 'runtime_recovery',
@@ -357,7 +361,7 @@ pub fn fail_orphans(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Fail
 
 pub fn issue_tasks(
     conn: &Connection,
-    workspace: Option<Id>,
+    workspace: Option<WorkspaceId>,
     issue_ids: &[String],
 ) -> rusqlite::Result<Vec<IssueTasks>> {
     let ids = json_list(issue_ids)?;
@@ -411,9 +415,9 @@ mod tests {
         _dir: tempfile::TempDir,
         a: Connection,
         b: Connection,
-        workspace: Id,
-        runtime: Id,
-        agent: Id,
+        workspace: WorkspaceId,
+        runtime: RuntimeId,
+        agent: AgentId,
     }
 
     fn two_claimers(limit: i64) -> TwoClaimers {
@@ -421,7 +425,7 @@ mod tests {
         let path = dir.path().join("claims.db");
         migrate_file(&path, Duration::from_secs(5)).expect("migrate");
         let (a, b) = (connect(&path), connect(&path));
-        let (workspace, runtime, agent) = (Id::new(), Id::new(), Id::new());
+        let (workspace, runtime, agent) = (WorkspaceId::new(), RuntimeId::new(), AgentId::new());
         a.execute(
             "INSERT INTO workspace (id, name, slug, created_at, updated_at)
              VALUES (?1, 'w', 'w', ?2, ?2)",
@@ -453,8 +457,8 @@ mod tests {
     }
 
     impl TwoClaimers {
-        fn queue(&self, prompt: &str) -> Id {
-            let id = Id::new();
+        fn queue(&self, prompt: &str) -> TaskId {
+            let id = TaskId::new();
             self.a
                 .execute(
                     "INSERT INTO agent_task_queue (id, workspace_id, agent_id, prompt, created_at)
@@ -467,7 +471,7 @@ mod tests {
 
         /// The task a claimer would pick now, as the claim's subquery
         /// picks it.
-        fn chosen_by_b(&self) -> Option<Id> {
+        fn chosen_by_b(&self) -> Option<TaskId> {
             self.b
                 .query_row(NEXT_CLAIMABLE, [json_list(&[self.runtime]).unwrap()], |r| {
                     r.get(0)
@@ -556,7 +560,7 @@ mod tests {
         let until = now();
         let leased = set_prepare_lease(&db.a, task, db.runtime, &until).expect("lease");
         assert!(leased.is_some_and(|t| t.prepare_lease_expires_at.is_some()));
-        let other = set_prepare_lease(&db.a, task, Id::new(), &until).expect("lease");
+        let other = set_prepare_lease(&db.a, task, RuntimeId::new(), &until).expect("lease");
         assert!(other.is_none());
         apply(&db.a, task, Transition::Start, None, None).expect("start");
         let late = set_prepare_lease(&db.b, task, db.runtime, &until).expect("lease");

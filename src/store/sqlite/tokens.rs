@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::Id;
+use crate::domain::{TaskId, TaskTokenId, TokenId, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::tokens::*;
 use crate::store::{api_time, now};
@@ -28,12 +28,12 @@ fn pat_from_row(row: &Row<'_>) -> rusqlite::Result<PersonalToken> {
 
 pub fn create_personal(
     conn: &Connection,
-    user: Id,
+    user: UserId,
     name: &str,
     expires_at: Option<&str>,
 ) -> rusqlite::Result<(PersonalToken, String)> {
     let token = generate(PAT_PREFIX);
-    let id = Id::new();
+    let id = TokenId::new();
     conn.execute(
         "INSERT INTO personal_access_token
              (id, user_id, name, token_hash, token_prefix, expires_at, created_at)
@@ -56,7 +56,7 @@ pub fn create_personal(
     Ok((row, token))
 }
 
-pub fn count_live_personal(conn: &Connection, user: Id) -> rusqlite::Result<i64> {
+pub fn count_live_personal(conn: &Connection, user: UserId) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM personal_access_token
          WHERE user_id = ?1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
@@ -65,7 +65,7 @@ pub fn count_live_personal(conn: &Connection, user: Id) -> rusqlite::Result<i64>
     )
 }
 
-pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<PersonalToken>> {
+pub fn list_personal(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<PersonalToken>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {PAT_COLUMNS} FROM personal_access_token WHERE user_id = ?1
          ORDER BY created_at DESC, rowid DESC"
@@ -74,10 +74,14 @@ pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Person
     rows.collect()
 }
 
-pub fn revoke_personal(conn: &Connection, user: Id, id: Id) -> rusqlite::Result<Option<bool>> {
+pub fn revoke_personal(
+    conn: &Connection,
+    user: UserId,
+    id: TokenId,
+) -> rusqlite::Result<Option<bool>> {
     let found: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM personal_access_token WHERE id = ?1 AND user_id = ?2)",
-        [id, user],
+        params![id, user],
         |r| r.get(0),
     )?;
     let revoked = conn.execute(
@@ -128,7 +132,7 @@ pub fn find_daemon(conn: &Connection, token_hash: &str) -> rusqlite::Result<Opti
     .optional()
 }
 
-pub fn touch_personal(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<()> {
+pub fn touch_personal(conn: &Connection, id: TokenId, at: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE personal_access_token SET last_used_at = ?2 WHERE id = ?1",
         params![id, at],
@@ -155,7 +159,7 @@ impl TokenTable {
 /// A stored token as renewal needs it.
 struct RenewableToken {
     table: TokenTable,
-    id: Id,
+    id: TokenId,
     expires_at: Option<String>,
     revoked: bool,
     /// when it was made or last renewed
@@ -273,9 +277,9 @@ fn parse_stored(stored: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 
 pub fn create_daemon(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     daemon_id: &str,
-    created_by: Id,
+    created_by: UserId,
     expires_at: &str,
 ) -> rusqlite::Result<String> {
     let token = generate(DAEMON_PREFIX);
@@ -284,7 +288,7 @@ pub fn create_daemon(
              (id, token_hash, workspace_id, daemon_id, created_by, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-            Id::new(),
+            TokenId::new(),
             hash(&token),
             workspace,
             daemon_id,
@@ -296,7 +300,11 @@ pub fn create_daemon(
     Ok(token)
 }
 
-pub fn count_live_daemon(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<i64> {
+pub fn count_live_daemon(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    user: UserId,
+) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM daemon_token
          WHERE created_by = ?2 AND workspace_id = ?1 AND revoked_at IS NULL AND expires_at > ?3",
@@ -305,7 +313,11 @@ pub fn count_live_daemon(conn: &Connection, workspace: Id, user: Id) -> rusqlite
     )
 }
 
-pub fn create_task_token(conn: &Connection, task: Id, workspace: Id) -> rusqlite::Result<String> {
+pub fn create_task_token(
+    conn: &Connection,
+    task: TaskId,
+    workspace: WorkspaceId,
+) -> rusqlite::Result<String> {
     let token = generate(TASK_PREFIX);
     let now = chrono::Utc::now();
     let expires = now + chrono::Duration::hours(TASK_TOKEN_LIFETIME_HOURS);
@@ -314,7 +326,7 @@ pub fn create_task_token(conn: &Connection, task: Id, workspace: Id) -> rusqlite
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
-        Id::new(),
+        TaskTokenId::new(),
         hash(&token),
         task,
         workspace,

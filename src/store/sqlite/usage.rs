@@ -3,14 +3,14 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::domain::Id;
+use crate::domain::{RuntimeId, TaskId, UsageId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::usage::*;
 
 pub fn upsert_task_usage(
     conn: &Connection,
-    task: Id,
-    workspace: Id,
+    task: TaskId,
+    workspace: WorkspaceId,
     entry: &UsageEntry,
     at: &str,
 ) -> rusqlite::Result<()> {
@@ -26,8 +26,8 @@ struct StoredTaskUsage {
 
 pub fn upsert_task_usage_with_cost(
     conn: &Connection,
-    task: Id,
-    workspace: Id,
+    task: TaskId,
+    workspace: WorkspaceId,
     entry: &UsageEntry,
     cost_usd_ticks: Option<i64>,
     at: &str,
@@ -68,7 +68,7 @@ pub fn upsert_task_usage_with_cost(
 /// in no index and no trigger): SQLite's write transaction already holds
 /// the whole file; an engine with row locks makes concurrent usage writes
 /// of one task wait here.
-fn lock_task(conn: &Connection, task: Id) -> rusqlite::Result<Option<Id>> {
+fn lock_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Option<RuntimeId>> {
     Ok(conn
         .prepare_cached(
             "UPDATE agent_task_queue SET error = error WHERE id = ?1 RETURNING runtime_id",
@@ -80,7 +80,7 @@ fn lock_task(conn: &Connection, task: Id) -> rusqlite::Result<Option<Id>> {
 
 fn stored_task_usage(
     conn: &Connection,
-    task: Id,
+    task: TaskId,
     entry: &UsageEntry,
 ) -> rusqlite::Result<Option<StoredTaskUsage>> {
     conn.prepare_cached(
@@ -99,7 +99,7 @@ fn stored_task_usage(
 }
 
 /// Whether the task already recorded usage of `model` (with any provider).
-fn task_used_model(conn: &Connection, task: Id, model: &str) -> rusqlite::Result<bool> {
+fn task_used_model(conn: &Connection, task: TaskId, model: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM task_usage WHERE task_id = ?1 AND model = ?2)",
     )?
@@ -110,7 +110,7 @@ fn task_used_model(conn: &Connection, task: Id, model: &str) -> rusqlite::Result
 /// existing one keeps its created_at.
 fn write_task_usage(
     conn: &Connection,
-    task: Id,
+    task: TaskId,
     entry: &UsageEntry,
     cost_usd_ticks: Option<i64>,
     at: &str,
@@ -128,7 +128,7 @@ fn write_task_usage(
              updated_at = excluded.updated_at",
     )?
     .execute(params![
-        Id::new(),
+        UsageId::new(),
         task,
         entry.provider,
         entry.model,
@@ -145,7 +145,7 @@ fn write_task_usage(
 /// Moves the daily and hourly workspace rollups of `model` by `delta`.
 fn add_to_workspace_rollups(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     model: &str,
     bucket: &str,
     delta: [i64; 4],
@@ -190,7 +190,7 @@ fn add_to_workspace_rollups(
 /// cost by `cost_delta` (`None`: no cost was ever reported for this row).
 fn add_to_runtime_rollup(
     conn: &Connection,
-    runtime: Id,
+    runtime: RuntimeId,
     date: &str,
     entry: &UsageEntry,
     delta: [i64; 4],
@@ -239,7 +239,7 @@ fn saturating_add(column: &str) -> String {
 fn buckets(
     conn: &Connection,
     sql: &str,
-    workspace: Id,
+    workspace: WorkspaceId,
     from: &str,
     to: &str,
 ) -> rusqlite::Result<Vec<Bucket>> {
@@ -260,7 +260,7 @@ fn buckets(
 
 pub fn daily(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     from: &str,
     to: &str,
 ) -> rusqlite::Result<Vec<Bucket>> {
@@ -278,7 +278,7 @@ pub fn daily(
 
 pub fn hourly(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     from: &str,
     to: &str,
 ) -> rusqlite::Result<Vec<Bucket>> {
@@ -296,7 +296,7 @@ pub fn hourly(
 
 pub fn upsert_runtime_usage(
     conn: &Connection,
-    runtime: Id,
+    runtime: RuntimeId,
     date: &str,
     entry: &UsageEntry,
     at: &str,
@@ -313,7 +313,7 @@ pub fn upsert_runtime_usage(
              updated_at = excluded.updated_at",
     )?
     .execute(params![
-        Id::new(),
+        UsageId::new(),
         runtime,
         date,
         entry.provider,
@@ -329,7 +329,7 @@ pub fn upsert_runtime_usage(
 
 pub fn runtime_usage(
     conn: &Connection,
-    runtime: Id,
+    runtime: RuntimeId,
     from: &str,
     source: UsageSource,
 ) -> rusqlite::Result<Vec<RuntimeUsage>> {

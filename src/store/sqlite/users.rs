@@ -2,7 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::Id;
+use crate::domain::UserId;
 #[allow(unused_imports)]
 use crate::store::users::*;
 use crate::store::Error;
@@ -21,7 +21,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
 }
 
 pub fn insert(conn: &Connection, email: &str, name: &str) -> Result<User, Error> {
-    let id = Id::new();
+    let id = UserId::new();
     let now = now();
     // the UNIQUE (NOCASE) email column decides, also between concurrent
     // inserts; the loser changes nothing
@@ -39,11 +39,11 @@ pub fn insert(conn: &Connection, email: &str, name: &str) -> Result<User, Error>
 }
 
 /// Nothing to take: a SQLite write transaction holds the whole file.
-pub fn lock(_conn: &Connection, _id: Id) -> rusqlite::Result<()> {
+pub fn lock(_conn: &Connection, _id: UserId) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<User>> {
+pub fn get(conn: &Connection, id: UserId) -> rusqlite::Result<Option<User>> {
     conn.query_row(
         &format!(r#"SELECT {COLUMNS} FROM "user" WHERE id = ?1"#),
         [id],
