@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::{Config, SweeperConfig};
-use agenthub::domain::{AgentId, RuntimeId, TaskId, UserId, WorkspaceId};
+use agenthub::domain::{AgentId, RuntimeId, RuntimeStatus, TaskId, UserId, WorkspaceId};
 use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
 use agenthub::store::{agents, format_time};
@@ -105,11 +105,11 @@ fn seed_fleet(
     for i in 0..total + LIVE_RUNTIMES {
         let id = RuntimeId::new();
         let (status, last_seen) = if i < stale {
-            ("online", &hour_ago)
+            (RuntimeStatus::Online, &hour_ago)
         } else if i < total {
-            ("offline", &month_ago)
+            (RuntimeStatus::Offline, &month_ago)
         } else {
-            ("online", &t0)
+            (RuntimeStatus::Online, &t0)
         };
         seed::runtime(
             tx,

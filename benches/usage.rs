@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::Config;
-use agenthub::domain::{AgentId, RuntimeId, TaskId};
+use agenthub::domain::{AgentId, RuntimeId, RuntimeStatus, TaskId};
 use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
 use agenthub::store::usage::{upsert_runtime_usage, upsert_task_usage, UsageEntry};
 use rand::rngs::StdRng;
@@ -81,7 +81,7 @@ async fn run(rows: usize) {
                         daemon_id: &format!("host-{}", r / 2),
                         name: "rt",
                         provider: ["claude", "codex"][r % 2],
-                        status: "online",
+                        status: RuntimeStatus::Online,
                         owner,
                         last_seen_at: Some(&t0),
                         created_at: &t0,

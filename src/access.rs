@@ -6,7 +6,9 @@
 use crate::store::Conn;
 
 use crate::auth::Caller;
-use crate::domain::{AgentId, Role, RuntimeId, TaskId, UserId, WorkspaceId};
+use crate::domain::{
+    AgentId, Role, RuntimeId, TaskId, TaskStatus, UserId, Visibility, WorkspaceId,
+};
 use crate::error::ApiError;
 use crate::store::{runtimes, workspaces};
 
@@ -112,8 +114,9 @@ pub fn require_agent(
 ) -> Result<(crate::store::agents::Agent, Role), ApiError> {
     let agent = crate::store::agents::get(conn, id)?.ok_or_else(agent_not_found)?;
     let role = workspaces::role_of(conn, agent.workspace_id, user)?.ok_or_else(agent_not_found)?;
-    let visible =
-        agent.visibility == "workspace" || agent.owner_id == Some(user) || role.is_manager();
+    let visible = agent.visibility == Visibility::Workspace
+        || agent.owner_id == Some(user)
+        || role.is_manager();
     if visible {
         Ok((agent, role))
     } else {
@@ -152,7 +155,7 @@ pub fn require_daemon_task(
         // its token is live only while the task runs: authentication saw
         // it live, and this is read again in the transaction that acts
         let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
-        return if matches!(task.status.as_str(), "dispatched" | "running") {
+        return if task.status.is_active() {
             Ok(task)
         } else {
             Err(ApiError::unauthorized(
@@ -163,7 +166,7 @@ pub fn require_daemon_task(
     let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
     let runtime = match (task.runtime_id, task.agent_id) {
         (Some(runtime), _) => Some(runtime),
-        (None, Some(agent)) if task.status == "queued" => {
+        (None, Some(agent)) if task.status == TaskStatus::Queued => {
             crate::store::agents::get(conn, agent)?.map(|a| a.runtime_id)
         }
         _ => None,
@@ -206,7 +209,7 @@ pub fn require_task_canceller(
             "only whoever queued the task or a workspace owner or admin can cancel it",
         ));
     };
-    if agent.visibility != "workspace" && agent.owner_id != Some(user) {
+    if agent.visibility != Visibility::Workspace && agent.owner_id != Some(user) {
         return Err(not_found());
     }
     let runtime_owner =

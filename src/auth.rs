@@ -143,7 +143,7 @@ async fn authenticate_task(db: &Store, token: &str) -> Result<Caller, ApiError> 
         .read(move |conn| tokens::find_task_token(conn, &hash))
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
-    if !matches!(stored.task_status.as_str(), "dispatched" | "running") {
+    if !stored.task_status.is_active() {
         return Err(ApiError::unauthorized(
             "task token is no longer valid: its task has ended",
         ));

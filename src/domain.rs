@@ -129,54 +129,137 @@ entity_ids! {
     UsageId;
 }
 
-/// A member's role in a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Owner,
-    Admin,
-    Member,
+/// Declares an enum whose values are one lower-case word each: the word is
+/// its only spelling, in JSON (`Serialize`/`Deserialize`), in the database
+/// and in `as_str`; `FromStr` refuses any other text with `$error`, in
+/// which `$other` names the refused text.
+macro_rules! word_enums {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident, |$other:ident| $error:expr, {
+            $($(#[$vdoc:meta])* $variant:ident => $word:literal,)+
+        }
+    )+) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<$name, String> {
+                match s {
+                    $($word => Ok($name::$variant),)+
+                    $other => Err($error),
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
+}
+
+word_enums! {
+    /// A member's role in a workspace.
+    Role, |other| format!("invalid role {other:?}: must be owner, admin or member"), {
+        Owner => "owner",
+        Admin => "admin",
+        Member => "member",
+    }
+
+    /// Where a task is in its life, in order: waiting, handed to a daemon,
+    /// under way, then one of three ends.
+    TaskStatus, |_other| "status must be queued, dispatched, running, completed, failed or cancelled".to_string(), {
+        Queued => "queued",
+        Dispatched => "dispatched",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+
+    /// Whether a runtime's daemon is heard from.
+    RuntimeStatus, |_other| "status must be online or offline".to_string(), {
+        Online => "online",
+        Offline => "offline",
+    }
+
+    /// What an agent is doing: `idle` and `working` follow its tasks; the
+    /// others are set by people.
+    AgentStatus, |_other| "status must be idle, working, blocked, error or offline".to_string(), {
+        Idle => "idle",
+        Working => "working",
+        Blocked => "blocked",
+        Error => "error",
+        Offline => "offline",
+    }
+
+    /// Where a runtime runs: on a developer's machine, or hosted.
+    RuntimeMode, |_other| "runtime_mode must be local or cloud".to_string(), {
+        Local => "local",
+        Cloud => "cloud",
+    }
+
+    /// Where an invitation stands. Only pending ones can be answered.
+    InvitationStatus, |other| format!("invalid invitation status {other:?}"), {
+        Pending => "pending",
+        Accepted => "accepted",
+        Declined => "declined",
+        Revoked => "revoked",
+    }
+
+    /// Who sees an agent: every member, or its owner and the workspace's
+    /// owners and admins.
+    Visibility, |_other| "visibility must be workspace or private".to_string(), {
+        Workspace => "workspace",
+        Private => "private",
+    }
 }
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Member => "member",
-        }
-    }
-
     /// Owners and admins manage the workspace and any runtime in it.
     pub fn is_manager(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
     }
 }
 
-impl FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Role, String> {
-        match s {
-            "owner" => Ok(Role::Owner),
-            "admin" => Ok(Role::Admin),
-            "member" => Ok(Role::Member),
-            other => Err(format!(
-                "invalid role {other:?}: must be owner, admin or member"
-            )),
-        }
+impl TaskStatus {
+    /// Handed to a daemon and not ended: what holds one of its agent's
+    /// slots and keeps its task token live.
+    pub fn is_active(self) -> bool {
+        matches!(self, TaskStatus::Dispatched | TaskStatus::Running)
     }
 }
-
-/// Every status a task can have, in the order of its life.
-pub const TASK_STATUSES: [&str; 6] = [
-    "queued",
-    "dispatched",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-];
 
 #[cfg(test)]
 mod tests {
@@ -207,5 +290,25 @@ mod tests {
         assert_eq!(serde_json::from_str::<AgentId>(&json).unwrap(), id);
         let bare = format!("\"{}\"", id.uuid().simple());
         assert!(serde_json::from_str::<AgentId>(&bare).is_err());
+    }
+
+    #[test]
+    fn a_word_enum_has_one_spelling_everywhere() {
+        for status in TaskStatus::ALL {
+            let json = serde_json::to_string(status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+            assert_eq!(status.as_str().parse::<TaskStatus>().as_ref(), Ok(status));
+        }
+        assert_eq!(
+            "Queued".parse::<TaskStatus>(),
+            Err(
+                "status must be queued, dispatched, running, completed, failed or cancelled".into()
+            )
+        );
+        assert_eq!(
+            "boss".parse::<Role>(),
+            Err("invalid role \"boss\": must be owner, admin or member".into())
+        );
+        assert!(serde_json::from_str::<Visibility>("\"public\"").is_err());
     }
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
-use crate::domain::{AgentId, Role, TaskId, UserId, WorkspaceId};
+use crate::domain::{AgentId, AgentStatus, Role, TaskId, UserId, Visibility, WorkspaceId};
 
 /// Largest daemon payload (`progress`, `messages`) relayed to streams.
 pub const MAX_RELAYED_BYTES: usize = 64 * 1024;
@@ -69,7 +69,7 @@ impl Audience {
     pub fn of_agent(agent: &crate::store::agents::Agent) -> Audience {
         Audience::Agent {
             owner: agent.owner_id,
-            private: agent.visibility != "workspace",
+            private: agent.visibility != Visibility::Workspace,
         }
     }
 }
@@ -209,7 +209,7 @@ impl EventBus {
         audience: Audience,
         workspace_id: WorkspaceId,
         agent_id: AgentId,
-        status: &str,
+        status: AgentStatus,
     ) {
         self.publish_to(
             AGENT_STATUS,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::domain::{AgentId, WorkspaceId};
+use crate::domain::{AgentId, AgentStatus, WorkspaceId};
 use crate::events::{Audience, EventBus};
 use crate::store::agents;
 use crate::store::sweeps::FailedTask;
@@ -15,7 +15,7 @@ use crate::store::Error;
 pub struct Failures {
     pub failed: Vec<FailedTask>,
     /// (workspace, agent, new status) of agents whose status changed
-    statuses: Vec<(WorkspaceId, AgentId, String)>,
+    statuses: Vec<(WorkspaceId, AgentId, AgentStatus)>,
     audiences: HashMap<AgentId, Audience>,
 }
 
@@ -62,7 +62,7 @@ impl Failures {
             );
         }
         for (workspace, agent, status) in &self.statuses {
-            events.agent_status(audience(Some(*agent)), *workspace, *agent, status);
+            events.agent_status(audience(Some(*agent)), *workspace, *agent, *status);
         }
     }
 }

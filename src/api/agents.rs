@@ -11,7 +11,7 @@ use super::{required, text};
 use crate::access::{require_agent, require_agent_editor};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::daemon_hub::DaemonHub;
-use crate::domain::{AgentId, RuntimeId, WorkspaceId};
+use crate::domain::{AgentId, AgentStatus, RuntimeId, Visibility, WorkspaceId};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent, AgentFields};
@@ -79,8 +79,6 @@ struct AgentRequest {
     max_concurrent_tasks: Option<i64>,
 }
 
-const STATUSES: [&str; 5] = ["idle", "working", "blocked", "error", "offline"];
-
 impl AgentRequest {
     /// Applies the request to `current` (None: a new agent) and checks every
     /// value the schema would refuse, so a CHECK never turns into a 500. The
@@ -107,24 +105,16 @@ impl AgentRequest {
         let runtime = runtimes::get(conn, runtime_id)?
             .filter(|r| r.workspace_id == workspace)
             .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
-        let visibility = self
-            .visibility
-            .or_else(|| current.map(|a| a.visibility.clone()))
-            .unwrap_or_else(|| "private".to_string());
-        if !matches!(visibility.as_str(), "workspace" | "private") {
-            return Err(ApiError::bad_request(
-                "visibility must be workspace or private",
-            ));
-        }
-        let status = self
-            .status
-            .or_else(|| current.map(|a| a.status.clone()))
-            .unwrap_or_else(|| "idle".to_string());
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::bad_request(
-                "status must be idle, working, blocked, error or offline",
-            ));
-        }
+        let visibility = match (self.visibility, current) {
+            (Some(raw), _) => raw.parse().map_err(ApiError::bad_request)?,
+            (None, Some(agent)) => agent.visibility,
+            (None, None) => Visibility::Private,
+        };
+        let status = match (self.status, current) {
+            (Some(raw), _) => raw.parse().map_err(ApiError::bad_request)?,
+            (None, Some(agent)) => agent.status,
+            (None, None) => AgentStatus::Idle,
+        };
         let max_concurrent_tasks = self
             .max_concurrent_tasks
             .or(current.map(|a| a.max_concurrent_tasks))
@@ -292,7 +282,7 @@ async fn archive(
         );
     }
     if let Some(status) = status {
-        events.agent_status(audience, agent.workspace_id, agent.id, &status);
+        events.agent_status(audience, agent.workspace_id, agent.id, status);
     }
     Ok(HttpResponse::Ok().json(agent))
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{acts_for_runtime, require_daemon_runtime};
 use crate::auth::Caller;
-use crate::domain::{AgentId, RuntimeId};
+use crate::domain::{AgentId, AgentStatus, RuntimeId};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent};
@@ -51,7 +51,7 @@ struct ClaimedAgent {
 pub(crate) struct Dispatched {
     task: Task,
     agent: Option<Agent>,
-    agent_status: Option<String>,
+    agent_status: Option<AgentStatus>,
     token: String,
 }
 
@@ -101,7 +101,7 @@ pub(crate) fn announce(events: &EventBus, dispatched: Dispatched) -> ClaimedTask
         task.agent_id,
     );
     if let (Some(agent), Some(status)) = (&agent, agent_status) {
-        events.agent_status(audience, task.workspace_id, agent.id, &status);
+        events.agent_status(audience, task.workspace_id, agent.id, status);
     }
     ClaimedTask {
         task,

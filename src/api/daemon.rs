@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::access::{daemon_reaches, require_daemon_runtime};
 use crate::auth::Caller;
-use crate::domain::{ProbeId, RuntimeId};
+use crate::domain::{ProbeId, RuntimeId, RuntimeStatus};
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::heartbeats::Heartbeats;
@@ -309,7 +309,7 @@ pub(crate) async fn beat(
     let runtime = db
         .read(move |conn| require_daemon_runtime(conn, &caller, id))
         .await?;
-    if runtime.status == "online" {
+    if runtime.status == RuntimeStatus::Online {
         heartbeats.record(id, crate::store::now());
     } else {
         // bringing a runtime back online: checked again in the write, so a

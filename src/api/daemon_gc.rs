@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{acts_for_runtime, daemon_reaches, require_daemon_task};
 use crate::auth::Caller;
-use crate::domain::{RuntimeId, TaskId, WorkspaceId};
+use crate::domain::{RuntimeId, TaskId, TaskStatus, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::tasks::{self, IssueTasks, MAX_ISSUE_ID_BYTES};
 use crate::store::Conn;
@@ -36,7 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[derive(Serialize)]
 struct TaskGcStatus {
-    status: String,
+    status: TaskStatus,
     /// null until the task ends
     completed_at: Option<String>,
 }
@@ -66,24 +66,34 @@ struct IssueState {
     updated_at: String,
 }
 
+/// How the ends of tasks sort: by time, then (at one instant) by the
+/// status's word, as the stored text does.
+fn finish_key((at, status): &(String, TaskStatus)) -> (&str, &'static str) {
+    (at.as_str(), status.as_str())
+}
+
 /// The state of one issue from its (issue, runtime) groups the caller
 /// reaches; `None` when there are none.
 fn issue_state<'a>(groups: impl Iterator<Item = &'a IssueTasks>) -> Option<IssueState> {
     let (mut active, mut queued) = (false, false);
     let mut updated_at: Option<&str> = None;
-    let mut last: Option<&(String, String)> = None;
+    let mut last: Option<&(String, TaskStatus)> = None;
     for group in groups {
         active |= group.active;
         queued |= group.queued;
         updated_at = updated_at.max(Some(group.updated_at.as_str()));
-        last = last.max(group.last_finished.as_ref());
+        if let Some(finished) = &group.last_finished {
+            if last.is_none_or(|l| finish_key(l) <= finish_key(finished)) {
+                last = Some(finished);
+            }
+        }
     }
     let status = match (active, queued, last) {
         (true, _, _) => "in_progress",
         (false, true, _) => "todo",
-        (false, false, Some((_, status))) => match status.as_str() {
-            "completed" => "done",
-            "cancelled" => "cancelled",
+        (false, false, Some((_, status))) => match status {
+            TaskStatus::Completed => "done",
+            TaskStatus::Cancelled => "cancelled",
             _ => "blocked",
         },
         (false, false, None) => return None,
@@ -227,7 +237,7 @@ mod tests {
             active,
             queued,
             updated_at: updated.into(),
-            last_finished: last.map(|(a, s)| (a.into(), s.into())),
+            last_finished: last.map(|(a, s)| (a.into(), s.parse().unwrap())),
         }
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{require_daemon_runtime, require_daemon_task};
 use crate::auth::Caller;
-use crate::domain::{RuntimeId, TaskId};
+use crate::domain::{RuntimeId, TaskId, TaskStatus};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::failures::Failures;
@@ -108,7 +108,7 @@ fn refuse_lease(task: &tasks::Task, runtime: RuntimeId) -> Result<(), ApiError> 
     if task.runtime_id != Some(runtime) {
         return Err(ApiError::not_found("task not found"));
     }
-    if task.status != "dispatched" {
+    if task.status != TaskStatus::Dispatched {
         return Err(ApiError::bad_request(format!(
             "cannot extend the prepare lease of task: it is {}",
             task.status

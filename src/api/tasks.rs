@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::access::{require_daemon_runtime, require_daemon_task, require_task_canceller};
 use crate::auth::{AuthUser, Caller};
-use crate::domain::{RuntimeId, TaskId};
+use crate::domain::{RuntimeId, TaskId, TaskStatus};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus, MAX_RELAYED_BYTES};
 use crate::store::tasks::{self, Task, Transition};
@@ -83,7 +83,7 @@ async fn transition(
         task.agent_id,
     );
     if let (Some(agent), Some(status)) = (task.agent_id, agent_status) {
-        events.agent_status(audience, task.workspace_id, agent, &status);
+        events.agent_status(audience, task.workspace_id, agent, status);
     }
     Ok(task)
 }
@@ -96,7 +96,7 @@ pub(super) fn changed_meanwhile() -> ApiError {
 
 /// 400 naming the task's status unless `transition` may leave it.
 fn refuse_illegal(transition: Transition, task: &Task) -> Result<(), ApiError> {
-    if transition.from_states().contains(&task.status.as_str()) {
+    if transition.from_states().contains(&task.status) {
         return Ok(());
     }
     Err(ApiError::bad_request(format!(
@@ -294,7 +294,7 @@ async fn relay(
             Ok((task, audience))
         })
         .await?;
-    if task.status == "queued" {
+    if task.status == TaskStatus::Queued {
         return Err(ApiError::bad_request("cannot report on task: it is queued"));
     }
     // an empty batch has nothing to show

@@ -1,6 +1,8 @@
 //! `agent` rows.
 
-use crate::domain::{AgentId, RuntimeId, UserId, WorkspaceId};
+use crate::domain::{
+    AgentId, AgentStatus, RuntimeId, RuntimeMode, UserId, Visibility, WorkspaceId,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -16,10 +18,10 @@ pub struct Agent {
     pub description: String,
     pub instructions: String,
     pub avatar_url: Option<String>,
-    pub runtime_mode: String,
+    pub runtime_mode: RuntimeMode,
     pub runtime_config: Value,
-    pub visibility: String,
-    pub status: String,
+    pub visibility: Visibility,
+    pub status: AgentStatus,
     pub max_concurrent_tasks: i64,
     pub owner_id: Option<UserId>,
     /// Kept for wire compatibility; agenthub has no skills.
@@ -34,15 +36,15 @@ pub struct Agent {
 #[derive(Debug, Clone)]
 pub struct AgentFields {
     pub runtime_id: RuntimeId,
-    pub runtime_mode: String,
+    pub runtime_mode: RuntimeMode,
     pub name: String,
     pub description: String,
     pub instructions: String,
     pub avatar_url: Option<String>,
     /// JSON text.
     pub runtime_config: String,
-    pub visibility: String,
-    pub status: String,
+    pub visibility: Visibility,
+    pub status: AgentStatus,
     pub max_concurrent_tasks: i64,
 }
 
@@ -95,6 +97,6 @@ pub fn set_archived(conn: &Conn<'_>, id: AgentId, by: Option<UserId>) -> Result<
 
 /// Sets the agent's status to `working` while it has dispatched or running
 /// tasks and `idle` otherwise. Returns the new status when it changed.
-pub fn reconcile_status(conn: &Conn<'_>, id: AgentId) -> Result<Option<String>> {
+pub fn reconcile_status(conn: &Conn<'_>, id: AgentId) -> Result<Option<AgentStatus>> {
     dispatch!(conn, agents::reconcile_status(id))
 }

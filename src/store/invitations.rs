@@ -1,30 +1,10 @@
 //! `invitation` rows: a role in a workspace offered to an email address.
 
+pub use crate::domain::InvitationStatus;
 use crate::domain::{InvitationId, Role, UserId, WorkspaceId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
-
-/// Where an invitation stands. Only `Pending` ones can be answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InvitationStatus {
-    Pending,
-    Accepted,
-    Declined,
-    Revoked,
-}
-
-impl InvitationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InvitationStatus::Pending => "pending",
-            InvitationStatus::Accepted => "accepted",
-            InvitationStatus::Declined => "declined",
-            InvitationStatus::Revoked => "revoked",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Invitation {

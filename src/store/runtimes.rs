@@ -1,6 +1,6 @@
 //! `agent_runtime` rows: registration upserts, heartbeats, listing, delete.
 
-use crate::domain::{RuntimeId, UserId, WorkspaceId};
+use crate::domain::{RuntimeId, RuntimeMode, RuntimeStatus, UserId, WorkspaceId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -13,9 +13,9 @@ pub struct Runtime {
     pub workspace_id: WorkspaceId,
     pub daemon_id: Option<String>,
     pub name: String,
-    pub runtime_mode: String,
+    pub runtime_mode: RuntimeMode,
     pub provider: String,
-    pub status: String,
+    pub status: RuntimeStatus,
     pub device_info: String,
     /// Always a JSON object; `{}` when empty.
     pub metadata: Value,
@@ -40,7 +40,7 @@ pub struct Registration {
     pub daemon_id: String,
     pub provider: String,
     pub name: String,
-    pub status: &'static str,
+    pub status: RuntimeStatus,
     pub device_info: String,
     /// JSON object text.
     pub metadata: String,
@@ -172,6 +172,6 @@ pub fn touch_seen(conn: &Conn<'_>, id: RuntimeId, at: &str) -> Result<()> {
 }
 
 /// How many runtimes have each status (statuses with none are left out).
-pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(String, i64)>> {
+pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(RuntimeStatus, i64)>> {
     dispatch!(conn, runtimes::count_by_status())
 }

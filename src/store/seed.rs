@@ -5,7 +5,7 @@
 //!
 //! Timestamps are given in the stored form ([`super::format_time`]).
 
-use crate::domain::{AgentId, InvitationId, RuntimeId, TaskId, UserId, WorkspaceId};
+use crate::domain::{AgentId, InvitationId, RuntimeId, RuntimeStatus, TaskId, UserId, WorkspaceId};
 
 use super::{dispatch, Conn, Result};
 
@@ -16,7 +16,7 @@ pub struct SeedRuntime<'a> {
     pub daemon_id: &'a str,
     pub name: &'a str,
     pub provider: &'a str,
-    pub status: &'a str,
+    pub status: RuntimeStatus,
     pub owner: UserId,
     pub last_seen_at: Option<&'a str>,
     pub created_at: &'a str,

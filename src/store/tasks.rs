@@ -1,7 +1,7 @@
 //! `agent_task_queue` rows: queueing, the atomic claim, state transitions
 //! and the hourly activity of a runtime.
 
-use crate::domain::{AgentId, RuntimeId, TaskId, UserId, WorkspaceId};
+use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, UserId, WorkspaceId};
 use crate::store::sweeps::FailedTask;
 use serde::Serialize;
 use serde_json::Value;
@@ -15,7 +15,7 @@ pub struct Task {
     pub agent_id: Option<AgentId>,
     pub runtime_id: Option<RuntimeId>,
     pub issue_id: Option<String>,
-    pub status: String,
+    pub status: TaskStatus,
     pub priority: i64,
     pub prompt: String,
     pub dispatched_at: Option<String>,
@@ -79,21 +79,22 @@ pub enum Transition {
 }
 
 impl Transition {
-    pub fn from_states(self) -> &'static [&'static str] {
+    pub fn from_states(self) -> &'static [TaskStatus] {
+        use TaskStatus::*;
         match self {
-            Transition::Start => &["dispatched"],
-            Transition::Complete => &["running"],
-            Transition::Fail => &["dispatched", "running"],
-            Transition::Cancel => &["queued", "dispatched", "running"],
+            Transition::Start => &[Dispatched],
+            Transition::Complete => &[Running],
+            Transition::Fail => &[Dispatched, Running],
+            Transition::Cancel => &[Queued, Dispatched, Running],
         }
     }
 
-    pub fn to_state(self) -> &'static str {
+    pub fn to_state(self) -> TaskStatus {
         match self {
-            Transition::Start => "running",
-            Transition::Complete => "completed",
-            Transition::Fail => "failed",
-            Transition::Cancel => "cancelled",
+            Transition::Start => TaskStatus::Running,
+            Transition::Complete => TaskStatus::Completed,
+            Transition::Fail => TaskStatus::Failed,
+            Transition::Cancel => TaskStatus::Cancelled,
         }
     }
 
@@ -141,9 +142,9 @@ pub struct IssueTasks {
     pub queued: bool,
     /// The latest thing that happened to any of them (stored form).
     pub updated_at: String,
-    /// When the last of them finished, and how (`completed`, `failed`,
-    /// `cancelled`).
-    pub last_finished: Option<(String, String)>,
+    /// When the last of them finished, and how (completed, failed,
+    /// cancelled).
+    pub last_finished: Option<(String, TaskStatus)>,
 }
 
 pub fn get(conn: &Conn<'_>, id: TaskId) -> Result<Option<Task>> {
@@ -273,6 +274,6 @@ pub fn issue_tasks(
 }
 
 /// How many tasks have each status (statuses with none are left out).
-pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(String, i64)>> {
+pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(TaskStatus, i64)>> {
     dispatch!(conn, tasks::count_by_status())
 }

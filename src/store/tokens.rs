@@ -1,7 +1,7 @@
 //! `personal_access_token` and `daemon_token` rows. Only the SHA-256 of a
 //! token is stored; the token itself is returned once, when it is made.
 
-use crate::domain::{AgentId, TaskId, TaskTokenId, TokenId, UserId, WorkspaceId};
+use crate::domain::{AgentId, TaskId, TaskStatus, TaskTokenId, TokenId, UserId, WorkspaceId};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -104,7 +104,7 @@ pub struct StoredTaskToken {
     pub agent_id: Option<AgentId>,
     /// The task's status now: the token works only while it is dispatched
     /// or running.
-    pub task_status: String,
+    pub task_status: TaskStatus,
     pub expires_at: String,
 }
 

@@ -414,7 +414,7 @@ impl TestApp {
     }
 
     pub fn runtime_status(&self, runtime: &str) -> String {
-        self.runtime_row(runtime).status
+        self.runtime_row(runtime).status.to_string()
     }
 
     /// `POST /api/daemon/deregister` of `runtimes`: they go offline the
@@ -523,11 +523,11 @@ impl TestApp {
     }
 
     pub fn task_status(&self, task: &str) -> String {
-        self.task_row(task).status
+        self.task_row(task).status.to_string()
     }
 
     pub fn agent_status(&self, agent: &str) -> String {
-        self.agent_row(agent).status
+        self.agent_row(agent).status.to_string()
     }
 }
 

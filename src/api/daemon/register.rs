@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::api::{required, short_text, text};
 use crate::auth::Caller;
-use crate::domain::{ProfileId, UserId, WorkspaceId};
+use crate::domain::{ProfileId, RuntimeStatus, UserId, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::runtimes::{self, Registration};
 use crate::store::Conn;
@@ -122,7 +122,7 @@ impl Machine {
         }
     }
 
-    fn row(&self, provider: String, name: String, status: &'static str) -> Registration {
+    fn row(&self, provider: String, name: String, status: RuntimeStatus) -> Registration {
         Registration {
             workspace_id: self.workspace_id,
             daemon_id: self.daemon_id.clone(),
@@ -148,8 +148,8 @@ fn registration(machine: &Machine, i: usize, spec: &RuntimeSpec) -> Result<Regis
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| machine.label(&provider));
     let status = match short_text(spec.status.as_deref(), &field("status"))?.as_str() {
-        "offline" => "offline",
-        _ => "online",
+        "offline" => RuntimeStatus::Offline,
+        _ => RuntimeStatus::Online,
     };
     let mut row = machine.row(provider, name, status);
     row.device_info = [machine.device_name.as_str(), version.as_str()]
@@ -190,7 +190,7 @@ fn failed_profile(
     let mut row = machine.row(
         format!("profile:{profile}"),
         machine.label(shown),
-        "offline",
+        RuntimeStatus::Offline,
     );
     row.device_info = machine.device_name.clone();
     let mut metadata = machine.metadata("");

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use crate::domain::{AgentId, UserId, WorkspaceId};
+use crate::domain::{AgentId, AgentStatus, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::agents::*;
 use crate::store::{api_time, now};
@@ -153,8 +153,8 @@ pub fn set_archived(
     get(conn, id)
 }
 
-pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<String>> {
-    let status: Option<String> = conn
+pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<AgentStatus>> {
+    let status: Option<AgentStatus> = conn
         .query_row(
             "UPDATE agent SET status = new.status, updated_at = ?2
              FROM (SELECT CASE WHEN EXISTS (

@@ -1,6 +1,5 @@
 //! `invitation` rows: a role in a workspace offered to an email address.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::{InvitationId, UserId, WorkspaceId};
@@ -8,26 +7,6 @@ use crate::domain::{InvitationId, UserId, WorkspaceId};
 use crate::store::invitations::*;
 use crate::store::Error;
 use crate::store::{api_time, now};
-
-impl ToSql for InvitationStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for InvitationStatus {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_str()? {
-            "pending" => Ok(InvitationStatus::Pending),
-            "accepted" => Ok(InvitationStatus::Accepted),
-            "declined" => Ok(InvitationStatus::Declined),
-            "revoked" => Ok(InvitationStatus::Revoked),
-            other => Err(FromSqlError::Other(
-                format!("invalid invitation status {other:?}").into(),
-            )),
-        }
-    }
-}
 
 const SELECT: &str = "SELECT i.id, i.workspace_id, w.name, i.email, i.role, i.status, i.invited_by,
                              i.created_at, i.expires_at

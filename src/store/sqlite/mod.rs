@@ -41,8 +41,9 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{ffi, Connection, ErrorCode};
 
 use crate::domain::{
-    AgentId, InvitationId, MemberId, Role, RuntimeId, TaskId, TaskTokenId, TokenId, UsageId,
-    UserId, WorkspaceId,
+    AgentId, AgentStatus, InvitationId, InvitationStatus, MemberId, Role, RuntimeId, RuntimeMode,
+    RuntimeStatus, TaskId, TaskStatus, TaskTokenId, TokenId, UsageId, UserId, Visibility,
+    WorkspaceId,
 };
 
 use crate::config::DatabaseConfig;
@@ -229,20 +230,35 @@ sql_ids!(
     UsageId
 );
 
-impl ToSql for Role {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
+/// Stores each word enum as its word, and reads back only those words.
+macro_rules! sql_words {
+    ($($name:ident),+) => {$(
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e: String| FromSqlError::Other(e.into()))
+            }
+        }
+    )+};
 }
 
-impl FromSql for Role {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e: String| FromSqlError::Other(e.into()))
-    }
-}
+sql_words!(
+    Role,
+    TaskStatus,
+    RuntimeStatus,
+    AgentStatus,
+    RuntimeMode,
+    Visibility,
+    InvitationStatus
+);
 
 fn pool_error(e: r2d2::Error) -> Error {
     Error::internal(format!("connection pool: {e}"))

@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use crate::domain::{RuntimeId, UserId, WorkspaceId};
+use crate::domain::{RuntimeId, RuntimeStatus, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::runtimes::*;
 use crate::store::Error;
@@ -38,7 +38,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     })
 }
 
-pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(RuntimeStatus, i64)>> {
     let mut stmt =
         conn.prepare_cached("SELECT status, count(*) FROM agent_runtime GROUP BY status")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;

@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{AgentId, RuntimeId, TaskId, WorkspaceId};
+use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, WorkspaceId};
 use crate::store::sweeps::FailedTask;
 #[allow(unused_imports)]
 use crate::store::tasks::*;
@@ -47,7 +47,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
     })
 }
 
-pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(TaskStatus, i64)>> {
     let mut stmt =
         conn.prepare_cached("SELECT status, count(*) FROM agent_task_queue GROUP BY status")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -359,6 +359,14 @@ pub fn fail_orphans(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<V
     rows.collect()
 }
 
+/// `text` (part of column `idx`) as a `T`, or the conversion error a
+/// column of the wrong kind gives.
+fn parse_column<T: std::str::FromStr<Err = String>>(idx: usize, text: &str) -> rusqlite::Result<T> {
+    text.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    })
+}
+
 pub fn issue_tasks(
     conn: &Connection,
     workspace: Option<WorkspaceId>,
@@ -382,16 +390,17 @@ pub fn issue_tasks(
     )?;
     let rows = stmt.query_map(params![ids, workspace], |r| {
         let last: Option<String> = r.get(5)?;
+        let last_finished = match last.as_deref().and_then(|l| l.split_once(' ')) {
+            Some((at, status)) => Some((at.to_string(), parse_column(5, status)?)),
+            None => None,
+        };
         Ok(IssueTasks {
             issue_id: r.get(0)?,
             runtime_id: r.get(1)?,
             active: r.get(2)?,
             queued: r.get(3)?,
             updated_at: r.get(4)?,
-            last_finished: last.and_then(|l| {
-                l.split_once(' ')
-                    .map(|(at, status)| (at.to_string(), status.to_string()))
-            }),
+            last_finished,
         })
     })?;
     rows.collect()
@@ -490,13 +499,13 @@ mod tests {
         assert_eq!(db.chosen_by_b(), Some(task));
         let first = claim_task(&db.a, &[db.runtime], task).expect("claim a");
         let first = first.expect("the first claimer gets it");
-        assert_eq!(first.status, "dispatched");
+        assert_eq!(first.status, TaskStatus::Dispatched);
         assert_eq!(first.runtime_id, Some(db.runtime));
         // the second runs its statement on the row as it is now
         let second = claim_task(&db.b, &[db.runtime], task).expect("claim b");
         assert!(second.is_none(), "handed out twice: {second:?}");
         let stored = get(&db.b, task).expect("read").expect("task");
-        assert_eq!(stored.status, "dispatched");
+        assert_eq!(stored.status, TaskStatus::Dispatched);
         assert_eq!(stored.dispatched_at, first.dispatched_at);
     }
 
@@ -513,7 +522,7 @@ mod tests {
         assert!(late.is_none(), "limit overrun: {late:?}");
         assert!(claim_any(&db.b, &[db.runtime]).expect("claim b").is_none());
         let status = get(&db.b, second).expect("read").expect("task").status;
-        assert_eq!(status, "queued");
+        assert_eq!(status, TaskStatus::Queued);
     }
 
     #[test]
@@ -545,11 +554,11 @@ mod tests {
         // b read the task while it was running and decided to fail it; a
         // completed it first
         let done = apply(&db.a, task, Transition::Complete, Some("{}"), None).expect("complete");
-        assert_eq!(done.map(|t| t.status), Some("completed".to_string()));
+        assert_eq!(done.map(|t| t.status), Some(TaskStatus::Completed));
         let late = apply(&db.b, task, Transition::Fail, None, Some("lost")).expect("fail");
         assert!(late.is_none(), "overwrote the completion: {late:?}");
         let stored = get(&db.b, task).expect("read").expect("task");
-        assert_eq!((stored.status.as_str(), stored.error), ("completed", None));
+        assert_eq!((stored.status, stored.error), (TaskStatus::Completed, None));
     }
 
     #[test]
