@@ -11,11 +11,12 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use chrono::Duration;
 use serde::Deserialize;
 
-use crate::domain::{AgentId, Role, TaskId, TaskTokenId, TokenId, UserId, WorkspaceId};
+use crate::domain::{AgentId, Role, TaskId, TaskTokenId, Timestamp, TokenId, UserId, WorkspaceId};
 use crate::error::ApiError;
-use crate::store::{self, tokens, workspaces, Store};
+use crate::store::{tokens, workspaces, Store};
 
 /// How long a daemon token minted through the API stays valid.
 pub const DAEMON_TOKEN_LIFETIME_DAYS: i64 = 365;
@@ -93,10 +94,6 @@ fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(token.trim().to_string())
 }
 
-fn seconds_ago(secs: i64) -> String {
-    store::format_time(chrono::Utc::now() - chrono::Duration::seconds(secs))
-}
-
 /// The SHA-256 of the request's bearer token: a key for per-token limits
 /// that never holds the token itself.
 pub fn bearer_hash(req: &HttpRequest) -> Result<String, ApiError> {
@@ -104,11 +101,11 @@ pub fn bearer_hash(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 /// 401 unless the stored token is neither revoked nor expired.
-fn require_live(stored: &tokens::StoredToken, now: &str) -> Result<(), ApiError> {
+fn require_live(stored: &tokens::StoredToken, now: Timestamp) -> Result<(), ApiError> {
     if stored.revoked {
         return Err(ApiError::unauthorized("token has been revoked"));
     }
-    if stored.expires_at.as_deref().is_some_and(|e| e <= now) {
+    if stored.expires_at.is_some_and(|e| e <= now) {
         return Err(ApiError::unauthorized("token has expired"));
     }
     Ok(())
@@ -127,7 +124,7 @@ pub async fn current_role(
         let Some(stored) = tokens::find_personal(conn, &token_hash)? else {
             return Ok(None);
         };
-        if stored.user_id != Some(user) || require_live(&stored, &store::now()).is_err() {
+        if stored.user_id != Some(user) || require_live(&stored, Timestamp::now()).is_err() {
             return Ok(None);
         }
         Ok(workspaces::role_of(conn, workspace, user)?)
@@ -148,7 +145,7 @@ async fn authenticate_task(db: &Store, token: &str) -> Result<Caller, ApiError> 
             "task token is no longer valid: its task has ended",
         ));
     }
-    if stored.expires_at <= store::now() {
+    if stored.expires_at <= Timestamp::now() {
         return Err(ApiError::unauthorized("token has expired"));
     }
     Ok(Caller::Task(TaskIdentity {
@@ -187,8 +184,8 @@ async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         })
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
-    let now = store::now();
-    require_live(&stored, &now)?;
+    let now = Timestamp::now();
+    require_live(&stored, now)?;
 
     let caller = match (
         is_pat,
@@ -197,16 +194,12 @@ async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         stored.daemon_id,
     ) {
         (true, Some(user_id), _, _) => {
-            let stale = seconds_ago(TOUCH_INTERVAL_SECS);
-            if stored
-                .last_used_at
-                .as_deref()
-                .is_none_or(|t| t < stale.as_str())
-            {
+            let stale = now - Duration::seconds(TOUCH_INTERVAL_SECS);
+            if stored.last_used_at.is_none_or(|t| t < stale) {
                 let id = stored.id;
                 // bookkeeping only: a failure here must not fail the request
                 if let Err(e) = db
-                    .write(move |tx| tokens::touch_personal(tx, id, &now))
+                    .write(move |tx| tokens::touch_personal(tx, id, now))
                     .await
                 {
                     log::warn!("could not record token use: {e}");

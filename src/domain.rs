@@ -1,8 +1,10 @@
 //! Small value types shared by the store and the API.
 
 use std::fmt;
+use std::ops::{Add, Sub};
 use std::str::FromStr;
 
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -261,6 +263,74 @@ impl TaskStatus {
     }
 }
 
+/// A moment, in UTC. The API shows it in RFC 3339 to the whole second
+/// (`2026-11-23T19:42:52Z`: `Display` and `Serialize`); the store keeps it
+/// to the millisecond, in a form of its own engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(DateTime<Utc>);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(Utc::now())
+    }
+
+    pub fn from_utc(time: DateTime<Utc>) -> Timestamp {
+        Timestamp(time)
+    }
+
+    pub fn utc(self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+impl Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn add(self, by: Duration) -> Timestamp {
+        Timestamp(self.0 + by)
+    }
+}
+
+impl Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn sub(self, by: Duration) -> Timestamp {
+        Timestamp(self.0 - by)
+    }
+}
+
+/// How long after `earlier` this is.
+impl Sub for Timestamp {
+    type Output = Duration;
+
+    fn sub(self, earlier: Timestamp) -> Duration {
+        self.0 - earlier.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.format("%Y-%m-%dT%H:%M:%SZ").fmt(f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Any RFC 3339 time, in any offset (tests and tools name moments so).
+impl FromStr for Timestamp {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Timestamp, String> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| Timestamp(t.with_timezone(&Utc)))
+            .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,5 +380,17 @@ mod tests {
             Err("invalid role \"boss\": must be owner, admin or member".into())
         );
         assert!(serde_json::from_str::<Visibility>("\"public\"").is_err());
+    }
+
+    #[test]
+    fn a_timestamp_shows_whole_seconds_in_utc() {
+        let t: Timestamp = "2026-11-23T20:42:52.987+01:00".parse().unwrap();
+        assert_eq!(t.to_string(), "2026-11-23T19:42:52Z");
+        assert_eq!(
+            serde_json::to_string(&Some(t)).unwrap(),
+            "\"2026-11-23T19:42:52Z\""
+        );
+        assert_eq!((t + Duration::days(1)) - t, Duration::days(1));
+        assert!("yesterday".parse::<Timestamp>().is_err());
     }
 }

@@ -15,10 +15,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde::Serialize;
 
-use crate::domain::{ProbeId, RuntimeId};
+use crate::domain::{ProbeId, RuntimeId, Timestamp};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,14 +118,8 @@ pub struct Probe {
     pub output: String,
     pub error: String,
     pub duration_ms: Option<i64>,
-    #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "rfc3339")]
-    pub updated_at: DateTime<Utc>,
-}
-
-fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// What a daemon reports when it is done (or, for updates, progressing).
@@ -149,7 +143,7 @@ impl Probes {
     }
 
     /// Applies timeouts and forgets long-finished probes.
-    fn expire(map: &mut HashMap<ProbeId, Probe>, now: DateTime<Utc>) {
+    fn expire(map: &mut HashMap<ProbeId, Probe>, now: Timestamp) {
         for probe in map.values_mut() {
             if probe.status.is_open() && now - probe.created_at > probe.kind.timeout() {
                 probe.status = Status::Timeout;
@@ -214,7 +208,7 @@ impl Probes {
         runtime: RuntimeId,
         target_version: Option<String>,
     ) -> Result<Probe, ApiError> {
-        let now = Utc::now();
+        let now = Timestamp::now();
         let mut map = self.lock();
         Self::expire(&mut map, now);
         if kind == Kind::Update
@@ -246,7 +240,7 @@ impl Probes {
     /// The probe `id` of `runtime`, if there is one of this kind.
     pub fn get(&self, kind: Kind, runtime: RuntimeId, id: ProbeId) -> Option<Probe> {
         let mut map = self.lock();
-        Self::expire(&mut map, Utc::now());
+        Self::expire(&mut map, Timestamp::now());
         map.get(&id)
             .filter(|p| p.kind == kind && p.runtime_id == runtime)
             .cloned()
@@ -255,7 +249,7 @@ impl Probes {
     /// Hands the oldest pending probe of `runtime` to its daemon (on a
     /// heartbeat) and marks it running.
     pub fn take_pending(&self, kind: Kind, runtime: RuntimeId) -> Option<Probe> {
-        let now = Utc::now();
+        let now = Timestamp::now();
         let mut map = self.lock();
         Self::expire(&mut map, now);
         let probe = map
@@ -277,7 +271,7 @@ impl Probes {
         id: ProbeId,
         outcome: Outcome,
     ) -> Result<Probe, ApiError> {
-        let now = Utc::now();
+        let now = Timestamp::now();
         let mut map = self.lock();
         Self::expire(&mut map, now);
         let probe = map
@@ -304,8 +298,8 @@ impl Probes {
     #[doc(hidden)]
     pub fn age_all(&self, by: Duration) {
         for probe in self.lock().values_mut() {
-            probe.created_at -= by;
-            probe.updated_at -= by;
+            probe.created_at = probe.created_at - by;
+            probe.updated_at = probe.updated_at - by;
         }
     }
 }

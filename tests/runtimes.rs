@@ -178,7 +178,7 @@ async fn delete_is_409_with_an_active_agent_and_succeeds_after_archiving() {
     let archived = app.insert_agent(&ws, &rt, &alice.id, true);
     let (workspace, done_by, on) = (parse_id(&ws), parse_id(&archived), parse_id(&rt));
     app.arrange(move |conn| {
-        let at = "2026-01-01T00:00:00.000Z";
+        let at = "2026-01-01T00:00:00.000Z".parse().unwrap();
         seed::finished_task(conn, TaskId::new(), workspace, done_by, on, at)
     });
     let mut events = app.state.events.subscribe(ws.parse().unwrap());

@@ -38,9 +38,9 @@ fn record(
         output_tokens: output,
         ..Default::default()
     };
-    let at = at.to_string();
+    let at = at.parse().unwrap();
     app.db
-        .write_blocking(move |tx| upsert_task_usage(tx, task, ws, &entry, &at))
+        .write_blocking(move |tx| upsert_task_usage(tx, task, ws, &entry, at))
         .unwrap();
 }
 

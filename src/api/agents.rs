@@ -61,7 +61,7 @@ async fn list(
     let rows = db
         .read(move |conn| agents::list(conn, filter, fetch.after(), fetch.fetch()))
         .await?;
-    Ok(page::reply(&req, &page, rows, |a| a.id))
+    Ok(page::reply(&req, &page, rows, |a| (a.created_at, a.id)))
 }
 
 /// The body of create and update: every field optional, validated against
@@ -330,7 +330,13 @@ async fn list_tasks(
             )?)
         })
         .await?;
-    Ok(page::reply_cut(&req, &page, rows, |t| t.id, cut))
+    Ok(page::reply_cut(
+        &req,
+        &page,
+        rows,
+        |t| (t.created_at, t.id),
+        cut,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::access::{daemon_reaches, require_daemon_runtime};
 use crate::auth::Caller;
-use crate::domain::{ProbeId, RuntimeId, RuntimeStatus};
+use crate::domain::{ProbeId, RuntimeId, RuntimeStatus, Timestamp};
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::heartbeats::Heartbeats;
@@ -310,7 +310,7 @@ pub(crate) async fn beat(
         .read(move |conn| require_daemon_runtime(conn, &caller, id))
         .await?;
     if runtime.status == RuntimeStatus::Online {
-        heartbeats.record(id, crate::store::now());
+        heartbeats.record(id, Timestamp::now());
     } else {
         // bringing a runtime back online: checked again in the write, so a
         // member removed meanwhile cannot be undone by their daemon

@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{require_daemon_runtime, require_daemon_task};
 use crate::auth::Caller;
-use crate::domain::{RuntimeId, TaskId, TaskStatus};
+use crate::domain::{RuntimeId, TaskId, TaskStatus, Timestamp};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::failures::Failures;
 use crate::store::sweeps::BATCH;
 use crate::store::tasks::{self, CancelAck};
-use crate::store::{format_time, Store};
+use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -86,8 +86,8 @@ async fn prepare_lease(
             require_daemon_runtime(tx, &caller, runtime)?;
             let task = require_daemon_task(tx, &caller, id)?;
             refuse_lease(&task, runtime)?;
-            let until = chrono::Utc::now() + chrono::Duration::seconds(tasks::PREPARE_LEASE_SECS);
-            match tasks::set_prepare_lease(tx, id, runtime, &format_time(until))? {
+            let until = Timestamp::now() + chrono::Duration::seconds(tasks::PREPARE_LEASE_SECS);
+            match tasks::set_prepare_lease(tx, id, runtime, until)? {
                 Some(task) => Ok(task),
                 // a concurrent change won: say what the task is now
                 None => {
@@ -234,7 +234,7 @@ async fn cancel_ack(
         .parse()?;
     db.write(move |tx| -> Result<_, ApiError> {
         require_daemon_task(tx, &caller, id)?;
-        tasks::record_cancel_ack(tx, id, &ack, &crate::store::now())?;
+        tasks::record_cancel_ack(tx, id, &ack, Timestamp::now())?;
         Ok(())
     })
     .await?;

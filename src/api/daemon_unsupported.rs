@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::access::daemon_reaches;
 use crate::auth::Caller;
-use crate::domain::{AutopilotRunId, ChatSessionId, WorkspaceId};
+use crate::domain::{AutopilotRunId, ChatSessionId, Timestamp, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::Store;
 
@@ -103,7 +103,7 @@ const UNSUPPORTED: &str = "unsupported";
 #[derive(Serialize)]
 struct ChatSessionGcStatus {
     status: &'static str,
-    updated_at: Option<String>,
+    updated_at: Option<Timestamp>,
 }
 
 async fn chat_session_gc_check(_caller: Caller, _path: web::Path<ChatSessionId>) -> HttpResponse {
@@ -116,7 +116,7 @@ async fn chat_session_gc_check(_caller: Caller, _path: web::Path<ChatSessionId>)
 #[derive(Serialize)]
 struct AutopilotRunGcStatus {
     status: &'static str,
-    completed_at: Option<String>,
+    completed_at: Option<Timestamp>,
 }
 
 async fn autopilot_run_gc_check(_caller: Caller, _path: web::Path<AutopilotRunId>) -> HttpResponse {

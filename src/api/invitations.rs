@@ -15,10 +15,10 @@ use super::required;
 use super::workspaces::{parse_role, require_manager};
 use crate::admin::parse_email;
 use crate::auth::AuthUser;
-use crate::domain::{InvitationId, Role, UserId, WorkspaceId};
+use crate::domain::{InvitationId, Role, Timestamp, UserId, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::invitations::{self, Invitation, InvitationStatus};
-use crate::store::{self, workspaces, Store};
+use crate::store::{workspaces, Store};
 
 /// How long an invitation can be accepted.
 pub const INVITATION_LIFETIME_DAYS: i64 = 14;
@@ -125,14 +125,13 @@ fn offer(
             "a workspace can have at most {MAX_OPEN_INVITATIONS} pending invitations"
         )));
     }
-    let expires_at =
-        store::format_time(chrono::Utc::now() + chrono::Duration::days(INVITATION_LIFETIME_DAYS));
+    let expires_at = Timestamp::now() + chrono::Duration::days(INVITATION_LIFETIME_DAYS);
     let offer = invitations::Offer {
         workspace,
         email,
         role,
         invited_by: inviter,
-        expires_at: &expires_at,
+        expires_at,
     };
     // an owner invitation that appeared since the look-up is refused here
     invitations::offer(tx, &offer, may_change_owner)?.ok_or_else(owner_change)

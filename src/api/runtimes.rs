@@ -57,7 +57,7 @@ async fn list(
             )?)
         })
         .await?;
-    Ok(page::reply(&req, &page, rows, |r| r.id))
+    Ok(page::reply(&req, &page, rows, |r| (r.created_at, r.id)))
 }
 
 /// Owners and admins delete any runtime, members only their own; archived

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::access::{require_daemon_runtime, require_daemon_task, require_task_canceller};
 use crate::auth::{AuthUser, Caller};
-use crate::domain::{RuntimeId, TaskId, TaskStatus};
+use crate::domain::{RuntimeId, TaskId, TaskStatus, Timestamp};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus, MAX_RELAYED_BYTES};
 use crate::store::tasks::{self, Task, Transition};
@@ -392,7 +392,7 @@ async fn report_usage(
         .collect::<Result<Vec<_>, _>>()?;
     db.write(move |tx| -> Result<_, ApiError> {
         let task = require_daemon_task(tx, &caller, id)?;
-        let at = crate::store::now();
+        let at = Timestamp::now();
         for (entry, cost) in &entries {
             crate::store::usage::upsert_task_usage_with_cost(
                 tx,
@@ -400,7 +400,7 @@ async fn report_usage(
                 task.workspace_id,
                 entry,
                 *cost,
-                &at,
+                at,
             )?;
         }
         Ok(())

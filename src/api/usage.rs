@@ -15,11 +15,11 @@ use serde_json::Value;
 
 use crate::access::{require_daemon_runtime, require_member_runtime};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
-use crate::domain::{RuntimeId, WorkspaceId};
+use crate::domain::{RuntimeId, Timestamp, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::usage::{self, Bucket, RuntimeUsage, UsageEntry, UsageSource};
 use crate::store::Conn;
-use crate::store::{self, Store};
+use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -182,9 +182,9 @@ async fn report_runtime_usage(
     let accepted = valid.len();
     db.write(move |tx| -> Result<_, ApiError> {
         require_daemon_runtime(tx, &caller, runtime)?;
-        let at = store::now();
+        let at = Timestamp::now();
         for (date, entry) in &valid {
-            usage::upsert_runtime_usage(tx, runtime, date, entry, &at)?;
+            usage::upsert_runtime_usage(tx, runtime, date, entry, at)?;
         }
         Ok(())
     })

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{invitations, required, text};
 use crate::auth::{require_member, AuthUser, DAEMON_TOKEN_LIFETIME_DAYS};
-use crate::domain::{MemberId, Role, UserId, WorkspaceId};
+use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
 use crate::error::ApiError;
 use crate::events::EventBus;
-use crate::store::{self, tokens, workspaces, Store};
+use crate::store::{tokens, workspaces, Store};
 
 /// Daemon tokens a member may hold live (not revoked, not expired) in one
 /// workspace: one per machine and profile is plenty.
@@ -263,7 +263,7 @@ struct DaemonToken {
     token: String,
     workspace_id: WorkspaceId,
     daemon_id: String,
-    expires_at: String,
+    expires_at: Timestamp,
 }
 
 /// Any member may mint a token for a daemon on their own machine; the token
@@ -276,9 +276,7 @@ async fn create_daemon_token(
 ) -> Result<HttpResponse, ApiError> {
     let workspace = path.into_inner();
     let daemon_id = body.into_inner().daemon_id;
-    let expires = chrono::Utc::now() + chrono::Duration::days(DAEMON_TOKEN_LIFETIME_DAYS);
-    let expires_at = store::format_time(expires);
-    let stored_expiry = expires_at.clone();
+    let expires_at = Timestamp::now() + chrono::Duration::days(DAEMON_TOKEN_LIFETIME_DAYS);
     let (token, daemon_id) = db
         .write(move |tx| -> Result<_, ApiError> {
             // who owns a daemon_id and how many tokens a member holds are
@@ -288,7 +286,7 @@ async fn create_daemon_token(
             let daemon_id = required(daemon_id.as_deref(), "daemon_id")?;
             may_mint(tx, workspace, &daemon_id, caller.user_id)?;
             let token =
-                tokens::create_daemon(tx, workspace, &daemon_id, caller.user_id, &stored_expiry)?;
+                tokens::create_daemon(tx, workspace, &daemon_id, caller.user_id, expires_at)?;
             Ok((token, daemon_id))
         })
         .await?;
@@ -296,6 +294,6 @@ async fn create_daemon_token(
         token,
         workspace_id: workspace,
         daemon_id,
-        expires_at: store::api_time(&expires_at),
+        expires_at,
     }))
 }

@@ -1,7 +1,7 @@
 //! `agent` rows.
 
 use crate::domain::{
-    AgentId, AgentStatus, RuntimeId, RuntimeMode, UserId, Visibility, WorkspaceId,
+    AgentId, AgentStatus, RuntimeId, RuntimeMode, Timestamp, UserId, Visibility, WorkspaceId,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -26,9 +26,9 @@ pub struct Agent {
     pub owner_id: Option<UserId>,
     /// Kept for wire compatibility; agenthub has no skills.
     pub skills: Vec<Value>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub archived_at: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub archived_at: Option<Timestamp>,
     pub archived_by: Option<UserId>,
 }
 
@@ -64,14 +64,13 @@ pub fn get(conn: &Conn<'_>, id: AgentId) -> Result<Option<Agent>> {
 
 /// Up to `limit` of the agents `filter.viewer` may see (workspace-visible
 /// ones, their own, or all of them for `see_private`), oldest first (ties
-/// by id), after the row whose (stored created_at, id) is `after`; each
-/// with its stored created_at, the key of the next page.
+/// by id), after the row whose (created_at, id) is `after`.
 pub fn list(
     conn: &Conn<'_>,
     filter: Filter,
-    after: Option<(&str, AgentId)>,
+    after: Option<(Timestamp, AgentId)>,
     limit: usize,
-) -> Result<Vec<(Agent, String)>> {
+) -> Result<Vec<Agent>> {
     dispatch!(conn, agents::list(filter, after, limit))
 }
 

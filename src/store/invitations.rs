@@ -1,7 +1,7 @@
 //! `invitation` rows: a role in a workspace offered to an email address.
 
 pub use crate::domain::InvitationStatus;
-use crate::domain::{InvitationId, Role, UserId, WorkspaceId};
+use crate::domain::{InvitationId, Role, Timestamp, UserId, WorkspaceId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
@@ -17,8 +17,8 @@ pub struct Invitation {
     pub status: InvitationStatus,
     /// The inviting user; null once that user is gone.
     pub invited_by: Option<UserId>,
-    pub created_at: String,
-    pub expires_at: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
     #[serde(skip)]
     pub expired: bool,
 }
@@ -58,13 +58,13 @@ pub fn list_open_for_user(conn: &Conn<'_>, user: UserId) -> Result<Vec<Invitatio
 }
 
 /// An invitation to send: `role` in `workspace` for `email`, from
-/// `invited_by`, open until `expires_at` (stored form).
+/// `invited_by`, open until `expires_at`.
 pub struct Offer<'a> {
     pub workspace: WorkspaceId,
     pub email: &'a str,
     pub role: Role,
     pub invited_by: UserId,
-    pub expires_at: &'a str,
+    pub expires_at: Timestamp,
 }
 
 /// Sends an invitation: a new pending one, or — when the address already

@@ -1,6 +1,6 @@
 //! `agent_runtime` rows: registration upserts, heartbeats, listing, delete.
 
-use crate::domain::{RuntimeId, RuntimeMode, RuntimeStatus, UserId, WorkspaceId};
+use crate::domain::{RuntimeId, RuntimeMode, RuntimeStatus, Timestamp, UserId, WorkspaceId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,9 +20,9 @@ pub struct Runtime {
     /// Always a JSON object; `{}` when empty.
     pub metadata: Value,
     pub owner_id: Option<UserId>,
-    pub last_seen_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub last_seen_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// Why it is offline (`{code, detail?, repair?}`); null while online
     /// or when nobody said.
     pub offline_reason: Option<Value>,
@@ -65,15 +65,14 @@ pub fn get(conn: &Conn<'_>, id: RuntimeId) -> Result<Option<Runtime>> {
 }
 
 /// Up to `limit` of a workspace's runtimes (optionally one owner's), oldest
-/// first (ties by id), after the row whose (stored created_at, id) is
-/// `after`; each with its stored created_at, the key of the next page.
+/// first (ties by id), after the row whose (created_at, id) is `after`.
 pub fn list(
     conn: &Conn<'_>,
     workspace: WorkspaceId,
     owner: Option<UserId>,
-    after: Option<(&str, RuntimeId)>,
+    after: Option<(Timestamp, RuntimeId)>,
     limit: usize,
-) -> Result<Vec<(Runtime, String)>> {
+) -> Result<Vec<Runtime>> {
     dispatch!(conn, runtimes::list(workspace, owner, after, limit))
 }
 
@@ -167,7 +166,7 @@ pub fn delete(conn: &Conn<'_>, id: RuntimeId) -> Result<()> {
 /// Moves an online runtime's last_seen_at forward to `at` (a buffered
 /// heartbeat). A runtime swept offline meanwhile stays offline: its next
 /// heartbeat brings it back through [`heartbeat`].
-pub fn touch_seen(conn: &Conn<'_>, id: RuntimeId, at: &str) -> Result<()> {
+pub fn touch_seen(conn: &Conn<'_>, id: RuntimeId, at: Timestamp) -> Result<()> {
     dispatch!(conn, runtimes::touch_seen(id, at))
 }
 

@@ -2,10 +2,10 @@
 //! fleet registered months ago, a year of finished tasks, a token that
 //! has run out): for tests and benchmarks, on every engine. Not used by
 //! the server.
-//!
-//! Timestamps are given in the stored form ([`super::format_time`]).
 
-use crate::domain::{AgentId, InvitationId, RuntimeId, RuntimeStatus, TaskId, UserId, WorkspaceId};
+use crate::domain::{
+    AgentId, InvitationId, RuntimeId, RuntimeStatus, TaskId, Timestamp, UserId, WorkspaceId,
+};
 
 use super::{dispatch, Conn, Result};
 
@@ -18,8 +18,8 @@ pub struct SeedRuntime<'a> {
     pub provider: &'a str,
     pub status: RuntimeStatus,
     pub owner: UserId,
-    pub last_seen_at: Option<&'a str>,
-    pub created_at: &'a str,
+    pub last_seen_at: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
 /// An agent row created at `created_at` (archived at `archived_at`).
@@ -29,8 +29,8 @@ pub struct SeedAgent<'a> {
     pub runtime: RuntimeId,
     pub name: &'a str,
     pub owner: UserId,
-    pub archived_at: Option<&'a str>,
-    pub created_at: &'a str,
+    pub archived_at: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
 /// The kinds of bearer token, each kept in a table of its own.
@@ -65,7 +65,7 @@ pub fn offline_runtimes(
     workspace: WorkspaceId,
     owner: UserId,
     count: u32,
-    created_at: &str,
+    created_at: Timestamp,
 ) -> Result<()> {
     dispatch!(
         conn,
@@ -75,7 +75,7 @@ pub fn offline_runtimes(
 
 /// Sets when a runtime was last heard from, as if it had been silent
 /// since `last_seen_at` (its status stays as it is).
-pub fn backdate_runtime(conn: &Conn<'_>, id: RuntimeId, last_seen_at: &str) -> Result<()> {
+pub fn backdate_runtime(conn: &Conn<'_>, id: RuntimeId, last_seen_at: Timestamp) -> Result<()> {
     dispatch!(conn, seed::backdate_runtime(id, last_seen_at))
 }
 
@@ -90,7 +90,7 @@ pub fn finished_task(
     workspace: WorkspaceId,
     agent: AgentId,
     runtime: RuntimeId,
-    at: &str,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(conn, seed::finished_task(id, workspace, agent, runtime, at))
 }
@@ -102,7 +102,7 @@ pub fn dispatched_task(
     workspace: WorkspaceId,
     agent: AgentId,
     runtime: RuntimeId,
-    at: &str,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(
         conn,
@@ -112,7 +112,7 @@ pub fn dispatched_task(
 
 /// Moves one clock of a task to `at`, as if it had been dispatched or
 /// started then (its status stays as it is).
-pub fn backdate_task(conn: &Conn<'_>, id: TaskId, clock: TaskClock, at: &str) -> Result<()> {
+pub fn backdate_task(conn: &Conn<'_>, id: TaskId, clock: TaskClock, at: Timestamp) -> Result<()> {
     dispatch!(conn, seed::backdate_task(id, clock, at))
 }
 
@@ -122,7 +122,7 @@ pub fn expire_token(
     conn: &Conn<'_>,
     kind: TokenKind,
     token_hash: &str,
-    expires_at: &str,
+    expires_at: Timestamp,
 ) -> Result<bool> {
     dispatch!(conn, seed::expire_token(kind, token_hash, expires_at))
 }
@@ -134,8 +134,8 @@ pub fn backdate_token(
     conn: &Conn<'_>,
     kind: TokenKind,
     token_hash: &str,
-    created_at: &str,
-    expires_at: &str,
+    created_at: Timestamp,
+    expires_at: Timestamp,
 ) -> Result<bool> {
     dispatch!(
         conn,
@@ -148,8 +148,8 @@ pub fn backdate_token(
 pub fn backdate_invitation(
     conn: &Conn<'_>,
     id: InvitationId,
-    created_at: &str,
-    expires_at: &str,
+    created_at: Timestamp,
+    expires_at: Timestamp,
 ) -> Result<()> {
     dispatch!(conn, seed::backdate_invitation(id, created_at, expires_at))
 }

@@ -1,7 +1,7 @@
 //! The sweeper's SQL: each function is one bounded batch, meant to run in
 //! its own short write transaction (see `jobs::sweeper`).
 
-use crate::domain::{AgentId, RuntimeId, TaskId, WorkspaceId};
+use crate::domain::{AgentId, RuntimeId, TaskId, Timestamp, WorkspaceId};
 
 use super::{dispatch, Conn, Result};
 
@@ -19,7 +19,10 @@ pub struct FailedTask {
 
 /// Marks up to [`BATCH`] online runtimes last seen before `cutoff` offline,
 /// with the reason `stale`; returns (runtime, workspace) pairs.
-pub fn mark_stale_offline(conn: &Conn<'_>, cutoff: &str) -> Result<Vec<(RuntimeId, WorkspaceId)>> {
+pub fn mark_stale_offline(
+    conn: &Conn<'_>,
+    cutoff: Timestamp,
+) -> Result<Vec<(RuntimeId, WorkspaceId)>> {
     dispatch!(conn, sweeps::mark_stale_offline(cutoff))
 }
 
@@ -34,8 +37,8 @@ pub fn fail_tasks_on_offline_runtimes(conn: &Conn<'_>) -> Result<Vec<FailedTask>
 /// or running since before `running_cutoff`.
 pub fn fail_timed_out_tasks(
     conn: &Conn<'_>,
-    dispatched_cutoff: &str,
-    running_cutoff: &str,
+    dispatched_cutoff: Timestamp,
+    running_cutoff: Timestamp,
 ) -> Result<Vec<FailedTask>> {
     dispatch!(
         conn,
@@ -48,7 +51,7 @@ pub fn fail_timed_out_tasks(
 /// workspace) pairs.
 pub fn delete_abandoned_runtimes(
     conn: &Conn<'_>,
-    cutoff: &str,
+    cutoff: Timestamp,
 ) -> Result<Vec<(RuntimeId, WorkspaceId)>> {
     dispatch!(conn, sweeps::delete_abandoned_runtimes(cutoff))
 }

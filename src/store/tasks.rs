@@ -1,7 +1,7 @@
 //! `agent_task_queue` rows: queueing, the atomic claim, state transitions
 //! and the hourly activity of a runtime.
 
-use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, UserId, WorkspaceId};
+use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, Timestamp, UserId, WorkspaceId};
 use crate::store::sweeps::FailedTask;
 use serde::Serialize;
 use serde_json::Value;
@@ -18,24 +18,24 @@ pub struct Task {
     pub status: TaskStatus,
     pub priority: i64,
     pub prompt: String,
-    pub dispatched_at: Option<String>,
-    pub started_at: Option<String>,
-    pub completed_at: Option<String>,
+    pub dispatched_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
     pub result: Option<Value>,
     pub error: Option<String>,
     /// Who queued it, while they exist.
     pub created_by: Option<UserId>,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// The agent's session and work directory, as the daemon pinned them.
     pub session_id: Option<String>,
     pub work_dir: Option<String>,
     /// While dispatched: the daemon is preparing it until then.
-    pub prepare_lease_expires_at: Option<String>,
+    pub prepare_lease_expires_at: Option<Timestamp>,
     /// What the daemon reported on acknowledging a cancellation.
     pub branch_name: Option<String>,
     pub durable_work_dir: Option<String>,
     pub failure_reason: Option<String>,
-    pub cancel_acked_at: Option<String>,
+    pub cancel_acked_at: Option<Timestamp>,
 }
 
 /// Longest prompt a task may carry, in bytes: the prompts of a 500-task
@@ -62,9 +62,6 @@ pub struct NewTask<'a> {
     pub created_by: UserId,
 }
 
-/// Up to `limit` of an agent's tasks, newest first (ties by id,
-/// descending), after the row whose (stored created_at, id) is `after`;
-/// each with its stored created_at, the key of the next page.
 /// Bytes of task text (prompt, result, error) one listing page may carry;
 /// a page ends early rather than pass it.
 pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -140,11 +137,11 @@ pub struct IssueTasks {
     pub active: bool,
     /// Some of them are queued.
     pub queued: bool,
-    /// The latest thing that happened to any of them (stored form).
-    pub updated_at: String,
+    /// The latest thing that happened to any of them.
+    pub updated_at: Timestamp,
     /// When the last of them finished, and how (completed, failed,
     /// cancelled).
-    pub last_finished: Option<(String, TaskStatus)>,
+    pub last_finished: Option<(Timestamp, TaskStatus)>,
 }
 
 pub fn get(conn: &Conn<'_>, id: TaskId) -> Result<Option<Task>> {
@@ -161,14 +158,15 @@ pub fn count_queued(conn: &Conn<'_>, agent: AgentId) -> Result<i64> {
     dispatch!(conn, tasks::count_queued(agent))
 }
 
-/// One page of an agent's tasks: the rows (each with its stored
-/// `created_at`) and whether it ended early at [`PAGE_BYTES`].
+/// One page of an agent's tasks, newest first (ties by id, descending):
+/// up to `limit` rows after the one whose (created_at, id) is `after`, and
+/// whether the page ended early at [`PAGE_BYTES`].
 pub fn list_for_agent(
     conn: &Conn<'_>,
     agent: AgentId,
-    after: Option<(&str, TaskId)>,
+    after: Option<(Timestamp, TaskId)>,
     limit: usize,
-) -> Result<(Vec<(Task, String)>, bool)> {
+) -> Result<(Vec<Task>, bool)> {
     dispatch!(conn, tasks::list_for_agent(agent, after, limit))
 }
 
@@ -232,7 +230,7 @@ pub fn set_prepare_lease(
     conn: &Conn<'_>,
     id: TaskId,
     runtime: RuntimeId,
-    until: &str,
+    until: Timestamp,
 ) -> Result<Option<Task>> {
     dispatch!(conn, tasks::set_prepare_lease(id, runtime, until))
 }
@@ -252,7 +250,12 @@ pub fn pin_session(
 /// recorded is overwritten, so a replayed ack changes nothing; a task that
 /// is not cancelled is left alone (its own complete or fail report is the
 /// one that counts). Returns whether the task was cancelled.
-pub fn record_cancel_ack(conn: &Conn<'_>, id: TaskId, ack: &CancelAck, at: &str) -> Result<bool> {
+pub fn record_cancel_ack(
+    conn: &Conn<'_>,
+    id: TaskId,
+    ack: &CancelAck,
+    at: Timestamp,
+) -> Result<bool> {
     dispatch!(conn, tasks::record_cancel_ack(id, ack, at))
 }
 

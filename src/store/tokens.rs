@@ -1,7 +1,9 @@
 //! `personal_access_token` and `daemon_token` rows. Only the SHA-256 of a
 //! token is stored; the token itself is returned once, when it is made.
 
-use crate::domain::{AgentId, TaskId, TaskStatus, TaskTokenId, TokenId, UserId, WorkspaceId};
+use crate::domain::{
+    AgentId, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UserId, WorkspaceId,
+};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -55,10 +57,10 @@ pub struct PersonalToken {
     pub id: TokenId,
     pub name: String,
     pub token_prefix: String,
-    pub expires_at: Option<String>,
-    pub last_used_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
     pub revoked: bool,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// What authentication needs to know about a stored token.
@@ -68,9 +70,9 @@ pub struct StoredToken {
     pub user_id: Option<UserId>,
     pub workspace_id: Option<WorkspaceId>,
     pub daemon_id: Option<String>,
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
     pub revoked: bool,
-    pub last_used_at: Option<String>,
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A token is renewed once it has less than this left.
@@ -88,10 +90,10 @@ pub enum Renewal {
     NeverExpires,
     /// More than [`RENEW_WITHIN_DAYS`] left: unchanged.
     NotYet {
-        expires_at: String,
+        expires_at: Timestamp,
     },
     Renewed {
-        expires_at: String,
+        expires_at: Timestamp,
     },
 }
 
@@ -105,7 +107,7 @@ pub struct StoredTaskToken {
     /// The task's status now: the token works only while it is dispatched
     /// or running.
     pub task_status: TaskStatus,
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 /// Creates a PAT for `user`; returns its listing row and the token.
@@ -113,7 +115,7 @@ pub fn create_personal(
     conn: &Conn<'_>,
     user: UserId,
     name: &str,
-    expires_at: Option<&str>,
+    expires_at: Option<Timestamp>,
 ) -> Result<(PersonalToken, String)> {
     dispatch!(conn, tokens::create_personal(user, name, expires_at))
 }
@@ -146,7 +148,7 @@ pub fn find_daemon(conn: &Conn<'_>, token_hash: &str) -> Result<Option<StoredTok
 }
 
 /// Records that a PAT was used (the caller throttles how often).
-pub fn touch_personal(conn: &Conn<'_>, id: TokenId, at: &str) -> Result<()> {
+pub fn touch_personal(conn: &Conn<'_>, id: TokenId, at: Timestamp) -> Result<()> {
     dispatch!(conn, tokens::touch_personal(id, at))
 }
 
@@ -156,11 +158,7 @@ pub fn touch_personal(conn: &Conn<'_>, id: TokenId, at: &str) -> Result<()> {
 /// was made or last renewed to its expiry), counted from `now`. The write
 /// is conditional on the expiry it read and on the token being unrevoked,
 /// so concurrent renewals extend once and a revocation is never undone.
-pub fn renew(
-    conn: &Conn<'_>,
-    token_hash: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Renewal> {
+pub fn renew(conn: &Conn<'_>, token_hash: &str, now: Timestamp) -> Result<Renewal> {
     dispatch!(conn, tokens::renew(token_hash, now))
 }
 
@@ -170,7 +168,7 @@ pub fn create_daemon(
     workspace: WorkspaceId,
     daemon_id: &str,
     created_by: UserId,
-    expires_at: &str,
+    expires_at: Timestamp,
 ) -> Result<String> {
     dispatch!(
         conn,

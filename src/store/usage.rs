@@ -1,7 +1,7 @@
 //! Token usage: per-task usage with its workspace and runtime rollups, and
 //! the daily totals older daemons report per runtime.
 
-use crate::domain::{RuntimeId, TaskId, WorkspaceId};
+use crate::domain::{RuntimeId, TaskId, Timestamp, WorkspaceId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
@@ -63,7 +63,7 @@ pub fn upsert_task_usage(
     task: TaskId,
     workspace: WorkspaceId,
     entry: &UsageEntry,
-    at: &str,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(conn, usage::upsert_task_usage(task, workspace, entry, at))
 }
@@ -82,7 +82,7 @@ pub fn upsert_task_usage_with_cost(
     workspace: WorkspaceId,
     entry: &UsageEntry,
     cost_usd_ticks: Option<i64>,
-    at: &str,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(
         conn,
@@ -112,7 +112,7 @@ pub fn upsert_runtime_usage(
     runtime: RuntimeId,
     date: &str,
     entry: &UsageEntry,
-    at: &str,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(conn, usage::upsert_runtime_usage(runtime, date, entry, at))
 }

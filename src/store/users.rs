@@ -1,6 +1,6 @@
 //! `user` rows.
 
-use crate::domain::UserId;
+use crate::domain::{Timestamp, UserId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
@@ -10,8 +10,8 @@ pub struct User {
     pub id: UserId,
     pub name: String,
     pub email: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// Creates a user; 409 when the email (case-insensitively) is taken. The

@@ -1,6 +1,6 @@
 //! `workspace` and `member` rows.
 
-use crate::domain::{MemberId, Role, UserId, WorkspaceId};
+use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
@@ -11,8 +11,8 @@ pub struct Workspace {
     pub name: String,
     pub slug: String,
     pub description: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// A membership, with the member's user fields so a list is readable.
@@ -24,7 +24,7 @@ pub struct Member {
     pub role: Role,
     pub name: String,
     pub email: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// Lower-case letters, digits and single dashes, from a display name.

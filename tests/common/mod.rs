@@ -19,7 +19,7 @@ use std::time::Duration;
 use agenthub::admin;
 use agenthub::app::{Application, State};
 use agenthub::config::Config;
-use agenthub::domain::{AgentId, Role, WorkspaceId};
+use agenthub::domain::{AgentId, Role, Timestamp, WorkspaceId};
 use agenthub::store::seed::{self, SeedAgent, TokenKind};
 use agenthub::store::{self, agents, runtimes, tasks, Conn, Store};
 use serde_json::Value;
@@ -370,7 +370,7 @@ impl TestApp {
         let id = AgentId::new();
         let (workspace, runtime, owner) = (parse_id(workspace), parse_id(runtime), parse_id(owner));
         self.arrange(move |conn| {
-            let at = "2026-01-01T00:00:00.000Z";
+            let at = "2026-01-01T00:00:00.000Z".parse().unwrap();
             seed::agent(
                 conn,
                 &SeedAgent {
@@ -455,8 +455,8 @@ impl TestApp {
     /// Makes `token` (of `kind`) one that has run out.
     pub fn expire_token(&self, kind: TokenKind, token: &str) {
         let hash = store::tokens::hash(token);
-        let found = self
-            .arrange(move |conn| seed::expire_token(conn, kind, &hash, "2000-01-01T00:00:00.000Z"));
+        let past = "2000-01-01T00:00:00.000Z".parse().unwrap();
+        let found = self.arrange(move |conn| seed::expire_token(conn, kind, &hash, past));
         assert!(found, "no such {kind:?} token");
     }
 }
@@ -547,8 +547,8 @@ impl TestApp {
     /// Moves a runtime's last_seen_at `secs` into the past.
     pub fn age_runtime(&self, runtime: &str, secs: i64) {
         let id = parse_id(runtime);
-        let at = store::format_time(chrono::Utc::now() - chrono::Duration::seconds(secs));
-        self.arrange(move |conn| seed::backdate_runtime(conn, id, &at));
+        let at = Timestamp::now() - chrono::Duration::seconds(secs);
+        self.arrange(move |conn| seed::backdate_runtime(conn, id, at));
     }
 }
 

@@ -13,10 +13,10 @@ use super::{rpc, Services, IDLE_TIMEOUT, MAX_FRAME_BYTES, PING_EVERY};
 use crate::access::acts_for_runtime;
 use crate::auth::Caller;
 use crate::daemon_hub::{Frame, Socket};
-use crate::domain::RuntimeId;
+use crate::domain::{RuntimeId, Timestamp};
 use crate::error::ApiError;
 use crate::store::Conn;
-use crate::store::{self, runtimes, tokens};
+use crate::store::{runtimes, tokens};
 
 /// Time a write may wait for a daemon that does not read before the
 /// socket ends.
@@ -342,9 +342,8 @@ fn still_allowed(
         Caller::Daemon(_) => tokens::find_daemon(conn, token_hash)?,
         Caller::Task(_) => None,
     };
-    let now = store::now();
-    let live = stored
-        .is_some_and(|t| !t.revoked && t.expires_at.as_deref().is_none_or(|at| at > now.as_str()));
+    let now = Timestamp::now();
+    let live = stored.is_some_and(|t| !t.revoked && t.expires_at.is_none_or(|at| at > now));
     if !live {
         return Ok(false);
     }

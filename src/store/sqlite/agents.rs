@@ -1,12 +1,13 @@
 //! `agent` rows.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::stored_time;
 use serde_json::Value;
 
-use crate::domain::{AgentId, AgentStatus, UserId, WorkspaceId};
+use crate::domain::{AgentId, AgentStatus, Timestamp, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::agents::*;
-use crate::store::{api_time, now};
 
 const COLUMNS: &str = "id, workspace_id, runtime_id, name, description, instructions, avatar_url, \
      runtime_mode, runtime_config, visibility, status, max_concurrent_tasks, owner_id, \
@@ -29,9 +30,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
         max_concurrent_tasks: row.get(11)?,
         owner_id: row.get(12)?,
         skills: Vec::new(),
-        created_at: api_time(&row.get::<_, String>(13)?),
-        updated_at: api_time(&row.get::<_, String>(14)?),
-        archived_at: row.get::<_, Option<String>>(15)?.as_deref().map(api_time),
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+        archived_at: row.get(15)?,
         archived_by: row.get(16)?,
     })
 }
@@ -48,12 +49,12 @@ pub fn get(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<Agent>> {
 pub fn list(
     conn: &Connection,
     filter: Filter,
-    after: Option<(&str, AgentId)>,
+    after: Option<(Timestamp, AgentId)>,
     limit: usize,
-) -> rusqlite::Result<Vec<(Agent, String)>> {
+) -> rusqlite::Result<Vec<Agent>> {
     // '' sorts before every stored timestamp and id: the first page
     let (created_at, id) = after.map_or((String::new(), String::new()), |(c, id)| {
-        (c.to_string(), id.to_string())
+        (stored_time(c), id.to_string())
     });
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent
@@ -74,7 +75,7 @@ pub fn list(
             id,
             limit as i64
         ],
-        |row| Ok((from_row(row)?, row.get(13)?)),
+        from_row,
     )?;
     rows.collect()
 }
@@ -86,7 +87,7 @@ pub fn insert(
     fields: &AgentFields,
 ) -> rusqlite::Result<Agent> {
     let id = AgentId::new();
-    let now = now();
+    let now = Timestamp::now();
     conn.execute(
         "INSERT INTO agent (id, workspace_id, runtime_id, name, description, instructions,
              avatar_url, runtime_mode, runtime_config, visibility, status, max_concurrent_tasks,
@@ -130,7 +131,7 @@ pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite:
             fields.visibility,
             fields.status,
             fields.max_concurrent_tasks,
-            now()
+            Timestamp::now()
         ],
     )?;
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
@@ -145,7 +146,7 @@ pub fn set_archived(
         "UPDATE agent SET archived_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END,
              archived_by = ?2, updated_at = ?3
          WHERE id = ?1 AND (archived_at IS NULL) = (?2 IS NOT NULL)",
-        params![id, by, now()],
+        params![id, by, Timestamp::now()],
     )?;
     if changed == 0 {
         return Ok(None);
@@ -163,7 +164,7 @@ pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Opti
                    THEN 'working' ELSE 'idle' END AS status) AS new
              WHERE agent.id = ?1 AND agent.status <> new.status
              RETURNING agent.status",
-            params![id, now()],
+            params![id, Timestamp::now()],
             |r| r.get(0),
         )
         .optional()?;

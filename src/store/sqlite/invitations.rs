@@ -2,18 +2,17 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{InvitationId, UserId, WorkspaceId};
+use crate::domain::{InvitationId, Timestamp, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::invitations::*;
 use crate::store::Error;
-use crate::store::{api_time, now};
 
 const SELECT: &str = "SELECT i.id, i.workspace_id, w.name, i.email, i.role, i.status, i.invited_by,
                              i.created_at, i.expires_at
                       FROM invitation i JOIN workspace w ON w.id = i.workspace_id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Invitation> {
-    let expires_at: String = row.get(8)?;
+    let expires_at: Timestamp = row.get(8)?;
     Ok(Invitation {
         id: row.get(0)?,
         workspace_id: row.get(1)?,
@@ -22,9 +21,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Invitation> {
         role: row.get(4)?,
         status: row.get(5)?,
         invited_by: row.get(6)?,
-        created_at: api_time(&row.get::<_, String>(7)?),
-        expired: expires_at <= now(),
-        expires_at: api_time(&expires_at),
+        created_at: row.get(7)?,
+        expired: expires_at <= Timestamp::now(),
+        expires_at,
     })
 }
 
@@ -63,7 +62,7 @@ pub fn count_open(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result
     conn.query_row(
         "SELECT count(*) FROM invitation
          WHERE workspace_id = ?1 AND status = 'pending' AND expires_at > ?2",
-        params![workspace, now()],
+        params![workspace, Timestamp::now()],
         |r| r.get(0),
     )
 }
@@ -76,7 +75,7 @@ pub fn list_open_for_workspace(
         "{SELECT} WHERE i.workspace_id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
          ORDER BY i.created_at DESC, i.rowid DESC"
     ))?;
-    let rows = stmt.query_map(params![workspace, now()], from_row)?;
+    let rows = stmt.query_map(params![workspace, Timestamp::now()], from_row)?;
     rows.collect()
 }
 
@@ -86,7 +85,7 @@ pub fn list_open_for_user(conn: &Connection, user: UserId) -> rusqlite::Result<V
            WHERE u.id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
            ORDER BY i.created_at DESC, i.rowid DESC"#
     ))?;
-    let rows = stmt.query_map(params![user, now()], from_row)?;
+    let rows = stmt.query_map(params![user, Timestamp::now()], from_row)?;
     rows.collect()
 }
 
@@ -116,7 +115,7 @@ pub fn offer(
                 offer.email,
                 offer.role,
                 offer.invited_by,
-                now(),
+                Timestamp::now(),
                 offer.expires_at,
                 may_change_owner
             ],
@@ -137,7 +136,7 @@ pub fn answer(
 ) -> rusqlite::Result<bool> {
     let changed = conn.execute(
         "UPDATE invitation SET status = ?2, answered_at = ?3 WHERE id = ?1 AND status = 'pending'",
-        params![id, status, now()],
+        params![id, status, Timestamp::now()],
     )?;
     Ok(changed > 0)
 }
@@ -150,7 +149,7 @@ pub fn revoke_sent_by(
     conn.execute(
         "UPDATE invitation SET status = 'revoked', answered_at = ?3
          WHERE workspace_id = ?1 AND invited_by = ?2 AND status = 'pending'",
-        params![workspace, user, now()],
+        params![workspace, user, Timestamp::now()],
     )?;
     Ok(())
 }
@@ -198,7 +197,7 @@ mod tests {
             .expect("pending")
     }
 
-    fn admin_offer(ws: WorkspaceId, user: UserId, expires_at: &str) -> Offer<'_> {
+    fn admin_offer(ws: WorkspaceId, user: UserId, expires_at: Timestamp) -> Offer<'static> {
         Offer {
             workspace: ws,
             email: "bob@example.com",
@@ -211,8 +210,8 @@ mod tests {
     #[test]
     fn an_invite_racing_another_of_the_address_renews_it() {
         let (_dir, conn, ws, user) = open("member");
-        let expires_at = crate::store::format_time(chrono::Utc::now() + chrono::Duration::days(1));
-        let sent = offer(&conn, &admin_offer(ws, user, &expires_at), false)
+        let expires_at = Timestamp::now() + chrono::Duration::days(1);
+        let sent = offer(&conn, &admin_offer(ws, user, expires_at), false)
             .expect("offer")
             .expect("renewed");
         assert_eq!(sent.id.to_string(), "00000000-0000-4000-8000-000000000001");
@@ -223,8 +222,8 @@ mod tests {
     #[test]
     fn an_owner_invitation_that_appeared_meanwhile_is_left_to_owners() {
         let (_dir, conn, ws, user) = open("owner");
-        let expires_at = crate::store::format_time(chrono::Utc::now() + chrono::Duration::days(1));
-        let sent = offer(&conn, &admin_offer(ws, user, &expires_at), false).expect("offer");
+        let expires_at = Timestamp::now() + chrono::Duration::days(1);
+        let sent = offer(&conn, &admin_offer(ws, user, expires_at), false).expect("offer");
         assert!(sent.is_none(), "{sent:?}");
         assert_eq!(
             pending(&conn),

@@ -42,8 +42,8 @@ use rusqlite::{ffi, Connection, ErrorCode};
 
 use crate::domain::{
     AgentId, AgentStatus, InvitationId, InvitationStatus, MemberId, Role, RuntimeId, RuntimeMode,
-    RuntimeStatus, TaskId, TaskStatus, TaskTokenId, TokenId, UsageId, UserId, Visibility,
-    WorkspaceId,
+    RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId, UserId,
+    Visibility, WorkspaceId,
 };
 
 use crate::config::DatabaseConfig;
@@ -260,6 +260,31 @@ sql_words!(
     InvitationStatus
 );
 
+/// How a time is stored: UTC, to the millisecond, fixed width, so that the
+/// text sorts as the time does (indexes, `max()`, range conditions) and
+/// reads the same in `sqlite3`. Existing files hold exactly this form.
+const STORED_TIME: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
+
+/// `time` in the stored form.
+pub(super) fn stored_time(time: Timestamp) -> String {
+    time.utc().format(STORED_TIME).to_string()
+}
+
+impl ToSql for Timestamp {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(stored_time(*self)))
+    }
+}
+
+impl FromSql for Timestamp {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| FromSqlError::Other(e.into()))
+    }
+}
+
 fn pool_error(e: r2d2::Error) -> Error {
     Error::internal(format!("connection pool: {e}"))
 }
@@ -417,6 +442,21 @@ mod tests {
 
     fn sqlite_error(code: std::os::raw::c_int) -> Error {
         rusqlite::Error::SqliteFailure(ffi::Error::new(code), None).into()
+    }
+
+    #[test]
+    fn a_time_is_stored_in_the_fixed_width_form_existing_files_hold() {
+        let conn = Connection::open_in_memory().expect("open");
+        let at: Timestamp = "2026-11-23T19:42:52.1239Z".parse().expect("time");
+        let stored: String = conn
+            .query_row("SELECT ?1", [at], |r| r.get(0))
+            .expect("select");
+        assert_eq!(stored, "2026-11-23T19:42:52.123Z");
+        let read: Timestamp = conn
+            .query_row("SELECT '2026-11-23T19:42:52.123Z'", [], |r| r.get(0))
+            .expect("select");
+        assert_eq!(read.to_string(), "2026-11-23T19:42:52Z");
+        assert_eq!(stored_time(read), stored);
     }
 
     #[test]

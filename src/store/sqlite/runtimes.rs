@@ -1,13 +1,14 @@
 //! `agent_runtime` rows: registration upserts, heartbeats, listing, delete.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::stored_time;
 use serde_json::Value;
 
-use crate::domain::{RuntimeId, RuntimeStatus, UserId, WorkspaceId};
+use crate::domain::{RuntimeId, RuntimeStatus, Timestamp, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::runtimes::*;
 use crate::store::Error;
-use crate::store::{api_time, now};
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason";
@@ -29,9 +30,9 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
         device_info: row.get(7)?,
         metadata,
         owner_id: row.get(9)?,
-        last_seen_at: row.get::<_, Option<String>>(10)?.as_deref().map(api_time),
-        created_at: api_time(&row.get::<_, String>(11)?),
-        updated_at: api_time(&row.get::<_, String>(12)?),
+        last_seen_at: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
         offline_reason: row
             .get::<_, Option<String>>(13)?
             .and_then(|text| serde_json::from_str(&text).ok()),
@@ -58,12 +59,12 @@ pub fn list(
     conn: &Connection,
     workspace: WorkspaceId,
     owner: Option<UserId>,
-    after: Option<(&str, RuntimeId)>,
+    after: Option<(Timestamp, RuntimeId)>,
     limit: usize,
-) -> rusqlite::Result<Vec<(Runtime, String)>> {
+) -> rusqlite::Result<Vec<Runtime>> {
     // '' sorts before every stored timestamp and id: the first page
     let (created_at, id) = after.map_or((String::new(), String::new()), |(c, id)| {
-        (c.to_string(), id.to_string())
+        (stored_time(c), id.to_string())
     });
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_runtime
@@ -74,13 +75,13 @@ pub fn list(
     ))?;
     let rows = stmt.query_map(
         params![workspace, owner, created_at, id, limit as i64],
-        |row| Ok((from_row(row)?, row.get(11)?)),
+        from_row,
     )?;
     rows.collect()
 }
 
 pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<Runtime>> {
-    let now = now();
+    let now = Timestamp::now();
     let id: Option<RuntimeId> = conn
         .query_row(
             "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
@@ -171,7 +172,7 @@ pub fn migrate_agents(conn: &Connection, target: &Runtime) -> rusqlite::Result<u
         owner,
         format!("{daemon_id}-"),
         format!("{daemon_id}."),
-        now()
+        Timestamp::now()
     ])
 }
 
@@ -219,7 +220,7 @@ pub fn fold_legacy(
 /// how many agents and open tasks moved. A day `new` already has a usage
 /// report for keeps that report (reports are day totals, the newest wins).
 fn fold_one(conn: &Connection, old: RuntimeId, new: RuntimeId) -> rusqlite::Result<(usize, usize)> {
-    let now = now();
+    let now = Timestamp::now();
     let agents = conn
         .prepare_cached("UPDATE agent SET runtime_id = ?2, updated_at = ?3 WHERE runtime_id = ?1")?
         .execute(params![old, new, now])?;
@@ -256,7 +257,7 @@ fn fold_one(conn: &Connection, old: RuntimeId, new: RuntimeId) -> rusqlite::Resu
 }
 
 pub fn heartbeat(conn: &Connection, id: RuntimeId) -> rusqlite::Result<bool> {
-    let now = now();
+    let now = Timestamp::now();
     let changed = conn.execute(
         "UPDATE agent_runtime
          SET status = 'online', last_seen_at = ?2, updated_at = ?2, offline_reason = NULL
@@ -270,7 +271,7 @@ pub fn set_offline(conn: &Connection, id: RuntimeId, reason: &str) -> rusqlite::
     conn.execute(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?3, updated_at = ?2
          WHERE id = ?1",
-        params![id, now(), reason],
+        params![id, Timestamp::now(), reason],
     )?;
     Ok(())
 }
@@ -308,7 +309,7 @@ pub fn delete(conn: &Connection, id: RuntimeId) -> Result<(), Error> {
     }
 }
 
-pub fn touch_seen(conn: &Connection, id: RuntimeId, at: &str) -> rusqlite::Result<()> {
+pub fn touch_seen(conn: &Connection, id: RuntimeId, at: Timestamp) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE agent_runtime SET last_seen_at = ?2, updated_at = ?2
          WHERE id = ?1 AND status = 'online' AND (last_seen_at IS NULL OR last_seen_at < ?2)",

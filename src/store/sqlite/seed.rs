@@ -1,6 +1,6 @@
 use rusqlite::{params, Connection};
 
-use crate::domain::{AgentId, InvitationId, RuntimeId, TaskId, UserId, WorkspaceId};
+use crate::domain::{AgentId, InvitationId, RuntimeId, TaskId, Timestamp, UserId, WorkspaceId};
 use crate::store::seed::*;
 
 pub fn runtime(conn: &Connection, r: &SeedRuntime<'_>) -> rusqlite::Result<()> {
@@ -29,7 +29,7 @@ pub fn offline_runtimes(
     workspace: WorkspaceId,
     owner: UserId,
     count: u32,
-    created_at: &str,
+    created_at: Timestamp,
 ) -> rusqlite::Result<()> {
     // ids are made up from the row number: unique, and valid UUIDs
     conn.execute(
@@ -47,7 +47,7 @@ pub fn offline_runtimes(
 pub fn backdate_runtime(
     conn: &Connection,
     id: RuntimeId,
-    last_seen_at: &str,
+    last_seen_at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE agent_runtime SET last_seen_at = ?2 WHERE id = ?1",
@@ -80,7 +80,7 @@ pub fn finished_task(
     workspace: WorkspaceId,
     agent: AgentId,
     runtime: RuntimeId,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status,
@@ -97,7 +97,7 @@ pub fn dispatched_task(
     workspace: WorkspaceId,
     agent: AgentId,
     runtime: RuntimeId,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status,
@@ -112,7 +112,7 @@ pub fn backdate_task(
     conn: &Connection,
     id: TaskId,
     clock: TaskClock,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     let column = match clock {
         TaskClock::Dispatched => "dispatched_at",
@@ -137,7 +137,7 @@ pub fn expire_token(
     conn: &Connection,
     kind: TokenKind,
     token_hash: &str,
-    expires_at: &str,
+    expires_at: Timestamp,
 ) -> rusqlite::Result<bool> {
     let table = token_table(kind);
     let changed = conn.execute(
@@ -151,8 +151,8 @@ pub fn backdate_token(
     conn: &Connection,
     kind: TokenKind,
     token_hash: &str,
-    created_at: &str,
-    expires_at: &str,
+    created_at: Timestamp,
+    expires_at: Timestamp,
 ) -> rusqlite::Result<bool> {
     let table = token_table(kind);
     let changed = conn.execute(
@@ -165,8 +165,8 @@ pub fn backdate_token(
 pub fn backdate_invitation(
     conn: &Connection,
     id: InvitationId,
-    created_at: &str,
-    expires_at: &str,
+    created_at: Timestamp,
+    expires_at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE invitation SET created_at = ?2, expires_at = ?3 WHERE id = ?1",

@@ -3,21 +3,17 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, WorkspaceId};
+use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
+use crate::store::sqlite::stored_time;
 use crate::store::sweeps::FailedTask;
 #[allow(unused_imports)]
 use crate::store::tasks::*;
-use crate::store::{api_time, now};
 
 const COLUMNS: &str =
     "id, workspace_id, agent_id, runtime_id, issue_id, status, priority, prompt, \
      dispatched_at, started_at, completed_at, result, error, created_at, created_by, \
      session_id, work_dir, prepare_lease_expires_at, branch_name, durable_work_dir, \
      failure_reason, cancel_acked_at";
-
-fn opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<String>> {
-    Ok(row.get::<_, Option<String>>(idx)?.as_deref().map(api_time))
-}
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
     let result: Option<String> = row.get(11)?;
@@ -30,20 +26,20 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         status: row.get(5)?,
         priority: row.get(6)?,
         prompt: row.get(7)?,
-        dispatched_at: opt_time(row, 8)?,
-        started_at: opt_time(row, 9)?,
-        completed_at: opt_time(row, 10)?,
+        dispatched_at: row.get(8)?,
+        started_at: row.get(9)?,
+        completed_at: row.get(10)?,
         result: result.and_then(|r| serde_json::from_str(&r).ok()),
         error: row.get(12)?,
-        created_at: api_time(&row.get::<_, String>(13)?),
+        created_at: row.get(13)?,
         created_by: row.get(14)?,
         session_id: row.get(15)?,
         work_dir: row.get(16)?,
-        prepare_lease_expires_at: opt_time(row, 17)?,
+        prepare_lease_expires_at: row.get(17)?,
         branch_name: row.get(18)?,
         durable_work_dir: row.get(19)?,
         failure_reason: row.get(20)?,
-        cancel_acked_at: opt_time(row, 21)?,
+        cancel_acked_at: row.get(21)?,
     })
 }
 
@@ -77,7 +73,7 @@ pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
             new.prompt,
             new.issue_id,
             new.created_by,
-            now()
+            Timestamp::now()
         ],
     )?;
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
@@ -94,13 +90,13 @@ pub fn count_queued(conn: &Connection, agent: AgentId) -> rusqlite::Result<i64> 
 pub fn list_for_agent(
     conn: &Connection,
     agent: AgentId,
-    after: Option<(&str, TaskId)>,
+    after: Option<(Timestamp, TaskId)>,
     limit: usize,
-) -> rusqlite::Result<(Vec<(Task, String)>, bool)> {
+) -> rusqlite::Result<(Vec<Task>, bool)> {
     // '~' sorts after every stored timestamp (they start with a digit):
     // the first page
     let (created_at, id) = after.map_or(("~".to_string(), String::new()), |(c, id)| {
-        (c.to_string(), id.to_string())
+        (stored_time(c), id.to_string())
     });
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_task_queue
@@ -108,20 +104,17 @@ pub fn list_for_agent(
          ORDER BY created_at DESC, id DESC
          LIMIT ?4"
     ))?;
-    let rows = stmt.query_map(params![agent, created_at, id, limit as i64], |row| {
-        Ok((from_row(row)?, row.get::<_, String>(13)?))
-    })?;
+    let rows = stmt.query_map(params![agent, created_at, id, limit as i64], from_row)?;
     let (mut page, mut bytes) = (Vec::new(), 0);
-    for row in rows {
-        let row = row?;
-        let task = &row.0;
+    for task in rows {
+        let task = task?;
         bytes += task.prompt.len()
             + task.error.as_ref().map_or(0, String::len)
             + task.result.as_ref().map_or(0, |r| r.to_string().len());
         if !page.is_empty() && bytes > PAGE_BYTES {
             return Ok((page, true));
         }
-        page.push(row);
+        page.push(task);
     }
     Ok((page, false))
 }
@@ -204,7 +197,7 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> rusqlite::Result<String> {
 
 pub fn claim_any(conn: &Connection, runtimes: &[RuntimeId]) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&claim_statement(NEXT_CLAIMABLE))?
-        .query_row(params![json_list(runtimes)?, now()], from_row)
+        .query_row(params![json_list(runtimes)?, Timestamp::now()], from_row)
         .optional()
 }
 
@@ -217,7 +210,10 @@ fn claim_task(
     task: TaskId,
 ) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&claim_statement("?3"))?
-        .query_row(params![json_list(runtimes)?, now(), task], from_row)
+        .query_row(
+            params![json_list(runtimes)?, Timestamp::now(), task],
+            from_row,
+        )
         .optional()
 }
 
@@ -242,7 +238,14 @@ pub fn apply(
          RETURNING {COLUMNS}"
     ))?
     .query_row(
-        params![id, transition.to_state(), now(), result, error, from],
+        params![
+            id,
+            transition.to_state(),
+            Timestamp::now(),
+            result,
+            error,
+            from
+        ],
         from_row,
     )
     .optional()
@@ -255,7 +258,7 @@ pub fn cancel_for_agent(conn: &Connection, agent: AgentId) -> rusqlite::Result<V
          WHERE agent_id = ?1 AND status IN ('queued', 'dispatched', 'running')
          RETURNING id",
     )?;
-    let rows = stmt.query_map(params![agent, now()], |r| r.get(0))?;
+    let rows = stmt.query_map(params![agent, Timestamp::now()], |r| r.get(0))?;
     rows.collect()
 }
 
@@ -279,7 +282,7 @@ pub fn set_prepare_lease(
     conn: &Connection,
     id: TaskId,
     runtime: RuntimeId,
-    until: &str,
+    until: Timestamp,
 ) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&format!(
         "UPDATE agent_task_queue SET prepare_lease_expires_at = ?3
@@ -309,7 +312,7 @@ pub fn record_cancel_ack(
     conn: &Connection,
     id: TaskId,
     ack: &CancelAck,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<bool> {
     let changed = conn.execute(
         "UPDATE agent_task_queue SET
@@ -347,7 +350,12 @@ pub fn fail_orphans(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<V
          RETURNING id, workspace_id, agent_id",
     )?;
     let rows = stmt.query_map(
-        params![runtime, ORPHAN_ERROR, now(), crate::store::sweeps::BATCH],
+        params![
+            runtime,
+            ORPHAN_ERROR,
+            Timestamp::now(),
+            crate::store::sweeps::BATCH
+        ],
         |r| {
             Ok(FailedTask {
                 id: r.get(0)?,
@@ -391,7 +399,7 @@ pub fn issue_tasks(
     let rows = stmt.query_map(params![ids, workspace], |r| {
         let last: Option<String> = r.get(5)?;
         let last_finished = match last.as_deref().and_then(|l| l.split_once(' ')) {
-            Some((at, status)) => Some((at.to_string(), parse_column(5, status)?)),
+            Some((at, status)) => Some((parse_column(5, at)?, parse_column(5, status)?)),
             None => None,
         };
         Ok(IssueTasks {
@@ -438,21 +446,21 @@ mod tests {
         a.execute(
             "INSERT INTO workspace (id, name, slug, created_at, updated_at)
              VALUES (?1, 'w', 'w', ?2, ?2)",
-            params![workspace, now()],
+            params![workspace, Timestamp::now()],
         )
         .expect("workspace");
         a.execute(
             "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
                  status, created_at, updated_at)
              VALUES (?1, ?2, 'mbp', 'claude', 'local', 'claude', 'online', ?3, ?3)",
-            params![runtime, workspace, now()],
+            params![runtime, workspace, Timestamp::now()],
         )
         .expect("runtime");
         a.execute(
             "INSERT INTO agent (id, workspace_id, runtime_id, name, runtime_mode,
                  max_concurrent_tasks, created_at, updated_at)
              VALUES (?1, ?2, ?3, 'fixer', 'local', ?4, ?5, ?5)",
-            params![agent, workspace, runtime, limit, now()],
+            params![agent, workspace, runtime, limit, Timestamp::now()],
         )
         .expect("agent");
         TwoClaimers {
@@ -472,7 +480,7 @@ mod tests {
                 .execute(
                     "INSERT INTO agent_task_queue (id, workspace_id, agent_id, prompt, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, self.workspace, self.agent, prompt, now()],
+                    params![id, self.workspace, self.agent, prompt, Timestamp::now()],
                 )
                 .expect("task");
             id
@@ -566,13 +574,13 @@ mod tests {
         let db = two_claimers(6);
         let task = db.queue("work");
         claim_any(&db.a, &[db.runtime]).expect("claim");
-        let until = now();
-        let leased = set_prepare_lease(&db.a, task, db.runtime, &until).expect("lease");
+        let until = Timestamp::now();
+        let leased = set_prepare_lease(&db.a, task, db.runtime, until).expect("lease");
         assert!(leased.is_some_and(|t| t.prepare_lease_expires_at.is_some()));
-        let other = set_prepare_lease(&db.a, task, RuntimeId::new(), &until).expect("lease");
+        let other = set_prepare_lease(&db.a, task, RuntimeId::new(), until).expect("lease");
         assert!(other.is_none());
         apply(&db.a, task, Transition::Start, None, None).expect("start");
-        let late = set_prepare_lease(&db.b, task, db.runtime, &until).expect("lease");
+        let late = set_prepare_lease(&db.b, task, db.runtime, until).expect("lease");
         assert!(late.is_none(), "leased a running task: {late:?}");
     }
 }

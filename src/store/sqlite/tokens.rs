@@ -1,12 +1,12 @@
 //! `personal_access_token` and `daemon_token` rows. Only the SHA-256 of a
 //! token is stored; the token itself is returned once, when it is made.
 
+use chrono::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{TaskId, TaskTokenId, TokenId, UserId, WorkspaceId};
+use crate::domain::{TaskId, TaskTokenId, Timestamp, TokenId, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::tokens::*;
-use crate::store::{api_time, now};
 
 /// Characters of a PAT kept in clear so a user can tell their tokens apart.
 const SHOWN_PREFIX_LEN: usize = 8;
@@ -19,10 +19,10 @@ fn pat_from_row(row: &Row<'_>) -> rusqlite::Result<PersonalToken> {
         id: row.get(0)?,
         name: row.get(1)?,
         token_prefix: row.get(2)?,
-        expires_at: row.get::<_, Option<String>>(3)?.as_deref().map(api_time),
-        last_used_at: row.get::<_, Option<String>>(4)?.as_deref().map(api_time),
+        expires_at: row.get(3)?,
+        last_used_at: row.get(4)?,
         revoked: row.get(5)?,
-        created_at: api_time(&row.get::<_, String>(6)?),
+        created_at: row.get(6)?,
     })
 }
 
@@ -30,7 +30,7 @@ pub fn create_personal(
     conn: &Connection,
     user: UserId,
     name: &str,
-    expires_at: Option<&str>,
+    expires_at: Option<Timestamp>,
 ) -> rusqlite::Result<(PersonalToken, String)> {
     let token = generate(PAT_PREFIX);
     let id = TokenId::new();
@@ -45,7 +45,7 @@ pub fn create_personal(
             hash(&token),
             &token[..SHOWN_PREFIX_LEN],
             expires_at,
-            now()
+            Timestamp::now()
         ],
     )?;
     let row = conn.query_row(
@@ -60,7 +60,7 @@ pub fn count_live_personal(conn: &Connection, user: UserId) -> rusqlite::Result<
     conn.query_row(
         "SELECT count(*) FROM personal_access_token
          WHERE user_id = ?1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
-        params![user, now()],
+        params![user, Timestamp::now()],
         |r| r.get(0),
     )
 }
@@ -87,7 +87,7 @@ pub fn revoke_personal(
     let revoked = conn.execute(
         "UPDATE personal_access_token SET revoked_at = ?3
          WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
-        params![id, user, now()],
+        params![id, user, Timestamp::now()],
     )?;
     Ok(found.then_some(revoked > 0))
 }
@@ -132,7 +132,7 @@ pub fn find_daemon(conn: &Connection, token_hash: &str) -> rusqlite::Result<Opti
     .optional()
 }
 
-pub fn touch_personal(conn: &Connection, id: TokenId, at: &str) -> rusqlite::Result<()> {
+pub fn touch_personal(conn: &Connection, id: TokenId, at: Timestamp) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE personal_access_token SET last_used_at = ?2 WHERE id = ?1",
         params![id, at],
@@ -160,10 +160,10 @@ impl TokenTable {
 struct RenewableToken {
     table: TokenTable,
     id: TokenId,
-    expires_at: Option<String>,
+    expires_at: Option<Timestamp>,
     revoked: bool,
     /// when it was made or last renewed
-    since: String,
+    since: Timestamp,
 }
 
 /// The token with `token_hash`, in either table.
@@ -195,11 +195,7 @@ fn find_renewable(conn: &Connection, token_hash: &str) -> rusqlite::Result<Optio
     Ok(None)
 }
 
-pub fn renew(
-    conn: &Connection,
-    token_hash: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> rusqlite::Result<Renewal> {
+pub fn renew(conn: &Connection, token_hash: &str, now: Timestamp) -> rusqlite::Result<Renewal> {
     // a renewal or revocation that lands between the read and the write
     // makes the write change nothing; the token is then read again
     for _ in 0..3 {
@@ -218,7 +214,7 @@ pub fn renew(
 fn renew_once(
     conn: &Connection,
     token_hash: &str,
-    now: chrono::DateTime<chrono::Utc>,
+    now: Timestamp,
 ) -> rusqlite::Result<Option<Renewal>> {
     let Some(RenewableToken {
         table,
@@ -236,43 +232,27 @@ fn renew_once(
     let Some(expires_at) = expires_at else {
         return Ok(Some(Renewal::NeverExpires));
     };
-    let Some(expires) = parse_stored(&expires_at) else {
-        return Err(rusqlite::Error::InvalidColumnType(
-            1,
-            "expires_at".into(),
-            rusqlite::types::Type::Text,
-        ));
-    };
-    if expires <= now {
+    if expires_at <= now {
         return Ok(Some(Renewal::Expired));
     }
-    if expires - now >= chrono::Duration::days(RENEW_WITHIN_DAYS) {
-        return Ok(Some(Renewal::NotYet {
-            expires_at: api_time(&expires_at),
-        }));
+    if expires_at - now >= Duration::days(RENEW_WITHIN_DAYS) {
+        return Ok(Some(Renewal::NotYet { expires_at }));
     }
-    let lifetime = parse_stored(&since)
-        .map(|since| expires - since)
-        .filter(|l| *l > chrono::Duration::zero())
-        .unwrap_or_else(|| chrono::Duration::days(RENEW_WITHIN_DAYS));
-    let renewed = crate::store::format_time(now + lifetime);
+    let lifetime = Some(expires_at - since)
+        .filter(|l| *l > Duration::zero())
+        .unwrap_or_else(|| Duration::days(RENEW_WITHIN_DAYS));
+    let renewed = now + lifetime;
     let changed = conn.execute(
         &format!(
             "UPDATE {} SET expires_at = ?2, renewed_at = ?3
              WHERE id = ?1 AND revoked_at IS NULL AND expires_at = ?4",
             table.name()
         ),
-        params![id, renewed, crate::store::format_time(now), expires_at],
+        params![id, renewed, now, expires_at],
     )?;
-    Ok((changed > 0).then(|| Renewal::Renewed {
-        expires_at: api_time(&renewed),
+    Ok((changed > 0).then_some(Renewal::Renewed {
+        expires_at: renewed,
     }))
-}
-
-fn parse_stored(stored: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(stored)
-        .ok()
-        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 pub fn create_daemon(
@@ -280,7 +260,7 @@ pub fn create_daemon(
     workspace: WorkspaceId,
     daemon_id: &str,
     created_by: UserId,
-    expires_at: &str,
+    expires_at: Timestamp,
 ) -> rusqlite::Result<String> {
     let token = generate(DAEMON_PREFIX);
     conn.execute(
@@ -294,7 +274,7 @@ pub fn create_daemon(
             daemon_id,
             created_by,
             expires_at,
-            now()
+            Timestamp::now()
         ],
     )?;
     Ok(token)
@@ -308,7 +288,7 @@ pub fn count_live_daemon(
     conn.query_row(
         "SELECT count(*) FROM daemon_token
          WHERE created_by = ?2 AND workspace_id = ?1 AND revoked_at IS NULL AND expires_at > ?3",
-        params![workspace, user, now()],
+        params![workspace, user, Timestamp::now()],
         |r| r.get(0),
     )
 }
@@ -319,8 +299,8 @@ pub fn create_task_token(
     workspace: WorkspaceId,
 ) -> rusqlite::Result<String> {
     let token = generate(TASK_PREFIX);
-    let now = chrono::Utc::now();
-    let expires = now + chrono::Duration::hours(TASK_TOKEN_LIFETIME_HOURS);
+    let now = Timestamp::now();
+    let expires = now + Duration::hours(TASK_TOKEN_LIFETIME_HOURS);
     conn.prepare_cached(
         "INSERT INTO task_token (id, token_hash, task_id, workspace_id, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -330,8 +310,8 @@ pub fn create_task_token(
         hash(&token),
         task,
         workspace,
-        crate::store::format_time(expires),
-        crate::store::format_time(now)
+        expires,
+        now
     ])?;
     Ok(token)
 }

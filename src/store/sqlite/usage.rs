@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::domain::{RuntimeId, TaskId, UsageId, WorkspaceId};
+use crate::domain::{RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::usage::*;
 
@@ -12,7 +12,7 @@ pub fn upsert_task_usage(
     task: TaskId,
     workspace: WorkspaceId,
     entry: &UsageEntry,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     upsert_task_usage_with_cost(conn, task, workspace, entry, None, at)
 }
@@ -21,7 +21,7 @@ pub fn upsert_task_usage(
 struct StoredTaskUsage {
     counts: [i64; 4],
     cost: Option<i64>,
-    created_at: String,
+    created_at: Timestamp,
 }
 
 pub fn upsert_task_usage_with_cost(
@@ -30,7 +30,7 @@ pub fn upsert_task_usage_with_cost(
     workspace: WorkspaceId,
     entry: &UsageEntry,
     cost_usd_ticks: Option<i64>,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     let counts = [
         entry.input_tokens,
@@ -54,11 +54,11 @@ pub fn upsert_task_usage_with_cost(
             };
             (delta, cost, old.created_at)
         }
-        None => (counts, cost_usd_ticks, at.to_string()),
+        None => (counts, cost_usd_ticks, at),
     };
-    add_to_workspace_rollups(conn, workspace, &entry.model, &bucket, delta, new_task)?;
+    add_to_workspace_rollups(conn, workspace, &entry.model, bucket, delta, new_task)?;
     if let Some(runtime) = runtime {
-        add_to_runtime_rollup(conn, runtime, &bucket[..10], entry, delta, cost_delta)?;
+        add_to_runtime_rollup(conn, runtime, &day_of(bucket), entry, delta, cost_delta)?;
     }
     Ok(())
 }
@@ -113,7 +113,7 @@ fn write_task_usage(
     task: TaskId,
     entry: &UsageEntry,
     cost_usd_ticks: Option<i64>,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO task_usage (id, task_id, provider, model, input_tokens, output_tokens,
@@ -142,18 +142,28 @@ fn write_task_usage(
     Ok(())
 }
 
+/// The UTC day of `t` (`2026-11-23`): a key of the daily rollups.
+fn day_of(t: Timestamp) -> String {
+    t.utc().format("%Y-%m-%d").to_string()
+}
+
+/// The UTC hour of `t` (`2026-11-23T19`): a key of the hourly rollup.
+fn hour_of(t: Timestamp) -> String {
+    t.utc().format("%Y-%m-%dT%H").to_string()
+}
+
 /// Moves the daily and hourly workspace rollups of `model` by `delta`.
 fn add_to_workspace_rollups(
     conn: &Connection,
     workspace: WorkspaceId,
     model: &str,
-    bucket: &str,
+    bucket: Timestamp,
     delta: [i64; 4],
     new_task: bool,
 ) -> rusqlite::Result<()> {
     let buckets = [
-        ("usage_daily", "date", &bucket[..10]),
-        ("usage_hourly", "hour", &bucket[..13]),
+        ("usage_daily", "date", day_of(bucket)),
+        ("usage_hourly", "hour", hour_of(bucket)),
     ];
     for (table, key, value) in buckets {
         conn.prepare_cached(&format!(
@@ -299,7 +309,7 @@ pub fn upsert_runtime_usage(
     runtime: RuntimeId,
     date: &str,
     entry: &UsageEntry,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO runtime_usage (id, runtime_id, date, provider, model, input_tokens,

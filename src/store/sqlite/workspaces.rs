@@ -2,11 +2,10 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{MemberId, Role, UserId, WorkspaceId};
+use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::workspaces::*;
 use crate::store::Error;
-use crate::store::{api_time, now};
 
 const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at";
 const MEMBER_COLUMNS: &str =
@@ -18,8 +17,8 @@ fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Workspace> {
         name: row.get(1)?,
         slug: row.get(2)?,
         description: row.get(3)?,
-        created_at: api_time(&row.get::<_, String>(4)?),
-        updated_at: api_time(&row.get::<_, String>(5)?),
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
     })
 }
 
@@ -31,7 +30,7 @@ fn member_from_row(row: &Row<'_>) -> rusqlite::Result<Member> {
         role: row.get(3)?,
         name: row.get(4)?,
         email: row.get(5)?,
-        created_at: api_time(&row.get::<_, String>(6)?),
+        created_at: row.get(6)?,
     })
 }
 
@@ -50,7 +49,7 @@ fn insert_with_slug(
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (slug) DO NOTHING",
         )?
-        .execute(params![id, name, slug, description, now()])?;
+        .execute(params![id, name, slug, description, Timestamp::now()])?;
     Ok(added > 0)
 }
 
@@ -193,7 +192,7 @@ pub fn add_member(
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (workspace_id, user_id) DO NOTHING",
         )?
-        .execute(params![id, workspace, user, role, now()])?;
+        .execute(params![id, workspace, user, role, Timestamp::now()])?;
     if added == 0 {
         return Err(Error::conflict(
             "user is already a member of this workspace",
@@ -219,7 +218,7 @@ pub fn set_role(conn: &Connection, member: MemberId, role: Role) -> rusqlite::Re
 }
 
 pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()> {
-    let now = now();
+    let now = Timestamp::now();
     conn.execute(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?4, updated_at = ?3
          WHERE workspace_id = ?1 AND owner_id = ?2",
