@@ -1,4 +1,5 @@
-//! Small value types shared by the store and the API.
+//! The value types the store and the API share: one id type per entity,
+//! enums for statuses, roles, modes and visibility, and `Timestamp`.
 
 use std::fmt;
 use std::ops::{Add, Sub};
@@ -48,15 +49,6 @@ macro_rules! entity_ids {
             pub fn new() -> $name {
                 $name(Uuid::new_v4())
             }
-
-            /// The bare UUID, for what takes any id (pagination cursors).
-            pub fn uuid(self) -> Uuid {
-                self.0
-            }
-
-            pub fn from_uuid(uuid: Uuid) -> $name {
-                $name(uuid)
-            }
         }
 
         impl EntityId for $name {
@@ -90,7 +82,10 @@ macro_rules! entity_ids {
         }
 
         impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+            fn deserialize<D>(deserializer: D) -> Result<$name, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
                 let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
                 text.parse().map_err(serde::de::Error::custom)
             }
@@ -183,7 +178,10 @@ macro_rules! word_enums {
         }
 
         impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<$name, D::Error> {
+            fn deserialize<D>(deserializer: D) -> Result<$name, D::Error>
+            where
+                D: serde::Deserializer<'de>,
+            {
                 let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
                 text.parse().map_err(serde::de::Error::custom)
             }
@@ -193,7 +191,9 @@ macro_rules! word_enums {
 
 word_enums! {
     /// A member's role in a workspace.
-    Role, |other| format!("invalid role {other:?}: must be owner, admin or member"), {
+    Role,
+    |other| format!("invalid role {other:?}: must be owner, admin or member"),
+    {
         Owner => "owner",
         Admin => "admin",
         Member => "member",
@@ -201,7 +201,9 @@ word_enums! {
 
     /// Where a task is in its life, in order: waiting, handed to a daemon,
     /// under way, then one of three ends.
-    TaskStatus, |_other| "status must be queued, dispatched, running, completed, failed or cancelled".to_string(), {
+    TaskStatus,
+    |_other| "status must be queued, dispatched, running, completed, failed or cancelled".to_string(),
+    {
         Queued => "queued",
         Dispatched => "dispatched",
         Running => "running",
@@ -211,14 +213,18 @@ word_enums! {
     }
 
     /// Whether a runtime's daemon is heard from.
-    RuntimeStatus, |_other| "status must be online or offline".to_string(), {
+    RuntimeStatus,
+    |_other| "status must be online or offline".to_string(),
+    {
         Online => "online",
         Offline => "offline",
     }
 
     /// What an agent is doing: `idle` and `working` follow its tasks; the
     /// others are set by people.
-    AgentStatus, |_other| "status must be idle, working, blocked, error or offline".to_string(), {
+    AgentStatus,
+    |_other| "status must be idle, working, blocked, error or offline".to_string(),
+    {
         Idle => "idle",
         Working => "working",
         Blocked => "blocked",
@@ -227,13 +233,17 @@ word_enums! {
     }
 
     /// Where a runtime runs: on a developer's machine, or hosted.
-    RuntimeMode, |_other| "runtime_mode must be local or cloud".to_string(), {
+    RuntimeMode,
+    |_other| "runtime_mode must be local or cloud".to_string(),
+    {
         Local => "local",
         Cloud => "cloud",
     }
 
     /// Where an invitation stands. Only pending ones can be answered.
-    InvitationStatus, |other| format!("invalid invitation status {other:?}"), {
+    InvitationStatus,
+    |other| format!("invalid invitation status {other:?}"),
+    {
         Pending => "pending",
         Accepted => "accepted",
         Declined => "declined",
@@ -242,7 +252,9 @@ word_enums! {
 
     /// Who sees an agent: every member, or its owner and the workspace's
     /// owners and admins.
-    Visibility, |_other| "visibility must be workspace or private".to_string(), {
+    Visibility,
+    |_other| "visibility must be workspace or private".to_string(),
+    {
         Workspace => "workspace",
         Private => "private",
     }

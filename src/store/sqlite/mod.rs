@@ -41,9 +41,9 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{ffi, Connection, ErrorCode};
 
 use crate::domain::{
-    AgentId, AgentStatus, InvitationId, InvitationStatus, MemberId, Role, RuntimeId, RuntimeMode,
-    RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId, UserId,
-    Visibility, WorkspaceId,
+    AgentId, AgentStatus, EntityId, InvitationId, InvitationStatus, MemberId, Role, RuntimeId,
+    RuntimeMode, RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId,
+    UserId, Visibility, WorkspaceId,
 };
 
 use crate::config::DatabaseConfig;
