@@ -19,6 +19,17 @@ pub fn parse_uuid(s: &str) -> Result<Uuid, String> {
     Uuid::try_parse(s).map_err(|e| format!("{s:?} is not a UUID: {e}"))
 }
 
+/// A JSON string read as a `T` through its `FromStr`: the one spelling of
+/// an id or a word enum, with the parse's own message on anything else.
+fn parse_text<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
 /// What every id type is: a UUID under a name. For the few places that
 /// take any id (a pagination cursor holds the id of whatever it lists).
 ///
@@ -86,8 +97,7 @@ macro_rules! entity_ids {
             where
                 D: serde::Deserializer<'de>,
             {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
+                parse_text(deserializer)
             }
         }
     )+};
@@ -182,8 +192,7 @@ macro_rules! word_enums {
             where
                 D: serde::Deserializer<'de>,
             {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
+                parse_text(deserializer)
             }
         }
     )+};
