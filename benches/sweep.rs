@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::{Config, SweeperConfig};
-use agenthub::domain::Id;
+use agenthub::domain::{AgentId, RuntimeId, RuntimeStatus, TaskId, Timestamp, UserId, WorkspaceId};
 use agenthub::jobs::sweeper::sweep_once;
+use agenthub::store::agents;
 use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
-use agenthub::store::{agents, format_time};
 
 const CLIENTS: usize = 8;
 const LIVE_RUNTIMES: usize = 1000;
@@ -92,24 +92,23 @@ fn summary(label: &str, mut lat: Vec<u64>, errors: usize, secs: f64) {
 /// the live runtimes.
 fn seed_fleet(
     tx: &agenthub::store::Conn<'_>,
-    workspace: Id,
-    owner: Id,
+    workspace: WorkspaceId,
+    owner: UserId,
     total: usize,
 ) -> agenthub::store::Result<Vec<String>> {
-    let now = chrono::Utc::now();
-    let t0 = format_time(now);
-    let hour_ago = format_time(now - chrono::Duration::seconds(3600));
-    let month_ago = format_time(now - chrono::Duration::days(30));
+    let t0 = Timestamp::now();
+    let hour_ago = t0 - chrono::Duration::seconds(3600);
+    let month_ago = t0 - chrono::Duration::days(30);
     let stale = total / 2;
     let mut live = Vec::new();
     for i in 0..total + LIVE_RUNTIMES {
-        let id = Id::new();
+        let id = RuntimeId::new();
         let (status, last_seen) = if i < stale {
-            ("online", &hour_ago)
+            (RuntimeStatus::Online, hour_ago)
         } else if i < total {
-            ("offline", &month_ago)
+            (RuntimeStatus::Offline, month_ago)
         } else {
-            ("online", &t0)
+            (RuntimeStatus::Online, t0)
         };
         seed::runtime(
             tx,
@@ -122,11 +121,11 @@ fn seed_fleet(
                 status,
                 owner,
                 last_seen_at: Some(last_seen),
-                created_at: &t0,
+                created_at: t0,
             },
         )?;
         if i < stale && i % 100 == 0 {
-            let agent = Id::new();
+            let agent = AgentId::new();
             seed::agent(
                 tx,
                 &SeedAgent {
@@ -136,10 +135,10 @@ fn seed_fleet(
                     name: "a",
                     owner,
                     archived_at: None,
-                    created_at: &t0,
+                    created_at: t0,
                 },
             )?;
-            seed::dispatched_task(tx, Id::new(), workspace, agent, id, &t0)?;
+            seed::dispatched_task(tx, TaskId::new(), workspace, agent, id, t0)?;
             // working, as a claim leaves it
             agents::reconcile_status(tx, agent)?;
         }

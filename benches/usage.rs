@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::Config;
-use agenthub::domain::Id;
+use agenthub::domain::{AgentId, RuntimeId, RuntimeStatus, TaskId, Timestamp};
 use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
 use agenthub::store::usage::{upsert_runtime_usage, upsert_task_usage, UsageEntry};
 use rand::rngs::StdRng;
@@ -62,8 +62,8 @@ async fn run(rows: usize) {
         .expect("user");
         people.push(added.user_id);
     }
-    let t0 = agenthub::store::now();
-    let (fleet_people, fleet_t0) = (people.clone(), t0.clone());
+    let t0 = Timestamp::now();
+    let (fleet_people, fleet_t0) = (people.clone(), t0);
     let (runtimes, agents) = state
         .db
         .write_blocking(move |tx| -> agenthub::store::Result<_> {
@@ -71,7 +71,7 @@ async fn run(rows: usize) {
             let mut runtimes = Vec::new();
             let mut agents = Vec::new();
             for r in 0..RUNTIMES {
-                let id = Id::new();
+                let id = RuntimeId::new();
                 let owner = people[r % PEOPLE];
                 seed::runtime(
                     tx,
@@ -81,13 +81,13 @@ async fn run(rows: usize) {
                         daemon_id: &format!("host-{}", r / 2),
                         name: "rt",
                         provider: ["claude", "codex"][r % 2],
-                        status: "online",
+                        status: RuntimeStatus::Online,
                         owner,
-                        last_seen_at: Some(&t0),
-                        created_at: &t0,
+                        last_seen_at: Some(t0),
+                        created_at: t0,
                     },
                 )?;
-                let agent = Id::new();
+                let agent = AgentId::new();
                 seed::agent(
                     tx,
                     &SeedAgent {
@@ -97,7 +97,7 @@ async fn run(rows: usize) {
                         name: "a",
                         owner,
                         archived_at: None,
-                        created_at: &t0,
+                        created_at: t0,
                     },
                 )?;
                 runtimes.push(id);
@@ -130,16 +130,16 @@ async fn run(rows: usize) {
                 })
                 .collect();
             n += entries.len();
-            items.push((agent, runtime, agenthub::store::format_time(at), entries));
+            items.push((agent, runtime, Timestamp::from_utc(at), entries));
         }
         state
             .db
             .write_blocking(move |tx| -> agenthub::store::Result<_> {
                 for (agent, runtime, at, entries) in &items {
-                    let task = Id::new();
-                    seed::finished_task(tx, task, ws, *agent, *runtime, at)?;
+                    let task = TaskId::new();
+                    seed::finished_task(tx, task, ws, *agent, *runtime, *at)?;
                     for entry in entries {
-                        upsert_task_usage(tx, task, ws, entry, at)?;
+                        upsert_task_usage(tx, task, ws, entry, *at)?;
                     }
                 }
                 Ok(())
@@ -148,7 +148,7 @@ async fn run(rows: usize) {
         written += batch;
     }
     // a year of daily reports from every runtime, three models each
-    let (daily, reported_at) = (runtimes.clone(), t0.clone());
+    let (daily, reported_at) = (runtimes.clone(), t0);
     state
         .db
         .write_blocking(move |tx| -> agenthub::store::Result<_> {
@@ -166,7 +166,7 @@ async fn run(rows: usize) {
                             output_tokens: 100,
                             ..Default::default()
                         };
-                        upsert_runtime_usage(tx, *runtime, &date, &entry, &t0)?;
+                        upsert_runtime_usage(tx, *runtime, &date, &entry, t0)?;
                     }
                 }
             }
@@ -234,10 +234,9 @@ async fn run(rows: usize) {
     }
 
     // what the daily page would cost without the rollup
-    let since = agenthub::store::format_time(now - chrono::Duration::days(365));
+    let since = Timestamp::from_utc(now - chrono::Duration::days(365));
     let mut times = Vec::new();
     for _ in 0..5 {
-        let since = since.clone();
         let t = Instant::now();
         let n = (|| -> rusqlite::Result<usize> {
                 let mut stmt = raw.prepare(

@@ -6,7 +6,9 @@
 use crate::store::Conn;
 
 use crate::auth::Caller;
-use crate::domain::{Id, Role};
+use crate::domain::{
+    AgentId, Role, RuntimeId, TaskId, TaskStatus, UserId, Visibility, WorkspaceId,
+};
 use crate::error::ApiError;
 use crate::store::{runtimes, workspaces};
 
@@ -16,7 +18,11 @@ fn runtime_not_found() -> ApiError {
 
 /// Whether `caller` reaches `workspace` on the daemon API: a daemon token
 /// its own workspace, a PAT user the workspaces they belong to.
-pub fn daemon_reaches(conn: &Conn<'_>, caller: &Caller, workspace: Id) -> Result<bool, ApiError> {
+pub fn daemon_reaches(
+    conn: &Conn<'_>,
+    caller: &Caller,
+    workspace: WorkspaceId,
+) -> Result<bool, ApiError> {
     Ok(match caller {
         // its minter must still be a member: removal revokes the token, and
         // this closes the race with a request already past authentication
@@ -65,7 +71,7 @@ pub fn acts_for_runtime(
 pub fn require_daemon_runtime(
     conn: &Conn<'_>,
     caller: &Caller,
-    id: Id,
+    id: RuntimeId,
 ) -> Result<runtimes::Runtime, ApiError> {
     let runtime = runtimes::get(conn, id)?.ok_or_else(runtime_not_found)?;
     if acts_for_runtime(conn, caller, &runtime)? {
@@ -79,8 +85,8 @@ pub fn require_daemon_runtime(
 /// that workspace only.
 pub fn require_member_runtime(
     conn: &Conn<'_>,
-    user: Id,
-    id: Id,
+    user: UserId,
+    id: RuntimeId,
 ) -> Result<(runtimes::Runtime, Role), ApiError> {
     let runtime = runtimes::get(conn, id)?.ok_or_else(runtime_not_found)?;
     let role =
@@ -90,7 +96,7 @@ pub fn require_member_runtime(
 
 /// Whether `user` (with `role` in the runtime's workspace) may act on the
 /// machine behind `runtime`: its owner, or a workspace owner/admin.
-pub fn controls_runtime(runtime: &runtimes::Runtime, user: Id, role: Role) -> bool {
+pub fn controls_runtime(runtime: &runtimes::Runtime, user: UserId, role: Role) -> bool {
     role.is_manager() || runtime.owner_id == Some(user)
 }
 
@@ -103,13 +109,14 @@ fn agent_not_found() -> ApiError {
 /// manage the workspace. Anything else is 404.
 pub fn require_agent(
     conn: &Conn<'_>,
-    user: Id,
-    id: Id,
+    user: UserId,
+    id: AgentId,
 ) -> Result<(crate::store::agents::Agent, Role), ApiError> {
     let agent = crate::store::agents::get(conn, id)?.ok_or_else(agent_not_found)?;
     let role = workspaces::role_of(conn, agent.workspace_id, user)?.ok_or_else(agent_not_found)?;
-    let visible =
-        agent.visibility == "workspace" || agent.owner_id == Some(user) || role.is_manager();
+    let visible = agent.visibility == Visibility::Workspace
+        || agent.owner_id == Some(user)
+        || role.is_manager();
     if visible {
         Ok((agent, role))
     } else {
@@ -120,7 +127,7 @@ pub fn require_agent(
 /// Workspace owners/admins and the agent's owner may change an agent.
 pub fn require_agent_editor(
     agent: &crate::store::agents::Agent,
-    user: Id,
+    user: UserId,
     role: Role,
 ) -> Result<(), ApiError> {
     if role.is_manager() || agent.owner_id == Some(user) {
@@ -138,7 +145,7 @@ pub fn require_agent_editor(
 pub fn require_daemon_task(
     conn: &Conn<'_>,
     caller: &Caller,
-    id: Id,
+    id: TaskId,
 ) -> Result<crate::store::tasks::Task, ApiError> {
     let not_found = || ApiError::not_found("task not found");
     if let Caller::Task(own) = caller {
@@ -148,7 +155,7 @@ pub fn require_daemon_task(
         // its token is live only while the task runs: authentication saw
         // it live, and this is read again in the transaction that acts
         let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
-        return if matches!(task.status.as_str(), "dispatched" | "running") {
+        return if task.status.is_active() {
             Ok(task)
         } else {
             Err(ApiError::unauthorized(
@@ -159,7 +166,7 @@ pub fn require_daemon_task(
     let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
     let runtime = match (task.runtime_id, task.agent_id) {
         (Some(runtime), _) => Some(runtime),
-        (None, Some(agent)) if task.status == "queued" => {
+        (None, Some(agent)) if task.status == TaskStatus::Queued => {
             crate::store::agents::get(conn, agent)?.map(|a| a.runtime_id)
         }
         _ => None,
@@ -184,8 +191,8 @@ pub fn require_daemon_task(
 /// when the agent is hidden from them, 403 otherwise.
 pub fn require_task_canceller(
     conn: &Conn<'_>,
-    user: Id,
-    id: Id,
+    user: UserId,
+    id: TaskId,
 ) -> Result<crate::store::tasks::Task, ApiError> {
     let not_found = || ApiError::not_found("task not found");
     let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
@@ -202,7 +209,7 @@ pub fn require_task_canceller(
             "only whoever queued the task or a workspace owner or admin can cancel it",
         ));
     };
-    if agent.visibility != "workspace" && agent.owner_id != Some(user) {
+    if agent.visibility != Visibility::Workspace && agent.owner_id != Some(user) {
         return Err(not_found());
     }
     let runtime_owner =

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::domain::{Id, Role};
+use crate::domain::{Role, TokenId, UserId, WorkspaceId};
 use crate::store::{self, Failure};
 use crate::store::{tokens, users, workspaces, Store};
 
@@ -31,22 +31,22 @@ impl Failure for AdminError {
 
 #[derive(Debug, Serialize)]
 pub struct Initialized {
-    pub user_id: Id,
-    pub workspace_id: Id,
+    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     pub token: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct UserAdded {
-    pub user_id: Id,
-    pub workspace_id: Option<Id>,
+    pub user_id: UserId,
+    pub workspace_id: Option<WorkspaceId>,
     pub token: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct TokenCreated {
-    pub user_id: Id,
-    pub token_id: Id,
+    pub user_id: UserId,
+    pub token_id: TokenId,
     pub token: String,
 }
 
@@ -104,7 +104,7 @@ pub fn add_user(
     db: &Store,
     email: &str,
     name: Option<&str>,
-    membership: Option<(Id, Role)>,
+    membership: Option<(WorkspaceId, Role)>,
 ) -> Result<UserAdded, AdminError> {
     let email = parse_email(email).map_err(AdminError::Invalid)?;
     let name = display_name(name, &email);

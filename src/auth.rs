@@ -11,11 +11,12 @@ use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use chrono::Duration;
 use serde::Deserialize;
 
-use crate::domain::{Id, Role};
+use crate::domain::{AgentId, Role, TaskId, TaskTokenId, Timestamp, TokenId, UserId, WorkspaceId};
 use crate::error::ApiError;
-use crate::store::{self, tokens, workspaces, Store};
+use crate::store::{tokens, workspaces, Store};
 
 /// How long a daemon token minted through the API stays valid.
 pub const DAEMON_TOKEN_LIFETIME_DAYS: i64 = 365;
@@ -26,11 +27,11 @@ const TOUCH_INTERVAL_SECS: i64 = 60;
 /// A daemon authenticated by its daemon token: it reaches one workspace.
 #[derive(Debug, Clone)]
 pub struct DaemonIdentity {
-    pub token_id: Id,
-    pub workspace_id: Id,
+    pub token_id: TokenId,
+    pub workspace_id: WorkspaceId,
     pub daemon_id: String,
     /// The member who minted the token, if they still exist.
-    pub minted_by: Option<Id>,
+    pub minted_by: Option<UserId>,
 }
 
 /// An agent run by a daemon, authenticated by the task-scoped token minted
@@ -38,15 +39,15 @@ pub struct DaemonIdentity {
 /// else.
 #[derive(Debug, Clone)]
 pub struct TaskIdentity {
-    pub token_id: Id,
-    pub task_id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
+    pub token_id: TaskTokenId,
+    pub task_id: TaskId,
+    pub workspace_id: WorkspaceId,
+    pub agent_id: Option<AgentId>,
 }
 
 #[derive(Debug, Clone)]
 pub enum Caller {
-    User { user_id: Id },
+    User { user_id: UserId },
     Daemon(DaemonIdentity),
     Task(TaskIdentity),
 }
@@ -54,14 +55,14 @@ pub enum Caller {
 /// A caller authenticated with a personal access token.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthUser {
-    pub user_id: Id,
+    pub user_id: UserId,
 }
 
 /// A PAT caller who is a member of the request's workspace.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkspaceAccess {
-    pub user_id: Id,
-    pub workspace_id: Id,
+    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     pub role: Role,
 }
 
@@ -93,10 +94,6 @@ fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(token.trim().to_string())
 }
 
-fn seconds_ago(secs: i64) -> String {
-    store::format_time(chrono::Utc::now() - chrono::Duration::seconds(secs))
-}
-
 /// The SHA-256 of the request's bearer token: a key for per-token limits
 /// that never holds the token itself.
 pub fn bearer_hash(req: &HttpRequest) -> Result<String, ApiError> {
@@ -104,11 +101,11 @@ pub fn bearer_hash(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 /// 401 unless the stored token is neither revoked nor expired.
-fn require_live(stored: &tokens::StoredToken, now: &str) -> Result<(), ApiError> {
+fn require_live(stored: &tokens::StoredToken, now: Timestamp) -> Result<(), ApiError> {
     if stored.revoked {
         return Err(ApiError::unauthorized("token has been revoked"));
     }
-    if stored.expires_at.as_deref().is_some_and(|e| e <= now) {
+    if stored.expires_at.is_some_and(|e| e <= now) {
         return Err(ApiError::unauthorized("token has expired"));
     }
     Ok(())
@@ -120,14 +117,14 @@ fn require_live(stored: &tokens::StoredToken, now: &str) -> Result<(), ApiError>
 pub async fn current_role(
     db: &Store,
     token_hash: String,
-    user: Id,
-    workspace: Id,
+    user: UserId,
+    workspace: WorkspaceId,
 ) -> Result<Option<Role>, ApiError> {
     db.read(move |conn| -> Result<_, ApiError> {
         let Some(stored) = tokens::find_personal(conn, &token_hash)? else {
             return Ok(None);
         };
-        if stored.user_id != Some(user) || require_live(&stored, &store::now()).is_err() {
+        if stored.user_id != Some(user) || require_live(&stored, Timestamp::now()).is_err() {
             return Ok(None);
         }
         Ok(workspaces::role_of(conn, workspace, user)?)
@@ -143,12 +140,12 @@ async fn authenticate_task(db: &Store, token: &str) -> Result<Caller, ApiError> 
         .read(move |conn| tokens::find_task_token(conn, &hash))
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
-    if !matches!(stored.task_status.as_str(), "dispatched" | "running") {
+    if !stored.task_status.is_active() {
         return Err(ApiError::unauthorized(
             "task token is no longer valid: its task has ended",
         ));
     }
-    if stored.expires_at <= store::now() {
+    if stored.expires_at <= Timestamp::now() {
         return Err(ApiError::unauthorized("token has expired"));
     }
     Ok(Caller::Task(TaskIdentity {
@@ -187,8 +184,8 @@ async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         })
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid token"))?;
-    let now = store::now();
-    require_live(&stored, &now)?;
+    let now = Timestamp::now();
+    require_live(&stored, now)?;
 
     let caller = match (
         is_pat,
@@ -197,16 +194,12 @@ async fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         stored.daemon_id,
     ) {
         (true, Some(user_id), _, _) => {
-            let stale = seconds_ago(TOUCH_INTERVAL_SECS);
-            if stored
-                .last_used_at
-                .as_deref()
-                .is_none_or(|t| t < stale.as_str())
-            {
+            let stale = now - Duration::seconds(TOUCH_INTERVAL_SECS);
+            if stored.last_used_at.is_none_or(|t| t < stale) {
                 let id = stored.id;
                 // bookkeeping only: a failure here must not fail the request
                 if let Err(e) = db
-                    .write(move |tx| tokens::touch_personal(tx, id, &now))
+                    .write(move |tx| tokens::touch_personal(tx, id, now))
                     .await
                 {
                     log::warn!("could not record token use: {e}");
@@ -273,7 +266,11 @@ fn header_text(req: &HttpRequest, name: &str) -> Result<Option<String>, ()> {
 /// The id of the workspace with `slug` among those `user` belongs to: a
 /// slug of a workspace they are not in is as unknown as one that does not
 /// exist, so slugs cannot be probed.
-async fn member_workspace_by_slug(db: &Store, user: Id, slug: String) -> Result<Id, ApiError> {
+async fn member_workspace_by_slug(
+    db: &Store,
+    user: UserId,
+    slug: String,
+) -> Result<WorkspaceId, ApiError> {
     db.read(move |conn| -> Result<_, ApiError> {
         let mine = workspaces::list_for_user(conn, user)?;
         Ok(mine.into_iter().find(|w| w.slug == slug).map(|w| w.id))
@@ -285,12 +282,16 @@ async fn member_workspace_by_slug(db: &Store, user: Id, slug: String) -> Result<
 /// The workspace a scoped request names: `X-Workspace-ID` and/or
 /// `X-Workspace-Slug` (400 when they name different workspaces), else
 /// `?workspace_id=`.
-async fn requested_workspace(req: &HttpRequest, db: &Store, user: Id) -> Result<Id, ApiError> {
+async fn requested_workspace(
+    req: &HttpRequest,
+    db: &Store,
+    user: UserId,
+) -> Result<WorkspaceId, ApiError> {
     let not_uuid = || ApiError::bad_request("invalid workspace_id: not a UUID");
     let by_id = match header_text(req, "x-workspace-id").map_err(|_| not_uuid())? {
         Some(v) if v.is_empty() => return Err(ApiError::bad_request("workspace_id is required")),
         Some(v) => Some(
-            v.parse::<Id>()
+            v.parse::<WorkspaceId>()
                 .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))?,
         ),
         None => None,
@@ -321,7 +322,11 @@ async fn requested_workspace(req: &HttpRequest, db: &Store, user: Id) -> Result<
 
 /// The caller's role in `workspace`; 404 `workspace not found` when they are
 /// not a member (the same answer as for a workspace that does not exist).
-pub async fn require_member(db: &Store, user: Id, workspace: Id) -> Result<Role, ApiError> {
+pub async fn require_member(
+    db: &Store,
+    user: UserId,
+    workspace: WorkspaceId,
+) -> Result<Role, ApiError> {
     db.read(move |conn| workspaces::role_of(conn, workspace, user))
         .await?
         .ok_or_else(|| ApiError::not_found("workspace not found"))

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use crate::domain::Id;
+use crate::domain::{RuntimeId, TaskId, UserId};
 
 /// Frames that may wait for one socket before it is let go.
 pub const SOCKET_QUEUE: usize = 32;
@@ -37,8 +37,8 @@ pub const TASK_AVAILABLE: &str = "daemon:task_available";
 pub type Frame = Arc<str>;
 
 struct Entry {
-    member: Id,
-    runtimes: Vec<Id>,
+    member: UserId,
+    runtimes: Vec<RuntimeId>,
     /// The only sender: dropping the entry ends the socket's queue.
     tx: mpsc::Sender<Frame>,
 }
@@ -47,8 +47,8 @@ struct Entry {
 struct Registry {
     sockets: HashMap<u64, Entry>,
     /// Socket ids per runtime, oldest first.
-    by_runtime: HashMap<Id, Vec<u64>>,
-    per_member: HashMap<Id, usize>,
+    by_runtime: HashMap<RuntimeId, Vec<u64>>,
+    per_member: HashMap<UserId, usize>,
     next_id: u64,
 }
 
@@ -75,7 +75,7 @@ impl Registry {
     }
 
     /// Makes room for one more socket on each of `runtimes`.
-    fn evict_oldest(&mut self, runtimes: &[Id]) {
+    fn evict_oldest(&mut self, runtimes: &[RuntimeId]) {
         for runtime in runtimes {
             while let Some(&oldest) = self
                 .by_runtime
@@ -123,7 +123,7 @@ impl DaemonHub {
 
     /// Adds a socket acting for `member` that watches `runtimes`, or `None`
     /// when the member already holds [`SOCKETS_PER_MEMBER`].
-    pub fn join(&self, member: Id, runtimes: &[Id]) -> Option<Socket> {
+    pub fn join(&self, member: UserId, runtimes: &[RuntimeId]) -> Option<Socket> {
         let (tx, frames) = mpsc::channel(SOCKET_QUEUE);
         let mut registry = lock(&self.inner);
         if registry.per_member.get(&member).copied().unwrap_or(0) >= SOCKETS_PER_MEMBER {
@@ -151,7 +151,7 @@ impl DaemonHub {
 
     /// Wakes the daemons watching `runtime`: `task` was queued for it.
     /// Never waits; a socket with no room left is let go.
-    pub fn task_available(&self, runtime: Id, task: Id) {
+    pub fn task_available(&self, runtime: RuntimeId, task: TaskId) {
         let mut registry = lock(&self.inner);
         let registry = &mut *registry;
         let Some(ids) = registry.by_runtime.get(&runtime) else {
@@ -180,7 +180,7 @@ impl DaemonHub {
     }
 
     /// How many sockets watch `runtime` (for tests and metrics).
-    pub fn sockets(&self, runtime: Id) -> usize {
+    pub fn sockets(&self, runtime: RuntimeId) -> usize {
         lock(&self.inner)
             .by_runtime
             .get(&runtime)
@@ -219,12 +219,12 @@ mod tests {
     #[test]
     fn a_socket_that_stops_reading_is_let_go_without_slowing_the_publisher() {
         let hub = DaemonHub::new();
-        let runtime = Id::new();
-        let mut reader = hub.join(Id::new(), &[runtime]).unwrap();
-        let mut stuck = hub.join(Id::new(), &[runtime]).unwrap();
+        let runtime = RuntimeId::new();
+        let mut reader = hub.join(UserId::new(), &[runtime]).unwrap();
+        let mut stuck = hub.join(UserId::new(), &[runtime]).unwrap();
         let started = std::time::Instant::now();
         for _ in 0..10 * SOCKET_QUEUE {
-            hub.task_available(runtime, Id::new());
+            hub.task_available(runtime, TaskId::new());
             while reader.frames.try_recv().is_ok() {}
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
@@ -248,21 +248,21 @@ mod tests {
     #[test]
     fn a_member_holds_a_bounded_number_of_sockets() {
         let hub = DaemonHub::new();
-        let member = Id::new();
+        let member = UserId::new();
         let held: Vec<Socket> = (0..SOCKETS_PER_MEMBER)
-            .map(|_| hub.join(member, &[Id::new()]).unwrap())
+            .map(|_| hub.join(member, &[RuntimeId::new()]).unwrap())
             .collect();
-        assert!(hub.join(member, &[Id::new()]).is_none());
-        assert!(hub.join(Id::new(), &[Id::new()]).is_some());
+        assert!(hub.join(member, &[RuntimeId::new()]).is_none());
+        assert!(hub.join(UserId::new(), &[RuntimeId::new()]).is_some());
         drop(held);
-        assert!(hub.join(member, &[Id::new()]).is_some());
+        assert!(hub.join(member, &[RuntimeId::new()]).is_some());
     }
 
     #[test]
     fn a_new_socket_of_a_busy_runtime_replaces_the_oldest() {
         let hub = DaemonHub::new();
-        let (runtime, other) = (Id::new(), Id::new());
-        let member = Id::new();
+        let (runtime, other) = (RuntimeId::new(), RuntimeId::new());
+        let member = UserId::new();
         let mut oldest = hub.join(member, &[runtime, other]).unwrap();
         let _rest: Vec<Socket> = (1..SOCKETS_PER_RUNTIME)
             .map(|_| hub.join(member, &[runtime]).unwrap())

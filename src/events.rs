@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
-use crate::domain::{Id, Role};
+use crate::domain::{AgentId, AgentStatus, Role, TaskId, UserId, Visibility, WorkspaceId};
 
 /// Largest daemon payload (`progress`, `messages`) relayed to streams.
 pub const MAX_RELAYED_BYTES: usize = 64 * 1024;
@@ -43,7 +43,10 @@ pub enum Audience {
     Workspace,
     /// Those who may read the agent: everyone for a workspace-visible
     /// agent; its owner and the workspace's owners/admins for a private one.
-    Agent { owner: Option<Id>, private: bool },
+    Agent {
+        owner: Option<UserId>,
+        private: bool,
+    },
 }
 
 impl Audience {
@@ -53,7 +56,7 @@ impl Audience {
         private: true,
     };
 
-    pub fn may_read(&self, user: Id, role: Role) -> bool {
+    pub fn may_read(&self, user: UserId, role: Role) -> bool {
         match *self {
             Audience::Workspace => true,
             Audience::Agent { owner, private } => {
@@ -66,7 +69,7 @@ impl Audience {
     pub fn of_agent(agent: &crate::store::agents::Agent) -> Audience {
         Audience::Agent {
             owner: agent.owner_id,
-            private: agent.visibility != "workspace",
+            private: agent.visibility != Visibility::Workspace,
         }
     }
 }
@@ -75,7 +78,7 @@ impl Audience {
 pub struct Event {
     /// `daemon:register`, `task:…`, `agent:status`.
     pub kind: &'static str,
-    pub workspace_id: Id,
+    pub workspace_id: WorkspaceId,
     pub audience: Audience,
     /// `{"type","workspace_id","payload"}` as sent on the stream.
     pub data: String,
@@ -111,8 +114,8 @@ struct Subscriber {
 
 #[derive(Default)]
 struct Registry {
-    by_workspace: Mutex<HashMap<Id, Vec<Subscriber>>>,
-    streams_per_user: Mutex<HashMap<Id, usize>>,
+    by_workspace: Mutex<HashMap<WorkspaceId, Vec<Subscriber>>>,
+    streams_per_user: Mutex<HashMap<UserId, usize>>,
     next_id: AtomicU64,
 }
 
@@ -152,7 +155,7 @@ impl EventBus {
     }
 
     /// An event every member of the workspace may read.
-    pub fn publish(&self, kind: &'static str, workspace_id: Id, payload: Value) {
+    pub fn publish(&self, kind: &'static str, workspace_id: WorkspaceId, payload: Value) {
         self.publish_to(kind, workspace_id, Audience::Workspace, payload);
     }
 
@@ -162,7 +165,7 @@ impl EventBus {
     pub fn publish_to(
         &self,
         kind: &'static str,
-        workspace_id: Id,
+        workspace_id: WorkspaceId,
         audience: Audience,
         payload: Value,
     ) {
@@ -201,7 +204,13 @@ impl EventBus {
     }
 
     /// `agent:status {agent_id, status}`.
-    pub fn agent_status(&self, audience: Audience, workspace_id: Id, agent_id: Id, status: &str) {
+    pub fn agent_status(
+        &self,
+        audience: Audience,
+        workspace_id: WorkspaceId,
+        agent_id: AgentId,
+        status: AgentStatus,
+    ) {
         self.publish_to(
             AGENT_STATUS,
             workspace_id,
@@ -215,9 +224,9 @@ impl EventBus {
         &self,
         kind: &'static str,
         audience: Audience,
-        workspace_id: Id,
-        task_id: Id,
-        agent_id: Option<Id>,
+        workspace_id: WorkspaceId,
+        task_id: TaskId,
+        agent_id: Option<AgentId>,
     ) {
         self.publish_to(
             kind,
@@ -228,7 +237,7 @@ impl EventBus {
     }
 
     /// Follows `workspace`'s events.
-    pub fn subscribe(&self, workspace: Id) -> Subscription {
+    pub fn subscribe(&self, workspace: WorkspaceId) -> Subscription {
         let mailbox = Arc::new(Mailbox::default());
         let id = self.registry.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.registry.by_workspace)
@@ -248,7 +257,7 @@ impl EventBus {
 
     /// Counts one more open stream for `user`, or `None` when they already
     /// hold [`STREAMS_PER_USER`].
-    pub fn open_stream(&self, user: Id) -> Option<StreamSlot> {
+    pub fn open_stream(&self, user: UserId) -> Option<StreamSlot> {
         let mut counts = lock(&self.registry.streams_per_user);
         let count = counts.entry(user).or_default();
         if *count >= STREAMS_PER_USER {
@@ -282,7 +291,7 @@ impl EventBus {
     }
 
     /// How many streams follow `workspace` (for tests and metrics).
-    pub fn subscribers(&self, workspace: Id) -> usize {
+    pub fn subscribers(&self, workspace: WorkspaceId) -> usize {
         lock(&self.registry.by_workspace)
             .get(&workspace)
             .map_or(0, Vec::len)
@@ -292,7 +301,7 @@ impl EventBus {
 /// One stream's queue; leaving it (drop) unsubscribes.
 pub struct Subscription {
     registry: Arc<Registry>,
-    workspace: Id,
+    workspace: WorkspaceId,
     id: u64,
     mailbox: Arc<Mailbox>,
 }
@@ -349,7 +358,7 @@ impl Drop for Subscription {
 /// An open stream counted against its user; dropping it frees the slot.
 pub struct StreamSlot {
     registry: Arc<Registry>,
-    user: Id,
+    user: UserId,
 }
 
 impl Drop for StreamSlot {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::domain::Id;
+use crate::domain::{AgentId, AgentStatus, WorkspaceId};
 use crate::events::{Audience, EventBus};
 use crate::store::agents;
 use crate::store::sweeps::FailedTask;
@@ -15,15 +15,15 @@ use crate::store::Error;
 pub struct Failures {
     pub failed: Vec<FailedTask>,
     /// (workspace, agent, new status) of agents whose status changed
-    statuses: Vec<(Id, Id, String)>,
-    audiences: HashMap<Id, Audience>,
+    statuses: Vec<(WorkspaceId, AgentId, AgentStatus)>,
+    audiences: HashMap<AgentId, Audience>,
 }
 
 impl Failures {
     /// Reconciles the status of the failed tasks' agents, in the
     /// transaction that failed them.
     pub fn settle(conn: &Conn<'_>, failed: Vec<FailedTask>) -> Result<Failures, Error> {
-        let agents: BTreeSet<(Id, Id)> = failed
+        let agents: BTreeSet<(WorkspaceId, AgentId)> = failed
             .iter()
             .filter_map(|t| t.agent_id.map(|a| (t.workspace_id, a)))
             .collect();
@@ -47,7 +47,7 @@ impl Failures {
     /// `task:failed` per task and `agent:status` per changed agent; a task
     /// whose agent is gone is shown to owners/admins only.
     pub fn publish(&self, events: &EventBus) {
-        let audience = |agent: Option<Id>| {
+        let audience = |agent: Option<AgentId>| {
             agent
                 .and_then(|a| self.audiences.get(&a).copied())
                 .unwrap_or(Audience::MANAGERS)
@@ -62,7 +62,7 @@ impl Failures {
             );
         }
         for (workspace, agent, status) in &self.statuses {
-            events.agent_status(audience(Some(*agent)), *workspace, *agent, status);
+            events.agent_status(audience(Some(*agent)), *workspace, *agent, *status);
         }
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::domain::Id;
+use crate::domain::{RuntimeId, Timestamp};
 use crate::store::{runtimes, Error, Store};
 
 /// How often buffered heartbeats are written.
@@ -21,12 +21,12 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Default)]
 pub struct Heartbeats {
-    pending: Arc<Mutex<HashMap<Id, String>>>,
+    pending: Arc<Mutex<HashMap<RuntimeId, Timestamp>>>,
 }
 
 impl Heartbeats {
-    /// Remembers that `runtime` was seen at `at` (stored time format).
-    pub fn record(&self, runtime: Id, at: String) {
+    /// Remembers that `runtime` was seen at `at`.
+    pub fn record(&self, runtime: RuntimeId, at: Timestamp) {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -44,7 +44,7 @@ impl Heartbeats {
         let written = batch.clone();
         let result = db.write_blocking(move |tx| -> Result<_, Error> {
             for (runtime, at) in &written {
-                runtimes::touch_seen(tx, *runtime, at)?;
+                runtimes::touch_seen(tx, *runtime, *at)?;
             }
             Ok(())
         });

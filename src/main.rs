@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use agenthub::admin::{self, AdminError};
 use agenthub::app::Application;
 use agenthub::config::{Config, Overrides};
-use agenthub::domain::{Id, Role};
+use agenthub::domain::{Role, WorkspaceId};
 use agenthub::store::{self, Store};
 
 #[derive(Parser)]
@@ -69,7 +69,7 @@ enum UserCommand {
         name: Option<String>,
         /// workspace id to add the user to
         #[arg(long, value_name = "ID")]
-        workspace: Option<Id>,
+        workspace: Option<WorkspaceId>,
         /// role in that workspace
         #[arg(long, value_parser = parse_role, requires = "workspace")]
         role: Option<Role>,

@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::domain::{RuntimeStatus, TaskStatus};
 use crate::error::ApiError;
 use crate::store::Store;
 use crate::store::{runtimes, tasks};
@@ -45,9 +46,6 @@ fn method_label(method: &str) -> &'static str {
         .find(|m| *m == method)
         .unwrap_or("other")
 }
-
-const RUNTIME_STATUSES: [&str; 2] = ["online", "offline"];
-use crate::domain::TASK_STATUSES;
 
 struct Inner {
     registry: Registry,
@@ -119,7 +117,12 @@ impl Metrics {
         self.inner.sweeps.observe(seconds);
     }
 
-    fn set_counts(family: &Family<StatusLabel, Gauge>, known: &[&str], counts: &[(String, i64)]) {
+    /// One gauge per value of `known` (0 for those with no rows).
+    fn set_counts<S: PartialEq + std::fmt::Display>(
+        family: &Family<StatusLabel, Gauge>,
+        known: &[S],
+        counts: &[(S, i64)],
+    ) {
         for status in known {
             let n = counts
                 .iter()
@@ -146,8 +149,8 @@ pub async fn scrape(
             ))
         })
         .await?;
-    Metrics::set_counts(&metrics.inner.runtimes, &RUNTIME_STATUSES, &runtimes);
-    Metrics::set_counts(&metrics.inner.tasks, &TASK_STATUSES, &tasks);
+    Metrics::set_counts(&metrics.inner.runtimes, RuntimeStatus::ALL, &runtimes);
+    Metrics::set_counts(&metrics.inner.tasks, TaskStatus::ALL, &tasks);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &metrics.inner.registry)
         .map_err(ApiError::internal)?;

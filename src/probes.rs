@@ -15,10 +15,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use serde::Serialize;
 
-use crate::domain::Id;
+use crate::domain::{ProbeId, RuntimeId, Timestamp};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +108,8 @@ impl Status {
 /// A ping or an update request, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Probe {
-    pub id: Id,
-    pub runtime_id: Id,
+    pub id: ProbeId,
+    pub runtime_id: RuntimeId,
     #[serde(skip)]
     pub kind: Kind,
     pub status: Status,
@@ -118,14 +118,8 @@ pub struct Probe {
     pub output: String,
     pub error: String,
     pub duration_ms: Option<i64>,
-    #[serde(serialize_with = "rfc3339")]
-    pub created_at: DateTime<Utc>,
-    #[serde(serialize_with = "rfc3339")]
-    pub updated_at: DateTime<Utc>,
-}
-
-fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// What a daemon reports when it is done (or, for updates, progressing).
@@ -139,17 +133,17 @@ pub struct Outcome {
 
 #[derive(Clone, Default)]
 pub struct Probes {
-    inner: Arc<Mutex<HashMap<Id, Probe>>>,
+    inner: Arc<Mutex<HashMap<ProbeId, Probe>>>,
 }
 
 impl Probes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Probe>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ProbeId, Probe>> {
         // the map holds plain values; a panic elsewhere cannot corrupt it
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies timeouts and forgets long-finished probes.
-    fn expire(map: &mut HashMap<Id, Probe>, now: DateTime<Utc>) {
+    fn expire(map: &mut HashMap<ProbeId, Probe>, now: Timestamp) {
         for probe in map.values_mut() {
             if probe.status.is_open() && now - probe.created_at > probe.kind.timeout() {
                 probe.status = Status::Timeout;
@@ -168,7 +162,11 @@ impl Probes {
     /// the oldest finished ones; 429 when [`MAX_KEPT`] of them, or
     /// [`MAX_TOTAL`] probes in all, are still open, so daemons that never
     /// answer cannot fill the server's memory.
-    fn make_room(map: &mut HashMap<Id, Probe>, kind: Kind, runtime: Id) -> Result<(), ApiError> {
+    fn make_room(
+        map: &mut HashMap<ProbeId, Probe>,
+        kind: Kind,
+        runtime: RuntimeId,
+    ) -> Result<(), ApiError> {
         let mine = |p: &Probe| p.kind == kind && p.runtime_id == runtime;
         while map.values().filter(|p| mine(p)).count() >= MAX_KEPT {
             Self::forget_oldest_finished(map, mine).ok_or_else(|| {
@@ -191,7 +189,7 @@ impl Probes {
     /// Forgets the oldest finished probe among those `matching`; `None`
     /// when every one of them is still open.
     fn forget_oldest_finished(
-        map: &mut HashMap<Id, Probe>,
+        map: &mut HashMap<ProbeId, Probe>,
         matching: impl Fn(&Probe) -> bool,
     ) -> Option<()> {
         let oldest = map
@@ -207,10 +205,10 @@ impl Probes {
     pub fn create(
         &self,
         kind: Kind,
-        runtime: Id,
+        runtime: RuntimeId,
         target_version: Option<String>,
     ) -> Result<Probe, ApiError> {
-        let now = Utc::now();
+        let now = Timestamp::now();
         let mut map = self.lock();
         Self::expire(&mut map, now);
         if kind == Kind::Update
@@ -224,7 +222,7 @@ impl Probes {
         }
         Self::make_room(&mut map, kind, runtime)?;
         let probe = Probe {
-            id: Id::new(),
+            id: ProbeId::new(),
             runtime_id: runtime,
             kind,
             status: Status::Pending,
@@ -240,9 +238,9 @@ impl Probes {
     }
 
     /// The probe `id` of `runtime`, if there is one of this kind.
-    pub fn get(&self, kind: Kind, runtime: Id, id: Id) -> Option<Probe> {
+    pub fn get(&self, kind: Kind, runtime: RuntimeId, id: ProbeId) -> Option<Probe> {
         let mut map = self.lock();
-        Self::expire(&mut map, Utc::now());
+        Self::expire(&mut map, Timestamp::now());
         map.get(&id)
             .filter(|p| p.kind == kind && p.runtime_id == runtime)
             .cloned()
@@ -250,8 +248,8 @@ impl Probes {
 
     /// Hands the oldest pending probe of `runtime` to its daemon (on a
     /// heartbeat) and marks it running.
-    pub fn take_pending(&self, kind: Kind, runtime: Id) -> Option<Probe> {
-        let now = Utc::now();
+    pub fn take_pending(&self, kind: Kind, runtime: RuntimeId) -> Option<Probe> {
+        let now = Timestamp::now();
         let mut map = self.lock();
         Self::expire(&mut map, now);
         let probe = map
@@ -269,11 +267,11 @@ impl Probes {
     pub fn finish(
         &self,
         kind: Kind,
-        runtime: Id,
-        id: Id,
+        runtime: RuntimeId,
+        id: ProbeId,
         outcome: Outcome,
     ) -> Result<Probe, ApiError> {
-        let now = Utc::now();
+        let now = Timestamp::now();
         let mut map = self.lock();
         Self::expire(&mut map, now);
         let probe = map
@@ -300,8 +298,8 @@ impl Probes {
     #[doc(hidden)]
     pub fn age_all(&self, by: Duration) {
         for probe in self.lock().values_mut() {
-            probe.created_at -= by;
-            probe.updated_at -= by;
+            probe.created_at = probe.created_at - by;
+            probe.updated_at = probe.updated_at - by;
         }
     }
 }

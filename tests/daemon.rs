@@ -258,7 +258,8 @@ async fn a_full_workspace_refuses_new_runtimes_but_not_re_registration() {
     // registrations through HTTP would only make the test slow
     let (workspace, owner) = (parse_id(&ws), parse_id(&alice.id));
     app.arrange(move |conn| {
-        seed::offline_runtimes(conn, workspace, owner, 49_999, "2026-01-01T00:00:00.000Z")
+        let at = "2026-01-01T00:00:00.000Z".parse().unwrap();
+        seed::offline_runtimes(conn, workspace, owner, 49_999, at)
     });
     let r = app
         .register(&alice.token, &ws, "new-host", &["claude"])
@@ -400,7 +401,8 @@ async fn heartbeat_marks_online_and_answers_404_when_gone() {
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
     app.deregister(&alice.token, &[&rt]).await;
     let id = parse_id(&rt);
-    app.arrange(move |conn| seed::backdate_runtime(conn, id, "2026-01-01T00:00:00.000Z"));
+    let at = "2026-01-01T00:00:00.000Z".parse().unwrap();
+    app.arrange(move |conn| seed::backdate_runtime(conn, id, at));
     let r = app
         .post(
             "/api/daemon/heartbeat",
@@ -414,7 +416,7 @@ async fn heartbeat_marks_online_and_answers_404_when_gone() {
     assert!(r.body.get("pending_ping").is_none() && r.body.get("pending_update").is_none());
     assert_eq!(app.runtime_status(&rt), "online");
     let seen = app.runtime_row(&rt).last_seen_at.unwrap();
-    assert!(seen.as_str() > "2026-01-01T00:00:01");
+    assert!(seen.to_string().as_str() > "2026-01-01T00:00:01");
 
     let r = app
         .delete(&format!("/api/runtimes/{rt}"), &alice.token)
@@ -538,7 +540,7 @@ async fn heartbeats_of_online_runtimes_are_written_in_groups() {
     assert_eq!(r.status, 200);
     // written by the next group commit, a fraction of a second later
     assert!(common::eventually(5, || seen() > old).await);
-    assert!(seen() > chrono::Utc::now().format("%Y-%m-%dT%H:%M").to_string());
+    assert!(seen().to_string() > chrono::Utc::now().format("%Y-%m-%dT%H:%M").to_string());
 }
 
 #[actix_web::test]

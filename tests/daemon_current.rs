@@ -739,7 +739,7 @@ async fn a_deregistration_names_a_bounded_number_of_runtimes() {
     let app = spawn_app().await;
     let (alice, _) = app.init_user("alice@example.com");
     let ids: Vec<String> = (0..101)
-        .map(|_| agenthub::domain::Id::new().to_string())
+        .map(|_| agenthub::domain::RuntimeId::new().to_string())
         .collect();
     let r = deregister(&app, &alice.token, json!({"runtime_ids": ids})).await;
     assert_eq!(

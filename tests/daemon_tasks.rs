@@ -7,10 +7,10 @@
 mod common;
 
 use agenthub::config::SweeperConfig;
-use agenthub::domain::Role;
+use agenthub::domain::{Role, Timestamp};
 use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::seed::{self, TaskClock, TokenKind};
-use agenthub::store::{format_time, tasks};
+use agenthub::store::tasks;
 use chrono::{DateTime, Duration, Utc};
 use common::{parse_id, spawn_app, TestApp, TestUser};
 use serde::de::DeserializeOwned;
@@ -321,10 +321,10 @@ async fn a_prepare_lease_keeps_a_dispatched_task_past_the_dispatch_timeout() {
     m.claim().await;
     // dispatched ten minutes ago: past the 300 s dispatch timeout
     let id = parse_id(&task);
-    let ten_minutes_ago = || format_time(Utc::now() - Duration::seconds(600));
+    let ten_minutes_ago = || Timestamp::now() - Duration::seconds(600);
     let at = ten_minutes_ago();
     m.app
-        .arrange(move |conn| seed::backdate_task(conn, id, TaskClock::Dispatched, &at));
+        .arrange(move |conn| seed::backdate_task(conn, id, TaskClock::Dispatched, at));
     let path = format!("/api/daemon/runtimes/{}/tasks/{task}/prepare-lease", m.rt);
     let r = m.app.post(&path, &m.daemon, json!({})).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
@@ -339,7 +339,7 @@ async fn a_prepare_lease_keeps_a_dispatched_task_past_the_dispatch_timeout() {
     // a lease the daemon stopped renewing lapses, and the timeout applies
     let (at, rt) = (ten_minutes_ago(), parse_id(&m.rt));
     m.app
-        .arrange(move |conn| tasks::set_prepare_lease(conn, id, rt, &at).map(drop));
+        .arrange(move |conn| tasks::set_prepare_lease(conn, id, rt, at).map(drop));
     assert_eq!(sweep_once(&m.app.state, &thresholds()).timed_out_tasks, 1);
     let row = m.task(&task).await;
     assert_eq!(row["status"], "failed");
@@ -809,7 +809,7 @@ async fn what_agenthub_does_not_have_is_answered_so_the_daemon_carries_on() {
     assert!(profiles.runtime_profiles.is_empty());
 
     // a 404 would make the daemon delete these directories
-    let id = agenthub::domain::Id::new();
+    let id = agenthub::domain::ChatSessionId::new();
     let chat: ChatSessionGcStatus = decode(
         &m.app
             .get(
@@ -861,10 +861,9 @@ async fn what_agenthub_does_not_have_is_answered_so_the_daemon_carries_on() {
 /// Sets a token's expiry `days` from now and its creation `age` days ago.
 fn age_token(app: &TestApp, kind: TokenKind, token: &str, days: i64, age: i64) {
     let hash = agenthub::store::tokens::hash(token);
-    let at = |d: i64| format_time(Utc::now() + Duration::days(d));
+    let at = |d: i64| Timestamp::now() + Duration::days(d);
     let (created, expires) = (at(-age), at(days));
-    let found =
-        app.arrange(move |conn| seed::backdate_token(conn, kind, &hash, &created, &expires));
+    let found = app.arrange(move |conn| seed::backdate_token(conn, kind, &hash, created, expires));
     assert!(found);
 }
 

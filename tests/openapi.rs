@@ -574,7 +574,7 @@ async fn current_daemon_replies_fit_the_document() {
         .await;
     c.get(&format!("/api/daemon/workspaces/{ws}/runtime-profiles"), d)
         .await;
-    let other = agenthub::domain::Id::new();
+    let other = agenthub::domain::ChatSessionId::new();
     c.get(&format!("/api/daemon/chat-sessions/{other}/gc-check"), d)
         .await;
     c.get(&format!("/api/daemon/autopilot-runs/{other}/gc-check"), d)

@@ -2,7 +2,7 @@
 
 mod common;
 
-use agenthub::domain::{Id, Role};
+use agenthub::domain::{Role, TaskId};
 use agenthub::store::{agents, seed};
 use common::{parse_id, spawn_app};
 use serde_json::{json, Value};
@@ -178,8 +178,8 @@ async fn delete_is_409_with_an_active_agent_and_succeeds_after_archiving() {
     let archived = app.insert_agent(&ws, &rt, &alice.id, true);
     let (workspace, done_by, on) = (parse_id(&ws), parse_id(&archived), parse_id(&rt));
     app.arrange(move |conn| {
-        let at = "2026-01-01T00:00:00.000Z";
-        seed::finished_task(conn, Id::new(), workspace, done_by, on, at)
+        let at = "2026-01-01T00:00:00.000Z".parse().unwrap();
+        seed::finished_task(conn, TaskId::new(), workspace, done_by, on, at)
     });
     let mut events = app.state.events.subscribe(ws.parse().unwrap());
 

@@ -120,7 +120,7 @@ async fn stuck_tasks_time_out() {
     ];
     app.arrange(move |conn| {
         for (id, clock) in stuck {
-            seed::backdate_task(conn, id, clock, "2020-01-01T00:00:00.000Z")?;
+            seed::backdate_task(conn, id, clock, "2020-01-01T00:00:00.000Z".parse().unwrap())?;
         }
         Ok(())
     });

@@ -392,7 +392,7 @@ async fn a_task_token_request_racing_its_tasks_end_is_refused() {
     let s = setup(&app).await;
     app.task(&s.owner, &s.agent, "work", 0).await;
     let task = claim(&app, &s.owner, &s.runtime).await;
-    let id: agenthub::domain::Id = task.id.parse().unwrap();
+    let id: agenthub::domain::TaskId = task.id.parse().unwrap();
     // the task is cancelled in a write that holds the writer's turn for a
     // second after it ran: the report below is authenticated while the
     // task still runs, and its own write comes after the cancellation

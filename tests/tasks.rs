@@ -440,7 +440,7 @@ async fn activity_counts_task_starts_per_utc_hour_for_members() {
             "2026-11-21T09:59:59.000Z",
             "2026-11-21T23:00:00.000Z",
         ]) {
-            seed::backdate_task(conn, id, TaskClock::Started, at)?;
+            seed::backdate_task(conn, id, TaskClock::Started, at.parse().unwrap())?;
         }
         Ok(())
     });

@@ -3,7 +3,7 @@
 
 mod common;
 
-use agenthub::domain::Id;
+use agenthub::domain::{TaskId, WorkspaceId};
 use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use chrono::{Days, Utc};
 use common::sqlite::{self, Fault};
@@ -30,7 +30,7 @@ fn record(
     (input, output): (i64, i64),
     at: &str,
 ) {
-    let (task, ws): (Id, Id) = (task.parse().unwrap(), ws.parse().unwrap());
+    let (task, ws): (TaskId, WorkspaceId) = (task.parse().unwrap(), ws.parse().unwrap());
     let entry = UsageEntry {
         provider: provider.into(),
         model: model.into(),
@@ -38,9 +38,9 @@ fn record(
         output_tokens: output,
         ..Default::default()
     };
-    let at = at.to_string();
+    let at = at.parse().unwrap();
     app.db
-        .write_blocking(move |tx| upsert_task_usage(tx, task, ws, &entry, &at))
+        .write_blocking(move |tx| upsert_task_usage(tx, task, ws, &entry, at))
         .unwrap();
 }
 

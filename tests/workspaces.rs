@@ -2,9 +2,9 @@
 
 mod common;
 
-use agenthub::domain::{Id, Role};
+use agenthub::domain::{MemberId, Role, WorkspaceId};
 use agenthub::store::seed::{self, TokenKind};
-use agenthub::store::{format_time, invitations, workspaces};
+use agenthub::store::{invitations, workspaces};
 use common::sqlite::{self, Fault};
 use common::{parse_id, spawn_app, TestApp, TestUser};
 use serde_json::{json, Value};
@@ -496,13 +496,10 @@ async fn declined_and_revoked_invitations_cannot_be_accepted() {
 /// Moves an invitation's creation and expiry `days` into the past.
 fn age_invitation(app: &TestApp, id: &str, days: i64) {
     let id = parse_id(id);
-    let back = move |t: &str| {
-        let t = chrono::DateTime::parse_from_rfc3339(t).expect("an API time");
-        format_time(t.to_utc() - chrono::Duration::days(days))
-    };
+    let back = move |t| t - chrono::Duration::days(days);
     app.arrange(move |conn| {
         let sent = invitations::get(conn, id)?.expect("invitation");
-        seed::backdate_invitation(conn, id, &back(&sent.created_at), &back(&sent.expires_at))
+        seed::backdate_invitation(conn, id, back(sent.created_at), back(sent.expires_at))
     });
 }
 
@@ -898,7 +895,7 @@ fn change_member(
     member: &str,
     role: Option<Role>,
 ) -> impl FnOnce(&agenthub::store::Conn<'_>) + Send + 'static {
-    let (ws, member): (Id, Id) = (ws.parse().unwrap(), member.parse().unwrap());
+    let (ws, member): (WorkspaceId, MemberId) = (ws.parse().unwrap(), member.parse().unwrap());
     move |tx| match role {
         Some(role) => workspaces::set_role(tx, member, role).unwrap(),
         None => {

@@ -11,7 +11,7 @@ use super::{required, text};
 use crate::access::{require_agent, require_agent_editor};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::daemon_hub::DaemonHub;
-use crate::domain::Id;
+use crate::domain::{AgentId, AgentStatus, RuntimeId, Visibility, WorkspaceId};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent, AgentFields};
@@ -61,7 +61,7 @@ async fn list(
     let rows = db
         .read(move |conn| agents::list(conn, filter, fetch.after(), fetch.fetch()))
         .await?;
-    Ok(page::reply(&req, &page, rows, |a| a.id))
+    Ok(page::reply(&req, &page, rows, |a| (a.created_at, a.id)))
 }
 
 /// The body of create and update: every field optional, validated against
@@ -79,8 +79,6 @@ struct AgentRequest {
     max_concurrent_tasks: Option<i64>,
 }
 
-const STATUSES: [&str; 5] = ["idle", "working", "blocked", "error", "offline"];
-
 impl AgentRequest {
     /// Applies the request to `current` (None: a new agent) and checks every
     /// value the schema would refuse, so a CHECK never turns into a 500. The
@@ -88,7 +86,7 @@ impl AgentRequest {
     fn merge(
         self,
         conn: &Conn<'_>,
-        workspace: Id,
+        workspace: WorkspaceId,
         current: Option<&Agent>,
     ) -> Result<AgentFields, ApiError> {
         let name = match (self.name, current) {
@@ -99,7 +97,7 @@ impl AgentRequest {
         let runtime_id = match (self.runtime_id, current) {
             (Some(raw), _) => raw
                 .trim()
-                .parse::<Id>()
+                .parse::<RuntimeId>()
                 .map_err(|_| ApiError::bad_request("invalid runtime_id"))?,
             (None, Some(agent)) => agent.runtime_id,
             (None, None) => return Err(ApiError::bad_request("runtime_id is required")),
@@ -107,24 +105,16 @@ impl AgentRequest {
         let runtime = runtimes::get(conn, runtime_id)?
             .filter(|r| r.workspace_id == workspace)
             .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
-        let visibility = self
-            .visibility
-            .or_else(|| current.map(|a| a.visibility.clone()))
-            .unwrap_or_else(|| "private".to_string());
-        if !matches!(visibility.as_str(), "workspace" | "private") {
-            return Err(ApiError::bad_request(
-                "visibility must be workspace or private",
-            ));
-        }
-        let status = self
-            .status
-            .or_else(|| current.map(|a| a.status.clone()))
-            .unwrap_or_else(|| "idle".to_string());
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::bad_request(
-                "status must be idle, working, blocked, error or offline",
-            ));
-        }
+        let visibility = match (self.visibility, current) {
+            (Some(raw), _) => raw.parse().map_err(ApiError::bad_request)?,
+            (None, Some(agent)) => agent.visibility,
+            (None, None) => Visibility::Private,
+        };
+        let status = match (self.status, current) {
+            (Some(raw), _) => raw.parse().map_err(ApiError::bad_request)?,
+            (None, Some(agent)) => agent.status,
+            (None, None) => AgentStatus::Idle,
+        };
         let max_concurrent_tasks = self
             .max_concurrent_tasks
             .or(current.map(|a| a.max_concurrent_tasks))
@@ -212,7 +202,7 @@ async fn create(
 async fn get(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let agent = db
@@ -233,7 +223,7 @@ async fn get(
 async fn update(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
     body: web::Json<AgentRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
@@ -264,7 +254,7 @@ async fn archive(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let (agent, cancelled, status) = db
@@ -293,7 +283,7 @@ async fn archive(
         );
     }
     if let Some(status) = status {
-        events.agent_status(audience, agent.workspace_id, agent.id, &status);
+        events.agent_status(audience, agent.workspace_id, agent.id, status);
     }
     Ok(HttpResponse::Ok().json(agent))
 }
@@ -301,7 +291,7 @@ async fn archive(
 async fn restore(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let agent = db
@@ -324,7 +314,7 @@ async fn restore(
 async fn list_tasks(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
@@ -341,7 +331,13 @@ async fn list_tasks(
             )?)
         })
         .await?;
-    Ok(page::reply_cut(&req, &page, rows, |t| t.id, cut))
+    Ok(page::reply_cut(
+        &req,
+        &page,
+        rows,
+        |t| (t.created_at, t.id),
+        cut,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -358,7 +354,7 @@ async fn create_task(
     events: web::Data<EventBus>,
     hub: web::Data<DaemonHub>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<AgentId>,
     body: web::Json<CreateTask>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{acts_for_runtime, require_daemon_runtime};
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::{AgentId, AgentStatus, RuntimeId};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent};
@@ -41,7 +41,7 @@ pub struct ClaimedTask {
 
 #[derive(Serialize)]
 struct ClaimedAgent {
-    id: Id,
+    id: AgentId,
     name: String,
     instructions: String,
 }
@@ -51,7 +51,7 @@ struct ClaimedAgent {
 pub(crate) struct Dispatched {
     task: Task,
     agent: Option<Agent>,
-    agent_status: Option<String>,
+    agent_status: Option<AgentStatus>,
     token: String,
 }
 
@@ -59,7 +59,7 @@ pub(crate) struct Dispatched {
 /// if any, and mints its task token.
 pub(crate) fn dispatch_next(
     tx: &Conn<'_>,
-    runtimes: &[Id],
+    runtimes: &[RuntimeId],
 ) -> Result<Option<Dispatched>, ApiError> {
     let Some(task) = tasks::claim_any(tx, runtimes)? else {
         return Ok(None);
@@ -101,7 +101,7 @@ pub(crate) fn announce(events: &EventBus, dispatched: Dispatched) -> ClaimedTask
         task.agent_id,
     );
     if let (Some(agent), Some(status)) = (&agent, agent_status) {
-        events.agent_status(audience, task.workspace_id, agent.id, &status);
+        events.agent_status(audience, task.workspace_id, agent.id, status);
     }
     ClaimedTask {
         task,
@@ -123,7 +123,7 @@ async fn claim(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
     let dispatched = db
@@ -153,7 +153,7 @@ pub(crate) struct Wanted {
     /// At most [`MAX_BATCH_TASKS`].
     pub max_tasks: i64,
     /// The well-formed ids it names, each once.
-    pub runtimes: Vec<Id>,
+    pub runtimes: Vec<RuntimeId>,
 }
 
 impl BatchClaim {
@@ -180,7 +180,7 @@ impl BatchClaim {
                 "runtime_ids lists at most {limit} runtimes"
             )));
         }
-        let mut runtimes: Vec<Id> = Vec::new();
+        let mut runtimes: Vec<RuntimeId> = Vec::new();
         for id in self
             .runtime_ids
             .iter()

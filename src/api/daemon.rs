@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::access::{daemon_reaches, require_daemon_runtime};
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::{ProbeId, RuntimeId, RuntimeStatus, Timestamp};
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::heartbeats::Heartbeats;
@@ -94,7 +94,11 @@ fn upsert(tx: &Conn<'_>, reg: &runtimes::Registration) -> Result<Runtime, ApiErr
 /// Brings this machine's older registrations over to `runtime`: agents of
 /// its old offline profile-suffixed runtimes, and everything of the
 /// runtimes of its former daemon ids. Returns the runtimes folded in.
-fn adopt_older(tx: &Conn<'_>, runtime: &Runtime, legacy: &[String]) -> Result<Vec<Id>, ApiError> {
+fn adopt_older(
+    tx: &Conn<'_>,
+    runtime: &Runtime,
+    legacy: &[String],
+) -> Result<Vec<RuntimeId>, ApiError> {
     let moved = runtimes::migrate_agents(tx, runtime)?;
     if moved > 0 {
         log::info!(
@@ -122,7 +126,7 @@ fn write_registration(
     tx: &Conn<'_>,
     caller: &Caller,
     reg: &register::Parsed,
-) -> Result<(Vec<Runtime>, Vec<Id>), ApiError> {
+) -> Result<(Vec<Runtime>, Vec<RuntimeId>), ApiError> {
     // a daemon_id belongs to one member across its providers' rows, and
     // the workspace has a cap on runtimes: rules over the workspace's rows
     // (one row per provider is the schema's UNIQUE, and the upsert never
@@ -188,7 +192,7 @@ async fn register(
 #[derive(Deserialize)]
 struct DeregisterRequest {
     #[serde(default)]
-    runtime_ids: Vec<Id>,
+    runtime_ids: Vec<RuntimeId>,
     offline_reasons: Option<BTreeMap<String, Option<offline::ReasonIn>>>,
 }
 
@@ -247,23 +251,23 @@ async fn deregister(
 
 #[derive(Deserialize)]
 struct HeartbeatRequest {
-    runtime_id: Option<Id>,
+    runtime_id: Option<RuntimeId>,
 }
 
 #[derive(Serialize)]
 struct PendingPing {
-    id: Id,
+    id: ProbeId,
 }
 
 #[derive(Serialize)]
 struct PendingUpdate {
-    id: Id,
+    id: ProbeId,
     target_version: String,
 }
 
 #[derive(Serialize)]
 pub(crate) struct HeartbeatResponse {
-    runtime_id: Id,
+    runtime_id: RuntimeId,
     status: &'static str,
     server_capabilities: &'static [&'static str],
     /// For the April 2026 daemon; today's has no pings.
@@ -299,14 +303,14 @@ pub(crate) async fn beat(
     probes: &Probes,
     heartbeats: &Heartbeats,
     caller: Caller,
-    id: Id,
+    id: RuntimeId,
 ) -> Result<HeartbeatResponse, ApiError> {
     let again = caller.clone();
     let runtime = db
         .read(move |conn| require_daemon_runtime(conn, &caller, id))
         .await?;
-    if runtime.status == "online" {
-        heartbeats.record(id, crate::store::now());
+    if runtime.status == RuntimeStatus::Online {
+        heartbeats.record(id, Timestamp::now());
     } else {
         // bringing a runtime back online: checked again in the write, so a
         // member removed meanwhile cannot be undone by their daemon
@@ -376,7 +380,7 @@ async fn probe_result(
     db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: Caller,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(RuntimeId, ProbeId)>,
     body: web::Json<ResultRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (runtime, probe) = path.into_inner();
@@ -391,7 +395,7 @@ async fn ping_result(
     db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: Caller,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(RuntimeId, ProbeId)>,
     body: web::Json<ResultRequest>,
 ) -> Result<HttpResponse, ApiError> {
     probe_result(Kind::Ping, db, probes, caller, path, body).await
@@ -401,7 +405,7 @@ async fn update_result(
     db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: Caller,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(RuntimeId, ProbeId)>,
     body: web::Json<ResultRequest>,
 ) -> Result<HttpResponse, ApiError> {
     probe_result(Kind::Update, db, probes, caller, path, body).await

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{acts_for_runtime, daemon_reaches, require_daemon_task};
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::{RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::tasks::{self, IssueTasks, MAX_ISSUE_ID_BYTES};
 use crate::store::Conn;
-use crate::store::{api_time, runtimes, Store};
+use crate::store::{runtimes, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/daemon/tasks/{id}/gc-check", web::get().to(task_gc_check))
@@ -36,15 +36,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[derive(Serialize)]
 struct TaskGcStatus {
-    status: String,
+    status: TaskStatus,
     /// null until the task ends
-    completed_at: Option<String>,
+    completed_at: Option<Timestamp>,
 }
 
 async fn task_gc_check(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let task = db
@@ -63,34 +63,44 @@ struct IssueState {
     /// running), else after the last task to finish: `done` (completed),
     /// `cancelled`, `blocked` (failed: its directory is kept for a look)
     status: &'static str,
-    updated_at: String,
+    updated_at: Timestamp,
+}
+
+/// How the ends of tasks sort: by time, then (at one instant) by the
+/// status's word, as the stored text does.
+fn finish_key((at, status): &(Timestamp, TaskStatus)) -> (Timestamp, &'static str) {
+    (*at, status.as_str())
 }
 
 /// The state of one issue from its (issue, runtime) groups the caller
 /// reaches; `None` when there are none.
 fn issue_state<'a>(groups: impl Iterator<Item = &'a IssueTasks>) -> Option<IssueState> {
     let (mut active, mut queued) = (false, false);
-    let mut updated_at: Option<&str> = None;
-    let mut last: Option<&(String, String)> = None;
+    let mut updated_at: Option<Timestamp> = None;
+    let mut last: Option<&(Timestamp, TaskStatus)> = None;
     for group in groups {
         active |= group.active;
         queued |= group.queued;
-        updated_at = updated_at.max(Some(group.updated_at.as_str()));
-        last = last.max(group.last_finished.as_ref());
+        updated_at = updated_at.max(Some(group.updated_at));
+        if let Some(finished) = &group.last_finished {
+            if last.is_none_or(|l| finish_key(l) <= finish_key(finished)) {
+                last = Some(finished);
+            }
+        }
     }
     let status = match (active, queued, last) {
         (true, _, _) => "in_progress",
         (false, true, _) => "todo",
-        (false, false, Some((_, status))) => match status.as_str() {
-            "completed" => "done",
-            "cancelled" => "cancelled",
+        (false, false, Some((_, status))) => match status {
+            TaskStatus::Completed => "done",
+            TaskStatus::Cancelled => "cancelled",
             _ => "blocked",
         },
         (false, false, None) => return None,
     };
     Some(IssueState {
         status,
-        updated_at: api_time(updated_at?),
+        updated_at: updated_at?,
     })
 }
 
@@ -100,7 +110,7 @@ fn reachable(
     caller: &Caller,
     groups: Vec<IssueTasks>,
 ) -> Result<Vec<IssueTasks>, ApiError> {
-    let mut acts: HashMap<Id, bool> = HashMap::new();
+    let mut acts: HashMap<RuntimeId, bool> = HashMap::new();
     let mut kept = Vec::new();
     for group in groups {
         let Some(runtime) = group.runtime_id else {
@@ -166,7 +176,7 @@ struct IssueResult {
     id: String,
     found: bool,
     status: Option<&'static str>,
-    updated_at: Option<String>,
+    updated_at: Option<Timestamp>,
 }
 
 #[derive(Serialize)]
@@ -181,7 +191,7 @@ struct IssueResults {
 async fn workspace_issues_gc_check(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<WorkspaceId>,
     body: web::Json<IssueBatch>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace = path.into_inner();
@@ -226,8 +236,8 @@ mod tests {
             runtime_id: None,
             active,
             queued,
-            updated_at: updated.into(),
-            last_finished: last.map(|(a, s)| (a.into(), s.into())),
+            updated_at: updated.parse().unwrap(),
+            last_finished: last.map(|(a, s)| (a.parse().unwrap(), s.parse().unwrap())),
         }
     }
 
@@ -241,7 +251,7 @@ mod tests {
         let queued = group(false, true, T1, Some((T1, "cancelled")));
         let state = issue_state([&done, &running].into_iter()).unwrap();
         assert_eq!(state.status, "in_progress");
-        assert_eq!(state.updated_at, "2026-01-02T00:00:00Z");
+        assert_eq!(state.updated_at.to_string(), "2026-01-02T00:00:00Z");
         assert_eq!(
             issue_state([&done, &queued].into_iter()).unwrap().status,
             "todo"

@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::{require_daemon_runtime, require_daemon_task};
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::{RuntimeId, TaskId, TaskStatus, Timestamp};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::failures::Failures;
 use crate::store::sweeps::BATCH;
 use crate::store::tasks::{self, CancelAck};
-use crate::store::{format_time, Store};
+use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -47,7 +47,7 @@ async fn recover_orphans(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
     let mut orphaned = 0;
@@ -78,7 +78,7 @@ async fn recover_orphans(
 async fn prepare_lease(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(RuntimeId, TaskId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (runtime, id) = path.into_inner();
     let task = db
@@ -86,8 +86,8 @@ async fn prepare_lease(
             require_daemon_runtime(tx, &caller, runtime)?;
             let task = require_daemon_task(tx, &caller, id)?;
             refuse_lease(&task, runtime)?;
-            let until = chrono::Utc::now() + chrono::Duration::seconds(tasks::PREPARE_LEASE_SECS);
-            match tasks::set_prepare_lease(tx, id, runtime, &format_time(until))? {
+            let until = Timestamp::now() + chrono::Duration::seconds(tasks::PREPARE_LEASE_SECS);
+            match tasks::set_prepare_lease(tx, id, runtime, until)? {
                 Some(task) => Ok(task),
                 // a concurrent change won: say what the task is now
                 None => {
@@ -104,11 +104,11 @@ async fn prepare_lease(
 /// Why the prepare lease of `task` cannot be extended by `runtime`'s
 /// daemon, if it cannot: 404 for another runtime's task, 400 naming the
 /// status of one that is no longer dispatched.
-fn refuse_lease(task: &tasks::Task, runtime: Id) -> Result<(), ApiError> {
+fn refuse_lease(task: &tasks::Task, runtime: RuntimeId) -> Result<(), ApiError> {
     if task.runtime_id != Some(runtime) {
         return Err(ApiError::not_found("task not found"));
     }
-    if task.status != "dispatched" {
+    if task.status != TaskStatus::Dispatched {
         return Err(ApiError::bad_request(format!(
             "cannot extend the prepare lease of task: it is {}",
             task.status
@@ -150,7 +150,7 @@ struct PinSession {
 async fn pin_session(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
     body: web::Json<PinSession>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
@@ -225,7 +225,7 @@ impl CancelAckRequest {
 async fn cancel_ack(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
@@ -234,7 +234,7 @@ async fn cancel_ack(
         .parse()?;
     db.write(move |tx| -> Result<_, ApiError> {
         require_daemon_task(tx, &caller, id)?;
-        tasks::record_cancel_ack(tx, id, &ack, &crate::store::now())?;
+        tasks::record_cancel_ack(tx, id, &ack, Timestamp::now())?;
         Ok(())
     })
     .await?;

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::access::daemon_reaches;
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::{AutopilotRunId, ChatSessionId, Timestamp, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::Store;
 
@@ -37,7 +37,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// 404 `workspace not found` unless the caller reaches the workspace on
 /// the daemon API.
-async fn require_workspace(db: &Store, caller: Caller, workspace: Id) -> Result<(), ApiError> {
+async fn require_workspace(
+    db: &Store,
+    caller: Caller,
+    workspace: WorkspaceId,
+) -> Result<(), ApiError> {
     let reaches = db
         .read(move |conn| daemon_reaches(conn, &caller, workspace))
         .await?;
@@ -50,7 +54,7 @@ async fn require_workspace(db: &Store, caller: Caller, workspace: Id) -> Result<
 
 #[derive(Serialize)]
 struct Repos {
-    workspace_id: Id,
+    workspace_id: WorkspaceId,
     repos: Vec<serde_json::Value>,
     repos_version: &'static str,
 }
@@ -60,7 +64,7 @@ struct Repos {
 async fn repos(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<WorkspaceId>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace_id = path.into_inner();
     require_workspace(&db, caller, workspace_id).await?;
@@ -73,7 +77,7 @@ async fn repos(
 
 #[derive(Serialize)]
 struct RuntimeProfiles {
-    workspace_id: Id,
+    workspace_id: WorkspaceId,
     runtime_profiles: Vec<serde_json::Value>,
 }
 
@@ -82,7 +86,7 @@ struct RuntimeProfiles {
 async fn runtime_profiles(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<WorkspaceId>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace_id = path.into_inner();
     require_workspace(&db, caller, workspace_id).await?;
@@ -99,10 +103,10 @@ const UNSUPPORTED: &str = "unsupported";
 #[derive(Serialize)]
 struct ChatSessionGcStatus {
     status: &'static str,
-    updated_at: Option<String>,
+    updated_at: Option<Timestamp>,
 }
 
-async fn chat_session_gc_check(_caller: Caller, _path: web::Path<Id>) -> HttpResponse {
+async fn chat_session_gc_check(_caller: Caller, _path: web::Path<ChatSessionId>) -> HttpResponse {
     HttpResponse::Ok().json(ChatSessionGcStatus {
         status: UNSUPPORTED,
         updated_at: None,
@@ -112,10 +116,10 @@ async fn chat_session_gc_check(_caller: Caller, _path: web::Path<Id>) -> HttpRes
 #[derive(Serialize)]
 struct AutopilotRunGcStatus {
     status: &'static str,
-    completed_at: Option<String>,
+    completed_at: Option<Timestamp>,
 }
 
-async fn autopilot_run_gc_check(_caller: Caller, _path: web::Path<Id>) -> HttpResponse {
+async fn autopilot_run_gc_check(_caller: Caller, _path: web::Path<AutopilotRunId>) -> HttpResponse {
     HttpResponse::Ok().json(AutopilotRunGcStatus {
         status: UNSUPPORTED,
         completed_at: None,

@@ -29,7 +29,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::access::require_daemon_runtime;
 use crate::auth::{self, Caller};
 use crate::daemon_hub::{DaemonHub, SOCKETS_PER_MEMBER};
-use crate::domain::Id;
+use crate::domain::{RuntimeId, UserId};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::heartbeats::Heartbeats;
@@ -91,7 +91,7 @@ impl Services {
 
 /// The runtimes a socket names: `runtime_ids=a,b` (the daemon's form) and
 /// `runtime_id=a`, repeatable; blanks and repeats are skipped.
-fn runtime_ids(query: &str) -> Result<Vec<Id>, ApiError> {
+fn runtime_ids(query: &str) -> Result<Vec<RuntimeId>, ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
     let mut ids = Vec::new();
@@ -100,7 +100,7 @@ fn runtime_ids(query: &str) -> Result<Vec<Id>, ApiError> {
             continue;
         }
         for raw in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let id: Id = raw
+            let id: RuntimeId = raw
                 .parse()
                 .map_err(|e| ApiError::bad_request(format!("invalid runtime_ids: {e}")))?;
             if !ids.contains(&id) {
@@ -122,7 +122,7 @@ fn runtime_ids(query: &str) -> Result<Vec<Id>, ApiError> {
 
 /// The member the socket acts for, once the caller reaches every runtime
 /// named (404 `runtime not found` otherwise, as on every daemon route).
-fn authorize(conn: &Conn<'_>, caller: &Caller, ids: &[Id]) -> Result<Id, ApiError> {
+fn authorize(conn: &Conn<'_>, caller: &Caller, ids: &[RuntimeId]) -> Result<UserId, ApiError> {
     let mut owner = None;
     for id in ids {
         owner = require_daemon_runtime(conn, caller, *id)?.owner_id;

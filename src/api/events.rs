@@ -18,7 +18,7 @@ use actix_web_lab::sse;
 use futures_util::stream;
 
 use crate::auth::{self, WorkspaceAccess};
-use crate::domain::{Id, Role};
+use crate::domain::{Role, UserId, WorkspaceId};
 use crate::error::ApiError;
 use crate::events::{EventBus, StreamSlot, Subscription, STREAMS_PER_USER};
 use crate::store::Store;
@@ -39,8 +39,8 @@ struct Follower {
     closing: tokio::sync::watch::Receiver<bool>,
     access: tokio::sync::watch::Receiver<u64>,
     token_hash: String,
-    user: Id,
-    workspace: Id,
+    user: UserId,
+    workspace: WorkspaceId,
     role: Role,
     /// Re-checks the caller's access even while events keep flowing.
     recheck: tokio::time::Interval,

@@ -15,10 +15,10 @@ use super::required;
 use super::workspaces::{parse_role, require_manager};
 use crate::admin::parse_email;
 use crate::auth::AuthUser;
-use crate::domain::{Id, Role};
+use crate::domain::{InvitationId, Role, Timestamp, UserId, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::invitations::{self, Invitation, InvitationStatus};
-use crate::store::{self, workspaces, Store};
+use crate::store::{workspaces, Store};
 
 /// How long an invitation can be accepted.
 pub const INVITATION_LIFETIME_DAYS: i64 = 14;
@@ -45,7 +45,7 @@ fn not_found() -> ApiError {
 
 /// The caller's role in `workspace`, if they manage it: 404 for
 /// non-members, 403 for plain members.
-fn manager_role(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<Role, ApiError> {
+fn manager_role(conn: &Conn<'_>, workspace: WorkspaceId, user: UserId) -> Result<Role, ApiError> {
     let role = workspaces::role_of(conn, workspace, user)?
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     require_manager(role)?;
@@ -76,7 +76,7 @@ pub struct Invite {
 pub async fn invite(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<WorkspaceId>,
     body: web::Json<Invite>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace = path.into_inner();
@@ -92,8 +92,8 @@ pub async fn invite(
 
 fn offer(
     tx: &Conn<'_>,
-    workspace: Id,
-    inviter: Id,
+    workspace: WorkspaceId,
+    inviter: UserId,
     email: &str,
     role: Role,
 ) -> Result<Invitation, ApiError> {
@@ -125,14 +125,13 @@ fn offer(
             "a workspace can have at most {MAX_OPEN_INVITATIONS} pending invitations"
         )));
     }
-    let expires_at =
-        store::format_time(chrono::Utc::now() + chrono::Duration::days(INVITATION_LIFETIME_DAYS));
+    let expires_at = Timestamp::now() + chrono::Duration::days(INVITATION_LIFETIME_DAYS);
     let offer = invitations::Offer {
         workspace,
         email,
         role,
         invited_by: inviter,
-        expires_at: &expires_at,
+        expires_at,
     };
     // an owner invitation that appeared since the look-up is refused here
     invitations::offer(tx, &offer, may_change_owner)?.ok_or_else(owner_change)
@@ -141,7 +140,7 @@ fn offer(
 async fn list_for_workspace(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<WorkspaceId>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace = path.into_inner();
     let rows = db
@@ -156,7 +155,7 @@ async fn list_for_workspace(
 async fn revoke(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(WorkspaceId, InvitationId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, id) = path.into_inner();
     db.write(move |tx| -> Result<_, ApiError> {
@@ -191,7 +190,7 @@ async fn list_mine(db: web::Data<Store>, caller: AuthUser) -> Result<HttpRespons
 
 /// Why a conditional answer changed nothing: the invitation was answered
 /// by a concurrent request, which the 409 names.
-fn answered_meanwhile(tx: &Conn<'_>, id: Id) -> ApiError {
+fn answered_meanwhile(tx: &Conn<'_>, id: InvitationId) -> ApiError {
     let now = match invitations::get(tx, id) {
         Ok(Some(invitation)) => invitation,
         Ok(None) => return not_found(),
@@ -204,7 +203,11 @@ fn answered_meanwhile(tx: &Conn<'_>, id: Id) -> ApiError {
 }
 
 /// The invitation `id`, if it was sent to `user` and can still be answered.
-fn open_invitation_of(tx: &Conn<'_>, id: Id, user: Id) -> Result<Invitation, ApiError> {
+fn open_invitation_of(
+    tx: &Conn<'_>,
+    id: InvitationId,
+    user: UserId,
+) -> Result<Invitation, ApiError> {
     let invitation = invitations::get_for_user(tx, id, user)?.ok_or_else(not_found)?;
     require_open(&invitation)?;
     Ok(invitation)
@@ -237,7 +240,7 @@ fn require_inviter_still_grants(tx: &Conn<'_>, invitation: &Invitation) -> Resul
 async fn accept(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<InvitationId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let member = db
@@ -265,7 +268,7 @@ async fn accept(
 async fn decline(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<InvitationId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let invitation = db

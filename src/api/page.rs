@@ -3,9 +3,9 @@
 //! The body stays a plain JSON array, as Multica clients expect. When more
 //! rows follow, the reply carries `X-Next-Cursor: C` and `Link: <same query
 //! with cursor=C>; rel="next"`. A cursor is the sort key of the last row
-//! sent (its stored `created_at` and its id), base64url-encoded: opaque to
-//! clients, and a page resumes right after that row however many rows were
-//! added or removed meanwhile.
+//! sent (its `created_at`, to the millisecond, and its id), base64url-encoded:
+//! opaque to clients, and a page resumes right after that row however many
+//! rows were added or removed meanwhile.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,7 +13,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Id;
+use uuid::Uuid;
+
+use crate::domain::{EntityId, Timestamp};
 use crate::error::ApiError;
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -22,8 +24,12 @@ pub const MAX_LIMIT: usize = 500;
 /// The response header that carries the cursor of the next page.
 pub const NEXT_CURSOR: &str = "X-Next-Cursor";
 
-/// The sort key of a row: its stored `created_at` and its id.
-pub type Key = (String, Id);
+/// The sort key of a row: its `created_at` and its id (of whichever
+/// entity the list holds).
+pub type Key = (Timestamp, Uuid);
+
+/// How a cursor spells its time: to the millisecond, as rows are ordered.
+const CURSOR_TIME: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
 
 /// Which page a request asks for.
 #[derive(Debug, Clone)]
@@ -65,10 +71,9 @@ impl Page {
     }
 
     /// The key the page starts after, as the database layer takes it.
-    pub fn after(&self) -> Option<(&str, Id)> {
+    pub fn after<I: EntityId>(&self) -> Option<(Timestamp, I)> {
         self.after
-            .as_ref()
-            .map(|(created_at, id)| (created_at.as_str(), *id))
+            .map(|(created_at, id)| (created_at, I::from_uuid(id)))
     }
 
     /// How many rows to read: one more than the page holds, so that a next
@@ -79,20 +84,21 @@ impl Page {
 }
 
 fn encode(key: &Key) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{}", key.0, key.1))
+    let created_at = key.0.utc().format(CURSOR_TIME);
+    URL_SAFE_NO_PAD.encode(format!("{created_at}|{}", key.1))
 }
 
-/// A cursor made by [`encode`]: the stored timestamp form and a UUID.
+/// A cursor made by [`encode`]: a time in [`CURSOR_TIME`] and a UUID.
 fn decode(cursor: &str) -> Option<Key> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (created_at, id) = text.split_once('|')?;
-    let stored_form = created_at.len() == 24
-        && chrono::NaiveDateTime::parse_from_str(created_at, "%Y-%m-%dT%H:%M:%S%.3fZ").is_ok();
-    if !stored_form {
+    if created_at.len() != 24 {
         return None;
     }
-    Some((created_at.to_string(), id.parse().ok()?))
+    let created_at = chrono::NaiveDateTime::parse_from_str(created_at, CURSOR_TIME).ok()?;
+    let created_at = Timestamp::from_utc(created_at.and_utc());
+    Some((created_at, crate::domain::parse_uuid(id).ok()?))
 }
 
 /// This request's path and query with `cursor` set to `cursor`.
@@ -108,39 +114,38 @@ fn next_link(req: &HttpRequest, cursor: &str) -> String {
 }
 
 /// Replies with the first `page.limit` of `rows` (read with
-/// [`Page::fetch`], each with its stored `created_at`) as a JSON array,
-/// plus the next-page headers when there were more.
-pub fn reply<T: Serialize>(
+/// [`Page::fetch`]) as a JSON array, plus the next-page headers when there
+/// were more; `key` is a row's sort key.
+pub fn reply<T: Serialize, I: EntityId>(
     req: &HttpRequest,
     page: &Page,
-    rows: Vec<(T, String)>,
-    id: impl Fn(&T) -> Id,
+    rows: Vec<T>,
+    key: impl Fn(&T) -> (Timestamp, I),
 ) -> HttpResponse {
-    reply_cut(req, page, rows, id, false)
+    reply_cut(req, page, rows, key, false)
 }
 
 /// [`reply`] for a page the database layer ended early (`cut`: more rows
 /// follow however few it holds), to bound the bytes of one reply.
-pub fn reply_cut<T: Serialize>(
+pub fn reply_cut<T: Serialize, I: EntityId>(
     req: &HttpRequest,
     page: &Page,
-    mut rows: Vec<(T, String)>,
-    id: impl Fn(&T) -> Id,
+    mut rows: Vec<T>,
+    key: impl Fn(&T) -> (Timestamp, I),
     cut: bool,
 ) -> HttpResponse {
     let more = cut || rows.len() > page.limit;
     rows.truncate(page.limit);
-    let next = rows
-        .last()
-        .filter(|_| more)
-        .map(|(row, created_at)| encode(&(created_at.clone(), id(row))));
+    let next = rows.last().filter(|_| more).map(|row| {
+        let (created_at, id) = key(row);
+        encode(&(created_at, id.uuid()))
+    });
     let mut response = HttpResponse::Ok();
     if let Some(cursor) = next {
         response.insert_header((header::LINK, next_link(req, &cursor)));
         response.insert_header((NEXT_CURSOR, cursor));
     }
-    let body: Vec<T> = rows.into_iter().map(|(row, _)| row).collect();
-    response.json(body)
+    response.json(rows)
 }
 
 #[cfg(test)]
@@ -149,7 +154,8 @@ mod tests {
 
     #[test]
     fn a_cursor_decodes_to_the_key_it_was_made_from() {
-        let key = ("2026-11-25T10:00:00.123Z".to_string(), Id::new());
+        let created_at = "2026-11-25T10:00:00.123Z".parse().unwrap();
+        let key = (created_at, Uuid::new_v4());
         assert_eq!(decode(&encode(&key)), Some(key));
     }
 
@@ -160,7 +166,7 @@ mod tests {
             "!!!",
             &URL_SAFE_NO_PAD.encode("no separator"),
             &URL_SAFE_NO_PAD.encode("2026-11-25|not-an-id"),
-            &URL_SAFE_NO_PAD.encode(format!("yesterday|{}", Id::new())),
+            &URL_SAFE_NO_PAD.encode(format!("yesterday|{}", Uuid::new_v4())),
         ] {
             assert_eq!(decode(junk), None, "{junk}");
         }

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::page::{self, Page};
 use crate::access::{controls_runtime, require_member_runtime};
 use crate::auth::{AuthUser, WorkspaceAccess};
-use crate::domain::Id;
+use crate::domain::{ProbeId, RuntimeId};
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::probes::{Kind, Probes, MAX_TARGET_VERSION};
@@ -57,7 +57,7 @@ async fn list(
             )?)
         })
         .await?;
-    Ok(page::reply(&req, &page, rows, |r| r.id))
+    Ok(page::reply(&req, &page, rows, |r| (r.created_at, r.id)))
 }
 
 /// Owners and admins delete any runtime, members only their own; archived
@@ -66,7 +66,7 @@ async fn delete(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let workspace = db
@@ -93,7 +93,7 @@ async fn delete(
 async fn activity(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let rows = db
@@ -108,7 +108,12 @@ async fn activity(
 /// The runtime, if `caller` may start a ping or update on it: a ping runs
 /// an agent on someone's machine, so only its owner or a workspace
 /// owner/admin may.
-async fn require_control(db: &Store, caller: AuthUser, id: Id, what: &str) -> Result<(), ApiError> {
+async fn require_control(
+    db: &Store,
+    caller: AuthUser,
+    id: RuntimeId,
+    what: &str,
+) -> Result<(), ApiError> {
     let what = what.to_string();
     db.read(move |conn| -> Result<_, ApiError> {
         let (runtime, role) = require_member_runtime(conn, caller.user_id, id)?;
@@ -127,7 +132,7 @@ async fn start_ping(
     db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     require_control(&db, caller, id, "ping").await?;
@@ -144,7 +149,7 @@ async fn start_update(
     db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
     body: web::Json<UpdateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
@@ -166,7 +171,7 @@ async fn get_probe(
     db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(RuntimeId, ProbeId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (runtime, probe) = path.into_inner();
     db.read(move |conn| require_member_runtime(conn, caller.user_id, runtime).map(|_| ()))
@@ -184,7 +189,7 @@ async fn get_ping(
     db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(RuntimeId, ProbeId)>,
 ) -> Result<HttpResponse, ApiError> {
     get_probe(Kind::Ping, db, probes, caller, path).await
 }
@@ -193,7 +198,7 @@ async fn get_update(
     db: web::Data<Store>,
     probes: web::Data<Probes>,
     caller: AuthUser,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(RuntimeId, ProbeId)>,
 ) -> Result<HttpResponse, ApiError> {
     get_probe(Kind::Update, db, probes, caller, path).await
 }

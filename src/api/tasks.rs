@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::access::{require_daemon_runtime, require_daemon_task, require_task_canceller};
 use crate::auth::{AuthUser, Caller};
-use crate::domain::Id;
+use crate::domain::{RuntimeId, TaskId, TaskStatus, Timestamp};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus, MAX_RELAYED_BYTES};
 use crate::store::tasks::{self, Task, Transition};
@@ -49,9 +49,9 @@ fn event_of(transition: Transition) -> &'static str {
 async fn transition(
     db: &Store,
     events: &EventBus,
-    task: Id,
+    task: TaskId,
     transition: Transition,
-    authorize: impl FnOnce(&Conn<'_>, Id) -> Result<Task, ApiError> + Send + 'static,
+    authorize: impl FnOnce(&Conn<'_>, TaskId) -> Result<Task, ApiError> + Send + 'static,
     result: Option<String>,
     error: Option<String>,
 ) -> Result<Task, ApiError> {
@@ -83,7 +83,7 @@ async fn transition(
         task.agent_id,
     );
     if let (Some(agent), Some(status)) = (task.agent_id, agent_status) {
-        events.agent_status(audience, task.workspace_id, agent, &status);
+        events.agent_status(audience, task.workspace_id, agent, status);
     }
     Ok(task)
 }
@@ -96,7 +96,7 @@ pub(super) fn changed_meanwhile() -> ApiError {
 
 /// 400 naming the task's status unless `transition` may leave it.
 fn refuse_illegal(transition: Transition, task: &Task) -> Result<(), ApiError> {
-    if transition.from_states().contains(&task.status.as_str()) {
+    if transition.from_states().contains(&task.status) {
         return Ok(());
     }
     Err(ApiError::bad_request(format!(
@@ -124,9 +124,10 @@ async fn cancel(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
-    let authorize = move |conn: &Conn<'_>, id: Id| require_task_canceller(conn, caller.user_id, id);
+    let authorize =
+        move |conn: &Conn<'_>, id: TaskId| require_task_canceller(conn, caller.user_id, id);
     let task = transition(
         &db,
         &events,
@@ -145,7 +146,7 @@ async fn cancel(
 async fn pending(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
     let rows = db
@@ -160,7 +161,7 @@ async fn pending(
 async fn status(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let task = db
@@ -171,7 +172,7 @@ async fn status(
 
 fn daemon_authorize(
     caller: Caller,
-) -> impl FnOnce(&Conn<'_>, Id) -> Result<Task, ApiError> + Send + 'static {
+) -> impl FnOnce(&Conn<'_>, TaskId) -> Result<Task, ApiError> + Send + 'static {
     move |conn, id| require_daemon_task(conn, &caller, id)
 }
 
@@ -179,7 +180,7 @@ async fn start(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let task = transition(
         &db,
@@ -204,7 +205,7 @@ async fn complete(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     if body.len() > MAX_RESULT_BYTES {
@@ -241,7 +242,7 @@ async fn fail(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let error = super::optional_json::<FailRequest>(&body)?
@@ -273,7 +274,7 @@ async fn relay(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    id: Id,
+    id: TaskId,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     if body.len() > MAX_RELAYED_BYTES {
@@ -293,7 +294,7 @@ async fn relay(
             Ok((task, audience))
         })
         .await?;
-    if task.status == "queued" {
+    if task.status == TaskStatus::Queued {
         return Err(ApiError::bad_request("cannot report on task: it is queued"));
     }
     // an empty batch has nothing to show
@@ -340,7 +341,7 @@ async fn progress(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     relay("task:progress", db, events, caller, path.into_inner(), body).await
@@ -350,7 +351,7 @@ async fn messages(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     relay("task:message", db, events, caller, path.into_inner(), body).await
@@ -369,7 +370,7 @@ struct TaskUsage {
 async fn report_usage(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<TaskId>,
     body: web::Json<TaskUsage>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
@@ -391,7 +392,7 @@ async fn report_usage(
         .collect::<Result<Vec<_>, _>>()?;
     db.write(move |tx| -> Result<_, ApiError> {
         let task = require_daemon_task(tx, &caller, id)?;
-        let at = crate::store::now();
+        let at = Timestamp::now();
         for (entry, cost) in &entries {
             crate::store::usage::upsert_task_usage_with_cost(
                 tx,
@@ -399,7 +400,7 @@ async fn report_usage(
                 task.workspace_id,
                 entry,
                 *cost,
-                &at,
+                at,
             )?;
         }
         Ok(())

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthUser, Caller};
-use crate::domain::Id;
+use crate::domain::{Timestamp, TokenId};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::store::{self, tokens, Store};
@@ -58,9 +58,9 @@ async fn create(
         .unwrap_or_else(|| "api".to_string());
     let expires_at = match body.expires_in_days {
         None => None,
-        Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => Some(store::format_time(
-            chrono::Utc::now() + chrono::Duration::days(days),
-        )),
+        Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => {
+            Some(Timestamp::now() + chrono::Duration::days(days))
+        }
         Some(_) => {
             return Err(ApiError::bad_request(format!(
                 "expires_in_days must be between 1 and {MAX_EXPIRY_DAYS}"
@@ -80,7 +80,7 @@ async fn create(
                 tx,
                 caller.user_id,
                 &name,
-                expires_at.as_deref(),
+                expires_at,
             )?)
         })
         .await?;
@@ -91,7 +91,7 @@ async fn revoke(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<TokenId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let revoked = db
@@ -127,11 +127,11 @@ async fn renew(
 ) -> Result<HttpResponse, ApiError> {
     let hash = crate::auth::bearer_hash(&req)?;
     let renewal = db
-        .write(move |tx| tokens::renew(tx, &hash, chrono::Utc::now()))
+        .write(move |tx| tokens::renew(tx, &hash, Timestamp::now()))
         .await?;
     let (expires_at, renewed) = match renewal {
-        tokens::Renewal::Renewed { expires_at } => (expires_at, true),
-        tokens::Renewal::NotYet { expires_at } => (expires_at, false),
+        tokens::Renewal::Renewed { expires_at } => (expires_at.to_string(), true),
+        tokens::Renewal::NotYet { expires_at } => (expires_at.to_string(), false),
         tokens::Renewal::NeverExpires => (String::new(), false),
         tokens::Renewal::Revoked => return Err(ApiError::unauthorized("token has been revoked")),
         tokens::Renewal::Expired => return Err(ApiError::unauthorized("token has expired")),

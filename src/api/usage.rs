@@ -15,11 +15,11 @@ use serde_json::Value;
 
 use crate::access::{require_daemon_runtime, require_member_runtime};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
-use crate::domain::Id;
+use crate::domain::{RuntimeId, Timestamp, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::usage::{self, Bucket, RuntimeUsage, UsageEntry, UsageSource};
 use crate::store::Conn;
-use crate::store::{self, Store};
+use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -159,7 +159,7 @@ struct ReportReply {
 async fn report_runtime_usage(
     db: web::Data<Store>,
     caller: Caller,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
     body: web::Json<UsageReport>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
@@ -182,9 +182,9 @@ async fn report_runtime_usage(
     let accepted = valid.len();
     db.write(move |tx| -> Result<_, ApiError> {
         require_daemon_runtime(tx, &caller, runtime)?;
-        let at = store::now();
+        let at = Timestamp::now();
         for (date, entry) in &valid {
-            usage::upsert_runtime_usage(tx, runtime, date, entry, &at)?;
+            usage::upsert_runtime_usage(tx, runtime, date, entry, at)?;
         }
         Ok(())
     })
@@ -231,7 +231,7 @@ impl WindowQuery {
 async fn runtime_usage(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<RuntimeId>,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
@@ -343,7 +343,7 @@ fn local_midnight(tz: Tz, date: NaiveDate) -> chrono::DateTime<Utc> {
 /// the local date each hour starts on.
 fn usage_by_day(
     conn: &Conn<'_>,
-    workspace: Id,
+    workspace: WorkspaceId,
     days: i64,
     zone: Option<Tz>,
 ) -> Result<BTreeMap<(String, String), Totals>, ApiError> {

@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{invitations, required, text};
 use crate::auth::{require_member, AuthUser, DAEMON_TOKEN_LIFETIME_DAYS};
-use crate::domain::{Id, Role};
+use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
 use crate::error::ApiError;
 use crate::events::EventBus;
-use crate::store::{self, tokens, workspaces, Store};
+use crate::store::{tokens, workspaces, Store};
 
 /// Daemon tokens a member may hold live (not revoked, not expired) in one
 /// workspace: one per machine and profile is plenty.
@@ -105,7 +105,7 @@ async fn create(
 async fn get(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<WorkspaceId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     require_member(&db, caller.user_id, id).await?;
@@ -119,7 +119,7 @@ async fn get(
 async fn list_members(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<WorkspaceId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     require_member(&db, caller.user_id, id).await?;
@@ -131,7 +131,7 @@ async fn list_members(
 
 /// The caller's role in `workspace`, read in the transaction that acts on
 /// it; 404 `workspace not found` for non-members.
-fn role_in(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<Role, ApiError> {
+fn role_in(conn: &Conn<'_>, workspace: WorkspaceId, user: UserId) -> Result<Role, ApiError> {
     workspaces::role_of(conn, workspace, user)?
         .ok_or_else(|| ApiError::not_found("workspace not found"))
 }
@@ -162,7 +162,7 @@ async fn change_role(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(WorkspaceId, MemberId)>,
     body: web::Json<ChangeRole>,
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, member_id) = path.into_inner();
@@ -204,7 +204,7 @@ async fn remove_member(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: AuthUser,
-    path: web::Path<(Id, Id)>,
+    path: web::Path<(WorkspaceId, MemberId)>,
 ) -> Result<HttpResponse, ApiError> {
     let (workspace, member_id) = path.into_inner();
     db.write(move |tx| -> Result<_, ApiError> {
@@ -235,7 +235,12 @@ async fn remove_member(
 /// Refuses a daemon token that would pose as another member's machine (the
 /// workspace has runtimes of `daemon_id` owned by someone else, or by no
 /// one any more), or one past [`MAX_LIVE_DAEMON_TOKENS`] of `user`'s.
-fn may_mint(tx: &Conn<'_>, workspace: Id, daemon_id: &str, user: Id) -> Result<(), ApiError> {
+fn may_mint(
+    tx: &Conn<'_>,
+    workspace: WorkspaceId,
+    daemon_id: &str,
+    user: UserId,
+) -> Result<(), ApiError> {
     if crate::store::runtimes::daemon_owned_by_other(tx, workspace, daemon_id, user)? {
         return Err(super::daemon::daemon_taken(daemon_id));
     }
@@ -256,9 +261,9 @@ struct CreateDaemonToken {
 struct DaemonToken {
     /// Shown once; only its hash is stored.
     token: String,
-    workspace_id: Id,
+    workspace_id: WorkspaceId,
     daemon_id: String,
-    expires_at: String,
+    expires_at: Timestamp,
 }
 
 /// Any member may mint a token for a daemon on their own machine; the token
@@ -266,14 +271,12 @@ struct DaemonToken {
 async fn create_daemon_token(
     db: web::Data<Store>,
     caller: AuthUser,
-    path: web::Path<Id>,
+    path: web::Path<WorkspaceId>,
     body: web::Json<CreateDaemonToken>,
 ) -> Result<HttpResponse, ApiError> {
     let workspace = path.into_inner();
     let daemon_id = body.into_inner().daemon_id;
-    let expires = chrono::Utc::now() + chrono::Duration::days(DAEMON_TOKEN_LIFETIME_DAYS);
-    let expires_at = store::format_time(expires);
-    let stored_expiry = expires_at.clone();
+    let expires_at = Timestamp::now() + chrono::Duration::days(DAEMON_TOKEN_LIFETIME_DAYS);
     let (token, daemon_id) = db
         .write(move |tx| -> Result<_, ApiError> {
             // who owns a daemon_id and how many tokens a member holds are
@@ -283,7 +286,7 @@ async fn create_daemon_token(
             let daemon_id = required(daemon_id.as_deref(), "daemon_id")?;
             may_mint(tx, workspace, &daemon_id, caller.user_id)?;
             let token =
-                tokens::create_daemon(tx, workspace, &daemon_id, caller.user_id, &stored_expiry)?;
+                tokens::create_daemon(tx, workspace, &daemon_id, caller.user_id, expires_at)?;
             Ok((token, daemon_id))
         })
         .await?;
@@ -291,6 +294,6 @@ async fn create_daemon_token(
         token,
         workspace_id: workspace,
         daemon_id,
-        expires_at: store::api_time(&expires_at),
+        expires_at,
     }))
 }

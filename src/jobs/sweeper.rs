@@ -25,7 +25,7 @@ use actix::{Actor, AsyncContext, Context};
 use serde_json::json;
 
 use crate::config::SweeperConfig;
-use crate::domain::Id;
+use crate::domain::{RuntimeId, Timestamp, WorkspaceId};
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::failures::Failures;
 use crate::heartbeats::Heartbeats;
@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::store::sweeps::{self, FailedTask, BATCH};
 use crate::store::Conn;
 use crate::store::Error;
-use crate::store::{format_time, Store};
+use crate::store::Store;
 
 /// Pause between two batches of a step, so request handlers queued for the
 /// write lock get it before the next batch does.
@@ -143,9 +143,9 @@ fn log_report(report: &SweepReport) {
     }
 }
 
-fn cutoff(secs: u64) -> String {
+fn cutoff(secs: u64) -> Timestamp {
     let secs = i64::try_from(secs).unwrap_or(i64::MAX / 1000);
-    format_time(chrono::Utc::now() - chrono::Duration::seconds(secs))
+    Timestamp::now() - chrono::Duration::seconds(secs)
 }
 
 /// Runs every step once (blocking; the actor calls it on the blocking
@@ -163,7 +163,7 @@ pub fn sweep_once<'a>(parts: impl Into<Sweeping<'a>>, config: &SweeperConfig) ->
         log::warn!("sweep: writing buffered heartbeats failed: {e}");
     }
 
-    match sweep_stale(db, events, &cutoff(config.stale_after_secs)) {
+    match sweep_stale(db, events, cutoff(config.stale_after_secs)) {
         Ok(n) => report.stale_runtimes = n,
         Err(e) => log::warn!("sweep: marking stale runtimes offline failed: {e}"),
     }
@@ -174,12 +174,12 @@ pub fn sweep_once<'a>(parts: impl Into<Sweeping<'a>>, config: &SweeperConfig) ->
     let dispatched = cutoff(config.dispatch_timeout_secs);
     let running = cutoff(config.running_timeout_secs);
     match fail_in_batches(db, events, move |conn| {
-        sweeps::fail_timed_out_tasks(conn, &dispatched, &running)
+        sweeps::fail_timed_out_tasks(conn, dispatched, running)
     }) {
         Ok(n) => report.timed_out_tasks = n,
         Err(e) => log::warn!("sweep: failing timed-out tasks failed: {e}"),
     }
-    match collect_garbage(db, events, &cutoff(config.offline_runtime_ttl_secs)) {
+    match collect_garbage(db, events, cutoff(config.offline_runtime_ttl_secs)) {
         Ok(n) => report.deleted_runtimes = n,
         Err(e) => log::warn!("sweep: deleting abandoned runtimes failed: {e}"),
     }
@@ -188,8 +188,8 @@ pub fn sweep_once<'a>(parts: impl Into<Sweeping<'a>>, config: &SweeperConfig) ->
 }
 
 /// One `daemon:register` event per workspace listing its runtimes.
-fn publish_per_workspace(events: &EventBus, action: &str, rows: &[(Id, Id)]) {
-    let mut by_workspace: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
+fn publish_per_workspace(events: &EventBus, action: &str, rows: &[(RuntimeId, WorkspaceId)]) {
+    let mut by_workspace: BTreeMap<WorkspaceId, Vec<RuntimeId>> = BTreeMap::new();
     for (runtime, workspace) in rows {
         by_workspace.entry(*workspace).or_default().push(*runtime);
     }
@@ -202,11 +202,10 @@ fn publish_per_workspace(events: &EventBus, action: &str, rows: &[(Id, Id)]) {
     }
 }
 
-fn sweep_stale(db: &Store, events: &EventBus, cutoff: &str) -> Result<usize, Error> {
+fn sweep_stale(db: &Store, events: &EventBus, cutoff: Timestamp) -> Result<usize, Error> {
     let mut total = 0;
     loop {
-        let at = cutoff.to_string();
-        let rows = db.write_blocking(move |tx| sweeps::mark_stale_offline(tx, &at))?;
+        let rows = db.write_blocking(move |tx| sweeps::mark_stale_offline(tx, cutoff))?;
         total += rows.len();
         publish_per_workspace(events, "stale_sweep", &rows);
         if (rows.len() as i64) < BATCH {
@@ -216,11 +215,10 @@ fn sweep_stale(db: &Store, events: &EventBus, cutoff: &str) -> Result<usize, Err
     }
 }
 
-fn collect_garbage(db: &Store, events: &EventBus, cutoff: &str) -> Result<usize, Error> {
+fn collect_garbage(db: &Store, events: &EventBus, cutoff: Timestamp) -> Result<usize, Error> {
     let mut total = 0;
     loop {
-        let at = cutoff.to_string();
-        let rows = db.write_blocking(move |tx| sweeps::delete_abandoned_runtimes(tx, &at))?;
+        let rows = db.write_blocking(move |tx| sweeps::delete_abandoned_runtimes(tx, cutoff))?;
         total += rows.len();
         publish_per_workspace(events, "runtime_gc", &rows);
         if (rows.len() as i64) < BATCH {

@@ -1,6 +1,8 @@
 //! `agent` rows.
 
-use crate::domain::Id;
+use crate::domain::{
+    AgentId, AgentStatus, RuntimeId, RuntimeMode, Timestamp, UserId, Visibility, WorkspaceId,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -9,48 +11,48 @@ use super::{dispatch, Conn, Result};
 /// An agent as the API shows it (the reference's agent JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct Agent {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub runtime_id: Id,
+    pub id: AgentId,
+    pub workspace_id: WorkspaceId,
+    pub runtime_id: RuntimeId,
     pub name: String,
     pub description: String,
     pub instructions: String,
     pub avatar_url: Option<String>,
-    pub runtime_mode: String,
+    pub runtime_mode: RuntimeMode,
     pub runtime_config: Value,
-    pub visibility: String,
-    pub status: String,
+    pub visibility: Visibility,
+    pub status: AgentStatus,
     pub max_concurrent_tasks: i64,
-    pub owner_id: Option<Id>,
+    pub owner_id: Option<UserId>,
     /// Kept for wire compatibility; agenthub has no skills.
     pub skills: Vec<Value>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub archived_at: Option<String>,
-    pub archived_by: Option<Id>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub archived_at: Option<Timestamp>,
+    pub archived_by: Option<UserId>,
 }
 
 /// The writable fields of an agent, validated by the API layer.
 #[derive(Debug, Clone)]
 pub struct AgentFields {
-    pub runtime_id: Id,
-    pub runtime_mode: String,
+    pub runtime_id: RuntimeId,
+    pub runtime_mode: RuntimeMode,
     pub name: String,
     pub description: String,
     pub instructions: String,
     pub avatar_url: Option<String>,
     /// JSON text.
     pub runtime_config: String,
-    pub visibility: String,
-    pub status: String,
+    pub visibility: Visibility,
+    pub status: AgentStatus,
     pub max_concurrent_tasks: i64,
 }
 
 /// Which of a workspace's agents a list shows.
 #[derive(Debug, Clone, Copy)]
 pub struct Filter {
-    pub workspace: Id,
-    pub viewer: Id,
+    pub workspace: WorkspaceId,
+    pub viewer: UserId,
     /// Private agents of others too (owners and admins).
     pub see_private: bool,
     pub include_archived: bool,
@@ -60,44 +62,48 @@ pub struct Filter {
 /// ends: queueing checks the agent is not archived and its queue not full,
 /// and archiving cancels its open work, so the two take turns on an engine
 /// with row locks.
-pub fn lock(conn: &Conn<'_>, agent: Id) -> Result<()> {
+pub fn lock(conn: &Conn<'_>, agent: AgentId) -> Result<()> {
     dispatch!(conn, agents::lock(agent))
 }
 
-pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Agent>> {
+pub fn get(conn: &Conn<'_>, id: AgentId) -> Result<Option<Agent>> {
     dispatch!(conn, agents::get(id))
 }
 
 /// Up to `limit` of the agents `filter.viewer` may see (workspace-visible
 /// ones, their own, or all of them for `see_private`), oldest first (ties
-/// by id), after the row whose (stored created_at, id) is `after`; each
-/// with its stored created_at, the key of the next page.
+/// by id), after the row whose (created_at, id) is `after`.
 pub fn list(
     conn: &Conn<'_>,
     filter: Filter,
-    after: Option<(&str, Id)>,
+    after: Option<(Timestamp, AgentId)>,
     limit: usize,
-) -> Result<Vec<(Agent, String)>> {
+) -> Result<Vec<Agent>> {
     dispatch!(conn, agents::list(filter, after, limit))
 }
 
-pub fn insert(conn: &Conn<'_>, workspace: Id, owner: Id, fields: &AgentFields) -> Result<Agent> {
+pub fn insert(
+    conn: &Conn<'_>,
+    workspace: WorkspaceId,
+    owner: UserId,
+    fields: &AgentFields,
+) -> Result<Agent> {
     dispatch!(conn, agents::insert(workspace, owner, fields))
 }
 
-pub fn update(conn: &Conn<'_>, id: Id, fields: &AgentFields) -> Result<Agent> {
+pub fn update(conn: &Conn<'_>, id: AgentId, fields: &AgentFields) -> Result<Agent> {
     dispatch!(conn, agents::update(id, fields))
 }
 
 /// Archives the agent (`by` who) or restores it (`None`), only if it is
 /// not archived, respectively archived, when the row is written; `None`
 /// when it already was (a concurrent archive or restore won).
-pub fn set_archived(conn: &Conn<'_>, id: Id, by: Option<Id>) -> Result<Option<Agent>> {
+pub fn set_archived(conn: &Conn<'_>, id: AgentId, by: Option<UserId>) -> Result<Option<Agent>> {
     dispatch!(conn, agents::set_archived(id, by))
 }
 
 /// Sets the agent's status to `working` while it has dispatched or running
 /// tasks and `idle` otherwise. Returns the new status when it changed.
-pub fn reconcile_status(conn: &Conn<'_>, id: Id) -> Result<Option<String>> {
+pub fn reconcile_status(conn: &Conn<'_>, id: AgentId) -> Result<Option<AgentStatus>> {
     dispatch!(conn, agents::reconcile_status(id))
 }

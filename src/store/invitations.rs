@@ -1,86 +1,70 @@
 //! `invitation` rows: a role in a workspace offered to an email address.
 
-use crate::domain::{Id, Role};
+pub use crate::domain::InvitationStatus;
+use crate::domain::{InvitationId, Role, Timestamp, UserId, WorkspaceId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
 
-/// Where an invitation stands. Only `Pending` ones can be answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InvitationStatus {
-    Pending,
-    Accepted,
-    Declined,
-    Revoked,
-}
-
-impl InvitationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InvitationStatus::Pending => "pending",
-            InvitationStatus::Accepted => "accepted",
-            InvitationStatus::Declined => "declined",
-            InvitationStatus::Revoked => "revoked",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Invitation {
-    pub id: Id,
-    pub workspace_id: Id,
+    pub id: InvitationId,
+    pub workspace_id: WorkspaceId,
     /// So the invitee, not yet a member, knows what they are asked to join.
     pub workspace_name: String,
     pub email: String,
     pub role: Role,
     pub status: InvitationStatus,
     /// The inviting user; null once that user is gone.
-    pub invited_by: Option<Id>,
-    pub created_at: String,
-    pub expires_at: String,
+    pub invited_by: Option<UserId>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
     #[serde(skip)]
     pub expired: bool,
 }
 
-pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Invitation>> {
+pub fn get(conn: &Conn<'_>, id: InvitationId) -> Result<Option<Invitation>> {
     dispatch!(conn, invitations::get(id))
 }
 
 /// The invitation `id` if it was sent to `user`'s email address.
-pub fn get_for_user(conn: &Conn<'_>, id: Id, user: Id) -> Result<Option<Invitation>> {
+pub fn get_for_user(conn: &Conn<'_>, id: InvitationId, user: UserId) -> Result<Option<Invitation>> {
     dispatch!(conn, invitations::get_for_user(id, user))
 }
 
 /// The pending invitation of `email` to `workspace`, expired or not.
-pub fn find_pending(conn: &Conn<'_>, workspace: Id, email: &str) -> Result<Option<Invitation>> {
+pub fn find_pending(
+    conn: &Conn<'_>,
+    workspace: WorkspaceId,
+    email: &str,
+) -> Result<Option<Invitation>> {
     dispatch!(conn, invitations::find_pending(workspace, email))
 }
 
 /// Pending invitations of `workspace` that can still be accepted.
-pub fn count_open(conn: &Conn<'_>, workspace: Id) -> Result<i64> {
+pub fn count_open(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<i64> {
     dispatch!(conn, invitations::count_open(workspace))
 }
 
 /// Invitations of `workspace` that can still be accepted, newest first.
-pub fn list_open_for_workspace(conn: &Conn<'_>, workspace: Id) -> Result<Vec<Invitation>> {
+pub fn list_open_for_workspace(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<Vec<Invitation>> {
     dispatch!(conn, invitations::list_open_for_workspace(workspace))
 }
 
 /// Invitations sent to `user`'s email address that they can still accept,
 /// newest first.
-pub fn list_open_for_user(conn: &Conn<'_>, user: Id) -> Result<Vec<Invitation>> {
+pub fn list_open_for_user(conn: &Conn<'_>, user: UserId) -> Result<Vec<Invitation>> {
     dispatch!(conn, invitations::list_open_for_user(user))
 }
 
 /// An invitation to send: `role` in `workspace` for `email`, from
-/// `invited_by`, open until `expires_at` (stored form).
+/// `invited_by`, open until `expires_at`.
 pub struct Offer<'a> {
-    pub workspace: Id,
+    pub workspace: WorkspaceId,
     pub email: &'a str,
     pub role: Role,
-    pub invited_by: Id,
-    pub expires_at: &'a str,
+    pub invited_by: UserId,
+    pub expires_at: Timestamp,
 }
 
 /// Sends an invitation: a new pending one, or — when the address already
@@ -100,12 +84,12 @@ pub fn offer(
 /// Closes a pending invitation as accepted, declined or revoked; `false`,
 /// changing nothing, when it is not pending (any more): the condition is
 /// part of the write, so of concurrent answers exactly one counts.
-pub fn answer(conn: &Conn<'_>, id: Id, status: InvitationStatus) -> Result<bool> {
+pub fn answer(conn: &Conn<'_>, id: InvitationId, status: InvitationStatus) -> Result<bool> {
     dispatch!(conn, invitations::answer(id, status))
 }
 
 /// Revokes the pending invitations `user` sent for `workspace`, when they
 /// leave it: what they offered was theirs to offer as a member.
-pub fn revoke_sent_by(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<()> {
+pub fn revoke_sent_by(conn: &Conn<'_>, workspace: WorkspaceId, user: UserId) -> Result<()> {
     dispatch!(conn, invitations::revoke_sent_by(workspace, user))
 }

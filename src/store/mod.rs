@@ -325,21 +325,3 @@ pub fn backup(config: &DatabaseConfig, dest: &Path) -> Result<(), OpenError> {
     let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
     sqlite::backup_file(&config.path, dest, busy_timeout)
 }
-
-/// Current time in the stored form: UTC, millisecond precision, fixed width.
-pub fn now() -> String {
-    format_time(chrono::Utc::now())
-}
-
-pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
-/// A stored timestamp as the API shows it: RFC 3339, UTC, whole seconds
-/// (`2026-11-23T19:42:52Z`).
-pub fn api_time(stored: &str) -> String {
-    match stored.get(..19) {
-        Some(seconds) => format!("{seconds}Z"),
-        None => stored.to_string(),
-    }
-}

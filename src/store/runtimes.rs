@@ -1,6 +1,6 @@
 //! `agent_runtime` rows: registration upserts, heartbeats, listing, delete.
 
-use crate::domain::Id;
+use crate::domain::{RuntimeId, RuntimeMode, RuntimeStatus, Timestamp, UserId, WorkspaceId};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -9,20 +9,20 @@ use super::{dispatch, Conn, Result};
 /// A runtime as the API shows it (field for field the reference's shape).
 #[derive(Debug, Clone, Serialize)]
 pub struct Runtime {
-    pub id: Id,
-    pub workspace_id: Id,
+    pub id: RuntimeId,
+    pub workspace_id: WorkspaceId,
     pub daemon_id: Option<String>,
     pub name: String,
-    pub runtime_mode: String,
+    pub runtime_mode: RuntimeMode,
     pub provider: String,
-    pub status: String,
+    pub status: RuntimeStatus,
     pub device_info: String,
     /// Always a JSON object; `{}` when empty.
     pub metadata: Value,
-    pub owner_id: Option<Id>,
-    pub last_seen_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub owner_id: Option<UserId>,
+    pub last_seen_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// Why it is offline (`{code, detail?, repair?}`); null while online
     /// or when nobody said.
     pub offline_reason: Option<Value>,
@@ -36,17 +36,17 @@ pub fn reason(code: &str) -> String {
 /// One runtime of a daemon's registration, already validated.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    pub workspace_id: Id,
+    pub workspace_id: WorkspaceId,
     pub daemon_id: String,
     pub provider: String,
     pub name: String,
-    pub status: &'static str,
+    pub status: RuntimeStatus,
     pub device_info: String,
     /// JSON object text.
     pub metadata: String,
     /// The member the daemon acts for: the owner of a new row, and the
     /// only one who may re-register an existing one.
-    pub owner: Id,
+    pub owner: UserId,
     /// JSON object text; `None` for a runtime registered online.
     pub offline_reason: Option<String>,
 }
@@ -55,25 +55,24 @@ pub struct Registration {
 #[derive(Debug, Default)]
 pub struct Folded {
     /// The runtimes folded in, now deleted.
-    pub runtimes: Vec<Id>,
+    pub runtimes: Vec<RuntimeId>,
     pub agents: usize,
     pub tasks: usize,
 }
 
-pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Runtime>> {
+pub fn get(conn: &Conn<'_>, id: RuntimeId) -> Result<Option<Runtime>> {
     dispatch!(conn, runtimes::get(id))
 }
 
 /// Up to `limit` of a workspace's runtimes (optionally one owner's), oldest
-/// first (ties by id), after the row whose (stored created_at, id) is
-/// `after`; each with its stored created_at, the key of the next page.
+/// first (ties by id), after the row whose (created_at, id) is `after`.
 pub fn list(
     conn: &Conn<'_>,
-    workspace: Id,
-    owner: Option<Id>,
-    after: Option<(&str, Id)>,
+    workspace: WorkspaceId,
+    owner: Option<UserId>,
+    after: Option<(Timestamp, RuntimeId)>,
     limit: usize,
-) -> Result<Vec<(Runtime, String)>> {
+) -> Result<Vec<Runtime>> {
     dispatch!(conn, runtimes::list(workspace, owner, after, limit))
 }
 
@@ -87,7 +86,12 @@ pub fn upsert(conn: &Conn<'_>, reg: &Registration) -> Result<Option<Runtime>> {
 
 /// Whether the runtime keyed by (workspace, daemon_id, provider) exists
 /// (an index lookup).
-pub fn exists(conn: &Conn<'_>, workspace: Id, daemon_id: &str, provider: &str) -> Result<bool> {
+pub fn exists(
+    conn: &Conn<'_>,
+    workspace: WorkspaceId,
+    daemon_id: &str,
+    provider: &str,
+) -> Result<bool> {
     dispatch!(conn, runtimes::exists(workspace, daemon_id, provider))
 }
 
@@ -96,9 +100,9 @@ pub fn exists(conn: &Conn<'_>, workspace: Id, daemon_id: &str, provider: &str) -
 /// index.
 pub fn daemon_owned_by_other(
     conn: &Conn<'_>,
-    workspace: Id,
+    workspace: WorkspaceId,
     daemon_id: &str,
-    owner: Id,
+    owner: UserId,
 ) -> Result<bool> {
     dispatch!(
         conn,
@@ -108,7 +112,7 @@ pub fn daemon_owned_by_other(
 
 /// How many runtimes `workspace` holds: a counter the schema's triggers
 /// keep, so this is one row read however large the fleet.
-pub fn count_in_workspace(conn: &Conn<'_>, workspace: Id) -> Result<i64> {
+pub fn count_in_workspace(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<i64> {
     dispatch!(conn, runtimes::count_in_workspace(workspace))
 }
 
@@ -138,35 +142,35 @@ pub fn fold_legacy(conn: &Conn<'_>, target: &Runtime, legacy: &[String]) -> Resu
 
 /// Marks a runtime online and seen now (no longer offline for any
 /// reason). `false` when it does not exist.
-pub fn heartbeat(conn: &Conn<'_>, id: Id) -> Result<bool> {
+pub fn heartbeat(conn: &Conn<'_>, id: RuntimeId) -> Result<bool> {
     dispatch!(conn, runtimes::heartbeat(id))
 }
 
 /// Marks a runtime offline for `reason` (JSON object text); it stays, with
 /// its agents, for the daemon's return.
-pub fn set_offline(conn: &Conn<'_>, id: Id, reason: &str) -> Result<()> {
+pub fn set_offline(conn: &Conn<'_>, id: RuntimeId, reason: &str) -> Result<()> {
     dispatch!(conn, runtimes::set_offline(id, reason))
 }
 
-pub fn count_active_agents(conn: &Conn<'_>, id: Id) -> Result<i64> {
+pub fn count_active_agents(conn: &Conn<'_>, id: RuntimeId) -> Result<i64> {
     dispatch!(conn, runtimes::count_active_agents(id))
 }
 
 /// Deletes a runtime and its archived agents; 409 while an active agent is
 /// bound to it. Task history keeps its rows (their runtime/agent become
 /// NULL through the schema's ON DELETE SET NULL).
-pub fn delete(conn: &Conn<'_>, id: Id) -> Result<()> {
+pub fn delete(conn: &Conn<'_>, id: RuntimeId) -> Result<()> {
     dispatch!(conn, runtimes::delete(id))
 }
 
 /// Moves an online runtime's last_seen_at forward to `at` (a buffered
 /// heartbeat). A runtime swept offline meanwhile stays offline: its next
 /// heartbeat brings it back through [`heartbeat`].
-pub fn touch_seen(conn: &Conn<'_>, id: Id, at: &str) -> Result<()> {
+pub fn touch_seen(conn: &Conn<'_>, id: RuntimeId, at: Timestamp) -> Result<()> {
     dispatch!(conn, runtimes::touch_seen(id, at))
 }
 
 /// How many runtimes have each status (statuses with none are left out).
-pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(String, i64)>> {
+pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(RuntimeStatus, i64)>> {
     dispatch!(conn, runtimes::count_by_status())
 }

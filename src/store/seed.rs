@@ -2,35 +2,35 @@
 //! fleet registered months ago, a year of finished tasks, a token that
 //! has run out): for tests and benchmarks, on every engine. Not used by
 //! the server.
-//!
-//! Timestamps are given in the stored form ([`super::format_time`]).
 
-use crate::domain::Id;
+use crate::domain::{
+    AgentId, InvitationId, RuntimeId, RuntimeStatus, TaskId, Timestamp, UserId, WorkspaceId,
+};
 
 use super::{dispatch, Conn, Result};
 
 /// A runtime row as a daemon would have registered it at `created_at`.
 pub struct SeedRuntime<'a> {
-    pub id: Id,
-    pub workspace: Id,
+    pub id: RuntimeId,
+    pub workspace: WorkspaceId,
     pub daemon_id: &'a str,
     pub name: &'a str,
     pub provider: &'a str,
-    pub status: &'a str,
-    pub owner: Id,
-    pub last_seen_at: Option<&'a str>,
-    pub created_at: &'a str,
+    pub status: RuntimeStatus,
+    pub owner: UserId,
+    pub last_seen_at: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
 /// An agent row created at `created_at` (archived at `archived_at`).
 pub struct SeedAgent<'a> {
-    pub id: Id,
-    pub workspace: Id,
-    pub runtime: Id,
+    pub id: AgentId,
+    pub workspace: WorkspaceId,
+    pub runtime: RuntimeId,
     pub name: &'a str,
-    pub owner: Id,
-    pub archived_at: Option<&'a str>,
-    pub created_at: &'a str,
+    pub owner: UserId,
+    pub archived_at: Option<Timestamp>,
+    pub created_at: Timestamp,
 }
 
 /// The kinds of bearer token, each kept in a table of its own.
@@ -62,10 +62,10 @@ pub fn runtime(conn: &Conn<'_>, row: &SeedRuntime<'_>) -> Result<()> {
 /// filled up over years, in one statement.
 pub fn offline_runtimes(
     conn: &Conn<'_>,
-    workspace: Id,
-    owner: Id,
+    workspace: WorkspaceId,
+    owner: UserId,
     count: u32,
-    created_at: &str,
+    created_at: Timestamp,
 ) -> Result<()> {
     dispatch!(
         conn,
@@ -75,7 +75,7 @@ pub fn offline_runtimes(
 
 /// Sets when a runtime was last heard from, as if it had been silent
 /// since `last_seen_at` (its status stays as it is).
-pub fn backdate_runtime(conn: &Conn<'_>, id: Id, last_seen_at: &str) -> Result<()> {
+pub fn backdate_runtime(conn: &Conn<'_>, id: RuntimeId, last_seen_at: Timestamp) -> Result<()> {
     dispatch!(conn, seed::backdate_runtime(id, last_seen_at))
 }
 
@@ -86,11 +86,11 @@ pub fn agent(conn: &Conn<'_>, row: &SeedAgent<'_>) -> Result<()> {
 /// A task that ran and completed at `at`.
 pub fn finished_task(
     conn: &Conn<'_>,
-    id: Id,
-    workspace: Id,
-    agent: Id,
-    runtime: Id,
-    at: &str,
+    id: TaskId,
+    workspace: WorkspaceId,
+    agent: AgentId,
+    runtime: RuntimeId,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(conn, seed::finished_task(id, workspace, agent, runtime, at))
 }
@@ -98,11 +98,11 @@ pub fn finished_task(
 /// A task queued and claimed by `runtime`'s daemon at `at`, not started.
 pub fn dispatched_task(
     conn: &Conn<'_>,
-    id: Id,
-    workspace: Id,
-    agent: Id,
-    runtime: Id,
-    at: &str,
+    id: TaskId,
+    workspace: WorkspaceId,
+    agent: AgentId,
+    runtime: RuntimeId,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(
         conn,
@@ -112,7 +112,7 @@ pub fn dispatched_task(
 
 /// Moves one clock of a task to `at`, as if it had been dispatched or
 /// started then (its status stays as it is).
-pub fn backdate_task(conn: &Conn<'_>, id: Id, clock: TaskClock, at: &str) -> Result<()> {
+pub fn backdate_task(conn: &Conn<'_>, id: TaskId, clock: TaskClock, at: Timestamp) -> Result<()> {
     dispatch!(conn, seed::backdate_task(id, clock, at))
 }
 
@@ -122,7 +122,7 @@ pub fn expire_token(
     conn: &Conn<'_>,
     kind: TokenKind,
     token_hash: &str,
-    expires_at: &str,
+    expires_at: Timestamp,
 ) -> Result<bool> {
     dispatch!(conn, seed::expire_token(kind, token_hash, expires_at))
 }
@@ -134,8 +134,8 @@ pub fn backdate_token(
     conn: &Conn<'_>,
     kind: TokenKind,
     token_hash: &str,
-    created_at: &str,
-    expires_at: &str,
+    created_at: Timestamp,
+    expires_at: Timestamp,
 ) -> Result<bool> {
     dispatch!(
         conn,
@@ -147,9 +147,9 @@ pub fn backdate_token(
 /// been sent then.
 pub fn backdate_invitation(
     conn: &Conn<'_>,
-    id: Id,
-    created_at: &str,
-    expires_at: &str,
+    id: InvitationId,
+    created_at: Timestamp,
+    expires_at: Timestamp,
 ) -> Result<()> {
     dispatch!(conn, seed::backdate_invitation(id, created_at, expires_at))
 }

@@ -1,7 +1,7 @@
 //! The sweeper's SQL: each function is one bounded batch, meant to run in
 //! its own short write transaction (see `jobs::sweeper`).
 
-use crate::domain::Id;
+use crate::domain::{AgentId, RuntimeId, TaskId, Timestamp, WorkspaceId};
 
 use super::{dispatch, Conn, Result};
 
@@ -12,14 +12,17 @@ pub const BATCH: i64 = 250;
 /// A task the sweeper failed.
 #[derive(Debug, Clone)]
 pub struct FailedTask {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
+    pub id: TaskId,
+    pub workspace_id: WorkspaceId,
+    pub agent_id: Option<AgentId>,
 }
 
 /// Marks up to [`BATCH`] online runtimes last seen before `cutoff` offline,
 /// with the reason `stale`; returns (runtime, workspace) pairs.
-pub fn mark_stale_offline(conn: &Conn<'_>, cutoff: &str) -> Result<Vec<(Id, Id)>> {
+pub fn mark_stale_offline(
+    conn: &Conn<'_>,
+    cutoff: Timestamp,
+) -> Result<Vec<(RuntimeId, WorkspaceId)>> {
     dispatch!(conn, sweeps::mark_stale_offline(cutoff))
 }
 
@@ -34,8 +37,8 @@ pub fn fail_tasks_on_offline_runtimes(conn: &Conn<'_>) -> Result<Vec<FailedTask>
 /// or running since before `running_cutoff`.
 pub fn fail_timed_out_tasks(
     conn: &Conn<'_>,
-    dispatched_cutoff: &str,
-    running_cutoff: &str,
+    dispatched_cutoff: Timestamp,
+    running_cutoff: Timestamp,
 ) -> Result<Vec<FailedTask>> {
     dispatch!(
         conn,
@@ -46,6 +49,9 @@ pub fn fail_timed_out_tasks(
 /// Deletes up to [`BATCH`] offline runtimes last seen before `cutoff` that
 /// no agent row (active or archived) refers to; returns (runtime,
 /// workspace) pairs.
-pub fn delete_abandoned_runtimes(conn: &Conn<'_>, cutoff: &str) -> Result<Vec<(Id, Id)>> {
+pub fn delete_abandoned_runtimes(
+    conn: &Conn<'_>,
+    cutoff: Timestamp,
+) -> Result<Vec<(RuntimeId, WorkspaceId)>> {
     dispatch!(conn, sweeps::delete_abandoned_runtimes(cutoff))
 }

@@ -1,7 +1,7 @@
 //! `agent_task_queue` rows: queueing, the atomic claim, state transitions
 //! and the hourly activity of a runtime.
 
-use crate::domain::Id;
+use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, Timestamp, UserId, WorkspaceId};
 use crate::store::sweeps::FailedTask;
 use serde::Serialize;
 use serde_json::Value;
@@ -10,32 +10,32 @@ use super::{dispatch, Conn, Result};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Task {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
-    pub runtime_id: Option<Id>,
+    pub id: TaskId,
+    pub workspace_id: WorkspaceId,
+    pub agent_id: Option<AgentId>,
+    pub runtime_id: Option<RuntimeId>,
     pub issue_id: Option<String>,
-    pub status: String,
+    pub status: TaskStatus,
     pub priority: i64,
     pub prompt: String,
-    pub dispatched_at: Option<String>,
-    pub started_at: Option<String>,
-    pub completed_at: Option<String>,
+    pub dispatched_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
     pub result: Option<Value>,
     pub error: Option<String>,
     /// Who queued it, while they exist.
-    pub created_by: Option<Id>,
-    pub created_at: String,
+    pub created_by: Option<UserId>,
+    pub created_at: Timestamp,
     /// The agent's session and work directory, as the daemon pinned them.
     pub session_id: Option<String>,
     pub work_dir: Option<String>,
     /// While dispatched: the daemon is preparing it until then.
-    pub prepare_lease_expires_at: Option<String>,
+    pub prepare_lease_expires_at: Option<Timestamp>,
     /// What the daemon reported on acknowledging a cancellation.
     pub branch_name: Option<String>,
     pub durable_work_dir: Option<String>,
     pub failure_reason: Option<String>,
-    pub cancel_acked_at: Option<String>,
+    pub cancel_acked_at: Option<Timestamp>,
 }
 
 /// Longest prompt a task may carry, in bytes: the prompts of a 500-task
@@ -54,17 +54,14 @@ pub const PENDING_LIMIT: i64 = 100;
 
 /// A task to queue for an agent.
 pub struct NewTask<'a> {
-    pub workspace: Id,
-    pub agent: Id,
+    pub workspace: WorkspaceId,
+    pub agent: AgentId,
     pub prompt: &'a str,
     pub priority: i64,
     pub issue_id: Option<&'a str>,
-    pub created_by: Id,
+    pub created_by: UserId,
 }
 
-/// Up to `limit` of an agent's tasks, newest first (ties by id,
-/// descending), after the row whose (stored created_at, id) is `after`;
-/// each with its stored created_at, the key of the next page.
 /// Bytes of task text (prompt, result, error) one listing page may carry;
 /// a page ends early rather than pass it.
 pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -79,21 +76,22 @@ pub enum Transition {
 }
 
 impl Transition {
-    pub fn from_states(self) -> &'static [&'static str] {
+    pub fn from_states(self) -> &'static [TaskStatus] {
+        use TaskStatus::*;
         match self {
-            Transition::Start => &["dispatched"],
-            Transition::Complete => &["running"],
-            Transition::Fail => &["dispatched", "running"],
-            Transition::Cancel => &["queued", "dispatched", "running"],
+            Transition::Start => &[Dispatched],
+            Transition::Complete => &[Running],
+            Transition::Fail => &[Dispatched, Running],
+            Transition::Cancel => &[Queued, Dispatched, Running],
         }
     }
 
-    pub fn to_state(self) -> &'static str {
+    pub fn to_state(self) -> TaskStatus {
         match self {
-            Transition::Start => "running",
-            Transition::Complete => "completed",
-            Transition::Fail => "failed",
-            Transition::Cancel => "cancelled",
+            Transition::Start => TaskStatus::Running,
+            Transition::Complete => TaskStatus::Completed,
+            Transition::Fail => TaskStatus::Failed,
+            Transition::Cancel => TaskStatus::Cancelled,
         }
     }
 
@@ -134,19 +132,19 @@ pub const ORPHAN_ERROR: &str = "daemon restarted while task was in flight";
 pub struct IssueTasks {
     pub issue_id: String,
     /// Where they run (queued ones: the runtime of their agent).
-    pub runtime_id: Option<Id>,
+    pub runtime_id: Option<RuntimeId>,
     /// Some of them are dispatched or running.
     pub active: bool,
     /// Some of them are queued.
     pub queued: bool,
-    /// The latest thing that happened to any of them (stored form).
-    pub updated_at: String,
-    /// When the last of them finished, and how (`completed`, `failed`,
-    /// `cancelled`).
-    pub last_finished: Option<(String, String)>,
+    /// The latest thing that happened to any of them.
+    pub updated_at: Timestamp,
+    /// When the last of them finished, and how (completed, failed,
+    /// cancelled).
+    pub last_finished: Option<(Timestamp, TaskStatus)>,
 }
 
-pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Task>> {
+pub fn get(conn: &Conn<'_>, id: TaskId) -> Result<Option<Task>> {
     dispatch!(conn, tasks::get(id))
 }
 
@@ -156,18 +154,19 @@ pub fn insert(conn: &Conn<'_>, new: &NewTask<'_>) -> Result<Task> {
 
 /// How many of `agent`'s tasks are queued (read off the
 /// (agent_id, status, …) index, at most [`MAX_QUEUED_PER_AGENT`] entries).
-pub fn count_queued(conn: &Conn<'_>, agent: Id) -> Result<i64> {
+pub fn count_queued(conn: &Conn<'_>, agent: AgentId) -> Result<i64> {
     dispatch!(conn, tasks::count_queued(agent))
 }
 
-/// One page of an agent's tasks: the rows (each with its stored
-/// `created_at`) and whether it ended early at [`PAGE_BYTES`].
+/// One page of an agent's tasks, newest first (ties by id, descending):
+/// up to `limit` rows after the one whose (created_at, id) is `after`, and
+/// whether the page ended early at [`PAGE_BYTES`].
 pub fn list_for_agent(
     conn: &Conn<'_>,
-    agent: Id,
-    after: Option<(&str, Id)>,
+    agent: AgentId,
+    after: Option<(Timestamp, TaskId)>,
     limit: usize,
-) -> Result<(Vec<(Task, String)>, bool)> {
+) -> Result<(Vec<Task>, bool)> {
     dispatch!(conn, tasks::list_for_agent(agent, after, limit))
 }
 
@@ -175,7 +174,7 @@ pub fn list_for_agent(
 /// the queued tasks of the agents bound to it, in claim order (dispatched
 /// ones first): a runtime may have thousands queued, and a daemon only
 /// needs the head of its queue.
-pub fn pending_for_runtime(conn: &Conn<'_>, runtime: Id) -> Result<Vec<Task>> {
+pub fn pending_for_runtime(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<Task>> {
     dispatch!(conn, tasks::pending_for_runtime(runtime))
 }
 
@@ -188,14 +187,14 @@ pub fn pending_for_runtime(conn: &Conn<'_>, runtime: Id) -> Result<Vec<Task>> {
 /// claims can never take one task or overrun an agent's limit. `None` when nothing is claimable (or,
 /// on an engine with concurrent writers, a concurrent claim took the task
 /// this one picked: the daemon claims again).
-pub fn claim(conn: &Conn<'_>, runtime: Id) -> Result<Option<Task>> {
+pub fn claim(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Option<Task>> {
     dispatch!(conn, tasks::claim(runtime))
 }
 
 /// [`claim`] across several runtimes (a daemon's batch claim): the
 /// highest-priority, oldest claimable task of any of them, dispatched to
 /// the runtime its agent is bound to.
-pub fn claim_any(conn: &Conn<'_>, runtimes: &[Id]) -> Result<Option<Task>> {
+pub fn claim_any(conn: &Conn<'_>, runtimes: &[RuntimeId]) -> Result<Option<Task>> {
     dispatch!(conn, tasks::claim_any(runtimes))
 }
 
@@ -206,7 +205,7 @@ pub fn claim_any(conn: &Conn<'_>, runtimes: &[Id]) -> Result<Option<Task>> {
 /// task is not (any more) in such a state.
 pub fn apply(
     conn: &Conn<'_>,
-    id: Id,
+    id: TaskId,
     transition: Transition,
     result: Option<&str>,
     error: Option<&str>,
@@ -215,13 +214,13 @@ pub fn apply(
 }
 
 /// Cancels every unfinished task of an agent; returns the cancelled ids.
-pub fn cancel_for_agent(conn: &Conn<'_>, agent: Id) -> Result<Vec<Id>> {
+pub fn cancel_for_agent(conn: &Conn<'_>, agent: AgentId) -> Result<Vec<TaskId>> {
     dispatch!(conn, tasks::cancel_for_agent(agent))
 }
 
 /// How many of the runtime's tasks started in each hour of the day (UTC),
 /// for the hours that have any.
-pub fn hourly_activity(conn: &Conn<'_>, runtime: Id) -> Result<Vec<HourCount>> {
+pub fn hourly_activity(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<HourCount>> {
     dispatch!(conn, tasks::hourly_activity(runtime))
 }
 
@@ -229,9 +228,9 @@ pub fn hourly_activity(conn: &Conn<'_>, runtime: Id) -> Result<Vec<HourCount>> {
 /// dispatched to `runtime` (checked by the write itself); `None` otherwise.
 pub fn set_prepare_lease(
     conn: &Conn<'_>,
-    id: Id,
-    runtime: Id,
-    until: &str,
+    id: TaskId,
+    runtime: RuntimeId,
+    until: Timestamp,
 ) -> Result<Option<Task>> {
     dispatch!(conn, tasks::set_prepare_lease(id, runtime, until))
 }
@@ -240,7 +239,7 @@ pub fn set_prepare_lease(
 /// what was pinned before.
 pub fn pin_session(
     conn: &Conn<'_>,
-    id: Id,
+    id: TaskId,
     session_id: Option<&str>,
     work_dir: Option<&str>,
 ) -> Result<()> {
@@ -251,14 +250,19 @@ pub fn pin_session(
 /// recorded is overwritten, so a replayed ack changes nothing; a task that
 /// is not cancelled is left alone (its own complete or fail report is the
 /// one that counts). Returns whether the task was cancelled.
-pub fn record_cancel_ack(conn: &Conn<'_>, id: Id, ack: &CancelAck, at: &str) -> Result<bool> {
+pub fn record_cancel_ack(
+    conn: &Conn<'_>,
+    id: TaskId,
+    ack: &CancelAck,
+    at: Timestamp,
+) -> Result<bool> {
     dispatch!(conn, tasks::record_cancel_ack(id, ack, at))
 }
 
 /// Fails up to [`crate::store::sweeps::BATCH`] tasks dispatched to or running
 /// on `runtime`: its daemon has restarted, so nothing runs them any more. A
 /// task that ended meanwhile is left as it ended.
-pub fn fail_orphans(conn: &Conn<'_>, runtime: Id) -> Result<Vec<FailedTask>> {
+pub fn fail_orphans(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<FailedTask>> {
     dispatch!(conn, tasks::fail_orphans(runtime))
 }
 
@@ -266,13 +270,13 @@ pub fn fail_orphans(conn: &Conn<'_>, runtime: Id) -> Result<Vec<FailedTask>> {
 /// row per (issue, runtime), read off the (issue_id, workspace_id) index.
 pub fn issue_tasks(
     conn: &Conn<'_>,
-    workspace: Option<Id>,
+    workspace: Option<WorkspaceId>,
     issue_ids: &[String],
 ) -> Result<Vec<IssueTasks>> {
     dispatch!(conn, tasks::issue_tasks(workspace, issue_ids))
 }
 
 /// How many tasks have each status (statuses with none are left out).
-pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(String, i64)>> {
+pub fn count_by_status(conn: &Conn<'_>) -> Result<Vec<(TaskStatus, i64)>> {
     dispatch!(conn, tasks::count_by_status())
 }

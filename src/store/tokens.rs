@@ -1,7 +1,9 @@
 //! `personal_access_token` and `daemon_token` rows. Only the SHA-256 of a
 //! token is stored; the token itself is returned once, when it is made.
 
-use crate::domain::Id;
+use crate::domain::{
+    AgentId, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UserId, WorkspaceId,
+};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -52,25 +54,25 @@ pub fn hash(token: &str) -> String {
 /// A PAT as its owner sees it in a listing (never the token itself).
 #[derive(Debug, Clone, Serialize)]
 pub struct PersonalToken {
-    pub id: Id,
+    pub id: TokenId,
     pub name: String,
     pub token_prefix: String,
-    pub expires_at: Option<String>,
-    pub last_used_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
     pub revoked: bool,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// What authentication needs to know about a stored token.
 #[derive(Debug, Clone)]
 pub struct StoredToken {
-    pub id: Id,
-    pub user_id: Option<Id>,
-    pub workspace_id: Option<Id>,
+    pub id: TokenId,
+    pub user_id: Option<UserId>,
+    pub workspace_id: Option<WorkspaceId>,
     pub daemon_id: Option<String>,
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Timestamp>,
     pub revoked: bool,
-    pub last_used_at: Option<String>,
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A token is renewed once it has less than this left.
@@ -88,43 +90,43 @@ pub enum Renewal {
     NeverExpires,
     /// More than [`RENEW_WITHIN_DAYS`] left: unchanged.
     NotYet {
-        expires_at: String,
+        expires_at: Timestamp,
     },
     Renewed {
-        expires_at: String,
+        expires_at: Timestamp,
     },
 }
 
 /// A live-or-not task token, as authentication needs it.
 #[derive(Debug, Clone)]
 pub struct StoredTaskToken {
-    pub id: Id,
-    pub task_id: Id,
-    pub workspace_id: Id,
-    pub agent_id: Option<Id>,
+    pub id: TaskTokenId,
+    pub task_id: TaskId,
+    pub workspace_id: WorkspaceId,
+    pub agent_id: Option<AgentId>,
     /// The task's status now: the token works only while it is dispatched
     /// or running.
-    pub task_status: String,
-    pub expires_at: String,
+    pub task_status: TaskStatus,
+    pub expires_at: Timestamp,
 }
 
 /// Creates a PAT for `user`; returns its listing row and the token.
 pub fn create_personal(
     conn: &Conn<'_>,
-    user: Id,
+    user: UserId,
     name: &str,
-    expires_at: Option<&str>,
+    expires_at: Option<Timestamp>,
 ) -> Result<(PersonalToken, String)> {
     dispatch!(conn, tokens::create_personal(user, name, expires_at))
 }
 
 /// How many of `user`'s PATs still authenticate (not revoked, not expired).
-pub fn count_live_personal(conn: &Conn<'_>, user: Id) -> Result<i64> {
+pub fn count_live_personal(conn: &Conn<'_>, user: UserId) -> Result<i64> {
     dispatch!(conn, tokens::count_live_personal(user))
 }
 
 /// `user`'s tokens, newest first.
-pub fn list_personal(conn: &Conn<'_>, user: Id) -> Result<Vec<PersonalToken>> {
+pub fn list_personal(conn: &Conn<'_>, user: UserId) -> Result<Vec<PersonalToken>> {
     dispatch!(conn, tokens::list_personal(user))
 }
 
@@ -133,7 +135,7 @@ pub fn list_personal(conn: &Conn<'_>, user: Id) -> Result<Vec<PersonalToken>> {
 /// Revokes `user`'s token `id`: `None` when they have no such token,
 /// `Some(true)` when it was live until now, `Some(false)` when it was
 /// already revoked (nothing changes then).
-pub fn revoke_personal(conn: &Conn<'_>, user: Id, id: Id) -> Result<Option<bool>> {
+pub fn revoke_personal(conn: &Conn<'_>, user: UserId, id: TokenId) -> Result<Option<bool>> {
     dispatch!(conn, tokens::revoke_personal(user, id))
 }
 
@@ -146,7 +148,7 @@ pub fn find_daemon(conn: &Conn<'_>, token_hash: &str) -> Result<Option<StoredTok
 }
 
 /// Records that a PAT was used (the caller throttles how often).
-pub fn touch_personal(conn: &Conn<'_>, id: Id, at: &str) -> Result<()> {
+pub fn touch_personal(conn: &Conn<'_>, id: TokenId, at: Timestamp) -> Result<()> {
     dispatch!(conn, tokens::touch_personal(id, at))
 }
 
@@ -156,21 +158,17 @@ pub fn touch_personal(conn: &Conn<'_>, id: Id, at: &str) -> Result<()> {
 /// was made or last renewed to its expiry), counted from `now`. The write
 /// is conditional on the expiry it read and on the token being unrevoked,
 /// so concurrent renewals extend once and a revocation is never undone.
-pub fn renew(
-    conn: &Conn<'_>,
-    token_hash: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Renewal> {
+pub fn renew(conn: &Conn<'_>, token_hash: &str, now: Timestamp) -> Result<Renewal> {
     dispatch!(conn, tokens::renew(token_hash, now))
 }
 
 /// Mints a daemon token for `daemon_id` in `workspace`; returns the token.
 pub fn create_daemon(
     conn: &Conn<'_>,
-    workspace: Id,
+    workspace: WorkspaceId,
     daemon_id: &str,
-    created_by: Id,
-    expires_at: &str,
+    created_by: UserId,
+    expires_at: Timestamp,
 ) -> Result<String> {
     dispatch!(
         conn,
@@ -180,13 +178,13 @@ pub fn create_daemon(
 
 /// How many daemon tokens `user` minted in `workspace` that still
 /// authenticate (not revoked, not expired).
-pub fn count_live_daemon(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<i64> {
+pub fn count_live_daemon(conn: &Conn<'_>, workspace: WorkspaceId, user: UserId) -> Result<i64> {
     dispatch!(conn, tokens::count_live_daemon(workspace, user))
 }
 
 /// Mints the task token of `task` (claimed just now); returns the token,
 /// which is shown once — only its hash is stored.
-pub fn create_task_token(conn: &Conn<'_>, task: Id, workspace: Id) -> Result<String> {
+pub fn create_task_token(conn: &Conn<'_>, task: TaskId, workspace: WorkspaceId) -> Result<String> {
     dispatch!(conn, tokens::create_task_token(task, workspace))
 }
 

@@ -1,7 +1,7 @@
 //! Token usage: per-task usage with its workspace and runtime rollups, and
 //! the daily totals older daemons report per runtime.
 
-use crate::domain::Id;
+use crate::domain::{RuntimeId, TaskId, Timestamp, WorkspaceId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
@@ -43,7 +43,7 @@ pub enum UsageSource {
 /// A runtime's usage of one (date, provider, model).
 #[derive(Debug, Clone, Serialize)]
 pub struct RuntimeUsage {
-    pub runtime_id: Id,
+    pub runtime_id: RuntimeId,
     pub date: String,
     pub provider: String,
     pub model: String,
@@ -60,10 +60,10 @@ pub struct RuntimeUsage {
 /// see [`upsert_task_usage_with_cost`].
 pub fn upsert_task_usage(
     conn: &Conn<'_>,
-    task: Id,
-    workspace: Id,
+    task: TaskId,
+    workspace: WorkspaceId,
     entry: &UsageEntry,
-    at: &str,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(conn, usage::upsert_task_usage(task, workspace, entry, at))
 }
@@ -78,11 +78,11 @@ pub fn upsert_task_usage(
 /// concurrent reports of one task never count a change twice.
 pub fn upsert_task_usage_with_cost(
     conn: &Conn<'_>,
-    task: Id,
-    workspace: Id,
+    task: TaskId,
+    workspace: WorkspaceId,
     entry: &UsageEntry,
     cost_usd_ticks: Option<i64>,
-    at: &str,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(
         conn,
@@ -91,12 +91,17 @@ pub fn upsert_task_usage_with_cost(
 }
 
 /// UTC days `from..=to` (YYYY-MM-DD), newest first.
-pub fn daily(conn: &Conn<'_>, workspace: Id, from: &str, to: &str) -> Result<Vec<Bucket>> {
+pub fn daily(conn: &Conn<'_>, workspace: WorkspaceId, from: &str, to: &str) -> Result<Vec<Bucket>> {
     dispatch!(conn, usage::daily(workspace, from, to))
 }
 
 /// UTC hours `from..to` (YYYY-MM-DDTHH, `to` excluded), oldest first.
-pub fn hourly(conn: &Conn<'_>, workspace: Id, from: &str, to: &str) -> Result<Vec<Bucket>> {
+pub fn hourly(
+    conn: &Conn<'_>,
+    workspace: WorkspaceId,
+    from: &str,
+    to: &str,
+) -> Result<Vec<Bucket>> {
     dispatch!(conn, usage::hourly(workspace, from, to))
 }
 
@@ -104,10 +109,10 @@ pub fn hourly(conn: &Conn<'_>, workspace: Id, from: &str, to: &str) -> Result<Ve
 /// replacing what was stored.
 pub fn upsert_runtime_usage(
     conn: &Conn<'_>,
-    runtime: Id,
+    runtime: RuntimeId,
     date: &str,
     entry: &UsageEntry,
-    at: &str,
+    at: Timestamp,
 ) -> Result<()> {
     dispatch!(conn, usage::upsert_runtime_usage(runtime, date, entry, at))
 }
@@ -115,7 +120,7 @@ pub fn upsert_runtime_usage(
 /// A runtime's usage on dates `>= from` from `source`, newest first.
 pub fn runtime_usage(
     conn: &Conn<'_>,
-    runtime: Id,
+    runtime: RuntimeId,
     from: &str,
     source: UsageSource,
 ) -> Result<Vec<RuntimeUsage>> {

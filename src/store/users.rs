@@ -1,17 +1,17 @@
 //! `user` rows.
 
-use crate::domain::Id;
+use crate::domain::{Timestamp, UserId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct User {
-    pub id: Id,
+    pub id: UserId,
     pub name: String,
     pub email: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// Creates a user; 409 when the email (case-insensitively) is taken. The
@@ -25,11 +25,11 @@ pub fn insert(conn: &Conn<'_>, email: &str, name: &str) -> Result<User> {
 /// ends: a rule over several rows of the user (how many live tokens they
 /// have) is checked after it, so concurrent writes for one user take turns
 /// on an engine with row locks.
-pub fn lock(conn: &Conn<'_>, user: Id) -> Result<()> {
+pub fn lock(conn: &Conn<'_>, user: UserId) -> Result<()> {
     dispatch!(conn, users::lock(user))
 }
 
-pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<User>> {
+pub fn get(conn: &Conn<'_>, id: UserId) -> Result<Option<User>> {
     dispatch!(conn, users::get(id))
 }
 

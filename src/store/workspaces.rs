@@ -1,30 +1,30 @@
 //! `workspace` and `member` rows.
 
-use crate::domain::{Id, Role};
+use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Workspace {
-    pub id: Id,
+    pub id: WorkspaceId,
     pub name: String,
     pub slug: String,
     pub description: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// A membership, with the member's user fields so a list is readable.
 #[derive(Debug, Clone, Serialize)]
 pub struct Member {
-    pub id: Id,
-    pub workspace_id: Id,
-    pub user_id: Id,
+    pub id: MemberId,
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
     pub role: Role,
     pub name: String,
     pub email: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 /// Lower-case letters, digits and single dashes, from a display name.
@@ -55,7 +55,7 @@ pub fn create(
     name: &str,
     slug: Option<&str>,
     description: &str,
-    owner: Id,
+    owner: UserId,
 ) -> Result<Workspace> {
     dispatch!(conn, workspaces::create(name, slug, description, owner))
 }
@@ -67,50 +67,59 @@ pub fn create(
 /// grant — are checked after it, so concurrent writes of one workspace take
 /// turns on an engine with row locks instead of each deciding on what the
 /// other has not committed yet.
-pub fn lock(conn: &Conn<'_>, workspace: Id) -> Result<()> {
+pub fn lock(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<()> {
     dispatch!(conn, workspaces::lock(workspace))
 }
 
-pub fn get(conn: &Conn<'_>, id: Id) -> Result<Option<Workspace>> {
+pub fn get(conn: &Conn<'_>, id: WorkspaceId) -> Result<Option<Workspace>> {
     dispatch!(conn, workspaces::get(id))
 }
 
 /// Workspaces `user` belongs to, oldest first.
-pub fn list_for_user(conn: &Conn<'_>, user: Id) -> Result<Vec<Workspace>> {
+pub fn list_for_user(conn: &Conn<'_>, user: UserId) -> Result<Vec<Workspace>> {
     dispatch!(conn, workspaces::list_for_user(user))
 }
 
 /// The role of `user` in `workspace`, if they are a member.
-pub fn role_of(conn: &Conn<'_>, workspace: Id, user: Id) -> Result<Option<Role>> {
+pub fn role_of(conn: &Conn<'_>, workspace: WorkspaceId, user: UserId) -> Result<Option<Role>> {
     dispatch!(conn, workspaces::role_of(workspace, user))
 }
 
 /// Whether the user with `email` (compared case-insensitively) belongs to
 /// `workspace`.
-pub fn has_member_with_email(conn: &Conn<'_>, workspace: Id, email: &str) -> Result<bool> {
+pub fn has_member_with_email(conn: &Conn<'_>, workspace: WorkspaceId, email: &str) -> Result<bool> {
     dispatch!(conn, workspaces::has_member_with_email(workspace, email))
 }
 
-pub fn list_members(conn: &Conn<'_>, workspace: Id) -> Result<Vec<Member>> {
+pub fn list_members(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<Vec<Member>> {
     dispatch!(conn, workspaces::list_members(workspace))
 }
 
-pub fn get_member(conn: &Conn<'_>, workspace: Id, member: Id) -> Result<Option<Member>> {
+pub fn get_member(
+    conn: &Conn<'_>,
+    workspace: WorkspaceId,
+    member: MemberId,
+) -> Result<Option<Member>> {
     dispatch!(conn, workspaces::get_member(workspace, member))
 }
 
 /// Adds `user` to `workspace`; 409 when they already belong to it (the
 /// schema's UNIQUE (workspace, user) decides, also between concurrent
 /// joins).
-pub fn add_member(conn: &Conn<'_>, workspace: Id, user: Id, role: Role) -> Result<Member> {
+pub fn add_member(
+    conn: &Conn<'_>,
+    workspace: WorkspaceId,
+    user: UserId,
+    role: Role,
+) -> Result<Member> {
     dispatch!(conn, workspaces::add_member(workspace, user, role))
 }
 
-pub fn count_owners(conn: &Conn<'_>, workspace: Id) -> Result<i64> {
+pub fn count_owners(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<i64> {
     dispatch!(conn, workspaces::count_owners(workspace))
 }
 
-pub fn set_role(conn: &Conn<'_>, member: Id, role: Role) -> Result<()> {
+pub fn set_role(conn: &Conn<'_>, member: MemberId, role: Role) -> Result<()> {
     dispatch!(conn, workspaces::set_role(member, role))
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use agenthub::admin;
 use agenthub::app::{Application, State};
 use agenthub::config::Config;
-use agenthub::domain::{Id, Role};
+use agenthub::domain::{AgentId, Role, Timestamp, WorkspaceId};
 use agenthub::store::seed::{self, SeedAgent, TokenKind};
 use agenthub::store::{self, agents, runtimes, tasks, Conn, Store};
 use serde_json::Value;
@@ -105,7 +105,8 @@ impl TestApp {
 
     /// `agenthub user add`, optionally into a workspace with a role.
     pub fn add_user(&self, email: &str, workspace: Option<(&str, Role)>) -> TestUser {
-        let membership = workspace.map(|(w, r)| (w.parse::<Id>().expect("workspace id"), r));
+        let membership =
+            workspace.map(|(w, r)| (w.parse::<WorkspaceId>().expect("workspace id"), r));
         let done = admin::add_user(&self.db, email, None, membership).expect("user add");
         TestUser {
             id: done.user_id.to_string(),
@@ -366,10 +367,10 @@ impl TestApp {
         owner: &str,
         archived: bool,
     ) -> String {
-        let id = Id::new();
+        let id = AgentId::new();
         let (workspace, runtime, owner) = (parse_id(workspace), parse_id(runtime), parse_id(owner));
         self.arrange(move |conn| {
-            let at = "2026-01-01T00:00:00.000Z";
+            let at = "2026-01-01T00:00:00.000Z".parse().unwrap();
             seed::agent(
                 conn,
                 &SeedAgent {
@@ -413,7 +414,7 @@ impl TestApp {
     }
 
     pub fn runtime_status(&self, runtime: &str) -> String {
-        self.runtime_row(runtime).status
+        self.runtime_row(runtime).status.to_string()
     }
 
     /// `POST /api/daemon/deregister` of `runtimes`: they go offline the
@@ -454,14 +455,14 @@ impl TestApp {
     /// Makes `token` (of `kind`) one that has run out.
     pub fn expire_token(&self, kind: TokenKind, token: &str) {
         let hash = store::tokens::hash(token);
-        let found = self
-            .arrange(move |conn| seed::expire_token(conn, kind, &hash, "2000-01-01T00:00:00.000Z"));
+        let past = "2000-01-01T00:00:00.000Z".parse().unwrap();
+        let found = self.arrange(move |conn| seed::expire_token(conn, kind, &hash, past));
         assert!(found, "no such {kind:?} token");
     }
 }
 
 /// An id the app handed out (or a test made).
-pub fn parse_id(id: &str) -> Id {
+pub fn parse_id<I: std::str::FromStr<Err = String>>(id: &str) -> I {
     id.parse()
         .unwrap_or_else(|e| panic!("{id} is not an id: {e:?}"))
 }
@@ -522,11 +523,11 @@ impl TestApp {
     }
 
     pub fn task_status(&self, task: &str) -> String {
-        self.task_row(task).status
+        self.task_row(task).status.to_string()
     }
 
     pub fn agent_status(&self, agent: &str) -> String {
-        self.agent_row(agent).status
+        self.agent_row(agent).status.to_string()
     }
 }
 
@@ -546,8 +547,8 @@ impl TestApp {
     /// Moves a runtime's last_seen_at `secs` into the past.
     pub fn age_runtime(&self, runtime: &str, secs: i64) {
         let id = parse_id(runtime);
-        let at = store::format_time(chrono::Utc::now() - chrono::Duration::seconds(secs));
-        self.arrange(move |conn| seed::backdate_runtime(conn, id, &at));
+        let at = Timestamp::now() - chrono::Duration::seconds(secs);
+        self.arrange(move |conn| seed::backdate_runtime(conn, id, at));
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::api::short_text;
-use crate::domain::Id;
+use crate::domain::RuntimeId;
 use crate::error::ApiError;
 use crate::probes::clip;
 
@@ -83,11 +83,11 @@ fn reason(given: &ReasonIn, field: &str) -> Result<String, ApiError> {
 /// `null` reason is no reason.
 pub(super) fn parse(
     given: Option<BTreeMap<String, Option<ReasonIn>>>,
-) -> Result<HashMap<Id, String>, ApiError> {
+) -> Result<HashMap<RuntimeId, String>, ApiError> {
     let mut reasons = HashMap::new();
     for (key, value) in given.unwrap_or_default() {
         let field = format!("offline_reasons[{key:?}]");
-        let id: Id = key
+        let id: RuntimeId = key
             .parse()
             .map_err(|e| ApiError::bad_request(format!("invalid {field}: {e}")))?;
         if let Some(value) = value {

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::api::{required, short_text, text};
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::{ProfileId, RuntimeStatus, UserId, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::runtimes::{self, Registration};
 use crate::store::Conn;
@@ -51,10 +51,10 @@ pub const MAX_LEGACY_DAEMON_IDS: usize = 32;
 
 /// A validated registration.
 pub(super) struct Parsed {
-    pub workspace_id: Id,
+    pub workspace_id: WorkspaceId,
     pub daemon_id: String,
     /// The member the daemon acts for.
-    pub owner: Id,
+    pub owner: UserId,
     /// The runtimes the daemon runs, answered back to it.
     pub runtimes: Vec<Registration>,
     /// Failed profiles, kept as offline runtimes people can see.
@@ -66,7 +66,11 @@ pub(super) struct Parsed {
 
 /// The member a registration acts for: the PAT's user, or the member who
 /// minted the daemon token — which registers only its own daemon_id.
-fn owner_for(caller: &Caller, workspace_id: Id, daemon_id: &str) -> Result<Id, ApiError> {
+fn owner_for(
+    caller: &Caller,
+    workspace_id: WorkspaceId,
+    daemon_id: &str,
+) -> Result<UserId, ApiError> {
     match caller {
         Caller::User { user_id } => Ok(*user_id),
         // a task token reaches its own task only
@@ -91,12 +95,12 @@ fn owner_for(caller: &Caller, workspace_id: Id, daemon_id: &str) -> Result<Id, A
 
 /// What every runtime of one registration shares.
 struct Machine {
-    workspace_id: Id,
+    workspace_id: WorkspaceId,
     daemon_id: String,
     device_name: String,
     cli_version: String,
     launched_by: String,
-    owner: Id,
+    owner: UserId,
 }
 
 impl Machine {
@@ -118,7 +122,7 @@ impl Machine {
         }
     }
 
-    fn row(&self, provider: String, name: String, status: &'static str) -> Registration {
+    fn row(&self, provider: String, name: String, status: RuntimeStatus) -> Registration {
         Registration {
             workspace_id: self.workspace_id,
             daemon_id: self.daemon_id.clone(),
@@ -144,8 +148,8 @@ fn registration(machine: &Machine, i: usize, spec: &RuntimeSpec) -> Result<Regis
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| machine.label(&provider));
     let status = match short_text(spec.status.as_deref(), &field("status"))?.as_str() {
-        "offline" => "offline",
-        _ => "online",
+        "offline" => RuntimeStatus::Offline,
+        _ => RuntimeStatus::Online,
     };
     let mut row = machine.row(provider, name, status);
     row.device_info = [machine.device_name.as_str(), version.as_str()]
@@ -171,7 +175,7 @@ fn failed_profile(
     if profile.is_empty() {
         return Ok(None);
     }
-    let profile: Id = profile
+    let profile: ProfileId = profile
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid {}: {e}", field("profile_id"))))?;
     let command = short_text(failed.command_name.as_deref(), &field("command_name"))?;
@@ -186,7 +190,7 @@ fn failed_profile(
     let mut row = machine.row(
         format!("profile:{profile}"),
         machine.label(shown),
-        "offline",
+        RuntimeStatus::Offline,
     );
     row.device_info = machine.device_name.clone();
     let mut metadata = machine.metadata("");
@@ -218,8 +222,8 @@ fn legacy_ids(req: &RegisterRequest, daemon_id: &str) -> Result<Vec<String>, Api
 }
 
 /// The workspace and daemon id a request names.
-fn ids(req: &RegisterRequest) -> Result<(Id, String), ApiError> {
-    let workspace_id: Id = required(req.workspace_id.as_deref(), "workspace_id")?
+fn ids(req: &RegisterRequest) -> Result<(WorkspaceId, String), ApiError> {
+    let workspace_id: WorkspaceId = required(req.workspace_id.as_deref(), "workspace_id")?
         .parse()
         .map_err(|e| ApiError::bad_request(format!("invalid workspace_id: {e}")))?;
     let daemon_id = short_text(req.daemon_id.as_deref(), "daemon_id")?;
@@ -233,7 +237,7 @@ fn ids(req: &RegisterRequest) -> Result<(Id, String), ApiError> {
 fn machine(
     req: &RegisterRequest,
     caller: &Caller,
-    workspace_id: Id,
+    workspace_id: WorkspaceId,
     daemon_id: String,
 ) -> Result<Machine, ApiError> {
     Ok(Machine {
@@ -292,7 +296,7 @@ pub const MAX_RUNTIMES_PER_WORKSPACE: i64 = 50_000;
 /// read of the workspace's runtime counter when a runtime would be added.
 pub(super) fn check_capacity(
     tx: &Conn<'_>,
-    workspace: Id,
+    workspace: WorkspaceId,
     regs: &[&Registration],
 ) -> Result<(), ApiError> {
     let mut new = 0;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::WorkspaceId;
 use crate::error::ApiError;
 use crate::store::Conn;
 use crate::store::{workspaces, Store};
@@ -17,7 +17,7 @@ use crate::store::{workspaces, Store};
 /// A workspace as the daemon lists it.
 #[derive(Serialize)]
 struct DaemonWorkspace {
-    id: Id,
+    id: WorkspaceId,
     name: String,
 }
 

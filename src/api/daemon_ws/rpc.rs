@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::api::claims::{announce, dispatch_batch, BatchClaim, ClaimedTask, Wanted};
 use crate::auth::Caller;
-use crate::domain::Id;
+use crate::domain::RuntimeId;
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::store::Store;
@@ -25,7 +25,7 @@ pub(super) struct Call<'a> {
     pub events: &'a EventBus,
     pub caller: &'a Caller,
     /// The socket's runtimes.
-    pub runtimes: &'a [Id],
+    pub runtimes: &'a [RuntimeId],
 }
 
 /// The reply body, as the HTTP route's: `{"tasks": [...]}`.

@@ -13,10 +13,10 @@ use super::{rpc, Services, IDLE_TIMEOUT, MAX_FRAME_BYTES, PING_EVERY};
 use crate::access::acts_for_runtime;
 use crate::auth::Caller;
 use crate::daemon_hub::{Frame, Socket};
-use crate::domain::Id;
+use crate::domain::{RuntimeId, Timestamp};
 use crate::error::ApiError;
 use crate::store::Conn;
-use crate::store::{self, runtimes, tokens};
+use crate::store::{runtimes, tokens};
 
 /// Time a write may wait for a daemon that does not read before the
 /// socket ends.
@@ -35,7 +35,7 @@ pub(super) struct Connection {
     caller: Caller,
     token_hash: String,
     /// The runtimes it was opened for, all reached by `caller`.
-    runtimes: Vec<Id>,
+    runtimes: Vec<RuntimeId>,
     socket: Socket,
     session: actix_ws::Session,
     closing: watch::Receiver<bool>,
@@ -80,7 +80,7 @@ impl Connection {
         svc: Services,
         caller: Caller,
         token_hash: String,
-        runtimes: Vec<Id>,
+        runtimes: Vec<RuntimeId>,
         socket: Socket,
         session: actix_ws::Session,
     ) -> Connection {
@@ -231,7 +231,7 @@ impl Connection {
         let id = payload
             .get("runtime_id")
             .and_then(Value::as_str)
-            .and_then(|raw| raw.parse::<Id>().ok())
+            .and_then(|raw| raw.parse::<RuntimeId>().ok())
             .filter(|id| self.runtimes.contains(id))?;
         let svc = &self.svc;
         let caller = self.caller.clone();
@@ -343,16 +343,15 @@ fn still_allowed(
     conn: &Conn<'_>,
     caller: &Caller,
     token_hash: &str,
-    ids: &[Id],
+    ids: &[RuntimeId],
 ) -> Result<bool, ApiError> {
     let stored = match caller {
         Caller::User { .. } => tokens::find_personal(conn, token_hash)?,
         Caller::Daemon(_) => tokens::find_daemon(conn, token_hash)?,
         Caller::Task(_) => None,
     };
-    let now = store::now();
-    let live = stored
-        .is_some_and(|t| !t.revoked && t.expires_at.as_deref().is_none_or(|at| at > now.as_str()));
+    let now = Timestamp::now();
+    let live = stored.is_some_and(|t| !t.revoked && t.expires_at.is_none_or(|at| at > now));
     if !live {
         return Ok(false);
     }

@@ -5,7 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::schemas::{count, list, nullable, one_of, properties, reply, string, time, uuid};
+use super::schemas::{count, list, nullable, one_of, properties, reply, string, time, uuid, words};
+use crate::domain::TaskStatus;
 
 /// A request body with these fields, none of them required.
 fn optional_fields(fields: &[(&str, Value)]) -> Value {
@@ -41,7 +42,7 @@ fn replies() -> Vec<(&'static str, Value)> {
         (
             "TaskGcStatus",
             reply(&[
-                ("status", one_of(&crate::domain::TASK_STATUSES)),
+                ("status", words(TaskStatus::ALL)),
                 ("completed_at", nullable(time())),
             ]),
         ),

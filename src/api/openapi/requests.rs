@@ -4,10 +4,8 @@
 
 use serde_json::{json, Value};
 
-use super::schemas::{
-    count, counts, list, nullable, one_of, properties, string, uuid, AGENT_STATUSES, ROLES,
-    VISIBILITIES,
-};
+use super::schemas::{count, counts, list, nullable, one_of, properties, string, uuid, words};
+use crate::domain::{AgentStatus, Role, Visibility};
 
 /// A body with these fields, of which `required` must be given.
 fn request<S: AsRef<str>>(fields: &[(S, Value)], required: &[&str]) -> Value {
@@ -63,8 +61,8 @@ fn agent_request(create: bool) -> Value {
             ("instructions", optional_string()),
             ("avatar_url", optional_string()),
             ("runtime_config", nullable(json!({"type": "object"}))),
-            ("visibility", nullable(one_of(&VISIBILITIES))),
-            ("status", nullable(one_of(&AGENT_STATUSES))),
+            ("visibility", nullable(words(Visibility::ALL))),
+            ("status", nullable(words(AgentStatus::ALL))),
             (
                 "max_concurrent_tasks",
                 nullable(json!({"type": "integer", "minimum": 1, "maximum": 100})),
@@ -172,13 +170,13 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
         (
             "Invite",
             request(
-                &[("email", string()), ("role", nullable(one_of(&ROLES)))],
+                &[("email", string()), ("role", nullable(words(Role::ALL)))],
                 &["email"],
             ),
         ),
         (
             "ChangeRole",
-            request(&[("role", one_of(&ROLES))], &["role"]),
+            request(&[("role", words(Role::ALL))], &["role"]),
         ),
         (
             "CreateDaemonToken",

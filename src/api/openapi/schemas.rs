@@ -8,6 +8,10 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::domain::{
+    AgentStatus, InvitationStatus, Role, RuntimeMode, RuntimeStatus, TaskStatus, Visibility,
+};
+
 pub(super) fn string() -> Value {
     json!({"type": "string"})
 }
@@ -26,6 +30,11 @@ pub(super) fn count() -> Value {
 }
 
 pub(super) fn one_of(values: &[&str]) -> Value {
+    json!({"type": "string", "enum": values})
+}
+
+/// Every value of one of the domain's word enums (`TaskStatus::ALL`, …).
+pub(super) fn words<T: serde::Serialize>(values: &[T]) -> Value {
     json!({"type": "string", "enum": values})
 }
 
@@ -68,7 +77,6 @@ pub(super) fn reply<S: AsRef<str>>(fields: &[(S, Value)]) -> Value {
     })
 }
 
-pub(super) const ROLES: [&str; 3] = ["owner", "admin", "member"];
 pub(super) const COUNTS: [&str; 4] = [
     "input_tokens",
     "output_tokens",
@@ -123,7 +131,7 @@ fn people() -> Vec<(&'static str, Value)> {
                 ("id", uuid()),
                 ("workspace_id", uuid()),
                 ("user_id", uuid()),
-                ("role", one_of(&ROLES)),
+                ("role", words(Role::ALL)),
                 ("name", string()),
                 ("email", string()),
                 ("created_at", time()),
@@ -136,11 +144,8 @@ fn people() -> Vec<(&'static str, Value)> {
                 ("workspace_id", uuid()),
                 ("workspace_name", string()),
                 ("email", string()),
-                ("role", one_of(&ROLES)),
-                (
-                    "status",
-                    one_of(&["pending", "accepted", "declined", "revoked"]),
-                ),
+                ("role", words(Role::ALL)),
+                ("status", words(InvitationStatus::ALL)),
                 ("invited_by", nullable(uuid())),
                 ("created_at", time()),
                 ("expires_at", time()),
@@ -214,9 +219,9 @@ fn runtimes() -> Vec<(&'static str, Value)> {
                 ("workspace_id", uuid()),
                 ("daemon_id", nullable(string())),
                 ("name", string()),
-                ("runtime_mode", one_of(&["local", "cloud"])),
+                ("runtime_mode", words(RuntimeMode::ALL)),
                 ("provider", string()),
-                ("status", one_of(&["online", "offline"])),
+                ("status", words(RuntimeStatus::ALL)),
                 ("device_info", string()),
                 ("metadata", json!({"type": "object"})),
                 ("owner_id", nullable(uuid())),
@@ -270,7 +275,7 @@ fn runtimes() -> Vec<(&'static str, Value)> {
 }
 
 fn task_status() -> Value {
-    one_of(&crate::domain::TASK_STATUSES)
+    words(TaskStatus::ALL)
 }
 
 fn task_fields() -> Vec<(&'static str, Value)> {
@@ -300,9 +305,6 @@ fn task_fields() -> Vec<(&'static str, Value)> {
     ]
 }
 
-pub(super) const VISIBILITIES: [&str; 2] = ["workspace", "private"];
-pub(super) const AGENT_STATUSES: [&str; 5] = ["idle", "working", "blocked", "error", "offline"];
-
 fn agents_and_tasks() -> Vec<(&'static str, Value)> {
     let mut claimed = task_fields();
     claimed.push((
@@ -328,10 +330,10 @@ fn agents_and_tasks() -> Vec<(&'static str, Value)> {
                 ("description", string()),
                 ("instructions", string()),
                 ("avatar_url", nullable(string())),
-                ("runtime_mode", one_of(&["local", "cloud"])),
+                ("runtime_mode", words(RuntimeMode::ALL)),
                 ("runtime_config", json!({"type": "object"})),
-                ("visibility", one_of(&VISIBILITIES)),
-                ("status", one_of(&AGENT_STATUSES)),
+                ("visibility", words(Visibility::ALL)),
+                ("status", words(AgentStatus::ALL)),
                 (
                     "max_concurrent_tasks",
                     json!({"type": "integer", "minimum": 1, "maximum": 100}),

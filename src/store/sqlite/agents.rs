@@ -1,12 +1,13 @@
 //! `agent` rows.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::stored_time;
 use serde_json::Value;
 
-use crate::domain::Id;
+use crate::domain::{AgentId, AgentStatus, Timestamp, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::agents::*;
-use crate::store::{api_time, now};
 
 const COLUMNS: &str = "id, workspace_id, runtime_id, name, description, instructions, avatar_url, \
      runtime_mode, runtime_config, visibility, status, max_concurrent_tasks, owner_id, \
@@ -29,19 +30,19 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
         max_concurrent_tasks: row.get(11)?,
         owner_id: row.get(12)?,
         skills: Vec::new(),
-        created_at: api_time(&row.get::<_, String>(13)?),
-        updated_at: api_time(&row.get::<_, String>(14)?),
-        archived_at: row.get::<_, Option<String>>(15)?.as_deref().map(api_time),
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+        archived_at: row.get(15)?,
         archived_by: row.get(16)?,
     })
 }
 
 /// Nothing to take: a SQLite write transaction holds the whole file.
-pub fn lock(_conn: &Connection, _id: Id) -> rusqlite::Result<()> {
+pub fn lock(_conn: &Connection, _id: AgentId) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Agent>> {
+pub fn get(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<Agent>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent WHERE id = ?1"),
         [id],
@@ -53,12 +54,12 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Agent>> {
 pub fn list(
     conn: &Connection,
     filter: Filter,
-    after: Option<(&str, Id)>,
+    after: Option<(Timestamp, AgentId)>,
     limit: usize,
-) -> rusqlite::Result<Vec<(Agent, String)>> {
+) -> rusqlite::Result<Vec<Agent>> {
     // '' sorts before every stored timestamp and id: the first page
     let (created_at, id) = after.map_or((String::new(), String::new()), |(c, id)| {
-        (c.to_string(), id.to_string())
+        (stored_time(c), id.to_string())
     });
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent
@@ -79,19 +80,19 @@ pub fn list(
             id,
             limit as i64
         ],
-        |row| Ok((from_row(row)?, row.get(13)?)),
+        from_row,
     )?;
     rows.collect()
 }
 
 pub fn insert(
     conn: &Connection,
-    workspace: Id,
-    owner: Id,
+    workspace: WorkspaceId,
+    owner: UserId,
     fields: &AgentFields,
 ) -> rusqlite::Result<Agent> {
-    let id = Id::new();
-    let now = now();
+    let id = AgentId::new();
+    let now = Timestamp::now();
     conn.execute(
         "INSERT INTO agent (id, workspace_id, runtime_id, name, description, instructions,
              avatar_url, runtime_mode, runtime_config, visibility, status, max_concurrent_tasks,
@@ -117,7 +118,7 @@ pub fn insert(
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-pub fn update(conn: &Connection, id: Id, fields: &AgentFields) -> rusqlite::Result<Agent> {
+pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite::Result<Agent> {
     conn.execute(
         "UPDATE agent SET runtime_id = ?2, name = ?3, description = ?4, instructions = ?5,
              avatar_url = ?6, runtime_mode = ?7, runtime_config = ?8, visibility = ?9,
@@ -135,18 +136,22 @@ pub fn update(conn: &Connection, id: Id, fields: &AgentFields) -> rusqlite::Resu
             fields.visibility,
             fields.status,
             fields.max_concurrent_tasks,
-            now()
+            Timestamp::now()
         ],
     )?;
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-pub fn set_archived(conn: &Connection, id: Id, by: Option<Id>) -> rusqlite::Result<Option<Agent>> {
+pub fn set_archived(
+    conn: &Connection,
+    id: AgentId,
+    by: Option<UserId>,
+) -> rusqlite::Result<Option<Agent>> {
     let changed = conn.execute(
         "UPDATE agent SET archived_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END,
              archived_by = ?2, updated_at = ?3
          WHERE id = ?1 AND (archived_at IS NULL) = (?2 IS NOT NULL)",
-        params![id, by, now()],
+        params![id, by, Timestamp::now()],
     )?;
     if changed == 0 {
         return Ok(None);
@@ -154,8 +159,8 @@ pub fn set_archived(conn: &Connection, id: Id, by: Option<Id>) -> rusqlite::Resu
     get(conn, id)
 }
 
-pub fn reconcile_status(conn: &Connection, id: Id) -> rusqlite::Result<Option<String>> {
-    let status: Option<String> = conn
+pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<AgentStatus>> {
+    let status: Option<AgentStatus> = conn
         .query_row(
             "UPDATE agent SET status = new.status, updated_at = ?2
              FROM (SELECT CASE WHEN EXISTS (
@@ -164,7 +169,7 @@ pub fn reconcile_status(conn: &Connection, id: Id) -> rusqlite::Result<Option<St
                    THEN 'working' ELSE 'idle' END AS status) AS new
              WHERE agent.id = ?1 AND agent.status <> new.status
              RETURNING agent.status",
-            params![id, now()],
+            params![id, Timestamp::now()],
             |r| r.get(0),
         )
         .optional()?;

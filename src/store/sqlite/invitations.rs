@@ -1,40 +1,18 @@
 //! `invitation` rows: a role in a workspace offered to an email address.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::Id;
+use crate::domain::{InvitationId, Timestamp, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::invitations::*;
 use crate::store::Error;
-use crate::store::{api_time, now};
-
-impl ToSql for InvitationStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for InvitationStatus {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_str()? {
-            "pending" => Ok(InvitationStatus::Pending),
-            "accepted" => Ok(InvitationStatus::Accepted),
-            "declined" => Ok(InvitationStatus::Declined),
-            "revoked" => Ok(InvitationStatus::Revoked),
-            other => Err(FromSqlError::Other(
-                format!("invalid invitation status {other:?}").into(),
-            )),
-        }
-    }
-}
 
 const SELECT: &str = "SELECT i.id, i.workspace_id, w.name, i.email, i.role, i.status, i.invited_by,
                              i.created_at, i.expires_at
                       FROM invitation i JOIN workspace w ON w.id = i.workspace_id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Invitation> {
-    let expires_at: String = row.get(8)?;
+    let expires_at: Timestamp = row.get(8)?;
     Ok(Invitation {
         id: row.get(0)?,
         workspace_id: row.get(1)?,
@@ -43,21 +21,25 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Invitation> {
         role: row.get(4)?,
         status: row.get(5)?,
         invited_by: row.get(6)?,
-        created_at: api_time(&row.get::<_, String>(7)?),
-        expired: expires_at <= now(),
-        expires_at: api_time(&expires_at),
+        created_at: row.get(7)?,
+        expired: expires_at <= Timestamp::now(),
+        expires_at,
     })
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Invitation>> {
+pub fn get(conn: &Connection, id: InvitationId) -> rusqlite::Result<Option<Invitation>> {
     conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row)
         .optional()
 }
 
-pub fn get_for_user(conn: &Connection, id: Id, user: Id) -> rusqlite::Result<Option<Invitation>> {
+pub fn get_for_user(
+    conn: &Connection,
+    id: InvitationId,
+    user: UserId,
+) -> rusqlite::Result<Option<Invitation>> {
     conn.query_row(
         &format!(r#"{SELECT} JOIN "user" u ON u.email = i.email WHERE i.id = ?1 AND u.id = ?2"#),
-        [id, user],
+        params![id, user],
         from_row,
     )
     .optional()
@@ -65,7 +47,7 @@ pub fn get_for_user(conn: &Connection, id: Id, user: Id) -> rusqlite::Result<Opt
 
 pub fn find_pending(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     email: &str,
 ) -> rusqlite::Result<Option<Invitation>> {
     conn.query_row(
@@ -76,34 +58,34 @@ pub fn find_pending(
     .optional()
 }
 
-pub fn count_open(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
+pub fn count_open(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM invitation
          WHERE workspace_id = ?1 AND status = 'pending' AND expires_at > ?2",
-        params![workspace, now()],
+        params![workspace, Timestamp::now()],
         |r| r.get(0),
     )
 }
 
 pub fn list_open_for_workspace(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
 ) -> rusqlite::Result<Vec<Invitation>> {
     let mut stmt = conn.prepare(&format!(
         "{SELECT} WHERE i.workspace_id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
          ORDER BY i.created_at DESC, i.rowid DESC"
     ))?;
-    let rows = stmt.query_map(params![workspace, now()], from_row)?;
+    let rows = stmt.query_map(params![workspace, Timestamp::now()], from_row)?;
     rows.collect()
 }
 
-pub fn list_open_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Invitation>> {
+pub fn list_open_for_user(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<Invitation>> {
     let mut stmt = conn.prepare(&format!(
         r#"{SELECT} JOIN "user" u ON u.email = i.email
            WHERE u.id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
            ORDER BY i.created_at DESC, i.rowid DESC"#
     ))?;
-    let rows = stmt.query_map(params![user, now()], from_row)?;
+    let rows = stmt.query_map(params![user, Timestamp::now()], from_row)?;
     rows.collect()
 }
 
@@ -114,7 +96,7 @@ pub fn offer(
 ) -> Result<Option<Invitation>, Error> {
     // the partial UNIQUE index (one pending per address) picks between a
     // new row and the pending one, also between concurrent invites
-    let id: Option<Id> = conn
+    let id: Option<InvitationId> = conn
         .prepare_cached(
             "INSERT INTO invitation (id, workspace_id, email, role, invited_by, created_at,
                  expires_at)
@@ -128,12 +110,12 @@ pub fn offer(
         )?
         .query_row(
             params![
-                Id::new(),
+                InvitationId::new(),
                 offer.workspace,
                 offer.email,
                 offer.role,
                 offer.invited_by,
-                now(),
+                Timestamp::now(),
                 offer.expires_at,
                 may_change_owner
             ],
@@ -147,19 +129,27 @@ pub fn offer(
     Ok(Some(sent))
 }
 
-pub fn answer(conn: &Connection, id: Id, status: InvitationStatus) -> rusqlite::Result<bool> {
+pub fn answer(
+    conn: &Connection,
+    id: InvitationId,
+    status: InvitationStatus,
+) -> rusqlite::Result<bool> {
     let changed = conn.execute(
         "UPDATE invitation SET status = ?2, answered_at = ?3 WHERE id = ?1 AND status = 'pending'",
-        params![id, status, now()],
+        params![id, status, Timestamp::now()],
     )?;
     Ok(changed > 0)
 }
 
-pub fn revoke_sent_by(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<()> {
+pub fn revoke_sent_by(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    user: UserId,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE invitation SET status = 'revoked', answered_at = ?3
          WHERE workspace_id = ?1 AND invited_by = ?2 AND status = 'pending'",
-        params![workspace, user, now()],
+        params![workspace, user, Timestamp::now()],
     )?;
     Ok(())
 }
@@ -175,7 +165,7 @@ mod tests {
     /// A migrated file with a workspace owned by a user, and a trigger
     /// standing in for another transaction that invites the same address
     /// with `role` just before the next invite of it lands.
-    fn open(role: &str) -> (tempfile::TempDir, Connection, Id, Id) {
+    fn open(role: &str) -> (tempfile::TempDir, Connection, WorkspaceId, UserId) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("invitations.db");
         migrate_file(&path, Duration::from_secs(5)).expect("migrate");
@@ -207,7 +197,7 @@ mod tests {
             .expect("pending")
     }
 
-    fn admin_offer(ws: Id, user: Id, expires_at: &str) -> Offer<'_> {
+    fn admin_offer(ws: WorkspaceId, user: UserId, expires_at: Timestamp) -> Offer<'static> {
         Offer {
             workspace: ws,
             email: "bob@example.com",
@@ -220,8 +210,8 @@ mod tests {
     #[test]
     fn an_invite_racing_another_of_the_address_renews_it() {
         let (_dir, conn, ws, user) = open("member");
-        let expires_at = crate::store::format_time(chrono::Utc::now() + chrono::Duration::days(1));
-        let sent = offer(&conn, &admin_offer(ws, user, &expires_at), false)
+        let expires_at = Timestamp::now() + chrono::Duration::days(1);
+        let sent = offer(&conn, &admin_offer(ws, user, expires_at), false)
             .expect("offer")
             .expect("renewed");
         assert_eq!(sent.id.to_string(), "00000000-0000-4000-8000-000000000001");
@@ -232,8 +222,8 @@ mod tests {
     #[test]
     fn an_owner_invitation_that_appeared_meanwhile_is_left_to_owners() {
         let (_dir, conn, ws, user) = open("owner");
-        let expires_at = crate::store::format_time(chrono::Utc::now() + chrono::Duration::days(1));
-        let sent = offer(&conn, &admin_offer(ws, user, &expires_at), false).expect("offer");
+        let expires_at = Timestamp::now() + chrono::Duration::days(1);
+        let sent = offer(&conn, &admin_offer(ws, user, expires_at), false).expect("offer");
         assert!(sent.is_none(), "{sent:?}");
         assert_eq!(
             pending(&conn),

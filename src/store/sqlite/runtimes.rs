@@ -1,13 +1,14 @@
 //! `agent_runtime` rows: registration upserts, heartbeats, listing, delete.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::stored_time;
 use serde_json::Value;
 
-use crate::domain::Id;
+use crate::domain::{RuntimeId, RuntimeStatus, Timestamp, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::runtimes::*;
 use crate::store::Error;
-use crate::store::{api_time, now};
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason";
@@ -29,23 +30,23 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
         device_info: row.get(7)?,
         metadata,
         owner_id: row.get(9)?,
-        last_seen_at: row.get::<_, Option<String>>(10)?.as_deref().map(api_time),
-        created_at: api_time(&row.get::<_, String>(11)?),
-        updated_at: api_time(&row.get::<_, String>(12)?),
+        last_seen_at: row.get(10)?,
+        created_at: row.get(11)?,
+        updated_at: row.get(12)?,
         offline_reason: row
             .get::<_, Option<String>>(13)?
             .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 
-pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(RuntimeStatus, i64)>> {
     let mut stmt =
         conn.prepare_cached("SELECT status, count(*) FROM agent_runtime GROUP BY status")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Runtime>> {
+pub fn get(conn: &Connection, id: RuntimeId) -> rusqlite::Result<Option<Runtime>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent_runtime WHERE id = ?1"),
         [id],
@@ -56,14 +57,14 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Runtime>> {
 
 pub fn list(
     conn: &Connection,
-    workspace: Id,
-    owner: Option<Id>,
-    after: Option<(&str, Id)>,
+    workspace: WorkspaceId,
+    owner: Option<UserId>,
+    after: Option<(Timestamp, RuntimeId)>,
     limit: usize,
-) -> rusqlite::Result<Vec<(Runtime, String)>> {
+) -> rusqlite::Result<Vec<Runtime>> {
     // '' sorts before every stored timestamp and id: the first page
     let (created_at, id) = after.map_or((String::new(), String::new()), |(c, id)| {
-        (c.to_string(), id.to_string())
+        (stored_time(c), id.to_string())
     });
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_runtime
@@ -74,14 +75,14 @@ pub fn list(
     ))?;
     let rows = stmt.query_map(
         params![workspace, owner, created_at, id, limit as i64],
-        |row| Ok((from_row(row)?, row.get(11)?)),
+        from_row,
     )?;
     rows.collect()
 }
 
 pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<Runtime>> {
-    let now = now();
-    let id: Option<Id> = conn
+    let now = Timestamp::now();
+    let id: Option<RuntimeId> = conn
         .query_row(
             "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
                  status, device_info, metadata, owner_id, last_seen_at, created_at, updated_at,
@@ -99,7 +100,7 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
              WHERE agent_runtime.owner_id = excluded.owner_id
              RETURNING id",
             params![
-                Id::new(),
+                RuntimeId::new(),
                 reg.workspace_id,
                 reg.daemon_id,
                 reg.name,
@@ -122,7 +123,7 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
 
 pub fn exists(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     daemon_id: &str,
     provider: &str,
 ) -> rusqlite::Result<bool> {
@@ -134,9 +135,9 @@ pub fn exists(
 
 pub fn daemon_owned_by_other(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     daemon_id: &str,
-    owner: Id,
+    owner: UserId,
 ) -> rusqlite::Result<bool> {
     conn.prepare_cached(
         "SELECT 1 FROM agent_runtime
@@ -145,7 +146,7 @@ pub fn daemon_owned_by_other(
     .exists(params![workspace, daemon_id, owner])
 }
 
-pub fn count_in_workspace(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
+pub fn count_in_workspace(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT runtime_count FROM workspace WHERE id = ?1")?
         .query_row([workspace], |r| r.get(0))
         .optional()
@@ -171,7 +172,7 @@ pub fn migrate_agents(conn: &Connection, target: &Runtime) -> rusqlite::Result<u
         owner,
         format!("{daemon_id}-"),
         format!("{daemon_id}."),
-        now()
+        Timestamp::now()
     ])
 }
 
@@ -200,7 +201,7 @@ pub fn fold_legacy(
                 owner,
                 target.id
             ],
-            |r| r.get::<_, Id>(0),
+            |r| r.get::<_, RuntimeId>(0),
         )?;
         for old in rows.collect::<rusqlite::Result<Vec<_>>>()? {
             if folded.runtimes.contains(&old) {
@@ -218,8 +219,8 @@ pub fn fold_legacy(
 /// Moves what hangs on runtime `old` to `new` and deletes `old`; returns
 /// how many agents and open tasks moved. A day `new` already has a usage
 /// report for keeps that report (reports are day totals, the newest wins).
-fn fold_one(conn: &Connection, old: Id, new: Id) -> rusqlite::Result<(usize, usize)> {
-    let now = now();
+fn fold_one(conn: &Connection, old: RuntimeId, new: RuntimeId) -> rusqlite::Result<(usize, usize)> {
+    let now = Timestamp::now();
     let agents = conn
         .prepare_cached("UPDATE agent SET runtime_id = ?2, updated_at = ?3 WHERE runtime_id = ?1")?
         .execute(params![old, new, now])?;
@@ -255,8 +256,8 @@ fn fold_one(conn: &Connection, old: Id, new: Id) -> rusqlite::Result<(usize, usi
     Ok((agents, tasks))
 }
 
-pub fn heartbeat(conn: &Connection, id: Id) -> rusqlite::Result<bool> {
-    let now = now();
+pub fn heartbeat(conn: &Connection, id: RuntimeId) -> rusqlite::Result<bool> {
+    let now = Timestamp::now();
     let changed = conn.execute(
         "UPDATE agent_runtime
          SET status = 'online', last_seen_at = ?2, updated_at = ?2, offline_reason = NULL
@@ -266,16 +267,16 @@ pub fn heartbeat(conn: &Connection, id: Id) -> rusqlite::Result<bool> {
     Ok(changed > 0)
 }
 
-pub fn set_offline(conn: &Connection, id: Id, reason: &str) -> rusqlite::Result<()> {
+pub fn set_offline(conn: &Connection, id: RuntimeId, reason: &str) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?3, updated_at = ?2
          WHERE id = ?1",
-        params![id, now(), reason],
+        params![id, Timestamp::now(), reason],
     )?;
     Ok(())
 }
 
-pub fn count_active_agents(conn: &Connection, id: Id) -> rusqlite::Result<i64> {
+pub fn count_active_agents(conn: &Connection, id: RuntimeId) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM agent WHERE runtime_id = ?1 AND archived_at IS NULL",
         [id],
@@ -283,7 +284,7 @@ pub fn count_active_agents(conn: &Connection, id: Id) -> rusqlite::Result<i64> {
     )
 }
 
-pub fn delete(conn: &Connection, id: Id) -> Result<(), Error> {
+pub fn delete(conn: &Connection, id: RuntimeId) -> Result<(), Error> {
     let in_use = || {
         Error::conflict(
             "cannot delete runtime: it has active agents bound to it. Archive or reassign the agents first.",
@@ -308,7 +309,7 @@ pub fn delete(conn: &Connection, id: Id) -> Result<(), Error> {
     }
 }
 
-pub fn touch_seen(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<()> {
+pub fn touch_seen(conn: &Connection, id: RuntimeId, at: Timestamp) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "UPDATE agent_runtime SET last_seen_at = ?2, updated_at = ?2
          WHERE id = ?1 AND status = 'online' AND (last_seen_at IS NULL OR last_seen_at < ?2)",

@@ -1,6 +1,6 @@
 use rusqlite::{params, Connection};
 
-use crate::domain::Id;
+use crate::domain::{AgentId, InvitationId, RuntimeId, TaskId, Timestamp, UserId, WorkspaceId};
 use crate::store::seed::*;
 
 pub fn runtime(conn: &Connection, r: &SeedRuntime<'_>) -> rusqlite::Result<()> {
@@ -26,10 +26,10 @@ pub fn runtime(conn: &Connection, r: &SeedRuntime<'_>) -> rusqlite::Result<()> {
 
 pub fn offline_runtimes(
     conn: &Connection,
-    workspace: Id,
-    owner: Id,
+    workspace: WorkspaceId,
+    owner: UserId,
     count: u32,
-    created_at: &str,
+    created_at: Timestamp,
 ) -> rusqlite::Result<()> {
     // ids are made up from the row number: unique, and valid UUIDs
     conn.execute(
@@ -44,7 +44,11 @@ pub fn offline_runtimes(
     Ok(())
 }
 
-pub fn backdate_runtime(conn: &Connection, id: Id, last_seen_at: &str) -> rusqlite::Result<()> {
+pub fn backdate_runtime(
+    conn: &Connection,
+    id: RuntimeId,
+    last_seen_at: Timestamp,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE agent_runtime SET last_seen_at = ?2 WHERE id = ?1",
         params![id, last_seen_at],
@@ -72,11 +76,11 @@ pub fn agent(conn: &Connection, a: &SeedAgent<'_>) -> rusqlite::Result<()> {
 
 pub fn finished_task(
     conn: &Connection,
-    id: Id,
-    workspace: Id,
-    agent: Id,
-    runtime: Id,
-    at: &str,
+    id: TaskId,
+    workspace: WorkspaceId,
+    agent: AgentId,
+    runtime: RuntimeId,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status,
@@ -89,11 +93,11 @@ pub fn finished_task(
 
 pub fn dispatched_task(
     conn: &Connection,
-    id: Id,
-    workspace: Id,
-    agent: Id,
-    runtime: Id,
-    at: &str,
+    id: TaskId,
+    workspace: WorkspaceId,
+    agent: AgentId,
+    runtime: RuntimeId,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status,
@@ -106,9 +110,9 @@ pub fn dispatched_task(
 
 pub fn backdate_task(
     conn: &Connection,
-    id: Id,
+    id: TaskId,
     clock: TaskClock,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     let column = match clock {
         TaskClock::Dispatched => "dispatched_at",
@@ -133,7 +137,7 @@ pub fn expire_token(
     conn: &Connection,
     kind: TokenKind,
     token_hash: &str,
-    expires_at: &str,
+    expires_at: Timestamp,
 ) -> rusqlite::Result<bool> {
     let table = token_table(kind);
     let changed = conn.execute(
@@ -147,8 +151,8 @@ pub fn backdate_token(
     conn: &Connection,
     kind: TokenKind,
     token_hash: &str,
-    created_at: &str,
-    expires_at: &str,
+    created_at: Timestamp,
+    expires_at: Timestamp,
 ) -> rusqlite::Result<bool> {
     let table = token_table(kind);
     let changed = conn.execute(
@@ -160,9 +164,9 @@ pub fn backdate_token(
 
 pub fn backdate_invitation(
     conn: &Connection,
-    id: Id,
-    created_at: &str,
-    expires_at: &str,
+    id: InvitationId,
+    created_at: Timestamp,
+    expires_at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE invitation SET created_at = ?2, expires_at = ?3 WHERE id = ?1",

@@ -9,12 +9,14 @@
 
 use rusqlite::{params, Connection};
 
-use crate::domain::Id;
-use crate::store::now;
+use crate::domain::{RuntimeId, Timestamp, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::sweeps::*;
 
-pub fn mark_stale_offline(conn: &Connection, cutoff: &str) -> rusqlite::Result<Vec<(Id, Id)>> {
+pub fn mark_stale_offline(
+    conn: &Connection,
+    cutoff: Timestamp,
+) -> rusqlite::Result<Vec<(RuntimeId, WorkspaceId)>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?4, updated_at = ?2
          WHERE id IN (SELECT id FROM agent_runtime
@@ -23,7 +25,7 @@ pub fn mark_stale_offline(conn: &Connection, cutoff: &str) -> rusqlite::Result<V
          RETURNING id, workspace_id",
     )?;
     let stale = crate::store::runtimes::reason("stale");
-    let rows = stmt.query_map(params![cutoff, now(), BATCH, stale], |r| {
+    let rows = stmt.query_map(params![cutoff, Timestamp::now(), BATCH, stale], |r| {
         Ok((r.get(0)?, r.get(1)?))
     })?;
     rows.collect()
@@ -53,14 +55,14 @@ pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec
            AND (SELECT r.status FROM agent_runtime r WHERE r.id = agent_task_queue.runtime_id) = 'offline'
          RETURNING id, workspace_id, agent_id",
     )?;
-    let rows = stmt.query_map(params![now(), BATCH], failed)?;
+    let rows = stmt.query_map(params![Timestamp::now(), BATCH], failed)?;
     rows.collect()
 }
 
 pub fn fail_timed_out_tasks(
     conn: &Connection,
-    dispatched_cutoff: &str,
-    running_cutoff: &str,
+    dispatched_cutoff: Timestamp,
+    running_cutoff: Timestamp,
 ) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
@@ -78,7 +80,7 @@ pub fn fail_timed_out_tasks(
          RETURNING id, workspace_id, agent_id",
     )?;
     let rows = stmt.query_map(
-        params![dispatched_cutoff, running_cutoff, now(), BATCH],
+        params![dispatched_cutoff, running_cutoff, Timestamp::now(), BATCH],
         failed,
     )?;
     rows.collect()
@@ -86,8 +88,8 @@ pub fn fail_timed_out_tasks(
 
 pub fn delete_abandoned_runtimes(
     conn: &Connection,
-    cutoff: &str,
-) -> rusqlite::Result<Vec<(Id, Id)>> {
+    cutoff: Timestamp,
+) -> rusqlite::Result<Vec<(RuntimeId, WorkspaceId)>> {
     let mut stmt = conn.prepare_cached(
         "DELETE FROM agent_runtime
          WHERE id IN (

@@ -3,21 +3,17 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::Id;
+use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
+use crate::store::sqlite::stored_time;
 use crate::store::sweeps::FailedTask;
 #[allow(unused_imports)]
 use crate::store::tasks::*;
-use crate::store::{api_time, now};
 
 const COLUMNS: &str =
     "id, workspace_id, agent_id, runtime_id, issue_id, status, priority, prompt, \
      dispatched_at, started_at, completed_at, result, error, created_at, created_by, \
      session_id, work_dir, prepare_lease_expires_at, branch_name, durable_work_dir, \
      failure_reason, cancel_acked_at";
-
-fn opt_time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<String>> {
-    Ok(row.get::<_, Option<String>>(idx)?.as_deref().map(api_time))
-}
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
     let result: Option<String> = row.get(11)?;
@@ -30,31 +26,31 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         status: row.get(5)?,
         priority: row.get(6)?,
         prompt: row.get(7)?,
-        dispatched_at: opt_time(row, 8)?,
-        started_at: opt_time(row, 9)?,
-        completed_at: opt_time(row, 10)?,
+        dispatched_at: row.get(8)?,
+        started_at: row.get(9)?,
+        completed_at: row.get(10)?,
         result: result.and_then(|r| serde_json::from_str(&r).ok()),
         error: row.get(12)?,
-        created_at: api_time(&row.get::<_, String>(13)?),
+        created_at: row.get(13)?,
         created_by: row.get(14)?,
         session_id: row.get(15)?,
         work_dir: row.get(16)?,
-        prepare_lease_expires_at: opt_time(row, 17)?,
+        prepare_lease_expires_at: row.get(17)?,
         branch_name: row.get(18)?,
         durable_work_dir: row.get(19)?,
         failure_reason: row.get(20)?,
-        cancel_acked_at: opt_time(row, 21)?,
+        cancel_acked_at: row.get(21)?,
     })
 }
 
-pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(TaskStatus, i64)>> {
     let mut stmt =
         conn.prepare_cached("SELECT status, count(*) FROM agent_task_queue GROUP BY status")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
+pub fn get(conn: &Connection, id: TaskId) -> rusqlite::Result<Option<Task>> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM agent_task_queue WHERE id = ?1"),
         [id],
@@ -64,7 +60,7 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Task>> {
 }
 
 pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
-    let id = Id::new();
+    let id = TaskId::new();
     conn.execute(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, status, priority, prompt,
              issue_id, created_by, created_at)
@@ -77,13 +73,13 @@ pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
             new.prompt,
             new.issue_id,
             new.created_by,
-            now()
+            Timestamp::now()
         ],
     )?;
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
-pub fn count_queued(conn: &Connection, agent: Id) -> rusqlite::Result<i64> {
+pub fn count_queued(conn: &Connection, agent: AgentId) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM agent_task_queue WHERE agent_id = ?1 AND status = 'queued'",
         [agent],
@@ -93,14 +89,14 @@ pub fn count_queued(conn: &Connection, agent: Id) -> rusqlite::Result<i64> {
 
 pub fn list_for_agent(
     conn: &Connection,
-    agent: Id,
-    after: Option<(&str, Id)>,
+    agent: AgentId,
+    after: Option<(Timestamp, TaskId)>,
     limit: usize,
-) -> rusqlite::Result<(Vec<(Task, String)>, bool)> {
+) -> rusqlite::Result<(Vec<Task>, bool)> {
     // '~' sorts after every stored timestamp (they start with a digit):
     // the first page
     let (created_at, id) = after.map_or(("~".to_string(), String::new()), |(c, id)| {
-        (c.to_string(), id.to_string())
+        (stored_time(c), id.to_string())
     });
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_task_queue
@@ -108,25 +104,22 @@ pub fn list_for_agent(
          ORDER BY created_at DESC, id DESC
          LIMIT ?4"
     ))?;
-    let rows = stmt.query_map(params![agent, created_at, id, limit as i64], |row| {
-        Ok((from_row(row)?, row.get::<_, String>(13)?))
-    })?;
+    let rows = stmt.query_map(params![agent, created_at, id, limit as i64], from_row)?;
     let (mut page, mut bytes) = (Vec::new(), 0);
-    for row in rows {
-        let row = row?;
-        let task = &row.0;
+    for task in rows {
+        let task = task?;
         bytes += task.prompt.len()
             + task.error.as_ref().map_or(0, String::len)
             + task.result.as_ref().map_or(0, |r| r.to_string().len());
         if !page.is_empty() && bytes > PAGE_BYTES {
             return Ok((page, true));
         }
-        page.push(row);
+        page.push(task);
     }
     Ok((page, false))
 }
 
-pub fn pending_for_runtime(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Task>> {
+pub fn pending_for_runtime(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<Task>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_task_queue
          WHERE (status = 'queued' AND agent_id IN
@@ -139,7 +132,7 @@ pub fn pending_for_runtime(conn: &Connection, runtime: Id) -> rusqlite::Result<V
     rows.collect()
 }
 
-pub fn claim(conn: &Connection, runtime: Id) -> rusqlite::Result<Option<Task>> {
+pub fn claim(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Option<Task>> {
     claim_any(conn, &[runtime])
 }
 
@@ -202,24 +195,31 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> rusqlite::Result<String> {
     serde_json::to_string(items).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-pub fn claim_any(conn: &Connection, runtimes: &[Id]) -> rusqlite::Result<Option<Task>> {
+pub fn claim_any(conn: &Connection, runtimes: &[RuntimeId]) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&claim_statement(NEXT_CLAIMABLE))?
-        .query_row(params![json_list(runtimes)?, now()], from_row)
+        .query_row(params![json_list(runtimes)?, Timestamp::now()], from_row)
         .optional()
 }
 
 /// The claim statement for one given task, as a claimer that chose it
 /// before a concurrent claim committed would run it.
 #[cfg(test)]
-fn claim_task(conn: &Connection, runtimes: &[Id], task: Id) -> rusqlite::Result<Option<Task>> {
+fn claim_task(
+    conn: &Connection,
+    runtimes: &[RuntimeId],
+    task: TaskId,
+) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&claim_statement("?3"))?
-        .query_row(params![json_list(runtimes)?, now(), task], from_row)
+        .query_row(
+            params![json_list(runtimes)?, Timestamp::now(), task],
+            from_row,
+        )
         .optional()
 }
 
 pub fn apply(
     conn: &Connection,
-    id: Id,
+    id: TaskId,
     transition: Transition,
     result: Option<&str>,
     error: Option<&str>,
@@ -238,24 +238,31 @@ pub fn apply(
          RETURNING {COLUMNS}"
     ))?
     .query_row(
-        params![id, transition.to_state(), now(), result, error, from],
+        params![
+            id,
+            transition.to_state(),
+            Timestamp::now(),
+            result,
+            error,
+            from
+        ],
         from_row,
     )
     .optional()
 }
 
-pub fn cancel_for_agent(conn: &Connection, agent: Id) -> rusqlite::Result<Vec<Id>> {
+pub fn cancel_for_agent(conn: &Connection, agent: AgentId) -> rusqlite::Result<Vec<TaskId>> {
     let mut stmt = conn.prepare(
         "UPDATE agent_task_queue
          SET status = 'cancelled', completed_at = ?2, prepare_lease_expires_at = NULL
          WHERE agent_id = ?1 AND status IN ('queued', 'dispatched', 'running')
          RETURNING id",
     )?;
-    let rows = stmt.query_map(params![agent, now()], |r| r.get(0))?;
+    let rows = stmt.query_map(params![agent, Timestamp::now()], |r| r.get(0))?;
     rows.collect()
 }
 
-pub fn hourly_activity(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<HourCount>> {
+pub fn hourly_activity(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<HourCount>> {
     let mut stmt = conn.prepare(
         "SELECT CAST(substr(started_at, 12, 2) AS INTEGER) AS hour, count(*)
          FROM agent_task_queue
@@ -273,9 +280,9 @@ pub fn hourly_activity(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<H
 
 pub fn set_prepare_lease(
     conn: &Connection,
-    id: Id,
-    runtime: Id,
-    until: &str,
+    id: TaskId,
+    runtime: RuntimeId,
+    until: Timestamp,
 ) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&format!(
         "UPDATE agent_task_queue SET prepare_lease_expires_at = ?3
@@ -288,7 +295,7 @@ pub fn set_prepare_lease(
 
 pub fn pin_session(
     conn: &Connection,
-    id: Id,
+    id: TaskId,
     session_id: Option<&str>,
     work_dir: Option<&str>,
 ) -> rusqlite::Result<()> {
@@ -303,9 +310,9 @@ pub fn pin_session(
 
 pub fn record_cancel_ack(
     conn: &Connection,
-    id: Id,
+    id: TaskId,
     ack: &CancelAck,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<bool> {
     let changed = conn.execute(
         "UPDATE agent_task_queue SET
@@ -329,7 +336,7 @@ pub fn record_cancel_ack(
     Ok(changed > 0)
 }
 
-pub fn fail_orphans(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<FailedTask>> {
+pub fn fail_orphans(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
          SET status = 'failed', error = ?2, failure_reason = 'runtime_recovery',
@@ -343,7 +350,12 @@ pub fn fail_orphans(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Fail
          RETURNING id, workspace_id, agent_id",
     )?;
     let rows = stmt.query_map(
-        params![runtime, ORPHAN_ERROR, now(), crate::store::sweeps::BATCH],
+        params![
+            runtime,
+            ORPHAN_ERROR,
+            Timestamp::now(),
+            crate::store::sweeps::BATCH
+        ],
         |r| {
             Ok(FailedTask {
                 id: r.get(0)?,
@@ -355,9 +367,17 @@ pub fn fail_orphans(conn: &Connection, runtime: Id) -> rusqlite::Result<Vec<Fail
     rows.collect()
 }
 
+/// `text` (part of column `idx`) as a `T`, or the conversion error a
+/// column of the wrong kind gives.
+fn parse_column<T: std::str::FromStr<Err = String>>(idx: usize, text: &str) -> rusqlite::Result<T> {
+    text.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
+    })
+}
+
 pub fn issue_tasks(
     conn: &Connection,
-    workspace: Option<Id>,
+    workspace: Option<WorkspaceId>,
     issue_ids: &[String],
 ) -> rusqlite::Result<Vec<IssueTasks>> {
     let ids = json_list(issue_ids)?;
@@ -378,16 +398,17 @@ pub fn issue_tasks(
     )?;
     let rows = stmt.query_map(params![ids, workspace], |r| {
         let last: Option<String> = r.get(5)?;
+        let last_finished = match last.as_deref().and_then(|l| l.split_once(' ')) {
+            Some((at, status)) => Some((parse_column(5, at)?, parse_column(5, status)?)),
+            None => None,
+        };
         Ok(IssueTasks {
             issue_id: r.get(0)?,
             runtime_id: r.get(1)?,
             active: r.get(2)?,
             queued: r.get(3)?,
             updated_at: r.get(4)?,
-            last_finished: last.and_then(|l| {
-                l.split_once(' ')
-                    .map(|(at, status)| (at.to_string(), status.to_string()))
-            }),
+            last_finished,
         })
     })?;
     rows.collect()
@@ -411,9 +432,9 @@ mod tests {
         _dir: tempfile::TempDir,
         a: Connection,
         b: Connection,
-        workspace: Id,
-        runtime: Id,
-        agent: Id,
+        workspace: WorkspaceId,
+        runtime: RuntimeId,
+        agent: AgentId,
     }
 
     fn two_claimers(limit: i64) -> TwoClaimers {
@@ -421,25 +442,25 @@ mod tests {
         let path = dir.path().join("claims.db");
         migrate_file(&path, Duration::from_secs(5)).expect("migrate");
         let (a, b) = (connect(&path), connect(&path));
-        let (workspace, runtime, agent) = (Id::new(), Id::new(), Id::new());
+        let (workspace, runtime, agent) = (WorkspaceId::new(), RuntimeId::new(), AgentId::new());
         a.execute(
             "INSERT INTO workspace (id, name, slug, created_at, updated_at)
              VALUES (?1, 'w', 'w', ?2, ?2)",
-            params![workspace, now()],
+            params![workspace, Timestamp::now()],
         )
         .expect("workspace");
         a.execute(
             "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
                  status, created_at, updated_at)
              VALUES (?1, ?2, 'mbp', 'claude', 'local', 'claude', 'online', ?3, ?3)",
-            params![runtime, workspace, now()],
+            params![runtime, workspace, Timestamp::now()],
         )
         .expect("runtime");
         a.execute(
             "INSERT INTO agent (id, workspace_id, runtime_id, name, runtime_mode,
                  max_concurrent_tasks, created_at, updated_at)
              VALUES (?1, ?2, ?3, 'fixer', 'local', ?4, ?5, ?5)",
-            params![agent, workspace, runtime, limit, now()],
+            params![agent, workspace, runtime, limit, Timestamp::now()],
         )
         .expect("agent");
         TwoClaimers {
@@ -453,13 +474,13 @@ mod tests {
     }
 
     impl TwoClaimers {
-        fn queue(&self, prompt: &str) -> Id {
-            let id = Id::new();
+        fn queue(&self, prompt: &str) -> TaskId {
+            let id = TaskId::new();
             self.a
                 .execute(
                     "INSERT INTO agent_task_queue (id, workspace_id, agent_id, prompt, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, self.workspace, self.agent, prompt, now()],
+                    params![id, self.workspace, self.agent, prompt, Timestamp::now()],
                 )
                 .expect("task");
             id
@@ -467,7 +488,7 @@ mod tests {
 
         /// The task a claimer would pick now, as the claim's subquery
         /// picks it.
-        fn chosen_by_b(&self) -> Option<Id> {
+        fn chosen_by_b(&self) -> Option<TaskId> {
             self.b
                 .query_row(NEXT_CLAIMABLE, [json_list(&[self.runtime]).unwrap()], |r| {
                     r.get(0)
@@ -486,13 +507,13 @@ mod tests {
         assert_eq!(db.chosen_by_b(), Some(task));
         let first = claim_task(&db.a, &[db.runtime], task).expect("claim a");
         let first = first.expect("the first claimer gets it");
-        assert_eq!(first.status, "dispatched");
+        assert_eq!(first.status, TaskStatus::Dispatched);
         assert_eq!(first.runtime_id, Some(db.runtime));
         // the second runs its statement on the row as it is now
         let second = claim_task(&db.b, &[db.runtime], task).expect("claim b");
         assert!(second.is_none(), "handed out twice: {second:?}");
         let stored = get(&db.b, task).expect("read").expect("task");
-        assert_eq!(stored.status, "dispatched");
+        assert_eq!(stored.status, TaskStatus::Dispatched);
         assert_eq!(stored.dispatched_at, first.dispatched_at);
     }
 
@@ -509,7 +530,7 @@ mod tests {
         assert!(late.is_none(), "limit overrun: {late:?}");
         assert!(claim_any(&db.b, &[db.runtime]).expect("claim b").is_none());
         let status = get(&db.b, second).expect("read").expect("task").status;
-        assert_eq!(status, "queued");
+        assert_eq!(status, TaskStatus::Queued);
     }
 
     #[test]
@@ -541,11 +562,11 @@ mod tests {
         // b read the task while it was running and decided to fail it; a
         // completed it first
         let done = apply(&db.a, task, Transition::Complete, Some("{}"), None).expect("complete");
-        assert_eq!(done.map(|t| t.status), Some("completed".to_string()));
+        assert_eq!(done.map(|t| t.status), Some(TaskStatus::Completed));
         let late = apply(&db.b, task, Transition::Fail, None, Some("lost")).expect("fail");
         assert!(late.is_none(), "overwrote the completion: {late:?}");
         let stored = get(&db.b, task).expect("read").expect("task");
-        assert_eq!((stored.status.as_str(), stored.error), ("completed", None));
+        assert_eq!((stored.status, stored.error), (TaskStatus::Completed, None));
     }
 
     #[test]
@@ -553,13 +574,13 @@ mod tests {
         let db = two_claimers(6);
         let task = db.queue("work");
         claim_any(&db.a, &[db.runtime]).expect("claim");
-        let until = now();
-        let leased = set_prepare_lease(&db.a, task, db.runtime, &until).expect("lease");
+        let until = Timestamp::now();
+        let leased = set_prepare_lease(&db.a, task, db.runtime, until).expect("lease");
         assert!(leased.is_some_and(|t| t.prepare_lease_expires_at.is_some()));
-        let other = set_prepare_lease(&db.a, task, Id::new(), &until).expect("lease");
+        let other = set_prepare_lease(&db.a, task, RuntimeId::new(), until).expect("lease");
         assert!(other.is_none());
         apply(&db.a, task, Transition::Start, None, None).expect("start");
-        let late = set_prepare_lease(&db.b, task, db.runtime, &until).expect("lease");
+        let late = set_prepare_lease(&db.b, task, db.runtime, until).expect("lease");
         assert!(late.is_none(), "leased a running task: {late:?}");
     }
 }

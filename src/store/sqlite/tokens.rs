@@ -1,12 +1,12 @@
 //! `personal_access_token` and `daemon_token` rows. Only the SHA-256 of a
 //! token is stored; the token itself is returned once, when it is made.
 
+use chrono::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::Id;
+use crate::domain::{TaskId, TaskTokenId, Timestamp, TokenId, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::tokens::*;
-use crate::store::{api_time, now};
 
 /// Characters of a PAT kept in clear so a user can tell their tokens apart.
 const SHOWN_PREFIX_LEN: usize = 8;
@@ -19,21 +19,21 @@ fn pat_from_row(row: &Row<'_>) -> rusqlite::Result<PersonalToken> {
         id: row.get(0)?,
         name: row.get(1)?,
         token_prefix: row.get(2)?,
-        expires_at: row.get::<_, Option<String>>(3)?.as_deref().map(api_time),
-        last_used_at: row.get::<_, Option<String>>(4)?.as_deref().map(api_time),
+        expires_at: row.get(3)?,
+        last_used_at: row.get(4)?,
         revoked: row.get(5)?,
-        created_at: api_time(&row.get::<_, String>(6)?),
+        created_at: row.get(6)?,
     })
 }
 
 pub fn create_personal(
     conn: &Connection,
-    user: Id,
+    user: UserId,
     name: &str,
-    expires_at: Option<&str>,
+    expires_at: Option<Timestamp>,
 ) -> rusqlite::Result<(PersonalToken, String)> {
     let token = generate(PAT_PREFIX);
-    let id = Id::new();
+    let id = TokenId::new();
     conn.execute(
         "INSERT INTO personal_access_token
              (id, user_id, name, token_hash, token_prefix, expires_at, created_at)
@@ -45,7 +45,7 @@ pub fn create_personal(
             hash(&token),
             &token[..SHOWN_PREFIX_LEN],
             expires_at,
-            now()
+            Timestamp::now()
         ],
     )?;
     let row = conn.query_row(
@@ -56,16 +56,16 @@ pub fn create_personal(
     Ok((row, token))
 }
 
-pub fn count_live_personal(conn: &Connection, user: Id) -> rusqlite::Result<i64> {
+pub fn count_live_personal(conn: &Connection, user: UserId) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM personal_access_token
          WHERE user_id = ?1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
-        params![user, now()],
+        params![user, Timestamp::now()],
         |r| r.get(0),
     )
 }
 
-pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<PersonalToken>> {
+pub fn list_personal(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<PersonalToken>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {PAT_COLUMNS} FROM personal_access_token WHERE user_id = ?1
          ORDER BY created_at DESC, rowid DESC"
@@ -74,16 +74,20 @@ pub fn list_personal(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Person
     rows.collect()
 }
 
-pub fn revoke_personal(conn: &Connection, user: Id, id: Id) -> rusqlite::Result<Option<bool>> {
+pub fn revoke_personal(
+    conn: &Connection,
+    user: UserId,
+    id: TokenId,
+) -> rusqlite::Result<Option<bool>> {
     let found: bool = conn.query_row(
         "SELECT EXISTS (SELECT 1 FROM personal_access_token WHERE id = ?1 AND user_id = ?2)",
-        [id, user],
+        params![id, user],
         |r| r.get(0),
     )?;
     let revoked = conn.execute(
         "UPDATE personal_access_token SET revoked_at = ?3
          WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
-        params![id, user, now()],
+        params![id, user, Timestamp::now()],
     )?;
     Ok(found.then_some(revoked > 0))
 }
@@ -128,7 +132,7 @@ pub fn find_daemon(conn: &Connection, token_hash: &str) -> rusqlite::Result<Opti
     .optional()
 }
 
-pub fn touch_personal(conn: &Connection, id: Id, at: &str) -> rusqlite::Result<()> {
+pub fn touch_personal(conn: &Connection, id: TokenId, at: Timestamp) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE personal_access_token SET last_used_at = ?2 WHERE id = ?1",
         params![id, at],
@@ -155,11 +159,11 @@ impl TokenTable {
 /// A stored token as renewal needs it.
 struct RenewableToken {
     table: TokenTable,
-    id: Id,
-    expires_at: Option<String>,
+    id: TokenId,
+    expires_at: Option<Timestamp>,
     revoked: bool,
     /// when it was made or last renewed
-    since: String,
+    since: Timestamp,
 }
 
 /// The token with `token_hash`, in either table.
@@ -191,11 +195,7 @@ fn find_renewable(conn: &Connection, token_hash: &str) -> rusqlite::Result<Optio
     Ok(None)
 }
 
-pub fn renew(
-    conn: &Connection,
-    token_hash: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> rusqlite::Result<Renewal> {
+pub fn renew(conn: &Connection, token_hash: &str, now: Timestamp) -> rusqlite::Result<Renewal> {
     // a renewal or revocation that lands between the read and the write
     // makes the write change nothing; the token is then read again
     for _ in 0..3 {
@@ -214,7 +214,7 @@ pub fn renew(
 fn renew_once(
     conn: &Connection,
     token_hash: &str,
-    now: chrono::DateTime<chrono::Utc>,
+    now: Timestamp,
 ) -> rusqlite::Result<Option<Renewal>> {
     let Some(RenewableToken {
         table,
@@ -232,51 +232,35 @@ fn renew_once(
     let Some(expires_at) = expires_at else {
         return Ok(Some(Renewal::NeverExpires));
     };
-    let Some(expires) = parse_stored(&expires_at) else {
-        return Err(rusqlite::Error::InvalidColumnType(
-            1,
-            "expires_at".into(),
-            rusqlite::types::Type::Text,
-        ));
-    };
-    if expires <= now {
+    if expires_at <= now {
         return Ok(Some(Renewal::Expired));
     }
-    if expires - now >= chrono::Duration::days(RENEW_WITHIN_DAYS) {
-        return Ok(Some(Renewal::NotYet {
-            expires_at: api_time(&expires_at),
-        }));
+    if expires_at - now >= Duration::days(RENEW_WITHIN_DAYS) {
+        return Ok(Some(Renewal::NotYet { expires_at }));
     }
-    let lifetime = parse_stored(&since)
-        .map(|since| expires - since)
-        .filter(|l| *l > chrono::Duration::zero())
-        .unwrap_or_else(|| chrono::Duration::days(RENEW_WITHIN_DAYS));
-    let renewed = crate::store::format_time(now + lifetime);
+    let lifetime = Some(expires_at - since)
+        .filter(|l| *l > Duration::zero())
+        .unwrap_or_else(|| Duration::days(RENEW_WITHIN_DAYS));
+    let renewed = now + lifetime;
     let changed = conn.execute(
         &format!(
             "UPDATE {} SET expires_at = ?2, renewed_at = ?3
              WHERE id = ?1 AND revoked_at IS NULL AND expires_at = ?4",
             table.name()
         ),
-        params![id, renewed, crate::store::format_time(now), expires_at],
+        params![id, renewed, now, expires_at],
     )?;
-    Ok((changed > 0).then(|| Renewal::Renewed {
-        expires_at: api_time(&renewed),
+    Ok((changed > 0).then_some(Renewal::Renewed {
+        expires_at: renewed,
     }))
-}
-
-fn parse_stored(stored: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(stored)
-        .ok()
-        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 pub fn create_daemon(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     daemon_id: &str,
-    created_by: Id,
-    expires_at: &str,
+    created_by: UserId,
+    expires_at: Timestamp,
 ) -> rusqlite::Result<String> {
     let token = generate(DAEMON_PREFIX);
     conn.execute(
@@ -284,42 +268,50 @@ pub fn create_daemon(
              (id, token_hash, workspace_id, daemon_id, created_by, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
-            Id::new(),
+            TokenId::new(),
             hash(&token),
             workspace,
             daemon_id,
             created_by,
             expires_at,
-            now()
+            Timestamp::now()
         ],
     )?;
     Ok(token)
 }
 
-pub fn count_live_daemon(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<i64> {
+pub fn count_live_daemon(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    user: UserId,
+) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM daemon_token
          WHERE created_by = ?2 AND workspace_id = ?1 AND revoked_at IS NULL AND expires_at > ?3",
-        params![workspace, user, now()],
+        params![workspace, user, Timestamp::now()],
         |r| r.get(0),
     )
 }
 
-pub fn create_task_token(conn: &Connection, task: Id, workspace: Id) -> rusqlite::Result<String> {
+pub fn create_task_token(
+    conn: &Connection,
+    task: TaskId,
+    workspace: WorkspaceId,
+) -> rusqlite::Result<String> {
     let token = generate(TASK_PREFIX);
-    let now = chrono::Utc::now();
-    let expires = now + chrono::Duration::hours(TASK_TOKEN_LIFETIME_HOURS);
+    let now = Timestamp::now();
+    let expires = now + Duration::hours(TASK_TOKEN_LIFETIME_HOURS);
     conn.prepare_cached(
         "INSERT INTO task_token (id, token_hash, task_id, workspace_id, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
-        Id::new(),
+        TaskTokenId::new(),
         hash(&token),
         task,
         workspace,
-        crate::store::format_time(expires),
-        crate::store::format_time(now)
+        expires,
+        now
     ])?;
     Ok(token)
 }

@@ -3,16 +3,16 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::domain::Id;
+use crate::domain::{RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::usage::*;
 
 pub fn upsert_task_usage(
     conn: &Connection,
-    task: Id,
-    workspace: Id,
+    task: TaskId,
+    workspace: WorkspaceId,
     entry: &UsageEntry,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     upsert_task_usage_with_cost(conn, task, workspace, entry, None, at)
 }
@@ -21,16 +21,16 @@ pub fn upsert_task_usage(
 struct StoredTaskUsage {
     counts: [i64; 4],
     cost: Option<i64>,
-    created_at: String,
+    created_at: Timestamp,
 }
 
 pub fn upsert_task_usage_with_cost(
     conn: &Connection,
-    task: Id,
-    workspace: Id,
+    task: TaskId,
+    workspace: WorkspaceId,
     entry: &UsageEntry,
     cost_usd_ticks: Option<i64>,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     let counts = [
         entry.input_tokens,
@@ -54,11 +54,11 @@ pub fn upsert_task_usage_with_cost(
             };
             (delta, cost, old.created_at)
         }
-        None => (counts, cost_usd_ticks, at.to_string()),
+        None => (counts, cost_usd_ticks, at),
     };
-    add_to_workspace_rollups(conn, workspace, &entry.model, &bucket, delta, new_task)?;
+    add_to_workspace_rollups(conn, workspace, &entry.model, bucket, delta, new_task)?;
     if let Some(runtime) = runtime {
-        add_to_runtime_rollup(conn, runtime, &bucket[..10], entry, delta, cost_delta)?;
+        add_to_runtime_rollup(conn, runtime, &day_of(bucket), entry, delta, cost_delta)?;
     }
     Ok(())
 }
@@ -68,7 +68,7 @@ pub fn upsert_task_usage_with_cost(
 /// in no index and no trigger): SQLite's write transaction already holds
 /// the whole file; an engine with row locks makes concurrent usage writes
 /// of one task wait here.
-fn lock_task(conn: &Connection, task: Id) -> rusqlite::Result<Option<Id>> {
+fn lock_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Option<RuntimeId>> {
     Ok(conn
         .prepare_cached(
             "UPDATE agent_task_queue SET error = error WHERE id = ?1 RETURNING runtime_id",
@@ -80,7 +80,7 @@ fn lock_task(conn: &Connection, task: Id) -> rusqlite::Result<Option<Id>> {
 
 fn stored_task_usage(
     conn: &Connection,
-    task: Id,
+    task: TaskId,
     entry: &UsageEntry,
 ) -> rusqlite::Result<Option<StoredTaskUsage>> {
     conn.prepare_cached(
@@ -99,7 +99,7 @@ fn stored_task_usage(
 }
 
 /// Whether the task already recorded usage of `model` (with any provider).
-fn task_used_model(conn: &Connection, task: Id, model: &str) -> rusqlite::Result<bool> {
+fn task_used_model(conn: &Connection, task: TaskId, model: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM task_usage WHERE task_id = ?1 AND model = ?2)",
     )?
@@ -110,10 +110,10 @@ fn task_used_model(conn: &Connection, task: Id, model: &str) -> rusqlite::Result
 /// existing one keeps its created_at.
 fn write_task_usage(
     conn: &Connection,
-    task: Id,
+    task: TaskId,
     entry: &UsageEntry,
     cost_usd_ticks: Option<i64>,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO task_usage (id, task_id, provider, model, input_tokens, output_tokens,
@@ -128,7 +128,7 @@ fn write_task_usage(
              updated_at = excluded.updated_at",
     )?
     .execute(params![
-        Id::new(),
+        UsageId::new(),
         task,
         entry.provider,
         entry.model,
@@ -142,18 +142,28 @@ fn write_task_usage(
     Ok(())
 }
 
+/// The UTC day of `t` (`2026-11-23`): a key of the daily rollups.
+fn day_of(t: Timestamp) -> String {
+    t.utc().format("%Y-%m-%d").to_string()
+}
+
+/// The UTC hour of `t` (`2026-11-23T19`): a key of the hourly rollup.
+fn hour_of(t: Timestamp) -> String {
+    t.utc().format("%Y-%m-%dT%H").to_string()
+}
+
 /// Moves the daily and hourly workspace rollups of `model` by `delta`.
 fn add_to_workspace_rollups(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     model: &str,
-    bucket: &str,
+    bucket: Timestamp,
     delta: [i64; 4],
     new_task: bool,
 ) -> rusqlite::Result<()> {
     let buckets = [
-        ("usage_daily", "date", &bucket[..10]),
-        ("usage_hourly", "hour", &bucket[..13]),
+        ("usage_daily", "date", day_of(bucket)),
+        ("usage_hourly", "hour", hour_of(bucket)),
     ];
     for (table, key, value) in buckets {
         conn.prepare_cached(&format!(
@@ -190,7 +200,7 @@ fn add_to_workspace_rollups(
 /// cost by `cost_delta` (`None`: no cost was ever reported for this row).
 fn add_to_runtime_rollup(
     conn: &Connection,
-    runtime: Id,
+    runtime: RuntimeId,
     date: &str,
     entry: &UsageEntry,
     delta: [i64; 4],
@@ -239,7 +249,7 @@ fn saturating_add(column: &str) -> String {
 fn buckets(
     conn: &Connection,
     sql: &str,
-    workspace: Id,
+    workspace: WorkspaceId,
     from: &str,
     to: &str,
 ) -> rusqlite::Result<Vec<Bucket>> {
@@ -260,7 +270,7 @@ fn buckets(
 
 pub fn daily(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     from: &str,
     to: &str,
 ) -> rusqlite::Result<Vec<Bucket>> {
@@ -278,7 +288,7 @@ pub fn daily(
 
 pub fn hourly(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     from: &str,
     to: &str,
 ) -> rusqlite::Result<Vec<Bucket>> {
@@ -296,10 +306,10 @@ pub fn hourly(
 
 pub fn upsert_runtime_usage(
     conn: &Connection,
-    runtime: Id,
+    runtime: RuntimeId,
     date: &str,
     entry: &UsageEntry,
-    at: &str,
+    at: Timestamp,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO runtime_usage (id, runtime_id, date, provider, model, input_tokens,
@@ -313,7 +323,7 @@ pub fn upsert_runtime_usage(
              updated_at = excluded.updated_at",
     )?
     .execute(params![
-        Id::new(),
+        UsageId::new(),
         runtime,
         date,
         entry.provider,
@@ -329,7 +339,7 @@ pub fn upsert_runtime_usage(
 
 pub fn runtime_usage(
     conn: &Connection,
-    runtime: Id,
+    runtime: RuntimeId,
     from: &str,
     source: UsageSource,
 ) -> rusqlite::Result<Vec<RuntimeUsage>> {

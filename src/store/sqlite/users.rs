@@ -2,11 +2,10 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::Id;
+use crate::domain::{Timestamp, UserId};
 #[allow(unused_imports)]
 use crate::store::users::*;
 use crate::store::Error;
-use crate::store::{api_time, now};
 
 const COLUMNS: &str = "id, name, email, created_at, updated_at";
 
@@ -15,14 +14,14 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<User> {
         id: row.get(0)?,
         name: row.get(1)?,
         email: row.get(2)?,
-        created_at: api_time(&row.get::<_, String>(3)?),
-        updated_at: api_time(&row.get::<_, String>(4)?),
+        created_at: row.get(3)?,
+        updated_at: row.get(4)?,
     })
 }
 
 pub fn insert(conn: &Connection, email: &str, name: &str) -> Result<User, Error> {
-    let id = Id::new();
-    let now = now();
+    let id = UserId::new();
+    let now = Timestamp::now();
     // the UNIQUE (NOCASE) email column decides, also between concurrent
     // inserts; the loser changes nothing
     let added = conn.execute(
@@ -39,11 +38,11 @@ pub fn insert(conn: &Connection, email: &str, name: &str) -> Result<User, Error>
 }
 
 /// Nothing to take: a SQLite write transaction holds the whole file.
-pub fn lock(_conn: &Connection, _id: Id) -> rusqlite::Result<()> {
+pub fn lock(_conn: &Connection, _id: UserId) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<User>> {
+pub fn get(conn: &Connection, id: UserId) -> rusqlite::Result<Option<User>> {
     conn.query_row(
         &format!(r#"SELECT {COLUMNS} FROM "user" WHERE id = ?1"#),
         [id],

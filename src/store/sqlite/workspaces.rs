@@ -2,11 +2,10 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::domain::{Id, Role};
+use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
 #[allow(unused_imports)]
 use crate::store::workspaces::*;
 use crate::store::Error;
-use crate::store::{api_time, now};
 
 const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at";
 const MEMBER_COLUMNS: &str =
@@ -18,8 +17,8 @@ fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Workspace> {
         name: row.get(1)?,
         slug: row.get(2)?,
         description: row.get(3)?,
-        created_at: api_time(&row.get::<_, String>(4)?),
-        updated_at: api_time(&row.get::<_, String>(5)?),
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
     })
 }
 
@@ -31,7 +30,7 @@ fn member_from_row(row: &Row<'_>) -> rusqlite::Result<Member> {
         role: row.get(3)?,
         name: row.get(4)?,
         email: row.get(5)?,
-        created_at: api_time(&row.get::<_, String>(6)?),
+        created_at: row.get(6)?,
     })
 }
 
@@ -39,7 +38,7 @@ fn member_from_row(row: &Row<'_>) -> rusqlite::Result<Member> {
 /// UNIQUE slug decides, also between concurrent creations.
 fn insert_with_slug(
     conn: &Connection,
-    id: Id,
+    id: WorkspaceId,
     name: &str,
     slug: &str,
     description: &str,
@@ -50,7 +49,7 @@ fn insert_with_slug(
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
              ON CONFLICT (slug) DO NOTHING",
         )?
-        .execute(params![id, name, slug, description, now()])?;
+        .execute(params![id, name, slug, description, Timestamp::now()])?;
     Ok(added > 0)
 }
 
@@ -75,9 +74,9 @@ pub fn create(
     name: &str,
     slug: Option<&str>,
     description: &str,
-    owner: Id,
+    owner: UserId,
 ) -> Result<Workspace, Error> {
-    let id = Id::new();
+    let id = WorkspaceId::new();
     match slug {
         Some(slug) => {
             if !insert_with_slug(conn, id, name, slug, description)? {
@@ -103,11 +102,11 @@ pub fn create(
 }
 
 /// Nothing to take: a SQLite write transaction holds the whole file.
-pub fn lock(_conn: &Connection, _id: Id) -> rusqlite::Result<()> {
+pub fn lock(_conn: &Connection, _id: WorkspaceId) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Workspace>> {
+pub fn get(conn: &Connection, id: WorkspaceId) -> rusqlite::Result<Option<Workspace>> {
     conn.query_row(
         &format!("SELECT {WORKSPACE_COLUMNS} FROM workspace w WHERE w.id = ?1"),
         [id],
@@ -116,7 +115,7 @@ pub fn get(conn: &Connection, id: Id) -> rusqlite::Result<Option<Workspace>> {
     .optional()
 }
 
-pub fn list_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Workspace>> {
+pub fn list_for_user(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<Workspace>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {WORKSPACE_COLUMNS} FROM workspace w
          JOIN member m ON m.workspace_id = w.id
@@ -127,10 +126,14 @@ pub fn list_for_user(conn: &Connection, user: Id) -> rusqlite::Result<Vec<Worksp
     rows.collect()
 }
 
-pub fn role_of(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<Option<Role>> {
+pub fn role_of(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    user: UserId,
+) -> rusqlite::Result<Option<Role>> {
     conn.query_row(
         "SELECT role FROM member WHERE workspace_id = ?1 AND user_id = ?2",
-        [workspace, user],
+        params![workspace, user],
         |r| r.get(0),
     )
     .optional()
@@ -138,7 +141,7 @@ pub fn role_of(conn: &Connection, workspace: Id, user: Id) -> rusqlite::Result<O
 
 pub fn has_member_with_email(
     conn: &Connection,
-    workspace: Id,
+    workspace: WorkspaceId,
     email: &str,
 ) -> rusqlite::Result<bool> {
     conn.query_row(
@@ -149,7 +152,7 @@ pub fn has_member_with_email(
     )
 }
 
-pub fn list_members(conn: &Connection, workspace: Id) -> rusqlite::Result<Vec<Member>> {
+pub fn list_members(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<Vec<Member>> {
     let mut stmt = conn.prepare(&format!(
         r#"SELECT {MEMBER_COLUMNS} FROM member m JOIN "user" u ON u.id = m.user_id
            WHERE m.workspace_id = ?1 ORDER BY m.created_at, m.rowid"#
@@ -160,22 +163,27 @@ pub fn list_members(conn: &Connection, workspace: Id) -> rusqlite::Result<Vec<Me
 
 pub fn get_member(
     conn: &Connection,
-    workspace: Id,
-    member: Id,
+    workspace: WorkspaceId,
+    member: MemberId,
 ) -> rusqlite::Result<Option<Member>> {
     conn.query_row(
         &format!(
             r#"SELECT {MEMBER_COLUMNS} FROM member m JOIN "user" u ON u.id = m.user_id
                WHERE m.workspace_id = ?1 AND m.id = ?2"#
         ),
-        [workspace, member],
+        params![workspace, member],
         member_from_row,
     )
     .optional()
 }
 
-pub fn add_member(conn: &Connection, workspace: Id, user: Id, role: Role) -> Result<Member, Error> {
-    let id = Id::new();
+pub fn add_member(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    user: UserId,
+    role: Role,
+) -> Result<Member, Error> {
+    let id = MemberId::new();
     // UNIQUE (workspace_id, user_id) decides, also between concurrent
     // joins; the loser changes nothing
     let added = conn
@@ -184,7 +192,7 @@ pub fn add_member(conn: &Connection, workspace: Id, user: Id, role: Role) -> Res
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (workspace_id, user_id) DO NOTHING",
         )?
-        .execute(params![id, workspace, user, role, now()])?;
+        .execute(params![id, workspace, user, role, Timestamp::now()])?;
     if added == 0 {
         return Err(Error::conflict(
             "user is already a member of this workspace",
@@ -193,7 +201,7 @@ pub fn add_member(conn: &Connection, workspace: Id, user: Id, role: Role) -> Res
     get_member(conn, workspace, id)?.ok_or_else(|| Error::internal("inserted member vanished"))
 }
 
-pub fn count_owners(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
+pub fn count_owners(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<i64> {
     conn.query_row(
         "SELECT count(*) FROM member WHERE workspace_id = ?1 AND role = 'owner'",
         [workspace],
@@ -201,7 +209,7 @@ pub fn count_owners(conn: &Connection, workspace: Id) -> rusqlite::Result<i64> {
     )
 }
 
-pub fn set_role(conn: &Connection, member: Id, role: Role) -> rusqlite::Result<()> {
+pub fn set_role(conn: &Connection, member: MemberId, role: Role) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE member SET role = ?2 WHERE id = ?1",
         params![member, role],
@@ -210,7 +218,7 @@ pub fn set_role(conn: &Connection, member: Id, role: Role) -> rusqlite::Result<(
 }
 
 pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()> {
-    let now = now();
+    let now = Timestamp::now();
     conn.execute(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?4, updated_at = ?3
          WHERE workspace_id = ?1 AND owner_id = ?2",
@@ -239,7 +247,7 @@ mod tests {
     use crate::store::sqlite::{migrate_file, open_connection};
 
     /// A migrated file with one user; the connection and the user.
-    fn open() -> (tempfile::TempDir, Connection, Id) {
+    fn open() -> (tempfile::TempDir, Connection, UserId) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("workspaces.db");
         migrate_file(&path, Duration::from_secs(5)).expect("migrate");
