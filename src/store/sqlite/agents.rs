@@ -43,12 +43,9 @@ pub fn lock(_conn: &Connection, _id: AgentId) -> rusqlite::Result<()> {
 }
 
 pub fn get(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<Agent>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM agent WHERE id = ?1"),
-        [id],
-        from_row,
-    )
-    .optional()
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM agent WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()
 }
 
 pub fn list(
@@ -93,52 +90,52 @@ pub fn insert(
 ) -> rusqlite::Result<Agent> {
     let id = AgentId::new();
     let now = Timestamp::now();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO agent (id, workspace_id, runtime_id, name, description, instructions,
              avatar_url, runtime_mode, runtime_config, visibility, status, max_concurrent_tasks,
              owner_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
-        params![
-            id,
-            workspace,
-            fields.runtime_id,
-            fields.name,
-            fields.description,
-            fields.instructions,
-            fields.avatar_url,
-            fields.runtime_mode,
-            fields.runtime_config,
-            fields.visibility,
-            fields.status,
-            fields.max_concurrent_tasks,
-            owner,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        id,
+        workspace,
+        fields.runtime_id,
+        fields.name,
+        fields.description,
+        fields.instructions,
+        fields.avatar_url,
+        fields.runtime_mode,
+        fields.runtime_config,
+        fields.visibility,
+        fields.status,
+        fields.max_concurrent_tasks,
+        owner,
+        now
+    ])?;
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite::Result<Agent> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE agent SET runtime_id = ?2, name = ?3, description = ?4, instructions = ?5,
              avatar_url = ?6, runtime_mode = ?7, runtime_config = ?8, visibility = ?9,
              status = ?10, max_concurrent_tasks = ?11, updated_at = ?12
          WHERE id = ?1",
-        params![
-            id,
-            fields.runtime_id,
-            fields.name,
-            fields.description,
-            fields.instructions,
-            fields.avatar_url,
-            fields.runtime_mode,
-            fields.runtime_config,
-            fields.visibility,
-            fields.status,
-            fields.max_concurrent_tasks,
-            Timestamp::now()
-        ],
-    )?;
+    )?
+    .execute(params![
+        id,
+        fields.runtime_id,
+        fields.name,
+        fields.description,
+        fields.instructions,
+        fields.avatar_url,
+        fields.runtime_mode,
+        fields.runtime_config,
+        fields.visibility,
+        fields.status,
+        fields.max_concurrent_tasks,
+        Timestamp::now()
+    ])?;
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
@@ -147,12 +144,13 @@ pub fn set_archived(
     id: AgentId,
     by: Option<UserId>,
 ) -> rusqlite::Result<Option<Agent>> {
-    let changed = conn.execute(
-        "UPDATE agent SET archived_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END,
+    let changed = conn
+        .prepare_cached(
+            "UPDATE agent SET archived_at = CASE WHEN ?2 IS NULL THEN NULL ELSE ?3 END,
              archived_by = ?2, updated_at = ?3
          WHERE id = ?1 AND (archived_at IS NULL) = (?2 IS NOT NULL)",
-        params![id, by, Timestamp::now()],
-    )?;
+        )?
+        .execute(params![id, by, Timestamp::now()])?;
     if changed == 0 {
         return Ok(None);
     }
@@ -161,7 +159,7 @@ pub fn set_archived(
 
 pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<AgentStatus>> {
     let status: Option<AgentStatus> = conn
-        .query_row(
+        .prepare_cached(
             "UPDATE agent SET status = new.status, updated_at = ?2
              FROM (SELECT CASE WHEN EXISTS (
                        SELECT 1 FROM agent_task_queue
@@ -169,9 +167,8 @@ pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Opti
                    THEN 'working' ELSE 'idle' END AS status) AS new
              WHERE agent.id = ?1 AND agent.status <> new.status
              RETURNING agent.status",
-            params![id, Timestamp::now()],
-            |r| r.get(0),
-        )
+        )?
+        .query_row(params![id, Timestamp::now()], |r| r.get(0))
         .optional()?;
     Ok(status)
 }

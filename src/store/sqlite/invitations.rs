@@ -28,7 +28,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Invitation> {
 }
 
 pub fn get(conn: &Connection, id: InvitationId) -> rusqlite::Result<Option<Invitation>> {
-    conn.query_row(&format!("{SELECT} WHERE i.id = ?1"), [id], from_row)
+    conn.prepare_cached(&format!("{SELECT} WHERE i.id = ?1"))?
+        .query_row([id], from_row)
         .optional()
 }
 
@@ -37,11 +38,10 @@ pub fn get_for_user(
     id: InvitationId,
     user: UserId,
 ) -> rusqlite::Result<Option<Invitation>> {
-    conn.query_row(
-        &format!(r#"{SELECT} JOIN "user" u ON u.email = i.email WHERE i.id = ?1 AND u.id = ?2"#),
-        params![id, user],
-        from_row,
-    )
+    conn.prepare_cached(&format!(
+        r#"{SELECT} JOIN "user" u ON u.email = i.email WHERE i.id = ?1 AND u.id = ?2"#
+    ))?
+    .query_row(params![id, user], from_row)
     .optional()
 }
 
@@ -50,28 +50,26 @@ pub fn find_pending(
     workspace: WorkspaceId,
     email: &str,
 ) -> rusqlite::Result<Option<Invitation>> {
-    conn.query_row(
-        &format!("{SELECT} WHERE i.workspace_id = ?1 AND i.email = ?2 AND i.status = 'pending'"),
-        params![workspace, email],
-        from_row,
-    )
+    conn.prepare_cached(&format!(
+        "{SELECT} WHERE i.workspace_id = ?1 AND i.email = ?2 AND i.status = 'pending'"
+    ))?
+    .query_row(params![workspace, email], from_row)
     .optional()
 }
 
 pub fn count_open(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<i64> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT count(*) FROM invitation
          WHERE workspace_id = ?1 AND status = 'pending' AND expires_at > ?2",
-        params![workspace, Timestamp::now()],
-        |r| r.get(0),
-    )
+    )?
+    .query_row(params![workspace, Timestamp::now()], |r| r.get(0))
 }
 
 pub fn list_open_for_workspace(
     conn: &Connection,
     workspace: WorkspaceId,
 ) -> rusqlite::Result<Vec<Invitation>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "{SELECT} WHERE i.workspace_id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
          ORDER BY i.created_at DESC, i.rowid DESC"
     ))?;
@@ -80,7 +78,7 @@ pub fn list_open_for_workspace(
 }
 
 pub fn list_open_for_user(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<Invitation>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         r#"{SELECT} JOIN "user" u ON u.email = i.email
            WHERE u.id = ?1 AND i.status = 'pending' AND i.expires_at > ?2
            ORDER BY i.created_at DESC, i.rowid DESC"#
@@ -134,10 +132,7 @@ pub fn answer(
     id: InvitationId,
     status: InvitationStatus,
 ) -> rusqlite::Result<bool> {
-    let changed = conn.execute(
-        "UPDATE invitation SET status = ?2, answered_at = ?3 WHERE id = ?1 AND status = 'pending'",
-        params![id, status, Timestamp::now()],
-    )?;
+    let changed = conn.prepare_cached("UPDATE invitation SET status = ?2, answered_at = ?3 WHERE id = ?1 AND status = 'pending'")?.execute(params![id, status, Timestamp::now()])?;
     Ok(changed > 0)
 }
 
@@ -146,11 +141,11 @@ pub fn revoke_sent_by(
     workspace: WorkspaceId,
     user: UserId,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE invitation SET status = 'revoked', answered_at = ?3
          WHERE workspace_id = ?1 AND invited_by = ?2 AND status = 'pending'",
-        params![workspace, user, Timestamp::now()],
-    )?;
+    )?
+    .execute(params![workspace, user, Timestamp::now()])?;
     Ok(())
 }
 
@@ -192,7 +187,7 @@ mod tests {
     }
 
     fn pending(conn: &Connection) -> Vec<(String, String)> {
-        conn.prepare("SELECT id, role FROM invitation WHERE status = 'pending'")
+        conn.prepare_cached("SELECT id, role FROM invitation WHERE status = 'pending'")
             .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .expect("pending")
     }

@@ -47,11 +47,10 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(RuntimeStatus
 }
 
 pub fn get(conn: &Connection, id: RuntimeId) -> rusqlite::Result<Option<Runtime>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM agent_runtime WHERE id = ?1"),
-        [id],
-        from_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM agent_runtime WHERE id = ?1"
+    ))?
+    .query_row([id], from_row)
     .optional()
 }
 
@@ -83,7 +82,7 @@ pub fn list(
 pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<Runtime>> {
     let now = Timestamp::now();
     let id: Option<RuntimeId> = conn
-        .query_row(
+        .prepare_cached(
             "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
                  status, device_info, metadata, owner_id, last_seen_at, created_at, updated_at,
                  offline_reason)
@@ -99,6 +98,8 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
                  offline_reason = excluded.offline_reason
              WHERE agent_runtime.owner_id = excluded.owner_id
              RETURNING id",
+        )?
+        .query_row(
             params![
                 RuntimeId::new(),
                 reg.workspace_id,
@@ -258,30 +259,28 @@ fn fold_one(conn: &Connection, old: RuntimeId, new: RuntimeId) -> rusqlite::Resu
 
 pub fn heartbeat(conn: &Connection, id: RuntimeId) -> rusqlite::Result<bool> {
     let now = Timestamp::now();
-    let changed = conn.execute(
-        "UPDATE agent_runtime
+    let changed = conn
+        .prepare_cached(
+            "UPDATE agent_runtime
          SET status = 'online', last_seen_at = ?2, updated_at = ?2, offline_reason = NULL
          WHERE id = ?1",
-        params![id, now],
-    )?;
+        )?
+        .execute(params![id, now])?;
     Ok(changed > 0)
 }
 
 pub fn set_offline(conn: &Connection, id: RuntimeId, reason: &str) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?3, updated_at = ?2
          WHERE id = ?1",
-        params![id, Timestamp::now(), reason],
-    )?;
+    )?
+    .execute(params![id, Timestamp::now(), reason])?;
     Ok(())
 }
 
 pub fn count_active_agents(conn: &Connection, id: RuntimeId) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT count(*) FROM agent WHERE runtime_id = ?1 AND archived_at IS NULL",
-        [id],
-        |r| r.get(0),
-    )
+    conn.prepare_cached("SELECT count(*) FROM agent WHERE runtime_id = ?1 AND archived_at IS NULL")?
+        .query_row([id], |r| r.get(0))
 }
 
 pub fn delete(conn: &Connection, id: RuntimeId) -> Result<(), Error> {
@@ -293,13 +292,14 @@ pub fn delete(conn: &Connection, id: RuntimeId) -> Result<(), Error> {
     if count_active_agents(conn, id)? > 0 {
         return Err(in_use());
     }
-    conn.execute(
-        "DELETE FROM agent WHERE runtime_id = ?1 AND archived_at IS NOT NULL",
-        [id],
-    )?;
+    conn.prepare_cached("DELETE FROM agent WHERE runtime_id = ?1 AND archived_at IS NOT NULL")?
+        .execute([id])?;
     // the schema's ON DELETE RESTRICT refuses the delete if an agent was
     // bound to it since the count: the same refusal
-    match conn.execute("DELETE FROM agent_runtime WHERE id = ?1", [id]) {
+    match conn
+        .prepare_cached("DELETE FROM agent_runtime WHERE id = ?1")?
+        .execute([id])
+    {
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
         {

@@ -51,40 +51,38 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(TaskStatus, i
 }
 
 pub fn get(conn: &Connection, id: TaskId) -> rusqlite::Result<Option<Task>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM agent_task_queue WHERE id = ?1"),
-        [id],
-        from_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM agent_task_queue WHERE id = ?1"
+    ))?
+    .query_row([id], from_row)
     .optional()
 }
 
 pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
     let id = TaskId::new();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, status, priority, prompt,
              issue_id, created_by, created_at)
          VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8)",
-        params![
-            id,
-            new.workspace,
-            new.agent,
-            new.priority,
-            new.prompt,
-            new.issue_id,
-            new.created_by,
-            Timestamp::now()
-        ],
-    )?;
+    )?
+    .execute(params![
+        id,
+        new.workspace,
+        new.agent,
+        new.priority,
+        new.prompt,
+        new.issue_id,
+        new.created_by,
+        Timestamp::now()
+    ])?;
     get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 pub fn count_queued(conn: &Connection, agent: AgentId) -> rusqlite::Result<i64> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT count(*) FROM agent_task_queue WHERE agent_id = ?1 AND status = 'queued'",
-        [agent],
-        |r| r.get(0),
-    )
+    )?
+    .query_row([agent], |r| r.get(0))
 }
 
 pub fn list_for_agent(
@@ -252,7 +250,7 @@ pub fn apply(
 }
 
 pub fn cancel_for_agent(conn: &Connection, agent: AgentId) -> rusqlite::Result<Vec<TaskId>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
          SET status = 'cancelled', completed_at = ?2, prepare_lease_expires_at = NULL
          WHERE agent_id = ?1 AND status IN ('queued', 'dispatched', 'running')
@@ -263,7 +261,7 @@ pub fn cancel_for_agent(conn: &Connection, agent: AgentId) -> rusqlite::Result<V
 }
 
 pub fn hourly_activity(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<HourCount>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT CAST(substr(started_at, 12, 2) AS INTEGER) AS hour, count(*)
          FROM agent_task_queue
          WHERE runtime_id = ?1 AND started_at IS NOT NULL
@@ -299,12 +297,12 @@ pub fn pin_session(
     session_id: Option<&str>,
     work_dir: Option<&str>,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE agent_task_queue
          SET session_id = coalesce(?2, session_id), work_dir = coalesce(?3, work_dir)
          WHERE id = ?1",
-        params![id, session_id, work_dir],
-    )?;
+    )?
+    .execute(params![id, session_id, work_dir])?;
     Ok(())
 }
 
@@ -314,8 +312,9 @@ pub fn record_cancel_ack(
     ack: &CancelAck,
     at: Timestamp,
 ) -> rusqlite::Result<bool> {
-    let changed = conn.execute(
-        "UPDATE agent_task_queue SET
+    let changed = conn
+        .prepare_cached(
+            "UPDATE agent_task_queue SET
              cancel_acked_at = coalesce(cancel_acked_at, ?2),
              branch_name = coalesce(branch_name, ?3),
              durable_work_dir = coalesce(durable_work_dir, ?4),
@@ -324,15 +323,15 @@ pub fn record_cancel_ack(
                                    THEN coalesce(failure_reason, ?6) ELSE failure_reason END,
              error = coalesce(error, ?5)
          WHERE id = ?1 AND status = 'cancelled'",
-        params![
+        )?
+        .execute(params![
             id,
             at,
             ack.branch_name,
             ack.durable_work_dir,
             ack.error_message,
             ack.failure_reason
-        ],
-    )?;
+        ])?;
     Ok(changed > 0)
 }
 

@@ -34,39 +34,38 @@ pub fn create_personal(
 ) -> rusqlite::Result<(PersonalToken, String)> {
     let token = generate(PAT_PREFIX);
     let id = TokenId::new();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO personal_access_token
              (id, user_id, name, token_hash, token_prefix, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            id,
-            user,
-            name,
-            hash(&token),
-            &token[..SHOWN_PREFIX_LEN],
-            expires_at,
-            Timestamp::now()
-        ],
-    )?;
-    let row = conn.query_row(
-        &format!("SELECT {PAT_COLUMNS} FROM personal_access_token WHERE id = ?1"),
-        [id],
-        pat_from_row,
-    )?;
+    )?
+    .execute(params![
+        id,
+        user,
+        name,
+        hash(&token),
+        &token[..SHOWN_PREFIX_LEN],
+        expires_at,
+        Timestamp::now()
+    ])?;
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {PAT_COLUMNS} FROM personal_access_token WHERE id = ?1"
+        ))?
+        .query_row([id], pat_from_row)?;
     Ok((row, token))
 }
 
 pub fn count_live_personal(conn: &Connection, user: UserId) -> rusqlite::Result<i64> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT count(*) FROM personal_access_token
          WHERE user_id = ?1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2)",
-        params![user, Timestamp::now()],
-        |r| r.get(0),
-    )
+    )?
+    .query_row(params![user, Timestamp::now()], |r| r.get(0))
 }
 
 pub fn list_personal(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<PersonalToken>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {PAT_COLUMNS} FROM personal_access_token WHERE user_id = ?1
          ORDER BY created_at DESC, rowid DESC"
     ))?;
@@ -79,64 +78,61 @@ pub fn revoke_personal(
     user: UserId,
     id: TokenId,
 ) -> rusqlite::Result<Option<bool>> {
-    let found: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM personal_access_token WHERE id = ?1 AND user_id = ?2)",
-        params![id, user],
-        |r| r.get(0),
-    )?;
-    let revoked = conn.execute(
-        "UPDATE personal_access_token SET revoked_at = ?3
+    let found: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM personal_access_token WHERE id = ?1 AND user_id = ?2)",
+        )?
+        .query_row(params![id, user], |r| r.get(0))?;
+    let revoked = conn
+        .prepare_cached(
+            "UPDATE personal_access_token SET revoked_at = ?3
          WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
-        params![id, user, Timestamp::now()],
-    )?;
+        )?
+        .execute(params![id, user, Timestamp::now()])?;
     Ok(found.then_some(revoked > 0))
 }
 
 pub fn find_personal(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<StoredToken>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT id, user_id, expires_at, revoked_at IS NOT NULL, last_used_at
          FROM personal_access_token WHERE token_hash = ?1",
-        [token_hash],
-        |r| {
-            Ok(StoredToken {
-                id: r.get(0)?,
-                user_id: Some(r.get(1)?),
-                workspace_id: None,
-                daemon_id: None,
-                expires_at: r.get(2)?,
-                revoked: r.get(3)?,
-                last_used_at: r.get(4)?,
-            })
-        },
-    )
+    )?
+    .query_row([token_hash], |r| {
+        Ok(StoredToken {
+            id: r.get(0)?,
+            user_id: Some(r.get(1)?),
+            workspace_id: None,
+            daemon_id: None,
+            expires_at: r.get(2)?,
+            revoked: r.get(3)?,
+            last_used_at: r.get(4)?,
+        })
+    })
     .optional()
 }
 
 pub fn find_daemon(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<StoredToken>> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT id, created_by, workspace_id, daemon_id, expires_at, revoked_at IS NOT NULL
          FROM daemon_token WHERE token_hash = ?1",
-        [token_hash],
-        |r| {
-            Ok(StoredToken {
-                id: r.get(0)?,
-                user_id: r.get(1)?,
-                workspace_id: Some(r.get(2)?),
-                daemon_id: Some(r.get(3)?),
-                expires_at: Some(r.get(4)?),
-                revoked: r.get(5)?,
-                last_used_at: None,
-            })
-        },
-    )
+    )?
+    .query_row([token_hash], |r| {
+        Ok(StoredToken {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            workspace_id: Some(r.get(2)?),
+            daemon_id: Some(r.get(3)?),
+            expires_at: Some(r.get(4)?),
+            revoked: r.get(5)?,
+            last_used_at: None,
+        })
+    })
     .optional()
 }
 
 pub fn touch_personal(conn: &Connection, id: TokenId, at: Timestamp) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE personal_access_token SET last_used_at = ?2 WHERE id = ?1",
-        params![id, at],
-    )?;
+    conn.prepare_cached("UPDATE personal_access_token SET last_used_at = ?2 WHERE id = ?1")?
+        .execute(params![id, at])?;
     Ok(())
 }
 
@@ -170,23 +166,20 @@ struct RenewableToken {
 fn find_renewable(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<RenewableToken>> {
     for table in [TokenTable::Personal, TokenTable::Daemon] {
         let row = conn
-            .query_row(
-                &format!(
-                    "SELECT id, expires_at, revoked_at IS NOT NULL, coalesce(renewed_at, created_at)
+            .prepare_cached(&format!(
+                "SELECT id, expires_at, revoked_at IS NOT NULL, coalesce(renewed_at, created_at)
                      FROM {} WHERE token_hash = ?1",
-                    table.name()
-                ),
-                [token_hash],
-                |r| {
-                    Ok(RenewableToken {
-                        table,
-                        id: r.get(0)?,
-                        expires_at: r.get(1)?,
-                        revoked: r.get(2)?,
-                        since: r.get(3)?,
-                    })
-                },
-            )
+                table.name()
+            ))?
+            .query_row([token_hash], |r| {
+                Ok(RenewableToken {
+                    table,
+                    id: r.get(0)?,
+                    expires_at: r.get(1)?,
+                    revoked: r.get(2)?,
+                    since: r.get(3)?,
+                })
+            })
             .optional()?;
         if row.is_some() {
             return Ok(row);
@@ -242,14 +235,13 @@ fn renew_once(
         .filter(|l| *l > Duration::zero())
         .unwrap_or_else(|| Duration::days(RENEW_WITHIN_DAYS));
     let renewed = now + lifetime;
-    let changed = conn.execute(
-        &format!(
+    let changed = conn
+        .prepare_cached(&format!(
             "UPDATE {} SET expires_at = ?2, renewed_at = ?3
              WHERE id = ?1 AND revoked_at IS NULL AND expires_at = ?4",
             table.name()
-        ),
-        params![id, renewed, now, expires_at],
-    )?;
+        ))?
+        .execute(params![id, renewed, now, expires_at])?;
     Ok((changed > 0).then_some(Renewal::Renewed {
         expires_at: renewed,
     }))
@@ -263,20 +255,20 @@ pub fn create_daemon(
     expires_at: Timestamp,
 ) -> rusqlite::Result<String> {
     let token = generate(DAEMON_PREFIX);
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO daemon_token
              (id, token_hash, workspace_id, daemon_id, created_by, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            TokenId::new(),
-            hash(&token),
-            workspace,
-            daemon_id,
-            created_by,
-            expires_at,
-            Timestamp::now()
-        ],
-    )?;
+    )?
+    .execute(params![
+        TokenId::new(),
+        hash(&token),
+        workspace,
+        daemon_id,
+        created_by,
+        expires_at,
+        Timestamp::now()
+    ])?;
     Ok(token)
 }
 
@@ -285,12 +277,11 @@ pub fn count_live_daemon(
     workspace: WorkspaceId,
     user: UserId,
 ) -> rusqlite::Result<i64> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT count(*) FROM daemon_token
          WHERE created_by = ?2 AND workspace_id = ?1 AND revoked_at IS NULL AND expires_at > ?3",
-        params![workspace, user, Timestamp::now()],
-        |r| r.get(0),
-    )
+    )?
+    .query_row(params![workspace, user, Timestamp::now()], |r| r.get(0))
 }
 
 pub fn create_task_token(

@@ -24,11 +24,8 @@ pub fn insert(conn: &Connection, email: &str, name: &str) -> Result<User, Error>
     let now = Timestamp::now();
     // the UNIQUE (NOCASE) email column decides, also between concurrent
     // inserts; the loser changes nothing
-    let added = conn.execute(
-        r#"INSERT INTO "user" (id, email, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
-           ON CONFLICT (email) DO NOTHING"#,
-        params![id, email, name, now],
-    )?;
+    let added = conn.prepare_cached(r#"INSERT INTO "user" (id, email, name, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+           ON CONFLICT (email) DO NOTHING"#)?.execute(params![id, email, name, now])?;
     if added == 0 {
         return Err(Error::conflict(format!(
             "a user with email {email} already exists"
@@ -43,21 +40,15 @@ pub fn lock(_conn: &Connection, _id: UserId) -> rusqlite::Result<()> {
 }
 
 pub fn get(conn: &Connection, id: UserId) -> rusqlite::Result<Option<User>> {
-    conn.query_row(
-        &format!(r#"SELECT {COLUMNS} FROM "user" WHERE id = ?1"#),
-        [id],
-        from_row,
-    )
-    .optional()
+    conn.prepare_cached(&format!(r#"SELECT {COLUMNS} FROM "user" WHERE id = ?1"#))?
+        .query_row([id], from_row)
+        .optional()
 }
 
 pub fn find_by_email(conn: &Connection, email: &str) -> rusqlite::Result<Option<User>> {
-    conn.query_row(
-        &format!(r#"SELECT {COLUMNS} FROM "user" WHERE email = ?1"#),
-        [email],
-        from_row,
-    )
-    .optional()
+    conn.prepare_cached(&format!(r#"SELECT {COLUMNS} FROM "user" WHERE email = ?1"#))?
+        .query_row([email], from_row)
+        .optional()
 }
 
 #[cfg(test)]

@@ -107,16 +107,15 @@ pub fn lock(_conn: &Connection, _id: WorkspaceId) -> rusqlite::Result<()> {
 }
 
 pub fn get(conn: &Connection, id: WorkspaceId) -> rusqlite::Result<Option<Workspace>> {
-    conn.query_row(
-        &format!("SELECT {WORKSPACE_COLUMNS} FROM workspace w WHERE w.id = ?1"),
-        [id],
-        workspace_from_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {WORKSPACE_COLUMNS} FROM workspace w WHERE w.id = ?1"
+    ))?
+    .query_row([id], workspace_from_row)
     .optional()
 }
 
 pub fn list_for_user(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<Workspace>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {WORKSPACE_COLUMNS} FROM workspace w
          JOIN member m ON m.workspace_id = w.id
          WHERE m.user_id = ?1
@@ -131,12 +130,9 @@ pub fn role_of(
     workspace: WorkspaceId,
     user: UserId,
 ) -> rusqlite::Result<Option<Role>> {
-    conn.query_row(
-        "SELECT role FROM member WHERE workspace_id = ?1 AND user_id = ?2",
-        params![workspace, user],
-        |r| r.get(0),
-    )
-    .optional()
+    conn.prepare_cached("SELECT role FROM member WHERE workspace_id = ?1 AND user_id = ?2")?
+        .query_row(params![workspace, user], |r| r.get(0))
+        .optional()
 }
 
 pub fn has_member_with_email(
@@ -144,16 +140,15 @@ pub fn has_member_with_email(
     workspace: WorkspaceId,
     email: &str,
 ) -> rusqlite::Result<bool> {
-    conn.query_row(
+    conn.prepare_cached(
         r#"SELECT EXISTS (SELECT 1 FROM member m JOIN "user" u ON u.id = m.user_id
                           WHERE m.workspace_id = ?1 AND u.email = ?2)"#,
-        params![workspace, email],
-        |r| r.get(0),
-    )
+    )?
+    .query_row(params![workspace, email], |r| r.get(0))
 }
 
 pub fn list_members(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<Vec<Member>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         r#"SELECT {MEMBER_COLUMNS} FROM member m JOIN "user" u ON u.id = m.user_id
            WHERE m.workspace_id = ?1 ORDER BY m.created_at, m.rowid"#
     ))?;
@@ -166,14 +161,11 @@ pub fn get_member(
     workspace: WorkspaceId,
     member: MemberId,
 ) -> rusqlite::Result<Option<Member>> {
-    conn.query_row(
-        &format!(
-            r#"SELECT {MEMBER_COLUMNS} FROM member m JOIN "user" u ON u.id = m.user_id
+    conn.prepare_cached(&format!(
+        r#"SELECT {MEMBER_COLUMNS} FROM member m JOIN "user" u ON u.id = m.user_id
                WHERE m.workspace_id = ?1 AND m.id = ?2"#
-        ),
-        params![workspace, member],
-        member_from_row,
-    )
+    ))?
+    .query_row(params![workspace, member], member_from_row)
     .optional()
 }
 
@@ -202,40 +194,36 @@ pub fn add_member(
 }
 
 pub fn count_owners(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT count(*) FROM member WHERE workspace_id = ?1 AND role = 'owner'",
-        [workspace],
-        |r| r.get(0),
-    )
+    conn.prepare_cached("SELECT count(*) FROM member WHERE workspace_id = ?1 AND role = 'owner'")?
+        .query_row([workspace], |r| r.get(0))
 }
 
 pub fn set_role(conn: &Connection, member: MemberId, role: Role) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE member SET role = ?2 WHERE id = ?1",
-        params![member, role],
-    )?;
+    conn.prepare_cached("UPDATE member SET role = ?2 WHERE id = ?1")?
+        .execute(params![member, role])?;
     Ok(())
 }
 
 pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()> {
     let now = Timestamp::now();
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE agent_runtime SET status = 'offline', offline_reason = ?4, updated_at = ?3
          WHERE workspace_id = ?1 AND owner_id = ?2",
-        params![
-            member.workspace_id,
-            member.user_id,
-            now,
-            crate::store::runtimes::reason("member_removed")
-        ],
-    )?;
-    conn.execute(
+    )?
+    .execute(params![
+        member.workspace_id,
+        member.user_id,
+        now,
+        crate::store::runtimes::reason("member_removed")
+    ])?;
+    conn.prepare_cached(
         "UPDATE daemon_token SET revoked_at = ?3
          WHERE workspace_id = ?1 AND created_by = ?2 AND revoked_at IS NULL",
-        params![member.workspace_id, member.user_id, now],
-    )?;
+    )?
+    .execute(params![member.workspace_id, member.user_id, now])?;
     super::invitations::revoke_sent_by(conn, member.workspace_id, member.user_id)?;
-    conn.execute("DELETE FROM member WHERE id = ?1", [member.id])?;
+    conn.prepare_cached("DELETE FROM member WHERE id = ?1")?
+        .execute([member.id])?;
     Ok(())
 }
 
@@ -274,7 +262,7 @@ mod tests {
     }
 
     fn slugs(conn: &Connection) -> Vec<String> {
-        conn.prepare("SELECT slug FROM workspace ORDER BY rowid")
+        conn.prepare_cached("SELECT slug FROM workspace ORDER BY rowid")
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .expect("slugs")
     }

@@ -59,6 +59,14 @@ pub(crate) enum Ran {
     Broken(Option<Faulted>),
 }
 
+/// Runs one statement of the writer's own (a savepoint, a transaction
+/// boundary) from the statement cache: these run several times per
+/// request, and parsing them each time is a measurable part of the
+/// writer's work.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 /// A job made from a closure and the channel its caller waits on (an
 /// async request awaits it without holding a thread).
 struct Write<T, E, F> {
@@ -132,7 +140,7 @@ where
 {
     fn run(self: Box<Self>, conn: &Connection) -> Ran {
         let Write { f, reply } = *self;
-        if let Err(e) = conn.execute_batch("SAVEPOINT request") {
+        if let Err(e) = run_cached(conn, "SAVEPOINT request") {
             return failed(reply, E::from(Error::from(e)));
         }
         let outcome =
@@ -142,8 +150,7 @@ where
                 )))
             });
         let outcome = outcome.and_then(|value| {
-            conn.execute_batch("RELEASE request")
-                .map_err(|e| E::from(e.into()))?;
+            run_cached(conn, "RELEASE request").map_err(|e| E::from(e.into()))?;
             Ok(value)
         });
         match outcome {
@@ -308,7 +315,7 @@ fn commit_some(
     observer: &impl Observer,
 ) {
     let before = conn.total_changes();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         let error = Error::from(e);
         observer.failed(&error);
         for job in jobs {
@@ -341,7 +348,7 @@ fn commit_some(
             "a write batch was abandoned: the database ended its transaction",
         ))
     } else {
-        conn.execute_batch("COMMIT").map_err(Error::from)
+        run_cached(conn, "COMMIT").map_err(Error::from)
     };
     match committed {
         Ok(()) => {
