@@ -65,6 +65,8 @@ impl Samples {
 struct CpuTime {
     server: f64,
     writer: f64,
+    /// This benchmark's own process: the load generator on the same cores.
+    client: f64,
 }
 
 fn ticks_of(stat: &str) -> f64 {
@@ -93,7 +95,12 @@ fn cpu_time(pid: u32) -> CpuTime {
         })
         .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .map_or(0.0, |s| ticks_of(&s));
-    CpuTime { server, writer }
+    let client = std::fs::read_to_string("/proc/self/stat").map_or(0.0, |s| ticks_of(&s));
+    CpuTime {
+        server,
+        writer,
+        client,
+    }
 }
 
 /// Server and writer CPU per request over a phase that started at `before`.
@@ -101,9 +108,10 @@ fn cpu_line(label: &str, pid: u32, before: CpuTime, requests: usize) {
     let after = cpu_time(pid);
     let per = |secs: f64| secs * 1e6 / requests.max(1) as f64;
     println!(
-        "{label:<26} server CPU {:>6.0} us/request, of which writer thread {:>5.0} us",
+        "{label:<26} server CPU {:>6.0} us/request, of which writer thread {:>5.0} us; load generator {:>5.0} us",
         per(after.server - before.server),
-        per(after.writer - before.writer)
+        per(after.writer - before.writer),
+        per(after.client - before.client)
     );
 }
 
