@@ -2,12 +2,14 @@
 //!
 //! `scripts/load.sh` (or `cargo bench --bench load`); knobs: LOAD_DAEMONS
 //! (1000, two runtimes each), LOAD_SECS (10, per timed phase), LOAD_CLIENTS
-//! (32 concurrent connections).
+//! (32 concurrent connections), LOAD_TASKS (24000 queued for the claiming
+//! phases, over 40 agents).
 //!
 //! Reports, from one run on one machine so they read as ratios: the raw
 //! single-row SQLite commit rate with agenthub's pragmas, `GET /health`
 //! throughput, registration latency, heartbeat throughput and latency while
 //! other daemons claim and finish tasks and report usage, claim latency,
+//! claim+start+usage+complete cycles on every connection,
 //! errors, the latency of reads (`GET /api/runtimes`) while every other
 //! connection floods the server with registrations, and the server's peak
 //! RSS.
