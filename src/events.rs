@@ -9,7 +9,7 @@
 //! * each subscriber may have at most [`SUBSCRIBER_BUDGET`] bytes waiting;
 //!   a subscriber that falls that far behind is dropped (its stream ends
 //!   and the client reconnects), never the publisher slowed;
-//! * one token may hold at most [`STREAMS_PER_TOKEN`] streams.
+//! * one member may hold at most [`STREAMS_PER_USER`] streams.
 //!
 //! Events about an agent's work carry the agent's [`Audience`], so a stream
 //! delivers them only to members who may read that agent.

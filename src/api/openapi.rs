@@ -310,7 +310,7 @@ fn operation(r: &Route) -> Value {
     op
 }
 
-/// The document, built from [`ROUTES`].
+/// The document, built from `ROUTES`.
 pub fn spec() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
@@ -337,7 +337,7 @@ async fn document() -> HttpResponse {
     HttpResponse::Ok().json(DOCUMENT.get_or_init(spec))
 }
 
-/// The methods (upper case, in table order) that [`ROUTES`] lists for a
+/// The methods (upper case, in table order) that `ROUTES` lists for a
 /// concrete request path such as `/api/tokens/5c0b…`; a `{…}` segment of a
 /// template matches any one non-empty segment. Empty for unknown paths.
 pub fn allowed_methods(path: &str) -> Vec<String> {

@@ -1,9 +1,9 @@
 //! The store: every read and write of agenthub's data, behind one API of
 //! domain operations (`store::<table>` modules) that take a [`Conn`] and
 //! return [`Error`]. Nothing outside this module sees SQL, a driver type or
-//! an engine's error; the engine (SQLite, in [`sqlite`]) lives in a module
+//! an engine's error; the engine (SQLite, in `sqlite`) lives in a module
 //! of its own, and a second engine is one more module beside it plus an arm
-//! in [`dispatch`].
+//! in `dispatch!`.
 //!
 //! Handlers touch the store through [`Store::read`] and [`Store::write`]
 //! and never on the async executor: reads run on actix's blocking thread
@@ -246,7 +246,7 @@ impl Store {
     }
 
     /// [`Store::write`] for callers that are already off the executor (CLI,
-    /// jobs). See [`sqlite`] for the group commit.
+    /// jobs). See `sqlite::writer` for the group commit.
     pub fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,

@@ -6,7 +6,6 @@ use super::stored_time;
 use serde_json::Value;
 
 use crate::domain::{AgentId, AgentStatus, Timestamp, UserId, WorkspaceId};
-#[allow(unused_imports)]
 use crate::store::agents::*;
 
 const COLUMNS: &str = "id, workspace_id, runtime_id, name, description, instructions, avatar_url, \

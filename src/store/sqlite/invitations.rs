@@ -3,7 +3,6 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::{InvitationId, Timestamp, UserId, WorkspaceId};
-#[allow(unused_imports)]
 use crate::store::invitations::*;
 use crate::store::Error;
 

@@ -6,7 +6,6 @@ use super::stored_time;
 use serde_json::Value;
 
 use crate::domain::{RuntimeId, RuntimeStatus, Timestamp, UserId, WorkspaceId};
-#[allow(unused_imports)]
 use crate::store::runtimes::*;
 use crate::store::Error;
 

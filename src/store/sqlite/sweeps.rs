@@ -10,7 +10,6 @@
 use rusqlite::{params, Connection};
 
 use crate::domain::{RuntimeId, Timestamp, WorkspaceId};
-#[allow(unused_imports)]
 use crate::store::sweeps::*;
 
 pub fn mark_stale_offline(

@@ -6,7 +6,6 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
 use crate::store::sqlite::stored_time;
 use crate::store::sweeps::FailedTask;
-#[allow(unused_imports)]
 use crate::store::tasks::*;
 
 const COLUMNS: &str =

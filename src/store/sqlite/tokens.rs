@@ -5,7 +5,6 @@ use chrono::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::{TaskId, TaskTokenId, Timestamp, TokenId, UserId, WorkspaceId};
-#[allow(unused_imports)]
 use crate::store::tokens::*;
 
 /// Characters of a PAT kept in clear so a user can tell their tokens apart.

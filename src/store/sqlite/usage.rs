@@ -4,7 +4,6 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::domain::{RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
-#[allow(unused_imports)]
 use crate::store::usage::*;
 
 pub fn upsert_task_usage(

@@ -3,7 +3,6 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::{Timestamp, UserId};
-#[allow(unused_imports)]
 use crate::store::users::*;
 use crate::store::Error;
 

@@ -3,7 +3,6 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
-#[allow(unused_imports)]
 use crate::store::workspaces::*;
 use crate::store::Error;
 
