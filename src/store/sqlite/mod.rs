@@ -22,12 +22,14 @@
 //! pool of `query_only` connections that writes never hold.
 
 pub(super) mod agents;
+mod errors;
 pub(super) mod invitations;
 pub(super) mod runtimes;
 pub(super) mod seed;
 pub(super) mod sweeps;
 pub(super) mod tasks;
 pub(super) mod tokens;
+mod types;
 pub(super) mod usage;
 pub(super) mod users;
 pub(super) mod workspaces;
@@ -37,19 +39,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{ffi, Connection, ErrorCode};
-
-use crate::domain::{
-    AgentId, AgentStatus, EntityId, InvitationId, InvitationStatus, MemberId, Role, RuntimeId,
-    RuntimeMode, RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId,
-    UserId, Visibility, WorkspaceId,
-};
+use rusqlite::Connection;
 
 use crate::config::DatabaseConfig;
-use crate::store::{Conn, Error, Failure, Result};
+use crate::store::{Conn, Failure, Result};
 
+pub(super) use types::stored_time;
 pub(super) use writer::Observer;
+
+use errors::pool_error;
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -206,145 +204,6 @@ pub(super) fn backup_file(
     backup(&conn, dest).map_err(|e| OpenError::Backup(e.to_string()))
 }
 
-/// Stores each id type as its hyphenated text, and reads it back strictly.
-macro_rules! sql_ids {
-    ($($name:ident),+) => {$(
-        impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.to_string()))
-            }
-        }
-
-        impl FromSql for $name {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                uuid::Uuid::try_parse(value.as_str()?)
-                    .map($name::from_uuid)
-                    .map_err(|e| FromSqlError::Other(Box::new(e)))
-            }
-        }
-    )+};
-}
-
-sql_ids!(
-    WorkspaceId,
-    UserId,
-    MemberId,
-    RuntimeId,
-    AgentId,
-    TaskId,
-    TokenId,
-    TaskTokenId,
-    InvitationId,
-    UsageId
-);
-
-/// Stores each word enum as its word, and reads back only those words.
-macro_rules! sql_words {
-    ($($name:ident),+) => {$(
-        impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.as_str()))
-            }
-        }
-
-        impl FromSql for $name {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                value
-                    .as_str()?
-                    .parse()
-                    .map_err(|e: String| FromSqlError::Other(e.into()))
-            }
-        }
-    )+};
-}
-
-sql_words!(
-    Role,
-    TaskStatus,
-    RuntimeStatus,
-    AgentStatus,
-    RuntimeMode,
-    Visibility,
-    InvitationStatus
-);
-
-/// How a time is stored: UTC, to the millisecond, fixed width, so that the
-/// text sorts as the time does (indexes, `max()`, range conditions) and
-/// reads the same in `sqlite3`. Existing files hold exactly this form.
-const STORED_TIME: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
-
-/// `time` in the stored form.
-pub(super) fn stored_time(time: Timestamp) -> String {
-    time.utc().format(STORED_TIME).to_string()
-}
-
-impl ToSql for Timestamp {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(stored_time(*self)))
-    }
-}
-
-impl FromSql for Timestamp {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e: String| FromSqlError::Other(e.into()))
-    }
-}
-
-fn pool_error(e: r2d2::Error) -> Error {
-    Error::internal(format!("connection pool: {e}"))
-}
-
-/// The storage failures callers are told about, by SQLite primary code.
-fn storage_error(code: ErrorCode) -> Option<Error> {
-    match code {
-        ErrorCode::DiskFull => Some(Error::Full),
-        ErrorCode::ReadOnly => Some(Error::Unavailable("the database is read-only, retry later")),
-        ErrorCode::SystemIoFailure => Some(Error::Unavailable(
-            "the database storage failed (I/O error), retry later",
-        )),
-        ErrorCode::CannotOpen => Some(Error::Unavailable(
-            "the database file cannot be opened, retry later",
-        )),
-        _ => None,
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(err: rusqlite::Error) -> Error {
-        if let rusqlite::Error::SqliteFailure(e, _) = &err {
-            match e.code {
-                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return Error::Busy,
-                // a uniqueness or reference rule: the request collides
-                // with another one; other constraint failures (CHECK, NOT
-                // NULL, triggers) are the server's own bugs
-                ErrorCode::ConstraintViolation
-                    if matches!(
-                        e.extended_code,
-                        ffi::SQLITE_CONSTRAINT_UNIQUE
-                            | ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-                            | ffi::SQLITE_CONSTRAINT_FOREIGNKEY
-                    ) =>
-                {
-                    log::warn!("constraint refused a write: {err}");
-                    return Error::conflict(
-                        "the change conflicts with the current data (another request changed it first)",
-                    );
-                }
-                code => {
-                    if let Some(storage) = storage_error(code) {
-                        log::error!("database storage: {err}");
-                        return storage;
-                    }
-                }
-            }
-        }
-        Error::internal(format!("database: {err}"))
-    }
-}
-
 /// Applies the per-connection pragmas described in the module docs.
 fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
@@ -444,48 +303,4 @@ fn backup(src: &Connection, dest: &Path) -> rusqlite::Result<()> {
     // the copy is a standalone file: no WAL beside it
     out.execute_batch("PRAGMA journal_mode = DELETE;")?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sqlite_error(code: std::os::raw::c_int) -> Error {
-        rusqlite::Error::SqliteFailure(ffi::Error::new(code), None).into()
-    }
-
-    #[test]
-    fn a_time_is_stored_in_the_fixed_width_form_existing_files_hold() {
-        let conn = Connection::open_in_memory().expect("open");
-        let at: Timestamp = "2026-11-23T19:42:52.1239Z".parse().expect("time");
-        let stored: String = conn
-            .query_row("SELECT ?1", [at], |r| r.get(0))
-            .expect("select");
-        assert_eq!(stored, "2026-11-23T19:42:52.123Z");
-        let read: Timestamp = conn
-            .query_row("SELECT '2026-11-23T19:42:52.123Z'", [], |r| r.get(0))
-            .expect("select");
-        assert_eq!(read.to_string(), "2026-11-23T19:42:52Z");
-        assert_eq!(stored_time(read), stored);
-    }
-
-    #[test]
-    fn storage_faults_are_told_apart_from_other_failures() {
-        for code in [ffi::SQLITE_READONLY, ffi::SQLITE_READONLY_DBMOVED] {
-            let err = sqlite_error(code);
-            assert!(err.is_storage_fault());
-            assert_eq!(err.to_string(), "the database is read-only, retry later");
-        }
-        assert!(matches!(sqlite_error(ffi::SQLITE_FULL), Error::Full));
-        assert!(sqlite_error(ffi::SQLITE_IOERR_WRITE).is_storage_fault());
-        assert!(matches!(sqlite_error(ffi::SQLITE_BUSY), Error::Busy));
-        assert!(matches!(
-            sqlite_error(ffi::SQLITE_CONSTRAINT_UNIQUE),
-            Error::Conflict(_)
-        ));
-        assert!(matches!(
-            sqlite_error(ffi::SQLITE_CORRUPT),
-            Error::Internal(_)
-        ));
-    }
 }
