@@ -39,7 +39,7 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// SQLite file; created and migrated on first start.
     pub path: PathBuf,
-    /// Connections in the pool (readers; writers take turns, see `db`).
+    /// Read connections in the pool (writes go through the one writer, see `store`).
     pub pool_size: u32,
     /// How long a connection waits for a lock held by another process
     /// (e.g. `agenthub backup`) before giving up.

@@ -1,5 +1,5 @@
 //! HTTP handlers, one module per resource. Each handler parses and
-//! validates, checks access (extractors from `auth`), calls the `db` layer
+//! validates, checks access (extractors from `auth`), calls the `store` layer
 //! and maps the result to JSON.
 
 pub mod agents;
