@@ -58,7 +58,7 @@ macro_rules! entity_ids {
 
         impl $name {
             pub fn new() -> $name {
-                $name(Uuid::new_v4())
+                $name(Uuid::now_v7())
             }
         }
 
