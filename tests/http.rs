@@ -259,3 +259,32 @@ async fn a_read_only_database_answers_503_until_health_sees_it_mended() {
     assert_eq!(health.status, 200, "{:?}", health.body);
     assert_eq!(app.count("SELECT count(*) FROM workspace"), 1);
 }
+
+/// Committed writes reach the database file itself within moments, copied
+/// from the WAL beside the writer, not only once the WAL has grown to the
+/// writer's own (far higher) checkpoint threshold. SQLite-specific: it
+/// reads the file's size.
+#[actix_web::test]
+async fn committed_writes_are_checkpointed_into_the_file_in_the_background() {
+    let app = spawn_app().await;
+    let (alice, _) = app.init_user("alice@example.com");
+    let file_size = || std::fs::metadata(&app.db_path).map_or(0, |m| m.len());
+    let before = file_size();
+    let description = "x".repeat(16 * 1024);
+    for i in 0..40 {
+        let r = app
+            .post(
+                "/api/workspaces",
+                &alice.token,
+                json!({"name": format!("w{i}"), "description": description}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    // 40 × 16 KiB = 160 pages: far below the writer's own threshold
+    assert!(
+        common::eventually(5, || file_size() >= before + 640 * 1024).await,
+        "the file stayed at {} bytes (was {before})",
+        file_size()
+    );
+}

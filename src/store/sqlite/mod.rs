@@ -22,6 +22,7 @@
 //! pool of `query_only` connections that writes never hold.
 
 pub(super) mod agents;
+mod checkpointer;
 mod errors;
 pub(super) mod invitations;
 pub(super) mod runtimes;
@@ -86,6 +87,7 @@ pub(super) struct Engine {
     /// holds them.
     pool: Pool,
     writer: writer::Writer,
+    _checkpointer: checkpointer::Checkpointer,
 }
 
 impl Engine {
@@ -111,6 +113,14 @@ impl Engine {
             detail: e.to_string(),
         };
         limit_size(&conn, max_size_mb).map_err(open_err)?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpointer::WRITER_AUTOCHECKPOINT,
+        )
+        .map_err(open_err)?;
+        let checkpointer = checkpointer::Checkpointer::spawn(&config.path, busy_timeout)
+            .map_err(OpenError::Writer)?;
         // the migration connection becomes the one writer
         let writer =
             writer::Writer::spawn(conn, observer).map_err(|e| OpenError::Writer(e.to_string()))?;
@@ -122,7 +132,11 @@ impl Engine {
             .max_size(config.pool_size)
             .connection_timeout(Duration::from_secs(30))
             .build(manager)?;
-        Ok(Engine { pool, writer })
+        Ok(Engine {
+            pool,
+            writer,
+            _checkpointer: checkpointer,
+        })
     }
 
     /// Runs `f` on a pooled read connection; `waited` is called once one
