@@ -299,13 +299,18 @@ pub(super) fn check_capacity(
     workspace: WorkspaceId,
     regs: &[&Registration],
 ) -> Result<(), ApiError> {
+    let count = runtimes::count_in_workspace(tx, workspace)?;
+    // far from the cap, whichever rows are new fit: no need to look
+    if count + regs.len() as i64 <= MAX_RUNTIMES_PER_WORKSPACE {
+        return Ok(());
+    }
     let mut new = 0;
     for reg in regs {
         if !runtimes::exists(tx, workspace, &reg.daemon_id, &reg.provider)? {
             new += 1;
         }
     }
-    if new > 0 && runtimes::count_in_workspace(tx, workspace)? + new > MAX_RUNTIMES_PER_WORKSPACE {
+    if new > 0 && count + new > MAX_RUNTIMES_PER_WORKSPACE {
         return Err(ApiError::conflict(format!(
             "this workspace already has the most runtimes allowed ({MAX_RUNTIMES_PER_WORKSPACE}); delete unused ones first"
         )));

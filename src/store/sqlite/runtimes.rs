@@ -80,9 +80,8 @@ pub fn list(
 
 pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<Runtime>> {
     let now = Timestamp::now();
-    let id: Option<RuntimeId> = conn
-        .prepare_cached(
-            "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
+    conn.prepare_cached(&format!(
+        "INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode, provider,
                  status, device_info, metadata, owner_id, last_seen_at, created_at, updated_at,
                  offline_reason)
              VALUES (?1, ?2, ?3, ?4, 'local', ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10, ?11)
@@ -96,29 +95,25 @@ pub fn upsert(conn: &Connection, reg: &Registration) -> rusqlite::Result<Option<
                  updated_at = excluded.updated_at,
                  offline_reason = excluded.offline_reason
              WHERE agent_runtime.owner_id = excluded.owner_id
-             RETURNING id",
-        )?
-        .query_row(
-            params![
-                RuntimeId::new(),
-                reg.workspace_id,
-                reg.daemon_id,
-                reg.name,
-                reg.provider,
-                reg.status,
-                reg.device_info,
-                reg.metadata,
-                reg.owner,
-                now,
-                reg.offline_reason,
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match id {
-        Some(id) => get(conn, id),
-        None => Ok(None),
-    }
+             RETURNING {COLUMNS}"
+    ))?
+    .query_row(
+        params![
+            RuntimeId::new(),
+            reg.workspace_id,
+            reg.daemon_id,
+            reg.name,
+            reg.provider,
+            reg.status,
+            reg.device_info,
+            reg.metadata,
+            reg.owner,
+            now,
+            reg.offline_reason,
+        ],
+        from_row,
+    )
+    .optional()
 }
 
 pub fn exists(
