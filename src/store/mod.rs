@@ -7,35 +7,18 @@
 //!
 //! Handlers touch the store through [`Store::read`] and [`Store::write`]
 //! and never on the async executor: reads run on actix's blocking thread
-//! pool, writes on the writer thread (the request awaits its answer
-//! without holding a thread). A closure given to `write` is one unit of work: what it reads
-//! and what it writes, including the access checks that decide whether it
-//! may, happen inside one transaction.
-//!
-//!
-//! Pragmas on every connection:
-//! * `journal_mode=WAL`: readers never block the writer and vice versa.
-//! * `foreign_keys=ON`: the RESTRICT / CASCADE / SET NULL rules of the schema
-//!   are enforced by SQLite itself.
-//! * `synchronous=FULL`: every commit fsyncs the WAL before it returns. A 200
-//!   from agenthub means the write is on disk, including across a power cut
-//!   or a kernel panic on the laptop that hosts it; `NORMAL` would only
-//!   survive a process crash. The cost is one fsync per write transaction.
-//! * `busy_timeout`: how long to wait for a lock held by another process
-//!   (`agenthub backup`, a `sqlite3` shell).
-//! * `max_page_count` (pooled connections, when `database.max_size_mb` is
-//!   set): a quota on the file's size; writes beyond it fail with
-//!   SQLITE_FULL exactly like a full disk.
+//! pool, writes on the engine's writer (the request awaits its answer
+//! without holding a thread). A closure given to `write` is one unit of
+//! work: what it reads and what it writes, including the access checks
+//! that decide whether it may, happen inside one transaction, and it is
+//! answered only once that transaction is durable.
 //!
 //! A write that fails because the storage is full, read-only or failing
-//! marks the database unhealthy (`/health` answers 503) until a write
-//! changes rows again.
+//! marks the store unhealthy (`/health` answers 503) until a write changes
+//! rows again.
 //!
-//! Every write goes through one writer thread that owns the only writing
-//! connection and commits the writes waiting together (`writer`: one
-//! transaction, a savepoint per request, one fsync), so writers never spin
-//! in SQLite's busy handler and the cost of a commit is shared. Reads use a
-//! pool of `query_only` connections that writes never hold.
+//! The SQLite engine's pragmas, its one writer thread with group commit and
+//! its background checkpoints are described in `sqlite`.
 
 pub mod agents;
 mod error;

@@ -11,15 +11,18 @@
 //!   survive a process crash. The cost is one fsync per write transaction.
 //! * `busy_timeout`: how long to wait for a lock held by another process
 //!   (`agenthub backup`, a `sqlite3` shell).
-//! * `max_page_count` (pooled connections, when `database.max_size_mb` is
-//!   set): a quota on the file's size; writes beyond it fail with
+//! * `max_page_count` (the writer, when `database.max_size_mb` is set): a quota on the file's size; writes beyond it fail with
 //!   SQLITE_FULL exactly like a full disk.
 //!
 //! Every write goes through one writer thread that owns the only writing
 //! connection and commits the writes waiting together (`writer`: one
 //! transaction, a savepoint per request, one fsync), so writers never spin
 //! in SQLite's busy handler and the cost of a commit is shared. Reads use a
-//! pool of `query_only` connections that writes never hold.
+//! pool of `query_only` connections that writes never hold, and the WAL is
+//! copied back into the file beside the writer (`checkpointer`).
+//!
+//! A statement cache of [`STATEMENT_CACHE`] per connection keeps every
+//! statement of the store prepared once.
 
 pub(super) mod agents;
 mod checkpointer;
