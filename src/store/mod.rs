@@ -298,13 +298,11 @@ impl Store {
 /// Applies pending migrations to the database `config` names (creating it
 /// if needed); returns how many were applied.
 pub fn migrate(config: &DatabaseConfig) -> Result<usize, OpenError> {
-    let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
-    sqlite::migrate_file(&config.path, busy_timeout)
+    sqlite::migrate_file(config)
 }
 
 /// Copies the database `config` names, live or not, to a new file at
 /// `dest` as one consistent snapshot.
 pub fn backup(config: &DatabaseConfig, dest: &Path) -> Result<(), OpenError> {
-    let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
-    sqlite::backup_file(&config.path, dest, busy_timeout)
+    sqlite::backup_file(config, dest)
 }

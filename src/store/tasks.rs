@@ -188,7 +188,7 @@ pub fn pending_for_runtime(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<Ta
 /// on an engine with concurrent writers, a concurrent claim took the task
 /// this one picked: the daemon claims again).
 pub fn claim(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Option<Task>> {
-    dispatch!(conn, tasks::claim(runtime))
+    claim_any(conn, &[runtime])
 }
 
 /// [`claim`] across several runtimes (a daemon's batch claim): the

@@ -65,7 +65,7 @@ pub fn upsert_task_usage(
     entry: &UsageEntry,
     at: Timestamp,
 ) -> Result<()> {
-    dispatch!(conn, usage::upsert_task_usage(task, workspace, entry, at))
+    upsert_task_usage_with_cost(conn, task, workspace, entry, None, at)
 }
 
 /// Stores a task's usage for (provider, model), replacing what was stored

@@ -150,20 +150,17 @@ pub fn revoke_sent_by(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
     use crate::domain::Role;
-    use crate::store::sqlite::{migrate_file, open_connection};
+    use crate::store::sqlite::{scratch_connection, scratch_database};
 
     /// A migrated file with a workspace owned by a user, and a trigger
     /// standing in for another transaction that invites the same address
     /// with `role` just before the next invite of it lands.
     fn open(role: &str) -> (tempfile::TempDir, Connection, WorkspaceId, UserId) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("invitations.db");
-        migrate_file(&path, Duration::from_secs(5)).expect("migrate");
-        let conn = open_connection(&path, Duration::from_secs(5)).expect("open");
+        let (dir, path) = scratch_database();
+        let conn = scratch_connection(&path);
         let user = super::super::users::insert(&conn, "ada@example.com", "Ada")
             .expect("user")
             .id;

@@ -98,7 +98,7 @@ impl Engine {
         config: &DatabaseConfig,
         observer: impl Observer,
     ) -> Result<Engine, OpenError> {
-        let busy_timeout = Duration::from_millis(config.busy_timeout_ms);
+        let busy_timeout = busy_timeout(config);
         let mut conn = open_connection(&config.path, busy_timeout)?;
         let applied = migrate(&mut conn)?;
         if applied > 0 {
@@ -204,21 +204,38 @@ pub(super) fn probe(conn: &Conn<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Applies pending migrations to the file at `path` (creating it if
+/// Applies pending migrations to the file `config` names (creating it if
 /// needed); returns how many were applied.
-pub(super) fn migrate_file(path: &Path, busy_timeout: Duration) -> Result<usize, OpenError> {
-    let mut conn = open_connection(path, busy_timeout)?;
+pub(super) fn migrate_file(config: &DatabaseConfig) -> Result<usize, OpenError> {
+    let mut conn = open_connection(&config.path, busy_timeout(config))?;
     migrate(&mut conn)
 }
 
-/// Copies the file at `src` (live or not) to `dest` as one snapshot.
-pub(super) fn backup_file(
-    src: &Path,
-    dest: &Path,
-    busy_timeout: Duration,
-) -> Result<(), OpenError> {
-    let conn = open_connection(src, busy_timeout)?;
+/// Copies the file `config` names (live or not) to `dest` as one snapshot.
+pub(super) fn backup_file(config: &DatabaseConfig, dest: &Path) -> Result<(), OpenError> {
+    let conn = open_connection(&config.path, busy_timeout(config))?;
     backup(&conn, dest).map_err(|e| OpenError::Backup(e.to_string()))
+}
+
+fn busy_timeout(config: &DatabaseConfig) -> Duration {
+    Duration::from_millis(config.busy_timeout_ms)
+}
+
+/// A migrated database file in a temporary directory (kept while the
+/// returned directory lives), for the engine's unit tests.
+#[cfg(test)]
+pub(super) fn scratch_database() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("scratch.db");
+    let mut conn = scratch_connection(&path);
+    migrate(&mut conn).expect("migrate");
+    (dir, path)
+}
+
+/// A connection to `path` with the standard pragmas, for unit tests.
+#[cfg(test)]
+pub(super) fn scratch_connection(path: &Path) -> Connection {
+    open_connection(path, Duration::from_secs(5)).expect("open")
 }
 
 /// Applies the per-connection pragmas described in the module docs.

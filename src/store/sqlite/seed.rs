@@ -1,6 +1,8 @@
 use rusqlite::{params, Connection};
 
-use crate::domain::{AgentId, InvitationId, RuntimeId, TaskId, Timestamp, UserId, WorkspaceId};
+use crate::domain::{
+    AgentId, InvitationId, RuntimeId, TaskId, TaskStatus, Timestamp, UserId, WorkspaceId,
+};
 use crate::store::seed::*;
 
 pub fn runtime(conn: &Connection, r: &SeedRuntime<'_>) -> rusqlite::Result<()> {
@@ -82,13 +84,13 @@ pub fn finished_task(
     runtime: RuntimeId,
     at: Timestamp,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status,
-             started_at, completed_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, 'completed', ?5, ?5, ?5)",
-    )?
-    .execute(params![id, workspace, agent, runtime, at])?;
-    Ok(())
+    placed_task(
+        conn,
+        id,
+        (workspace, agent, runtime),
+        TaskStatus::Completed,
+        at,
+    )
 }
 
 pub fn dispatched_task(
@@ -99,12 +101,33 @@ pub fn dispatched_task(
     runtime: RuntimeId,
     at: Timestamp,
 ) -> rusqlite::Result<()> {
+    placed_task(
+        conn,
+        id,
+        (workspace, agent, runtime),
+        TaskStatus::Dispatched,
+        at,
+    )
+}
+
+/// A task of `agent` on `runtime` that reached `status` at `at`: claimed
+/// then (dispatched), or started and completed then.
+fn placed_task(
+    conn: &Connection,
+    id: TaskId,
+    (workspace, agent, runtime): (WorkspaceId, AgentId, RuntimeId),
+    status: TaskStatus,
+    at: Timestamp,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, status,
-             dispatched_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, 'dispatched', ?5, ?5)",
+             dispatched_at, started_at, completed_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5,
+             CASE WHEN ?5 = 'dispatched' THEN ?6 END,
+             CASE WHEN ?5 = 'completed' THEN ?6 END,
+             CASE WHEN ?5 = 'completed' THEN ?6 END, ?6)",
     )?
-    .execute(params![id, workspace, agent, runtime, at])?;
+    .execute(params![id, workspace, agent, runtime, status, at])?;
     Ok(())
 }
 

@@ -129,10 +129,6 @@ pub fn pending_for_runtime(conn: &Connection, runtime: RuntimeId) -> rusqlite::R
     rows.collect()
 }
 
-pub fn claim(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Option<Task>> {
-    claim_any(conn, &[runtime])
-}
-
 /// What makes the task row being updated claimable, checked by the claim
 /// statement itself against the row it changes: still queued, and its
 /// agent (not archived, bound to one of the runtimes in `?1`) below its

@@ -6,16 +6,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::domain::{RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
 use crate::store::usage::*;
 
-pub fn upsert_task_usage(
-    conn: &Connection,
-    task: TaskId,
-    workspace: WorkspaceId,
-    entry: &UsageEntry,
-    at: Timestamp,
-) -> rusqlite::Result<()> {
-    upsert_task_usage_with_cost(conn, task, workspace, entry, None, at)
-}
-
 /// A task_usage row as stored before a write.
 struct StoredTaskUsage {
     counts: [i64; 4],

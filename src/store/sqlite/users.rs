@@ -52,17 +52,14 @@ pub fn find_by_email(conn: &Connection, email: &str) -> rusqlite::Result<Option<
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
-    use crate::store::sqlite::{migrate_file, open_connection};
+    use crate::store::sqlite::{scratch_connection, scratch_database};
 
     #[test]
     fn an_email_taken_by_a_concurrent_insert_is_the_documented_conflict() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("users.db");
-        migrate_file(&path, Duration::from_secs(5)).expect("migrate");
-        let conn = open_connection(&path, Duration::from_secs(5)).expect("open");
+        let (_dir, path) = scratch_database();
+        let conn = scratch_connection(&path);
         // another transaction's insert of the address lands just before
         // this one's (after any look-up this one could have made)
         conn.execute_batch(

@@ -228,17 +228,14 @@ pub fn remove_member(conn: &Connection, member: &Member) -> rusqlite::Result<()>
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
-    use crate::store::sqlite::{migrate_file, open_connection};
+    use crate::store::sqlite::{scratch_connection, scratch_database};
 
     /// A migrated file with one user; the connection and the user.
     fn open() -> (tempfile::TempDir, Connection, UserId) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("workspaces.db");
-        migrate_file(&path, Duration::from_secs(5)).expect("migrate");
-        let conn = open_connection(&path, Duration::from_secs(5)).expect("open");
+        let (dir, path) = scratch_database();
+        let conn = scratch_connection(&path);
         let user = super::super::users::insert(&conn, "ada@example.com", "Ada")
             .expect("user")
             .id;

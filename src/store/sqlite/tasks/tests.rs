@@ -1,15 +1,8 @@
 //! The claim and transition statements against concurrent writers: two
 //! connections on one file, each playing one side of a race.
 
-use std::path::Path;
-use std::time::Duration;
-
 use super::*;
-use crate::store::sqlite::{migrate_file, open_connection};
-
-fn connect(path: &Path) -> Connection {
-    open_connection(path, Duration::from_secs(5)).expect("open")
-}
+use crate::store::sqlite::{scratch_connection as connect, scratch_database};
 
 /// A migrated file with one runtime and one agent (at most `limit`
 /// tasks at once), and two connections to it: two claimers.
@@ -23,9 +16,7 @@ struct TwoClaimers {
 }
 
 fn two_claimers(limit: i64) -> TwoClaimers {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("claims.db");
-    migrate_file(&path, Duration::from_secs(5)).expect("migrate");
+    let (dir, path) = scratch_database();
     let (a, b) = (connect(&path), connect(&path));
     let (workspace, runtime, agent) = (WorkspaceId::new(), RuntimeId::new(), AgentId::new());
     a.execute(
