@@ -39,6 +39,20 @@ pub fn daemon_reaches(
     })
 }
 
+/// Nothing, if `caller` reaches `workspace` on the daemon API (see
+/// [`daemon_reaches`]); 404 `workspace not found` otherwise.
+pub fn require_daemon_workspace(
+    conn: &Conn<'_>,
+    caller: &Caller,
+    workspace: WorkspaceId,
+) -> Result<(), ApiError> {
+    if daemon_reaches(conn, caller, workspace)? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("workspace not found"))
+    }
+}
+
 /// Whether a daemon-API caller acts for the machine behind `runtime`: a
 /// daemon token minted for the runtime's daemon_id by the runtime's owner,
 /// or a PAT of the runtime's owner while they are still a member. Being a

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{acts_for_runtime, daemon_reaches, require_daemon_task};
+use crate::access::{acts_for_runtime, require_daemon_task, require_daemon_workspace};
 use crate::auth::Caller;
 use crate::domain::{RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
 use crate::error::ApiError;
@@ -204,9 +204,7 @@ async fn workspace_issues_gc_check(
     ids.iter().try_for_each(|id| check_issue_id(id))?;
     let issues = db
         .read(move |conn| -> Result<_, ApiError> {
-            if !daemon_reaches(conn, &caller, workspace)? {
-                return Err(ApiError::not_found("workspace not found"));
-            }
+            require_daemon_workspace(conn, &caller, workspace)?;
             let groups = tasks::issue_tasks(conn, Some(workspace), &ids)?;
             let groups = reachable(conn, &caller, groups)?;
             Ok(ids
