@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::page::{self, Page};
-use super::{required, text};
+use super::{at_most, required, text};
 use crate::access::{require_agent, require_agent_editor};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::daemon_hub::DaemonHub;
@@ -360,14 +360,6 @@ async fn create_task(
     let id = path.into_inner();
     let body = body.into_inner();
     // every stored byte comes back in each listing page and claim
-    let at_most = |value: &str, field: &str, max: usize| {
-        if value.len() <= max {
-            return Ok(());
-        }
-        Err(ApiError::bad_request(format!(
-            "{field} is too long (at most {max} bytes)"
-        )))
-    };
     let prompt = required(body.prompt.as_deref(), "prompt")?;
     at_most(&prompt, "prompt", tasks::MAX_PROMPT_BYTES)?;
     let issue_id = Some(text(body.issue_id.as_deref(), "issue_id")?).filter(|s| !s.is_empty());

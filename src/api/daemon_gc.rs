@@ -134,12 +134,7 @@ fn reachable(
 }
 
 fn check_issue_id(id: &str) -> Result<(), ApiError> {
-    if id.len() > MAX_ISSUE_ID_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "issue_id is too long (at most {MAX_ISSUE_ID_BYTES} bytes)"
-        )));
-    }
-    Ok(())
+    super::at_most(id, "issue_id", MAX_ISSUE_ID_BYTES)
 }
 
 /// `{status, updated_at}` of an issue, from the tasks carrying it in any
