@@ -16,6 +16,19 @@ fn runtime_not_found() -> ApiError {
     ApiError::not_found("runtime not found")
 }
 
+/// The role of `user` in `workspace`; 404 `workspace not found` for
+/// non-members (the same answer as for a workspace that does not exist).
+/// Run in the transaction that acts on it, so a change of role that
+/// committed meanwhile counts.
+pub fn member_role(
+    conn: &Conn<'_>,
+    workspace: WorkspaceId,
+    user: UserId,
+) -> Result<Role, ApiError> {
+    workspaces::role_of(conn, workspace, user)?
+        .ok_or_else(|| ApiError::not_found("workspace not found"))
+}
+
 /// Whether `caller` reaches `workspace` on the daemon API: a daemon token
 /// its own workspace, a PAT user the workspaces they belong to.
 pub fn daemon_reaches(

@@ -327,9 +327,8 @@ pub async fn require_member(
     user: UserId,
     workspace: WorkspaceId,
 ) -> Result<Role, ApiError> {
-    db.read(move |conn| workspaces::role_of(conn, workspace, user))
-        .await?
-        .ok_or_else(|| ApiError::not_found("workspace not found"))
+    db.read(move |conn| crate::access::member_role(conn, workspace, user))
+        .await
 }
 
 impl FromRequest for WorkspaceAccess {

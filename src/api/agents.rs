@@ -8,14 +8,14 @@ use serde_json::{json, Value};
 
 use super::page::{self, Page};
 use super::{at_most, required, text};
-use crate::access::{require_agent, require_agent_editor};
+use crate::access::{member_role, require_agent, require_agent_editor};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::daemon_hub::DaemonHub;
 use crate::domain::{AgentId, AgentStatus, RuntimeId, Visibility, WorkspaceId};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent, AgentFields};
-use crate::store::{runtimes, tasks, workspaces, Store};
+use crate::store::{runtimes, tasks, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/agents", web::get().to(list))
@@ -178,8 +178,7 @@ async fn create(
         .write(move |tx| -> Result<_, ApiError> {
             // the role as of this transaction, not as the extractor read
             // it before: a demotion that committed since counts
-            let role = workspaces::role_of(tx, access.workspace_id, access.user_id)?
-                .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+            let role = member_role(tx, access.workspace_id, access.user_id)?;
             if !role.is_manager() {
                 return Err(ApiError::forbidden(
                     "only workspace owners and admins can create agents",
