@@ -93,19 +93,27 @@ pub fn acts_for_runtime(
     })
 }
 
-/// The runtime `id`, if a daemon-API caller acts for it (see
-/// [`acts_for_runtime`]); 404 otherwise.
+/// The runtime `id`, if it exists and a daemon-API caller acts for it
+/// (see [`acts_for_runtime`]).
+pub fn daemon_runtime(
+    conn: &Conn<'_>,
+    caller: &Caller,
+    id: RuntimeId,
+) -> Result<Option<runtimes::Runtime>, ApiError> {
+    let Some(runtime) = runtimes::get(conn, id)? else {
+        return Ok(None);
+    };
+    let acts = acts_for_runtime(conn, caller, &runtime)?;
+    Ok(acts.then_some(runtime))
+}
+
+/// [`daemon_runtime`], or 404 `runtime not found`.
 pub fn require_daemon_runtime(
     conn: &Conn<'_>,
     caller: &Caller,
     id: RuntimeId,
 ) -> Result<runtimes::Runtime, ApiError> {
-    let runtime = runtimes::get(conn, id)?.ok_or_else(runtime_not_found)?;
-    if acts_for_runtime(conn, caller, &runtime)? {
-        Ok(runtime)
-    } else {
-        Err(runtime_not_found())
-    }
+    daemon_runtime(conn, caller, id)?.ok_or_else(runtime_not_found)
 }
 
 /// The runtime `id` and the caller's role in its workspace, for members of

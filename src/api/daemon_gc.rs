@@ -9,18 +9,18 @@
 //! runtimes it acts for): work waiting or under way keeps it open, so a
 //! directory still in use is never reported as over.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{acts_for_runtime, require_daemon_task, require_daemon_workspace};
+use crate::access::{daemon_runtime, require_daemon_task, require_daemon_workspace};
 use crate::auth::Caller;
 use crate::domain::{RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::tasks::{self, IssueTasks, MAX_ISSUE_ID_BYTES};
-use crate::store::Conn;
-use crate::store::{runtimes, Store};
+use crate::store::{Conn, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/daemon/tasks/{id}/gc-check", web::get().to(task_gc_check))
@@ -108,29 +108,16 @@ fn issue_state<'a>(groups: impl Iterator<Item = &'a IssueTasks>) -> Option<Issue
 fn reachable(
     conn: &Conn<'_>,
     caller: &Caller,
-    groups: Vec<IssueTasks>,
+    mut groups: Vec<IssueTasks>,
 ) -> Result<Vec<IssueTasks>, ApiError> {
     let mut acts: HashMap<RuntimeId, bool> = HashMap::new();
-    let mut kept = Vec::new();
-    for group in groups {
-        let Some(runtime) = group.runtime_id else {
-            continue;
-        };
-        let ok = match acts.get(&runtime) {
-            Some(ok) => *ok,
-            None => {
-                let ok = match runtimes::get(conn, runtime)? {
-                    Some(row) => acts_for_runtime(conn, caller, &row)?,
-                    None => false,
-                };
-                *acts.entry(runtime).or_insert(ok)
-            }
-        };
-        if ok {
-            kept.push(group);
+    for runtime in groups.iter().filter_map(|g| g.runtime_id) {
+        if let Entry::Vacant(slot) = acts.entry(runtime) {
+            slot.insert(daemon_runtime(conn, caller, runtime)?.is_some());
         }
     }
-    Ok(kept)
+    groups.retain(|g| g.runtime_id.is_some_and(|r| acts.get(&r) == Some(&true)));
+    Ok(groups)
 }
 
 fn check_issue_id(id: &str) -> Result<(), ApiError> {
