@@ -101,7 +101,7 @@ pub fn bearer_hash(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 /// 401 unless the stored token is neither revoked nor expired.
-fn require_live(stored: &tokens::StoredToken, now: Timestamp) -> Result<(), ApiError> {
+pub(crate) fn require_live(stored: &tokens::StoredToken, now: Timestamp) -> Result<(), ApiError> {
     if stored.revoked {
         return Err(ApiError::unauthorized("token has been revoked"));
     }
