@@ -16,6 +16,19 @@ fn runtime_not_found() -> ApiError {
     ApiError::not_found("runtime not found")
 }
 
+/// The role of `user` in `workspace`; 404 `workspace not found` for
+/// non-members (the same answer as for a workspace that does not exist).
+/// Run in the transaction that acts on it, so a change of role that
+/// committed meanwhile counts.
+pub fn member_role(
+    conn: &Conn<'_>,
+    workspace: WorkspaceId,
+    user: UserId,
+) -> Result<Role, ApiError> {
+    workspaces::role_of(conn, workspace, user)?
+        .ok_or_else(|| ApiError::not_found("workspace not found"))
+}
+
 /// Whether `caller` reaches `workspace` on the daemon API: a daemon token
 /// its own workspace, a PAT user the workspaces they belong to.
 pub fn daemon_reaches(
@@ -37,6 +50,20 @@ pub fn daemon_reaches(
         // a task token is no daemon: it reaches its task only
         Caller::Task(_) => false,
     })
+}
+
+/// Nothing, if `caller` reaches `workspace` on the daemon API (see
+/// [`daemon_reaches`]); 404 `workspace not found` otherwise.
+pub fn require_daemon_workspace(
+    conn: &Conn<'_>,
+    caller: &Caller,
+    workspace: WorkspaceId,
+) -> Result<(), ApiError> {
+    if daemon_reaches(conn, caller, workspace)? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("workspace not found"))
+    }
 }
 
 /// Whether a daemon-API caller acts for the machine behind `runtime`: a
@@ -66,19 +93,27 @@ pub fn acts_for_runtime(
     })
 }
 
-/// The runtime `id`, if a daemon-API caller acts for it (see
-/// [`acts_for_runtime`]); 404 otherwise.
+/// The runtime `id`, if it exists and a daemon-API caller acts for it
+/// (see [`acts_for_runtime`]).
+pub fn daemon_runtime(
+    conn: &Conn<'_>,
+    caller: &Caller,
+    id: RuntimeId,
+) -> Result<Option<runtimes::Runtime>, ApiError> {
+    let Some(runtime) = runtimes::get(conn, id)? else {
+        return Ok(None);
+    };
+    let acts = acts_for_runtime(conn, caller, &runtime)?;
+    Ok(acts.then_some(runtime))
+}
+
+/// [`daemon_runtime`], or 404 `runtime not found`.
 pub fn require_daemon_runtime(
     conn: &Conn<'_>,
     caller: &Caller,
     id: RuntimeId,
 ) -> Result<runtimes::Runtime, ApiError> {
-    let runtime = runtimes::get(conn, id)?.ok_or_else(runtime_not_found)?;
-    if acts_for_runtime(conn, caller, &runtime)? {
-        Ok(runtime)
-    } else {
-        Err(runtime_not_found())
-    }
+    daemon_runtime(conn, caller, id)?.ok_or_else(runtime_not_found)
 }
 
 /// The runtime `id` and the caller's role in its workspace, for members of

@@ -101,7 +101,7 @@ pub fn bearer_hash(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 /// 401 unless the stored token is neither revoked nor expired.
-fn require_live(stored: &tokens::StoredToken, now: Timestamp) -> Result<(), ApiError> {
+pub(crate) fn require_live(stored: &tokens::StoredToken, now: Timestamp) -> Result<(), ApiError> {
     if stored.revoked {
         return Err(ApiError::unauthorized("token has been revoked"));
     }
@@ -327,9 +327,8 @@ pub async fn require_member(
     user: UserId,
     workspace: WorkspaceId,
 ) -> Result<Role, ApiError> {
-    db.read(move |conn| workspaces::role_of(conn, workspace, user))
-        .await?
-        .ok_or_else(|| ApiError::not_found("workspace not found"))
+    db.read(move |conn| crate::access::member_role(conn, workspace, user))
+        .await
 }
 
 impl FromRequest for WorkspaceAccess {

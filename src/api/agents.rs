@@ -7,15 +7,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::page::{self, Page};
-use super::{required, text};
-use crate::access::{require_agent, require_agent_editor};
+use super::{at_most, required, text};
+use crate::access::{member_role, require_agent, require_agent_editor};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::daemon_hub::DaemonHub;
 use crate::domain::{AgentId, AgentStatus, RuntimeId, Visibility, WorkspaceId};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent, AgentFields};
-use crate::store::{runtimes, tasks, workspaces, Store};
+use crate::store::{runtimes, tasks, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/agents", web::get().to(list))
@@ -178,8 +178,7 @@ async fn create(
         .write(move |tx| -> Result<_, ApiError> {
             // the role as of this transaction, not as the extractor read
             // it before: a demotion that committed since counts
-            let role = workspaces::role_of(tx, access.workspace_id, access.user_id)?
-                .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+            let role = member_role(tx, access.workspace_id, access.user_id)?;
             if !role.is_manager() {
                 return Err(ApiError::forbidden(
                     "only workspace owners and admins can create agents",
@@ -360,14 +359,6 @@ async fn create_task(
     let id = path.into_inner();
     let body = body.into_inner();
     // every stored byte comes back in each listing page and claim
-    let at_most = |value: &str, field: &str, max: usize| {
-        if value.len() <= max {
-            return Ok(());
-        }
-        Err(ApiError::bad_request(format!(
-            "{field} is too long (at most {max} bytes)"
-        )))
-    };
     let prompt = required(body.prompt.as_deref(), "prompt")?;
     at_most(&prompt, "prompt", tasks::MAX_PROMPT_BYTES)?;
     let issue_id = Some(text(body.issue_id.as_deref(), "issue_id")?).filter(|s| !s.is_empty());

@@ -11,7 +11,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{acts_for_runtime, require_daemon_runtime};
+use crate::access::{daemon_runtime, require_daemon_runtime};
 use crate::auth::Caller;
 use crate::domain::{AgentId, AgentStatus, RuntimeId};
 use crate::error::ApiError;
@@ -19,7 +19,7 @@ use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent};
 use crate::store::tasks::{self, Task};
 use crate::store::Conn;
-use crate::store::{runtimes, tokens, Store};
+use crate::store::{tokens, Store};
 
 /// Most tasks one batch claim hands out (a daemon asks for its free slots).
 pub const MAX_BATCH_TASKS: i64 = 32;
@@ -209,12 +209,9 @@ pub(crate) fn dispatch_batch(
 ) -> Result<Vec<Dispatched>, ApiError> {
     let mut runtimes = Vec::new();
     for &id in &wanted.runtimes {
-        let Some(runtime) = runtimes::get(tx, id)? else {
-            continue;
-        };
-        if runtime.daemon_id.as_deref() == Some(wanted.daemon_id.as_str())
-            && acts_for_runtime(tx, caller, &runtime)?
-        {
+        let ours = daemon_runtime(tx, caller, id)?
+            .is_some_and(|r| r.daemon_id.as_deref() == Some(wanted.daemon_id.as_str()));
+        if ours {
             runtimes.push(id);
         }
     }

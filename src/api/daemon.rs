@@ -15,7 +15,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::access::{daemon_reaches, require_daemon_runtime};
+use crate::access::{require_daemon_runtime, require_daemon_workspace};
 use crate::auth::Caller;
 use crate::domain::{ProbeId, RuntimeId, RuntimeStatus, Timestamp};
 use crate::error::ApiError;
@@ -132,9 +132,7 @@ fn write_registration(
     // (one row per provider is the schema's UNIQUE, and the upsert never
     // takes over another member's)
     crate::store::workspaces::lock(tx, reg.workspace_id)?;
-    if !daemon_reaches(tx, caller, reg.workspace_id)? {
-        return Err(ApiError::not_found("workspace not found"));
-    }
+    require_daemon_workspace(tx, caller, reg.workspace_id)?;
     if runtimes::daemon_owned_by_other(tx, reg.workspace_id, &reg.daemon_id, reg.owner)? {
         return Err(daemon_taken(&reg.daemon_id));
     }

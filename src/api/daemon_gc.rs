@@ -9,18 +9,18 @@
 //! runtimes it acts for): work waiting or under way keeps it open, so a
 //! directory still in use is never reported as over.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{acts_for_runtime, daemon_reaches, require_daemon_task};
+use crate::access::{daemon_runtime, require_daemon_task, require_daemon_workspace};
 use crate::auth::Caller;
 use crate::domain::{RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::tasks::{self, IssueTasks, MAX_ISSUE_ID_BYTES};
-use crate::store::Conn;
-use crate::store::{runtimes, Store};
+use crate::store::{Conn, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/daemon/tasks/{id}/gc-check", web::get().to(task_gc_check))
@@ -108,38 +108,20 @@ fn issue_state<'a>(groups: impl Iterator<Item = &'a IssueTasks>) -> Option<Issue
 fn reachable(
     conn: &Conn<'_>,
     caller: &Caller,
-    groups: Vec<IssueTasks>,
+    mut groups: Vec<IssueTasks>,
 ) -> Result<Vec<IssueTasks>, ApiError> {
     let mut acts: HashMap<RuntimeId, bool> = HashMap::new();
-    let mut kept = Vec::new();
-    for group in groups {
-        let Some(runtime) = group.runtime_id else {
-            continue;
-        };
-        let ok = match acts.get(&runtime) {
-            Some(ok) => *ok,
-            None => {
-                let ok = match runtimes::get(conn, runtime)? {
-                    Some(row) => acts_for_runtime(conn, caller, &row)?,
-                    None => false,
-                };
-                *acts.entry(runtime).or_insert(ok)
-            }
-        };
-        if ok {
-            kept.push(group);
+    for runtime in groups.iter().filter_map(|g| g.runtime_id) {
+        if let Entry::Vacant(slot) = acts.entry(runtime) {
+            slot.insert(daemon_runtime(conn, caller, runtime)?.is_some());
         }
     }
-    Ok(kept)
+    groups.retain(|g| g.runtime_id.is_some_and(|r| acts.get(&r) == Some(&true)));
+    Ok(groups)
 }
 
 fn check_issue_id(id: &str) -> Result<(), ApiError> {
-    if id.len() > MAX_ISSUE_ID_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "issue_id is too long (at most {MAX_ISSUE_ID_BYTES} bytes)"
-        )));
-    }
-    Ok(())
+    super::at_most(id, "issue_id", MAX_ISSUE_ID_BYTES)
 }
 
 /// `{status, updated_at}` of an issue, from the tasks carrying it in any
@@ -204,9 +186,7 @@ async fn workspace_issues_gc_check(
     ids.iter().try_for_each(|id| check_issue_id(id))?;
     let issues = db
         .read(move |conn| -> Result<_, ApiError> {
-            if !daemon_reaches(conn, &caller, workspace)? {
-                return Err(ApiError::not_found("workspace not found"));
-            }
+            require_daemon_workspace(conn, &caller, workspace)?;
             let groups = tasks::issue_tasks(conn, Some(workspace), &ids)?;
             let groups = reachable(conn, &caller, groups)?;
             Ok(ids

@@ -128,11 +128,7 @@ const MAX_BRANCH_BYTES: usize = 1024;
 /// empty means absent.
 fn optional_text(value: Option<&str>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
     let value = super::text(value, field)?;
-    if value.len() > max {
-        return Err(ApiError::bad_request(format!(
-            "{field} is too long (at most {max} bytes)"
-        )));
-    }
+    super::at_most(&value, field, max)?;
     Ok(Some(value).filter(|v| !v.is_empty()))
 }
 

@@ -13,7 +13,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 
-use crate::access::daemon_reaches;
+use crate::access::require_daemon_workspace;
 use crate::auth::Caller;
 use crate::domain::{AutopilotRunId, ChatSessionId, Timestamp, WorkspaceId};
 use crate::error::ApiError;
@@ -42,14 +42,8 @@ async fn require_workspace(
     caller: Caller,
     workspace: WorkspaceId,
 ) -> Result<(), ApiError> {
-    let reaches = db
-        .read(move |conn| daemon_reaches(conn, &caller, workspace))
-        .await?;
-    if reaches {
-        Ok(())
-    } else {
-        Err(ApiError::not_found("workspace not found"))
-    }
+    db.read(move |conn| require_daemon_workspace(conn, &caller, workspace))
+        .await
 }
 
 #[derive(Serialize)]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::required;
 use super::workspaces::{parse_role, require_manager};
+use crate::access::member_role;
 use crate::admin::parse_email;
 use crate::auth::AuthUser;
 use crate::domain::{InvitationId, Role, Timestamp, UserId, WorkspaceId};
@@ -46,8 +47,7 @@ fn not_found() -> ApiError {
 /// The caller's role in `workspace`, if they manage it: 404 for
 /// non-members, 403 for plain members.
 fn manager_role(conn: &Conn<'_>, workspace: WorkspaceId, user: UserId) -> Result<Role, ApiError> {
-    let role = workspaces::role_of(conn, workspace, user)?
-        .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+    let role = member_role(conn, workspace, user)?;
     require_manager(role)?;
     Ok(role)
 }

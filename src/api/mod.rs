@@ -102,15 +102,21 @@ pub fn text(value: Option<&str>, field: &str) -> Result<String, crate::error::Ap
 /// are copied into every runtime of a registration and into its event.
 pub const MAX_SHORT_TEXT: usize = 255;
 
-/// [`text`] of at most [`MAX_SHORT_TEXT`] bytes:
-/// `"<field> is too long (at most 255 bytes)"`.
+/// Refuses a `field` longer than `max` bytes:
+/// `"<field> is too long (at most <max> bytes)"`.
+pub fn at_most(value: &str, field: &str, max: usize) -> Result<(), crate::error::ApiError> {
+    if value.len() <= max {
+        return Ok(());
+    }
+    Err(crate::error::ApiError::bad_request(format!(
+        "{field} is too long (at most {max} bytes)"
+    )))
+}
+
+/// [`text`] of at most [`MAX_SHORT_TEXT`] bytes (see [`at_most`]).
 pub fn short_text(value: Option<&str>, field: &str) -> Result<String, crate::error::ApiError> {
     let value = text(value, field)?;
-    if value.len() > MAX_SHORT_TEXT {
-        return Err(crate::error::ApiError::bad_request(format!(
-            "{field} is too long (at most {MAX_SHORT_TEXT} bytes)"
-        )));
-    }
+    at_most(&value, field, MAX_SHORT_TEXT)?;
     Ok(value)
 }
 

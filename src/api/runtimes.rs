@@ -155,11 +155,7 @@ async fn start_update(
     let id = path.into_inner();
     let target = super::required(body.target_version.as_deref(), "target_version")?;
     // kept in memory, shown with the update and handed to the daemon
-    if target.len() > MAX_TARGET_VERSION {
-        return Err(ApiError::bad_request(format!(
-            "target_version is too long (at most {MAX_TARGET_VERSION} bytes)"
-        )));
-    }
+    super::at_most(&target, "target_version", MAX_TARGET_VERSION)?;
     require_control(&db, caller, id, "update").await?;
     let update = probes.create(Kind::Update, id, Some(target))?;
     Ok(HttpResponse::Ok().json(update))

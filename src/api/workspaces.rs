@@ -10,6 +10,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::{invitations, required, text};
+use crate::access::member_role;
 use crate::auth::{require_member, AuthUser, DAEMON_TOKEN_LIFETIME_DAYS};
 use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
 use crate::error::ApiError;
@@ -129,13 +130,6 @@ async fn list_members(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-/// The caller's role in `workspace`, read in the transaction that acts on
-/// it; 404 `workspace not found` for non-members.
-fn role_in(conn: &Conn<'_>, workspace: WorkspaceId, user: UserId) -> Result<Role, ApiError> {
-    workspaces::role_of(conn, workspace, user)?
-        .ok_or_else(|| ApiError::not_found("workspace not found"))
-}
-
 pub(super) fn require_manager(role: Role) -> Result<(), ApiError> {
     if role.is_manager() {
         Ok(())
@@ -172,7 +166,7 @@ async fn change_role(
             // the roles checked below, and the last-owner rule, are rules
             // over the workspace's rows
             workspaces::lock(tx, workspace)?;
-            let caller_role = role_in(tx, workspace, caller.user_id)?;
+            let caller_role = member_role(tx, workspace, caller.user_id)?;
             require_manager(caller_role)?;
             let role = parse_role(body.role.as_deref(), None)?;
             let member = workspaces::get_member(tx, workspace, member_id)?
@@ -209,7 +203,7 @@ async fn remove_member(
     let (workspace, member_id) = path.into_inner();
     db.write(move |tx| -> Result<_, ApiError> {
         workspaces::lock(tx, workspace)?;
-        let caller_role = role_in(tx, workspace, caller.user_id)?;
+        let caller_role = member_role(tx, workspace, caller.user_id)?;
         let member = workspaces::get_member(tx, workspace, member_id)?
             .ok_or_else(|| ApiError::not_found("member not found"))?;
         let leaving = member.user_id == caller.user_id;
@@ -282,7 +276,7 @@ async fn create_daemon_token(
             // who owns a daemon_id and how many tokens a member holds are
             // rules over the workspace's rows
             workspaces::lock(tx, workspace)?;
-            role_in(tx, workspace, caller.user_id)?;
+            member_role(tx, workspace, caller.user_id)?;
             let daemon_id = required(daemon_id.as_deref(), "daemon_id")?;
             may_mint(tx, workspace, &daemon_id, caller.user_id)?;
             let token =

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::access::daemon_reaches;
 use crate::auth::Caller;
 use crate::domain::WorkspaceId;
 use crate::error::ApiError;
@@ -29,11 +30,7 @@ fn daemon_workspaces(conn: &Conn<'_>, caller: &Caller) -> Result<Vec<DaemonWorks
         // a task token works in no workspace of its own
         Caller::Task(_) => Vec::new(),
         Caller::Daemon(daemon) => {
-            let minter_in = match daemon.minted_by {
-                Some(user) => workspaces::role_of(conn, daemon.workspace_id, user)?.is_some(),
-                None => false,
-            };
-            if minter_in {
+            if daemon_reaches(conn, caller, daemon.workspace_id)? {
                 workspaces::get(conn, daemon.workspace_id)?
                     .into_iter()
                     .collect()

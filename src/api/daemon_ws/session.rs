@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::{rpc, Services, IDLE_TIMEOUT, MAX_FRAME_BYTES, PING_EVERY};
 use crate::access::acts_for_runtime;
-use crate::auth::Caller;
+use crate::auth::{require_live, Caller};
 use crate::daemon_hub::{Frame, Socket};
 use crate::domain::{RuntimeId, Timestamp};
 use crate::error::ApiError;
@@ -351,7 +351,7 @@ fn still_allowed(
         Caller::Task(_) => None,
     };
     let now = Timestamp::now();
-    let live = stored.is_some_and(|t| !t.revoked && t.expires_at.is_none_or(|at| at > now));
+    let live = stored.is_some_and(|t| require_live(&t, now).is_ok());
     if !live {
         return Ok(false);
     }
