@@ -6,13 +6,12 @@
 
 mod common;
 
-use agenthub::config::SweeperConfig;
 use agenthub::domain::{Role, Timestamp};
 use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::seed::{self, TaskClock, TokenKind};
 use agenthub::store::tasks;
 use chrono::{DateTime, Duration, Utc};
-use common::{parse_id, spawn_app, TestApp, TestUser};
+use common::{parse_id, spawn_app, thresholds, TestApp, TestUser};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -307,16 +306,6 @@ async fn only_whoever_acts_for_the_runtime_recovers_its_orphans() {
     // alice's PAT acts for her own machine
     let r = m.app.post(&path, &m.alice.token, json!({})).await;
     assert_eq!(decode::<Recovered>(&r).orphaned, 1);
-}
-
-fn thresholds() -> SweeperConfig {
-    SweeperConfig {
-        interval_secs: 3600,
-        stale_after_secs: 60,
-        offline_runtime_ttl_secs: 3600,
-        dispatch_timeout_secs: 300,
-        running_timeout_secs: 9000,
-    }
 }
 
 #[actix_web::test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use agenthub::admin;
 use agenthub::app::{Application, State};
-use agenthub::config::Config;
+use agenthub::config::{Config, SweeperConfig};
 use agenthub::domain::{AgentId, Role, Timestamp, WorkspaceId};
 use agenthub::store::seed::{self, SeedAgent, TokenKind};
 use agenthub::store::{self, agents, runtimes, tasks, Conn, Store};
@@ -541,6 +541,18 @@ pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     check()
+}
+
+/// Thresholds for tests that call the sweep directly: only what a test
+/// ages past them is affected.
+pub fn thresholds() -> SweeperConfig {
+    SweeperConfig {
+        interval_secs: 3600,
+        stale_after_secs: 60,
+        offline_runtime_ttl_secs: 3600,
+        dispatch_timeout_secs: 300,
+        running_timeout_secs: 9000,
+    }
 }
 
 impl TestApp {
