@@ -541,17 +541,7 @@ async fn replay(login: Login) {
         Some(json!({"runtime_ids": [runtime], "offline_reasons": {runtime.clone(): {"code": "not_executable", "detail": "exec format error"}}})),
     )
     .await;
-    let listed = app
-        .get(&format!("/api/runtimes?workspace_id={ws}"), &alice.token)
-        .await;
-    let row = listed
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == runtime.as_str())
-        .unwrap()
-        .clone();
+    let row = app.listed_runtime(&alice.token, &ws, &runtime).await;
     assert_eq!(row["status"], "offline");
     assert_eq!(row["offline_reason"]["code"], "not_executable");
 }

@@ -556,6 +556,26 @@ pub fn thresholds() -> SweeperConfig {
 }
 
 impl TestApp {
+    /// The runtimes of `ws` as people list them.
+    pub async fn listed_runtimes(&self, token: &str, ws: &str) -> Vec<Value> {
+        let r = self
+            .get(&format!("/api/runtimes?workspace_id={ws}"), token)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body.as_array().unwrap().clone()
+    }
+
+    /// One runtime of `ws` as people list it.
+    pub async fn listed_runtime(&self, token: &str, ws: &str, id: &str) -> Value {
+        self.listed_runtimes(token, ws)
+            .await
+            .into_iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("runtime {id} not listed"))
+    }
+}
+
+impl TestApp {
     /// Moves a runtime's last_seen_at `secs` into the past.
     pub fn age_runtime(&self, runtime: &str, secs: i64) {
         let id = parse_id(runtime);
