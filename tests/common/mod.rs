@@ -14,6 +14,8 @@ pub mod ws;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agenthub::admin;
@@ -552,6 +554,32 @@ pub fn thresholds() -> SweeperConfig {
         offline_runtime_ttl_secs: 3600,
         dispatch_timeout_secs: 300,
         running_timeout_secs: 9000,
+    }
+}
+
+impl TestApp {
+    /// Runs `change` in a write transaction that keeps the writer's turn
+    /// for a second after it ran, and returns once it ran: a request sent
+    /// meanwhile reads the database as it was before `change`, and its own
+    /// write waits until `change` is committed.
+    pub async fn while_a_write_commits(
+        &self,
+        change: impl FnOnce(&Conn<'_>) -> store::Result<()> + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let ran = Arc::new(AtomicBool::new(false));
+        let signal = ran.clone();
+        let db = self.db.clone();
+        let writer = std::thread::spawn(move || {
+            db.write_blocking(move |tx| -> store::Result<()> {
+                change(tx)?;
+                signal.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_secs(1));
+                Ok(())
+            })
+            .unwrap();
+        });
+        assert!(eventually(10, || ran.load(Ordering::SeqCst)).await);
+        writer
     }
 }
 
