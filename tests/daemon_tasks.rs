@@ -11,7 +11,7 @@ use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::seed::{self, TaskClock, TokenKind};
 use agenthub::store::tasks;
 use chrono::{DateTime, Duration, Utc};
-use common::{parse_id, spawn_app, thresholds, TestApp, TestUser};
+use common::{parse_id, spawn_app, thresholds, Machine, TestApp};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -107,31 +107,8 @@ fn decode<T: DeserializeOwned>(r: &common::Reply) -> T {
 }
 
 /// Alice's machine `mbp` with its daemon token and an agent on it.
-struct Machine {
-    app: TestApp,
-    alice: TestUser,
-    ws: String,
-    rt: String,
-    daemon: String,
-    agent: String,
-}
-
 async fn machine() -> Machine {
-    let app = spawn_app().await;
-    let (alice, ws) = app.init_user("alice@example.com");
-    let daemon = app.daemon_token(&alice.token, &ws, "mbp").await;
-    let rt = app.runtime(&daemon, &ws, "mbp", "claude").await;
-    let agent = app
-        .agent(&alice.token, &ws, &rt, json!({"visibility": "workspace"}))
-        .await;
-    Machine {
-        app,
-        alice,
-        ws,
-        rt,
-        daemon,
-        agent,
-    }
+    common::machine(json!({"visibility": "workspace"})).await
 }
 
 impl Machine {

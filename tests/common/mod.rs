@@ -533,6 +533,33 @@ impl TestApp {
     }
 }
 
+/// Alice, her workspace, a daemon token for her machine `mbp`, one runtime
+/// of it and an agent on it, made with `agent_extra`.
+pub struct Machine {
+    pub app: TestApp,
+    pub alice: TestUser,
+    pub ws: String,
+    pub daemon: String,
+    pub rt: String,
+    pub agent: String,
+}
+
+pub async fn machine(agent_extra: Value) -> Machine {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let daemon = app.daemon_token(&alice.token, &ws, "mbp").await;
+    let rt = app.runtime(&daemon, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, agent_extra).await;
+    Machine {
+        app,
+        alice,
+        ws,
+        daemon,
+        rt,
+        agent,
+    }
+}
+
 /// Polls `check` every 50 ms until it holds or `secs` pass.
 pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
