@@ -5,15 +5,17 @@
 //! size). The database is a real temporary SQLite file; heartbeats go over
 //! HTTP on 127.0.0.1 to the real app.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::{Config, SweeperConfig};
-use agenthub::domain::{AgentId, RuntimeId, RuntimeStatus, TaskId, Timestamp, UserId, WorkspaceId};
+use agenthub::domain::{RuntimeId, RuntimeStatus, TaskId, Timestamp, UserId, WorkspaceId};
 use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::agents;
-use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
+use agenthub::store::seed::{self, SeedRuntime};
 
 const CLIENTS: usize = 8;
 const LIVE_RUNTIMES: usize = 1000;
@@ -125,19 +127,7 @@ fn seed_fleet(
             },
         )?;
         if i < stale && i % 100 == 0 {
-            let agent = AgentId::new();
-            seed::agent(
-                tx,
-                &SeedAgent {
-                    id: agent,
-                    workspace,
-                    runtime: id,
-                    name: "a",
-                    owner,
-                    archived_at: None,
-                    created_at: t0,
-                },
-            )?;
+            let agent = support::seed_agent(tx, workspace, id, owner, t0)?;
             seed::dispatched_task(tx, TaskId::new(), workspace, agent, id, t0)?;
             // working, as a claim leaves it
             agents::reconcile_status(tx, agent)?;

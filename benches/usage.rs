@@ -6,13 +6,15 @@
 //! the rollups), plus a year of daily reports for every runtime; then
 //! measures the usage routes over HTTP on 127.0.0.1 against the real app.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::Config;
-use agenthub::domain::{AgentId, RuntimeId, RuntimeStatus, TaskId, Timestamp};
-use agenthub::store::seed::{self, SeedAgent, SeedRuntime};
+use agenthub::domain::{RuntimeId, RuntimeStatus, TaskId, Timestamp};
+use agenthub::store::seed::{self, SeedRuntime};
 use agenthub::store::usage::{upsert_runtime_usage, upsert_task_usage, UsageEntry};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -87,19 +89,7 @@ async fn run(rows: usize) {
                         created_at: t0,
                     },
                 )?;
-                let agent = AgentId::new();
-                seed::agent(
-                    tx,
-                    &SeedAgent {
-                        id: agent,
-                        workspace: ws,
-                        runtime: id,
-                        name: "a",
-                        owner,
-                        archived_at: None,
-                        created_at: t0,
-                    },
-                )?;
+                let agent = support::seed_agent(tx, ws, id, owner, t0)?;
                 runtimes.push(id);
                 agents.push((agent, id));
             }

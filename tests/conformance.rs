@@ -163,6 +163,19 @@ async fn call<T: serde::de::DeserializeOwned>(
     })
 }
 
+async fn post<T: serde::de::DeserializeOwned>(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> T {
+    call(app, "POST", path, token, Some(body)).await
+}
+
+async fn get<T: serde::de::DeserializeOwned>(app: &TestApp, path: &str, token: &str) -> T {
+    call(app, "GET", path, token, None).await
+}
+
 /// Which credential the daemon was started with.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Login {
@@ -184,12 +197,11 @@ async fn replay(login: Login) {
     let waiting = app
         .task(&alice.token, &old_agent, "queued before the upgrade", 0)
         .await;
-    let deregistered: Value = call(
+    let deregistered: Value = post(
         &app,
-        "POST",
         "/api/daemon/deregister",
         &alice.token,
-        Some(json!({"runtime_ids": [old]})),
+        json!({"runtime_ids": [old]}),
     )
     .await;
     assert_eq!(deregistered["status"], "ok");
@@ -199,14 +211,8 @@ async fn replay(login: Login) {
     };
 
     // start: renew the credential, list workspaces, register, recover
-    let renewed: RenewTokenResponse = call(
-        &app,
-        "POST",
-        "/api/tokens/current/renew",
-        &token,
-        Some(json!({})),
-    )
-    .await;
+    let renewed: RenewTokenResponse =
+        post(&app, "/api/tokens/current/renew", &token, json!({})).await;
     assert!(
         !renewed.renewed,
         "a fresh token is not renewed: {renewed:?}"
@@ -214,8 +220,7 @@ async fn replay(login: Login) {
     if login == Login::DaemonToken {
         chrono::DateTime::parse_from_rfc3339(&renewed.expires_at).expect("expires_at");
     }
-    let workspaces: Vec<WorkspaceInfo> =
-        call(&app, "GET", "/api/daemon/workspaces", &token, None).await;
+    let workspaces: Vec<WorkspaceInfo> = get(&app, "/api/daemon/workspaces", &token).await;
     assert_eq!(
         workspaces
             .iter()
@@ -223,19 +228,12 @@ async fn replay(login: Login) {
             .collect::<Vec<_>>(),
         [(ws.as_str(), "Team")]
     );
-    let registered: RegisterResponse = call(
-        &app,
-        "POST",
-        "/api/daemon/register",
-        &token,
-        Some(json!({
+    let registered: RegisterResponse = post(&app, "/api/daemon/register", &token, json!({
             "workspace_id": ws, "daemon_id": daemon_id, "legacy_daemon_ids": ["alice-mbp", "Alice-MBP.local"],
             "device_name": "mbp", "cli_version": "0.9.0", "launched_by": "desktop",
             "runtimes": [{"name": "Claude (mbp)", "type": "claude", "version": "2.1.0", "status": "online"}],
             "failed_profiles": [],
-        })),
-    )
-    .await;
+        })).await;
     assert_eq!(registered.runtimes.len(), 1);
     let rt = &registered.runtimes[0];
     assert_eq!(
@@ -278,21 +276,19 @@ async fn replay(login: Login) {
                 .await
         }
     };
-    let recovered: Value = call(
+    let recovered: Value = post(
         &app,
-        "POST",
         &format!("/api/daemon/runtimes/{runtime}/recover-orphans"),
         &token,
-        Some(json!({})),
+        json!({}),
     )
     .await;
     assert_eq!(recovered["orphaned"], 0);
-    let ack: HeartbeatAck = call(
+    let ack: HeartbeatAck = post(
         &app,
-        "POST",
         "/api/daemon/heartbeat",
         &token,
-        Some(json!({"runtime_id": runtime})),
+        json!({"runtime_id": runtime}),
     )
     .await;
     assert_eq!(
@@ -360,12 +356,11 @@ async fn replay(login: Login) {
     assert_eq!(over_socket.tasks[0].id, first);
     // ...and over HTTP when the socket is down
     let second = app.task(&alice.token, &agent, "then the docs", 1).await;
-    let claimed: BatchClaim = call(
+    let claimed: BatchClaim = post(
         &app,
-        "POST",
         "/api/daemon/tasks/claim",
         &token,
-        Some(json!({"daemon_id": daemon_id, "runtime_ids": [runtime], "max_tasks": 4})),
+        json!({"daemon_id": daemon_id, "runtime_ids": [runtime], "max_tasks": 4}),
     )
     .await;
     let mut expected = vec![second.clone()];
@@ -409,45 +404,33 @@ async fn replay(login: Login) {
     // the first task runs: lease while preparing, start, stream, usage,
     // session pin, complete
     let t = format!("/api/daemon/tasks/{first}");
-    let _: Value = call(
+    let _: Value = post(
         &app,
-        "POST",
         &format!("/api/daemon/runtimes/{runtime}/tasks/{first}/prepare-lease"),
         &token,
-        Some(json!({})),
+        json!({}),
     )
     .await;
-    let _: Value = call(&app, "POST", &format!("{t}/start"), &token, Some(json!({}))).await;
+    let _: Value = post(&app, &format!("{t}/start"), &token, json!({})).await;
     // the agent itself reads its task and reports with its own token
-    let status: TaskStatus = call(&app, "GET", &format!("{t}/status"), &agent_token, None).await;
+    let status: TaskStatus = get(&app, &format!("{t}/status"), &agent_token).await;
     assert_eq!(status.status, "running");
-    let _: Value = call(
+    let _: Value = post(
         &app,
-        "POST",
         &format!("{t}/progress"),
         &token,
-        Some(json!({"summary": "building", "step": 1, "total": 3})),
+        json!({"summary": "building", "step": 1, "total": 3}),
     )
     .await;
-    let _: Value = call(
+    let _: Value = post(
         &app,
-        "POST",
         &format!("{t}/messages"),
         &token,
-        Some(
-            json!({"messages": [{"seq": 1, "type": "text", "content": "looking at the failure"}]}),
-        ),
+        json!({"messages": [{"seq": 1, "type": "text", "content": "looking at the failure"}]}),
     )
     .await;
-    let _: Value = call(
-        &app,
-        "POST",
-        &format!("{t}/usage"),
-        &token,
-        Some(json!({"usage": [{"provider": "anthropic", "model": "claude-sonnet", "input_tokens": 1200, "output_tokens": 300,
-                               "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd_ticks": 4_500_000_000i64}]})),
-    )
-    .await;
+    let _: Value = post(&app, &format!("{t}/usage"), &token, json!({"usage": [{"provider": "anthropic", "model": "claude-sonnet", "input_tokens": 1200, "output_tokens": 300,
+                               "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd_ticks": 4_500_000_000i64}]})).await;
     let pinned = app
         .post(
             &format!("{t}/session"),
@@ -456,21 +439,13 @@ async fn replay(login: Login) {
         )
         .await;
     assert!((200..300).contains(&pinned.status), "{:?}", pinned.body);
-    let _: Value = call(
-        &app,
-        "POST",
-        &format!("{t}/complete"),
-        &token,
-        Some(json!({"output": "fixed", "branch_name": "fix-build", "session_id": "sess-1", "work_dir": "/tmp/multica/w1"})),
-    )
-    .await;
+    let _: Value = post(&app, &format!("{t}/complete"), &token, json!({"output": "fixed", "branch_name": "fix-build", "session_id": "sess-1", "work_dir": "/tmp/multica/w1"})).await;
     // a last message flush racing the completion is not lost
-    let _: Value = call(
+    let _: Value = post(
         &app,
-        "POST",
         &format!("{t}/messages"),
         &token,
-        Some(json!({"messages": []})),
+        json!({"messages": []}),
     )
     .await;
     assert_eq!(
@@ -488,34 +463,24 @@ async fn replay(login: Login) {
         )
         .await;
     assert_eq!(r.status, 200);
-    let status: TaskStatus = call(
-        &app,
-        "GET",
-        &format!("/api/daemon/tasks/{second}/status"),
-        &token,
-        None,
-    )
-    .await;
+    let status: TaskStatus = get(&app, &format!("/api/daemon/tasks/{second}/status"), &token).await;
     assert_eq!(status.status, "cancelled");
-    let _: Value = call(
+    let _: Value = post(
         &app,
-        "POST",
         &format!("/api/daemon/tasks/{second}/cancel-ack"),
         &token,
-        Some(json!({"branch_name": "", "durable_work_dir": "/tmp/multica/w2"})),
+        json!({"branch_name": "", "durable_work_dir": "/tmp/multica/w2"}),
     )
     .await;
 
     // clean-up checks for work directories
-    let gc: TaskGCStatus = call(&app, "GET", &format!("{t}/gc-check"), &token, None).await;
+    let gc: TaskGCStatus = get(&app, &format!("{t}/gc-check"), &token).await;
     assert_eq!(gc.status, "completed");
     assert!(gc.completed_at.is_some());
-    let issue_gc: IssueGCStatus = call(
+    let issue_gc: IssueGCStatus = get(
         &app,
-        "GET",
         &format!("/api/daemon/issues/{issue}/gc-check"),
         &token,
-        None,
     )
     .await;
     assert_eq!(issue_gc.status, "done");
@@ -533,25 +498,8 @@ async fn replay(login: Login) {
     assert_eq!(usage.body[0]["cost_usd_ticks"], 4_500_000_000i64);
 
     // shutdown
-    let _: Value = call(
-        &app,
-        "POST",
-        "/api/daemon/deregister",
-        &token,
-        Some(json!({"runtime_ids": [runtime], "offline_reasons": {runtime.clone(): {"code": "not_executable", "detail": "exec format error"}}})),
-    )
-    .await;
-    let listed = app
-        .get(&format!("/api/runtimes?workspace_id={ws}"), &alice.token)
-        .await;
-    let row = listed
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == runtime.as_str())
-        .unwrap()
-        .clone();
+    let _: Value = post(&app, "/api/daemon/deregister", &token, json!({"runtime_ids": [runtime], "offline_reasons": {runtime.clone(): {"code": "not_executable", "detail": "exec format error"}}})).await;
+    let row = app.listed_runtime(&alice.token, &ws, &runtime).await;
     assert_eq!(row["status"], "offline");
     assert_eq!(row["offline_reason"]["code"], "not_executable");
 }

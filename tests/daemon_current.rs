@@ -119,23 +119,6 @@ async fn register(app: &TestApp, token: &str, body: Value) -> RegisterResponse {
     decode(&app.post("/api/daemon/register", token, body).await)
 }
 
-/// The runtimes of `ws` as people list them.
-async fn listed(app: &TestApp, token: &str, ws: &str) -> Vec<Value> {
-    let r = app
-        .get(&format!("/api/runtimes?workspace_id={ws}"), token)
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    r.body.as_array().unwrap().clone()
-}
-
-async fn runtime_row(app: &TestApp, token: &str, ws: &str, id: &str) -> Value {
-    listed(app, token, ws)
-        .await
-        .into_iter()
-        .find(|r| r["id"] == id)
-        .unwrap_or_else(|| panic!("runtime {id} not listed"))
-}
-
 #[actix_web::test]
 async fn a_pat_lists_the_callers_workspaces_and_a_daemon_token_its_one() {
     let app = spawn_app().await;
@@ -246,7 +229,7 @@ async fn todays_registration_is_answered_in_the_shape_the_daemon_decodes() {
         claude.id
     );
 
-    let row = runtime_row(&app, &alice.token, &ws, &claude.id).await;
+    let row = app.listed_runtime(&alice.token, &ws, &claude.id).await;
     assert_eq!(
         row["metadata"],
         json!({"version": "2.1.0", "cli_version": "0.30.1", "launched_by": "desktop"})
@@ -325,7 +308,8 @@ async fn runtimes_of_former_daemon_ids_fold_into_the_new_row() {
     let new = reply.runtimes[0].id.clone();
     assert_ne!(new, old);
 
-    let ids: Vec<String> = listed(&app, a, &ws)
+    let ids: Vec<String> = app
+        .listed_runtimes(a, &ws)
         .await
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_string())
@@ -374,7 +358,7 @@ async fn former_daemon_ids_of_someone_else_are_left_alone() {
     let body = todays_registration(&ws, MACHINE, &["shared-host"], &["claude"]);
     let reply = register(&app, &alice.token, body).await;
     assert_eq!(reply.runtimes.len(), 1);
-    let row = runtime_row(&app, &bob.token, &ws, &bobs).await;
+    let row = app.listed_runtime(&bob.token, &ws, &bobs).await;
     assert_eq!(row["owner_id"], bob.id.as_str());
     assert_eq!(app.agent_runtime(&agent), bobs);
 }
@@ -389,7 +373,8 @@ async fn a_daemon_token_folds_no_other_daemon_ids() {
     let body = todays_registration(&ws, MACHINE, &["alice-mbp"], &["claude"]);
     let reply = register(&app, &daemon, body).await;
     assert_eq!(reply.runtimes.len(), 1);
-    let ids: Vec<Value> = listed(&app, &alice.token, &ws)
+    let ids: Vec<Value> = app
+        .listed_runtimes(&alice.token, &ws)
         .await
         .iter()
         .map(|r| r["id"].clone())
@@ -430,7 +415,7 @@ async fn failed_profiles_are_offline_runtimes_with_their_reason() {
     // nothing the daemon could run: no runtime for it to heartbeat
     let reply = register(&app, &alice.token, body.clone()).await;
     assert!(reply.runtimes.is_empty());
-    let rows = listed(&app, &alice.token, &ws).await;
+    let rows = app.listed_runtimes(&alice.token, &ws).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["name"], "ccms (mbp)");
     assert_eq!(rows[0]["status"], "offline");
@@ -442,7 +427,7 @@ async fn failed_profiles_are_offline_runtimes_with_their_reason() {
     assert_eq!(rows[0]["metadata"]["profile_id"], profile);
     // reported again, it stays one row
     register(&app, &alice.token, body.clone()).await;
-    assert_eq!(listed(&app, &alice.token, &ws).await.len(), 1);
+    assert_eq!(app.listed_runtimes(&alice.token, &ws).await.len(), 1);
 
     let before = app.dump();
     body["failed_profiles"][0]["profile_id"] = json!("ccms");
@@ -482,27 +467,27 @@ async fn a_runtime_shows_why_the_daemon_took_it_offline_until_it_returns() {
     )
     .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let row = runtime_row(&app, a, &ws, &codex).await;
+    let row = app.listed_runtime(a, &ws, &codex).await;
     assert_eq!(
         (row["status"].clone(), row["offline_reason"].clone()),
         (json!("offline"), reason)
     );
     // a daemon shutting down gives no reason
-    let row = runtime_row(&app, a, &ws, &claude).await;
+    let row = app.listed_runtime(a, &ws, &claude).await;
     assert_eq!(row["offline_reason"], json!({"code": "deregistered"}));
 
     let beat = app
         .post("/api/daemon/heartbeat", a, json!({"runtime_id": codex}))
         .await;
     assert_eq!(beat.status, 200);
-    let row = runtime_row(&app, a, &ws, &codex).await;
+    let row = app.listed_runtime(a, &ws, &codex).await;
     assert_eq!(
         (row["status"].clone(), row["offline_reason"].clone()),
         (json!("online"), Value::Null)
     );
     register(&app, a, todays_registration(&ws, MACHINE, &[], &["claude"])).await;
     assert_eq!(
-        runtime_row(&app, a, &ws, &claude).await["offline_reason"],
+        app.listed_runtime(a, &ws, &claude).await["offline_reason"],
         Value::Null
     );
 }
@@ -574,11 +559,11 @@ async fn the_server_says_why_it_took_runtimes_offline() {
         running_timeout_secs: 9000,
     };
     assert_eq!(sweep_once(&app.state, &config).stale_runtimes, 1);
-    let row = runtime_row(&app, &alice.token, &ws, &quiet).await;
+    let row = app.listed_runtime(&alice.token, &ws, &quiet).await;
     assert_eq!(row["offline_reason"], json!({"code": "stale"}));
 
     app.remove_member(&alice.token, &ws, &bob.id).await;
-    let row = runtime_row(&app, &alice.token, &ws, &bobs).await;
+    let row = app.listed_runtime(&alice.token, &ws, &bobs).await;
     assert_eq!(row["status"], "offline");
     assert_eq!(row["offline_reason"], json!({"code": "member_removed"}));
 }

@@ -6,13 +6,12 @@
 
 mod common;
 
-use agenthub::config::SweeperConfig;
 use agenthub::domain::{Role, Timestamp};
 use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::seed::{self, TaskClock, TokenKind};
 use agenthub::store::tasks;
 use chrono::{DateTime, Duration, Utc};
-use common::{parse_id, spawn_app, TestApp, TestUser};
+use common::{parse_id, spawn_app, thresholds, Machine, TestApp};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -108,31 +107,8 @@ fn decode<T: DeserializeOwned>(r: &common::Reply) -> T {
 }
 
 /// Alice's machine `mbp` with its daemon token and an agent on it.
-struct Machine {
-    app: TestApp,
-    alice: TestUser,
-    ws: String,
-    rt: String,
-    daemon: String,
-    agent: String,
-}
-
 async fn machine() -> Machine {
-    let app = spawn_app().await;
-    let (alice, ws) = app.init_user("alice@example.com");
-    let daemon = app.daemon_token(&alice.token, &ws, "mbp").await;
-    let rt = app.runtime(&daemon, &ws, "mbp", "claude").await;
-    let agent = app
-        .agent(&alice.token, &ws, &rt, json!({"visibility": "workspace"}))
-        .await;
-    Machine {
-        app,
-        alice,
-        ws,
-        rt,
-        daemon,
-        agent,
-    }
+    common::machine(json!({"visibility": "workspace"})).await
 }
 
 impl Machine {
@@ -155,6 +131,11 @@ impl Machine {
         let r = self.app.claim(&self.daemon, &self.rt).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         r.body["task"]["id"].as_str().unwrap().to_string()
+    }
+
+    /// A successful daemon-token GET, read as the daemon's own reply type.
+    async fn daemon_get<T: DeserializeOwned>(&self, path: &str) -> T {
+        decode(&self.app.get(path, &self.daemon).await)
     }
 
     async fn daemon_post(&self, task: &str, what: &str, body: Value) -> common::Reply {
@@ -302,16 +283,6 @@ async fn only_whoever_acts_for_the_runtime_recovers_its_orphans() {
     // alice's PAT acts for her own machine
     let r = m.app.post(&path, &m.alice.token, json!({})).await;
     assert_eq!(decode::<Recovered>(&r).orphaned, 1);
-}
-
-fn thresholds() -> SweeperConfig {
-    SweeperConfig {
-        interval_secs: 3600,
-        stale_after_secs: 60,
-        offline_runtime_ttl_secs: 3600,
-        dispatch_timeout_secs: 300,
-        running_timeout_secs: 9000,
-    }
 }
 
 #[actix_web::test]
@@ -622,13 +593,13 @@ async fn a_task_gc_check_says_whether_the_task_is_over() {
     let task = m.queue("x", None).await;
     m.claim().await;
     let path = format!("/api/daemon/tasks/{task}/gc-check");
-    let status: TaskGcStatus = decode(&m.app.get(&path, &m.daemon).await);
+    let status: TaskGcStatus = m.daemon_get(&path).await;
     assert_eq!(
         (status.status.as_str(), status.completed_at),
         ("dispatched", None)
     );
     m.run(&task, "fail").await;
-    let status: TaskGcStatus = decode(&m.app.get(&path, &m.daemon).await);
+    let status: TaskGcStatus = m.daemon_get(&path).await;
     assert_eq!(status.status, "failed");
     about(&status.completed_at.unwrap(), Utc::now());
     let carol = m
@@ -646,28 +617,28 @@ async fn an_issue_is_open_while_any_of_its_tasks_waits_or_runs() {
     assert_eq!((r.status, r.error()), (404, "issue not found"));
 
     let first = m.queue("first", Some("GH-42")).await;
-    let state: IssueGcStatus = decode(&m.app.get(path, &m.daemon).await);
+    let state: IssueGcStatus = m.daemon_get(path).await;
     assert_eq!(state.status, "todo");
     m.claim().await;
-    let state: IssueGcStatus = decode(&m.app.get(path, &m.daemon).await);
+    let state: IssueGcStatus = m.daemon_get(path).await;
     assert_eq!(state.status, "in_progress");
     m.run(&first, "complete").await;
-    let state: IssueGcStatus = decode(&m.app.get(path, &m.daemon).await);
+    let state: IssueGcStatus = m.daemon_get(path).await;
     assert_eq!(state.status, "done");
     about(&state.updated_at, Utc::now());
 
     // more work on the same issue opens it again, whatever ended before
     let second = m.queue("second", Some("GH-42")).await;
-    let state: IssueGcStatus = decode(&m.app.get(path, &m.daemon).await);
+    let state: IssueGcStatus = m.daemon_get(path).await;
     assert_eq!(state.status, "todo");
     m.claim().await;
     m.run(&second, "fail").await;
-    let state: IssueGcStatus = decode(&m.app.get(path, &m.daemon).await);
+    let state: IssueGcStatus = m.daemon_get(path).await;
     assert_eq!(state.status, "blocked", "a failure's directory is kept");
     let third = m.queue("third", Some("GH-42")).await;
     m.claim().await;
     m.cancel(&third).await;
-    let state: IssueGcStatus = decode(&m.app.get(path, &m.daemon).await);
+    let state: IssueGcStatus = m.daemon_get(path).await;
     assert_eq!(state.status, "cancelled");
 
     let long = format!("/api/daemon/issues/{}/gc-check", "x".repeat(257));
@@ -709,7 +680,7 @@ async fn an_issue_is_made_of_the_tasks_the_caller_reaches() {
     assert_eq!(m.app.claim(&bobs_daemon, &bobs_rt).await.status, 200);
 
     let path = "/api/daemon/issues/GH-7/gc-check";
-    let alice: IssueGcStatus = decode(&m.app.get(path, &m.daemon).await);
+    let alice: IssueGcStatus = m.daemon_get(path).await;
     assert_eq!(alice.status, "done");
     let bob_sees: IssueGcStatus = decode(&m.app.get(path, &bobs_daemon).await);
     assert_eq!(bob_sees.status, "in_progress");
@@ -788,11 +759,9 @@ async fn a_batch_issue_check_is_bounded_and_kept_to_the_workspace() {
 #[actix_web::test]
 async fn what_agenthub_does_not_have_is_answered_so_the_daemon_carries_on() {
     let m = machine().await;
-    let repos: WorkspaceRepos = decode(
-        &m.app
-            .get(&format!("/api/daemon/workspaces/{}/repos", m.ws), &m.daemon)
-            .await,
-    );
+    let repos: WorkspaceRepos = m
+        .daemon_get(&format!("/api/daemon/workspaces/{}/repos", m.ws))
+        .await;
     assert_eq!(repos.workspace_id, m.ws);
     assert!(repos.repos.iter().all(|r| !r.url.is_empty()) && repos.repos.is_empty());
     assert_eq!((repos.repos_version.as_str(), repos.settings), ("", None));
@@ -810,26 +779,16 @@ async fn what_agenthub_does_not_have_is_answered_so_the_daemon_carries_on() {
 
     // a 404 would make the daemon delete these directories
     let id = agenthub::domain::ChatSessionId::new();
-    let chat: ChatSessionGcStatus = decode(
-        &m.app
-            .get(
-                &format!("/api/daemon/chat-sessions/{id}/gc-check"),
-                &m.daemon,
-            )
-            .await,
-    );
+    let chat: ChatSessionGcStatus = m
+        .daemon_get(&format!("/api/daemon/chat-sessions/{id}/gc-check"))
+        .await;
     assert_eq!(
         (chat.status.as_str(), chat.updated_at),
         ("unsupported", None)
     );
-    let run: AutopilotRunGcStatus = decode(
-        &m.app
-            .get(
-                &format!("/api/daemon/autopilot-runs/{id}/gc-check"),
-                &m.daemon,
-            )
-            .await,
-    );
+    let run: AutopilotRunGcStatus = m
+        .daemon_get(&format!("/api/daemon/autopilot-runs/{id}/gc-check"))
+        .await;
     assert_eq!(
         (run.status.as_str(), run.completed_at),
         ("unsupported", None)

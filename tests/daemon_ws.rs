@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use awc::ws::{Frame, Message};
 use common::ws::{open, RpcResponse};
-use common::{eventually, spawn_app, TestApp, TestUser};
+use common::{eventually, Machine, TestApp};
 use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -64,49 +64,22 @@ struct Claimed {
     tasks: Vec<Task>,
 }
 
-/// Alice, her workspace, a daemon token for her machine `mbp`, one
-/// runtime of it and an agent on it.
-struct Machine {
-    app: TestApp,
-    alice: TestUser,
-    ws: String,
-    daemon: String,
-    runtime: String,
-    agent: String,
-}
-
+/// Alice's machine `mbp` with its daemon token and an agent `fixer` on it.
 async fn machine() -> Machine {
-    let app = spawn_app().await;
-    let (alice, ws) = app.init_user("alice@example.com");
-    let daemon = app.daemon_token(&alice.token, &ws, "mbp").await;
-    let runtime = app.runtime(&daemon, &ws, "mbp", "claude").await;
-    let agent = app
-        .agent(&alice.token, &ws, &runtime, json!({"name": "fixer"}))
-        .await;
-    Machine {
-        app,
-        alice,
-        ws,
-        daemon,
-        runtime,
-        agent,
-    }
+    common::machine(json!({"name": "fixer"})).await
 }
 
 #[actix_web::test]
 async fn a_queued_task_wakes_the_connected_daemon_at_once() {
     let m = machine().await;
-    let mut daemon = open(&m.app, Some(&m.daemon), &[&m.runtime]).await.unwrap();
-    assert_eq!(
-        m.app.state.daemon_hub.sockets(m.runtime.parse().unwrap()),
-        1
-    );
+    let mut daemon = open(&m.app, Some(&m.daemon), &[&m.rt]).await.unwrap();
+    assert_eq!(m.app.state.daemon_hub.sockets(m.rt.parse().unwrap()), 1);
     let queued = Instant::now();
     let task = m.app.task(&m.alice.token, &m.agent, "fix it", 0).await;
     let wakeup: TaskAvailable =
         serde_json::from_value(daemon.next("daemon:task_available").await).unwrap();
     assert!(queued.elapsed() < Duration::from_secs(2));
-    assert_eq!(wakeup.runtime_id, m.runtime);
+    assert_eq!(wakeup.runtime_id, m.rt);
     assert_eq!(wakeup.task_id, task);
     // a wake-up hands out nothing: the task waits for a claim
     assert_eq!(m.app.task_status(&task), "queued");
@@ -123,13 +96,13 @@ async fn a_socket_is_opened_only_by_a_daemon_acting_for_every_runtime_it_names()
     let other_machine = app.daemon_token(&m.alice.token, &m.ws, "laptop").await;
     // a task token, minted by an HTTP claim of a task
     app.task(&m.alice.token, &m.agent, "first", 0).await;
-    let claimed = app.claim(&m.daemon, &m.runtime).await;
+    let claimed = app.claim(&m.daemon, &m.rt).await;
     let task_token = claimed.body["task"]["auth_token"]
         .as_str()
         .unwrap()
         .to_string();
     let carols = app.runtime(&carol.token, &m.ws, "carol-mbp", "codex").await;
-    let path = format!("/api/daemon/ws?runtime_ids={}", m.runtime);
+    let path = format!("/api/daemon/ws?runtime_ids={}", m.rt);
     let before = app.dump();
     for (token, status, message) in [
         (None, 401, "missing authorization header"),
@@ -139,12 +112,12 @@ async fn a_socket_is_opened_only_by_a_daemon_acting_for_every_runtime_it_names()
         (Some(other_machine.as_str()), 404, "runtime not found"),
         (Some(task_token.as_str()), 404, "runtime not found"),
     ] {
-        assert_eq!(open(app, token, &[&m.runtime]).await.err(), Some(status));
+        assert_eq!(open(app, token, &[&m.rt]).await.err(), Some(status));
         let r = app.request("GET", &path, token, None).await;
         assert_eq!((r.status, r.error()), (status, message), "{token:?}");
     }
     // one runtime out of reach refuses the whole socket
-    let both = [m.runtime.as_str(), carols.as_str()];
+    let both = [m.rt.as_str(), carols.as_str()];
     assert_eq!(open(app, Some(&m.daemon), &both).await.err(), Some(404));
     assert_eq!(open(app, Some(&m.daemon), &[]).await.err(), Some(400));
     let r = app.get("/api/daemon/ws", &m.daemon).await;
@@ -159,7 +132,7 @@ async fn a_socket_is_opened_only_by_a_daemon_acting_for_every_runtime_it_names()
         "{}",
         r.error()
     );
-    assert_eq!(app.state.daemon_hub.sockets(m.runtime.parse().unwrap()), 0);
+    assert_eq!(app.state.daemon_hub.sockets(m.rt.parse().unwrap()), 0);
     assert_eq!(before, app.dump());
 }
 
@@ -171,30 +144,30 @@ async fn a_heartbeat_over_the_socket_works_like_the_http_heartbeat() {
         .post(
             "/api/daemon/deregister",
             &m.daemon,
-            json!({"runtime_ids": [m.runtime]}),
+            json!({"runtime_ids": [m.rt]}),
         )
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(app.runtime_status(&m.runtime), "offline");
+    assert_eq!(app.runtime_status(&m.rt), "offline");
     let ping = app
         .post(
-            &format!("/api/runtimes/{}/ping", m.runtime),
+            &format!("/api/runtimes/{}/ping", m.rt),
             &m.alice.token,
             json!({}),
         )
         .await;
     assert_eq!(ping.status, 200, "{:?}", ping.body);
 
-    let mut daemon = open(app, Some(&m.daemon), &[&m.runtime]).await.unwrap();
+    let mut daemon = open(app, Some(&m.daemon), &[&m.rt]).await.unwrap();
     daemon
         .send(
             "daemon:heartbeat",
-            json!({"runtime_id": m.runtime, "supports_batch_import": true}),
+            json!({"runtime_id": m.rt, "supports_batch_import": true}),
         )
         .await;
     let raw = daemon.next("daemon:heartbeat_ack").await;
     let ack: HeartbeatAck = serde_json::from_value(raw.clone()).unwrap();
-    assert_eq!(ack.runtime_id, m.runtime);
+    assert_eq!(ack.runtime_id, m.rt);
     assert_eq!(ack.status, "ok");
     assert!(!ack.runtime_gone);
     // the daemon claims over the socket only when the server says it can
@@ -203,13 +176,13 @@ async fn a_heartbeat_over_the_socket_works_like_the_http_heartbeat() {
         ack.pending_ping.unwrap().id,
         ping.body["id"].as_str().unwrap()
     );
-    assert_eq!(app.runtime_status(&m.runtime), "online");
+    assert_eq!(app.runtime_status(&m.rt), "online");
     // every field of the HTTP reply, and the same values
     let http = app
         .post(
             "/api/daemon/heartbeat",
             &m.daemon,
-            json!({"runtime_id": m.runtime}),
+            json!({"runtime_id": m.rt}),
         )
         .await;
     assert_eq!(http.status, 200);
@@ -228,7 +201,7 @@ async fn a_heartbeat_over_the_socket_works_like_the_http_heartbeat() {
 
     // where HTTP answers 404, the ack says the runtime is gone
     let r = app
-        .delete(&format!("/api/runtimes/{}", m.runtime), &m.alice.token)
+        .delete(&format!("/api/runtimes/{}", m.rt), &m.alice.token)
         .await;
     assert_eq!(r.status, 409, "an agent is still bound to it");
     let r = app
@@ -240,17 +213,17 @@ async fn a_heartbeat_over_the_socket_works_like_the_http_heartbeat() {
         .await;
     assert_eq!(r.status, 200);
     let r = app
-        .delete(&format!("/api/runtimes/{}", m.runtime), &m.alice.token)
+        .delete(&format!("/api/runtimes/{}", m.rt), &m.alice.token)
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     daemon
-        .send("daemon:heartbeat", json!({"runtime_id": m.runtime}))
+        .send("daemon:heartbeat", json!({"runtime_id": m.rt}))
         .await;
     let ack: HeartbeatAck =
         serde_json::from_value(daemon.next("daemon:heartbeat_ack").await).unwrap();
     assert_eq!(
         (ack.runtime_id.as_str(), ack.status.as_str()),
-        (m.runtime.as_str(), "runtime_gone")
+        (m.rt.as_str(), "runtime_gone")
     );
     assert!(ack.runtime_gone);
 }
@@ -260,26 +233,26 @@ async fn a_heartbeat_for_a_runtime_the_socket_was_not_opened_for_is_ignored() {
     let m = machine().await;
     let codex = m.app.runtime(&m.daemon, &m.ws, "mbp", "codex").await;
     m.app.age_runtime(&codex, 10);
-    let mut daemon = open(&m.app, Some(&m.daemon), &[&m.runtime]).await.unwrap();
+    let mut daemon = open(&m.app, Some(&m.daemon), &[&m.rt]).await.unwrap();
     daemon
         .send("daemon:heartbeat", json!({"runtime_id": codex}))
         .await;
     daemon
-        .send("daemon:heartbeat", json!({"runtime_id": m.runtime}))
+        .send("daemon:heartbeat", json!({"runtime_id": m.rt}))
         .await;
     let ack: HeartbeatAck =
         serde_json::from_value(daemon.next("daemon:heartbeat_ack").await).unwrap();
-    assert_eq!(ack.runtime_id, m.runtime, "the first heartbeat got no ack");
+    assert_eq!(ack.runtime_id, m.rt, "the first heartbeat got no ack");
 }
 
 #[actix_web::test]
 async fn tasks_claim_over_the_socket_dispatches_the_task_with_its_token() {
     let m = machine().await;
     let app = &m.app;
-    let mut daemon = open(app, Some(&m.daemon), &[&m.runtime]).await.unwrap();
+    let mut daemon = open(app, Some(&m.daemon), &[&m.rt]).await.unwrap();
     let task = app.task(&m.alice.token, &m.agent, "fix it", 0).await;
     daemon.next("daemon:task_available").await;
-    let body = json!({"daemon_id": "mbp", "runtime_ids": [m.runtime], "max_tasks": 4});
+    let body = json!({"daemon_id": "mbp", "runtime_ids": [m.rt], "max_tasks": 4});
     let response = daemon.claim("r-1", body.clone()).await;
     assert_eq!(response.status, 200, "{}", response.error);
     let claimed: Claimed = serde_json::from_value(response.body.unwrap()).unwrap();
@@ -295,7 +268,7 @@ async fn tasks_claim_over_the_socket_dispatches_the_task_with_its_token() {
         (
             task.as_str(),
             m.agent.as_str(),
-            m.runtime.as_str(),
+            m.rt.as_str(),
             m.ws.as_str()
         )
     );
@@ -328,8 +301,8 @@ async fn tasks_claim_over_the_socket_keeps_the_rules_of_the_http_claim() {
     let m = machine().await;
     let app = &m.app;
     let task = app.task(&m.alice.token, &m.agent, "fix it", 0).await;
-    let mut daemon = open(app, Some(&m.daemon), &[&m.runtime]).await.unwrap();
-    let runtimes = json!([m.runtime]);
+    let mut daemon = open(app, Some(&m.daemon), &[&m.rt]).await.unwrap();
+    let runtimes = json!([m.rt]);
     for (body, status, error) in [
         (
             json!({"daemon_id": "laptop", "runtime_ids": runtimes, "max_tasks": 1}),
@@ -369,12 +342,10 @@ async fn tasks_claim_over_the_socket_keeps_the_rules_of_the_http_claim() {
 #[actix_web::test]
 async fn a_socket_that_goes_away_leaves_the_hub() {
     let m = machine().await;
-    let runtime = m.runtime.parse().unwrap();
+    let runtime = m.rt.parse().unwrap();
     let hub = &m.app.state.daemon_hub;
-    let daemon = open(&m.app, Some(&m.daemon), &[&m.runtime]).await.unwrap();
-    let mut closing = open(&m.app, Some(&m.alice.token), &[&m.runtime])
-        .await
-        .unwrap();
+    let daemon = open(&m.app, Some(&m.daemon), &[&m.rt]).await.unwrap();
+    let mut closing = open(&m.app, Some(&m.alice.token), &[&m.rt]).await.unwrap();
     assert_eq!(hub.sockets(runtime), 2);
     // one drops its connection, the other says goodbye
     drop(daemon);
@@ -430,17 +401,17 @@ async fn a_socket_that_never_reads_does_not_hold_up_queueing() {
     use tokio::io::AsyncWriteExt;
     let m = machine().await;
     let app = &m.app;
-    let runtime = m.runtime.parse().unwrap();
+    let runtime = m.rt.parse().unwrap();
     // the stalled daemon claims 4 MiB of prompts it will never read
-    let mut stalled = stalled_socket(app, &m.daemon, &m.runtime).await;
+    let mut stalled = stalled_socket(app, &m.daemon, &m.rt).await;
     let big = "x".repeat(64 * 1024);
     for name in ["wide-1", "wide-2"] {
         let extra = json!({"name": name, "max_concurrent_tasks": 32});
-        let wide = app.agent(&m.alice.token, &m.ws, &m.runtime, extra).await;
+        let wide = app.agent(&m.alice.token, &m.ws, &m.rt, extra).await;
         for _ in 0..32 {
             app.task(&m.alice.token, &wide, &big, 0).await;
         }
-        let body = json!({"daemon_id": "mbp", "runtime_ids": [m.runtime], "max_tasks": 32});
+        let body = json!({"daemon_id": "mbp", "runtime_ids": [m.rt], "max_tasks": 32});
         let claim = json!({"request_id": name, "method": "tasks.claim", "body": body});
         stalled
             .write_all(&client_frame("daemon:rpc_request", claim))
@@ -454,7 +425,7 @@ async fn a_socket_that_never_reads_does_not_hold_up_queueing() {
         .await
     );
     // while another daemon reads as it should
-    let mut reading = open(app, Some(&m.daemon), &[&m.runtime]).await.unwrap();
+    let mut reading = open(app, Some(&m.daemon), &[&m.rt]).await.unwrap();
     let (woken, mut wakeups) = tokio::sync::mpsc::unbounded_channel();
     actix_web::rt::spawn(async move {
         loop {
@@ -505,7 +476,7 @@ async fn revoking_the_token_ends_its_socket() {
         )
         .await;
     assert_eq!(token.status, 201, "{:?}", token.body);
-    let mut daemon = open(app, token.body["token"].as_str(), &[&m.runtime])
+    let mut daemon = open(app, token.body["token"].as_str(), &[&m.rt])
         .await
         .unwrap();
     let r = app
@@ -518,10 +489,7 @@ async fn revoking_the_token_ends_its_socket() {
     let reason = daemon.closed().await.expect("a close frame with a reason");
     assert_eq!(reason.code, awc::ws::CloseCode::Policy);
     assert!(
-        eventually(5, || app
-            .state
-            .daemon_hub
-            .sockets(m.runtime.parse().unwrap())
+        eventually(5, || app.state.daemon_hub.sockets(m.rt.parse().unwrap())
             == 0)
         .await
     );
@@ -530,7 +498,7 @@ async fn revoking_the_token_ends_its_socket() {
 #[actix_web::test]
 async fn closing_the_hub_at_shutdown_ends_the_sockets() {
     let m = machine().await;
-    let mut daemon = open(&m.app, Some(&m.daemon), &[&m.runtime]).await.unwrap();
+    let mut daemon = open(&m.app, Some(&m.daemon), &[&m.rt]).await.unwrap();
     m.app.state.daemon_hub.close();
     let reason = daemon.closed().await.expect("a close frame with a reason");
     assert_eq!(reason.code, awc::ws::CloseCode::Away);

@@ -47,6 +47,12 @@ fn json_body(reply: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {reply}"))
 }
 
+/// Creates workspace `w{i}` carrying `description`, to grow the database.
+async fn add_workspace(app: &TestApp, token: &str, i: usize, description: &str) -> common::Reply {
+    let body = json!({"name": format!("w{i}"), "description": description});
+    app.post("/api/workspaces", token, body).await
+}
+
 #[actix_web::test]
 async fn a_json_body_without_content_type_is_accepted() {
     let app = spawn_app().await;
@@ -171,13 +177,7 @@ async fn a_full_database_answers_507_and_health_says_why() {
     let description = "x".repeat(200 * 1024);
     let mut full = None;
     for i in 0..20 {
-        let r = app
-            .post(
-                "/api/workspaces",
-                &alice.token,
-                json!({"name": format!("w{i}"), "description": description}),
-            )
-            .await;
+        let r = add_workspace(&app, &alice.token, i, &description).await;
         if r.status != 201 {
             full = Some(r);
             break;
@@ -272,13 +272,7 @@ async fn committed_writes_are_checkpointed_into_the_file_in_the_background() {
     let before = file_size();
     let description = "x".repeat(16 * 1024);
     for i in 0..40 {
-        let r = app
-            .post(
-                "/api/workspaces",
-                &alice.token,
-                json!({"name": format!("w{i}"), "description": description}),
-            )
-            .await;
+        let r = add_workspace(&app, &alice.token, i, &description).await;
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
     // 40 × 16 KiB = 160 pages: far below the writer's own threshold

@@ -635,17 +635,7 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
     }
     assert!(refused > 100, "only {refused} refusals checked");
     // bob's machine is still bob's, online, with its task dispatched
-    let r = app
-        .get(&format!("/api/runtimes?workspace_id={ws}"), &bob.token)
-        .await;
-    let row = r
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == runtime.as_str())
-        .unwrap()
-        .clone();
+    let row = app.listed_runtime(&bob.token, &ws, &runtime).await;
     assert_eq!(row["owner_id"], bob.id.as_str());
     assert_eq!(row["status"], "online");
     assert_eq!(app.task_status(&task), "dispatched");

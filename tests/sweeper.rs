@@ -2,24 +2,11 @@
 
 mod common;
 
-use agenthub::config::SweeperConfig;
 use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::seed::{self, TaskClock};
 use common::sqlite::{self, Fault};
-use common::{eventually, parse_id, spawn_app, spawn_app_with};
+use common::{eventually, parse_id, spawn_app, spawn_app_with, thresholds};
 use serde_json::json;
-
-/// Thresholds for tests that call the sweep directly: only what a test
-/// ages past them is affected.
-fn thresholds() -> SweeperConfig {
-    SweeperConfig {
-        interval_secs: 3600,
-        stale_after_secs: 60,
-        offline_runtime_ttl_secs: 3600,
-        dispatch_timeout_secs: 300,
-        running_timeout_secs: 9000,
-    }
-}
 
 fn error_of(app: &common::TestApp, task: &str) -> Option<String> {
     app.task_row(task).error

@@ -396,20 +396,13 @@ async fn a_task_token_request_racing_its_tasks_end_is_refused() {
     // the task is cancelled in a write that holds the writer's turn for a
     // second after it ran: the report below is authenticated while the
     // task still runs, and its own write comes after the cancellation
-    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let signal = ran.clone();
-    let db = app.db.clone();
-    let writer = std::thread::spawn(move || {
-        db.write_blocking(move |tx| -> agenthub::store::Result<()> {
+    let writer = app
+        .while_a_write_commits(move |tx| {
             let cancel = agenthub::store::tasks::Transition::Cancel;
             agenthub::store::tasks::apply(tx, id, cancel, None, None)?;
-            signal.store(true, std::sync::atomic::Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_secs(1));
             Ok(())
         })
-        .unwrap();
-    });
-    assert!(common::eventually(10, || ran.load(std::sync::atomic::Ordering::SeqCst)).await);
+        .await;
     let r = app
         .post(
             &format!("/api/daemon/tasks/{}/usage", task.id),

@@ -865,42 +865,18 @@ async fn removing_a_member_revokes_the_invitations_they_sent() {
     assert_eq!(ids, [alices.as_str()]);
 }
 
-/// Runs `change` in a write transaction that keeps the writer's turn for a
-/// second after it ran, and returns once it ran: a request sent meanwhile
-/// reads the database as it was before `change`, and its own write waits
-/// until `change` is committed.
-async fn while_a_write_commits(
-    app: &TestApp,
-    change: impl FnOnce(&agenthub::store::Conn<'_>) + Send + 'static,
-) -> std::thread::JoinHandle<()> {
-    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let signal = ran.clone();
-    let db = app.db.clone();
-    let writer = std::thread::spawn(move || {
-        db.write_blocking(move |tx| -> agenthub::store::Result<()> {
-            change(tx);
-            signal.store(true, std::sync::atomic::Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            Ok(())
-        })
-        .unwrap();
-    });
-    assert!(common::eventually(10, || ran.load(std::sync::atomic::Ordering::SeqCst)).await);
-    writer
-}
-
 /// Sets a member's role, or removes them (`None`), through the store.
 fn change_member(
     ws: &str,
     member: &str,
     role: Option<Role>,
-) -> impl FnOnce(&agenthub::store::Conn<'_>) + Send + 'static {
+) -> impl FnOnce(&agenthub::store::Conn<'_>) -> agenthub::store::Result<()> + Send + 'static {
     let (ws, member): (WorkspaceId, MemberId) = (ws.parse().unwrap(), member.parse().unwrap());
     move |tx| match role {
-        Some(role) => workspaces::set_role(tx, member, role).unwrap(),
+        Some(role) => workspaces::set_role(tx, member, role),
         None => {
-            let row = workspaces::get_member(tx, ws, member).unwrap().unwrap();
-            workspaces::remove_member(tx, &row).unwrap();
+            let row = workspaces::get_member(tx, ws, member)?.expect("a member");
+            workspaces::remove_member(tx, &row)
         }
     }
 }
@@ -914,7 +890,9 @@ async fn a_daemon_token_is_not_minted_for_a_member_removed_meanwhile() {
     assert_eq!(app.get("/api/me", &bob.token).await.status, 200);
     let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
 
-    let writer = while_a_write_commits(&app, change_member(&ws, &bob_m, None)).await;
+    let writer = app
+        .while_a_write_commits(change_member(&ws, &bob_m, None))
+        .await;
     let r = app
         .post(
             &format!("/api/workspaces/{ws}/daemon-tokens"),
@@ -939,7 +917,7 @@ async fn an_admin_demoted_meanwhile_cannot_change_a_role() {
     let carol_m = member_id(&app, &ws, &alice.token, &carol).await;
 
     let demote = change_member(&ws, &bob_m, Some(Role::Member));
-    let writer = while_a_write_commits(&app, demote).await;
+    let writer = app.while_a_write_commits(demote).await;
     let r = set_role(&app, &ws, &bob.token, &carol_m, "admin").await;
     writer.join().unwrap();
     assert_eq!(r.status, 403, "{:?}", r.body);
@@ -970,7 +948,7 @@ async fn an_admin_demoted_meanwhile_cannot_remove_a_member() {
     let carol_m = member_id(&app, &ws, &alice.token, &carol).await;
 
     let demote = change_member(&ws, &bob_m, Some(Role::Member));
-    let writer = while_a_write_commits(&app, demote).await;
+    let writer = app.while_a_write_commits(demote).await;
     let r = app
         .delete(
             &format!("/api/workspaces/{ws}/members/{carol_m}"),
@@ -1072,7 +1050,7 @@ async fn an_admin_demoted_meanwhile_cannot_create_an_agent() {
     let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
 
     let demote = change_member(&ws, &bob_m, Some(Role::Member));
-    let writer = while_a_write_commits(&app, demote).await;
+    let writer = app.while_a_write_commits(demote).await;
     let r = app.create_agent(&bob.token, &ws, &runtime, json!({})).await;
     writer.join().unwrap();
     assert_eq!(r.status, 403, "{:?}", r.body);

@@ -1,8 +1,14 @@
 //! What the benchmarks share: the real `agenthub` binary, started on a
-//! free loopback port in a directory of the benchmark's.
+//! free loopback port in a directory of the benchmark's, and rows seeded
+//! straight into the store. Each benchmark uses only part of it.
+#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use agenthub::domain::{AgentId, RuntimeId, Timestamp, UserId, WorkspaceId};
+use agenthub::store::seed::{self, SeedAgent};
+use agenthub::store::Conn;
 
 /// A running server; killed when dropped.
 pub struct Server {
@@ -40,4 +46,26 @@ pub fn start_server(dir: &std::path::Path, db: &str) -> Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
     }
+}
+
+/// Seeds an agent named `a` on `runtime`, as a fleet of machines has them.
+pub fn seed_agent(
+    tx: &Conn<'_>,
+    workspace: WorkspaceId,
+    runtime: RuntimeId,
+    owner: UserId,
+    created_at: Timestamp,
+) -> agenthub::store::Result<AgentId> {
+    let id = AgentId::new();
+    let row = SeedAgent {
+        id,
+        workspace,
+        runtime,
+        name: "a",
+        owner,
+        archived_at: None,
+        created_at,
+    };
+    seed::agent(tx, &row)?;
+    Ok(id)
 }

@@ -14,11 +14,13 @@ pub mod ws;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agenthub::admin;
 use agenthub::app::{Application, State};
-use agenthub::config::Config;
+use agenthub::config::{Config, SweeperConfig};
 use agenthub::domain::{AgentId, Role, Timestamp, WorkspaceId};
 use agenthub::store::seed::{self, SeedAgent, TokenKind};
 use agenthub::store::{self, agents, runtimes, tasks, Conn, Store};
@@ -531,6 +533,33 @@ impl TestApp {
     }
 }
 
+/// Alice, her workspace, a daemon token for her machine `mbp`, one runtime
+/// of it and an agent on it, made with `agent_extra`.
+pub struct Machine {
+    pub app: TestApp,
+    pub alice: TestUser,
+    pub ws: String,
+    pub daemon: String,
+    pub rt: String,
+    pub agent: String,
+}
+
+pub async fn machine(agent_extra: Value) -> Machine {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let daemon = app.daemon_token(&alice.token, &ws, "mbp").await;
+    let rt = app.runtime(&daemon, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, agent_extra).await;
+    Machine {
+        app,
+        alice,
+        ws,
+        daemon,
+        rt,
+        agent,
+    }
+}
+
 /// Polls `check` every 50 ms until it holds or `secs` pass.
 pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -541,6 +570,64 @@ pub async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     check()
+}
+
+/// Thresholds for tests that call the sweep directly: only what a test
+/// ages past them is affected.
+pub fn thresholds() -> SweeperConfig {
+    SweeperConfig {
+        interval_secs: 3600,
+        stale_after_secs: 60,
+        offline_runtime_ttl_secs: 3600,
+        dispatch_timeout_secs: 300,
+        running_timeout_secs: 9000,
+    }
+}
+
+impl TestApp {
+    /// Runs `change` in a write transaction that keeps the writer's turn
+    /// for a second after it ran, and returns once it ran: a request sent
+    /// meanwhile reads the database as it was before `change`, and its own
+    /// write waits until `change` is committed.
+    pub async fn while_a_write_commits(
+        &self,
+        change: impl FnOnce(&Conn<'_>) -> store::Result<()> + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let ran = Arc::new(AtomicBool::new(false));
+        let signal = ran.clone();
+        let db = self.db.clone();
+        let writer = std::thread::spawn(move || {
+            db.write_blocking(move |tx| -> store::Result<()> {
+                change(tx)?;
+                signal.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_secs(1));
+                Ok(())
+            })
+            .unwrap();
+        });
+        assert!(eventually(10, || ran.load(Ordering::SeqCst)).await);
+        writer
+    }
+}
+
+impl TestApp {
+    /// The runtimes of `ws` as people list them.
+    pub async fn listed_runtimes(&self, token: &str, ws: &str) -> Vec<Value> {
+        let r = self
+            .get(&format!("/api/runtimes?workspace_id={ws}"), token)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body.as_array().unwrap().clone()
+    }
+
+    /// One runtime of `ws` as people list it.
+    pub async fn listed_runtime(&self, token: &str, ws: &str, id: &str) -> Value {
+        self.listed_runtimes(token, ws)
+            .await
+            .into_iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("runtime {id} not listed"))
+    }
 }
 
 impl TestApp {
