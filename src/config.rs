@@ -1,5 +1,6 @@
 //! Typed settings: built-in defaults, then `config.toml`, then the
-//! `AGENTHUB_LISTEN` / `AGENTHUB_DB` environment variables, then `--db`.
+//! `AGENTHUB_LISTEN` / `AGENTHUB_DB` / `AGENTHUB_DATABASE_URL` environment
+//! variables, then `--db`.
 //!
 //! Every key is optional. An unknown key or a value of the wrong type stops
 //! start-up with a message that names the key, so a typo never silently falls
@@ -37,6 +38,10 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
+    /// A PostgreSQL database (`postgres://user@host/db`): when set, agenthub
+    /// runs on it instead of the SQLite file, and `path` and `max_size_mb`
+    /// are not used.
+    pub url: Option<String>,
     /// SQLite file; created and migrated on first start.
     pub path: PathBuf,
     /// Read connections in the pool (writes go through the one writer, see `store`).
@@ -72,10 +77,31 @@ impl Default for ServerConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
+            url: None,
             path: PathBuf::from("agenthub.db"),
             pool_size: 8,
             busy_timeout_ms: 5000,
             max_size_mb: 0,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// The database for people and logs: the file, or the PostgreSQL URL
+    /// with its password hidden.
+    pub fn describe(&self) -> String {
+        let Some(url) = &self.url else {
+            return self.path.display().to_string();
+        };
+        // postgres://user:password@host/db: hide what follows the colon
+        // of the user part
+        match url.split_once("://").and_then(|(scheme, rest)| {
+            let (userinfo, host) = rest.split_once('@')?;
+            let (user, _) = userinfo.split_once(':')?;
+            Some(format!("{scheme}://{user}:***@{host}"))
+        }) {
+            Some(shown) => shown,
+            None => url.clone(),
         }
     }
 }
@@ -111,6 +137,8 @@ pub enum ConfigError {
 pub struct Overrides {
     pub listen: Option<String>,
     pub db: Option<PathBuf>,
+    /// `database.url`; an empty value clears one the file sets.
+    pub database_url: Option<String>,
 }
 
 impl Overrides {
@@ -118,6 +146,7 @@ impl Overrides {
         Overrides {
             listen: std::env::var("AGENTHUB_LISTEN").ok(),
             db: std::env::var_os("AGENTHUB_DB").map(PathBuf::from),
+            database_url: std::env::var("AGENTHUB_DATABASE_URL").ok(),
         }
     }
 }
@@ -138,6 +167,12 @@ impl Config {
         }
         if let Some(db) = &overrides.db {
             config.database.path = db.clone();
+        }
+        if let Some(url) = &overrides.database_url {
+            config.database.url = Some(url.clone());
+        }
+        if config.database.url.as_deref().is_some_and(str::is_empty) {
+            config.database.url = None;
         }
         config.validate()?;
         Ok(config)
@@ -171,6 +206,14 @@ impl Config {
                 "server.listen",
                 &format!("{:?} is not a host:port address", self.server.listen),
             );
+        }
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return invalid(
+                    "database.url",
+                    "must be a PostgreSQL URL (postgres://user@host/database)",
+                );
+            }
         }
         if self.database.path.as_os_str().is_empty() {
             return invalid("database.path", "must not be empty");
@@ -233,6 +276,27 @@ mod tests {
     fn wrong_type_is_named() {
         let err = Config::from_toml("[database]\npool_size = \"many\"\n").unwrap_err();
         assert!(err.contains("pool_size"), "{err}");
+    }
+
+    #[test]
+    fn a_database_url_is_shown_without_its_password() {
+        let mut config = DatabaseConfig::default();
+        assert_eq!(config.describe(), "agenthub.db");
+        config.url = Some("postgres://ops:s3cret@db.internal:5432/agenthub".into());
+        assert_eq!(
+            config.describe(),
+            "postgres://ops:***@db.internal:5432/agenthub"
+        );
+        config.url = Some("postgres://ops@db.internal/agenthub".into());
+        assert_eq!(config.describe(), "postgres://ops@db.internal/agenthub");
+    }
+
+    #[test]
+    fn a_database_url_must_be_postgres() {
+        let mut config = Config::default();
+        config.database.url = Some("mysql://db/agenthub".into());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("database.url"), "{err}");
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let applied = store::migrate(&config.database).map_err(|e| e.to_string())?;
             println!(
                 "{}: {applied} migration(s) applied",
-                config.database.path.display()
+                config.database.describe()
             );
             Ok(())
         }
@@ -225,7 +225,7 @@ fn open(config: &Config) -> Result<Store, String> {
 fn serve(config: Config) -> Result<(), String> {
     raise_fd_limit();
     let listen = config.server.listen.clone();
-    let db_path = config.database.path.display().to_string();
+    let db_path = config.database.describe();
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config).map_err(|e| e.to_string())?;
         log::info!("agenthub listening on http://{listen} (database {db_path})");
@@ -249,6 +249,9 @@ fn raise_fd_limit() {
 /// never a half-written copy. The live database itself is refused as
 /// `dest`.
 fn backup(config: &Config, dest: &Path) -> Result<(), String> {
+    if config.database.url.is_some() {
+        return store::backup(&config.database, dest).map_err(|e| format!("backup failed: {e}"));
+    }
     let src_path = &config.database.path;
     if !src_path.exists() {
         return Err(format!("database {} does not exist", src_path.display()));

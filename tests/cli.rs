@@ -1,12 +1,18 @@
 //! The `agenthub` binary: its commands, config handling and online backup,
 //! run as a real process.
+//!
+//! Most tests drive it with `--db <file>` and stay on SQLite whatever engine
+//! the suite runs on, because they check the file itself (tables, WAL,
+//! permissions, backup copies). The `postgres_*` tests at the end cover the
+//! commands on PostgreSQL through `AGENTHUB_DATABASE_URL` when the suite
+//! runs there (`AGENTHUB_TEST_POSTGRES`).
 
 mod common;
 
 use std::path::Path;
 use std::process::Output;
 
-use common::{binary, count_in, select_in, sqlite, ServerProcess};
+use common::{binary, count_in, select_in, sqlite, ServerProcess, TestDb};
 use serde_json::Value;
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -14,6 +20,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env_remove("AGENTHUB_DB")
+        .env_remove("AGENTHUB_DATABASE_URL")
         .env_remove("AGENTHUB_LISTEN")
         .output()
         .expect("run agenthub")
@@ -567,4 +574,241 @@ fn backups_are_readable_by_their_owner_only() {
         assert_eq!(mode, 0o600, "{}", copy.display());
         assert_eq!(sqlite::integrity_check(copy), "ok");
     }
+}
+
+/// `agenthub ARGS` in `dir` on `db`: `--db <file>`, or a PostgreSQL schema
+/// through `AGENTHUB_DATABASE_URL`.
+fn run_on(dir: &Path, db: &TestDb, args: &[&str]) -> Output {
+    let mut command = binary();
+    command
+        .current_dir(dir)
+        .args(args)
+        .env_remove("AGENTHUB_DB")
+        .env_remove("AGENTHUB_DATABASE_URL")
+        .env_remove("AGENTHUB_LISTEN");
+    db.point(&mut command);
+    command.output().expect("run agenthub")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The files in `dir`, by name.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `url` with a password in it, and how agenthub shows that URL (the
+/// password hidden); `None` when the URL names no user to give one.
+fn with_password(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (userinfo, host) = rest.split_once('@')?;
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    // a URL that carries a password keeps it; the test server trusts its
+    // role, so one added where there was none is never asked for
+    let secret = if userinfo.contains(':') {
+        url.to_string()
+    } else {
+        format!("{scheme}://{user}:s3cret-pw@{host}")
+    };
+    Some((secret, format!("{scheme}://{user}:***@{host}")))
+}
+
+#[test]
+fn postgres_migrate_applies_the_schema_once_and_hides_the_password() {
+    // needs the suite's PostgreSQL server (AGENTHUB_TEST_POSTGRES)
+    if !common::on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::fresh(dir.path());
+    let url = db.url().unwrap().to_string();
+    let shipped =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres"))
+            .unwrap()
+            .count();
+    assert!(shipped >= 1);
+
+    let (first, shown) = match with_password(&url) {
+        Some((secret, shown)) => (TestDb::Postgres(secret), shown),
+        None => (db.clone(), url.clone()),
+    };
+    let out = run_on(dir.path(), &first, &["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("{shown}: {shipped} migration(s) applied")
+    );
+    assert!(!stdout(&out).contains("s3cret-pw"), "{}", stdout(&out));
+
+    // a second run has nothing to do
+    let out = run_on(dir.path(), &db, &["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{url}: 0 migration(s) applied"));
+    // the schema is there, and no SQLite file was made beside it
+    assert_eq!(count_in(&db, r#"SELECT count(*) FROM "user""#), 0);
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+}
+
+#[actix_web::test]
+async fn postgres_init_and_user_add_give_working_tokens() {
+    // needs the suite's PostgreSQL server (AGENTHUB_TEST_POSTGRES)
+    if !common::on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::fresh(dir.path());
+    let init = stdout_json(&run_on(
+        dir.path(),
+        &db,
+        &[
+            "init",
+            "--email",
+            "ada@example.com",
+            "--workspace",
+            "Lab",
+            "--json",
+        ],
+    ));
+    let ws = init["workspace_id"].as_str().unwrap();
+    let added = stdout_json(&run_on(
+        dir.path(),
+        &db,
+        &[
+            "user",
+            "add",
+            "--email",
+            "bob@example.com",
+            "--workspace",
+            ws,
+            "--role",
+            "admin",
+            "--json",
+        ],
+    ));
+    assert_eq!(added["workspace_id"], ws);
+    assert_eq!(count_in(&db, r#"SELECT count(*) FROM "user""#), 2);
+    let rows = select_in(
+        &db,
+        r#"SELECT u.email, w.name, m.role FROM "user" u JOIN member m ON m.user_id = u.id
+           JOIN workspace w ON w.id = m.workspace_id ORDER BY u.email"#,
+    );
+    assert_eq!(
+        rows,
+        [
+            ["ada@example.com", "Lab", "owner"],
+            ["bob@example.com", "Lab", "admin"]
+        ]
+    );
+    // the address is taken, whatever its case
+    let out = run_on(
+        dir.path(),
+        &db,
+        &["user", "add", "--email", "BOB@example.com"],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(count_in(&db, r#"SELECT count(*) FROM "user""#), 2);
+
+    // the server on the same database takes the tokens the commands printed
+    let server = ServerProcess::start(dir.path(), &db);
+    let client = awc::Client::default();
+    for token in [
+        init["token"].as_str().unwrap(),
+        added["token"].as_str().unwrap(),
+    ] {
+        let mut res = client
+            .get(format!("{}/api/workspaces/{ws}/members", server.base))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let members: Value = res.json().await.unwrap();
+        assert_eq!(members.as_array().unwrap().len(), 2, "{members}");
+    }
+    drop(server);
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn postgres_backup_points_to_postgres_tools_and_writes_nothing() {
+    // needs the suite's PostgreSQL server (AGENTHUB_TEST_POSTGRES)
+    if !common::on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::fresh(dir.path());
+    stdout_json(&run_on(
+        dir.path(),
+        &db,
+        &["init", "--email", "ada@example.com", "--json"],
+    ));
+    let out = run_on(dir.path(), &db, &["backup", "copy.db"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: backup failed: "), "{err}");
+    assert!(
+        err.contains("back up a PostgreSQL database with its own tools") && err.contains("pg_dump"),
+        "{err}"
+    );
+    // neither the copy nor a temporary file beside it
+    assert_eq!(files_in(dir.path()), Vec::<String>::new());
+    // and the database is untouched
+    assert_eq!(count_in(&db, r#"SELECT count(*) FROM "user""#), 1);
+}
+
+#[test]
+fn a_database_url_that_is_not_postgres_stops_startup_naming_it() {
+    // runs on either engine: the URL is refused before any database is
+    // opened, so no PostgreSQL server is needed
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[database]\nurl = \"sqlite://agenthub.db\"\n",
+    )
+    .unwrap();
+    for args in [&["migrate"][..], &["init", "--email", "ada@example.com"]] {
+        let out = run(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("database.url"), "{err}");
+    }
+    // serve stops too, before listening
+    let mut child = binary()
+        .current_dir(dir.path())
+        .arg("serve")
+        .env_remove("AGENTHUB_DB")
+        .env_remove("AGENTHUB_DATABASE_URL")
+        .env("AGENTHUB_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started with a database.url that is not PostgreSQL");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("database.url"), "{err}");
+    // nothing was made in its place
+    assert_eq!(files_in(dir.path()), ["config.toml"]);
 }

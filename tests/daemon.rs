@@ -4,7 +4,7 @@ mod common;
 
 use agenthub::domain::Role;
 use agenthub::store::seed;
-use common::sqlite::{self, Fault};
+use common::faults::{self, Fault};
 use common::{parse_id, registration, spawn_app};
 use serde_json::json;
 
@@ -279,7 +279,7 @@ async fn registration_is_all_or_nothing() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     // make the database refuse one runtime of the batch
-    sqlite::fault(
+    faults::fault(
         &app,
         Fault::RefuseInsert {
             table: "agent_runtime",

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{binary, ServerProcess};
+use common::{binary, ServerProcess, TestDb};
 
 #[actix_web::test]
 async fn dashboard_in_headless_chromium() {
@@ -26,21 +26,18 @@ async fn dashboard_in_headless_chromium() {
         "[sweeper]\ninterval_secs = 1\nstale_after_secs = 3\n",
     )
     .unwrap();
-    let db = dir.path().join("ui.db");
-    let out = binary()
-        .current_dir(dir.path())
-        .args([
-            "init",
-            "--email",
-            "ui@example.com",
-            "--name",
-            "Ada",
-            "--json",
-            "--db",
-        ])
-        .arg(&db)
-        .output()
-        .unwrap();
+    let db = TestDb::fresh(dir.path());
+    let mut init = binary();
+    init.current_dir(dir.path()).args([
+        "init",
+        "--email",
+        "ui@example.com",
+        "--name",
+        "Ada",
+        "--json",
+    ]);
+    db.point(&mut init);
+    let out = init.output().unwrap();
     assert!(out.status.success());
     let init: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let server = ServerProcess::start(dir.path(), &db);

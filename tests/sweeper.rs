@@ -4,7 +4,7 @@ mod common;
 
 use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::seed::{self, TaskClock};
-use common::sqlite::{self, Fault};
+use common::faults::{self, Fault};
 use common::{eventually, parse_id, spawn_app, spawn_app_with, thresholds};
 use serde_json::json;
 
@@ -213,7 +213,7 @@ async fn a_failing_step_does_not_stop_the_others_or_the_actor() {
     )
     .await;
     // the stale step cannot write while this fault lasts
-    sqlite::fault(
+    faults::fault(
         &app,
         Fault::RefuseUpdate {
             table: "agent_runtime",
@@ -224,7 +224,7 @@ async fn a_failing_step_does_not_stop_the_others_or_the_actor() {
     assert!(eventually(10, || app.count("SELECT count(*) FROM agent_runtime") == 1).await);
     assert_eq!(app.runtime_status(&stale), "online");
 
-    sqlite::clear_faults(&app);
+    faults::clear_faults(&app);
     // the next cycles mark it offline and, past the 1 s TTL, collect it:
     // only an offline runtime can be collected, so both steps ran
     assert!(eventually(10, || app.count("SELECT count(*) FROM agent_runtime") == 0).await);

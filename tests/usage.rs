@@ -6,7 +6,7 @@ mod common;
 use agenthub::domain::{TaskId, WorkspaceId};
 use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use chrono::{Days, Utc};
-use common::sqlite::{self, Fault};
+use common::faults::{self, Fault};
 use common::{spawn_app, TestApp};
 use serde_json::{json, Value};
 
@@ -549,7 +549,7 @@ async fn history_outlives_the_agent_and_the_runtime() {
 async fn a_task_usage_write_error_is_reported_to_the_daemon() {
     let app = spawn_app().await;
     let (token, ws, _rt, _agent, task) = workspace_with_task(&app).await;
-    sqlite::fault(
+    faults::fault(
         &app,
         Fault::RefuseInsert {
             table: "usage_hourly",

@@ -5,7 +5,7 @@ mod common;
 use agenthub::domain::{MemberId, Role, WorkspaceId};
 use agenthub::store::seed::{self, TokenKind};
 use agenthub::store::{invitations, workspaces};
-use common::sqlite::{self, Fault};
+use common::faults::{self, Fault};
 use common::{parse_id, spawn_app, TestApp, TestUser};
 use serde_json::{json, Value};
 
@@ -754,7 +754,7 @@ async fn bad_json_is_400_and_changes_nothing() {
 async fn database_failure_is_a_generic_500() {
     let app = spawn_app().await;
     let (alice, _) = app.init_user("alice@example.com");
-    sqlite::fault(&app, Fault::MissingTable("workspace"));
+    faults::fault(&app, Fault::MissingTable("workspace"));
     let r = app.get("/api/workspaces", &alice.token).await;
     assert_eq!(r.status, 500);
     assert_eq!(r.body, json!({"error": "internal server error"}));

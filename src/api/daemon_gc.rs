@@ -121,6 +121,7 @@ fn reachable(
 }
 
 fn check_issue_id(id: &str) -> Result<(), ApiError> {
+    super::no_nul(id, "issue_id")?;
     super::at_most(id, "issue_id", MAX_ISSUE_ID_BYTES)
 }
 

@@ -90,12 +90,20 @@ async fn health(db: web::Data<Store>) -> HttpResponse {
 /// fail as a 500, and no client means to send one.
 pub fn text(value: Option<&str>, field: &str) -> Result<String, crate::error::ApiError> {
     let trimmed = value.map(str::trim).unwrap_or_default();
-    if trimmed.contains('\0') {
+    no_nul(trimmed, field)?;
+    Ok(trimmed.to_string())
+}
+
+/// Refuses text with a NUL character (`"<field> must not contain NUL
+/// characters"`), as [`text`] does: no stored text holds one, and
+/// PostgreSQL refuses one even in a lookup.
+pub fn no_nul(value: &str, field: &str) -> Result<(), crate::error::ApiError> {
+    if value.contains('\0') {
         return Err(crate::error::ApiError::bad_request(format!(
             "{field} must not contain NUL characters"
         )));
     }
-    Ok(trimmed.to_string())
+    Ok(())
 }
 
 /// Longest name-like text a daemon may send (ids, names, versions): these

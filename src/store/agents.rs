@@ -66,8 +66,12 @@ pub fn lock(conn: &Conn<'_>, agent: AgentId) -> Result<()> {
     dispatch!(conn, agents::lock(agent))
 }
 
+///
+/// Inside a write the row is locked (`FOR UPDATE`) where the engine has row
+/// locks, as [`super::tasks::get`] does.
 pub fn get(conn: &Conn<'_>, id: AgentId) -> Result<Option<Agent>> {
-    dispatch!(conn, agents::get(id))
+    let lock = conn.writing();
+    dispatch!(conn, agents::get(id, lock))
 }
 
 /// Up to `limit` of the agents `filter.viewer` may see (workspace-visible

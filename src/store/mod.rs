@@ -23,6 +23,7 @@
 pub mod agents;
 mod error;
 pub mod invitations;
+mod postgres;
 pub mod runtimes;
 #[doc(hidden)]
 pub mod seed;
@@ -50,24 +51,43 @@ pub use sqlite::OpenError;
 /// Only the store's modules see what is inside.
 pub struct Conn<'a> {
     engine: Engine<'a>,
+    /// Whether this is a write's transaction (rows a write decides on are
+    /// locked where the engine has row locks).
+    writing: bool,
 }
 
 enum Engine<'a> {
     Sqlite(&'a rusqlite::Connection),
+    Postgres(&'a postgres::Cell),
 }
 
 impl<'a> Conn<'a> {
     fn sqlite(conn: &'a rusqlite::Connection) -> Conn<'a> {
         Conn {
             engine: Engine::Sqlite(conn),
+            writing: false,
         }
     }
 
-    /// The SQLite connection, for the engine's own helpers.
+    /// The SQLite connection, for the writer's unit tests.
+    #[cfg(test)]
     fn sql(&self) -> &'a rusqlite::Connection {
         match self.engine {
             Engine::Sqlite(conn) => conn,
+            Engine::Postgres(_) => panic!("a SQLite test ran on PostgreSQL"),
         }
+    }
+
+    fn postgres(conn: &'a postgres::Cell, writing: bool) -> Conn<'a> {
+        Conn {
+            engine: Engine::Postgres(conn),
+            writing,
+        }
+    }
+
+    /// Whether this connection is inside a write's transaction.
+    fn writing(&self) -> bool {
+        self.writing
     }
 }
 
@@ -78,15 +98,24 @@ macro_rules! dispatch {
             $crate::store::Engine::Sqlite(c) => {
                 Ok($crate::store::sqlite::$module::$function(c, $($arg),*)?)
             }
+            $crate::store::Engine::Postgres(c) => {
+                Ok($crate::store::postgres::$module::$function(&mut c.borrow_mut(), $($arg),*)?)
+            }
         }
     };
 }
 pub(crate) use dispatch;
 
+/// The engine a [`Store`] runs on.
+enum Backend {
+    Sqlite(sqlite::Engine),
+    Postgres(postgres::Engine),
+}
+
 /// Handle to the database, cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    engine: Arc<sqlite::Engine>,
+    engine: Arc<Backend>,
     pool_wait: Histogram,
     storage: StorageState,
 }
@@ -171,7 +200,13 @@ impl Store {
     /// Opens (creating if needed) and migrates the database.
     pub fn open(config: &DatabaseConfig, pool_wait: Histogram) -> Result<Store, OpenError> {
         let storage = StorageState::default();
-        let engine = sqlite::Engine::open(config, storage.clone())?;
+        let engine = match config.url.as_deref() {
+            Some(url) => Backend::Postgres(
+                postgres::Engine::open(config, url, storage.clone())
+                    .map_err(|e| OpenError::Postgres(e.to_string()))?,
+            ),
+            None => Backend::Sqlite(sqlite::Engine::open(config, storage.clone())?),
+        };
         Ok(Store {
             engine: Arc::new(engine),
             pool_wait,
@@ -208,24 +243,40 @@ impl Store {
         F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
         let waiting = Instant::now();
-        let answer = self.engine.submit(f)?;
-        let result = answer
-            .await
-            .map_err(|_| E::from(Error::internal("the database writer dropped a write")))
-            .and_then(|result| result);
+        let result = match &*self.engine {
+            Backend::Sqlite(engine) => {
+                let answer = engine.submit(f)?;
+                answer
+                    .await
+                    .map_err(|_| E::from(Error::internal("the database writer dropped a write")))
+                    .and_then(|result| result)
+            }
+            // a transaction of its own on a pooled connection, off the
+            // executor
+            Backend::Postgres(_) => {
+                let store = self.clone();
+                actix_web::web::block(move || store.engine_write(f))
+                    .await
+                    .map_err(|e| E::from(Error::from(e)))
+                    .and_then(|result| result)
+            }
+        };
         self.written(waiting, result)
     }
 
     /// [`Store::read`] for callers that are already off the executor (CLI).
     pub fn read_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
+        T: Send,
         E: Failure,
-        F: FnOnce(&Conn<'_>) -> Result<T, E>,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send,
     {
         let waiting = Instant::now();
-        self.engine.read(f, || {
-            self.pool_wait.observe(waiting.elapsed().as_secs_f64())
-        })
+        let waited = || self.pool_wait.observe(waiting.elapsed().as_secs_f64());
+        match &*self.engine {
+            Backend::Sqlite(engine) => engine.read(f, waited),
+            Backend::Postgres(engine) => engine.read(f, waited),
+        }
     }
 
     /// [`Store::write`] for callers that are already off the executor (CLI,
@@ -237,8 +288,29 @@ impl Store {
         F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
     {
         let waiting = Instant::now();
-        let result = self.engine.write(f);
+        let result = self.engine_write(f);
         self.written(waiting, result)
+    }
+
+    /// Runs `f` as a write of the engine's, blocking.
+    fn engine_write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: Failure,
+        F: FnOnce(&Conn<'_>) -> Result<T, E> + Send + 'static,
+    {
+        match &*self.engine {
+            Backend::Sqlite(engine) => engine.write(f),
+            Backend::Postgres(engine) => engine.write(f),
+        }
+    }
+
+    /// Which engine this store runs on: `"sqlite"` or `"postgres"`.
+    pub fn engine_name(&self) -> &'static str {
+        match &*self.engine {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// Records how long a write waited (the writer itself reports the
@@ -253,7 +325,13 @@ impl Store {
     /// read-only.
     #[doc(hidden)]
     pub fn set_writer_read_only(&self, read_only: bool) -> Result<()> {
-        self.engine.set_writer_read_only(read_only)
+        match &*self.engine {
+            Backend::Sqlite(engine) => engine.set_writer_read_only(read_only),
+            Backend::Postgres(engine) => {
+                engine.set_read_only(read_only);
+                Ok(())
+            }
+        }
     }
 
     /// Why writes are failing (disk full, read-only, I/O error), if the
@@ -271,7 +349,7 @@ impl Store {
             return Some(fault.message);
         }
         let store = self.clone();
-        let probe = move || store.write_blocking(sqlite::probe);
+        let probe = move || store.write_blocking(probe);
         if let Ok(Ok(())) = actix_web::web::block(probe).await {
             self.storage.clear();
         }
@@ -286,23 +364,50 @@ impl Store {
     /// Copies the live database to `dest` as one consistent snapshot, even
     /// while the server keeps writing.
     pub fn backup_to(&self, dest: &Path) -> Result<()> {
-        self.engine.backup_to(dest)
+        match &*self.engine {
+            Backend::Sqlite(engine) => engine.backup_to(dest),
+            Backend::Postgres(_) => Err(Error::internal(POSTGRES_BACKUP)),
+        }
     }
 
-    /// Folds the engine's log into the main file (used at shutdown).
+    /// Folds the engine's log into the main file (used at shutdown); the
+    /// PostgreSQL server manages its own log.
     pub fn checkpoint(&self) -> Result<()> {
-        self.engine.checkpoint()
+        match &*self.engine {
+            Backend::Sqlite(engine) => engine.checkpoint(),
+            Backend::Postgres(_) => Ok(()),
+        }
+    }
+}
+
+/// Why `agenthub backup` does not copy a PostgreSQL database.
+const POSTGRES_BACKUP: &str = "agenthub backup copies a SQLite file; back up a PostgreSQL \
+     database with its own tools (pg_dump, or the server's base backups and WAL archive)";
+
+/// A tiny write that really reaches the storage.
+fn probe(conn: &Conn<'_>) -> Result<()> {
+    match &conn.engine {
+        Engine::Sqlite(c) => sqlite::probe(c),
+        Engine::Postgres(c) => Ok(postgres::probe(&mut c.borrow_mut())?),
     }
 }
 
 /// Applies pending migrations to the database `config` names (creating it
 /// if needed); returns how many were applied.
 pub fn migrate(config: &DatabaseConfig) -> Result<usize, OpenError> {
-    sqlite::migrate_file(config)
+    match config.url.as_deref() {
+        Some(url) => {
+            postgres::migrate_url(config, url).map_err(|e| OpenError::Postgres(e.to_string()))
+        }
+        None => sqlite::migrate_file(config),
+    }
 }
 
 /// Copies the database `config` names, live or not, to a new file at
 /// `dest` as one consistent snapshot.
 pub fn backup(config: &DatabaseConfig, dest: &Path) -> Result<(), OpenError> {
+    if config.url.is_some() {
+        return Err(OpenError::Backup(POSTGRES_BACKUP.to_string()));
+    }
     sqlite::backup_file(config, dest)
 }

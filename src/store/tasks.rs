@@ -144,8 +144,14 @@ pub struct IssueTasks {
     pub last_finished: Option<(Timestamp, TaskStatus)>,
 }
 
+///
+/// Inside a write the row is locked (`FOR UPDATE`) where the engine has row
+/// locks: what the write decides from it (its status, its runtime) holds
+/// until it commits, and a change another transaction has not committed
+/// yet is waited for and seen.
 pub fn get(conn: &Conn<'_>, id: TaskId) -> Result<Option<Task>> {
-    dispatch!(conn, tasks::get(id))
+    let lock = conn.writing();
+    dispatch!(conn, tasks::get(id, lock))
 }
 
 pub fn insert(conn: &Conn<'_>, new: &NewTask<'_>) -> Result<Task> {

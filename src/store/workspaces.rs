@@ -80,9 +80,13 @@ pub fn list_for_user(conn: &Conn<'_>, user: UserId) -> Result<Vec<Workspace>> {
     dispatch!(conn, workspaces::list_for_user(user))
 }
 
-/// The role of `user` in `workspace`, if they are a member.
+/// The role of `user` in `workspace`, if they are a member. Inside a write
+/// the membership row is share-locked where the engine has row locks, so
+/// a change of it that another transaction has not committed yet is
+/// waited for and seen: a write never acts on a role being taken away.
 pub fn role_of(conn: &Conn<'_>, workspace: WorkspaceId, user: UserId) -> Result<Option<Role>> {
-    dispatch!(conn, workspaces::role_of(workspace, user))
+    let lock = conn.writing();
+    dispatch!(conn, workspaces::role_of(workspace, user, lock))
 }
 
 /// Whether the user with `email` (compared case-insensitively) belongs to

@@ -1,5 +1,8 @@
-//! Shared helpers: every test gets the real app on a loopback port with its
-//! own temporary SQLite file, and talks to it over HTTP.
+//! Shared helpers: every test gets the real app on a loopback port with a
+//! database of its own, and talks to it over HTTP. The database is a
+//! temporary SQLite file, or, when `AGENTHUB_TEST_POSTGRES` names a
+//! PostgreSQL server (`scripts/postgres.sh start` prints one), a fresh
+//! schema of its own there: the same suite runs on both engines.
 //!
 //! Tests arrange state through the HTTP API, or through store operations
 //! (`agenthub::store::seed` for what the API cannot make quickly) with
@@ -9,6 +12,7 @@
 //! [`sqlite`], the one module another engine has to port.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod sqlite;
 pub mod ws;
 
@@ -30,7 +34,10 @@ pub struct TestApp {
     pub base: String,
     pub db: Store,
     pub state: State,
+    /// The SQLite file (on PostgreSQL, a path nothing is at).
     pub db_path: PathBuf,
+    /// Where the app's data is, for portable SELECTs.
+    pub database: TestDb,
     pub client: awc::Client,
     _dir: tempfile::TempDir,
 }
@@ -57,11 +64,104 @@ impl Reply {
     }
 }
 
+/// The PostgreSQL server the suite runs against, if any: the URL of a
+/// database on it that the test role may create schemas in.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("AGENTHUB_TEST_POSTGRES")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// Whether this run of the suite is on PostgreSQL.
+pub fn on_postgres() -> bool {
+    postgres_server().is_some()
+}
+
+/// Where a test's data lives.
+#[derive(Clone, Debug)]
+pub enum TestDb {
+    Sqlite(PathBuf),
+    /// A URL whose connections see one fresh schema first.
+    Postgres(String),
+}
+
+impl TestDb {
+    /// A new, empty database: a file in `dir`, or a new schema on the
+    /// suite's PostgreSQL server.
+    pub fn fresh(dir: &Path) -> TestDb {
+        match postgres_server() {
+            Some(server) => TestDb::Postgres(fresh_schema(&server)),
+            None => TestDb::Sqlite(dir.join("agenthub.db")),
+        }
+    }
+
+    /// The `database.url` that selects it (`None`: the SQLite file).
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            TestDb::Sqlite(_) => None,
+            TestDb::Postgres(url) => Some(url),
+        }
+    }
+}
+
+impl From<&PathBuf> for TestDb {
+    fn from(path: &PathBuf) -> TestDb {
+        TestDb::Sqlite(path.clone())
+    }
+}
+
+impl From<&TestDb> for TestDb {
+    fn from(db: &TestDb) -> TestDb {
+        db.clone()
+    }
+}
+
+impl TestDb {
+    /// Points an `agenthub` command at this database (`--db` must be an
+    /// option of the command's subcommand).
+    pub fn point(&self, cmd: &mut Command) {
+        match self {
+            TestDb::Sqlite(path) => {
+                cmd.arg("--db").arg(path);
+            }
+            TestDb::Postgres(url) => {
+                cmd.env("AGENTHUB_DATABASE_URL", url);
+            }
+        }
+    }
+}
+
+/// Makes a schema of its own on `server` and returns a URL whose
+/// connections use it.
+fn fresh_schema(server: &str) -> String {
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    off_runtime(|| {
+        let mut client = postgres::Client::connect(server, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("AGENTHUB_TEST_POSTGRES={server}: {e}"));
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .expect("create schema");
+    });
+    let sep = if server.contains('?') { '&' } else { '?' };
+    format!("{server}{sep}options=-c%20search_path%3D{schema}")
+}
+
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".into();
     config.database.path = dir.join("agenthub.db");
+    if let TestDb::Postgres(url) = TestDb::fresh(dir) {
+        config.database.url = Some(url);
+    }
     config
+}
+
+/// The database `config` points at.
+pub fn test_db_of(config: &Config) -> TestDb {
+    match &config.database.url {
+        Some(url) => TestDb::Postgres(url.clone()),
+        None => TestDb::Sqlite(config.database.path.clone()),
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -73,6 +173,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(dir.path());
     adjust(&mut config);
     let db_path = config.database.path.clone();
+    let database = test_db_of(&config);
     let app = Application::build(config).expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
@@ -83,6 +184,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         db,
         state,
         db_path,
+        database,
         client: awc::Client::builder()
             .timeout(Duration::from_secs(30))
             .finish(),
@@ -195,18 +297,18 @@ impl TestApp {
     }
 
     /// Runs store read operations, for assertions on what is stored.
-    pub fn inspect<T>(&self, f: impl FnOnce(&Conn<'_>) -> store::Result<T>) -> T {
+    pub fn inspect<T: Send>(&self, f: impl FnOnce(&Conn<'_>) -> store::Result<T> + Send) -> T {
         self.db.read_blocking(f).expect("read through the store")
     }
 
     /// The rows of a portable SELECT (see [`select_in`]).
     pub fn select(&self, sql: &str) -> Vec<Vec<Value>> {
-        select_in(&self.db_path, sql)
+        select_in(&self.database, sql)
     }
 
     /// The number a portable `SELECT count(*) …` answers.
     pub fn count(&self, sql: &str) -> i64 {
-        count_in(&self.db_path, sql)
+        count_in(&self.database, sql)
     }
 
     /// The first column of a portable SELECT's rows, as text.
@@ -222,10 +324,16 @@ impl TestApp {
 }
 
 /// Runs `sql`, a plain SELECT without parameters that every engine runs
-/// alike (no engine functions, values written in), on the database at
-/// `path`; each row's columns as JSON values. The one place tests read the
-/// database with SQL: another engine swaps its connection in here.
-pub fn select_in(path: &Path, sql: &str) -> Vec<Vec<Value>> {
+/// alike (no engine functions, values written in), on `db`; each row's
+/// columns as JSON values, in the form SQLite stores them (ids and times
+/// as their text, integers as numbers). The one place tests read the
+/// database with SQL.
+pub fn select_in(db: impl Into<TestDb>, sql: &str) -> Vec<Vec<Value>> {
+    let db = db.into();
+    let path = match &db {
+        TestDb::Sqlite(path) => path,
+        TestDb::Postgres(url) => return postgres_select(url, sql),
+    };
     let conn = sqlite::open_sql(path);
     let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     let n = stmt.column_count();
@@ -236,9 +344,66 @@ pub fn select_in(path: &Path, sql: &str) -> Vec<Vec<Value>> {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Runs `f` on a thread of its own: the synchronous PostgreSQL driver runs
+/// a runtime of its own, which cannot start inside a test's.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join())
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// [`select_in`] on PostgreSQL.
+fn postgres_select(url: &str, sql: &str) -> Vec<Vec<Value>> {
+    off_runtime(|| postgres_rows(url, sql))
+}
+
+fn postgres_rows(url: &str, sql: &str) -> Vec<Vec<Value>> {
+    use postgres::types::Type;
+    let mut client =
+        postgres::Client::connect(url, postgres::NoTls).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let rows = client
+        .query(sql, &[])
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let column = |row: &postgres::Row, i: usize| -> Value {
+        let ty = row.columns()[i].type_();
+        let text = |v: Option<String>| v.map_or(Value::Null, Value::from);
+        match *ty {
+            Type::INT2 => row
+                .get::<_, Option<i16>>(i)
+                .map_or(Value::Null, Value::from),
+            Type::INT4 => row
+                .get::<_, Option<i32>>(i)
+                .map_or(Value::Null, Value::from),
+            Type::INT8 => row
+                .get::<_, Option<i64>>(i)
+                .map_or(Value::Null, Value::from),
+            Type::FLOAT8 => row
+                .get::<_, Option<f64>>(i)
+                .map_or(Value::Null, Value::from),
+            Type::BOOL => row
+                .get::<_, Option<bool>>(i)
+                .map_or(Value::Null, |b| Value::from(i64::from(b))),
+            Type::UUID => text(row.get::<_, Option<uuid::Uuid>>(i).map(|u| u.to_string())),
+            Type::TIMESTAMPTZ => text(
+                row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(i)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+            ),
+            Type::DATE => text(
+                row.get::<_, Option<chrono::NaiveDate>>(i)
+                    .map(|d| d.format("%Y-%m-%d").to_string()),
+            ),
+            Type::JSONB | Type::JSON => text(row.get::<_, Option<Value>>(i).map(|v| v.to_string())),
+            Type::NUMERIC => panic!("{sql}: cast numeric columns to bigint"),
+            _ => text(row.get::<_, Option<String>>(i)),
+        }
+    };
+    rows.iter()
+        .map(|row| (0..row.len()).map(|i| column(row, i)).collect())
+        .collect()
+}
+
 /// [`select_in`] for a `SELECT count(*) …`.
-pub fn count_in(path: &Path, sql: &str) -> i64 {
-    select_in(path, sql)
+pub fn count_in(db: impl Into<TestDb>, sql: &str) -> i64 {
+    select_in(db, sql)
         .first()
         .and_then(|row| row.first())
         .and_then(Value::as_i64)
@@ -268,16 +433,16 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `agenthub serve --db <db>` in `dir` and waits until it answers.
-    pub fn start(dir: &Path, db: &Path) -> ServerProcess {
+    /// Starts `agenthub serve` on `db` in `dir` and waits until it answers.
+    pub fn start(dir: &Path, db: impl Into<TestDb>) -> ServerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let child = binary()
-            .current_dir(dir)
-            .args(["serve", "--db"])
-            .arg(db)
+        let mut command = binary();
+        command.current_dir(dir).arg("serve");
+        db.into().point(&mut command);
+        let child = command
             .env("AGENTHUB_LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

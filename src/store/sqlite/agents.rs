@@ -41,7 +41,8 @@ pub fn lock(_conn: &Connection, _id: AgentId) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn get(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<Agent>> {
+/// `_lock` asks for nothing here: the one writer already orders writes.
+pub fn get(conn: &Connection, id: AgentId, _lock: bool) -> rusqlite::Result<Option<Agent>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM agent WHERE id = ?1"))?
         .query_row([id], from_row)
         .optional()
@@ -111,7 +112,7 @@ pub fn insert(
         owner,
         now
     ])?;
-    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    get(conn, id, false)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite::Result<Agent> {
@@ -135,7 +136,7 @@ pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite:
         fields.max_concurrent_tasks,
         Timestamp::now()
     ])?;
-    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    get(conn, id, false)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 pub fn set_archived(
@@ -153,7 +154,7 @@ pub fn set_archived(
     if changed == 0 {
         return Ok(None);
     }
-    get(conn, id)
+    get(conn, id, false)
 }
 
 pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Option<AgentStatus>> {

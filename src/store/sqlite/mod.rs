@@ -54,7 +54,7 @@ pub(super) use writer::Observer;
 use errors::pool_error;
 
 mod embedded {
-    refinery::embed_migrations!("migrations");
+    refinery::embed_migrations!("migrations/sqlite");
 }
 
 type Pool = r2d2::Pool<SqliteConnectionManager>;
@@ -82,6 +82,9 @@ pub enum OpenError {
     Migrate(#[from] refinery::Error),
     #[error("cannot start the database writer: {0}")]
     Writer(String),
+    /// What opening or migrating a PostgreSQL database met.
+    #[error("{0}")]
+    Postgres(String),
 }
 
 /// The open file: its read pool and its writer.
@@ -197,8 +200,7 @@ impl Engine {
 
 /// A tiny write that really reaches the file: rewriting a header field
 /// with its own value dirties the first page.
-pub(super) fn probe(conn: &Conn<'_>) -> Result<()> {
-    let conn = conn.sql();
+pub(super) fn probe(conn: &Connection) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     conn.pragma_update(None, "user_version", version)?;
     Ok(())

@@ -49,7 +49,8 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(TaskStatus, i
     rows.collect()
 }
 
-pub fn get(conn: &Connection, id: TaskId) -> rusqlite::Result<Option<Task>> {
+/// `_lock` asks for nothing here: the one writer already orders writes.
+pub fn get(conn: &Connection, id: TaskId, _lock: bool) -> rusqlite::Result<Option<Task>> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM agent_task_queue WHERE id = ?1"
     ))?
@@ -74,7 +75,7 @@ pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
         new.created_by,
         Timestamp::now()
     ])?;
-    get(conn, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+    get(conn, id, false)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 pub fn count_queued(conn: &Connection, agent: AgentId) -> rusqlite::Result<i64> {

@@ -124,10 +124,12 @@ pub fn list_for_user(conn: &Connection, user: UserId) -> rusqlite::Result<Vec<Wo
     rows.collect()
 }
 
+/// `_lock` asks for nothing here: the one writer already orders writes.
 pub fn role_of(
     conn: &Connection,
     workspace: WorkspaceId,
     user: UserId,
+    _lock: bool,
 ) -> rusqlite::Result<Option<Role>> {
     conn.prepare_cached("SELECT role FROM member WHERE workspace_id = ?1 AND user_id = ?2")?
         .query_row(params![workspace, user], |r| r.get(0))
@@ -304,6 +306,9 @@ mod tests {
             err.to_string(),
             "user is already a member of this workspace"
         );
-        assert_eq!(role_of(&conn, ws, bob).expect("role"), Some(Role::Member));
+        assert_eq!(
+            role_of(&conn, ws, bob, false).expect("role"),
+            Some(Role::Member)
+        );
     }
 }

@@ -88,7 +88,7 @@ fn two_claimers_that_chose_one_task_dispatch_it_once() {
     // the second runs its statement on the row as it is now
     let second = claim_task(&db.b, &[db.runtime], task).expect("claim b");
     assert!(second.is_none(), "handed out twice: {second:?}");
-    let stored = get(&db.b, task).expect("read").expect("task");
+    let stored = get(&db.b, task, false).expect("read").expect("task");
     assert_eq!(stored.status, TaskStatus::Dispatched);
     assert_eq!(stored.dispatched_at, first.dispatched_at);
 }
@@ -105,7 +105,10 @@ fn two_claimers_never_take_an_agents_last_slot_twice() {
     let late = claim_task(&db.b, &[db.runtime], second).expect("claim b");
     assert!(late.is_none(), "limit overrun: {late:?}");
     assert!(claim_any(&db.b, &[db.runtime]).expect("claim b").is_none());
-    let status = get(&db.b, second).expect("read").expect("task").status;
+    let status = get(&db.b, second, false)
+        .expect("read")
+        .expect("task")
+        .status;
     assert_eq!(status, TaskStatus::Queued);
 }
 
@@ -141,7 +144,7 @@ fn a_transition_never_overwrites_a_concurrent_one() {
     assert_eq!(done.map(|t| t.status), Some(TaskStatus::Completed));
     let late = apply(&db.b, task, Transition::Fail, None, Some("lost")).expect("fail");
     assert!(late.is_none(), "overwrote the completion: {late:?}");
-    let stored = get(&db.b, task).expect("read").expect("task");
+    let stored = get(&db.b, task, false).expect("read").expect("task");
     assert_eq!((stored.status, stored.error), (TaskStatus::Completed, None));
 }
 

@@ -1,0 +1,410 @@
+//! Token usage: per-task usage with its workspace and runtime rollups, and
+//! the daily totals older daemons report per runtime.
+//!
+//! Buckets are `date` (UTC day) and `timestamptz` (start of the UTC hour)
+//! here; the facade speaks text (`2026-11-23`, `2026-11-23T19`), so keys are
+//! converted at the SQL boundary and read back with `to_char`. Saturating
+//! sums go through `numeric`: a `bigint` sum past 64 bits is an error on
+//! PostgreSQL, where SQLite's turns into a REAL that the clamps bring back.
+
+use super::Client;
+
+use crate::domain::{RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
+use crate::store::usage::*;
+
+/// The largest value a rollup column holds: sums saturate here.
+const MAX: &str = "9223372036854775807";
+
+/// A task_usage row as stored before a write.
+struct StoredTaskUsage {
+    counts: [i64; 4],
+    cost: Option<i64>,
+    created_at: Timestamp,
+}
+
+pub fn upsert_task_usage_with_cost(
+    conn: &mut Client,
+    task: TaskId,
+    workspace: WorkspaceId,
+    entry: &UsageEntry,
+    cost_usd_ticks: Option<i64>,
+    at: Timestamp,
+) -> Result<(), postgres::Error> {
+    let counts = [
+        entry.input_tokens,
+        entry.output_tokens,
+        entry.cache_read_tokens,
+        entry.cache_write_tokens,
+    ];
+    // the task's row lock before the reads below: the totals this write
+    // replaces and the rollups' deltas it derives from them stay exact
+    // while other reports of the task wait (READ COMMITTED: each read
+    // below sees what the previous holder of the lock committed)
+    let runtime = lock_task(conn, task)?;
+    let old = stored_task_usage(conn, task, entry)?;
+    let new_task = old.is_none() && !task_used_model(conn, task, &entry.model)?;
+    write_task_usage(conn, task, entry, cost_usd_ticks, at)?;
+    let (delta, cost_delta, bucket) = match old {
+        Some(old) => {
+            let delta: [i64; 4] = std::array::from_fn(|i| counts[i].saturating_sub(old.counts[i]));
+            let cost = match (cost_usd_ticks, old.cost) {
+                (None, None) => None,
+                (new, old) => Some(new.unwrap_or(0).saturating_sub(old.unwrap_or(0))),
+            };
+            (delta, cost, old.created_at)
+        }
+        None => (counts, cost_usd_ticks, at),
+    };
+    add_to_workspace_rollups(conn, workspace, &entry.model, bucket, delta, new_task)?;
+    if let Some(runtime) = runtime {
+        add_to_runtime_rollup(conn, runtime, &day_of(bucket), entry, delta, cost_delta)?;
+    }
+    Ok(())
+}
+
+/// Takes the task's row lock for the rest of the transaction and returns
+/// the runtime it was dispatched to (`None` too when there is no such
+/// task). Concurrent usage writes of one task wait here, on any
+/// connection.
+fn lock_task(conn: &mut Client, task: TaskId) -> Result<Option<RuntimeId>, postgres::Error> {
+    let row = conn.query_opt(
+        "SELECT runtime_id FROM agent_task_queue WHERE id = $1 FOR UPDATE",
+        &[&task],
+    )?;
+    match row {
+        Some(row) => row.try_get::<_, Option<RuntimeId>>(0),
+        None => Ok(None),
+    }
+}
+
+fn stored_task_usage(
+    conn: &mut Client,
+    task: TaskId,
+    entry: &UsageEntry,
+) -> Result<Option<StoredTaskUsage>, postgres::Error> {
+    let row = conn.query_opt(
+        "SELECT input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                cost_usd_ticks, created_at
+         FROM task_usage WHERE task_id = $1 AND provider = $2 AND model = $3",
+        &[&task, &entry.provider, &entry.model],
+    )?;
+    row.map(|r| {
+        Ok(StoredTaskUsage {
+            counts: [r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?],
+            cost: r.try_get(4)?,
+            created_at: r.try_get(5)?,
+        })
+    })
+    .transpose()
+}
+
+/// Whether the task already recorded usage of `model` (with any provider).
+fn task_used_model(conn: &mut Client, task: TaskId, model: &str) -> Result<bool, postgres::Error> {
+    conn.query_one(
+        "SELECT EXISTS (SELECT 1 FROM task_usage WHERE task_id = $1 AND model = $2)",
+        &[&task, &model],
+    )?
+    .try_get(0)
+}
+
+/// Inserts or replaces the task_usage row; a new row is dated `at`, an
+/// existing one keeps its created_at.
+fn write_task_usage(
+    conn: &mut Client,
+    task: TaskId,
+    entry: &UsageEntry,
+    cost_usd_ticks: Option<i64>,
+    at: Timestamp,
+) -> Result<(), postgres::Error> {
+    conn.execute(
+        "INSERT INTO task_usage (id, task_id, provider, model, input_tokens, output_tokens,
+             cache_read_tokens, cache_write_tokens, cost_usd_ticks, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+         ON CONFLICT (task_id, provider, model) DO UPDATE SET
+             input_tokens = excluded.input_tokens,
+             output_tokens = excluded.output_tokens,
+             cache_read_tokens = excluded.cache_read_tokens,
+             cache_write_tokens = excluded.cache_write_tokens,
+             cost_usd_ticks = excluded.cost_usd_ticks,
+             updated_at = excluded.updated_at",
+        &[
+            &UsageId::new(),
+            &task,
+            &entry.provider,
+            &entry.model,
+            &entry.input_tokens,
+            &entry.output_tokens,
+            &entry.cache_read_tokens,
+            &entry.cache_write_tokens,
+            &cost_usd_ticks,
+            &at,
+        ],
+    )?;
+    Ok(())
+}
+
+/// The UTC day of `t` (`2026-11-23`): a key of the daily rollups.
+fn day_of(t: Timestamp) -> String {
+    t.utc().format("%Y-%m-%d").to_string()
+}
+
+/// The UTC hour of `t` (`2026-11-23T19`): a key of the hourly rollup.
+fn hour_of(t: Timestamp) -> String {
+    t.utc().format("%Y-%m-%dT%H").to_string()
+}
+
+/// SQL turning the text parameter `$n` (`YYYY-MM-DDTHH`) into the
+/// `timestamptz` of that UTC hour, whatever the session's time zone.
+fn hour_param(n: usize) -> String {
+    format!("(${n}::text || ':00:00+00')::timestamptz")
+}
+
+/// Moves the daily and hourly workspace rollups of `model` by `delta`.
+fn add_to_workspace_rollups(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    model: &str,
+    bucket: Timestamp,
+    delta: [i64; 4],
+    new_task: bool,
+) -> Result<(), postgres::Error> {
+    let buckets = [
+        (
+            "usage_daily",
+            "date",
+            "$2::text::date".to_string(),
+            day_of(bucket),
+        ),
+        ("usage_hourly", "hour", hour_param(2), hour_of(bucket)),
+    ];
+    for (table, key, key_sql, value) in buckets {
+        let add = |column: &str| saturating_add(table, column);
+        conn.execute(
+            &format!(
+                "INSERT INTO {table} (workspace_id, {key}, model, input_tokens, output_tokens,
+                     cache_read_tokens, cache_write_tokens, task_count)
+                 VALUES ($1, {key_sql}, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (workspace_id, {key}, model) DO UPDATE SET
+                     input_tokens = {input},
+                     output_tokens = {output},
+                     cache_read_tokens = {cache_read},
+                     cache_write_tokens = {cache_write},
+                     task_count = {task_count}",
+                input = add("input_tokens"),
+                output = add("output_tokens"),
+                cache_read = add("cache_read_tokens"),
+                cache_write = add("cache_write_tokens"),
+                task_count = add("task_count"),
+            ),
+            &[
+                &workspace,
+                &value,
+                &model,
+                &delta[0],
+                &delta[1],
+                &delta[2],
+                &delta[3],
+                &i64::from(new_task),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Moves the (runtime, date, provider, model) rollup by `delta`, and its
+/// cost by `cost_delta` (`None`: no cost was ever reported for this row).
+fn add_to_runtime_rollup(
+    conn: &mut Client,
+    runtime: RuntimeId,
+    date: &str,
+    entry: &UsageEntry,
+    delta: [i64; 4],
+    cost_delta: Option<i64>,
+) -> Result<(), postgres::Error> {
+    // the update adds the parameters rather than `excluded`, which the
+    // insert clamps at 0 for a first row
+    let add = |column: &str, param: usize| {
+        format!(
+            "{column} = GREATEST(0, LEAST(runtime_task_usage_daily.{column}::numeric
+                 + ${param}::bigint, {MAX}))::bigint"
+        )
+    };
+    // GREATEST ignores NULLs where SQLite's max() returns NULL: a NULL cost
+    // is kept NULL explicitly
+    conn.execute(
+        &format!(
+            "INSERT INTO runtime_task_usage_daily (runtime_id, date, provider, model,
+                 input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                 cost_usd_ticks)
+             VALUES ($1, $2::text::date, $3, $4, GREATEST(0, $5::bigint),
+                 GREATEST(0, $6::bigint), GREATEST(0, $7::bigint), GREATEST(0, $8::bigint),
+                 CASE WHEN $9::bigint IS NULL THEN NULL ELSE GREATEST(0, $9::bigint) END)
+             ON CONFLICT (runtime_id, date, provider, model) DO UPDATE SET
+                 {}, {}, {}, {},
+                 cost_usd_ticks = CASE WHEN $9::bigint IS NULL
+                     THEN runtime_task_usage_daily.cost_usd_ticks
+                     ELSE GREATEST(0, LEAST(
+                         coalesce(runtime_task_usage_daily.cost_usd_ticks, 0)::numeric
+                             + $9::bigint, {MAX}))::bigint END",
+            add("input_tokens", 5),
+            add("output_tokens", 6),
+            add("cache_read_tokens", 7),
+            add("cache_write_tokens", 8),
+        ),
+        &[
+            &runtime,
+            &date,
+            &entry.provider,
+            &entry.model,
+            &delta[0],
+            &delta[1],
+            &delta[2],
+            &delta[3],
+            &cost_delta,
+        ],
+    )?;
+    Ok(())
+}
+
+/// SQL that adds `excluded.<column>` to a rollup column of `table` and
+/// keeps the result within 0..=i64::MAX; the sum is taken in `numeric`,
+/// as a `bigint` one past 64 bits would fail the statement.
+fn saturating_add(table: &str, column: &str) -> String {
+    format!("GREATEST(0, LEAST({table}.{column}::numeric + excluded.{column}, {MAX}))::bigint")
+}
+
+fn buckets(
+    conn: &mut Client,
+    sql: &str,
+    workspace: WorkspaceId,
+    from: &str,
+    to: &str,
+) -> Result<Vec<Bucket>, postgres::Error> {
+    conn.query(sql, &[&workspace, &from, &to])?
+        .iter()
+        .map(|r| {
+            Ok(Bucket {
+                key: r.try_get(0)?,
+                model: r.try_get(1)?,
+                input_tokens: r.try_get(2)?,
+                output_tokens: r.try_get(3)?,
+                cache_read_tokens: r.try_get(4)?,
+                cache_write_tokens: r.try_get(5)?,
+                task_count: r.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+pub fn daily(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    from: &str,
+    to: &str,
+) -> Result<Vec<Bucket>, postgres::Error> {
+    buckets(
+        conn,
+        "SELECT to_char(date, 'YYYY-MM-DD'), model, input_tokens, output_tokens,
+                cache_read_tokens, cache_write_tokens, task_count
+         FROM usage_daily
+         WHERE workspace_id = $1 AND date BETWEEN $2::text::date AND $3::text::date
+         ORDER BY date DESC, model",
+        workspace,
+        from,
+        to,
+    )
+}
+
+pub fn hourly(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    from: &str,
+    to: &str,
+) -> Result<Vec<Bucket>, postgres::Error> {
+    buckets(
+        conn,
+        &format!(
+            "SELECT to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24'), model,
+                    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+                    task_count
+             FROM usage_hourly
+             WHERE workspace_id = $1 AND hour >= {} AND hour < {}
+             ORDER BY hour, model",
+            hour_param(2),
+            hour_param(3),
+        ),
+        workspace,
+        from,
+        to,
+    )
+}
+
+pub fn upsert_runtime_usage(
+    conn: &mut Client,
+    runtime: RuntimeId,
+    date: &str,
+    entry: &UsageEntry,
+    at: Timestamp,
+) -> Result<(), postgres::Error> {
+    conn.execute(
+        "INSERT INTO runtime_usage (id, runtime_id, date, provider, model, input_tokens,
+             output_tokens, cache_read_tokens, cache_write_tokens, created_at, updated_at)
+         VALUES ($1, $2, $3::text::date, $4, $5, $6, $7, $8, $9, $10, $10)
+         ON CONFLICT (runtime_id, date, provider, model) DO UPDATE SET
+             input_tokens = excluded.input_tokens,
+             output_tokens = excluded.output_tokens,
+             cache_read_tokens = excluded.cache_read_tokens,
+             cache_write_tokens = excluded.cache_write_tokens,
+             updated_at = excluded.updated_at",
+        &[
+            &UsageId::new(),
+            &runtime,
+            &date,
+            &entry.provider,
+            &entry.model,
+            &entry.input_tokens,
+            &entry.output_tokens,
+            &entry.cache_read_tokens,
+            &entry.cache_write_tokens,
+            &at,
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn runtime_usage(
+    conn: &mut Client,
+    runtime: RuntimeId,
+    from: &str,
+    source: UsageSource,
+) -> Result<Vec<RuntimeUsage>, postgres::Error> {
+    let (table, cost) = match source {
+        UsageSource::RuntimeReport => ("runtime_usage", "NULL::bigint"),
+        UsageSource::TaskUsage => ("runtime_task_usage_daily", "cost_usd_ticks"),
+    };
+    conn.query(
+        &format!(
+            "SELECT to_char(date, 'YYYY-MM-DD'), provider, model, input_tokens, output_tokens,
+                    cache_read_tokens, cache_write_tokens, {cost}
+             FROM {table} WHERE runtime_id = $1 AND date >= $2::text::date
+             ORDER BY date DESC, provider, model"
+        ),
+        &[&runtime, &from],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(RuntimeUsage {
+            runtime_id: runtime,
+            date: r.try_get(0)?,
+            provider: r.try_get(1)?,
+            model: r.try_get(2)?,
+            input_tokens: r.try_get(3)?,
+            output_tokens: r.try_get(4)?,
+            cache_read_tokens: r.try_get(5)?,
+            cache_write_tokens: r.try_get(6)?,
+            cost_usd_ticks: r.try_get(7)?,
+            source,
+        })
+    })
+    .collect()
+}
