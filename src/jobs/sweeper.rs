@@ -11,6 +11,11 @@
 //! 3. offline runtimes last seen more than `offline_runtime_ttl_secs` ago
 //!    with no agent rows at all are deleted.
 //!
+//! On PostgreSQL, nodes sharing the database sweep it one at a time: a
+//! node sweeps only while it holds the store's `sweeper` lease
+//! ([`crate::store::Lease`]), and another takes it over at its next tick
+//! once that node is gone.
+//!
 //! Each step works in batches of [`sweeps::BATCH`] rows, one short write
 //! transaction per batch with a breather between batches, so request handlers never wait long for the
 //! write lock. Agents of failed tasks get their status reconciled in the
@@ -18,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context};
@@ -33,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::store::sweeps::{self, FailedTask, BATCH};
 use crate::store::Conn;
 use crate::store::Error;
-use crate::store::Store;
+use crate::store::{Lease, Store};
 
 /// Pause between two batches of a step, so request handlers queued for the
 /// write lock get it before the next batch does.
@@ -65,6 +70,8 @@ pub struct Sweeper {
     metrics: Metrics,
     config: SweeperConfig,
     busy: Arc<AtomicBool>,
+    /// Several nodes on one database sweep it one at a time.
+    lease: Arc<Mutex<Lease>>,
 }
 
 impl Sweeper {
@@ -76,6 +83,7 @@ impl Sweeper {
             metrics,
             config,
             busy: Arc::new(AtomicBool::new(false)),
+            lease: Arc::new(Mutex::new(parts.db.lease("sweeper"))),
         }
     }
 
@@ -94,21 +102,32 @@ impl Sweeper {
         let config = self.config.clone();
         let busy = self.busy.clone();
         let metrics = self.metrics.clone();
+        let lease = self.lease.clone();
         actix::spawn(async move {
             let sweep = move || {
+                // only one tick runs at a time (`busy`): the lock is free
+                let held = lease
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .held();
+                if !held {
+                    return None;
+                }
                 let parts = Sweeping {
                     db: &db,
                     events: &events,
                     heartbeats: &heartbeats,
                 };
-                sweep_once(parts, &config)
+                Some(sweep_once(parts, &config))
             };
             let result = actix_web::web::block(sweep).await;
             match result {
-                Ok(report) => {
+                Ok(Some(report)) => {
                     metrics.record_sweep(report.duration.as_secs_f64());
                     log_report(&report)
                 }
+                // another node sweeps this database
+                Ok(None) => {}
                 Err(e) => log::warn!("sweep did not run: {e}"),
             }
             busy.store(false, Ordering::Release);

@@ -305,6 +305,14 @@ impl Store {
         }
     }
 
+    /// A lease on the background job `name` (the sweeper): see [`Lease`].
+    pub fn lease(&self, name: &str) -> Lease {
+        Lease(match &*self.engine {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(engine) => Some(engine.lease(name)),
+        })
+    }
+
     /// Which engine this store runs on: `"sqlite"` or `"postgres"`.
     pub fn engine_name(&self) -> &'static str {
         match &*self.engine {
@@ -376,6 +384,23 @@ impl Store {
         match &*self.engine {
             Backend::Sqlite(engine) => engine.checkpoint(),
             Backend::Postgres(_) => Ok(()),
+        }
+    }
+}
+
+/// The right to run a background job that must run on one node at a time.
+/// On SQLite the one process that owns the file always holds it; on
+/// PostgreSQL one node of those sharing the database does, and another
+/// takes it over at its next try once that node is gone.
+pub struct Lease(Option<postgres::Lease>);
+
+impl Lease {
+    /// Whether this process holds the lease now (taking it if it is free).
+    /// Blocks: call it off the async executor.
+    pub fn held(&mut self) -> bool {
+        match &mut self.0 {
+            None => true,
+            Some(lease) => lease.held(),
         }
     }
 }

@@ -69,6 +69,8 @@ pub enum PgOpenError {
 pub(super) struct Engine {
     /// Always `Some` until the engine is dropped (see its `Drop`).
     pool: Option<r2d2::Pool<Manager>>,
+    /// How to open a connection of its own (a [`Lease`]'s).
+    client_config: Box<postgres::Config>,
     observer: Box<dyn Observer + Sync>,
     /// Tests stand in for a database that refuses writes with this.
     read_only: AtomicBool,
@@ -130,6 +132,7 @@ impl Engine {
     ) -> Result<Engine, PgOpenError> {
         // reads and writes share the pool: PostgreSQL runs them side by
         // side, so a burst of writes takes at most the writes' share
+        let client_config = Box::new(client_config(config, url)?);
         let (pool, applied) = off_executor(|| {
             let pool = pool(config, url, config.pool_size.saturating_mul(2))?;
             let applied = migrate_pool(&pool)?;
@@ -140,6 +143,7 @@ impl Engine {
         }
         Ok(Engine {
             pool: Some(pool),
+            client_config,
             observer: Box::new(observer),
             read_only: AtomicBool::new(false),
         })
@@ -227,8 +231,83 @@ impl Engine {
         pool.get().map_err(pool_error)
     }
 
+    /// A lease on the job `name`, not yet tried.
+    pub(super) fn lease(&self, name: &str) -> Lease {
+        Lease {
+            config: (*self.client_config).clone(),
+            name: name.to_string(),
+            session: None,
+        }
+    }
+
     pub(super) fn set_read_only(&self, read_only: bool) {
         self.read_only.store(read_only, Ordering::Relaxed);
+    }
+}
+
+/// The right to run a background job (`name`) for the database the URL
+/// reaches, held by one agenthub node at a time: a PostgreSQL advisory lock
+/// held by a session of its own. It is released when that session ends —
+/// the node stops, dies or loses its connection — and another node takes
+/// it at its next try. The lock is keyed by the schema too, so installs in
+/// different schemas of one database each have their own.
+pub(super) struct Lease {
+    config: postgres::Config,
+    name: String,
+    session: Option<postgres::Client>,
+}
+
+impl Lease {
+    /// Whether this node holds the lease now, taking it if it is free.
+    /// Blocks (a connection, a query).
+    pub(super) fn held(&mut self) -> bool {
+        off_executor(|| self.try_hold())
+    }
+
+    fn try_hold(&mut self) -> bool {
+        if let Some(session) = &mut self.session {
+            if session.is_valid(Duration::from_secs(5)).is_ok() {
+                return true;
+            }
+            log::warn!("lost the database session holding the {} lease", self.name);
+            self.session = None;
+        }
+        let mut session = match self.config.connect(NoTls) {
+            Ok(session) => session,
+            Err(e) => {
+                log::warn!("cannot try the {} lease: {e}", self.name);
+                return false;
+            }
+        };
+        let taken = session
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('agenthub'), hashtext(current_schema() || ':' || $1))",
+                &[&self.name],
+            )
+            .and_then(|row| row.try_get::<_, bool>(0));
+        match taken {
+            Ok(true) => {
+                log::info!("this node now runs the {}", self.name);
+                self.session = Some(session);
+                true
+            }
+            // another node holds it; this session closes here
+            Ok(false) => false,
+            Err(e) => {
+                log::warn!("cannot try the {} lease: {e}", self.name);
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    /// Closing the session blocks on the driver's runtime (see `Engine`'s
+    /// `Drop`).
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            off_executor(move || drop(session));
+        }
     }
 }
 
