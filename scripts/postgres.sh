@@ -7,6 +7,7 @@
 #   scripts/postgres.sh start   # prints the admin URL to export as
 #                               # AGENTHUB_TEST_POSTGRES
 #   scripts/postgres.sh stop    # stops it and deletes its data
+#   scripts/postgres.sh status  # exit 0 while it runs
 #
 # AGENTHUB_PG_DIR (default /tmp/agenthub-pg) and AGENTHUB_PG_PORT (default
 # 54329) choose where. As root, the server runs as the `postgres` user
@@ -29,9 +30,16 @@ as_owner() {
   fi
 }
 
+running() {
+  [ -f "$dir/data/postmaster.pid" ] && as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1
+}
+
 case "${1:-}" in
+  status)
+    running
+    ;;
   start)
-    if [ -f "$dir/data/postmaster.pid" ] && as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    if running; then
       echo "postgres://agenthub@127.0.0.1:$port/postgres"
       exit 0
     fi
@@ -53,7 +61,7 @@ case "${1:-}" in
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|stop|status" >&2
     exit 2
     ;;
 esac

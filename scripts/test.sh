@@ -10,6 +10,9 @@ echo "== test suite on SQLite"
 cargo test --locked "$@"
 
 echo "== test suite on PostgreSQL"
+# a cluster that was already running (a developer's) is left running
+if ! scripts/postgres.sh status; then
+  trap 'scripts/postgres.sh stop' EXIT
+fi
 url=$(scripts/postgres.sh start)
-trap 'scripts/postgres.sh stop' EXIT
 AGENTHUB_TEST_POSTGRES="$url" cargo test --locked "$@"

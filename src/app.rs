@@ -66,6 +66,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot start the event relay: {0}")]
+    Relay(std::io::Error),
 }
 
 pub struct Application {
@@ -109,6 +111,7 @@ impl Application {
             heartbeats: Heartbeats::default(),
             daemon_hub: DaemonHub::new(),
         };
+        crate::relay::start(&state.db, &state.events).map_err(StartError::Relay)?;
         let addr = config.listen_addr();
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
             addr: addr.to_string(),

@@ -14,9 +14,10 @@
 //! Events about an agent's work carry the agent's [`Audience`], so a stream
 //! delivers them only to members who may read that agent.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
@@ -37,7 +38,8 @@ pub const DAEMON_REGISTER: &str = "daemon:register";
 pub const AGENT_STATUS: &str = "agent:status";
 
 /// Who may receive an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "to", rename_all = "snake_case")]
 pub enum Audience {
     /// Every member of the workspace.
     Workspace,
@@ -77,7 +79,7 @@ impl Audience {
 #[derive(Debug)]
 pub struct Event {
     /// `daemon:register`, `task:…`, `agent:status`.
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     pub workspace_id: WorkspaceId,
     pub audience: Audience,
     /// `{"type","workspace_id","payload"}` as sent on the stream.
@@ -117,7 +119,21 @@ struct Registry {
     by_workspace: Mutex<HashMap<WorkspaceId, Vec<Subscriber>>>,
     streams_per_user: Mutex<HashMap<UserId, usize>>,
     next_id: AtomicU64,
+    /// Where what this node publishes also goes, for the other nodes on
+    /// the same database (`crate::relay`); unset on one node.
+    relay: OnceLock<mpsc::SyncSender<Outgoing>>,
 }
+
+/// What a node hands its relay.
+pub enum Outgoing {
+    Event(Arc<Event>),
+    /// A token or a membership changed: streams check their caller again.
+    AccessChanged,
+}
+
+/// Most messages that may wait for the relay; past that they are dropped
+/// (and logged), never the publisher slowed.
+pub const RELAY_BACKLOG: usize = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // plain maps: a panic elsewhere cannot leave them half-updated
@@ -171,13 +187,51 @@ impl EventBus {
     ) {
         let data = json!({"type": kind, "workspace_id": workspace_id, "payload": payload});
         let event = Arc::new(Event {
-            kind,
+            kind: Cow::Borrowed(kind),
             workspace_id,
             audience,
             data: data.to_string(),
         });
+        self.deliver(event.clone());
+        self.relay(Outgoing::Event(event));
+    }
+
+    /// Hands `message` to the relay, if this node has one.
+    fn relay(&self, message: Outgoing) {
+        if let Some(relay) = self.registry.relay.get() {
+            if let Err(mpsc::TrySendError::Full(_)) = relay.try_send(message) {
+                log::warn!("an event for the other nodes was dropped: their relay fell behind");
+            }
+        }
+    }
+
+    /// Sends what this node publishes to `relay` too (once; later calls
+    /// change nothing).
+    pub fn set_relay(&self, relay: mpsc::SyncSender<Outgoing>) {
+        let _ = self.registry.relay.set(relay);
+    }
+
+    /// A handle that does not keep the bus alive (for the relay's reader).
+    pub fn downgrade(&self) -> WeakBus {
+        WeakBus {
+            registry: Arc::downgrade(&self.registry),
+            closing: self.closing.subscribe(),
+            access: self.access.clone(),
+        }
+    }
+
+    /// Hands `event` to this node's subscribers of its workspace.
+    pub fn deliver(&self, event: Arc<Event>) {
+        deliver(&self.registry, event);
+    }
+}
+
+/// [`EventBus::deliver`] on a registry.
+fn deliver(registry: &Registry, event: Arc<Event>) {
+    {
+        let workspace_id = event.workspace_id;
         let size = cost(&event);
-        let mut map = lock(&self.registry.by_workspace);
+        let mut map = lock(&registry.by_workspace);
         let Some(subscribers) = map.get_mut(&workspace_id) else {
             return;
         };
@@ -202,7 +256,35 @@ impl EventBus {
             map.remove(&workspace_id);
         }
     }
+}
 
+/// The bus as the relay's reader holds it: gone once the node's bus is.
+pub struct WeakBus {
+    registry: Weak<Registry>,
+    closing: watch::Receiver<bool>,
+    access: watch::Sender<u64>,
+}
+
+impl WeakBus {
+    /// Whether the bus is gone or shutting down.
+    pub fn is_closed(&self) -> bool {
+        self.registry.strong_count() == 0 || *self.closing.borrow()
+    }
+
+    /// Hands an event another node published to this node's subscribers.
+    pub fn deliver(&self, event: Event) {
+        if let Some(registry) = self.registry.upgrade() {
+            deliver(&registry, Arc::new(event));
+        }
+    }
+
+    /// Another node changed a token or a membership.
+    pub fn access_changed(&self) {
+        self.access.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl EventBus {
     /// `agent:status {agent_id, status}`.
     pub fn agent_status(
         &self,
@@ -283,6 +365,7 @@ impl EventBus {
     /// Tells open streams that a token or a membership changed.
     pub fn access_changed(&self) {
         self.access.send_modify(|n| *n = n.wrapping_add(1));
+        self.relay(Outgoing::AccessChanged);
     }
 
     /// Changes whenever [`EventBus::access_changed`] is called.

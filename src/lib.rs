@@ -39,3 +39,4 @@ pub mod jobs;
 pub mod metrics;
 pub mod probes;
 pub mod store;
+pub mod relay;

@@ -259,8 +259,8 @@ async fn archive_cancels_open_work_and_restore_brings_the_agent_back() {
     assert_eq!(r.body["status"], "idle");
     assert_eq!(app.task_status(&queued), "cancelled");
     assert_eq!(app.task_status(&dispatched), "cancelled");
-    let kinds: Vec<&str> = std::iter::from_fn(|| events.try_recv().ok())
-        .map(|e| e.kind)
+    let kinds: Vec<String> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|e| e.kind.to_string())
         .collect();
     assert_eq!(kinds, ["task:cancelled", "task:cancelled", "agent:status"]);
 

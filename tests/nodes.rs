@@ -68,3 +68,89 @@ async fn one_node_sweeps_and_another_takes_over_when_it_dies() {
         "no node took the sweeper over within 10 s"
     );
 }
+
+/// Reads an SSE body until `needle` appears; panics after 10 s.
+async fn read_until<S, E>(body: &mut S, needle: &str) -> String
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    use futures_util::StreamExt;
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains(needle) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let chunk = actix_web::rt::time::timeout(left, body.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in {text:?}"))
+            .expect("stream open")
+            .expect("chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+#[actix_web::test]
+async fn an_event_published_on_one_node_reaches_a_stream_on_another() {
+    if !on_postgres() {
+        // one SQLite file has one server: there is no other node
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let TestDb::Postgres(url) = TestDb::fresh(dir.path()) else {
+        unreachable!("on PostgreSQL")
+    };
+    let node = |url: String| common::spawn_app_with(move |c| c.database.url = Some(url));
+    let a = node(url.clone()).await;
+    let c = node(url).await;
+    let (alice, ws) = a.init_user("alice@example.com");
+    let (bob, bobs_ws) = a.init_user("bob@example.com");
+
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let follow = |token: String, ws: String| {
+        let (client, base) = (client.clone(), c.base.clone());
+        async move {
+            let res = client
+                .get(format!("{base}/api/events?workspace_id={ws}"))
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .send()
+                .await
+                .expect("stream request");
+            assert_eq!(res.status().as_u16(), 200);
+            res
+        }
+    };
+    let mut alices = follow(alice.token.clone(), ws.clone()).await;
+    let mut bobs = follow(bob.token.clone(), bobs_ws.clone()).await;
+
+    // registered through node a, seen on node c's stream of that workspace
+    let r = a
+        .post(
+            "/api/daemon/register",
+            &alice.token,
+            common::registration(&ws, "mbp", &["claude"]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let id = r.body["runtimes"][0]["id"].as_str().unwrap().to_string();
+    let text = read_until(&mut alices, &id).await;
+    assert!(text.contains("event: daemon:register"), "{text}");
+
+    // and only there: bob's workspace stream on c hears bob's own event,
+    // not alice's
+    let r = a
+        .post(
+            "/api/daemon/register",
+            &bob.token,
+            common::registration(&bobs_ws, "bobs-mbp", &["codex"]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let text = read_until(&mut bobs, "bobs-mbp").await;
+    assert!(
+        !text.contains(&id),
+        "another workspace's event leaked: {text}"
+    );
+}

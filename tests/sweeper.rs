@@ -40,7 +40,7 @@ async fn silent_runtime_goes_offline_and_its_work_fails_on_the_interval() {
             assert_eq!(e.payload()["action"], "stale_sweep");
             assert_eq!(e.payload()["runtime_ids"], json!([rt]));
         }
-        kinds.push(e.kind);
+        kinds.push(e.kind.to_string());
     }
     assert_eq!(kinds, ["daemon:register", "task:failed", "agent:status"]);
 }

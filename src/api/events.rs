@@ -97,7 +97,7 @@ impl Follower {
                 }
                 event = self.subscription.recv() => match event {
                     Some(event) if event.audience.may_read(self.user, self.role) => {
-                        let data = sse::Data::new(event.data.clone()).event(event.kind);
+                        let data = sse::Data::new(event.data.clone()).event(event.kind.to_string());
                         return Step::Deliver(data.into());
                     }
                     Some(_) => continue,

@@ -306,6 +306,19 @@ impl Store {
     }
 
     /// A lease on the background job `name` (the sweeper): see [`Lease`].
+    /// Both ends of the messages between the agenthub nodes that share this
+    /// database (`None` on SQLite, whose file has one server): what one
+    /// node sends, every node's receiver reads, its own included.
+    pub fn broadcast(&self) -> Option<(NodeSender, NodeReceiver)> {
+        match &*self.engine {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(engine) => {
+                let (sender, receiver) = engine.broadcast();
+                Some((NodeSender(sender), NodeReceiver(receiver)))
+            }
+        }
+    }
+
     pub fn lease(&self, name: &str) -> Lease {
         Lease(match &*self.engine {
             Backend::Sqlite(_) => None,
@@ -406,6 +419,29 @@ impl Lease {
 }
 
 /// Why `agenthub backup` does not copy a PostgreSQL database.
+/// Sends messages to the nodes on the database (see [`Store::broadcast`]).
+/// Blocks: use it from a thread of its own.
+pub struct NodeSender(postgres::broadcast::Sender);
+
+impl NodeSender {
+    /// Stores `bodies` as sent by `node` and wakes the receivers.
+    pub fn send(&mut self, node: uuid::Uuid, bodies: &[String]) -> Result<()> {
+        self.0.send(node, bodies)
+    }
+}
+
+/// Reads the messages of every node on the database, in order. Blocks: use
+/// it from a thread of its own.
+pub struct NodeReceiver(postgres::broadcast::Receiver);
+
+impl NodeReceiver {
+    /// Waits up to `timeout` for news, then returns `(node, body)` of the
+    /// messages stored since the last call (from the first call on).
+    pub fn wait(&mut self, timeout: Duration) -> Result<Vec<(uuid::Uuid, String)>> {
+        self.0.wait(timeout)
+    }
+}
+
 const POSTGRES_BACKUP: &str = "agenthub backup copies a SQLite file; back up a PostgreSQL \
      database with its own tools (pg_dump, or the server's base backups and WAL archive)";
 

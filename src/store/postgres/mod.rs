@@ -16,6 +16,7 @@
 //! fails as busy (503) instead of hanging.
 
 pub(super) mod agents;
+pub(super) mod broadcast;
 mod errors;
 pub(super) mod invitations;
 pub(super) mod runtimes;
@@ -232,6 +233,14 @@ impl Engine {
     }
 
     /// A lease on the job `name`, not yet tried.
+    /// Both ends of the messages between the nodes on this database.
+    pub(super) fn broadcast(&self) -> (broadcast::Sender, broadcast::Receiver) {
+        (
+            broadcast::Sender::new((*self.client_config).clone()),
+            broadcast::Receiver::new((*self.client_config).clone()),
+        )
+    }
+
     pub(super) fn lease(&self, name: &str) -> Lease {
         Lease {
             config: (*self.client_config).clone(),
