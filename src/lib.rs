@@ -9,6 +9,7 @@
 //! * [`api`] — HTTP handlers, one module per resource
 //! * [`dashboard`] — the embedded web UI in `static/`
 //! * [`admin`] — the operations behind `init`, `user add`, `token create`
+//! * [`copy`] — `copy-data`: an install moved between engines
 //! * [`access`] — one function per access rule (runtime reach, control)
 //! * [`events`] — the in-process workspace event bus
 //! * [`failures`] — tasks failed in bulk and what to publish about them
@@ -28,6 +29,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod copy;
 pub mod daemon_hub;
 pub mod dashboard;
 pub mod domain;
@@ -38,5 +40,5 @@ pub mod heartbeats;
 pub mod jobs;
 pub mod metrics;
 pub mod probes;
-pub mod store;
 pub mod relay;
+pub mod store;

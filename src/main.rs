@@ -57,6 +57,15 @@ enum Command {
         #[arg(value_name = "PATH")]
         path: PathBuf,
     },
+    /// Copy a whole install into an empty database (SQLite file ↔ PostgreSQL)
+    CopyData {
+        /// the install: a SQLite file (live or not) or a postgres:// URL
+        #[arg(long, value_name = "SOURCE")]
+        from: String,
+        /// an empty PostgreSQL database (postgres:// URL) or a new SQLite file
+        #[arg(long, value_name = "DEST")]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +147,14 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Backup { path } => backup(&config, &path),
+        // the synchronous driver runs here, on the main thread: no async
+        // runtime exists in the CLI
+        Command::CopyData { from, to } => {
+            for line in agenthub::copy::run(&config.database, &from, &to)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Init {
             email,
             name,

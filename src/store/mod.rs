@@ -21,6 +21,7 @@
 //! its background checkpoints are described in `sqlite`.
 
 pub mod agents;
+pub mod copy;
 mod error;
 pub mod invitations;
 mod postgres;
@@ -305,7 +306,6 @@ impl Store {
         }
     }
 
-    /// A lease on the background job `name` (the sweeper): see [`Lease`].
     /// Both ends of the messages between the agenthub nodes that share this
     /// database (`None` on SQLite, whose file has one server): what one
     /// node sends, every node's receiver reads, its own included.
@@ -319,6 +319,7 @@ impl Store {
         }
     }
 
+    /// A lease on the background job `name` (the sweeper): see [`Lease`].
     pub fn lease(&self, name: &str) -> Lease {
         Lease(match &*self.engine {
             Backend::Sqlite(_) => None,
@@ -418,7 +419,6 @@ impl Lease {
     }
 }
 
-/// Why `agenthub backup` does not copy a PostgreSQL database.
 /// Sends messages to the nodes on the database (see [`Store::broadcast`]).
 /// Blocks: use it from a thread of its own.
 pub struct NodeSender(postgres::broadcast::Sender);
@@ -442,6 +442,7 @@ impl NodeReceiver {
     }
 }
 
+/// Why `agenthub backup` does not copy a PostgreSQL database.
 const POSTGRES_BACKUP: &str = "agenthub backup copies a SQLite file; back up a PostgreSQL \
      database with its own tools (pg_dump, or the server's base backups and WAL archive)";
 

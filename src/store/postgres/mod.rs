@@ -17,6 +17,7 @@
 
 pub(super) mod agents;
 pub(super) mod broadcast;
+pub(super) mod copy;
 mod errors;
 pub(super) mod invitations;
 pub(super) mod runtimes;
@@ -232,7 +233,6 @@ impl Engine {
         pool.get().map_err(pool_error)
     }
 
-    /// A lease on the job `name`, not yet tried.
     /// Both ends of the messages between the nodes on this database.
     pub(super) fn broadcast(&self) -> (broadcast::Sender, broadcast::Receiver) {
         (
@@ -241,6 +241,7 @@ impl Engine {
         )
     }
 
+    /// A lease on the job `name`, not yet tried.
     pub(super) fn lease(&self, name: &str) -> Lease {
         Lease {
             config: (*self.client_config).clone(),

@@ -26,6 +26,7 @@
 
 pub(super) mod agents;
 mod checkpointer;
+pub(super) mod copy;
 mod errors;
 pub(super) mod invitations;
 pub(super) mod runtimes;
