@@ -41,7 +41,11 @@ impl Heartbeats {
             return Ok(0);
         }
         let n = batch.len();
-        let written = batch.clone();
+        // in id order: flushes of several nodes (and registrations) lock
+        // the same rows in one order, so they never deadlock on an engine
+        // with row locks
+        let mut written: Vec<_> = batch.iter().map(|(r, at)| (*r, *at)).collect();
+        written.sort_unstable_by_key(|(runtime, _)| *runtime);
         let result = db.write_blocking(move |tx| -> Result<_, Error> {
             for (runtime, at) in &written {
                 runtimes::touch_seen(tx, *runtime, *at)?;

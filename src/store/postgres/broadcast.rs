@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::NoTls;
 
-use super::Client;
 use crate::store::{Error, Result};
+use postgres::Client;
 
 /// How long a message is kept for nodes that fell behind.
 const KEEP: &str = "1 minute";

@@ -17,6 +17,7 @@
 
 pub(super) mod agents;
 pub(super) mod broadcast;
+mod client;
 pub(super) mod copy;
 mod errors;
 pub(super) mod invitations;
@@ -35,7 +36,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use r2d2_postgres::postgres::NoTls;
-use r2d2_postgres::PostgresConnectionManager;
 
 use crate::config::DatabaseConfig;
 use crate::store::sqlite::Observer;
@@ -50,9 +50,9 @@ mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
 
-type Manager = PostgresConnectionManager<NoTls>;
 /// A pooled connection, as the engine's modules receive it.
-pub(in crate::store) type Client = postgres::Client;
+pub(in crate::store) use client::Client;
+use client::Manager;
 /// What a [`Conn`] holds on this engine.
 pub(in crate::store) type Cell = RefCell<r2d2::PooledConnection<Manager>>;
 
@@ -102,12 +102,15 @@ fn client_config(config: &DatabaseConfig, url: &str) -> Result<postgres::Config,
 
 /// A pool of `size` connections to `url`.
 fn pool(config: &DatabaseConfig, url: &str, size: u32) -> Result<r2d2::Pool<Manager>, PgOpenError> {
-    let manager = PostgresConnectionManager::new(client_config(config, url)?, NoTls);
+    let manager = Manager::new(client_config(config, url)?);
     r2d2::Pool::builder()
         .max_size(size.max(1))
         // grown on demand: an idle node holds few of the server's
         // connections
         .min_idle(Some(1))
+        // a round trip per checkout otherwise; a broken connection fails
+        // its statement, is answered 503 and is dropped by the pool
+        .test_on_check_out(false)
         .connection_timeout(Duration::from_secs(30))
         .build(manager)
         .map_err(|e| PgOpenError::Connect(e.to_string()))
@@ -345,7 +348,7 @@ fn migrate_pool(pool: &r2d2::Pool<Manager>) -> Result<usize, PgOpenError> {
     let mut conn = pool
         .get()
         .map_err(|e| PgOpenError::Connect(e.to_string()))?;
-    let report = embedded::migrations::runner().run(&mut *conn)?;
+    let report = embedded::migrations::runner().run(conn.driver())?;
     Ok(report.applied_migrations().len())
 }
 

@@ -63,24 +63,30 @@ pub fn list(
     after: Option<(Timestamp, RuntimeId)>,
     limit: usize,
 ) -> Result<Vec<Runtime>, postgres::Error> {
-    // no cursor (NULL): the first page
-    let (created_at, id) = match after {
-        Some((c, id)) => (Some(c), Some(id)),
-        None => (None, None),
+    // one statement per shape: a cached statement's generic plan cannot
+    // use the page index for "no cursor, or after the cursor"
+    let rows = match after {
+        Some((created_at, id)) => conn.query(
+            &format!(
+                "SELECT {COLUMNS} FROM agent_runtime
+                 WHERE workspace_id = $1 AND ($2::uuid IS NULL OR owner_id = $2)
+                   AND (created_at, id) > ($3, $4)
+                 ORDER BY created_at, id
+                 LIMIT $5"
+            ),
+            &[&workspace, &owner, &created_at, &id, &(limit as i64)],
+        )?,
+        None => conn.query(
+            &format!(
+                "SELECT {COLUMNS} FROM agent_runtime
+                 WHERE workspace_id = $1 AND ($2::uuid IS NULL OR owner_id = $2)
+                 ORDER BY created_at, id
+                 LIMIT $3"
+            ),
+            &[&workspace, &owner, &(limit as i64)],
+        )?,
     };
-    conn.query(
-        &format!(
-            "SELECT {COLUMNS} FROM agent_runtime
-             WHERE workspace_id = $1 AND ($2::uuid IS NULL OR owner_id = $2)
-               AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))
-             ORDER BY created_at, id
-             LIMIT $5"
-        ),
-        &[&workspace, &owner, &created_at, &id, &(limit as i64)],
-    )?
-    .iter()
-    .map(from_row)
-    .collect()
+    rows.iter().map(from_row).collect()
 }
 
 pub fn upsert(conn: &mut Client, reg: &Registration) -> Result<Option<Runtime>, postgres::Error> {
@@ -201,15 +207,13 @@ pub fn fold_legacy(
     // per former id. `lower` of the parameter folds as the column's "C"
     // collation does (ASCII only, as SQLite's lower), whatever the
     // database's default collation.
-    let find = conn.prepare(
-        r#"SELECT id FROM agent_runtime
+    let find = r#"SELECT id FROM agent_runtime
            WHERE workspace_id = $1 AND provider = $2
              AND lower(daemon_id) = lower($3::text COLLATE "C")
-             AND owner_id = $4 AND id <> $5"#,
-    )?;
+             AND owner_id = $4 AND id <> $5"#;
     for daemon_id in legacy {
         let rows = conn.query(
-            &find,
+            find,
             &[
                 &target.workspace_id,
                 &target.provider,

@@ -61,14 +61,14 @@ fn first_free_slug(
     base: &str,
     from: u64,
 ) -> Result<(String, u64), postgres::Error> {
-    let taken = conn.prepare("SELECT 1 FROM workspace WHERE slug = $1")?;
+    let taken = "SELECT 1 FROM workspace WHERE slug = $1";
     let mut n = from;
     loop {
         let candidate = match n {
             1 => base.to_string(),
             n => format!("{base}-{n}"),
         };
-        if conn.query_opt(&taken, &[&candidate])?.is_none() {
+        if conn.query_opt(taken, &[&candidate])?.is_none() {
             return Ok((candidate, n));
         }
         n += 1;
