@@ -3,7 +3,11 @@
 //! `scripts/load.sh` (or `cargo bench --bench load`); knobs: LOAD_DAEMONS
 //! (1000, two runtimes each), LOAD_SECS (10, per timed phase), LOAD_CLIENTS
 //! (32 concurrent connections), LOAD_TASKS (24000 queued for the claiming
-//! phases, over 40 agents).
+//! phases, over 40 agents), LOAD_DATABASE_URL (a PostgreSQL database to
+//! run on instead of a SQLite file; `scripts/load.sh` sets it for
+//! `LOAD_ENGINE=postgres`), LOAD_NODES (1; more start that many servers on
+//! the one PostgreSQL database, and requests go to them in turn — a claim
+//! cycle's requests to one node).
 //!
 //! Reports, from one run on one machine so they read as ratios: the raw
 //! single-row SQLite commit rate with agenthub's pragmas, `GET /health`
@@ -21,7 +25,7 @@ use std::process::Command;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use support::start_server;
+use support::start_node;
 
 use serde_json::{json, Value};
 
@@ -61,14 +65,16 @@ impl Samples {
     }
 }
 
-/// CPU seconds (user + system) the server has used so far: all of it, and
-/// its writer thread's, from /proc (clock ticks of 10 ms).
+/// CPU seconds (user + system) the servers have used so far: all of it,
+/// and their writer threads', from /proc (clock ticks of 10 ms).
 #[derive(Clone, Copy, Default)]
 struct CpuTime {
     server: f64,
     writer: f64,
     /// This benchmark's own process: the load generator on the same cores.
     client: f64,
+    /// PostgreSQL's processes (0 on SQLite).
+    database: f64,
 }
 
 fn ticks_of(stat: &str) -> f64 {
@@ -85,7 +91,7 @@ fn ticks_of(stat: &str) -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
-fn cpu_time(pid: u32) -> CpuTime {
+fn cpu_of(pid: u32) -> (f64, f64) {
     let server = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0.0, |s| ticks_of(&s));
     let writer = std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
@@ -97,24 +103,64 @@ fn cpu_time(pid: u32) -> CpuTime {
         })
         .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .map_or(0.0, |s| ticks_of(&s));
+    (server, writer)
+}
+
+/// CPU of every `postgres` process on the machine (the benchmark's cluster
+/// is the only one running while it runs); live processes only, so a
+/// backend that ended within a phase is not counted.
+fn postgres_cpu() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim() == "postgres")
+        })
+        .filter_map(|p| std::fs::read_to_string(p.path().join("stat")).ok())
+        .map(|s| ticks_of(&s))
+        .sum()
+}
+
+fn cpu_time(pids: &[u32]) -> CpuTime {
+    let (server, writer) = pids
+        .iter()
+        .map(|&pid| cpu_of(pid))
+        .fold((0.0, 0.0), |(s, w), (s2, w2)| (s + s2, w + w2));
     let client = std::fs::read_to_string("/proc/self/stat").map_or(0.0, |s| ticks_of(&s));
     CpuTime {
         server,
         writer,
         client,
+        database: postgres_cpu(),
     }
 }
 
 /// Server and writer CPU per request over a phase that started at `before`.
-fn cpu_line(label: &str, pid: u32, before: CpuTime, requests: usize) {
-    let after = cpu_time(pid);
+fn cpu_line(label: &str, pids: &[u32], before: CpuTime, requests: usize) {
+    let after = cpu_time(pids);
     let per = |secs: f64| secs * 1e6 / requests.max(1) as f64;
     println!(
-        "{label:<26} server CPU {:>6.0} us/request, of which writer thread {:>5.0} us; load generator {:>5.0} us",
+        "{label:<26} server CPU {:>6.0} us/request, of which writer thread {:>5.0} us; load generator {:>5.0} us; PostgreSQL {:>5.0} us",
         per(after.server - before.server),
         per(after.writer - before.writer),
-        per(after.client - before.client)
+        per(after.client - before.client),
+        per(after.database - before.database)
     );
+}
+
+/// The servers' base URLs, taken in turn: a round-robin client.
+struct Nodes {
+    bases: Vec<String>,
+    next: std::cell::Cell<usize>,
+}
+
+impl Nodes {
+    fn next(&self) -> String {
+        let n = self.next.get();
+        self.next.set(n.wrapping_add(1));
+        self.bases[n % self.bases.len()].clone()
+    }
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -130,8 +176,30 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Single-row commits per second on this disk with agenthub's pragmas.
-fn raw_commit_rate(dir: &std::path::Path) -> f64 {
+/// Single-row commits per second on the database: PostgreSQL's at `url`,
+/// or SQLite's on this disk with agenthub's pragmas.
+fn raw_commit_rate(dir: &std::path::Path, url: Option<&str>) -> f64 {
+    if let Some(url) = url {
+        let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+        client
+            .batch_execute("DROP TABLE IF EXISTS load_raw_commits; CREATE TABLE load_raw_commits (id bigserial PRIMARY KEY, v text NOT NULL)")
+            .expect("create");
+        let n = 2000;
+        let start = Instant::now();
+        for i in 0..n {
+            client
+                .execute(
+                    "INSERT INTO load_raw_commits (v) VALUES ($1)",
+                    &[&format!("row {i}")],
+                )
+                .expect("commit");
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        client
+            .batch_execute("DROP TABLE load_raw_commits")
+            .expect("drop");
+        return rate;
+    }
     let conn = rusqlite::Connection::open(dir.join("raw.db")).expect("open raw db");
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
@@ -265,13 +333,34 @@ fn main() {
     println!(
         "agenthub load: {daemons} daemons x 2 runtimes, {clients} connections, {secs} s phases"
     );
-    let raw = raw_commit_rate(dir.path());
+    let url = std::env::var("LOAD_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let node_count = knob("LOAD_NODES", 1).max(1);
+    assert!(
+        node_count == 1 || url.is_some(),
+        "LOAD_NODES > 1 needs LOAD_DATABASE_URL: nodes share a PostgreSQL database"
+    );
     println!(
-        "{:<26} {raw:>8.0}/s (BEGIN IMMEDIATE; INSERT; COMMIT, synchronous=FULL)",
-        "raw sqlite commits"
+        "engine: {}, {node_count} node(s)",
+        if url.is_some() { "postgres" } else { "sqlite" }
+    );
+    let raw = raw_commit_rate(dir.path(), url.as_deref());
+    println!(
+        "{:<26} {raw:>8.0}/s ({})",
+        "raw single-row commits",
+        if url.is_some() {
+            "INSERT in autocommit, the server's settings"
+        } else {
+            "BEGIN IMMEDIATE; INSERT; COMMIT, synchronous=FULL"
+        }
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_agenthub"))
+    let mut init = Command::new(env!("CARGO_BIN_EXE_agenthub"));
+    if let Some(url) = &url {
+        init.env("AGENTHUB_DATABASE_URL", url);
+    }
+    let out = init
         .current_dir(dir.path())
         .args([
             "init",
@@ -289,20 +378,27 @@ fn main() {
         .as_str()
         .expect("workspace")
         .to_string();
-    let server = start_server(dir.path(), "load.db");
-    let base = server.base.clone();
-    let pid = server.child.id();
+    let servers: Vec<_> = (0..node_count)
+        .map(|_| start_node(dir.path(), "load.db", url.as_deref()))
+        .collect();
+    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+    let pids = &pids;
+    let nodes = Nodes {
+        bases: servers.iter().map(|s| s.base.clone()).collect(),
+        next: std::cell::Cell::new(0),
+    };
+    let nodes = &nodes;
 
     actix_web::rt::System::new().block_on(async move {
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(30))
             .finish();
         let phase = || Instant::now() + Duration::from_secs(secs);
-        let cpu_before = cpu_time(pid);
+        let cpu_before = cpu_time(pids);
 
         let mut health = timed(clients, phase(), |_, _| {
             let client = client.clone();
-            let url = format!("{base}/health");
+            let url = format!("{}/health", nodes.next());
             async move {
                 let res = client.get(url).send().await.map_err(|_| ())?;
                 res.status().is_success().then_some(()).ok_or(())
@@ -310,19 +406,19 @@ fn main() {
         })
         .await;
         let health_rate = health.line("GET /health", secs as f64);
-        cpu_line("  health", pid, cpu_before, health.micros.len());
+        cpu_line("  health", pids, cpu_before, health.micros.len());
 
         // registration of every daemon (two runtimes each), while the
         // runtimes already registered heartbeat, as a fleet coming up does
         let runtimes: Rc<RefCell<Vec<String>>> = Rc::default();
         let next = Rc::new(std::cell::Cell::new(0usize));
         let started = Instant::now();
-        let cpu_before = cpu_time(pid);
+        let cpu_before = cpu_time(pids);
         let remaining = next.clone();
         let registering = clients.saturating_sub(4).max(1);
         let register = timed_while(registering, Instant::now() + Duration::from_secs(600), move || remaining.get() < daemons, |_, _| {
             let client = client.clone();
-            let (base, token, ws) = (base.clone(), token.clone(), ws.clone());
+            let (base, token, ws) = (nodes.next(), token.clone(), ws.clone());
             let runtimes = runtimes.clone();
             let next = next.clone();
             async move {
@@ -341,7 +437,7 @@ fn main() {
         let beating = next.clone();
         let early_beats = timed_while(4, Instant::now() + Duration::from_secs(600), move || beating.get() < daemons, |c, i| {
             let client = client.clone();
-            let (base, token) = (base.clone(), token.clone());
+            let (base, token) = (nodes.next(), token.clone());
             let registered = registered.clone();
             async move {
                 let rt = {
@@ -361,7 +457,7 @@ fn main() {
         let (mut register, mut early_beats) = futures_util::future::join(register, early_beats).await;
         let took = started.elapsed().as_secs_f64();
         let register_rate = register.line("register (2 runtimes)", took);
-        cpu_line("  register + heartbeats", pid, cpu_before, register.micros.len() + early_beats.micros.len());
+        cpu_line("  register + heartbeats", pids, cpu_before, register.micros.len() + early_beats.micros.len());
         early_beats.line("heartbeat while registering", took);
         let runtimes = runtimes.borrow().clone();
         assert_eq!(runtimes.len(), daemons * 2, "every daemon registered");
@@ -372,7 +468,7 @@ fn main() {
         for rt in &runtimes[..workers] {
             let body = json!({"name": "load", "runtime_id": rt, "max_concurrent_tasks": 100});
             let req = client
-                .post(format!("{base}/api/agents"))
+                .post(format!("{}/api/agents", nodes.next()))
                 .insert_header(("Authorization", format!("Bearer {token}")))
                 .insert_header(("X-Workspace-ID", ws.as_str()));
             let mut res = req.send_json(&body).await.expect("agent");
@@ -386,7 +482,7 @@ fn main() {
         let counter = queued.clone();
         let queueing = timed_while(clients, Instant::now() + Duration::from_secs(600), move || counter.get() < to_queue, |_, _| {
             let client = client.clone();
-            let (base, token) = (base.clone(), token.clone());
+            let (base, token) = (nodes.next(), token.clone());
             let n = queued.get();
             queued.set(n + 1);
             let agent = agents[n % agents.len()].clone();
@@ -405,7 +501,7 @@ fn main() {
         let heartbeats = timed(heartbeat_clients, until, |c, i| {
             let client = client.clone();
             let rt = runtimes[(c + i * heartbeat_clients) % runtimes.len()].clone();
-            let (base, token) = (base.clone(), token.clone());
+            let (base, token) = (nodes.next(), token.clone());
             async move {
                 call(&client, "POST", format!("{base}/api/daemon/heartbeat"), &token, Some(&json!({"runtime_id": rt})))
                     .await
@@ -416,7 +512,7 @@ fn main() {
         let claims = timed(4, until, |c, i| {
             let client = client.clone();
             let rt = runtimes[(c + i * 4) % workers].clone();
-            let (base, token) = (base.clone(), token.clone());
+            let (base, token) = (nodes.next(), token.clone());
             let claim_only = claim_only.clone();
             async move {
                 let t = Instant::now();
@@ -437,25 +533,25 @@ fn main() {
         // claim cycles alone, on every connection: how many tasks a fleet
         // of daemons can take, run and finish per second
         let until = phase();
-        let cpu_before = cpu_time(pid);
+        let cpu_before = cpu_time(pids);
         let mut cycles = timed(clients, until, |c, i| {
             let client = client.clone();
             let rt = runtimes[(c + i * clients) % workers].clone();
-            let (base, token) = (base.clone(), token.clone());
+            let (base, token) = (nodes.next(), token.clone());
             async move { cycle(&client, &base, &token, &rt).await }
         })
         .await;
         let cycle_rate = cycles.line("cycles, all connections", secs as f64);
-        cpu_line("  cycle requests", pid, cpu_before, cycles.micros.len() * 4);
+        cpu_line("  cycle requests", pids, cpu_before, cycles.micros.len() * 4);
 
         // reads while every other connection writes as fast as it can:
         // registrations of new machines (each its own write transaction)
         let until = phase();
-        let cpu_before = cpu_time(pid);
+        let cpu_before = cpu_time(pids);
         let writers = clients.saturating_sub(4).max(1);
         let writes = timed(writers, until, |c, i| {
             let client = client.clone();
-            let (base, token, ws) = (base.clone(), token.clone(), ws.clone());
+            let (base, token, ws) = (nodes.next(), token.clone(), ws.clone());
             async move {
                 let body = json!({"workspace_id": ws, "daemon_id": format!("flood-{c}-{i}"), "device_name": "flood",
                                   "cli_version": "1.0.0", "runtimes": [{"type": "claude", "version": "2.0"}]});
@@ -464,7 +560,7 @@ fn main() {
         });
         let reads = timed(4, until, |_, _| {
             let client = client.clone();
-            let (base, token, ws) = (base.clone(), token.clone(), ws.clone());
+            let (base, token, ws) = (nodes.next(), token.clone(), ws.clone());
             async move {
                 call(&client, "GET", format!("{base}/api/runtimes?workspace_id={ws}&limit=100"), &token, None)
                     .await
@@ -474,10 +570,12 @@ fn main() {
         let (mut writes, mut reads) = futures_util::future::join(writes, reads).await;
         writes.line("register flood (writes)", secs as f64);
         reads.line("GET /api/runtimes (reads)", secs as f64);
-        cpu_line("  flood + reads", pid, cpu_before, writes.micros.len() + reads.micros.len());
+        cpu_line("  flood + reads", pids, cpu_before, writes.micros.len() + reads.micros.len());
 
-        let rss = peak_rss_mib(pid);
-        println!("{:<26} {rss:.1} MiB", "server peak RSS");
+        for (n, &pid) in pids.iter().enumerate() {
+            let rss = peak_rss_mib(pid);
+            println!("{:<26} {rss:.1} MiB", format!("node {n} peak RSS"));
+        }
         println!(
             "ratios: heartbeat/health = {:.2}, heartbeat/raw commit = {:.2}, register/health = {:.2}, register/raw commit = {:.2}, cycle requests/raw commit = {:.2}",
             hb_rate / health_rate,
@@ -487,5 +585,5 @@ fn main() {
             cycle_rate * 4.0 / raw
         );
     });
-    drop(server);
+    drop(servers);
 }

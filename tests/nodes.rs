@@ -154,3 +154,65 @@ async fn an_event_published_on_one_node_reaches_a_stream_on_another() {
         "another workspace's event leaked: {text}"
     );
 }
+
+#[actix_web::test]
+async fn claims_spread_over_three_nodes_never_share_a_task_or_overrun_a_limit() {
+    if !on_postgres() {
+        // one SQLite file has one server: there is no other node
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let TestDb::Postgres(url) = TestDb::fresh(dir.path()) else {
+        unreachable!("on PostgreSQL")
+    };
+    let node = |url: String| common::spawn_app_with(move |c| c.database.url = Some(url));
+    let nodes = [
+        node(url.clone()).await,
+        node(url.clone()).await,
+        node(url).await,
+    ];
+    let a = &nodes[0];
+    let (alice, ws) = a.init_user("alice@example.com");
+    let rt = a.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let mut limits = std::collections::HashMap::new();
+    for i in 0..6 {
+        let limit = 1 + i % 3; // 1, 2, 3, 1, 2, 3 → 12 slots
+        let agent = a
+            .agent(
+                &alice.token,
+                &ws,
+                &rt,
+                serde_json::json!({"max_concurrent_tasks": limit}),
+            )
+            .await;
+        for t in 0..5 {
+            a.task(&alice.token, &agent, &format!("{i}-{t}"), t).await;
+        }
+        limits.insert(agent, limit);
+    }
+    let replies =
+        futures_util::future::join_all((0..30).map(|i| nodes[i % 3].claim(&alice.token, &rt)))
+            .await;
+    let mut seen = std::collections::HashSet::new();
+    let mut per_agent: std::collections::HashMap<String, i64> = Default::default();
+    for r in replies {
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let task = &r.body["task"];
+        if task.is_null() {
+            continue;
+        }
+        let id = task["id"].as_str().unwrap().to_string();
+        assert!(seen.insert(id.clone()), "task {id} handed out twice");
+        *per_agent
+            .entry(task["agent_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), 12, "every free slot is used");
+    for (agent, n) in per_agent {
+        assert!(n <= limits[&agent], "agent {agent} got {n} over its limit");
+    }
+    assert_eq!(
+        a.count("SELECT count(*) FROM agent_task_queue WHERE status = 'dispatched'"),
+        12
+    );
+}

@@ -25,11 +25,20 @@ impl Drop for Server {
 
 /// Starts `agenthub serve --db <db>` in `dir` and waits until it answers.
 pub fn start_server(dir: &std::path::Path, db: &str) -> Server {
+    start_node(dir, db, None)
+}
+
+/// [`start_server`] on the PostgreSQL database at `url` when given.
+pub fn start_node(dir: &std::path::Path, db: &str, url: Option<&str>) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_agenthub"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_agenthub"));
+    if let Some(url) = url {
+        command.env("AGENTHUB_DATABASE_URL", url);
+    }
+    let child = command
         .current_dir(dir)
         .args(["serve", "--db", db])
         .env("AGENTHUB_LISTEN", format!("127.0.0.1:{port}"))
