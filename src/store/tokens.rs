@@ -4,6 +4,7 @@
 use crate::domain::{
     AgentId, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UserId, WorkspaceId,
 };
+use chrono::Duration;
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -159,7 +160,78 @@ pub fn touch_personal(conn: &Conn<'_>, id: TokenId, at: Timestamp) -> Result<()>
 /// is conditional on the expiry it read and on the token being unrevoked,
 /// so concurrent renewals extend once and a revocation is never undone.
 pub fn renew(conn: &Conn<'_>, token_hash: &str, now: Timestamp) -> Result<Renewal> {
-    dispatch!(conn, tokens::renew(token_hash, now))
+    // a renewal or revocation that lands between the read and the write
+    // makes the write change nothing; the token is then read again
+    for _ in 0..3 {
+        if let Some(renewal) = renew_once(conn, token_hash, now)? {
+            return Ok(renewal);
+        }
+    }
+    Err(super::Error::Busy)
+}
+
+/// One attempt at [`renew`]; `None` when the token changed between its
+/// read and the conditional write.
+fn renew_once(conn: &Conn<'_>, token_hash: &str, now: Timestamp) -> Result<Option<Renewal>> {
+    let found: Result<Option<RenewableToken>> = dispatch!(conn, tokens::find_renewable(token_hash));
+    let Some(RenewableToken {
+        table,
+        id,
+        expires_at,
+        revoked,
+        since,
+    }) = found?
+    else {
+        return Ok(Some(Renewal::NotRenewable));
+    };
+    if revoked {
+        return Ok(Some(Renewal::Revoked));
+    }
+    let Some(expires_at) = expires_at else {
+        return Ok(Some(Renewal::NeverExpires));
+    };
+    if expires_at <= now {
+        return Ok(Some(Renewal::Expired));
+    }
+    if expires_at - now >= Duration::days(RENEW_WITHIN_DAYS) {
+        return Ok(Some(Renewal::NotYet { expires_at }));
+    }
+    let lifetime = Some(expires_at - since)
+        .filter(|l| *l > Duration::zero())
+        .unwrap_or_else(|| Duration::days(RENEW_WITHIN_DAYS));
+    let renewed = now + lifetime;
+    let extended: Result<bool> = dispatch!(conn, tokens::extend(table, id, expires_at, renewed, now));
+    Ok(extended?.then_some(Renewal::Renewed {
+        expires_at: renewed,
+    }))
+}
+
+/// Which table a token lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TokenTable {
+    Personal,
+    Daemon,
+}
+
+impl TokenTable {
+    pub(super) const ALL: [TokenTable; 2] = [TokenTable::Personal, TokenTable::Daemon];
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            TokenTable::Personal => "personal_access_token",
+            TokenTable::Daemon => "daemon_token",
+        }
+    }
+}
+
+/// A stored token as renewal needs it.
+pub(super) struct RenewableToken {
+    pub table: TokenTable,
+    pub id: TokenId,
+    pub expires_at: Option<Timestamp>,
+    pub revoked: bool,
+    /// when it was made or last renewed
+    pub since: Timestamp,
 }
 
 /// Mints a daemon token for `daemon_id` in `workspace`; returns the token.

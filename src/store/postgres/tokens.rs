@@ -162,38 +162,12 @@ pub fn touch_personal(
     Ok(())
 }
 
-/// Which table a token lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TokenTable {
-    Personal,
-    Daemon,
-}
-
-impl TokenTable {
-    fn name(self) -> &'static str {
-        match self {
-            TokenTable::Personal => "personal_access_token",
-            TokenTable::Daemon => "daemon_token",
-        }
-    }
-}
-
-/// A stored token as renewal needs it.
-struct RenewableToken {
-    table: TokenTable,
-    id: TokenId,
-    expires_at: Option<Timestamp>,
-    revoked: bool,
-    /// when it was made or last renewed
-    since: Timestamp,
-}
-
 /// The token with `token_hash`, in either table.
-fn find_renewable(
+pub fn find_renewable(
     conn: &mut Client,
     token_hash: &str,
 ) -> Result<Option<RenewableToken>, postgres::Error> {
-    for table in [TokenTable::Personal, TokenTable::Daemon] {
+    for table in TokenTable::ALL {
         let row = conn.query_opt(
             &format!(
                 "SELECT id, expires_at, revoked_at IS NOT NULL, coalesce(renewed_at, created_at)
@@ -215,54 +189,16 @@ fn find_renewable(
     Ok(None)
 }
 
-/// Returns the store's [`Error::Busy`] where SQLite reports `SQLITE_BUSY`
-/// (the token kept changing while it was renewed): the driver's error type
-/// cannot be made outside the driver.
-pub fn renew(conn: &mut Client, token_hash: &str, now: Timestamp) -> Result<Renewal, Error> {
-    // a renewal or revocation that lands between the read and the write
-    // makes the write change nothing; the token is then read again
-    for _ in 0..3 {
-        if let Some(renewal) = renew_once(conn, token_hash, now)? {
-            return Ok(renewal);
-        }
-    }
-    log::warn!("the token kept changing while it was renewed");
-    Err(Error::Busy)
-}
-
-/// One attempt at [`renew`]; `None` when the token changed between its
-/// read and the conditional write.
-fn renew_once(
+/// Sets a token's new expiry if it still has `expires_at` and is not
+/// revoked; whether it did.
+pub fn extend(
     conn: &mut Client,
-    token_hash: &str,
+    table: TokenTable,
+    id: TokenId,
+    expires_at: Timestamp,
+    renewed: Timestamp,
     now: Timestamp,
-) -> Result<Option<Renewal>, postgres::Error> {
-    let Some(RenewableToken {
-        table,
-        id,
-        expires_at,
-        revoked,
-        since,
-    }) = find_renewable(conn, token_hash)?
-    else {
-        return Ok(Some(Renewal::NotRenewable));
-    };
-    if revoked {
-        return Ok(Some(Renewal::Revoked));
-    }
-    let Some(expires_at) = expires_at else {
-        return Ok(Some(Renewal::NeverExpires));
-    };
-    if expires_at <= now {
-        return Ok(Some(Renewal::Expired));
-    }
-    if expires_at - now >= Duration::days(RENEW_WITHIN_DAYS) {
-        return Ok(Some(Renewal::NotYet { expires_at }));
-    }
-    let lifetime = Some(expires_at - since)
-        .filter(|l| *l > Duration::zero())
-        .unwrap_or_else(|| Duration::days(RENEW_WITHIN_DAYS));
-    let renewed = now + lifetime;
+) -> Result<bool, postgres::Error> {
     let changed = conn.execute(
         &format!(
             "UPDATE {} SET expires_at = $2, renewed_at = $3
@@ -271,9 +207,7 @@ fn renew_once(
         ),
         &[&id, &renewed, &now, &expires_at],
     )?;
-    Ok((changed > 0).then_some(Renewal::Renewed {
-        expires_at: renewed,
-    }))
+    Ok(changed > 0)
 }
 
 pub fn create_daemon(

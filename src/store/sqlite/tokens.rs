@@ -135,35 +135,9 @@ pub fn touch_personal(conn: &Connection, id: TokenId, at: Timestamp) -> rusqlite
     Ok(())
 }
 
-/// Which table a token lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TokenTable {
-    Personal,
-    Daemon,
-}
-
-impl TokenTable {
-    fn name(self) -> &'static str {
-        match self {
-            TokenTable::Personal => "personal_access_token",
-            TokenTable::Daemon => "daemon_token",
-        }
-    }
-}
-
-/// A stored token as renewal needs it.
-struct RenewableToken {
-    table: TokenTable,
-    id: TokenId,
-    expires_at: Option<Timestamp>,
-    revoked: bool,
-    /// when it was made or last renewed
-    since: Timestamp,
-}
-
 /// The token with `token_hash`, in either table.
-fn find_renewable(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<RenewableToken>> {
-    for table in [TokenTable::Personal, TokenTable::Daemon] {
+pub fn find_renewable(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<RenewableToken>> {
+    for table in TokenTable::ALL {
         let row = conn
             .prepare_cached(&format!(
                 "SELECT id, expires_at, revoked_at IS NOT NULL, coalesce(renewed_at, created_at)
@@ -187,53 +161,16 @@ fn find_renewable(conn: &Connection, token_hash: &str) -> rusqlite::Result<Optio
     Ok(None)
 }
 
-pub fn renew(conn: &Connection, token_hash: &str, now: Timestamp) -> rusqlite::Result<Renewal> {
-    // a renewal or revocation that lands between the read and the write
-    // makes the write change nothing; the token is then read again
-    for _ in 0..3 {
-        if let Some(renewal) = renew_once(conn, token_hash, now)? {
-            return Ok(renewal);
-        }
-    }
-    Err(rusqlite::Error::SqliteFailure(
-        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-        Some("the token kept changing while it was renewed".into()),
-    ))
-}
-
-/// One attempt at [`renew`]; `None` when the token changed between its
-/// read and the conditional write.
-fn renew_once(
+/// Sets a token's new expiry if it still has `expires_at` and is not
+/// revoked; whether it did.
+pub fn extend(
     conn: &Connection,
-    token_hash: &str,
+    table: TokenTable,
+    id: TokenId,
+    expires_at: Timestamp,
+    renewed: Timestamp,
     now: Timestamp,
-) -> rusqlite::Result<Option<Renewal>> {
-    let Some(RenewableToken {
-        table,
-        id,
-        expires_at,
-        revoked,
-        since,
-    }) = find_renewable(conn, token_hash)?
-    else {
-        return Ok(Some(Renewal::NotRenewable));
-    };
-    if revoked {
-        return Ok(Some(Renewal::Revoked));
-    }
-    let Some(expires_at) = expires_at else {
-        return Ok(Some(Renewal::NeverExpires));
-    };
-    if expires_at <= now {
-        return Ok(Some(Renewal::Expired));
-    }
-    if expires_at - now >= Duration::days(RENEW_WITHIN_DAYS) {
-        return Ok(Some(Renewal::NotYet { expires_at }));
-    }
-    let lifetime = Some(expires_at - since)
-        .filter(|l| *l > Duration::zero())
-        .unwrap_or_else(|| Duration::days(RENEW_WITHIN_DAYS));
-    let renewed = now + lifetime;
+) -> rusqlite::Result<bool> {
     let changed = conn
         .prepare_cached(&format!(
             "UPDATE {} SET expires_at = ?2, renewed_at = ?3
@@ -241,9 +178,7 @@ fn renew_once(
             table.name()
         ))?
         .execute(params![id, renewed, now, expires_at])?;
-    Ok((changed > 0).then_some(Renewal::Renewed {
-        expires_at: renewed,
-    }))
+    Ok(changed > 0)
 }
 
 pub fn create_daemon(
