@@ -200,7 +200,8 @@ fn renew_once(conn: &Conn<'_>, token_hash: &str, now: Timestamp) -> Result<Optio
         .filter(|l| *l > Duration::zero())
         .unwrap_or_else(|| Duration::days(RENEW_WITHIN_DAYS));
     let renewed = now + lifetime;
-    let extended: Result<bool> = dispatch!(conn, tokens::extend(table, id, expires_at, renewed, now));
+    let extended: Result<bool> =
+        dispatch!(conn, tokens::extend(table, id, expires_at, renewed, now));
     Ok(extended?.then_some(Renewal::Renewed {
         expires_at: renewed,
     }))

@@ -84,10 +84,74 @@ pub fn upsert_task_usage_with_cost(
     cost_usd_ticks: Option<i64>,
     at: Timestamp,
 ) -> Result<()> {
-    dispatch!(
+    let counts = [
+        entry.input_tokens,
+        entry.output_tokens,
+        entry.cache_read_tokens,
+        entry.cache_write_tokens,
+    ];
+    // the task's row lock before the reads below: the totals this write
+    // replaces and the rollups' deltas it derives from them stay exact
+    // while other reports of the task wait, on any engine
+    let runtime: Result<Option<RuntimeId>> = dispatch!(conn, usage::lock_task(task));
+    let runtime = runtime?;
+    let old: Result<Option<StoredTaskUsage>> =
+        dispatch!(conn, usage::stored_task_usage(task, entry));
+    let old = old?;
+    let new_task = match old {
+        Some(_) => false,
+        None => {
+            let used: Result<bool> = dispatch!(conn, usage::task_used_model(task, &entry.model));
+            !used?
+        }
+    };
+    let written: Result<()> = dispatch!(
         conn,
-        usage::upsert_task_usage_with_cost(task, workspace, entry, cost_usd_ticks, at)
-    )
+        usage::write_task_usage(task, entry, cost_usd_ticks, at)
+    );
+    written?;
+    let (delta, cost_delta, bucket) = match old {
+        Some(old) => {
+            let delta: [i64; 4] = std::array::from_fn(|i| counts[i].saturating_sub(old.counts[i]));
+            let cost = match (cost_usd_ticks, old.cost) {
+                (None, None) => None,
+                (new, old) => Some(new.unwrap_or(0).saturating_sub(old.unwrap_or(0))),
+            };
+            (delta, cost, old.created_at)
+        }
+        None => (counts, cost_usd_ticks, at),
+    };
+    let rolled: Result<()> = dispatch!(
+        conn,
+        usage::add_to_workspace_rollups(workspace, &entry.model, bucket, delta, new_task)
+    );
+    rolled?;
+    if let Some(runtime) = runtime {
+        let day = day_of(bucket);
+        let rolled: Result<()> = dispatch!(
+            conn,
+            usage::add_to_runtime_rollup(runtime, &day, entry, delta, cost_delta)
+        );
+        rolled?;
+    }
+    Ok(())
+}
+
+/// A task_usage row as stored before a write.
+pub(super) struct StoredTaskUsage {
+    pub counts: [i64; 4],
+    pub cost: Option<i64>,
+    pub created_at: Timestamp,
+}
+
+/// The UTC day of `t` (`2026-11-23`): a key of the daily rollups.
+pub(super) fn day_of(t: Timestamp) -> String {
+    t.utc().format("%Y-%m-%d").to_string()
+}
+
+/// The UTC hour of `t` (`2026-11-23T19`): a key of the hourly rollup.
+pub(super) fn hour_of(t: Timestamp) -> String {
+    t.utc().format("%Y-%m-%dT%H").to_string()
 }
 
 /// UTC days `from..=to` (YYYY-MM-DD), newest first.

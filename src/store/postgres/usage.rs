@@ -15,58 +15,11 @@ use crate::store::usage::*;
 /// The largest value a rollup column holds: sums saturate here.
 const MAX: &str = "9223372036854775807";
 
-/// A task_usage row as stored before a write.
-struct StoredTaskUsage {
-    counts: [i64; 4],
-    cost: Option<i64>,
-    created_at: Timestamp,
-}
-
-pub fn upsert_task_usage_with_cost(
-    conn: &mut Client,
-    task: TaskId,
-    workspace: WorkspaceId,
-    entry: &UsageEntry,
-    cost_usd_ticks: Option<i64>,
-    at: Timestamp,
-) -> Result<(), postgres::Error> {
-    let counts = [
-        entry.input_tokens,
-        entry.output_tokens,
-        entry.cache_read_tokens,
-        entry.cache_write_tokens,
-    ];
-    // the task's row lock before the reads below: the totals this write
-    // replaces and the rollups' deltas it derives from them stay exact
-    // while other reports of the task wait (READ COMMITTED: each read
-    // below sees what the previous holder of the lock committed)
-    let runtime = lock_task(conn, task)?;
-    let old = stored_task_usage(conn, task, entry)?;
-    let new_task = old.is_none() && !task_used_model(conn, task, &entry.model)?;
-    write_task_usage(conn, task, entry, cost_usd_ticks, at)?;
-    let (delta, cost_delta, bucket) = match old {
-        Some(old) => {
-            let delta: [i64; 4] = std::array::from_fn(|i| counts[i].saturating_sub(old.counts[i]));
-            let cost = match (cost_usd_ticks, old.cost) {
-                (None, None) => None,
-                (new, old) => Some(new.unwrap_or(0).saturating_sub(old.unwrap_or(0))),
-            };
-            (delta, cost, old.created_at)
-        }
-        None => (counts, cost_usd_ticks, at),
-    };
-    add_to_workspace_rollups(conn, workspace, &entry.model, bucket, delta, new_task)?;
-    if let Some(runtime) = runtime {
-        add_to_runtime_rollup(conn, runtime, &day_of(bucket), entry, delta, cost_delta)?;
-    }
-    Ok(())
-}
-
 /// Takes the task's row lock for the rest of the transaction and returns
 /// the runtime it was dispatched to (`None` too when there is no such
 /// task). Concurrent usage writes of one task wait here, on any
 /// connection.
-fn lock_task(conn: &mut Client, task: TaskId) -> Result<Option<RuntimeId>, postgres::Error> {
+pub fn lock_task(conn: &mut Client, task: TaskId) -> Result<Option<RuntimeId>, postgres::Error> {
     let row = conn.query_opt(
         "SELECT runtime_id FROM agent_task_queue WHERE id = $1 FOR UPDATE",
         &[&task],
@@ -77,7 +30,7 @@ fn lock_task(conn: &mut Client, task: TaskId) -> Result<Option<RuntimeId>, postg
     }
 }
 
-fn stored_task_usage(
+pub fn stored_task_usage(
     conn: &mut Client,
     task: TaskId,
     entry: &UsageEntry,
@@ -99,7 +52,11 @@ fn stored_task_usage(
 }
 
 /// Whether the task already recorded usage of `model` (with any provider).
-fn task_used_model(conn: &mut Client, task: TaskId, model: &str) -> Result<bool, postgres::Error> {
+pub fn task_used_model(
+    conn: &mut Client,
+    task: TaskId,
+    model: &str,
+) -> Result<bool, postgres::Error> {
     conn.query_one(
         "SELECT EXISTS (SELECT 1 FROM task_usage WHERE task_id = $1 AND model = $2)",
         &[&task, &model],
@@ -109,7 +66,7 @@ fn task_used_model(conn: &mut Client, task: TaskId, model: &str) -> Result<bool,
 
 /// Inserts or replaces the task_usage row; a new row is dated `at`, an
 /// existing one keeps its created_at.
-fn write_task_usage(
+pub fn write_task_usage(
     conn: &mut Client,
     task: TaskId,
     entry: &UsageEntry,
@@ -143,16 +100,6 @@ fn write_task_usage(
     Ok(())
 }
 
-/// The UTC day of `t` (`2026-11-23`): a key of the daily rollups.
-fn day_of(t: Timestamp) -> String {
-    t.utc().format("%Y-%m-%d").to_string()
-}
-
-/// The UTC hour of `t` (`2026-11-23T19`): a key of the hourly rollup.
-fn hour_of(t: Timestamp) -> String {
-    t.utc().format("%Y-%m-%dT%H").to_string()
-}
-
 /// SQL turning the text parameter `$n` (`YYYY-MM-DDTHH`) into the
 /// `timestamptz` of that UTC hour, whatever the session's time zone.
 fn hour_param(n: usize) -> String {
@@ -160,7 +107,7 @@ fn hour_param(n: usize) -> String {
 }
 
 /// Moves the daily and hourly workspace rollups of `model` by `delta`.
-fn add_to_workspace_rollups(
+pub fn add_to_workspace_rollups(
     conn: &mut Client,
     workspace: WorkspaceId,
     model: &str,
@@ -213,7 +160,7 @@ fn add_to_workspace_rollups(
 
 /// Moves the (runtime, date, provider, model) rollup by `delta`, and its
 /// cost by `cost_delta` (`None`: no cost was ever reported for this row).
-fn add_to_runtime_rollup(
+pub fn add_to_runtime_rollup(
     conn: &mut Client,
     runtime: RuntimeId,
     date: &str,

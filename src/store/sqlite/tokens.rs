@@ -136,7 +136,10 @@ pub fn touch_personal(conn: &Connection, id: TokenId, at: Timestamp) -> rusqlite
 }
 
 /// The token with `token_hash`, in either table.
-pub fn find_renewable(conn: &Connection, token_hash: &str) -> rusqlite::Result<Option<RenewableToken>> {
+pub fn find_renewable(
+    conn: &Connection,
+    token_hash: &str,
+) -> rusqlite::Result<Option<RenewableToken>> {
     for table in TokenTable::ALL {
         let row = conn
             .prepare_cached(&format!(

@@ -6,58 +6,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::domain::{RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
 use crate::store::usage::*;
 
-/// A task_usage row as stored before a write.
-struct StoredTaskUsage {
-    counts: [i64; 4],
-    cost: Option<i64>,
-    created_at: Timestamp,
-}
-
-pub fn upsert_task_usage_with_cost(
-    conn: &Connection,
-    task: TaskId,
-    workspace: WorkspaceId,
-    entry: &UsageEntry,
-    cost_usd_ticks: Option<i64>,
-    at: Timestamp,
-) -> rusqlite::Result<()> {
-    let counts = [
-        entry.input_tokens,
-        entry.output_tokens,
-        entry.cache_read_tokens,
-        entry.cache_write_tokens,
-    ];
-    // the task's row lock before the reads below: the totals this write
-    // replaces and the rollups' deltas it derives from them stay exact
-    // while other reports of the task wait, on any engine
-    let runtime = lock_task(conn, task)?;
-    let old = stored_task_usage(conn, task, entry)?;
-    let new_task = old.is_none() && !task_used_model(conn, task, &entry.model)?;
-    write_task_usage(conn, task, entry, cost_usd_ticks, at)?;
-    let (delta, cost_delta, bucket) = match old {
-        Some(old) => {
-            let delta: [i64; 4] = std::array::from_fn(|i| counts[i].saturating_sub(old.counts[i]));
-            let cost = match (cost_usd_ticks, old.cost) {
-                (None, None) => None,
-                (new, old) => Some(new.unwrap_or(0).saturating_sub(old.unwrap_or(0))),
-            };
-            (delta, cost, old.created_at)
-        }
-        None => (counts, cost_usd_ticks, at),
-    };
-    add_to_workspace_rollups(conn, workspace, &entry.model, bucket, delta, new_task)?;
-    if let Some(runtime) = runtime {
-        add_to_runtime_rollup(conn, runtime, &day_of(bucket), entry, delta, cost_delta)?;
-    }
-    Ok(())
-}
-
 /// Takes the task's row lock for the rest of the transaction and returns
 /// the runtime it was dispatched to. The write changes nothing (`error` is
 /// in no index and no trigger): SQLite's write transaction already holds
 /// the whole file; an engine with row locks makes concurrent usage writes
 /// of one task wait here.
-fn lock_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Option<RuntimeId>> {
+pub fn lock_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Option<RuntimeId>> {
     Ok(conn
         .prepare_cached(
             "UPDATE agent_task_queue SET error = error WHERE id = ?1 RETURNING runtime_id",
@@ -67,7 +21,7 @@ fn lock_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Option<Runtime
         .flatten())
 }
 
-fn stored_task_usage(
+pub fn stored_task_usage(
     conn: &Connection,
     task: TaskId,
     entry: &UsageEntry,
@@ -88,7 +42,7 @@ fn stored_task_usage(
 }
 
 /// Whether the task already recorded usage of `model` (with any provider).
-fn task_used_model(conn: &Connection, task: TaskId, model: &str) -> rusqlite::Result<bool> {
+pub fn task_used_model(conn: &Connection, task: TaskId, model: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached(
         "SELECT EXISTS (SELECT 1 FROM task_usage WHERE task_id = ?1 AND model = ?2)",
     )?
@@ -97,7 +51,7 @@ fn task_used_model(conn: &Connection, task: TaskId, model: &str) -> rusqlite::Re
 
 /// Inserts or replaces the task_usage row; a new row is dated `at`, an
 /// existing one keeps its created_at.
-fn write_task_usage(
+pub fn write_task_usage(
     conn: &Connection,
     task: TaskId,
     entry: &UsageEntry,
@@ -131,18 +85,8 @@ fn write_task_usage(
     Ok(())
 }
 
-/// The UTC day of `t` (`2026-11-23`): a key of the daily rollups.
-fn day_of(t: Timestamp) -> String {
-    t.utc().format("%Y-%m-%d").to_string()
-}
-
-/// The UTC hour of `t` (`2026-11-23T19`): a key of the hourly rollup.
-fn hour_of(t: Timestamp) -> String {
-    t.utc().format("%Y-%m-%dT%H").to_string()
-}
-
 /// Moves the daily and hourly workspace rollups of `model` by `delta`.
-fn add_to_workspace_rollups(
+pub fn add_to_workspace_rollups(
     conn: &Connection,
     workspace: WorkspaceId,
     model: &str,
@@ -187,7 +131,7 @@ fn add_to_workspace_rollups(
 
 /// Moves the (runtime, date, provider, model) rollup by `delta`, and its
 /// cost by `cost_delta` (`None`: no cost was ever reported for this row).
-fn add_to_runtime_rollup(
+pub fn add_to_runtime_rollup(
     conn: &Connection,
     runtime: RuntimeId,
     date: &str,
