@@ -84,6 +84,28 @@ async fn agent_and_task_text() {
         "issue_id",
     )
     .await;
+    refused(
+        &app,
+        t,
+        &agents,
+        json!({"name": "helper", "runtime_id": rt, "runtime_config": {"env": {"A": "\0"}}}),
+        "runtime_config",
+    )
+    .await;
+    // a daemon's result, in a string or a key
+    app.task(t, &agent, "work", 0).await;
+    let claimed = app.claim(t, &rt).await;
+    let task = claimed.body["task"]["id"].as_str().unwrap().to_string();
+    for result in [json!({"summary": "\0"}), json!({"\0": 1})] {
+        refused(
+            &app,
+            t,
+            &format!("/api/daemon/tasks/{task}/complete"),
+            result,
+            "result",
+        )
+        .await;
+    }
     // editing refuses it too
     let before = app.dump();
     let r = app

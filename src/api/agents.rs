@@ -125,7 +125,11 @@ impl AgentRequest {
             ));
         }
         let runtime_config = match (self.runtime_config, current) {
-            (Some(Value::Object(map)), _) => Value::Object(map),
+            (Some(Value::Object(map)), _) => {
+                let config = Value::Object(map);
+                super::json_without_nul(&config, "runtime_config")?;
+                config
+            }
             (Some(Value::Null), _) | (None, None) => json!({}),
             (Some(_), _) => return Err(ApiError::bad_request("runtime_config must be an object")),
             (None, Some(agent)) => agent.runtime_config.clone(),

@@ -106,6 +106,31 @@ pub fn no_nul(value: &str, field: &str) -> Result<(), crate::error::ApiError> {
     Ok(())
 }
 
+/// Refuses a JSON value with a NUL character in any of its strings or keys
+/// (`"<field> must not contain NUL characters"`), as [`text`] does for
+/// text: PostgreSQL's `jsonb` cannot hold one, and both engines answer
+/// alike.
+pub fn json_without_nul(
+    value: &serde_json::Value,
+    field: &str,
+) -> Result<(), crate::error::ApiError> {
+    fn has_nul(value: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        return Err(crate::error::ApiError::bad_request(format!(
+            "{field} must not contain NUL characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Longest name-like text a daemon may send (ids, names, versions): these
 /// are copied into every runtime of a registration and into its event.
 pub const MAX_SHORT_TEXT: usize = 255;

@@ -215,7 +215,11 @@ async fn complete(
     }
     let result = match super::optional_json::<Value>(&body)? {
         None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(Value::Object(map).to_string()),
+        Some(Value::Object(map)) => {
+            let result = Value::Object(map);
+            super::json_without_nul(&result, "result")?;
+            Some(result.to_string())
+        }
         Some(_) => return Err(ApiError::bad_request("the result must be a JSON object")),
     };
     let task = transition(

@@ -267,7 +267,9 @@ pub fn backdate_invitation(
     Ok(())
 }
 
-/// The tables of the current schema but refinery's, by name; each as
+/// The tables of the current schema but refinery's and `node_message`
+/// (the nodes' event relay writes it on its own, after the requests that
+/// published: not the install's data), by name; each as
 /// `table: <row as PostgreSQL's record text>` lines, sorted.
 pub fn dump(conn: &mut Client) -> Result<String, postgres::Error> {
     let tables = conn
@@ -275,6 +277,7 @@ pub fn dump(conn: &mut Client) -> Result<String, postgres::Error> {
             "SELECT table_name::text FROM information_schema.tables
              WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'
                  AND table_name::text NOT LIKE 'refinery%'
+                 AND table_name::text <> 'node_message'
              ORDER BY table_name::text COLLATE \"C\"",
             &[],
         )?
