@@ -57,7 +57,42 @@ pub fn create(
     description: &str,
     owner: UserId,
 ) -> Result<Workspace> {
-    dispatch!(conn, workspaces::create(name, slug, description, owner))
+    let id = WorkspaceId::new();
+    let inserted = |slug: &str| -> Result<bool> {
+        dispatch!(
+            conn,
+            workspaces::insert_with_slug(id, name, slug, description)
+        )
+    };
+    match slug {
+        Some(slug) => {
+            if !inserted(slug)? {
+                return Err(super::Error::conflict(format!(
+                    "slug {slug:?} is already taken"
+                )));
+            }
+        }
+        None => {
+            // the first of `base`, `base-2`, `base-3`, … that is free; a
+            // suffix taken between the look-up and the insert (by a
+            // concurrent creation) moves on to the next one
+            let base = slugify(name);
+            let mut n = 1u64;
+            loop {
+                let candidate = match n {
+                    1 => base.clone(),
+                    n => format!("{base}-{n}"),
+                };
+                let taken: Result<bool> = dispatch!(conn, workspaces::slug_taken(&candidate));
+                if !taken? && inserted(&candidate)? {
+                    break;
+                }
+                n += 1;
+            }
+        }
+    }
+    add_member(conn, id, owner, Role::Owner)?;
+    get(conn, id)?.ok_or_else(|| super::Error::internal("inserted workspace vanished"))
 }
 
 /// Holds `workspace`'s row against concurrent writers until the

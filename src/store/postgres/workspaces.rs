@@ -39,7 +39,7 @@ fn member_from_row(row: &Row) -> Result<Member, postgres::Error> {
 /// UNIQUE slug decides, also between concurrent creations: `ON CONFLICT
 /// (slug) DO NOTHING` waits for a concurrent insert of the slug and does
 /// nothing if it commits, so no error aborts the transaction.
-fn insert_with_slug(
+pub fn insert_with_slug(
     conn: &mut Client,
     id: WorkspaceId,
     name: &str,
@@ -55,56 +55,11 @@ fn insert_with_slug(
     Ok(added > 0)
 }
 
-/// The first of `base`, `base-2`, `base-3`, … that no workspace has.
-fn first_free_slug(
-    conn: &mut Client,
-    base: &str,
-    from: u64,
-) -> Result<(String, u64), postgres::Error> {
-    let taken = "SELECT 1 FROM workspace WHERE slug = $1";
-    let mut n = from;
-    loop {
-        let candidate = match n {
-            1 => base.to_string(),
-            n => format!("{base}-{n}"),
-        };
-        if conn.query_opt(taken, &[&candidate])?.is_none() {
-            return Ok((candidate, n));
-        }
-        n += 1;
-    }
-}
-
-pub fn create(
-    conn: &mut Client,
-    name: &str,
-    slug: Option<&str>,
-    description: &str,
-    owner: UserId,
-) -> Result<Workspace, Error> {
-    let id = WorkspaceId::new();
-    match slug {
-        Some(slug) => {
-            if !insert_with_slug(conn, id, name, slug, description)? {
-                return Err(Error::conflict(format!("slug {slug:?} is already taken")));
-            }
-        }
-        None => {
-            // a suffix taken between the look-up and the insert (by a
-            // concurrent creation) moves on to the next one
-            let base = slugify(name);
-            let mut from = 1;
-            loop {
-                let (candidate, n) = first_free_slug(conn, &base, from)?;
-                if insert_with_slug(conn, id, name, &candidate, description)? {
-                    break;
-                }
-                from = n + 1;
-            }
-        }
-    }
-    add_member(conn, id, owner, Role::Owner)?;
-    get(conn, id)?.ok_or_else(|| Error::internal("inserted workspace vanished"))
+/// Whether a workspace has `slug`.
+pub fn slug_taken(conn: &mut Client, slug: &str) -> Result<bool, postgres::Error> {
+    Ok(conn
+        .query_opt("SELECT 1 FROM workspace WHERE slug = $1", &[&slug])?
+        .is_some())
 }
 
 /// Takes the workspace's row lock (`FOR UPDATE`) until the transaction

@@ -164,9 +164,15 @@ mod tests {
         let user = super::super::users::insert(&conn, "ada@example.com", "Ada")
             .expect("user")
             .id;
-        let ws = super::super::workspaces::create(&conn, "Lab", None, "", user)
-            .expect("workspace")
-            .id;
+        let ws = crate::store::workspaces::create(
+            &crate::store::Conn::sqlite(&conn),
+            "Lab",
+            None,
+            "",
+            user,
+        )
+        .expect("workspace")
+        .id;
         conn.execute_batch(&format!(
             "CREATE TEMP TRIGGER concurrent_invite BEFORE INSERT ON main.invitation
              WHEN NEW.role = 'admin'

@@ -35,7 +35,7 @@ fn member_from_row(row: &Row<'_>) -> rusqlite::Result<Member> {
 
 /// Inserts the workspace row unless `slug` is taken; whether it did. The
 /// UNIQUE slug decides, also between concurrent creations.
-fn insert_with_slug(
+pub fn insert_with_slug(
     conn: &Connection,
     id: WorkspaceId,
     name: &str,
@@ -52,52 +52,10 @@ fn insert_with_slug(
     Ok(added > 0)
 }
 
-/// The first of `base`, `base-2`, `base-3`, … that no workspace has.
-fn first_free_slug(conn: &Connection, base: &str, from: u64) -> rusqlite::Result<(String, u64)> {
-    let mut taken = conn.prepare_cached("SELECT 1 FROM workspace WHERE slug = ?1")?;
-    let mut n = from;
-    loop {
-        let candidate = match n {
-            1 => base.to_string(),
-            n => format!("{base}-{n}"),
-        };
-        if !taken.exists([&candidate])? {
-            return Ok((candidate, n));
-        }
-        n += 1;
-    }
-}
-
-pub fn create(
-    conn: &Connection,
-    name: &str,
-    slug: Option<&str>,
-    description: &str,
-    owner: UserId,
-) -> Result<Workspace, Error> {
-    let id = WorkspaceId::new();
-    match slug {
-        Some(slug) => {
-            if !insert_with_slug(conn, id, name, slug, description)? {
-                return Err(Error::conflict(format!("slug {slug:?} is already taken")));
-            }
-        }
-        None => {
-            // a suffix taken between the look-up and the insert (by a
-            // concurrent creation) moves on to the next one
-            let base = slugify(name);
-            let mut from = 1;
-            loop {
-                let (candidate, n) = first_free_slug(conn, &base, from)?;
-                if insert_with_slug(conn, id, name, &candidate, description)? {
-                    break;
-                }
-                from = n + 1;
-            }
-        }
-    }
-    add_member(conn, id, owner, Role::Owner)?;
-    get(conn, id)?.ok_or_else(|| Error::internal("inserted workspace vanished"))
+/// Whether a workspace has `slug`.
+pub fn slug_taken(conn: &Connection, slug: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM workspace WHERE slug = ?1")?
+        .exists([slug])
 }
 
 /// Nothing to take: a SQLite write transaction holds the whole file.
@@ -269,7 +227,14 @@ mod tests {
     fn an_explicit_slug_taken_meanwhile_is_the_documented_conflict() {
         let (_dir, conn, user) = open();
         concurrent_creation(&conn, "Lab", "lab");
-        let err = create(&conn, "Lab", Some("lab"), "", user).expect_err("taken");
+        let err = crate::store::workspaces::create(
+            &crate::store::Conn::sqlite(&conn),
+            "Lab",
+            Some("lab"),
+            "",
+            user,
+        )
+        .expect_err("taken");
         assert!(matches!(err, Error::Conflict(_)), "{err:?}");
         assert_eq!(err.to_string(), r#"slug "lab" is already taken"#);
         assert_eq!(slugs(&conn), ["lab"]);
@@ -279,7 +244,14 @@ mod tests {
     fn a_derived_slug_taken_meanwhile_moves_on_to_the_next_suffix() {
         let (_dir, conn, user) = open();
         concurrent_creation(&conn, "Lab", "lab");
-        let made = create(&conn, "Lab", None, "", user).expect("created");
+        let made = crate::store::workspaces::create(
+            &crate::store::Conn::sqlite(&conn),
+            "Lab",
+            None,
+            "",
+            user,
+        )
+        .expect("created");
         assert_eq!(made.slug, "lab-2");
         assert_eq!(slugs(&conn), ["lab", "lab-2"]);
     }
@@ -287,7 +259,15 @@ mod tests {
     #[test]
     fn a_membership_added_meanwhile_is_the_documented_conflict() {
         let (_dir, conn, user) = open();
-        let ws = create(&conn, "Lab", None, "", user).expect("workspace").id;
+        let ws = crate::store::workspaces::create(
+            &crate::store::Conn::sqlite(&conn),
+            "Lab",
+            None,
+            "",
+            user,
+        )
+        .expect("workspace")
+        .id;
         let bob = super::super::users::insert(&conn, "bob@example.com", "Bob")
             .expect("user")
             .id;
