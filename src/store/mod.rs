@@ -1,14 +1,19 @@
 //! The store: every read and write of agenthub's data, behind one API of
 //! domain operations (`store::<table>` modules) that take a [`Conn`] and
 //! return [`Error`]. Nothing outside this module sees SQL, a driver type or
-//! an engine's error; the engine (SQLite, in `sqlite`) lives in a module
-//! of its own, and a second engine is one more module beside it plus an arm
-//! in `dispatch!`.
+//! an engine's error. Each engine lives in a module of its own — SQLite in
+//! `sqlite`, PostgreSQL (chosen by `database.url`) in `postgres` — with one
+//! file per table, reached through one arm each in `dispatch!`. Rules that
+//! are the same on every engine (token renewal, the steps of a usage
+//! write, a workspace's slug) are decided here, once.
 //!
 //! Handlers touch the store through [`Store::read`] and [`Store::write`]
 //! and never on the async executor: reads run on actix's blocking thread
-//! pool, writes on the engine's writer (the request awaits its answer
-//! without holding a thread). A closure given to `write` is one unit of
+//! pool, writes on the SQLite engine's writer (the request awaits its
+//! answer without holding a thread) or, on PostgreSQL, in a transaction of
+//! their own on the blocking pool. Inside a write, [`Conn`] knows it is
+//! one, and reads that a write decides on lock their rows on an engine
+//! with row locks. A closure given to `write` is one unit of
 //! work: what it reads and what it writes, including the access checks
 //! that decide whether it may, happen inside one transaction, and it is
 //! answered only once that transaction is durable.
@@ -18,7 +23,8 @@
 //! rows again.
 //!
 //! The SQLite engine's pragmas, its one writer thread with group commit and
-//! its background checkpoints are described in `sqlite`.
+//! its background checkpoints are described in `sqlite`; the PostgreSQL
+//! engine's transactions, locks and pool in `postgres`.
 
 pub mod agents;
 pub mod copy;
