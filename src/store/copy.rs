@@ -349,10 +349,10 @@ pub(super) fn add_totals(totals: &mut Totals, offset: usize, workspace: Uuid, su
 
 /// The SELECTs of the usage totals, portable between the engines: rows of
 /// (workspace id, four sums).
-pub(super) const DAILY_TOTALS: &str = "SELECT workspace_id, sum(input_tokens) AS i, \
+const DAILY_TOTALS: &str = "SELECT workspace_id, sum(input_tokens) AS i, \
      sum(output_tokens) AS o, sum(cache_read_tokens) AS r, sum(cache_write_tokens) AS w \
      FROM usage_daily GROUP BY workspace_id";
-pub(super) const TASK_TOTALS: &str = "SELECT t.workspace_id, sum(u.input_tokens) AS i, \
+const TASK_TOTALS: &str = "SELECT t.workspace_id, sum(u.input_tokens) AS i, \
      sum(u.output_tokens) AS o, sum(u.cache_read_tokens) AS r, sum(u.cache_write_tokens) AS w \
      FROM task_usage u JOIN agent_task_queue t ON t.id = u.task_id GROUP BY t.workspace_id";
 
@@ -390,7 +390,17 @@ pub(super) trait Database {
     /// The columns of `table` (on PostgreSQL without `seq`).
     fn columns(&mut self, table: &str) -> Step<BTreeSet<String>>;
     fn count(&mut self, table: &Table) -> Step<u64>;
-    fn totals(&mut self) -> Step<Totals>;
+    /// Adds the per-workspace sums a totals SELECT (`sql`) answers into
+    /// `totals` at `offset`.
+    fn add_totals(&mut self, totals: &mut Totals, offset: usize, sql: &str) -> Step<()>;
+
+    /// The usage totals of every workspace: its rollups, then its tasks'.
+    fn totals(&mut self) -> Step<Totals> {
+        let mut totals = Totals::new();
+        self.add_totals(&mut totals, 0, DAILY_TOTALS)?;
+        self.add_totals(&mut totals, 4, TASK_TOTALS)?;
+        Ok(totals)
+    }
 }
 
 /// The source, inside its snapshot.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::config::DatabaseConfig;
 use crate::store::copy::{
     add_totals, bad_value, Cell, Database, Destination, Failed, Kind, Source, Step, Table,
-    TableWriter, Totals, DAILY_TOTALS, TABLES, TASK_TOTALS,
+    TableWriter, Totals, TABLES,
 };
 
 type BoxError = Box<dyn std::error::Error + Sync + Send>;
@@ -125,25 +125,6 @@ impl Side {
             .map(|row| row.try_get(0).map_err(|e| self.fail(detail(&e))))
             .collect()
     }
-
-    fn add_totals(&mut self, totals: &mut Totals, offset: usize, sql: &str) -> Step<()> {
-        // sums of bigint are numeric: as text, parsed wide
-        let sql = format!("SELECT workspace_id, i::text, o::text, r::text, w::text FROM ({sql}) q");
-        let rows = self.client.query(&sql, &[]);
-        let rows = rows.map_err(|e| self.fail(detail(&e)))?;
-        for row in rows {
-            let id: Uuid = row.try_get(0).map_err(|e| self.fail(detail(&e)))?;
-            let mut sums = [0i128; 4];
-            for (i, sum) in sums.iter_mut().enumerate() {
-                let text: String = row.try_get(i + 1).map_err(|e| self.fail(detail(&e)))?;
-                *sum = text
-                    .parse()
-                    .map_err(|e| self.fail(format!("usage sum {text:?}: {e}")))?;
-            }
-            add_totals(totals, offset, id, sums);
-        }
-        Ok(())
-    }
 }
 
 impl Database for Side {
@@ -174,11 +155,23 @@ impl Database for Side {
         Ok(n.max(0) as u64)
     }
 
-    fn totals(&mut self) -> Step<Totals> {
-        let mut totals = Totals::new();
-        self.add_totals(&mut totals, 0, DAILY_TOTALS)?;
-        self.add_totals(&mut totals, 4, TASK_TOTALS)?;
-        Ok(totals)
+    fn add_totals(&mut self, totals: &mut Totals, offset: usize, sql: &str) -> Step<()> {
+        // sums of bigint are numeric: as text, parsed wide
+        let sql = format!("SELECT workspace_id, i::text, o::text, r::text, w::text FROM ({sql}) q");
+        let rows = self.client.query(&sql, &[]);
+        let rows = rows.map_err(|e| self.fail(detail(&e)))?;
+        for row in rows {
+            let id: Uuid = row.try_get(0).map_err(|e| self.fail(detail(&e)))?;
+            let mut sums = [0i128; 4];
+            for (i, sum) in sums.iter_mut().enumerate() {
+                let text: String = row.try_get(i + 1).map_err(|e| self.fail(detail(&e)))?;
+                *sum = text
+                    .parse()
+                    .map_err(|e| self.fail(format!("usage sum {text:?}: {e}")))?;
+            }
+            add_totals(totals, offset, id, sums);
+        }
+        Ok(())
     }
 }
 

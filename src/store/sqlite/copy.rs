@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::config::DatabaseConfig;
 use crate::store::copy::{
     add_totals, bad_value, Cell, Database, Destination, Failed, Kind, Source, Step, Table,
-    TableWriter, Totals, DAILY_TOTALS, DATE_TEXT, HOUR_TEXT, TASK_TOTALS, TIME_TEXT,
+    TableWriter, Totals, DATE_TEXT, HOUR_TEXT, TIME_TEXT,
 };
 
 /// Rows per INSERT statement.
@@ -113,23 +113,6 @@ impl Side {
     fn fail(&self, what: impl std::fmt::Display) -> Failed {
         (self.failed)(what.to_string())
     }
-
-    /// Rows of a totals SELECT, added into `totals`.
-    fn add_totals(&self, totals: &mut Totals, offset: usize, sql: &str) -> Step<()> {
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.fail(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.fail(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.fail(e))? {
-            let id: String = row.get(0).map_err(|e| self.fail(e))?;
-            let id = Uuid::try_parse(&id)
-                .map_err(|e| self.fail(format!("usage of workspace {id:?}: {e}")))?;
-            let mut sums = [0i128; 4];
-            for (i, sum) in sums.iter_mut().enumerate() {
-                *sum = i128::from(row.get::<_, i64>(i + 1).map_err(|e| self.fail(e))?);
-            }
-            add_totals(totals, offset, id, sums);
-        }
-        Ok(())
-    }
 }
 
 impl Database for Side {
@@ -166,11 +149,20 @@ impl Database for Side {
         Ok(n.max(0) as u64)
     }
 
-    fn totals(&mut self) -> Step<Totals> {
-        let mut totals = Totals::new();
-        self.add_totals(&mut totals, 0, DAILY_TOTALS)?;
-        self.add_totals(&mut totals, 4, TASK_TOTALS)?;
-        Ok(totals)
+    fn add_totals(&mut self, totals: &mut Totals, offset: usize, sql: &str) -> Step<()> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.fail(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.fail(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.fail(e))? {
+            let id: String = row.get(0).map_err(|e| self.fail(e))?;
+            let id = Uuid::try_parse(&id)
+                .map_err(|e| self.fail(format!("usage of workspace {id:?}: {e}")))?;
+            let mut sums = [0i128; 4];
+            for (i, sum) in sums.iter_mut().enumerate() {
+                *sum = i128::from(row.get::<_, i64>(i + 1).map_err(|e| self.fail(e))?);
+            }
+            add_totals(totals, offset, id, sums);
+        }
+        Ok(())
     }
 }
 
