@@ -45,6 +45,18 @@ fn init_json(dir: &Path, db: &str) -> Value {
     ))
 }
 
+/// `GET /api/workspaces/{ws}/members` with `token`, which must answer 200.
+async fn members_of(client: &awc::Client, server: &ServerProcess, ws: &str, token: &str) -> Value {
+    let mut res = client
+        .get(format!("{}/api/workspaces/{ws}/members", server.base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    res.json().await.unwrap()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
@@ -148,14 +160,7 @@ async fn user_add_and_token_create_give_working_tokens() {
         added["token"].as_str().unwrap(),
         created["token"].as_str().unwrap(),
     ] {
-        let mut res = client
-            .get(format!("{}/api/workspaces/{ws}/members", server.base))
-            .insert_header(("Authorization", format!("Bearer {token}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 200);
-        let members: Value = res.json().await.unwrap();
+        let members = members_of(&client, &server, ws, token).await;
         let bob = members
             .as_array()
             .unwrap()
@@ -723,14 +728,7 @@ async fn postgres_init_and_user_add_give_working_tokens() {
         init["token"].as_str().unwrap(),
         added["token"].as_str().unwrap(),
     ] {
-        let mut res = client
-            .get(format!("{}/api/workspaces/{ws}/members", server.base))
-            .insert_header(("Authorization", format!("Bearer {token}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 200);
-        let members: Value = res.json().await.unwrap();
+        let members = members_of(&client, &server, ws, token).await;
         assert_eq!(members.as_array().unwrap().len(), 2, "{members}");
     }
     drop(server);
