@@ -28,6 +28,15 @@ pub struct Runtime {
     pub offline_reason: Option<Value>,
 }
 
+/// A stored metadata value as the API shows it: the object, or `{}` for
+/// anything else.
+pub(super) fn metadata_object(value: Option<Value>) -> Value {
+    match value {
+        Some(Value::Object(map)) => Value::Object(map),
+        _ => Value::Object(Default::default()),
+    }
+}
+
 /// `{"code": code}`: an offline reason the server sets itself.
 pub fn reason(code: &str) -> String {
     serde_json::json!({ "code": code }).to_string()

@@ -14,10 +14,7 @@ const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason";
 
 fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
-    let metadata = match row.try_get::<_, Value>(8)? {
-        Value::Object(map) => Value::Object(map),
-        _ => Value::Object(Default::default()),
-    };
+    let metadata = metadata_object(Some(row.try_get::<_, Value>(8)?));
     Ok(Runtime {
         id: row.try_get(0)?,
         workspace_id: row.try_get(1)?,

@@ -3,7 +3,6 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::stored_time;
-use serde_json::Value;
 
 use crate::domain::{RuntimeId, RuntimeStatus, Timestamp, UserId, WorkspaceId};
 use crate::store::runtimes::*;
@@ -14,10 +13,7 @@ const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     let metadata: String = row.get(8)?;
-    let metadata = match serde_json::from_str(&metadata) {
-        Ok(Value::Object(map)) => Value::Object(map),
-        _ => Value::Object(Default::default()),
-    };
+    let metadata = metadata_object(serde_json::from_str(&metadata).ok());
     Ok(Runtime {
         id: row.get(0)?,
         workspace_id: row.get(1)?,
