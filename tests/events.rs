@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use agenthub::domain::Role;
 use agenthub::store::seed::TokenKind;
-use common::{spawn_app, TestApp};
+use common::{read_until, read_within, spawn_app, TestApp};
 use futures_util::StreamExt;
 use serde_json::json;
 
@@ -47,35 +47,6 @@ where
             Ok(Some(Err(_))) => return text,
         }
     }
-}
-
-/// Reads the SSE body until `needle` appears (or 10 s pass); returns what
-/// was read.
-async fn read_until<S, E>(body: &mut S, needle: &str) -> String
-where
-    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
-    E: std::fmt::Debug,
-{
-    read_within(body, needle, Duration::from_secs(10)).await
-}
-
-async fn read_within<S, E>(body: &mut S, needle: &str, limit: Duration) -> String
-where
-    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
-    E: std::fmt::Debug,
-{
-    let mut text = String::new();
-    let deadline = std::time::Instant::now() + limit;
-    while !text.contains(needle) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let chunk = actix_web::rt::time::timeout(left, body.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {needle:?} in {text:?}"))
-            .expect("stream open")
-            .expect("chunk");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    text
 }
 
 #[actix_web::test]

@@ -69,27 +69,6 @@ async fn one_node_sweeps_and_another_takes_over_when_it_dies() {
     );
 }
 
-/// Reads an SSE body until `needle` appears; panics after 10 s.
-async fn read_until<S, E>(body: &mut S, needle: &str) -> String
-where
-    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
-    E: std::fmt::Debug,
-{
-    use futures_util::StreamExt;
-    let mut text = String::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !text.contains(needle) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let chunk = actix_web::rt::time::timeout(left, body.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {needle:?} in {text:?}"))
-            .expect("stream open")
-            .expect("chunk");
-        text.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    text
-}
-
 #[actix_web::test]
 async fn an_event_published_on_one_node_reaches_a_stream_on_another() {
     if !on_postgres() {
@@ -135,7 +114,7 @@ async fn an_event_published_on_one_node_reaches_a_stream_on_another() {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let id = r.body["runtimes"][0]["id"].as_str().unwrap().to_string();
-    let text = read_until(&mut alices, &id).await;
+    let text = common::read_until(&mut alices, &id).await;
     assert!(text.contains("event: daemon:register"), "{text}");
 
     // and only there: bob's workspace stream on c hears bob's own event,
@@ -148,7 +127,7 @@ async fn an_event_published_on_one_node_reaches_a_stream_on_another() {
         )
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    let text = read_until(&mut bobs, "bobs-mbp").await;
+    let text = common::read_until(&mut bobs, "bobs-mbp").await;
     assert!(
         !text.contains(&id),
         "another workspace's event leaked: {text}"

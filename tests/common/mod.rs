@@ -880,3 +880,32 @@ impl TestApp {
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
 }
+
+/// Reads the SSE body until `needle` appears (or 10 s pass); returns what
+/// was read.
+pub async fn read_until<S, E>(body: &mut S, needle: &str) -> String
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    read_within(body, needle, Duration::from_secs(10)).await
+}
+
+pub async fn read_within<S, E>(body: &mut S, needle: &str, limit: Duration) -> String
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+    E: std::fmt::Debug,
+{
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + limit;
+    while !text.contains(needle) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let chunk = actix_web::rt::time::timeout(left, futures_util::StreamExt::next(body))
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in {text:?}"))
+            .expect("stream open")
+            .expect("chunk");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
