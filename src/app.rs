@@ -22,7 +22,6 @@ use crate::heartbeats::Heartbeats;
 use crate::jobs::heartbeats::HeartbeatFlusher;
 use crate::jobs::sweeper::{Sweeper, Sweeping};
 use crate::metrics::Metrics;
-use crate::probes::Probes;
 use crate::store::{OpenError, Store};
 
 /// How long in-flight requests get to finish after SIGINT/SIGTERM.
@@ -82,7 +81,6 @@ pub struct Application {
 pub struct State {
     pub db: Store,
     pub events: EventBus,
-    pub probes: Probes,
     pub metrics: Metrics,
     pub heartbeats: Heartbeats,
     pub daemon_hub: DaemonHub,
@@ -107,7 +105,6 @@ impl Application {
             metrics: Metrics::new(&db),
             db,
             events: EventBus::new(),
-            probes: Probes::default(),
             heartbeats: Heartbeats::default(),
             daemon_hub: DaemonHub::new(),
         };
@@ -182,7 +179,6 @@ impl Application {
 fn server(config: Config, state: State, listener: TcpListener) -> std::io::Result<Server> {
     let db = web::Data::new(state.db);
     let events = web::Data::new(state.events);
-    let probes = web::Data::new(state.probes);
     let heartbeats = web::Data::new(state.heartbeats);
     let metrics = web::Data::new(state.metrics);
     let daemon_hub = web::Data::new(state.daemon_hub);
@@ -192,7 +188,6 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
         App::new()
             .app_data(db.clone())
             .app_data(events.clone())
-            .app_data(probes.clone())
             .app_data(heartbeats.clone())
             .app_data(metrics.clone())
             .app_data(daemon_hub.clone())

@@ -259,6 +259,27 @@ word_enums! {
         Revoked => "revoked",
     }
 
+    /// What a probe asks of a daemon: answer a ping, or update itself.
+    ProbeKind,
+    |_other| "kind must be ping or update".to_string(),
+    {
+        Ping => "ping",
+        Update => "update",
+    }
+
+    /// Where a ping or update stands: waiting for the daemon's next
+    /// heartbeat, handed to it, then one of three ends (`timeout` when the
+    /// daemon never answered in time).
+    ProbeStatus,
+    |_other| "status must be pending, running, completed, failed or timeout".to_string(),
+    {
+        Pending => "pending",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+        Timeout => "timeout",
+    }
+
     /// Who sees an agent: every member, or its owner and the workspace's
     /// owners and admins.
     Visibility,
@@ -273,6 +294,23 @@ impl Role {
     /// Owners and admins manage the workspace and any runtime in it.
     pub fn is_manager(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
+    }
+}
+
+impl ProbeKind {
+    /// How long a daemon has to answer before the probe times out.
+    pub fn timeout(self) -> Duration {
+        match self {
+            ProbeKind::Ping => Duration::seconds(60),
+            ProbeKind::Update => Duration::seconds(120),
+        }
+    }
+}
+
+impl ProbeStatus {
+    /// Not ended yet: waiting for the daemon or handed to it.
+    pub fn is_open(self) -> bool {
+        matches!(self, ProbeStatus::Pending | ProbeStatus::Running)
     }
 }
 

@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 15] = [
+const TABLES: [&str; 16] = [
     "user",
     "workspace",
     "member",
@@ -33,6 +33,7 @@ const TABLES: [&str; 15] = [
     "runtime_task_usage_daily",
     "invitation",
     "task_token",
+    "runtime_probe",
 ];
 
 /// An app on a SQLite file whatever the suite runs on (the source of a
@@ -114,6 +115,8 @@ struct Reader {
     ws: String,
     token: String,
     agent: String,
+    /// Paths of its pings and updates.
+    probes: Vec<String>,
 }
 
 /// `GET base+path` with `token`: status and body.
@@ -144,7 +147,10 @@ async fn pages(app: &TestApp, base: &str, readers: &[Reader]) -> Vec<(String, u1
             format!("/api/usage/summary?workspace_id={ws}&days=30"),
             format!("/api/agents/{}/tasks?workspace_id={ws}", r.agent),
             format!("/api/workspaces/{ws}/members"),
-        ] {
+        ]
+        .into_iter()
+        .chain(r.probes.iter().cloned())
+        {
             let (status, body) = get(app, base, &path, &r.token).await;
             out.push((path, status, body));
         }
@@ -290,6 +296,40 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let _ = dispatched;
+    // a ping answered, a ping waiting, an update under way
+    let mut probes = Vec::new();
+    for (kind, body) in [
+        ("ping", json!({})),
+        ("update", json!({"target_version": "1.4.0"})),
+    ] {
+        let r = app
+            .post(&format!("/api/runtimes/{rt}/{kind}"), &alice.token, body)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        probes.push(format!(
+            "/api/runtimes/{rt}/{kind}/{}",
+            r.body["id"].as_str().unwrap()
+        ));
+    }
+    let r = app
+        .post("/api/daemon/heartbeat", &daemon, json!({"runtime_id": rt}))
+        .await;
+    let ping = r.body["pending_ping"]["id"].as_str().unwrap().to_string();
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/ping/{ping}/result"),
+            &daemon,
+            json!({"status": "completed", "output": "pong", "duration_ms": 42}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .post(&format!("/api/runtimes/{rt}/ping"), &alice.token, json!({}))
+        .await;
+    probes.push(format!(
+        "/api/runtimes/{rt}/ping/{}",
+        r.body["id"].as_str().unwrap()
+    ));
 
     // a second workspace of another owner
     let erin = admin::init(&app.db, "erin@example.com", None, Some("Second")).expect("init");
@@ -310,11 +350,13 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
             ws,
             token: alice.token.clone(),
             agent,
+            probes,
         },
         Reader {
             ws: ws2,
             token: erin_token.clone(),
             agent: agent2,
+            probes: Vec::new(),
         },
     ];
     let tokens = vec![alice.token, laptop, bob.token, dave.token, erin_token];

@@ -1,5 +1,6 @@
 //! Several agenthub nodes on one PostgreSQL database: the sweeper runs on
-//! one node at a time, and another takes it over when that node dies.
+//! one node at a time, and another takes it over when that node dies;
+//! events, pings and claims reach across nodes.
 //! PostgreSQL only: a SQLite file has one server process.
 
 mod common;
@@ -7,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{on_postgres, ServerProcess, TestDb};
+use serde_json::json;
 
 /// How many sweeps the node at `base` has run (its `/metrics`).
 async fn sweeps(client: &awc::Client, base: &str) -> Option<u64> {
@@ -194,4 +196,96 @@ async fn claims_spread_over_three_nodes_never_share_a_task_or_overrun_a_limit() 
         a.count("SELECT count(*) FROM agent_task_queue WHERE status = 'dispatched'"),
         12
     );
+}
+
+#[actix_web::test]
+async fn a_runtime_registered_on_one_node_is_pinged_from_another_and_answered_on_a_third() {
+    if !on_postgres() {
+        // one SQLite file has one server: there is no other node
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let TestDb::Postgres(url) = TestDb::fresh(dir.path()) else {
+        unreachable!("on PostgreSQL")
+    };
+    let node = |url: String| common::spawn_app_with(move |c| c.database.url = Some(url));
+    let (a, b, c) = (
+        node(url.clone()).await,
+        node(url.clone()).await,
+        node(url).await,
+    );
+    let (alice, ws) = a.init_user("alice@example.com");
+    let daemon = a.daemon_token(&alice.token, &ws, "mbp").await;
+    let rt = a.runtime(&daemon, &ws, "mbp", "claude").await;
+
+    let r = b
+        .post(&format!("/api/runtimes/{rt}/ping"), &alice.token, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let ping = r.body["id"].as_str().unwrap().to_string();
+    let r = b
+        .post(
+            &format!("/api/runtimes/{rt}/update"),
+            &alice.token,
+            json!({"target_version": "1.4.0"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let update = r.body["id"].as_str().unwrap().to_string();
+    // one open update per runtime, whichever node is asked
+    let r = a
+        .post(
+            &format!("/api/runtimes/{rt}/update"),
+            &alice.token,
+            json!({"target_version": "1.5.0"}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+
+    let hb = c
+        .post("/api/daemon/heartbeat", &daemon, json!({"runtime_id": rt}))
+        .await;
+    assert_eq!(hb.status, 200, "{:?}", hb.body);
+    assert_eq!(hb.body["pending_ping"], json!({"id": ping}));
+    assert_eq!(
+        hb.body["pending_update"],
+        json!({"id": update, "target_version": "1.4.0"})
+    );
+    // handed over once: another node's heartbeat gets nothing more
+    let hb = a
+        .post("/api/daemon/heartbeat", &daemon, json!({"runtime_id": rt}))
+        .await;
+    assert!(hb.body.get("pending_ping").is_none(), "{:?}", hb.body);
+
+    let r = c
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/ping/{ping}/result"),
+            &daemon,
+            json!({"status": "completed", "output": "pong", "duration_ms": 12}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for node in [&a, &b, &c] {
+        let r = node
+            .get(&format!("/api/runtimes/{rt}/ping/{ping}"), &alice.token)
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["status"], "completed");
+        assert_eq!(r.body["output"], "pong");
+        assert_eq!(r.body["duration_ms"], 12);
+        let r = node
+            .get(&format!("/api/runtimes/{rt}/update/{update}"), &alice.token)
+            .await;
+        assert_eq!(r.body["status"], "running");
+    }
+    // a second result, on another node, is refused
+    let r = b
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/ping/{ping}/result"),
+            &daemon,
+            json!({"status": "failed"}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert_eq!(r.error(), "ping already finished with status completed");
 }

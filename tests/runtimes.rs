@@ -393,7 +393,7 @@ async fn pings_time_out_after_60_seconds() {
     )
     .await;
 
-    app.state.probes.age_all(chrono::Duration::seconds(59));
+    app.age_probes(59);
     for p in [&pending, &running] {
         let id = p.body["id"].as_str().unwrap();
         let r = app
@@ -401,7 +401,7 @@ async fn pings_time_out_after_60_seconds() {
             .await;
         assert_ne!(r.body["status"], "timeout");
     }
-    app.state.probes.age_all(chrono::Duration::seconds(2));
+    app.age_probes(2);
     for p in [&pending, &running] {
         let id = p.body["id"].as_str().unwrap();
         let r = app
@@ -463,7 +463,7 @@ async fn one_pending_update_per_runtime_with_a_120_second_timeout() {
         json!({"id": id, "target_version": "1.4.0"})
     );
     // still running: still one at a time, even past a ping's 60 s
-    app.state.probes.age_all(chrono::Duration::seconds(100));
+    app.age_probes(100);
     assert_eq!(
         app.post(&path, &alice.token, json!({"target_version": "1.5.0"}))
             .await
@@ -473,7 +473,7 @@ async fn one_pending_update_per_runtime_with_a_120_second_timeout() {
     let r = app.get(&format!("{path}/{id}"), &alice.token).await;
     assert_eq!(r.body["status"], "running");
 
-    app.state.probes.age_all(chrono::Duration::seconds(21));
+    app.age_probes(21);
     let r = app.get(&format!("{path}/{id}"), &alice.token).await;
     assert_eq!(r.body["status"], "timeout");
     let second = app
@@ -702,4 +702,34 @@ async fn pings_and_updates_kept_in_all_are_bounded() {
         .await;
     assert_eq!(r.status, 404);
     assert_eq!(ping(last).await.status, 429);
+}
+
+#[actix_web::test]
+async fn two_heartbeats_at_once_never_take_the_same_ping() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let mut queued = std::collections::HashSet::new();
+    for _ in 0..5 {
+        let r = app
+            .post(&format!("/api/runtimes/{rt}/ping"), &alice.token, json!({}))
+            .await;
+        queued.insert(r.body["id"].as_str().unwrap().to_string());
+    }
+    let beats = futures_util::future::join_all((0..8).map(|_| {
+        app.post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+    }))
+    .await;
+    let mut taken = std::collections::HashSet::new();
+    for hb in beats {
+        assert_eq!(hb.status, 200, "{:?}", hb.body);
+        if let Some(id) = hb.body["pending_ping"]["id"].as_str() {
+            assert!(taken.insert(id.to_string()), "ping {id} handed out twice");
+        }
+    }
+    assert_eq!(taken, queued, "each ping is handed out once");
 }

@@ -229,3 +229,66 @@ async fn a_failing_step_does_not_stop_the_others_or_the_actor() {
     // only an offline runtime can be collected, so both steps ran
     assert!(eventually(10, || app.count("SELECT count(*) FROM agent_runtime") == 0).await);
 }
+
+/// Queues a ping on `rt`; returns its id.
+async fn ping(app: &common::TestApp, token: &str, rt: &str) -> String {
+    let r = app
+        .post(&format!("/api/runtimes/{rt}/ping"), token, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+/// How a ping reads: the reply's status, and the ping's.
+async fn status(app: &common::TestApp, token: &str, rt: &str, id: &str) -> (u16, String) {
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/ping/{id}"), token)
+        .await;
+    (
+        r.status,
+        r.body["status"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[actix_web::test]
+async fn pings_are_forgotten_an_hour_after_they_ended() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let answered = ping(&app, &alice.token, &rt).await;
+    app.post(
+        "/api/daemon/heartbeat",
+        &alice.token,
+        json!({"runtime_id": rt}),
+    )
+    .await;
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/ping/{answered}/result"),
+            &alice.token,
+            json!({"status": "completed", "output": "pong"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let unanswered = ping(&app, &alice.token, &rt).await;
+    // the answered one ended now, the other when it timed out after 60 s
+    app.age_probes(3590);
+    assert_eq!(
+        status(&app, &alice.token, &rt, &answered).await,
+        (200, "completed".into())
+    );
+    assert_eq!(
+        status(&app, &alice.token, &rt, &unanswered).await,
+        (200, "timeout".into())
+    );
+    let report = sweep_once(&app.state, &thresholds());
+    assert_eq!(report.forgotten_probes, 0);
+    assert_eq!(app.count("SELECT count(*) FROM runtime_probe"), 2);
+
+    app.age_probes(80);
+    assert_eq!(status(&app, &alice.token, &rt, &answered).await.0, 404);
+    assert_eq!(status(&app, &alice.token, &rt, &unanswered).await.0, 404);
+    let report = sweep_once(&app.state, &thresholds());
+    assert_eq!(report.forgotten_probes, 2);
+    assert_eq!(app.count("SELECT count(*) FROM runtime_probe"), 0);
+}

@@ -17,11 +17,12 @@ use serde_json::json;
 
 use crate::access::{require_daemon_runtime, require_daemon_workspace};
 use crate::auth::Caller;
-use crate::domain::{ProbeId, RuntimeId, RuntimeStatus, Timestamp};
+use crate::domain::{ProbeId, ProbeKind, ProbeStatus, RuntimeId, RuntimeStatus, Timestamp};
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::heartbeats::Heartbeats;
-use crate::probes::{Kind, Outcome, Probes, Status};
+use crate::probes::{already_ended, clip, not_found};
+use crate::store::probes::{self, Finished, Outcome};
 use crate::store::runtimes::{self, Runtime};
 use crate::store::Conn;
 use crate::store::Store;
@@ -278,11 +279,11 @@ pub(crate) struct HeartbeatResponse {
 /// Marks the runtime online and hands over any ping or update the UI asked
 /// for. A runtime that is gone answers 404 `runtime not found`, telling the
 /// daemon to register again. An online runtime's new last-seen time goes
-/// through the heartbeat group commit; bringing a runtime back online is
-/// written at once (and clears its offline reason).
+/// through the heartbeat group commit; bringing a runtime back online, or
+/// handing over a probe, is written at once (bringing it online clears its
+/// offline reason).
 async fn heartbeat(
     db: web::Data<Store>,
-    probes: web::Data<Probes>,
     heartbeats: web::Data<Heartbeats>,
     caller: Caller,
     body: web::Json<HeartbeatRequest>,
@@ -290,51 +291,60 @@ async fn heartbeat(
     let id = body
         .runtime_id
         .ok_or_else(|| ApiError::bad_request("runtime_id is required"))?;
-    let reply = beat(&db, &probes, &heartbeats, caller, id).await?;
+    let reply = beat(&db, &heartbeats, caller, id).await?;
     Ok(HttpResponse::Ok().json(reply))
 }
 
 /// What [`heartbeat`] does, shared with the daemon socket's
-/// `daemon:heartbeat`.
+/// `daemon:heartbeat`. Most heartbeats only read: the runtime is online
+/// and nothing waits for its daemon.
 pub(crate) async fn beat(
     db: &Store,
-    probes: &Probes,
     heartbeats: &Heartbeats,
     caller: Caller,
     id: RuntimeId,
 ) -> Result<HeartbeatResponse, ApiError> {
     let again = caller.clone();
-    let runtime = db
-        .read(move |conn| require_daemon_runtime(conn, &caller, id))
-        .await?;
-    if runtime.status == RuntimeStatus::Online {
-        heartbeats.record(id, Timestamp::now());
-    } else {
-        // bringing a runtime back online: checked again in the write, so a
-        // member removed meanwhile cannot be undone by their daemon
-        db.write(move |tx| -> Result<_, ApiError> {
-            require_daemon_runtime(tx, &again, id)?;
-            if runtimes::heartbeat(tx, id)? {
-                Ok(())
-            } else {
-                Err(ApiError::not_found("runtime not found"))
-            }
+    let (runtime, pending) = db
+        .read(move |conn| -> Result<_, ApiError> {
+            let runtime = require_daemon_runtime(conn, &caller, id)?;
+            Ok((runtime, probes::pending_kinds(conn, id)?))
         })
         .await?;
+    let online = runtime.status == RuntimeStatus::Online;
+    if online {
+        heartbeats.record(id, Timestamp::now());
     }
+    let (ping, update) = if online && pending.is_empty() {
+        (None, None)
+    } else {
+        // checked again in the write, so a member removed meanwhile cannot
+        // be undone by their daemon
+        db.write(move |tx| -> Result<_, ApiError> {
+            require_daemon_runtime(tx, &again, id)?;
+            if !online && !runtimes::heartbeat(tx, id)? {
+                return Err(ApiError::not_found("runtime not found"));
+            }
+            let take = |kind| -> Result<_, ApiError> {
+                if pending.contains(&kind) {
+                    Ok(probes::take_pending(tx, kind, id)?)
+                } else {
+                    Ok(None)
+                }
+            };
+            Ok((take(ProbeKind::Ping)?, take(ProbeKind::Update)?))
+        })
+        .await?
+    };
     Ok(HeartbeatResponse {
         runtime_id: id,
         status: "ok",
         server_capabilities: SERVER_CAPABILITIES,
-        pending_ping: probes
-            .take_pending(Kind::Ping, id)
-            .map(|p| PendingPing { id: p.id }),
-        pending_update: probes
-            .take_pending(Kind::Update, id)
-            .map(|p| PendingUpdate {
-                id: p.id,
-                target_version: p.target_version.unwrap_or_default(),
-            }),
+        pending_ping: ping.map(|p| PendingPing { id: p.id }),
+        pending_update: update.map(|p| PendingUpdate {
+            id: p.id,
+            target_version: p.target_version.unwrap_or_default(),
+        }),
     })
 }
 
@@ -348,16 +358,16 @@ struct ResultRequest {
 
 impl ResultRequest {
     /// Pings finish as completed or failed; updates may also report
-    /// `running` while they progress.
-    fn outcome(self, kind: Kind) -> Result<Outcome, ApiError> {
+    /// `running` while they progress. Texts are cut to what is kept.
+    fn outcome(self, kind: ProbeKind) -> Result<Outcome, ApiError> {
         let status = match (self.status.as_deref().map(str::trim), kind) {
-            (Some("completed"), _) => Status::Completed,
-            (Some("failed"), _) => Status::Failed,
-            (Some("running"), Kind::Update) => Status::Running,
+            (Some("completed"), _) => ProbeStatus::Completed,
+            (Some("failed"), _) => ProbeStatus::Failed,
+            (Some("running"), ProbeKind::Update) => ProbeStatus::Running,
             _ => {
                 return Err(ApiError::bad_request(match kind {
-                    Kind::Ping => "status must be completed or failed",
-                    Kind::Update => "status must be running, completed or failed",
+                    ProbeKind::Ping => "status must be completed or failed",
+                    ProbeKind::Update => "status must be running, completed or failed",
                 }))
             }
         };
@@ -366,45 +376,51 @@ impl ResultRequest {
         }
         Ok(Outcome {
             status,
-            output: self.output.unwrap_or_default(),
-            error: self.error.unwrap_or_default(),
+            output: clip(self.output.unwrap_or_default()),
+            error: clip(self.error.unwrap_or_default()),
             duration_ms: self.duration_ms,
         })
     }
 }
 
+/// A daemon's result for a probe of one of its runtimes: 404 for a probe
+/// it cannot see, 409 once the probe has ended (or timed out).
 async fn probe_result(
-    kind: Kind,
+    kind: ProbeKind,
     db: web::Data<Store>,
-    probes: web::Data<Probes>,
     caller: Caller,
     path: web::Path<(RuntimeId, ProbeId)>,
     body: web::Json<ResultRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let (runtime, probe) = path.into_inner();
+    let (runtime, id) = path.into_inner();
     let outcome = body.into_inner().outcome(kind)?;
-    db.read(move |conn| require_daemon_runtime(conn, &caller, runtime).map(|_| ()))
+    let probe = db
+        .write(move |tx| -> Result<_, ApiError> {
+            require_daemon_runtime(tx, &caller, runtime)?;
+            match probes::finish(tx, kind, runtime, id, outcome)? {
+                Finished::Done(probe) => Ok(probe),
+                Finished::NotFound => Err(not_found(kind)),
+                Finished::AlreadyEnded(status) => Err(already_ended(kind, status)),
+            }
+        })
         .await?;
-    let probe = probes.finish(kind, runtime, probe, outcome)?;
     Ok(HttpResponse::Ok().json(probe))
 }
 
 async fn ping_result(
     db: web::Data<Store>,
-    probes: web::Data<Probes>,
     caller: Caller,
     path: web::Path<(RuntimeId, ProbeId)>,
     body: web::Json<ResultRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    probe_result(Kind::Ping, db, probes, caller, path, body).await
+    probe_result(ProbeKind::Ping, db, caller, path, body).await
 }
 
 async fn update_result(
     db: web::Data<Store>,
-    probes: web::Data<Probes>,
     caller: Caller,
     path: web::Path<(RuntimeId, ProbeId)>,
     body: web::Json<ResultRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    probe_result(Kind::Update, db, probes, caller, path, body).await
+    probe_result(ProbeKind::Update, db, caller, path, body).await
 }

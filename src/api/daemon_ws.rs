@@ -33,7 +33,6 @@ use crate::domain::{RuntimeId, UserId};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::heartbeats::Heartbeats;
-use crate::probes::Probes;
 use crate::store::Conn;
 use crate::store::Store;
 
@@ -61,7 +60,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 struct Services {
     db: Store,
     events: EventBus,
-    probes: Probes,
     heartbeats: Heartbeats,
     hub: DaemonHub,
 }
@@ -82,7 +80,6 @@ impl Services {
         Ok(Services {
             db: data(req)?,
             events: data(req)?,
-            probes: data(req)?,
             heartbeats: data(req)?,
             hub: data(req)?,
         })

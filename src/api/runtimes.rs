@@ -7,11 +7,11 @@ use serde_json::json;
 use super::page::{self, Page};
 use crate::access::{controls_runtime, require_member_runtime};
 use crate::auth::{AuthUser, WorkspaceAccess};
-use crate::domain::{ProbeId, RuntimeId};
+use crate::domain::{ProbeId, ProbeKind, RuntimeId};
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
-use crate::probes::{Kind, Probes, MAX_TARGET_VERSION};
-use crate::store::{runtimes, tasks, Store};
+use crate::probes::{not_found, refused, MAX_TARGET_VERSION};
+use crate::store::{probes, runtimes, tasks, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/runtimes", web::get().to(list))
@@ -105,39 +105,37 @@ async fn activity(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-/// The runtime, if `caller` may start a ping or update on it: a ping runs
+/// Queues a ping or update on the runtime, if `caller` may: a ping runs
 /// an agent on someone's machine, so only its owner or a workspace
-/// owner/admin may.
-async fn require_control(
+/// owner/admin may. The check and the bounds are decided in the write that
+/// queues it.
+async fn start_probe(
     db: &Store,
     caller: AuthUser,
     id: RuntimeId,
-    what: &str,
-) -> Result<(), ApiError> {
-    let what = what.to_string();
-    db.read(move |conn| -> Result<_, ApiError> {
-        let (runtime, role) = require_member_runtime(conn, caller.user_id, id)?;
-        if controls_runtime(&runtime, caller.user_id, role) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "only the runtime's owner or a workspace owner or admin can {what} it"
-            )))
-        }
-    })
-    .await
+    kind: ProbeKind,
+    target_version: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let probe = db
+        .write(move |tx| -> Result<_, ApiError> {
+            let (runtime, role) = require_member_runtime(tx, caller.user_id, id)?;
+            if !controls_runtime(&runtime, caller.user_id, role) {
+                return Err(ApiError::forbidden(format!(
+                    "only the runtime's owner or a workspace owner or admin can {kind} it"
+                )));
+            }
+            probes::create(tx, kind, id, target_version)?.map_err(|why| refused(kind, why))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(probe))
 }
 
 async fn start_ping(
     db: web::Data<Store>,
-    probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<RuntimeId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    require_control(&db, caller, id, "ping").await?;
-    let ping = probes.create(Kind::Ping, id, None)?;
-    Ok(HttpResponse::Ok().json(ping))
+    start_probe(&db, caller, path.into_inner(), ProbeKind::Ping, None).await
 }
 
 #[derive(Deserialize)]
@@ -147,54 +145,52 @@ struct UpdateRequest {
 
 async fn start_update(
     db: web::Data<Store>,
-    probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<RuntimeId>,
     body: web::Json<UpdateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
     let target = super::required(body.target_version.as_deref(), "target_version")?;
-    // kept in memory, shown with the update and handed to the daemon
+    // stored, shown with the update and handed to the daemon
     super::at_most(&target, "target_version", MAX_TARGET_VERSION)?;
-    require_control(&db, caller, id, "update").await?;
-    let update = probes.create(Kind::Update, id, Some(target))?;
-    Ok(HttpResponse::Ok().json(update))
+    start_probe(
+        &db,
+        caller,
+        path.into_inner(),
+        ProbeKind::Update,
+        Some(target),
+    )
+    .await
 }
 
 /// Members of the runtime's workspace may read its pings and updates.
 async fn get_probe(
-    kind: Kind,
+    kind: ProbeKind,
     db: web::Data<Store>,
-    probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<(RuntimeId, ProbeId)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (runtime, probe) = path.into_inner();
-    db.read(move |conn| require_member_runtime(conn, caller.user_id, runtime).map(|_| ()))
-        .await?;
-    let probe = probes.get(kind, runtime, probe).ok_or_else(|| {
-        ApiError::not_found(match kind {
-            Kind::Ping => "ping not found",
-            Kind::Update => "update not found",
+    let (runtime, id) = path.into_inner();
+    let probe = db
+        .read(move |conn| -> Result<_, ApiError> {
+            require_member_runtime(conn, caller.user_id, runtime)?;
+            probes::get(conn, kind, runtime, id)?.ok_or_else(|| not_found(kind))
         })
-    })?;
+        .await?;
     Ok(HttpResponse::Ok().json(probe))
 }
 
 async fn get_ping(
     db: web::Data<Store>,
-    probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<(RuntimeId, ProbeId)>,
 ) -> Result<HttpResponse, ApiError> {
-    get_probe(Kind::Ping, db, probes, caller, path).await
+    get_probe(ProbeKind::Ping, db, caller, path).await
 }
 
 async fn get_update(
     db: web::Data<Store>,
-    probes: web::Data<Probes>,
     caller: AuthUser,
     path: web::Path<(RuntimeId, ProbeId)>,
 ) -> Result<HttpResponse, ApiError> {
-    get_probe(Kind::Update, db, probes, caller, path).await
+    get_probe(ProbeKind::Update, db, caller, path).await
 }

@@ -9,7 +9,8 @@
 //! 2. tasks dispatched longer than `dispatch_timeout_secs` or running longer
 //!    than `running_timeout_secs` fail with `task timed out`;
 //! 3. offline runtimes last seen more than `offline_runtime_ttl_secs` ago
-//!    with no agent rows at all are deleted.
+//!    with no agent rows at all are deleted, and pings and updates that
+//!    ended more than an hour ago are forgotten (`store::probes`).
 //!
 //! On PostgreSQL, nodes sharing the database sweep it one at a time: a
 //! node sweeps only while it holds the store's `sweeper` lease
@@ -35,6 +36,7 @@ use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::failures::Failures;
 use crate::heartbeats::Heartbeats;
 use crate::metrics::Metrics;
+use crate::store::probes;
 use crate::store::sweeps::{self, FailedTask, BATCH};
 use crate::store::Conn;
 use crate::store::Error;
@@ -51,6 +53,7 @@ pub struct SweepReport {
     pub offline_task_failures: usize,
     pub timed_out_tasks: usize,
     pub deleted_runtimes: usize,
+    pub forgotten_probes: usize,
     pub duration: Duration,
 }
 
@@ -149,14 +152,16 @@ fn log_report(report: &SweepReport) {
     let changed = report.stale_runtimes
         + report.offline_task_failures
         + report.timed_out_tasks
-        + report.deleted_runtimes;
+        + report.deleted_runtimes
+        + report.forgotten_probes;
     if changed > 0 {
         log::info!(
-            "sweep: {} runtime(s) offline, {} task(s) failed on offline runtimes, {} timed out, {} runtime(s) deleted in {} ms",
+            "sweep: {} runtime(s) offline, {} task(s) failed on offline runtimes, {} timed out, {} runtime(s) deleted, {} ping(s) and update(s) forgotten in {} ms",
             report.stale_runtimes,
             report.offline_task_failures,
             report.timed_out_tasks,
             report.deleted_runtimes,
+            report.forgotten_probes,
             report.duration.as_millis()
         );
     }
@@ -202,6 +207,10 @@ pub fn sweep_once<'a>(parts: impl Into<Sweeping<'a>>, config: &SweeperConfig) ->
         Ok(n) => report.deleted_runtimes = n,
         Err(e) => log::warn!("sweep: deleting abandoned runtimes failed: {e}"),
     }
+    match forget_probes(db) {
+        Ok(n) => report.forgotten_probes = n,
+        Err(e) => log::warn!("sweep: forgetting old pings and updates failed: {e}"),
+    }
     report.duration = started.elapsed();
     report
 }
@@ -241,6 +250,18 @@ fn collect_garbage(db: &Store, events: &EventBus, cutoff: Timestamp) -> Result<u
         total += rows.len();
         publish_per_workspace(events, "runtime_gc", &rows);
         if (rows.len() as i64) < BATCH {
+            return Ok(total);
+        }
+        std::thread::sleep(BREATHER);
+    }
+}
+
+fn forget_probes(db: &Store) -> Result<usize, Error> {
+    let mut total = 0;
+    loop {
+        let n = db.write_blocking(probes::forget_old)?;
+        total += n;
+        if !probes::full_batch(n) {
             return Ok(total);
         }
         std::thread::sleep(BREATHER);

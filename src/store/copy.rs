@@ -332,6 +332,22 @@ pub(super) const TABLES: &[Table] = &[
         ],
         seq: false,
     },
+    Table {
+        name: "runtime_probe",
+        columns: &[
+            ("id", Id),
+            ("runtime_id", Id),
+            ("kind", Text),
+            ("status", Text),
+            ("target_version", Text),
+            ("output", Text),
+            ("error", Text),
+            ("duration_ms", Int),
+            ("created_at", Time),
+            ("updated_at", Time),
+        ],
+        seq: true,
+    },
 ];
 
 /// The usage sums of each workspace: input, output, cache read and cache

@@ -79,6 +79,12 @@ pub fn backdate_runtime(conn: &Conn<'_>, id: RuntimeId, last_seen_at: Timestamp)
     dispatch!(conn, seed::backdate_runtime(id, last_seen_at))
 }
 
+/// Moves every ping and update `by` into the past, as if that much time
+/// had passed since they were queued and last changed.
+pub fn age_probes(conn: &Conn<'_>, by: chrono::Duration) -> Result<()> {
+    dispatch!(conn, seed::age_probes(by.num_milliseconds()))
+}
+
 pub fn agent(conn: &Conn<'_>, row: &SeedAgent<'_>) -> Result<()> {
     dispatch!(conn, seed::agent(row))
 }

@@ -796,6 +796,12 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Moves every ping and update `secs` into the past, as if that much
+    /// time had passed.
+    pub fn age_probes(&self, secs: i64) {
+        self.arrange(move |conn| seed::age_probes(conn, chrono::Duration::seconds(secs)));
+    }
+
     /// Moves a runtime's last_seen_at `secs` into the past.
     pub fn age_runtime(&self, runtime: &str, secs: i64) {
         let id = parse_id(runtime);

@@ -235,9 +235,7 @@ impl Connection {
             .filter(|id| self.runtimes.contains(id))?;
         let svc = &self.svc;
         let caller = self.caller.clone();
-        let ack = match crate::api::daemon::beat(&svc.db, &svc.probes, &svc.heartbeats, caller, id)
-            .await
-        {
+        let ack = match crate::api::daemon::beat(&svc.db, &svc.heartbeats, caller, id).await {
             // the HTTP reply already names its runtime and lists rpc-v1
             Ok(reply) => serde_json::to_value(reply).ok()?,
             // where HTTP answers 404: the daemon registers again

@@ -117,6 +117,16 @@ pub fn backdate_runtime(
     Ok(())
 }
 
+pub fn age_probes(conn: &mut Client, by_ms: i64) -> Result<(), postgres::Error> {
+    conn.execute(
+        "UPDATE runtime_probe
+         SET created_at = created_at - $1::float8 * interval '1 millisecond',
+             updated_at = updated_at - $1::float8 * interval '1 millisecond'",
+        &[&(by_ms as f64)],
+    )?;
+    Ok(())
+}
+
 pub fn agent(conn: &mut Client, a: &SeedAgent<'_>) -> Result<(), postgres::Error> {
     conn.execute(
         "INSERT INTO agent (id, workspace_id, runtime_id, name, runtime_mode, owner_id,

@@ -9,9 +9,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 use crate::domain::{
-    AgentId, AgentStatus, EntityId, InvitationId, InvitationStatus, MemberId, Role, RuntimeId,
-    RuntimeMode, RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId,
-    UserId, Visibility, WorkspaceId,
+    AgentId, AgentStatus, EntityId, InvitationId, InvitationStatus, MemberId, ProbeId, ProbeKind,
+    ProbeStatus, Role, RuntimeId, RuntimeMode, RuntimeStatus, TaskId, TaskStatus, TaskTokenId,
+    Timestamp, TokenId, UsageId, UserId, Visibility, WorkspaceId,
 };
 
 type BoxError = Box<dyn StdError + Sync + Send>;
@@ -53,6 +53,7 @@ pg_ids!(
     TokenId,
     TaskTokenId,
     InvitationId,
+    ProbeId,
     UsageId
 );
 
@@ -92,7 +93,9 @@ pg_words!(
     AgentStatus,
     RuntimeMode,
     Visibility,
-    InvitationStatus
+    InvitationStatus,
+    ProbeKind,
+    ProbeStatus
 );
 
 /// `time` to the millisecond, as both engines keep it.

@@ -58,6 +58,20 @@ pub fn backdate_runtime(
     Ok(())
 }
 
+pub fn age_probes(conn: &Connection, by_ms: i64) -> rusqlite::Result<()> {
+    // the stored form of a time, moved back `by_ms` milliseconds
+    let back = "strftime('%Y-%m-%dT%H:%M:%fZ', julianday(replace(COL, 'Z', '')) - ?1 / 86400000.0)";
+    conn.execute(
+        &format!(
+            "UPDATE runtime_probe SET created_at = {}, updated_at = {}",
+            back.replace("COL", "created_at"),
+            back.replace("COL", "updated_at")
+        ),
+        [by_ms],
+    )?;
+    Ok(())
+}
+
 pub fn agent(conn: &Connection, a: &SeedAgent<'_>) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO agent (id, workspace_id, runtime_id, name, runtime_mode, owner_id,

@@ -5,9 +5,9 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::domain::{
-    AgentId, AgentStatus, EntityId, InvitationId, InvitationStatus, MemberId, Role, RuntimeId,
-    RuntimeMode, RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId,
-    UserId, Visibility, WorkspaceId,
+    AgentId, AgentStatus, EntityId, InvitationId, InvitationStatus, MemberId, ProbeId, ProbeKind,
+    ProbeStatus, Role, RuntimeId, RuntimeMode, RuntimeStatus, TaskId, TaskStatus, TaskTokenId,
+    Timestamp, TokenId, UsageId, UserId, Visibility, WorkspaceId,
 };
 
 /// Stores each id type as its hyphenated text, and reads it back strictly.
@@ -39,6 +39,7 @@ sql_ids!(
     TokenId,
     TaskTokenId,
     InvitationId,
+    ProbeId,
     UsageId
 );
 
@@ -69,7 +70,9 @@ sql_words!(
     AgentStatus,
     RuntimeMode,
     Visibility,
-    InvitationStatus
+    InvitationStatus,
+    ProbeKind,
+    ProbeStatus
 );
 
 /// How a time is stored: UTC, to the millisecond, fixed width, so that the
