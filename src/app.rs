@@ -108,7 +108,8 @@ impl Application {
             heartbeats: Heartbeats::default(),
             daemon_hub: DaemonHub::new(),
         };
-        crate::relay::start(&state.db, &state.events).map_err(StartError::Relay)?;
+        crate::relay::start(&state.db, &state.events, &state.daemon_hub)
+            .map_err(StartError::Relay)?;
         let addr = config.listen_addr();
         let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
             addr: addr.to_string(),

@@ -4,6 +4,12 @@
 //! at its next poll. A wake-up is only a hint: a daemon that misses one
 //! still finds the task when it polls.
 //!
+//! Sockets are connections, so each node keeps its own; on PostgreSQL a
+//! wake-up is also handed to the relay (`crate::relay`), and every other
+//! node sharing the database wakes its sockets watching that runtime. A
+//! wake-up the relay has no room for is dropped and logged: the daemon
+//! finds the task at its next poll.
+//!
 //! Bounds, so no daemon can make the server hold memory for it or wait
 //! for it:
 //! * a socket has room for [`SOCKET_QUEUE`] frames; publishing never waits,
@@ -16,12 +22,13 @@
 //!   would otherwise end.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, OnceLock};
 
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::{RuntimeId, TaskId, UserId};
+use crate::events::Outgoing;
 
 /// Frames that may wait for one socket before it is let go.
 pub const SOCKET_QUEUE: usize = 32;
@@ -93,6 +100,9 @@ impl Registry {
 struct Inner {
     registry: Mutex<Registry>,
     closing: watch::Sender<bool>,
+    /// Where wake-ups also go, for the other nodes on the same database;
+    /// unset on one node.
+    relay: OnceLock<std_mpsc::SyncSender<Outgoing>>,
 }
 
 #[derive(Clone)]
@@ -117,6 +127,7 @@ impl DaemonHub {
             inner: Arc::new(Inner {
                 registry: Mutex::default(),
                 closing: watch::channel(false).0,
+                relay: OnceLock::new(),
             }),
         }
     }
@@ -149,9 +160,28 @@ impl DaemonHub {
         })
     }
 
-    /// Wakes the daemons watching `runtime`: `task` was queued for it.
-    /// Never waits; a socket with no room left is let go.
+    /// Sends wake-ups to `relay` too, for the other nodes (once; later
+    /// calls change nothing).
+    pub fn set_relay(&self, relay: std_mpsc::SyncSender<Outgoing>) {
+        let _ = self.inner.relay.set(relay);
+    }
+
+    /// Wakes the daemons watching `runtime`, on this node and (through the
+    /// relay) on the others: `task` was queued for it. Never waits; a
+    /// socket with no room left is let go.
     pub fn task_available(&self, runtime: RuntimeId, task: TaskId) {
+        if let Some(relay) = self.inner.relay.get() {
+            let wakeup = Outgoing::TaskAvailable { runtime, task };
+            if let Err(std_mpsc::TrySendError::Full(_)) = relay.try_send(wakeup) {
+                log::warn!("a wake-up for the other nodes was dropped: their relay fell behind");
+            }
+        }
+        self.wake(runtime, task);
+    }
+
+    /// Wakes this node's daemons watching `runtime` (for a wake-up another
+    /// node relayed).
+    pub fn wake(&self, runtime: RuntimeId, task: TaskId) {
         let mut registry = lock(&self.inner);
         let registry = &mut *registry;
         let Some(ids) = registry.by_runtime.get(&runtime) else {

@@ -22,7 +22,9 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
-use crate::domain::{AgentId, AgentStatus, Role, TaskId, UserId, Visibility, WorkspaceId};
+use crate::domain::{
+    AgentId, AgentStatus, Role, RuntimeId, TaskId, UserId, Visibility, WorkspaceId,
+};
 
 /// Largest daemon payload (`progress`, `messages`) relayed to streams.
 pub const MAX_RELAYED_BYTES: usize = 64 * 1024;
@@ -129,6 +131,12 @@ pub enum Outgoing {
     Event(Arc<Event>),
     /// A token or a membership changed: streams check their caller again.
     AccessChanged,
+    /// A task was queued for a runtime: daemon sockets watching it on any
+    /// node are woken (`crate::daemon_hub`).
+    TaskAvailable {
+        runtime: RuntimeId,
+        task: TaskId,
+    },
 }
 
 /// Most messages that may wait for the relay; past that they are dropped

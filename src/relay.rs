@@ -1,8 +1,9 @@
 //! Events across the nodes that share one PostgreSQL database: what a node
 //! publishes on its bus (events for the dashboard's streams, access
-//! changes that make streams check their caller again) is also written to
-//! the database by a thread of its own and read by every other node's
-//! reader thread, which hands it to that node's subscribers. On SQLite, or
+//! changes that make streams check their caller again) and the wake-ups
+//! of its daemon sockets are also written to the database by a thread of
+//! its own and read by every other node's reader thread, which hands them
+//! to that node's subscribers and daemon sockets. On SQLite, or
 //! when the database is unreachable, a node's events stay its own; events
 //! are live updates, never a record, so one lost in an outage is not
 //! replayed (a stream's client reloads what it shows).
@@ -14,7 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::WorkspaceId;
+use crate::daemon_hub::DaemonHub;
+use crate::domain::{RuntimeId, TaskId, WorkspaceId};
 use crate::events::{Audience, Event, EventBus, Outgoing, WeakBus, RELAY_BACKLOG};
 use crate::store::{NodeReceiver, NodeSender, Store};
 
@@ -35,6 +37,10 @@ enum Message {
         data: String,
     },
     AccessChanged,
+    TaskAvailable {
+        runtime_id: RuntimeId,
+        task_id: TaskId,
+    },
 }
 
 impl Message {
@@ -47,13 +53,17 @@ impl Message {
                 data: event.data.clone(),
             },
             Outgoing::AccessChanged => Message::AccessChanged,
+            Outgoing::TaskAvailable { runtime, task } => Message::TaskAvailable {
+                runtime_id: *runtime,
+                task_id: *task,
+            },
         }
     }
 }
 
-/// Starts relaying `bus` through `store`'s database, if it is shared by
-/// nodes (PostgreSQL).
-pub fn start(store: &Store, bus: &EventBus) -> std::io::Result<()> {
+/// Starts relaying `bus` and `hub`'s wake-ups through `store`'s database,
+/// if it is shared by nodes (PostgreSQL).
+pub fn start(store: &Store, bus: &EventBus, hub: &DaemonHub) -> std::io::Result<()> {
     let Some((sender, receiver)) = store.broadcast() else {
         return Ok(());
     };
@@ -62,10 +72,11 @@ pub fn start(store: &Store, bus: &EventBus) -> std::io::Result<()> {
     thread::Builder::new()
         .name("agenthub-relay-out".into())
         .spawn(move || send_all(node, sender, queued))?;
-    let bus_handle = bus.downgrade();
+    let (bus_handle, hub_handle) = (bus.downgrade(), hub.clone());
     thread::Builder::new()
         .name("agenthub-relay-in".into())
-        .spawn(move || receive_all(node, receiver, bus_handle))?;
+        .spawn(move || receive_all(node, receiver, bus_handle, hub_handle))?;
+    hub.set_relay(outgoing.clone());
     bus.set_relay(outgoing);
     Ok(())
 }
@@ -90,8 +101,9 @@ fn send_all(node: uuid::Uuid, mut sender: NodeSender, queued: mpsc::Receiver<Out
     }
 }
 
-/// Hands the other nodes' messages to this node's bus until it is gone.
-fn receive_all(node: uuid::Uuid, mut receiver: NodeReceiver, bus: WeakBus) {
+/// Hands the other nodes' messages to this node's bus and daemon sockets
+/// until its bus is gone.
+fn receive_all(node: uuid::Uuid, mut receiver: NodeReceiver, bus: WeakBus, hub: DaemonHub) {
     while !bus.is_closed() {
         let messages = match receiver.wait(WAIT) {
             Ok(messages) => messages,
@@ -118,6 +130,10 @@ fn receive_all(node: uuid::Uuid, mut receiver: NodeReceiver, bus: WeakBus) {
                     data,
                 }),
                 Ok(Message::AccessChanged) => bus.access_changed(),
+                Ok(Message::TaskAvailable {
+                    runtime_id,
+                    task_id,
+                }) => hub.wake(runtime_id, task_id),
                 Err(e) => log::warn!("an event from another node could not be read: {e}"),
             }
         }

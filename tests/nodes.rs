@@ -289,3 +289,41 @@ async fn a_runtime_registered_on_one_node_is_pinged_from_another_and_answered_on
     assert_eq!(r.status, 409, "{:?}", r.body);
     assert_eq!(r.error(), "ping already finished with status completed");
 }
+
+#[actix_web::test]
+async fn a_task_queued_on_one_node_wakes_a_daemon_socket_on_another() {
+    if !on_postgres() {
+        // one SQLite file has one server: there is no other node
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let TestDb::Postgres(url) = TestDb::fresh(dir.path()) else {
+        unreachable!("on PostgreSQL")
+    };
+    let node = |url: String| common::spawn_app_with(move |c| c.database.url = Some(url));
+    let (a, b) = (node(url.clone()).await, node(url).await);
+    let (alice, ws) = a.init_user("alice@example.com");
+    let daemon = a.daemon_token(&alice.token, &ws, "mbp").await;
+    let rt = a.runtime(&daemon, &ws, "mbp", "claude").await;
+    let agent = a.agent(&alice.token, &ws, &rt, json!({})).await;
+    let mut socket = common::ws::open(&b, Some(&daemon), &[&rt]).await.unwrap();
+
+    let queued = std::time::Instant::now();
+    let task = a.task(&alice.token, &agent, "fix it", 0).await;
+    let wakeup = socket.next("daemon:task_available").await;
+    assert!(
+        queued.elapsed() < Duration::from_secs(5),
+        "woken after {:?}",
+        queued.elapsed()
+    );
+    assert_eq!(wakeup, json!({"runtime_id": rt, "task_id": task}));
+    // the daemon claims on the node it is connected to
+    let response = socket
+        .claim(
+            "r-1",
+            json!({"daemon_id": "mbp", "runtime_ids": [rt], "max_tasks": 1}),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.error);
+    assert_eq!(response.body.unwrap()["tasks"][0]["id"], task);
+}
