@@ -5,42 +5,32 @@
 //! SQLite) the file passes `PRAGMA integrity_check`. On PostgreSQL the
 //! killed process is only a client: the same acknowledged writes must be
 //! there, and the server's own recovery is PostgreSQL's.
+//! Pings and updates queued before a SIGKILL are handed out after it.
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::HashSet;
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::{binary, count_in, sqlite, ServerProcess, TestDb};
+use common::{cli_init, sqlite, writes, Server, ServerProcess, TestDb};
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const ROUNDS: usize = 5;
 const WRITERS: usize = 8;
 /// Tasks queued before each round, for the claims to race for.
 const QUEUED_PER_ROUND: usize = 40;
 
-fn init(dir: &std::path::Path, db: &TestDb) -> Value {
-    let mut init = binary();
-    init.current_dir(dir)
-        .args(["init", "--email", "ops@example.com", "--json"]);
-    db.point(&mut init);
-    let out = init.output().unwrap();
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[actix_web::test]
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::fresh(dir.path());
-    let init = init(dir.path(), &db);
+    let init = cli_init(dir.path(), &db);
     let token = init["token"].as_str().unwrap().to_string();
     let ws = init["workspace_id"].as_str().unwrap().to_string();
     // (kind, key) of every write the server acknowledged
-    let acked: Rc<RefCell<Vec<(&'static str, String)>>> = Rc::default();
+    let acked: writes::Acked = Rc::default();
     let mut runtime = String::new();
     let mut agent = String::new();
 
@@ -50,88 +40,34 @@ async fn acknowledged_writes_survive_sigkill() {
             .timeout(Duration::from_secs(5))
             .finish();
         if runtime.is_empty() {
-            let mut res = client
-                .post(format!("{}/api/daemon/register", server.base))
-                .insert_header(("Authorization", format!("Bearer {token}")))
-                .send_json(&json!({"workspace_id": ws, "daemon_id": "reporter", "runtimes": [{"type": "claude"}]}))
-                .await
-                .unwrap();
-            let body: Value = res.json().await.unwrap();
-            runtime = body["runtimes"][0]["id"].as_str().unwrap().to_string();
-            let mut res = client
-                .post(format!("{}/api/agents", server.base))
-                .insert_header(("Authorization", format!("Bearer {token}")))
-                .insert_header(("X-Workspace-ID", ws.as_str()))
-                .send_json(
-                    &json!({"name": "racer", "runtime_id": runtime, "max_concurrent_tasks": 100}),
-                )
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 201);
-            let body: Value = res.json().await.unwrap();
-            agent = body["id"].as_str().unwrap().to_string();
+            (runtime, agent) = writes::prepare(&client, &server.base, &token, &ws).await;
         }
-        for n in 0..QUEUED_PER_ROUND {
-            let res = client
-                .post(format!("{}/api/agents/{agent}/tasks", server.base))
-                .insert_header(("Authorization", format!("Bearer {token}")))
-                .send_json(&json!({"prompt": format!("round {round} task {n}")}))
-                .await
-                .unwrap();
-            assert_eq!(res.status(), 201);
-        }
+        let label = format!("round {round}");
+        writes::queue(
+            &client,
+            &server.base,
+            &token,
+            &agent,
+            QUEUED_PER_ROUND,
+            &label,
+        )
+        .await;
+        let target = writes::Target {
+            client: client.clone(),
+            base: server.base.clone(),
+            token: token.clone(),
+            workspace: ws.clone(),
+            runtime: runtime.clone(),
+        };
+        let stop = Rc::new(Cell::new(false));
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
-                let client = client.clone();
-                let base = server.base.clone();
-                let token = token.clone();
-                let ws = ws.clone();
-                let acked = acked.clone();
-                let usage_path = format!("/api/daemon/runtimes/{runtime}/usage");
-                let claim_path = format!("/api/daemon/runtimes/{runtime}/tasks/claim");
-                actix_web::rt::spawn(async move {
-                    for i in 0.. {
-                        let key = format!("r{round}-w{w}-{i}");
-                        let (kind, path, body) = match i % 4 {
-                            0 => (
-                                "runtime",
-                                "/api/daemon/register",
-                                json!({"workspace_id": ws, "daemon_id": key,
-                                       "runtimes": [{"type": "claude"}, {"type": "codex"}]}),
-                            ),
-                            1 => (
-                                "usage",
-                                usage_path.as_str(),
-                                json!({"entries": [
-                                    {"date": "2026-11-01", "provider": "claude", "model": key, "input_tokens": 1},
-                                    {"date": "2026-11-02", "provider": "claude", "model": key, "input_tokens": 2}]}),
-                            ),
-                            2 => ("workspace", "/api/workspaces", json!({"name": key, "slug": key})),
-                            _ => ("claim", claim_path.as_str(), json!({})),
-                        };
-                        let sent = client
-                            .post(format!("{base}{path}"))
-                            .insert_header(("Authorization", format!("Bearer {token}")))
-                            .send_json(&body)
-                            .await;
-                        match sent {
-                            Ok(mut res) if res.status().is_success() && kind == "claim" => {
-                                let Ok(reply) = res.json::<Value>().await else {
-                                    return;
-                                };
-                                // an empty queue hands out nothing
-                                if let Some(task) = reply["task"]["id"].as_str() {
-                                    acked.borrow_mut().push((kind, task.to_string()));
-                                }
-                            }
-                            Ok(res) if res.status().is_success() => {
-                                acked.borrow_mut().push((kind, key));
-                            }
-                            // the server is gone: this writer is done
-                            _ => return,
-                        }
-                    }
-                })
+                writes::spawn(
+                    target.clone(),
+                    format!("r{round}-w{w}"),
+                    acked.clone(),
+                    stop.clone(),
+                )
             })
             .collect();
         let delay = rand::rng().random_range(150..700);
@@ -145,45 +81,7 @@ async fn acknowledged_writes_survive_sigkill() {
         if let TestDb::Sqlite(path) = &db {
             assert_eq!(sqlite::integrity_check(path), "ok", "round {round}");
         }
-        let claims: Vec<String> = acked
-            .borrow()
-            .iter()
-            .filter(|(kind, _)| *kind == "claim")
-            .map(|(_, task)| task.clone())
-            .collect();
-        let distinct: HashSet<&String> = claims.iter().collect();
-        assert_eq!(distinct.len(), claims.len(), "a task was handed out twice");
-        for (kind, key) in acked.borrow().iter() {
-            let (table, column) = match *kind {
-                "runtime" => ("agent_runtime", "daemon_id"),
-                "usage" => ("runtime_usage", "model"),
-                "claim" => {
-                    // still handed out to this runtime: never back in the queue
-                    let found = count_in(
-                        &db,
-                        &format!(
-                            "SELECT count(*) FROM agent_task_queue WHERE id = '{key}'
-                             AND status <> 'queued' AND runtime_id = '{runtime}'"
-                        ),
-                    );
-                    assert_eq!(
-                        found, 1,
-                        "acknowledged claim of {key} lost in round {round}"
-                    );
-                    continue;
-                }
-                _ => ("workspace", "slug"),
-            };
-            let found = count_in(
-                &db,
-                &format!("SELECT count(*) FROM {table} WHERE {column} = '{key}'"),
-            );
-            let expected = if *kind == "workspace" { 1 } else { 2 };
-            assert_eq!(
-                found, expected,
-                "acknowledged {kind} {key} lost in round {round}"
-            );
-        }
+        writes::assert_kept(&db, &acked.borrow(), &runtime, &format!("in round {round}"));
     }
     let acked = acked.borrow();
     for kind in ["runtime", "usage", "workspace", "claim"] {
@@ -192,4 +90,68 @@ async fn acknowledged_writes_survive_sigkill() {
             "{kind} writes were acknowledged"
         );
     }
+}
+
+#[actix_web::test]
+async fn a_queued_ping_and_update_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::fresh(dir.path());
+    let init = cli_init(dir.path(), &db);
+    let token = init["token"].as_str().unwrap();
+    let ws = init["workspace_id"].as_str().unwrap();
+    let client = awc::Client::default();
+    let mut first = ServerProcess::start(dir.path(), &db);
+    let to = Server {
+        client: &client,
+        base: &first.base,
+    };
+    let r = to
+        .post(
+            "/api/daemon/register",
+            token,
+            json!({"workspace_id": ws, "daemon_id": "mbp", "runtimes": [{"type": "claude"}]}),
+        )
+        .await;
+    let rt = r.body["runtimes"][0]["id"].as_str().unwrap().to_string();
+    let ping = to
+        .post(&format!("/api/runtimes/{rt}/ping"), token, json!({}))
+        .await;
+    let update = to
+        .post(
+            &format!("/api/runtimes/{rt}/update"),
+            token,
+            json!({"target_version": "1.4.0"}),
+        )
+        .await;
+    assert_eq!((ping.status, update.status), (200, 200));
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+
+    let second = ServerProcess::start(dir.path(), &db);
+    let to = Server {
+        client: &client,
+        base: &second.base,
+    };
+    let hb = to
+        .post("/api/daemon/heartbeat", token, json!({"runtime_id": rt}))
+        .await;
+    assert_eq!(hb.status, 200, "{:?}", hb.body);
+    assert_eq!(hb.body["pending_ping"], json!({"id": ping.body["id"]}));
+    assert_eq!(
+        hb.body["pending_update"],
+        json!({"id": update.body["id"], "target_version": "1.4.0"})
+    );
+    let path = format!(
+        "/api/daemon/runtimes/{rt}/ping/{}",
+        ping.body["id"].as_str().unwrap()
+    );
+    let r = to
+        .post(
+            &format!("{path}/result"),
+            token,
+            json!({"status": "completed"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "completed");
 }

@@ -1,13 +1,17 @@
 //! Several agenthub nodes on one PostgreSQL database: the sweeper runs on
 //! one node at a time, and another takes it over when that node dies;
-//! events, pings and claims reach across nodes.
+//! events, pings, wake-ups and claims reach across nodes; a node killed
+//! under load loses no write it acknowledged.
 //! PostgreSQL only: a SQLite file has one server process.
 
 mod common;
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 
-use common::{on_postgres, ServerProcess, TestDb};
+use common::{on_postgres, writes, ServerProcess, TestDb};
+use rand::Rng;
 use serde_json::json;
 
 /// How many sweeps the node at `base` has run (its `/metrics`).
@@ -326,4 +330,102 @@ async fn a_task_queued_on_one_node_wakes_a_daemon_socket_on_another() {
         .await;
     assert_eq!(response.status, 200, "{}", response.error);
     assert_eq!(response.body.unwrap()["tasks"][0]["id"], task);
+}
+
+#[actix_web::test]
+async fn sigkill_of_one_node_of_three_loses_no_acknowledged_write_and_the_sweeper_moves() {
+    if !on_postgres() {
+        // one SQLite file has one server: there is no other node
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[sweeper]\ninterval_secs = 1\n",
+    )
+    .unwrap();
+    let db = TestDb::fresh(dir.path());
+    let init = common::cli_init(dir.path(), &db);
+    let (token, ws) = (
+        init["token"].as_str().unwrap().to_string(),
+        init["workspace_id"].as_str().unwrap().to_string(),
+    );
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .finish();
+    let mut nodes: Vec<ServerProcess> = (0..3)
+        .map(|_| ServerProcess::start(dir.path(), &db))
+        .collect();
+    let mut leader = None;
+    for _ in 0..100 {
+        for (i, node) in nodes.iter().enumerate() {
+            if sweeps(&client, &node.base).await.unwrap_or(0) > 0 {
+                leader = Some(i);
+            }
+        }
+        if leader.is_some() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = leader.expect("a node sweeps within 10 s");
+
+    let (runtime, agent) = writes::prepare(&client, &nodes[0].base, &token, &ws).await;
+    writes::queue(&client, &nodes[1].base, &token, &agent, 60, "before").await;
+    let acked: writes::Acked = Rc::default();
+    let stop = Rc::new(Cell::new(false));
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let target = writes::Target {
+                client: client.clone(),
+                base: nodes[w % 3].base.clone(),
+                token: token.clone(),
+                workspace: ws.clone(),
+                runtime: runtime.clone(),
+            };
+            writes::spawn(target, format!("w{w}"), acked.clone(), stop.clone())
+        })
+        .collect();
+    let delay = rand::rng().random_range(200..600);
+    actix_web::rt::time::sleep(Duration::from_millis(delay)).await;
+    let dead = &mut nodes[leader];
+    dead.child.kill().unwrap(); // SIGKILL, mid-request for its writers
+    dead.child.wait().unwrap();
+    let killed = acked.borrow().len();
+    // the other nodes go on serving meanwhile
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    stop.set(true);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.borrow().clone();
+    assert!(
+        acked.len() > killed,
+        "the survivors acknowledged writes after the kill"
+    );
+    for kind in ["runtime", "usage", "workspace", "claim"] {
+        assert!(
+            acked.iter().any(|(k, _)| *k == kind),
+            "{kind} writes were acknowledged"
+        );
+    }
+    writes::assert_kept(&db, &acked, &runtime, "after a node died");
+
+    let survivors: Vec<&ServerProcess> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, node)| node)
+        .collect();
+    let mut took_over = false;
+    for _ in 0..100 {
+        for node in &survivors {
+            took_over |= sweeps(&client, &node.base).await.unwrap_or(0) > 0;
+        }
+        if took_over {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(took_over, "no survivor took the sweeper over within 10 s");
 }

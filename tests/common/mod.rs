@@ -14,6 +14,7 @@
 
 pub mod faults;
 pub mod sqlite;
+pub mod writes;
 pub mod ws;
 
 use std::path::{Path, PathBuf};
@@ -238,36 +239,11 @@ impl TestApp {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut req = self
-            .client
-            .request(method, format!("{}{}", self.base, path));
-        if let Some(token) = token {
-            req = req.insert_header(("Authorization", format!("Bearer {token}")));
-        }
-        for (name, value) in headers {
-            req = req.insert_header((*name, *value));
-        }
-        let mut res = match body {
-            Some(body) => req
-                .insert_header(("Content-Type", "application/json"))
-                .send_body(body.to_string())
-                .await
-                .expect("request"),
-            None => req.send().await.expect("request"),
+        let to = Server {
+            client: &self.client,
+            base: &self.base,
         };
-        let bytes = res.body().limit(64 * 1024 * 1024).await.expect("body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            // a non-JSON reply (metrics text) is kept as a string
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Reply {
-            status: res.status().as_u16(),
-            body,
-        }
+        to.request(method, path, token, body, headers).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -424,6 +400,83 @@ fn json_of(value: rusqlite::types::Value) -> Value {
 /// The built `agenthub` binary.
 pub fn binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_agenthub"))
+}
+
+/// A server reached over HTTP: an in-process app's or a process's.
+#[derive(Clone, Copy)]
+pub struct Server<'a> {
+    pub client: &'a awc::Client,
+    pub base: &'a str,
+}
+
+impl Server<'_> {
+    /// Sends `method path` (with a bearer `token`, a JSON `body` and more
+    /// `headers`, each if given); the reply's status and JSON body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let mut res = match body {
+            Some(body) => req
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(body.to_string())
+                .await
+                .expect("request"),
+            None => req.send().await.expect("request"),
+        };
+        let bytes = res.body().limit(64 * 1024 * 1024).await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            // a non-JSON reply (metrics text) is kept as a string
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply {
+            status: res.status().as_u16(),
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request("GET", path, Some(token), None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        let body = body.to_string();
+        self.request("POST", path, Some(token), Some(&body), &[])
+            .await
+    }
+}
+
+/// `agenthub init --json` in `dir` on `db`: its JSON (`token`,
+/// `workspace_id`, …).
+pub fn cli_init(dir: &Path, db: &TestDb) -> Value {
+    let mut init = binary();
+    init.current_dir(dir)
+        .args(["init", "--email", "ops@example.com", "--json"]);
+    db.point(&mut init);
+    let out = init.output().expect("run init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("init's JSON")
 }
 
 /// A `agenthub serve` process on a free loopback port.
