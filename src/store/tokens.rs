@@ -131,11 +131,10 @@ pub fn list_personal(conn: &Conn<'_>, user: UserId) -> Result<Vec<PersonalToken>
     dispatch!(conn, tokens::list_personal(user))
 }
 
-/// Revokes one of `user`'s tokens. `false` when `user` has no such token
-/// (including someone else's: ids are not probe-able).
-/// Revokes `user`'s token `id`: `None` when they have no such token,
-/// `Some(true)` when it was live until now, `Some(false)` when it was
-/// already revoked (nothing changes then).
+/// Revokes `user`'s token `id`: `None` when they have no such token
+/// (including someone else's: ids are not probe-able), `Some(true)` when
+/// it was live until now, `Some(false)` when it was already revoked
+/// (nothing changes then).
 pub fn revoke_personal(conn: &Conn<'_>, user: UserId, id: TokenId) -> Result<Option<bool>> {
     dispatch!(conn, tokens::revoke_personal(user, id))
 }
