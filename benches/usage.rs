@@ -5,6 +5,8 @@
 //! written through the real write path (`upsert_task_usage`, which keeps
 //! the rollups), plus a year of daily reports for every runtime; then
 //! measures the usage routes over HTTP on 127.0.0.1 against the real app.
+//! On a SQLite file, or on the PostgreSQL database USAGE_DATABASE_URL
+//! names (`USAGE_ENGINE=postgres scripts/bench-usage.sh` makes one).
 
 mod support;
 
@@ -18,7 +20,6 @@ use agenthub::store::seed::{self, SeedRuntime};
 use agenthub::store::usage::{upsert_runtime_usage, upsert_task_usage, UsageEntry};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rusqlite::params;
 
 const PEOPLE: usize = 50;
 const RUNTIMES: usize = 200;
@@ -43,6 +44,10 @@ async fn run(rows: usize) {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".into();
     config.database.path = dir.path().join("usage.db");
+    let url = std::env::var("USAGE_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    config.database.url = url.clone();
     let app = Application::build(config).expect("app");
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
@@ -163,28 +168,29 @@ async fn run(rows: usize) {
             Ok(())
         })
         .expect("runtime usage");
-    // the file itself, read beside the server: what was generated, and
-    // what the rollups save (SQL on the SQLite file, not the store API)
-    let raw = rusqlite::Connection::open(dir.path().join("usage.db")).expect("open raw");
-    let counts: (i64, i64, i64, i64) = raw
-        .query_row(
-            "SELECT (SELECT count(*) FROM task_usage), (SELECT count(*) FROM agent_task_queue),
-                    (SELECT count(*) FROM usage_daily), (SELECT count(*) FROM usage_hourly)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .expect("counts");
-    let size = std::fs::metadata(dir.path().join("usage.db")).map_or(0, |m| m.len());
+    // the database itself, read beside the server: what was generated,
+    // and what the rollups save (SQL, not the store API)
+    let mut raw = match &url {
+        Some(url) => Raw::Postgres(Box::new(
+            postgres::Client::connect(url, postgres::NoTls).expect("connect raw"),
+        )),
+        None => {
+            Raw::Sqlite(rusqlite::Connection::open(dir.path().join("usage.db")).expect("open raw"))
+        }
+    };
+    let counts = raw.counts();
+    let size = raw.size(&dir.path().join("usage.db"));
     println!(
-        "generated in {:.0} s: {} task_usage rows, {} tasks, {} runtimes, {} models, {} people; rollups {} daily + {} hourly rows; runtime_usage {} rows; file {:.0} MiB",
+        "{} generated in {:.0} s: {} task_usage rows, {} tasks, {} runtimes, {} models, {} people; rollups {} daily + {} hourly rows; runtime_usage {} rows; database {:.0} MiB",
+        if url.is_some() { "PostgreSQL" } else { "SQLite" },
         started.elapsed().as_secs_f64(),
-        counts.0,
-        counts.1,
+        counts[0],
+        counts[1],
         RUNTIMES,
         MODELS,
         PEOPLE,
-        counts.2,
-        counts.3,
+        counts[2],
+        counts[3],
         RUNTIMES * 365 * 3,
         size as f64 / (1024.0 * 1024.0)
     );
@@ -228,18 +234,7 @@ async fn run(rows: usize) {
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let n = (|| -> rusqlite::Result<usize> {
-                let mut stmt = raw.prepare(
-                    "SELECT substr(u.created_at, 1, 10) AS day, u.model, sum(u.input_tokens), sum(u.output_tokens),
-                            sum(u.cache_read_tokens), sum(u.cache_write_tokens), count(DISTINCT u.task_id)
-                     FROM task_usage u JOIN agent_task_queue t ON t.id = u.task_id
-                     WHERE t.workspace_id = ?1 AND u.created_at >= ?2
-                     GROUP BY day, u.model",
-                )?;
-                let rows = stmt.query_map(params![ws, since], |_| Ok(()))?.count();
-                Ok(rows)
-            })()
-            .expect("raw aggregation");
+        let n = raw.aggregate(ws, since);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         assert!(n > 0);
     }
@@ -248,4 +243,75 @@ async fn run(rows: usize) {
         "raw aggregation over task_usage for 365 days (SQL only, no HTTP): median {:.0} ms",
         times[2]
     );
+}
+
+/// A connection of the benchmark's own to the database the server uses.
+enum Raw {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<postgres::Client>),
+}
+
+impl Raw {
+    /// task_usage, tasks, usage_daily and usage_hourly rows.
+    fn counts(&mut self) -> [i64; 4] {
+        let sql =
+            "SELECT (SELECT count(*) FROM task_usage), (SELECT count(*) FROM agent_task_queue),
+                          (SELECT count(*) FROM usage_daily), (SELECT count(*) FROM usage_hourly)";
+        match self {
+            Raw::Sqlite(conn) => conn
+                .query_row(sql, [], |r| {
+                    Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+                })
+                .expect("counts"),
+            Raw::Postgres(client) => {
+                let r = client.query_one(sql, &[]).expect("counts");
+                [r.get(0), r.get(1), r.get(2), r.get(3)]
+            }
+        }
+    }
+
+    /// Bytes the data takes: the file, or the database.
+    fn size(&mut self, file: &std::path::Path) -> u64 {
+        match self {
+            Raw::Sqlite(_) => std::fs::metadata(file).map_or(0, |m| m.len()),
+            Raw::Postgres(client) => {
+                let r = client
+                    .query_one("SELECT pg_database_size(current_database())", &[])
+                    .expect("size");
+                u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)
+            }
+        }
+    }
+
+    /// The daily page's numbers straight from task_usage (no rollup):
+    /// how many (day, model) rows.
+    fn aggregate(&mut self, ws: agenthub::domain::WorkspaceId, since: Timestamp) -> usize {
+        match self {
+            Raw::Sqlite(conn) => {
+                let mut stmt = conn
+                    .prepare(
+                        "SELECT substr(u.created_at, 1, 10) AS day, u.model, sum(u.input_tokens), sum(u.output_tokens),
+                                sum(u.cache_read_tokens), sum(u.cache_write_tokens), count(DISTINCT u.task_id)
+                         FROM task_usage u JOIN agent_task_queue t ON t.id = u.task_id
+                         WHERE t.workspace_id = ?1 AND u.created_at >= ?2
+                         GROUP BY day, u.model",
+                    )
+                    .expect("prepare");
+                stmt.query_map(rusqlite::params![ws, since], |_| Ok(()))
+                    .expect("aggregate")
+                    .count()
+            }
+            Raw::Postgres(client) => client
+                .query(
+                    "SELECT date_trunc('day', u.created_at) AS day, u.model, sum(u.input_tokens), sum(u.output_tokens),
+                            sum(u.cache_read_tokens), sum(u.cache_write_tokens), count(DISTINCT u.task_id)
+                     FROM task_usage u JOIN agent_task_queue t ON t.id = u.task_id
+                     WHERE t.workspace_id = $1 AND u.created_at >= $2
+                     GROUP BY day, u.model",
+                    &[&ws, &since],
+                )
+                .expect("aggregate")
+                .len(),
+        }
+    }
 }

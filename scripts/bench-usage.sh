@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
 # Generates a year of a 50-person team's usage (USAGE_BENCH_ROWS task_usage
 # rows, default 1,000,000) and times the usage routes over HTTP (see
-# benches/usage.rs).
+# benches/usage.rs). On PostgreSQL (a throwaway cluster from
+# scripts/postgres.sh, a fresh database in it):
+#   USAGE_ENGINE=postgres scripts/bench-usage.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${USAGE_ENGINE:-sqlite}" = "postgres" ]; then
+  if ! scripts/postgres.sh status; then
+    trap 'scripts/postgres.sh stop' EXIT
+  fi
+  admin=$(scripts/postgres.sh start)
+  psql -q "$admin" -c "DROP DATABASE IF EXISTS agenthub_usage" -c "CREATE DATABASE agenthub_usage"
+  export USAGE_DATABASE_URL="${admin%/postgres}/agenthub_usage"
+fi
 exec cargo bench --bench usage
