@@ -220,6 +220,35 @@ pub fn require_daemon_task(
     }
 }
 
+/// The task `id`, if `user` may read it: a member who may read its agent
+/// (see [`require_agent`]), or who queued it; a task whose agent is gone
+/// is for the workspace's owners/admins and whoever queued it. Anyone
+/// else gets 404.
+pub fn require_task_reader(
+    conn: &Conn<'_>,
+    user: UserId,
+    id: TaskId,
+) -> Result<crate::store::tasks::Task, ApiError> {
+    let not_found = || ApiError::not_found("task not found");
+    let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
+    let role = workspaces::role_of(conn, task.workspace_id, user)?.ok_or_else(not_found)?;
+    if role.is_manager() || task.created_by == Some(user) {
+        return Ok(task);
+    }
+    let agent = match task.agent_id {
+        Some(agent) => crate::store::agents::get(conn, agent)?,
+        None => None,
+    };
+    match agent {
+        Some(agent)
+            if agent.visibility == Visibility::Workspace || agent.owner_id == Some(user) =>
+        {
+            Ok(task)
+        }
+        _ => Err(not_found()),
+    }
+}
+
 /// Who may cancel a task: whoever queued it, the agent's owner, the owner
 /// of the runtime it runs on, and the workspace's owners/admins — among
 /// members who may read the agent. Anyone else in the workspace gets 404

@@ -40,5 +40,6 @@ pub mod heartbeats;
 pub mod jobs;
 pub mod metrics;
 pub mod probes;
+pub mod redact;
 pub mod relay;
 pub mod store;

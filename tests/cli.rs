@@ -240,6 +240,7 @@ fn migrate_creates_every_table() {
             "runtime_probe",
             "runtime_task_usage_daily",
             "runtime_usage",
+            "task_message",
             "task_token",
             "task_usage",
             "usage_daily",

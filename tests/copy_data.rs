@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 17] = [
     "user",
     "workspace",
     "member",
@@ -33,6 +33,7 @@ const TABLES: [&str; 16] = [
     "runtime_task_usage_daily",
     "invitation",
     "task_token",
+    "task_message",
     "runtime_probe",
 ];
 
@@ -115,8 +116,8 @@ struct Reader {
     ws: String,
     token: String,
     agent: String,
-    /// Paths of its pings and updates.
-    probes: Vec<String>,
+    /// More pages it reads: its pings and updates, a transcript.
+    more: Vec<String>,
 }
 
 /// `GET base+path` with `token`: status and body.
@@ -149,7 +150,7 @@ async fn pages(app: &TestApp, base: &str, readers: &[Reader]) -> Vec<(String, u1
             format!("/api/workspaces/{ws}/members"),
         ]
         .into_iter()
-        .chain(r.probes.iter().cloned())
+        .chain(r.more.iter().cloned())
         {
             let (status, body) = get(app, base, &path, &r.token).await;
             out.push((path, status, body));
@@ -247,6 +248,18 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{running}/messages"),
+            &daemon,
+            json!({"messages": [
+                {"seq": 1, "type": "text", "content": "Reading the tests"},
+                {"seq": 2, "type": "tool_use", "tool": "bash", "input": {"command": "cargo test", "env": {"CI": "1"}}},
+                {"seq": 3, "type": "tool_result", "tool": "bash", "output": "ok"},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
     for (task, end) in [(&done, "complete"), (&failed, "fail")] {
         let r = app
             .post(
@@ -297,7 +310,7 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
     assert_eq!(r.status, 200, "{:?}", r.body);
     let _ = dispatched;
     // a ping answered, a ping waiting, an update under way
-    let mut probes = Vec::new();
+    let mut probes = vec![format!("/api/tasks/{running}/messages")];
     for (kind, body) in [
         ("ping", json!({})),
         ("update", json!({"target_version": "1.4.0"})),
@@ -350,13 +363,13 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
             ws,
             token: alice.token.clone(),
             agent,
-            probes,
+            more: probes,
         },
         Reader {
             ws: ws2,
             token: erin_token.clone(),
             agent: agent2,
-            probes: Vec::new(),
+            more: Vec::new(),
         },
     ];
     let tokens = vec![alice.token, laptop, bob.token, dave.token, erin_token];

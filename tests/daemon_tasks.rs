@@ -537,12 +537,15 @@ async fn progress_and_messages_after_complete_still_reach_the_stream() {
     let seen: Vec<(String, Value)> = std::iter::from_fn(|| events.try_recv().ok())
         .map(|e| (e.kind.to_string(), e.payload()))
         .collect();
+    let created_at = seen[0].1["created_at"].clone();
+    assert!(created_at.is_string(), "{seen:?}");
     assert_eq!(
         seen,
         [
             (
                 "task:message".to_string(),
-                json!({"task_id": task_done, "agent_id": m.agent, "data": message})
+                json!({"task_id": task_done, "agent_id": m.agent, "seq": 7, "type": "text",
+                       "content": "last words", "created_at": created_at})
             ),
             (
                 "task:progress".to_string(),
@@ -569,7 +572,7 @@ async fn progress_and_messages_after_complete_still_reach_the_stream() {
         ),
         (
             "messages",
-            json!({"messages": [{}, 3]}),
+            json!({"messages": [{"seq": 1, "type": "text"}, 3]}),
             "messages[1] must be an object",
         ),
     ] {

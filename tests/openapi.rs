@@ -479,8 +479,17 @@ async fn agent_task_and_usage_replies_fit_the_document() {
     c.post(&task("start"), d, None).await;
     c.post(&task("progress"), d, Some(json!({"line": "compiling"})))
         .await;
-    c.post(&task("messages"), d, Some(json!({"text": "hi"})))
-        .await;
+    let messages = json!({"messages": [{"seq": 1, "type": "text", "content": "hi"}]});
+    c.post(&task("messages"), d, Some(messages)).await;
+    c.get(&task("messages"), d).await;
+    c.get(
+        &format!(
+            "/api/tasks/{}/messages?after_seq=0&limit=10",
+            id(&claimed["task"])
+        ),
+        a,
+    )
+    .await;
     let usage =
         json!({"usage": [{"provider": "anthropic", "model": "sonnet", "input_tokens": 10}]});
     c.post(&task("usage"), d, Some(usage)).await;

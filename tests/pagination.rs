@@ -277,3 +277,58 @@ async fn a_page_of_tasks_ends_early_rather_than_carry_megabytes() {
     queued.reverse();
     assert_eq!(seen, queued, "every task once, newest first");
 }
+
+#[actix_web::test]
+async fn a_transcript_is_read_a_page_at_a_time_by_seq() {
+    let m = common::machine(json!({})).await;
+    let task = m.app.task(&m.alice.token, &m.agent, "x", 0).await;
+    m.app.claim(&m.daemon, &m.rt).await;
+    let messages: Vec<Value> = (1..=5)
+        .map(|seq| json!({"seq": seq, "type": "text", "content": format!("m{seq}")}))
+        .collect();
+    let r = m
+        .app
+        .post(
+            &format!("/api/daemon/tasks/{task}/messages"),
+            &m.daemon,
+            json!({ "messages": messages }),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let seqs = |page: &Page| -> Vec<i64> {
+        page.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["seq"].as_i64().unwrap())
+            .collect()
+    };
+    let first = get_page(
+        &m.app,
+        &format!("/api/tasks/{task}/messages?limit=2"),
+        &m.alice.token,
+    )
+    .await;
+    assert_eq!(seqs(&first), [1, 2]);
+    assert_eq!(first.next.as_deref(), Some("2"));
+    let link = first.link.expect("a Link header");
+    let next = link
+        .strip_prefix('<')
+        .and_then(|l| l.split_once(">; rel=\"next\""))
+        .map(|(path, _)| path.to_string())
+        .expect("rel=next");
+    assert_eq!(
+        next,
+        format!("/api/tasks/{task}/messages?limit=2&after_seq=2")
+    );
+    let second = get_page(&m.app, &next, &m.alice.token).await;
+    assert_eq!(seqs(&second), [3, 4]);
+    let last = get_page(
+        &m.app,
+        &format!("/api/tasks/{task}/messages?limit=2&after_seq=4"),
+        &m.alice.token,
+    )
+    .await;
+    assert_eq!(seqs(&last), [5]);
+    assert_eq!((last.next, last.link), (None, None));
+}

@@ -17,6 +17,7 @@ pub mod page;
 pub mod runtimes;
 pub mod tasks;
 pub mod tokens;
+pub mod transcripts;
 pub mod usage;
 pub mod workspaces;
 
@@ -50,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(invitations::configure)
                 .configure(runtimes::configure)
                 .configure(tokens::configure)
+                .configure(transcripts::configure)
                 .configure(usage::configure)
                 .configure(workspaces::configure),
         );

@@ -1,5 +1,6 @@
 //! The task queue as daemons see it (claim, pending, status, start,
-//! progress, complete, fail, messages) and the user's cancel.
+//! progress, complete, fail) and the user's cancel; messages are in
+//! `transcripts`.
 //!
 //! Legal transitions: queued → dispatched (claim) → running (start) →
 //! completed (complete); dispatched|running → failed (fail);
@@ -30,8 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/daemon/tasks/{id}/progress", web::post().to(progress))
         .route("/daemon/tasks/{id}/complete", web::post().to(complete))
         .route("/daemon/tasks/{id}/fail", web::post().to(fail))
-        .route("/daemon/tasks/{id}/usage", web::post().to(report_usage))
-        .route("/daemon/tasks/{id}/messages", web::post().to(messages));
+        .route("/daemon/tasks/{id}/usage", web::post().to(report_usage));
 }
 
 fn event_of(transition: Transition) -> &'static str {
@@ -268,29 +268,30 @@ async fn fail(
     Ok(HttpResponse::Ok().json(task))
 }
 
-/// Progress and messages are relayed to the live event streams of those
-/// who may read the task's agent (`task:progress`, `task:message`); they
-/// are not stored. A body over [`MAX_RELAYED_BYTES`] is refused (413), so
-/// no daemon can make every stream carry megabytes. A finished task still
-/// takes them: a daemon's last flush may arrive just after its `complete`.
-async fn relay(
-    kind: &'static str,
+/// Progress is relayed to the live event streams of those who may read
+/// the task's agent (`task:progress`); it is not stored (transcripts are:
+/// see `transcripts`). A body over [`MAX_RELAYED_BYTES`] is refused (413),
+/// so no daemon can make every stream carry megabytes. A finished task
+/// still takes it: a daemon's last flush may arrive just after its
+/// `complete`.
+async fn progress(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
-    id: TaskId,
+    path: web::Path<TaskId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
     if body.len() > MAX_RELAYED_BYTES {
         return Err(ApiError::PayloadTooLarge(format!(
-            "{kind} body too large (limit {MAX_RELAYED_BYTES} bytes)"
+            "task:progress body too large (limit {MAX_RELAYED_BYTES} bytes)"
         )));
     }
     let body = match super::optional_json::<Value>(&body)? {
         Some(body @ Value::Object(_)) => body,
         _ => return Err(ApiError::bad_request("the body must be a JSON object")),
     };
-    check_relayed(kind, &body).map_err(ApiError::bad_request)?;
+    check_progress(&body).map_err(ApiError::bad_request)?;
     let (task, audience) = db
         .read(move |conn| -> Result<_, ApiError> {
             let task = require_daemon_task(conn, &caller, id)?;
@@ -301,12 +302,8 @@ async fn relay(
     if task.status == TaskStatus::Queued {
         return Err(ApiError::bad_request("cannot report on task: it is queued"));
     }
-    // an empty batch has nothing to show
-    if body["messages"].as_array().is_some_and(Vec::is_empty) {
-        return Ok(super::ok());
-    }
     events.publish_to(
-        kind,
+        "task:progress",
         task.workspace_id,
         audience,
         json!({"task_id": task.id, "agent_id": task.agent_id, "data": body}),
@@ -314,51 +311,22 @@ async fn relay(
     Ok(super::ok())
 }
 
-/// The fields a daemon sends have the types it sends them with: progress
-/// `{summary, step, total}`, messages `{messages: [{seq, type, …}]}`.
-/// Other fields are relayed as they are.
-fn check_relayed(kind: &str, body: &Value) -> Result<(), String> {
+/// The fields a daemon sends have the types it sends them with:
+/// `{summary, step, total}`. Other fields are relayed as they are.
+fn check_progress(body: &Value) -> Result<(), String> {
     // (field, whether a value has its type, that type in words)
     type Typed = (&'static str, fn(&Value) -> bool, &'static str);
-    let typed: &[Typed] = if kind == "task:progress" {
-        &[
-            ("summary", Value::is_string, "a string"),
-            ("step", Value::is_i64, "an integer"),
-            ("total", Value::is_i64, "an integer"),
-        ]
-    } else {
-        &[("messages", Value::is_array, "an array")]
-    };
+    let typed: &[Typed] = &[
+        ("summary", Value::is_string, "a string"),
+        ("step", Value::is_i64, "an integer"),
+        ("total", Value::is_i64, "an integer"),
+    ];
     for (field, is, what) in typed {
         if body.get(field).is_some_and(|v| !v.is_null() && !is(v)) {
             return Err(format!("{field} must be {what}"));
         }
     }
-    let messages = body.get("messages").and_then(Value::as_array);
-    if let Some(i) = messages.and_then(|m| m.iter().position(|m| !m.is_object())) {
-        return Err(format!("messages[{i}] must be an object"));
-    }
     Ok(())
-}
-
-async fn progress(
-    db: web::Data<Store>,
-    events: web::Data<EventBus>,
-    caller: Caller,
-    path: web::Path<TaskId>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    relay("task:progress", db, events, caller, path.into_inner(), body).await
-}
-
-async fn messages(
-    db: web::Data<Store>,
-    events: web::Data<EventBus>,
-    caller: Caller,
-    path: web::Path<TaskId>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    relay("task:message", db, events, caller, path.into_inner(), body).await
 }
 
 #[derive(Deserialize)]

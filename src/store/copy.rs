@@ -225,6 +225,7 @@ pub(super) const TABLES: &[Table] = &[
             ("durable_work_dir", Text),
             ("failure_reason", Text),
             ("cancel_acked_at", Time),
+            ("transcript_bytes", Int),
         ],
         seq: true,
     },
@@ -333,6 +334,20 @@ pub(super) const TABLES: &[Table] = &[
         seq: false,
     },
     Table {
+        name: "task_message",
+        columns: &[
+            ("task_id", Id),
+            ("seq", Int),
+            ("type", Text),
+            ("tool", Text),
+            ("content", Text),
+            ("input", Json),
+            ("output", Text),
+            ("created_at", Time),
+        ],
+        seq: false,
+    },
+    Table {
         name: "runtime_probe",
         columns: &[
             ("id", Id),
@@ -403,8 +418,9 @@ pub(super) type Step<T> = Result<T, Failed>;
 pub(super) trait Database {
     /// The agenthub tables it holds (not the migration history).
     fn tables(&mut self) -> Step<BTreeSet<String>>;
-    /// The columns of `table` (on PostgreSQL without `seq`).
-    fn columns(&mut self, table: &str) -> Step<BTreeSet<String>>;
+    /// The columns of `table` (on PostgreSQL without the `seq` that
+    /// numbers its rows, where it has one: see [`Table::seq`]).
+    fn columns(&mut self, table: &Table) -> Step<BTreeSet<String>>;
     fn count(&mut self, table: &Table) -> Step<u64>;
     /// Adds the per-workspace sums a totals SELECT (`sql`) answers into
     /// `totals` at `offset`.
@@ -538,7 +554,7 @@ fn check_schema(db: &mut dyn Database, side: fn(String) -> Failed) -> Step<()> {
                 table.name
             )));
         }
-        let columns = db.columns(table.name)?;
+        let columns = db.columns(table)?;
         let expected: BTreeSet<String> = table.columns.iter().map(|c| c.0.to_string()).collect();
         if columns != expected {
             let odd: Vec<_> = columns.symmetric_difference(&expected).cloned().collect();

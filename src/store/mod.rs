@@ -39,6 +39,7 @@ mod sqlite;
 pub mod sweeps;
 pub mod tasks;
 pub mod tokens;
+pub mod transcripts;
 pub mod usage;
 pub mod users;
 pub mod workspaces;

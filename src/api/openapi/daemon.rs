@@ -36,6 +36,24 @@ fn replies() -> Vec<(&'static str, Value)> {
             ]),
         ),
         (
+            "TaskMessage",
+            json!({
+                "type": "object",
+                "required": ["task_id", "seq", "type", "created_at"],
+                "additionalProperties": false,
+                "properties": {
+                    "task_id": uuid(),
+                    "seq": count(),
+                    "type": string(),
+                    "tool": string(),
+                    "content": string(),
+                    "input": {"type": "object"},
+                    "output": string(),
+                    "created_at": time(),
+                },
+            }),
+        ),
+        (
             "Recovered",
             reply(&[("orphaned", count()), ("retried", count())]),
         ),
@@ -126,7 +144,21 @@ fn requests() -> Vec<(&'static str, Value)> {
         ),
         (
             "Messages",
-            optional_fields(&[("messages", nullable(list(json!({"type": "object"}))))]),
+            optional_fields(&[(
+                "messages",
+                nullable(list(json!({
+                    "type": "object",
+                    "required": ["seq", "type"],
+                    "properties": {
+                        "seq": {"type": "integer", "minimum": 0, "maximum": i32::MAX},
+                        "type": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "tool": {"type": ["string", "null"], "maxLength": 256},
+                        "content": {"type": ["string", "null"]},
+                        "input": {"type": ["object", "null"]},
+                        "output": {"type": ["string", "null"]},
+                    },
+                }))),
+            )]),
         ),
     ]
 }

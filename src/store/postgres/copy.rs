@@ -136,12 +136,14 @@ impl Database for Side {
         )
     }
 
-    fn columns(&mut self, table: &str) -> Step<BTreeSet<String>> {
-        // seq stands in for SQLite's rowid: it is not copied as a column
+    fn columns(&mut self, table: &Table) -> Step<BTreeSet<String>> {
+        // a seq that numbers the rows stands in for SQLite's rowid: it is
+        // not copied as a column (task_message's seq is data)
+        let numbering = if table.seq { "seq" } else { "" };
         self.names(
             "SELECT column_name::text FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name = $1 AND column_name <> 'seq'",
-            &[&table],
+             WHERE table_schema = current_schema() AND table_name = $1 AND column_name <> $2",
+            &[&table.name, &numbering],
         )
     }
 

@@ -27,6 +27,7 @@ pub(super) mod seed;
 pub(super) mod sweeps;
 pub(super) mod tasks;
 pub(super) mod tokens;
+pub(super) mod transcripts;
 mod types;
 pub(super) mod usage;
 pub(super) mod users;

@@ -128,13 +128,13 @@ impl Database for Side {
         names
     }
 
-    fn columns(&mut self, table: &str) -> Step<BTreeSet<String>> {
+    fn columns(&mut self, table: &Table) -> Step<BTreeSet<String>> {
         let mut stmt = self
             .conn
             .prepare("SELECT name FROM pragma_table_info(?1)")
             .map_err(|e| self.fail(e))?;
         let names = stmt
-            .query_map([table], |r| r.get(0))
+            .query_map([table.name], |r| r.get(0))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.fail(e));
         names
