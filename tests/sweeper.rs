@@ -32,6 +32,10 @@ async fn silent_runtime_goes_offline_and_its_work_fails_on_the_interval() {
         error_of(&app, &task).as_deref(),
         Some("runtime went offline")
     );
+    assert_eq!(
+        app.task_row(&task).failure_reason.as_deref(),
+        Some("runtime_offline")
+    );
     assert!(eventually(5, || app.agent_status(&agent) == "idle").await);
 
     let mut kinds = Vec::new();
@@ -114,9 +118,13 @@ async fn stuck_tasks_time_out() {
 
     let report = sweep_once(&app.state, &thresholds());
     assert_eq!(report.timed_out_tasks, 2);
-    for task in [&dispatched, &running] {
+    for (task, reason) in [
+        (&dispatched, "dispatch_timeout"),
+        (&running, "running_timeout"),
+    ] {
         assert_eq!(app.task_status(task), "failed");
         assert_eq!(error_of(&app, task).as_deref(), Some("task timed out"));
+        assert_eq!(app.task_row(task).failure_reason.as_deref(), Some(reason));
     }
     assert_eq!(app.task_status(&fresh), "running");
     assert_eq!(app.agent_status(&agent), "working");

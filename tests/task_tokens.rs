@@ -399,7 +399,7 @@ async fn a_task_token_request_racing_its_tasks_end_is_refused() {
     let writer = app
         .while_a_write_commits(move |tx| {
             let cancel = agenthub::store::tasks::Transition::Cancel;
-            agenthub::store::tasks::apply(tx, id, cancel, None, None)?;
+            agenthub::store::tasks::apply(tx, id, cancel, &Default::default())?;
             Ok(())
         })
         .await;

@@ -113,7 +113,7 @@ async fn task_lifecycle_follows_the_legal_transitions() {
     assert_eq!(
         post(
             "messages",
-            json!({"messages": [{"type": "text", "content": "hi"}]})
+            json!({"messages": [{"seq": 1, "type": "text", "content": "hi"}]})
         )
         .await
         .status,
@@ -131,15 +131,17 @@ async fn task_lifecycle_follows_the_legal_transitions() {
     assert!(r.body["completed_at"].is_string());
     assert_eq!(app.agent_status(&agent), "idle");
 
-    for (what, verb) in [
-        ("start", "start"),
-        ("fail", "fail"),
-        ("complete", "complete"),
-    ] {
-        let r = post(what, json!({})).await;
+    let done = r.body.clone();
+    for verb in ["start", "fail"] {
+        let r = post(verb, json!({})).await;
         assert_eq!(r.status, 400);
         assert_eq!(r.error(), format!("cannot {verb} task: it is completed"));
     }
+    // a complete sent again after a lost reply: 200, the task as it was
+    let before = app.dump();
+    let r = post("complete", json!({"pr_url": "https://example.com/pr/2"})).await;
+    assert_eq!((r.status, &r.body), (200, &done));
+    assert_eq!(before, app.dump());
     // a daemon's last flush may arrive just after its complete
     assert_eq!(post("progress", json!({})).await.status, 200);
     let r = app
@@ -199,7 +201,102 @@ async fn fail_records_the_error_from_dispatched_or_running() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "failed");
     assert_eq!(r.body["error"], "task failed");
+    assert_eq!(r.body["failure_reason"], "agent_error");
     assert_eq!(app.agent_status(&agent), "idle");
+}
+
+#[actix_web::test]
+async fn every_failed_or_cancelled_task_says_why_with_a_code() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app
+        .agent(&alice.token, &ws, &rt, json!({"max_concurrent_tasks": 4}))
+        .await;
+    let quota = app.task(&alice.token, &agent, "quota", 0).await;
+    let plain = app.task(&alice.token, &agent, "plain", 0).await;
+    let bad = app.task(&alice.token, &agent, "bad", 0).await;
+    for _ in 0..3 {
+        app.claim(&alice.token, &rt).await;
+    }
+    let fail = |task: &str, body: serde_json::Value| {
+        let path = format!("/api/daemon/tasks/{task}/fail");
+        let token = alice.token.clone();
+        let app = &app;
+        async move { app.post(&path, &token, body).await }
+    };
+    let r = fail(
+        &quota,
+        json!({"error": "429 from the provider", "failure_reason": "agent_error.provider_quota_limit"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["failure_reason"], "agent_error.provider_quota_limit");
+    assert_eq!(r.body["error"], "429 from the provider");
+    let r = fail(&plain, json!({"error": "exit 1"})).await;
+    assert_eq!(r.body["failure_reason"], "agent_error");
+
+    let before = app.dump();
+    for reason in [
+        "Quota!",
+        "agent error",
+        "agent_error.",
+        ".x",
+        &"a".repeat(129),
+    ] {
+        let r = fail(&bad, json!({"failure_reason": reason})).await;
+        assert_eq!(r.status, 400, "{reason}");
+        assert_eq!(
+            r.error(),
+            "failure_reason must be lower-case words joined by _ and . (at most 128 bytes)"
+        );
+    }
+    assert_eq!(before, app.dump());
+    assert_eq!(app.task_status(&bad), "dispatched");
+
+    // a fail sent again after a lost reply keeps the first outcome
+    let r = fail(
+        &quota,
+        json!({"error": "again", "failure_reason": "agent_error.unknown"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["failure_reason"], "agent_error.provider_quota_limit");
+    assert_eq!(r.body["error"], "429 from the provider");
+    // a start sent again is answered with the task as it is too
+    let started = app
+        .post(
+            &format!("/api/daemon/tasks/{bad}/start"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    let again = app
+        .post(
+            &format!("/api/daemon/tasks/{bad}/start"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!((again.status, &again.body), (200, &started.body));
+
+    let r = app
+        .post(&format!("/api/tasks/{bad}/cancel"), &alice.token, json!({}))
+        .await;
+    assert_eq!(r.body["failure_reason"], "cancelled_by_user");
+    let queued = app.task(&alice.token, &agent, "never run", 0).await;
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/archive"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        app.task_row(&queued).failure_reason.as_deref(),
+        Some("agent_archived")
+    );
 }
 
 #[actix_web::test]

@@ -43,6 +43,15 @@ fn event_of(transition: Transition) -> &'static str {
     }
 }
 
+/// What a transition records besides the new status (see
+/// [`tasks::Outcome`]).
+#[derive(Default)]
+struct Reported {
+    result: Option<String>,
+    error: Option<String>,
+    reason: Option<String>,
+}
+
 /// Applies a transition inside one write transaction (checked against the
 /// task's current status there), reconciles the agent's status and
 /// publishes the events once committed.
@@ -52,16 +61,23 @@ async fn transition(
     task: TaskId,
     transition: Transition,
     authorize: impl FnOnce(&Conn<'_>, TaskId) -> Result<Task, ApiError> + Send + 'static,
-    result: Option<String>,
-    error: Option<String>,
+    reported: Reported,
 ) -> Result<Task, ApiError> {
-    let (task, agent_status, audience) = db
+    let changed = db
         .write(move |tx| -> Result<_, ApiError> {
             let current = authorize(tx, task)?;
+            if repeats(transition, &current) {
+                // the same outcome reported again (a reply was lost): it
+                // already happened, nothing changes
+                return Ok(Err(current));
+            }
             refuse_illegal(transition, &current)?;
-            let Some(task) =
-                tasks::apply(tx, task, transition, result.as_deref(), error.as_deref())?
-            else {
+            let outcome = tasks::Outcome {
+                result: reported.result.as_deref(),
+                error: reported.error.as_deref(),
+                reason: reported.reason.as_deref(),
+            };
+            let Some(task) = tasks::apply(tx, task, transition, &outcome)? else {
                 // a concurrent change won: say what the task is now
                 let now = tasks::get(tx, task)?.unwrap_or(current);
                 refuse_illegal(transition, &now)?;
@@ -72,9 +88,13 @@ async fn transition(
                 None => None,
             };
             let audience = audience_of(tx, &task)?;
-            Ok((task, agent_status, audience))
+            Ok(Ok((task, agent_status, audience)))
         })
         .await?;
+    let (task, agent_status, audience) = match changed {
+        Ok(changed) => changed,
+        Err(unchanged) => return Ok(unchanged),
+    };
     events.task(
         event_of(transition),
         audience,
@@ -92,6 +112,14 @@ async fn transition(
 /// by concurrent requests since it was read.
 pub(super) fn changed_meanwhile() -> ApiError {
     ApiError::conflict("the task changed while the request ran; retry")
+}
+
+/// Whether `transition` already happened to `task`: a daemon that lost
+/// the reply to `start`, `complete` or `fail` sends it again, and gets the
+/// task as it is (200) instead of a 400. (A cancel of a cancelled task is
+/// still a 400: people see the state they act on.)
+fn repeats(transition: Transition, task: &Task) -> bool {
+    transition != Transition::Cancel && task.status == transition.to_state()
 }
 
 /// 400 naming the task's status unless `transition` may leave it.
@@ -134,8 +162,10 @@ async fn cancel(
         path.into_inner(),
         Transition::Cancel,
         authorize,
-        None,
-        None,
+        Reported {
+            reason: Some(tasks::reasons::CANCELLED_BY_USER.to_string()),
+            ..Reported::default()
+        },
     )
     .await?;
     Ok(HttpResponse::Ok().json(task))
@@ -188,8 +218,7 @@ async fn start(
         path.into_inner(),
         Transition::Start,
         daemon_authorize(caller),
-        None,
-        None,
+        Reported::default(),
     )
     .await?;
     Ok(HttpResponse::Ok().json(task))
@@ -228,8 +257,10 @@ async fn complete(
         path.into_inner(),
         Transition::Complete,
         daemon_authorize(caller),
-        result,
-        None,
+        Reported {
+            result,
+            ..Reported::default()
+        },
     )
     .await?;
     Ok(HttpResponse::Ok().json(task))
@@ -238,10 +269,14 @@ async fn complete(
 #[derive(Deserialize)]
 struct FailRequest {
     error: Option<String>,
+    failure_reason: Option<String>,
 }
 
-/// A failure reason longer than 8 KiB is kept cut (it is for people to
-/// read), never refused, so a failing task always ends failed.
+/// `{error?, failure_reason?}`. An error longer than 8 KiB is kept cut (it
+/// is for people to read), never refused, so a failing task always ends
+/// failed; `failure_reason` is the daemon's code for it (lower-case words
+/// and dots, such as `agent_error.provider_quota_limit`; 400 otherwise),
+/// `agent_error` when it sends none.
 async fn fail(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
@@ -249,20 +284,34 @@ async fn fail(
     path: web::Path<TaskId>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let error = super::optional_json::<FailRequest>(&body)?
-        .and_then(|b| b.error)
+    let body = super::optional_json::<FailRequest>(&body)?;
+    let (error, reason) = body.map_or((None, None), |b| (b.error, b.failure_reason));
+    let error = error
         .map(|e| e.trim().to_string())
         .filter(|e| !e.is_empty())
         .map(crate::probes::clip)
         .unwrap_or_else(|| "task failed".to_string());
+    let reason = match reason.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(code) if tasks::reasons::well_formed(code) => Some(code.to_string()),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "failure_reason must be lower-case words joined by _ and . (at most {} bytes)",
+                tasks::reasons::MAX_BYTES
+            )))
+        }
+    };
     let task = transition(
         &db,
         &events,
         path.into_inner(),
         Transition::Fail,
         daemon_authorize(caller),
-        None,
-        Some(error),
+        Reported {
+            result: None,
+            error: Some(error),
+            reason: Some(reason.unwrap_or_else(|| tasks::reasons::AGENT_ERROR.to_string())),
+        },
     )
     .await?;
     Ok(HttpResponse::Ok().json(task))

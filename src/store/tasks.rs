@@ -66,6 +66,53 @@ pub struct NewTask<'a> {
 /// a page ends early rather than pass it.
 pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// What a transition records beside the new status (each kept as it was
+/// when `None`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// The result a daemon reported on completion (JSON text).
+    pub result: Option<&'a str>,
+    /// Why it failed, for people to read.
+    pub error: Option<&'a str>,
+    /// Why it failed or was cancelled, as a code (see [`reasons`]).
+    pub reason: Option<&'a str>,
+}
+
+/// The codes of `failure_reason`: why a task failed or was cancelled. A
+/// daemon may report a code of its own on `fail` (such as
+/// `agent_error.provider_quota_limit`).
+pub mod reasons {
+    /// The daemon reported a failure without a code of its own.
+    pub const AGENT_ERROR: &str = "agent_error";
+    /// Its runtime went offline (swept as stale, or deregistered).
+    pub const RUNTIME_OFFLINE: &str = "runtime_offline";
+    /// Dispatched, and never started in time.
+    pub const DISPATCH_TIMEOUT: &str = "dispatch_timeout";
+    /// Running for longer than allowed.
+    pub const RUNNING_TIMEOUT: &str = "running_timeout";
+    /// Its daemon restarted while it was in flight (`recover-orphans`).
+    pub const RUNTIME_RECOVERY: &str = "runtime_recovery";
+    /// Cancelled by a person.
+    pub const CANCELLED_BY_USER: &str = "cancelled_by_user";
+    /// Cancelled because its agent was archived.
+    pub const AGENT_ARCHIVED: &str = "agent_archived";
+
+    /// Longest code a daemon may report.
+    pub const MAX_BYTES: usize = 128;
+
+    /// Whether `code` is a well-formed code: lower-case words joined by
+    /// `_`, in dot-separated parts (`agent_error.provider_quota_limit`).
+    pub fn well_formed(code: &str) -> bool {
+        code.len() <= MAX_BYTES
+            && code.split('.').all(|part| {
+                part.starts_with(|c: char| c.is_ascii_lowercase())
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            })
+    }
+}
+
 /// A state change of a task, with the states it may come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -213,10 +260,9 @@ pub fn apply(
     conn: &Conn<'_>,
     id: TaskId,
     transition: Transition,
-    result: Option<&str>,
-    error: Option<&str>,
+    outcome: &Outcome<'_>,
 ) -> Result<Option<Task>> {
-    dispatch!(conn, tasks::apply(id, transition, result, error))
+    dispatch!(conn, tasks::apply(id, transition, outcome))
 }
 
 /// Cancels every unfinished task of an agent; returns the cancelled ids.

@@ -240,7 +240,21 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
             ),
         ),
         ("TaskResult", nullable(json!({"type": "object"}))),
-        ("TaskFailure", request(&[("error", optional_string())], &[])),
+        (
+            "TaskFailure",
+            request(
+                &[
+                    ("error", optional_string()),
+                    (
+                        "failure_reason",
+                        json!({"type": ["string", "null"],
+                               "pattern": "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)*$",
+                               "maxLength": crate::store::tasks::reasons::MAX_BYTES}),
+                    ),
+                ],
+                &[],
+            ),
+        ),
         (
             "TaskUsageReport",
             request(&[("usage", list(usage_entry(false)))], &["usage"]),

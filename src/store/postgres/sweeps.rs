@@ -53,7 +53,8 @@ pub fn fail_tasks_on_offline_runtimes(
     // picks the order from statistics, and takes no ON with CROSS JOIN)
     conn.query(
         "UPDATE agent_task_queue
-         SET status = 'failed', error = 'runtime went offline', completed_at = $1,
+         SET status = 'failed', error = 'runtime went offline', failure_reason = 'runtime_offline',
+             completed_at = $1,
              prepare_lease_expires_at = NULL
          WHERE id IN (
              SELECT t.id FROM agent_task_queue t
@@ -78,7 +79,10 @@ pub fn fail_timed_out_tasks(
 ) -> Result<Vec<FailedTask>, postgres::Error> {
     conn.query(
         "UPDATE agent_task_queue
-         SET status = 'failed', error = 'task timed out', completed_at = $3,
+         SET status = 'failed', error = 'task timed out',
+             failure_reason = CASE WHEN status = 'running' THEN 'running_timeout'
+                                   ELSE 'dispatch_timeout' END,
+             completed_at = $3,
              prepare_lease_expires_at = NULL
          WHERE id IN (
              SELECT id FROM agent_task_queue WHERE status = 'dispatched' AND dispatched_at < $1

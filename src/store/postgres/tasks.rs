@@ -266,8 +266,7 @@ pub fn apply(
     conn: &mut Client,
     id: TaskId,
     transition: Transition,
-    result: Option<&str>,
-    error: Option<&str>,
+    outcome: &Outcome<'_>,
 ) -> Result<Option<Task>, postgres::Error> {
     let from: Vec<&str> = transition
         .from_states()
@@ -284,6 +283,7 @@ pub fn apply(
                                      ELSE $3::timestamptz END,
                  result = coalesce($4::text::jsonb, result),
                  error = coalesce($5::text, error),
+                 failure_reason = coalesce($7::text, failure_reason),
                  -- a lease only means something while dispatched
                  prepare_lease_expires_at = NULL
              WHERE id = $1 AND status = ANY($6::text[])
@@ -293,9 +293,10 @@ pub fn apply(
             &id,
             &transition.to_state(),
             &Timestamp::now(),
-            &result,
-            &error,
+            &outcome.result,
+            &outcome.error,
             &from,
+            &outcome.reason,
         ],
     )?
     .as_ref()
@@ -303,12 +304,12 @@ pub fn apply(
     .transpose()
 }
 
-/// The ids come back in insertion order (`seq`), as SQLite returns them.
 pub fn cancel_for_agent(conn: &mut Client, agent: AgentId) -> Result<Vec<TaskId>, postgres::Error> {
     conn.query(
         "WITH cancelled AS (
              UPDATE agent_task_queue
-             SET status = 'cancelled', completed_at = $2, prepare_lease_expires_at = NULL
+             SET status = 'cancelled', completed_at = $2, prepare_lease_expires_at = NULL,
+                 failure_reason = 'agent_archived'
              WHERE agent_id = $1 AND status IN ('queued', 'dispatched', 'running')
              RETURNING id, seq)
          SELECT id FROM cancelled ORDER BY seq",
@@ -388,8 +389,9 @@ pub fn record_cancel_ack(
              branch_name = coalesce(branch_name, $3::text),
              durable_work_dir = coalesce(durable_work_dir, $4::text),
              -- the reason goes with the message it explains
+             -- (and says more than the cancel's own cancelled_by_user)
              failure_reason = CASE WHEN error IS NULL AND $5::text IS NOT NULL
-                                   THEN coalesce(failure_reason, $6::text)
+                                   THEN coalesce($6::text, failure_reason)
                                    ELSE failure_reason END,
              error = coalesce(error, $5::text)
          WHERE id = $1 AND status = 'cancelled'",

@@ -41,7 +41,8 @@ fn failed(row: &rusqlite::Row<'_>) -> rusqlite::Result<FailedTask> {
 pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
-         SET status = 'failed', error = 'runtime went offline', completed_at = ?1,
+         SET status = 'failed', error = 'runtime went offline', failure_reason = 'runtime_offline',
+             completed_at = ?1,
              prepare_lease_expires_at = NULL
          WHERE id IN (
              -- CROSS JOIN keeps this order: scan the few open tasks, then
@@ -65,7 +66,10 @@ pub fn fail_timed_out_tasks(
 ) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
-         SET status = 'failed', error = 'task timed out', completed_at = ?3,
+         SET status = 'failed', error = 'task timed out',
+             failure_reason = CASE WHEN status = 'running' THEN 'running_timeout'
+                                   ELSE 'dispatch_timeout' END,
+             completed_at = ?3,
              prepare_lease_expires_at = NULL
          WHERE id IN (
              SELECT id FROM agent_task_queue WHERE status = 'dispatched' AND dispatched_at < ?1

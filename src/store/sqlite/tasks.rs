@@ -215,8 +215,7 @@ pub fn apply(
     conn: &Connection,
     id: TaskId,
     transition: Transition,
-    result: Option<&str>,
-    error: Option<&str>,
+    outcome: &Outcome<'_>,
 ) -> rusqlite::Result<Option<Task>> {
     let from = json_list(transition.from_states())?;
     conn.prepare_cached(&format!(
@@ -226,6 +225,7 @@ pub fn apply(
              completed_at = CASE WHEN ?2 = 'running' THEN completed_at ELSE ?3 END,
              result = coalesce(?4, result),
              error = coalesce(?5, error),
+             failure_reason = coalesce(?7, failure_reason),
              -- a lease only means something while dispatched
              prepare_lease_expires_at = NULL
          WHERE id = ?1 AND status IN (SELECT value FROM json_each(?6))
@@ -236,9 +236,10 @@ pub fn apply(
             id,
             transition.to_state(),
             Timestamp::now(),
-            result,
-            error,
-            from
+            outcome.result,
+            outcome.error,
+            from,
+            outcome.reason
         ],
         from_row,
     )
@@ -248,7 +249,8 @@ pub fn apply(
 pub fn cancel_for_agent(conn: &Connection, agent: AgentId) -> rusqlite::Result<Vec<TaskId>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
-         SET status = 'cancelled', completed_at = ?2, prepare_lease_expires_at = NULL
+         SET status = 'cancelled', completed_at = ?2, prepare_lease_expires_at = NULL,
+             failure_reason = 'agent_archived'
          WHERE agent_id = ?1 AND status IN ('queued', 'dispatched', 'running')
          RETURNING id",
     )?;
@@ -314,9 +316,10 @@ pub fn record_cancel_ack(
              cancel_acked_at = coalesce(cancel_acked_at, ?2),
              branch_name = coalesce(branch_name, ?3),
              durable_work_dir = coalesce(durable_work_dir, ?4),
-             -- the reason goes with the message it explains
+             -- the reason goes with the message it explains (and says
+             -- more than the cancel's own cancelled_by_user)
              failure_reason = CASE WHEN error IS NULL AND ?5 IS NOT NULL
-                                   THEN coalesce(failure_reason, ?6) ELSE failure_reason END,
+                                   THEN coalesce(?6, failure_reason) ELSE failure_reason END,
              error = coalesce(error, ?5)
          WHERE id = ?1 AND status = 'cancelled'",
         )?

@@ -137,12 +137,30 @@ fn a_transition_never_overwrites_a_concurrent_one() {
     let db = two_claimers(6);
     let task = db.queue("work");
     claim_any(&db.a, &[db.runtime]).expect("claim");
-    apply(&db.a, task, Transition::Start, None, None).expect("start");
+    apply(&db.a, task, Transition::Start, &Outcome::default()).expect("start");
     // b read the task while it was running and decided to fail it; a
     // completed it first
-    let done = apply(&db.a, task, Transition::Complete, Some("{}"), None).expect("complete");
+    let done = apply(
+        &db.a,
+        task,
+        Transition::Complete,
+        &Outcome {
+            result: Some("{}"),
+            ..Outcome::default()
+        },
+    )
+    .expect("complete");
     assert_eq!(done.map(|t| t.status), Some(TaskStatus::Completed));
-    let late = apply(&db.b, task, Transition::Fail, None, Some("lost")).expect("fail");
+    let late = apply(
+        &db.b,
+        task,
+        Transition::Fail,
+        &Outcome {
+            error: Some("lost"),
+            ..Outcome::default()
+        },
+    )
+    .expect("fail");
     assert!(late.is_none(), "overwrote the completion: {late:?}");
     let stored = get(&db.b, task, false).expect("read").expect("task");
     assert_eq!((stored.status, stored.error), (TaskStatus::Completed, None));
@@ -158,7 +176,7 @@ fn a_lease_is_only_set_on_a_task_still_dispatched_to_the_runtime() {
     assert!(leased.is_some_and(|t| t.prepare_lease_expires_at.is_some()));
     let other = set_prepare_lease(&db.a, task, RuntimeId::new(), until).expect("lease");
     assert!(other.is_none());
-    apply(&db.a, task, Transition::Start, None, None).expect("start");
+    apply(&db.a, task, Transition::Start, &Outcome::default()).expect("start");
     let late = set_prepare_lease(&db.b, task, db.runtime, until).expect("lease");
     assert!(late.is_none(), "leased a running task: {late:?}");
 }
