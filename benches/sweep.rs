@@ -186,6 +186,8 @@ async fn run(total: usize) {
         offline_runtime_ttl_secs: 7 * 24 * 3600,
         dispatch_timeout_secs: 300,
         running_timeout_secs: 9000,
+        reconnect_grace_secs: 10_800,
+        queued_ttl_secs: 7200,
     };
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sweeper = {

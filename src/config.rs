@@ -62,6 +62,11 @@ pub struct SweeperConfig {
     pub offline_runtime_ttl_secs: u64,
     pub dispatch_timeout_secs: u64,
     pub running_timeout_secs: u64,
+    /// How long the dispatched and running tasks of an offline runtime
+    /// wait for its daemon to come back before they fail.
+    pub reconnect_grace_secs: u64,
+    /// How long a queued task waits for a runtime that stays offline.
+    pub queued_ttl_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +119,8 @@ impl Default for SweeperConfig {
             offline_runtime_ttl_secs: 604_800,
             dispatch_timeout_secs: 300,
             running_timeout_secs: 9000,
+            reconnect_grace_secs: 10_800,
+            queued_ttl_secs: 7200,
         }
     }
 }
@@ -239,6 +246,11 @@ impl Config {
                 "sweeper.running_timeout_secs",
                 self.sweeper.running_timeout_secs,
             ),
+            (
+                "sweeper.reconnect_grace_secs",
+                self.sweeper.reconnect_grace_secs,
+            ),
+            ("sweeper.queued_ttl_secs", self.sweeper.queued_ttl_secs),
         ];
         for (key, value) in sweeper {
             if value == 0 {

@@ -326,6 +326,25 @@ impl EventBus {
         );
     }
 
+    /// A task that failed (or expired, or was cancelled), with the code of
+    /// why: `{task_id, agent_id, failure_reason}`.
+    pub fn task_ended(
+        &self,
+        kind: &'static str,
+        audience: Audience,
+        workspace_id: WorkspaceId,
+        task_id: TaskId,
+        agent_id: Option<AgentId>,
+        reason: Option<&str>,
+    ) {
+        self.publish_to(
+            kind,
+            workspace_id,
+            audience,
+            json!({"task_id": task_id, "agent_id": agent_id, "failure_reason": reason}),
+        );
+    }
+
     /// Follows `workspace`'s events.
     pub fn subscribe(&self, workspace: WorkspaceId) -> Subscription {
         let mailbox = Arc::new(Mailbox::default());

@@ -44,8 +44,9 @@ impl Failures {
         })
     }
 
-    /// `task:failed` per task and `agent:status` per changed agent; a task
-    /// whose agent is gone is shown to owners/admins only.
+    /// `task:failed` per task (`task:expired` for a queued task that
+    /// expired), with its `failure_reason`, and `agent:status` per changed
+    /// agent; a task whose agent is gone is shown to owners/admins only.
     pub fn publish(&self, events: &EventBus) {
         let audience = |agent: Option<AgentId>| {
             agent
@@ -53,12 +54,17 @@ impl Failures {
                 .unwrap_or(Audience::MANAGERS)
         };
         for task in &self.failed {
-            events.task(
-                "task:failed",
+            let kind = match task.reason.as_deref() {
+                Some(crate::store::tasks::reasons::QUEUED_EXPIRED) => "task:expired",
+                _ => "task:failed",
+            };
+            events.task_ended(
+                kind,
                 audience(task.agent_id),
                 task.workspace_id,
                 task.id,
                 task.agent_id,
+                task.reason.as_deref(),
             );
         }
         for (workspace, agent, status) in &self.statuses {

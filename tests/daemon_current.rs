@@ -557,6 +557,8 @@ async fn the_server_says_why_it_took_runtimes_offline() {
         offline_runtime_ttl_secs: 86_400,
         dispatch_timeout_secs: 300,
         running_timeout_secs: 9000,
+        reconnect_grace_secs: 10_800,
+        queued_ttl_secs: 7200,
     };
     assert_eq!(sweep_once(&app.state, &config).stale_runtimes, 1);
     let row = app.listed_runtime(&alice.token, &ws, &quiet).await;

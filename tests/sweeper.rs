@@ -2,6 +2,7 @@
 
 mod common;
 
+use agenthub::domain::Timestamp;
 use agenthub::jobs::sweeper::sweep_once;
 use agenthub::store::seed::{self, TaskClock};
 use common::faults::{self, Fault};
@@ -17,6 +18,7 @@ async fn silent_runtime_goes_offline_and_its_work_fails_on_the_interval() {
     let app = spawn_app_with(|c| {
         c.sweeper.interval_secs = 1;
         c.sweeper.stale_after_secs = 1;
+        c.sweeper.reconnect_grace_secs = 1;
     })
     .await;
     let (alice, ws) = app.init_user("alice@example.com");
@@ -30,11 +32,11 @@ async fn silent_runtime_goes_offline_and_its_work_fails_on_the_interval() {
     assert!(eventually(5, || app.task_status(&task) == "failed").await);
     assert_eq!(
         error_of(&app, &task).as_deref(),
-        Some("runtime went offline")
+        Some("runtime did not reconnect within the grace period")
     );
     assert_eq!(
         app.task_row(&task).failure_reason.as_deref(),
-        Some("runtime_offline")
+        Some("runtime_reconnect_timeout")
     );
     assert!(eventually(5, || app.agent_status(&agent) == "idle").await);
 
@@ -44,41 +46,144 @@ async fn silent_runtime_goes_offline_and_its_work_fails_on_the_interval() {
             assert_eq!(e.payload()["action"], "stale_sweep");
             assert_eq!(e.payload()["runtime_ids"], json!([rt]));
         }
+        if e.kind == "task:failed" {
+            assert_eq!(
+                e.payload(),
+                json!({"task_id": task, "agent_id": agent,
+                       "failure_reason": "runtime_reconnect_timeout"})
+            );
+        }
         kinds.push(e.kind.to_string());
     }
     assert_eq!(kinds, ["daemon:register", "task:failed", "agent:status"]);
 }
 
 #[actix_web::test]
-async fn work_on_a_deregistered_runtime_fails() {
+async fn work_on_an_offline_runtime_waits_out_the_reconnect_grace() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
     let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
-    let task = app.task(&alice.token, &agent, "x", 0).await;
+    let back = app.task(&alice.token, &agent, "back in time", 0).await;
     app.claim(&alice.token, &rt).await;
-    app.post(
-        &format!("/api/daemon/tasks/{task}/start"),
-        &alice.token,
-        json!({}),
-    )
-    .await;
-    app.post(
-        "/api/daemon/deregister",
-        &alice.token,
-        json!({"runtime_ids": [rt]}),
-    )
-    .await;
+    let post = |path: String| {
+        let (app, token) = (&app, alice.token.clone());
+        async move { app.post(&path, &token, json!({})).await }
+    };
+    post(format!("/api/daemon/tasks/{back}/start")).await;
+    let deregister = || {
+        app.post(
+            "/api/daemon/deregister",
+            &alice.token,
+            json!({"runtime_ids": [rt]}),
+        )
+    };
+    deregister().await;
 
+    // within the grace nothing is lost: the daemon comes back and finishes
+    let report = sweep_once(&app.state, &thresholds());
+    assert_eq!(report.offline_task_failures, 0);
+    assert_eq!(app.task_status(&back), "running");
+    let hb = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+        .await;
+    assert_eq!(hb.status, 200);
+    assert_eq!(app.runtime_status(&rt), "online");
+    let r = post(format!("/api/daemon/tasks/{back}/complete")).await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (200, Some("completed"))
+    );
+
+    // past the grace, the work fails and the slot is free again
+    let lost = app.task(&alice.token, &agent, "lost", 0).await;
+    app.claim(&alice.token, &rt).await;
+    deregister().await;
+    app.age_runtime(&rt, 10_801);
     let report = sweep_once(&app.state, &thresholds());
     assert_eq!(report.stale_runtimes, 0);
     assert_eq!(report.offline_task_failures, 1);
-    assert_eq!(app.task_status(&task), "failed");
+    assert_eq!(app.task_status(&lost), "failed");
     assert_eq!(
-        error_of(&app, &task).as_deref(),
-        Some("runtime went offline")
+        error_of(&app, &lost).as_deref(),
+        Some("runtime did not reconnect within the grace period")
+    );
+    assert_eq!(
+        app.task_row(&lost).failure_reason.as_deref(),
+        Some("runtime_reconnect_timeout")
     );
     assert_eq!(app.agent_status(&agent), "idle");
+}
+
+#[actix_web::test]
+async fn queued_work_for_a_runtime_that_stays_offline_expires() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let gone = app.runtime(&alice.token, &ws, "old-box", "claude").await;
+    let here = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let waiting_agent = app.agent(&alice.token, &ws, &gone, json!({})).await;
+    let busy_agent = app.agent(&alice.token, &ws, &here, json!({})).await;
+    app.deregister(&alice.token, &[&gone]).await;
+    // queueing for an offline runtime is allowed, and said
+    let r = app
+        .post(
+            &format!("/api/agents/{waiting_agent}/tasks"),
+            &alice.token,
+            json!({"prompt": "when you are back"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["runtime_status"], "offline");
+    let waiting = r.body["id"].as_str().unwrap().to_string();
+    let r = app
+        .post(
+            &format!("/api/agents/{busy_agent}/tasks"),
+            &alice.token,
+            json!({"prompt": "soon"}),
+        )
+        .await;
+    assert_eq!(r.body["runtime_status"], "online");
+    let queued_here = r.body["id"].as_str().unwrap().to_string();
+    let mut events = app.state.events.subscribe(ws.parse().unwrap());
+
+    // younger than the TTL: it waits
+    assert_eq!(sweep_once(&app.state, &thresholds()).expired_tasks, 0);
+    let old = Timestamp::now() - chrono::Duration::seconds(7201);
+    let backdated = [parse_id(&waiting), parse_id(&queued_here)];
+    app.arrange(move |conn| {
+        for id in backdated {
+            seed::backdate_task(conn, id, TaskClock::Queued, old)?;
+        }
+        Ok(())
+    });
+    app.age_runtime(&gone, 7201);
+    let report = sweep_once(&app.state, &thresholds());
+    assert_eq!(report.expired_tasks, 1);
+    let row = app.task_row(&waiting);
+    assert_eq!(row.status.as_str(), "failed");
+    assert_eq!(row.failure_reason.as_deref(), Some("queued_expired"));
+    assert_eq!(
+        row.error.as_deref(),
+        Some("task expired in the queue: its runtime stayed offline")
+    );
+    // a runtime that is online claims its old work when it gets to it
+    assert_eq!(app.task_status(&queued_here), "queued");
+    let expired: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter(|e| e.kind.starts_with("task:"))
+        .map(|e| (e.kind.to_string(), e.payload()))
+        .collect();
+    assert_eq!(
+        expired,
+        [(
+            "task:expired".to_string(),
+            json!({"task_id": waiting, "agent_id": waiting_agent,
+                   "failure_reason": "queued_expired"})
+        )]
+    );
 }
 
 #[actix_web::test]
@@ -116,8 +221,14 @@ async fn stuck_tasks_time_out() {
         Ok(())
     });
 
+    // a long run on a runtime that heartbeats goes on
     let report = sweep_once(&app.state, &thresholds());
-    assert_eq!(report.timed_out_tasks, 2);
+    assert_eq!(report.timed_out_tasks, 1);
+    assert_eq!(app.task_status(&running), "running");
+    // once its runtime is not online, the running timeout applies
+    app.deregister(&alice.token, &[&rt]).await;
+    let report = sweep_once(&app.state, &thresholds());
+    assert_eq!(report.timed_out_tasks, 1);
     for (task, reason) in [
         (&dispatched, "dispatch_timeout"),
         (&running, "running_timeout"),
@@ -126,9 +237,9 @@ async fn stuck_tasks_time_out() {
         assert_eq!(error_of(&app, task).as_deref(), Some("task timed out"));
         assert_eq!(app.task_row(task).failure_reason.as_deref(), Some(reason));
     }
+    // a fresh run waits out the reconnect grace
     assert_eq!(app.task_status(&fresh), "running");
     assert_eq!(app.agent_status(&agent), "working");
-    assert_eq!(app.runtime_status(&rt), "online");
 }
 
 #[actix_web::test]

@@ -11,7 +11,7 @@ use super::{at_most, required, text};
 use crate::access::{member_role, require_agent, require_agent_editor};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::daemon_hub::DaemonHub;
-use crate::domain::{AgentId, AgentStatus, RuntimeId, Visibility, WorkspaceId};
+use crate::domain::{AgentId, AgentStatus, RuntimeId, RuntimeStatus, Visibility, WorkspaceId};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus};
 use crate::store::agents::{self, Agent, AgentFields};
@@ -351,7 +351,9 @@ struct CreateTask {
     issue_id: Option<String>,
 }
 
-/// Queues work for an agent; any member who can see the agent may.
+/// Queues work for an agent; any member who can see the agent may. The
+/// reply is the task and `runtime_status`, whether the runtime that will
+/// run it is online now.
 async fn create_task(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
@@ -392,10 +394,17 @@ async fn create_task(
                     created_by: caller.user_id,
                 },
             )?;
-            Ok((task, Audience::of_agent(&agent), agent.runtime_id))
+            let runtime_status = crate::store::runtimes::get(tx, agent.runtime_id)?
+                .map_or(RuntimeStatus::Offline, |r| r.status);
+            Ok((
+                task,
+                Audience::of_agent(&agent),
+                agent.runtime_id,
+                runtime_status,
+            ))
         })
         .await?;
-    let (task, audience, runtime) = task;
+    let (task, audience, runtime, runtime_status) = task;
     hub.task_available(runtime, task.id);
     events.task(
         "task:queued",
@@ -404,5 +413,9 @@ async fn create_task(
         task.id,
         task.agent_id,
     );
-    Ok(HttpResponse::Created().json(task))
+    // queueing for an offline runtime is allowed (its daemon may be back
+    // soon), and said: the task waits, and expires after the queued TTL
+    let mut reply = serde_json::json!(task);
+    reply["runtime_status"] = serde_json::json!(runtime_status);
+    Ok(HttpResponse::Created().json(reply))
 }

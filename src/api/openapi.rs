@@ -197,7 +197,7 @@ const ROUTES: &[Route] = &[
     post("/api/agents/{id}/archive", "Archive an agent", User, Ref("Agent")),
     post("/api/agents/{id}/restore", "Restore an agent", User, Ref("Agent")),
     get("/api/agents/{id}/tasks", "An agent's tasks", User, List("Task")),
-    post("/api/agents/{id}/tasks", "Queue a task", User, Ref("Task")).body("CreateTask").created(),
+    post("/api/agents/{id}/tasks", "Queue a task (and whether its runtime is online)", User, Ref("QueuedTask")).body("CreateTask").created(),
     post("/api/tasks/{id}/cancel", "Cancel a task", User, Ref("Task")),
     get("/api/tasks/{id}/messages", "A task's transcript, by seq (paginated)", User, List("TaskMessage")).query(&["after_seq", "since", "limit"]),
     get("/api/events", "Live workspace events (SSE)", Workspace, Text("text/event-stream")),

@@ -95,13 +95,23 @@ async fn transition(
         Ok(changed) => changed,
         Err(unchanged) => return Ok(unchanged),
     };
-    events.task(
-        event_of(transition),
-        audience,
-        task.workspace_id,
-        task.id,
-        task.agent_id,
-    );
+    match transition {
+        Transition::Fail | Transition::Cancel => events.task_ended(
+            event_of(transition),
+            audience,
+            task.workspace_id,
+            task.id,
+            task.agent_id,
+            task.failure_reason.as_deref(),
+        ),
+        Transition::Start | Transition::Complete => events.task(
+            event_of(transition),
+            audience,
+            task.workspace_id,
+            task.id,
+            task.agent_id,
+        ),
+    }
     if let (Some(agent), Some(status)) = (task.agent_id, agent_status) {
         events.agent_status(audience, task.workspace_id, agent, status);
     }

@@ -3,11 +3,14 @@
 //! keeps going:
 //!
 //! 1. online runtimes silent for `stale_after_secs` go offline (offline
-//!    reason `stale`), and
-//!    dispatched/running tasks on offline runtimes (swept or deregistered)
-//!    fail with `runtime went offline`;
-//! 2. tasks dispatched longer than `dispatch_timeout_secs` or running longer
-//!    than `running_timeout_secs` fail with `task timed out`;
+//!    reason `stale`), and dispatched/running tasks on offline runtimes
+//!    (swept or deregistered) not heard from for `reconnect_grace_secs`
+//!    fail (`runtime_reconnect_timeout`): a daemon back within the grace
+//!    finds its work as it left it;
+//! 2. tasks dispatched longer than `dispatch_timeout_secs`, or running
+//!    longer than `running_timeout_secs` on a runtime that is not online,
+//!    fail with `task timed out`; tasks queued for `queued_ttl_secs` on a
+//!    runtime offline that long expire (`queued_expired`);
 //! 3. offline runtimes last seen more than `offline_runtime_ttl_secs` ago
 //!    with no agent rows at all are deleted, and pings and updates that
 //!    ended more than an hour ago are forgotten (`store::probes`).
@@ -52,6 +55,7 @@ pub struct SweepReport {
     pub stale_runtimes: usize,
     pub offline_task_failures: usize,
     pub timed_out_tasks: usize,
+    pub expired_tasks: usize,
     pub deleted_runtimes: usize,
     pub forgotten_probes: usize,
     pub duration: Duration,
@@ -152,14 +156,16 @@ fn log_report(report: &SweepReport) {
     let changed = report.stale_runtimes
         + report.offline_task_failures
         + report.timed_out_tasks
+        + report.expired_tasks
         + report.deleted_runtimes
         + report.forgotten_probes;
     if changed > 0 {
         log::info!(
-            "sweep: {} runtime(s) offline, {} task(s) failed on offline runtimes, {} timed out, {} runtime(s) deleted, {} ping(s) and update(s) forgotten in {} ms",
+            "sweep: {} runtime(s) offline, {} task(s) failed on offline runtimes, {} timed out, {} expired in the queue, {} runtime(s) deleted, {} ping(s) and update(s) forgotten in {} ms",
             report.stale_runtimes,
             report.offline_task_failures,
             report.timed_out_tasks,
+            report.expired_tasks,
             report.deleted_runtimes,
             report.forgotten_probes,
             report.duration.as_millis()
@@ -191,7 +197,10 @@ pub fn sweep_once<'a>(parts: impl Into<Sweeping<'a>>, config: &SweeperConfig) ->
         Ok(n) => report.stale_runtimes = n,
         Err(e) => log::warn!("sweep: marking stale runtimes offline failed: {e}"),
     }
-    match fail_in_batches(db, events, sweeps::fail_tasks_on_offline_runtimes) {
+    let grace = cutoff(config.reconnect_grace_secs);
+    match fail_in_batches(db, events, move |conn| {
+        sweeps::fail_tasks_on_offline_runtimes(conn, grace)
+    }) {
         Ok(n) => report.offline_task_failures = n,
         Err(e) => log::warn!("sweep: failing tasks on offline runtimes failed: {e}"),
     }
@@ -202,6 +211,13 @@ pub fn sweep_once<'a>(parts: impl Into<Sweeping<'a>>, config: &SweeperConfig) ->
     }) {
         Ok(n) => report.timed_out_tasks = n,
         Err(e) => log::warn!("sweep: failing timed-out tasks failed: {e}"),
+    }
+    let queued = cutoff(config.queued_ttl_secs);
+    match fail_in_batches(db, events, move |conn| {
+        sweeps::expire_queued_tasks(conn, queued)
+    }) {
+        Ok(n) => report.expired_tasks = n,
+        Err(e) => log::warn!("sweep: expiring queued tasks failed: {e}"),
     }
     match collect_garbage(db, events, cutoff(config.offline_runtime_ttl_secs)) {
         Ok(n) => report.deleted_runtimes = n,

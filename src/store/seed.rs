@@ -47,6 +47,8 @@ pub enum TokenKind {
 /// The moments of a task's life that timeouts are measured from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskClock {
+    /// When it was queued (`created_at`).
+    Queued,
     /// When a daemon claimed it (`dispatched_at`).
     Dispatched,
     /// When its daemon said it started (`started_at`).

@@ -15,6 +15,8 @@ pub struct FailedTask {
     pub id: TaskId,
     pub workspace_id: WorkspaceId,
     pub agent_id: Option<AgentId>,
+    /// Its `failure_reason`.
+    pub reason: Option<String>,
 }
 
 /// Marks up to [`BATCH`] online runtimes last seen before `cutoff` offline,
@@ -27,14 +29,21 @@ pub fn mark_stale_offline(
 }
 
 /// Fails up to [`BATCH`] dispatched/running tasks whose runtime is offline
-/// (swept as stale or deregistered).
-pub fn fail_tasks_on_offline_runtimes(conn: &Conn<'_>) -> Result<Vec<FailedTask>> {
-    dispatch!(conn, sweeps::fail_tasks_on_offline_runtimes())
+/// (swept as stale or deregistered) and was last heard from before
+/// `grace_cutoff`: its daemon did not come back within the reconnect grace
+/// (`runtime_reconnect_timeout`).
+pub fn fail_tasks_on_offline_runtimes(
+    conn: &Conn<'_>,
+    grace_cutoff: Timestamp,
+) -> Result<Vec<FailedTask>> {
+    dispatch!(conn, sweeps::fail_tasks_on_offline_runtimes(grace_cutoff))
 }
 
 /// Fails up to [`BATCH`] tasks dispatched before `dispatched_cutoff` (and
-/// not under a live prepare lease: their daemon is still preparing them)
-/// or running since before `running_cutoff`.
+/// not under a live prepare lease: their daemon is still preparing them;
+/// `dispatch_timeout`), or running since before `running_cutoff` on a
+/// runtime that is not online (`running_timeout`: a run whose daemon still
+/// heartbeats goes on as long as it takes).
 pub fn fail_timed_out_tasks(
     conn: &Conn<'_>,
     dispatched_cutoff: Timestamp,
@@ -44,6 +53,13 @@ pub fn fail_timed_out_tasks(
         conn,
         sweeps::fail_timed_out_tasks(dispatched_cutoff, running_cutoff)
     )
+}
+
+/// Fails up to [`BATCH`] tasks queued before `cutoff` for an agent whose
+/// runtime is offline and was last heard from before `cutoff`: nothing
+/// will claim them (`queued_expired`).
+pub fn expire_queued_tasks(conn: &Conn<'_>, cutoff: Timestamp) -> Result<Vec<FailedTask>> {
+    dispatch!(conn, sweeps::expire_queued_tasks(cutoff))
 }
 
 /// Deletes up to [`BATCH`] offline runtimes last seen before `cutoff` that

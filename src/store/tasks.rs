@@ -84,8 +84,11 @@ pub struct Outcome<'a> {
 pub mod reasons {
     /// The daemon reported a failure without a code of its own.
     pub const AGENT_ERROR: &str = "agent_error";
-    /// Its runtime went offline (swept as stale, or deregistered).
-    pub const RUNTIME_OFFLINE: &str = "runtime_offline";
+    /// Its runtime went offline and its daemon did not come back within
+    /// the reconnect grace.
+    pub const RUNTIME_RECONNECT_TIMEOUT: &str = "runtime_reconnect_timeout";
+    /// Queued for a runtime that stayed offline past the queued TTL.
+    pub const QUEUED_EXPIRED: &str = "queued_expired";
     /// Dispatched, and never started in time.
     pub const DISPATCH_TIMEOUT: &str = "dispatch_timeout";
     /// Running for longer than allowed.

@@ -799,6 +799,8 @@ pub fn thresholds() -> SweeperConfig {
         offline_runtime_ttl_secs: 3600,
         dispatch_timeout_secs: 300,
         running_timeout_secs: 9000,
+        reconnect_grace_secs: 10_800,
+        queued_ttl_secs: 7200,
     }
 }
 

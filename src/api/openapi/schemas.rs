@@ -306,6 +306,8 @@ fn task_fields() -> Vec<(&'static str, Value)> {
 }
 
 fn agents_and_tasks() -> Vec<(&'static str, Value)> {
+    let mut queued = task_fields();
+    queued.push(("runtime_status", words(crate::domain::RuntimeStatus::ALL)));
     let mut claimed = task_fields();
     claimed.push((
         "agent",
@@ -347,6 +349,7 @@ fn agents_and_tasks() -> Vec<(&'static str, Value)> {
             ]),
         ),
         ("Task", reply(&task_fields())),
+        ("QueuedTask", reply(&queued)),
         ("ClaimedTask", reply(&claimed)),
         (
             "Claim",

@@ -217,6 +217,7 @@ pub fn backdate_task(
     at: Timestamp,
 ) -> Result<(), postgres::Error> {
     let column = match clock {
+        TaskClock::Queued => "created_at",
         TaskClock::Dispatched => "dispatched_at",
         TaskClock::Started => "started_at",
     };

@@ -24,6 +24,7 @@ fn failed(row: &Row) -> Result<FailedTask, postgres::Error> {
         id: row.try_get(0)?,
         workspace_id: row.try_get(1)?,
         agent_id: row.try_get(2)?,
+        reason: row.try_get(3)?,
     })
 }
 
@@ -48,24 +49,26 @@ pub fn mark_stale_offline(
 
 pub fn fail_tasks_on_offline_runtimes(
     conn: &mut Client,
+    grace_cutoff: Timestamp,
 ) -> Result<Vec<FailedTask>, postgres::Error> {
     // (SQLite's CROSS JOIN fixes its join order; PostgreSQL's planner
     // picks the order from statistics, and takes no ON with CROSS JOIN)
     conn.query(
         "UPDATE agent_task_queue
-         SET status = 'failed', error = 'runtime went offline', failure_reason = 'runtime_offline',
-             completed_at = $1,
+         SET status = 'failed', error = 'runtime did not reconnect within the grace period',
+             failure_reason = 'runtime_reconnect_timeout', completed_at = $1,
              prepare_lease_expires_at = NULL
          WHERE id IN (
              SELECT t.id FROM agent_task_queue t
              JOIN agent_runtime r ON r.id = t.runtime_id
              WHERE t.status IN ('dispatched', 'running') AND r.status = 'offline'
+               AND (r.last_seen_at IS NULL OR r.last_seen_at < $3)
              LIMIT $2)
            AND status IN ('dispatched', 'running')
-           AND (SELECT r.status FROM agent_runtime r
-                WHERE r.id = agent_task_queue.runtime_id) = 'offline'
-         RETURNING id, workspace_id, agent_id",
-        &[&Timestamp::now(), &BATCH],
+           AND (SELECT r.status = 'offline' AND (r.last_seen_at IS NULL OR r.last_seen_at < $3)
+                FROM agent_runtime r WHERE r.id = agent_task_queue.runtime_id)
+         RETURNING id, workspace_id, agent_id, failure_reason",
+        &[&Timestamp::now(), &BATCH, &grace_cutoff],
     )?
     .iter()
     .map(failed)
@@ -88,18 +91,47 @@ pub fn fail_timed_out_tasks(
              SELECT id FROM agent_task_queue WHERE status = 'dispatched' AND dispatched_at < $1
                AND (prepare_lease_expires_at IS NULL OR prepare_lease_expires_at < $3)
              UNION ALL
-             SELECT id FROM agent_task_queue WHERE status = 'running' AND started_at < $2
+             SELECT t.id FROM agent_task_queue t WHERE t.status = 'running' AND t.started_at < $2
+               AND NOT EXISTS (SELECT 1 FROM agent_runtime r
+                               WHERE r.id = t.runtime_id AND r.status = 'online')
              LIMIT $4)
            AND ((status = 'dispatched' AND dispatched_at < $1
                  AND (prepare_lease_expires_at IS NULL OR prepare_lease_expires_at < $3))
-                OR (status = 'running' AND started_at < $2))
-         RETURNING id, workspace_id, agent_id",
+                OR (status = 'running' AND started_at < $2
+                    AND NOT EXISTS (SELECT 1 FROM agent_runtime r
+                                    WHERE r.id = agent_task_queue.runtime_id
+                                      AND r.status = 'online')))
+         RETURNING id, workspace_id, agent_id, failure_reason",
         &[
             &dispatched_cutoff,
             &running_cutoff,
             &Timestamp::now(),
             &BATCH,
         ],
+    )?
+    .iter()
+    .map(failed)
+    .collect()
+}
+
+pub fn expire_queued_tasks(
+    conn: &mut Client,
+    cutoff: Timestamp,
+) -> Result<Vec<FailedTask>, postgres::Error> {
+    conn.query(
+        "UPDATE agent_task_queue
+         SET status = 'failed', error = 'task expired in the queue: its runtime stayed offline',
+             failure_reason = 'queued_expired', completed_at = $1
+         WHERE id IN (
+             SELECT t.id FROM agent_task_queue t
+             JOIN agent a ON a.id = t.agent_id
+             JOIN agent_runtime r ON r.id = a.runtime_id
+             WHERE t.status = 'queued' AND t.created_at < $2
+               AND r.status = 'offline' AND (r.last_seen_at IS NULL OR r.last_seen_at < $2)
+             LIMIT $3)
+           AND status = 'queued'
+         RETURNING id, workspace_id, agent_id, failure_reason",
+        &[&Timestamp::now(), &cutoff, &BATCH],
     )?
     .iter()
     .map(failed)

@@ -423,8 +423,8 @@ pub fn fail_orphans(
                -- again on the row itself: a task that ended meanwhile keeps
                -- its end
                AND runtime_id = $1 AND status IN ('dispatched', 'running')
-             RETURNING id, workspace_id, agent_id, seq)
-         SELECT id, workspace_id, agent_id FROM failed ORDER BY seq",
+             RETURNING id, workspace_id, agent_id, failure_reason, seq)
+         SELECT id, workspace_id, agent_id, failure_reason FROM failed ORDER BY seq",
         &[
             &runtime,
             &ORPHAN_ERROR,
@@ -438,6 +438,7 @@ pub fn fail_orphans(
             id: r.try_get(0)?,
             workspace_id: r.try_get(1)?,
             agent_id: r.try_get(2)?,
+            reason: r.try_get(3)?,
         })
     })
     .collect()

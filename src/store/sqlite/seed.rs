@@ -152,6 +152,7 @@ pub fn backdate_task(
     at: Timestamp,
 ) -> rusqlite::Result<()> {
     let column = match clock {
+        TaskClock::Queued => "created_at",
         TaskClock::Dispatched => "dispatched_at",
         TaskClock::Started => "started_at",
     };

@@ -35,14 +35,18 @@ fn failed(row: &rusqlite::Row<'_>) -> rusqlite::Result<FailedTask> {
         id: row.get(0)?,
         workspace_id: row.get(1)?,
         agent_id: row.get(2)?,
+        reason: row.get(3)?,
     })
 }
 
-pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec<FailedTask>> {
+pub fn fail_tasks_on_offline_runtimes(
+    conn: &Connection,
+    grace_cutoff: Timestamp,
+) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
-         SET status = 'failed', error = 'runtime went offline', failure_reason = 'runtime_offline',
-             completed_at = ?1,
+         SET status = 'failed', error = 'runtime did not reconnect within the grace period',
+             failure_reason = 'runtime_reconnect_timeout', completed_at = ?1,
              prepare_lease_expires_at = NULL
          WHERE id IN (
              -- CROSS JOIN keeps this order: scan the few open tasks, then
@@ -50,12 +54,14 @@ pub fn fail_tasks_on_offline_runtimes(conn: &Connection) -> rusqlite::Result<Vec
              SELECT t.id FROM agent_task_queue t
              CROSS JOIN agent_runtime r ON r.id = t.runtime_id
              WHERE t.status IN ('dispatched', 'running') AND r.status = 'offline'
+               AND (r.last_seen_at IS NULL OR r.last_seen_at < ?3)
              LIMIT ?2)
            AND status IN ('dispatched', 'running')
-           AND (SELECT r.status FROM agent_runtime r WHERE r.id = agent_task_queue.runtime_id) = 'offline'
-         RETURNING id, workspace_id, agent_id",
+           AND (SELECT r.status = 'offline' AND (r.last_seen_at IS NULL OR r.last_seen_at < ?3)
+                FROM agent_runtime r WHERE r.id = agent_task_queue.runtime_id)
+         RETURNING id, workspace_id, agent_id, failure_reason",
     )?;
-    let rows = stmt.query_map(params![Timestamp::now(), BATCH], failed)?;
+    let rows = stmt.query_map(params![Timestamp::now(), BATCH, grace_cutoff], failed)?;
     rows.collect()
 }
 
@@ -75,17 +81,44 @@ pub fn fail_timed_out_tasks(
              SELECT id FROM agent_task_queue WHERE status = 'dispatched' AND dispatched_at < ?1
                AND (prepare_lease_expires_at IS NULL OR prepare_lease_expires_at < ?3)
              UNION ALL
-             SELECT id FROM agent_task_queue WHERE status = 'running' AND started_at < ?2
+             SELECT t.id FROM agent_task_queue t WHERE t.status = 'running' AND t.started_at < ?2
+               AND NOT EXISTS (SELECT 1 FROM agent_runtime r
+                               WHERE r.id = t.runtime_id AND r.status = 'online')
              LIMIT ?4)
            AND ((status = 'dispatched' AND dispatched_at < ?1
                  AND (prepare_lease_expires_at IS NULL OR prepare_lease_expires_at < ?3))
-                OR (status = 'running' AND started_at < ?2))
-         RETURNING id, workspace_id, agent_id",
+                OR (status = 'running' AND started_at < ?2
+                    AND NOT EXISTS (SELECT 1 FROM agent_runtime r
+                                    WHERE r.id = agent_task_queue.runtime_id
+                                      AND r.status = 'online')))
+         RETURNING id, workspace_id, agent_id, failure_reason",
     )?;
     let rows = stmt.query_map(
         params![dispatched_cutoff, running_cutoff, Timestamp::now(), BATCH],
         failed,
     )?;
+    rows.collect()
+}
+
+pub fn expire_queued_tasks(
+    conn: &Connection,
+    cutoff: Timestamp,
+) -> rusqlite::Result<Vec<FailedTask>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE agent_task_queue
+         SET status = 'failed', error = 'task expired in the queue: its runtime stayed offline',
+             failure_reason = 'queued_expired', completed_at = ?1
+         WHERE id IN (
+             SELECT t.id FROM agent_task_queue t
+             CROSS JOIN agent a ON a.id = t.agent_id
+             CROSS JOIN agent_runtime r ON r.id = a.runtime_id
+             WHERE t.status = 'queued' AND t.created_at < ?2
+               AND r.status = 'offline' AND (r.last_seen_at IS NULL OR r.last_seen_at < ?2)
+             LIMIT ?3)
+           AND status = 'queued'
+         RETURNING id, workspace_id, agent_id, failure_reason",
+    )?;
+    let rows = stmt.query_map(params![Timestamp::now(), cutoff, BATCH], failed)?;
     rows.collect()
 }
 

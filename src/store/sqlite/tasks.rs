@@ -345,7 +345,7 @@ pub fn fail_orphans(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<V
            -- again on the row itself: a task that ended meanwhile keeps
            -- its end
            AND runtime_id = ?1 AND status IN ('dispatched', 'running')
-         RETURNING id, workspace_id, agent_id",
+         RETURNING id, workspace_id, agent_id, failure_reason",
     )?;
     let rows = stmt.query_map(
         params![
@@ -359,6 +359,7 @@ pub fn fail_orphans(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<V
                 id: r.get(0)?,
                 workspace_id: r.get(1)?,
                 agent_id: r.get(2)?,
+                reason: r.get(3)?,
             })
         },
     )?;
