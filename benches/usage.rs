@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use agenthub::admin;
 use agenthub::app::Application;
 use agenthub::config::Config;
-use agenthub::domain::{RuntimeId, RuntimeStatus, TaskId, Timestamp};
+use agenthub::domain::{EntityId, RuntimeId, RuntimeStatus, TaskId, Timestamp};
 use agenthub::store::seed::{self, SeedRuntime};
 use agenthub::store::usage::{upsert_runtime_usage, upsert_task_usage, UsageEntry};
 use rand::rngs::StdRng;
@@ -52,122 +52,35 @@ async fn run(rows: usize) {
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
-    let init = admin::init(&state.db, "lead@example.com", None, None).expect("init");
-    let ws = init.workspace_id;
-
+    let reuse = std::env::var("USAGE_REUSE").is_ok_and(|v| v == "1") && url.is_some();
     let started = Instant::now();
-    let mut rng = StdRng::seed_from_u64(42);
     let now = chrono::Utc::now();
-    let mut people = vec![init.user_id];
-    for p in 1..PEOPLE {
-        let added = admin::add_user(
-            &state.db,
-            &format!("dev{p}@example.com"),
-            None,
-            Some((ws, agenthub::domain::Role::Member)),
+    let (ws, token, runtime) = if reuse {
+        // the data of an earlier run, measured again on a quieter machine
+        let token = admin::create_token(&state.db, "lead@example.com", Some("bench"))
+            .expect("token")
+            .token;
+        let (ws, runtime) = off_executor(|| {
+            let mut client =
+                postgres::Client::connect(url.as_deref().unwrap_or_default(), postgres::NoTls)
+                    .expect("connect");
+            let row = client
+                .query_one(
+                    "SELECT (SELECT id FROM workspace), (SELECT id FROM agent_runtime ORDER BY id LIMIT 1 OFFSET 7)",
+                    &[],
+                )
+                .expect("an earlier run's data");
+            let ids: (uuid::Uuid, uuid::Uuid) = (row.get(0), row.get(1));
+            ids
+        });
+        (
+            agenthub::domain::WorkspaceId::from_uuid(ws),
+            token,
+            RuntimeId::from_uuid(runtime),
         )
-        .expect("user");
-        people.push(added.user_id);
-    }
-    let t0 = Timestamp::now();
-    let (fleet_people, fleet_t0) = (people.clone(), t0);
-    let (runtimes, agents) = state
-        .db
-        .write_blocking(move |tx| -> agenthub::store::Result<_> {
-            let (people, t0) = (fleet_people, fleet_t0);
-            let mut runtimes = Vec::new();
-            let mut agents = Vec::new();
-            for r in 0..RUNTIMES {
-                let id = RuntimeId::new();
-                let owner = people[r % PEOPLE];
-                seed::runtime(
-                    tx,
-                    &SeedRuntime {
-                        id,
-                        workspace: ws,
-                        daemon_id: &format!("host-{}", r / 2),
-                        name: "rt",
-                        provider: ["claude", "codex"][r % 2],
-                        status: RuntimeStatus::Online,
-                        owner,
-                        last_seen_at: Some(t0),
-                        created_at: t0,
-                    },
-                )?;
-                let agent = support::seed_agent(tx, ws, id, owner, t0)?;
-                runtimes.push(id);
-                agents.push((agent, id));
-            }
-            Ok((runtimes, agents))
-        })
-        .expect("fleet");
-
-    // tasks with 2-3 models each, recorded at random moments of the year
-    let mut written = 0;
-    while written < rows {
-        let batch = (rows - written).min(50_000);
-        let mut items = Vec::with_capacity(batch / 2);
-        let mut n = 0;
-        while n < batch {
-            let (agent, runtime) = agents[rng.random_range(0..agents.len())];
-            let at = now - chrono::Duration::seconds(rng.random_range(0..365 * 24 * 3600));
-            let models = rng.random_range(2..=3).min(batch - n);
-            let picked = rand::seq::index::sample(&mut rng, MODELS, models).into_vec();
-            let entries: Vec<UsageEntry> = picked
-                .into_iter()
-                .map(|m| UsageEntry {
-                    provider: "anthropic".into(),
-                    model: model(m),
-                    input_tokens: rng.random_range(100..200_000),
-                    output_tokens: rng.random_range(10..20_000),
-                    cache_read_tokens: rng.random_range(0..100_000),
-                    cache_write_tokens: rng.random_range(0..10_000),
-                })
-                .collect();
-            n += entries.len();
-            items.push((agent, runtime, Timestamp::from_utc(at), entries));
-        }
-        state
-            .db
-            .write_blocking(move |tx| -> agenthub::store::Result<_> {
-                for (agent, runtime, at, entries) in &items {
-                    let task = TaskId::new();
-                    seed::finished_task(tx, task, ws, *agent, *runtime, *at)?;
-                    for entry in entries {
-                        upsert_task_usage(tx, task, ws, entry, *at)?;
-                    }
-                }
-                Ok(())
-            })
-            .expect("usage batch");
-        written += batch;
-    }
-    // a year of daily reports from every runtime, three models each
-    let (daily, reported_at) = (runtimes.clone(), t0);
-    state
-        .db
-        .write_blocking(move |tx| -> agenthub::store::Result<_> {
-            let (runtimes, t0) = (daily, reported_at);
-            for runtime in &runtimes {
-                for day in 0..365u64 {
-                    let date = (now.date_naive() - chrono::Days::new(day))
-                        .format("%Y-%m-%d")
-                        .to_string();
-                    for m in 0..3 {
-                        let entry = UsageEntry {
-                            provider: "anthropic".into(),
-                            model: model(m * 5),
-                            input_tokens: 1000,
-                            output_tokens: 100,
-                            ..Default::default()
-                        };
-                        upsert_runtime_usage(tx, *runtime, &date, &entry, t0)?;
-                    }
-                }
-            }
-            Ok(())
-        })
-        .expect("runtime usage");
+    } else {
+        generate(&state, rows, now).await
+    };
     // the database itself, read beside the server: what was generated,
     // and what the rollups save (SQL, not the store API)
     // (the PostgreSQL driver blocks on a runtime of its own: it runs on a
@@ -198,11 +111,10 @@ async fn run(rows: usize) {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(60))
         .finish();
-    let token = init.token.clone();
     let routes = [
         format!("/api/usage/daily?days=365&workspace_id={ws}"),
         format!("/api/usage/summary?days=30&workspace_id={ws}"),
-        format!("/api/runtimes/{}/usage?days=365", runtimes[7]),
+        format!("/api/runtimes/{runtime}/usage?days=365"),
         format!("/api/usage/daily?days=30&workspace_id={ws}&tz=America/Los_Angeles"),
     ];
     for route in routes {
@@ -320,4 +232,128 @@ impl Raw {
                 .len(),
         }
     }
+}
+
+/// A year of the team's usage, through the real write path; returns the
+/// workspace, its owner's token and the runtime whose page is timed.
+async fn generate(
+    state: &agenthub::app::State,
+    rows: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (agenthub::domain::WorkspaceId, String, RuntimeId) {
+    let init = admin::init(&state.db, "lead@example.com", None, None).expect("init");
+    let ws = init.workspace_id;
+
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut people = vec![init.user_id];
+    for p in 1..PEOPLE {
+        let added = admin::add_user(
+            &state.db,
+            &format!("dev{p}@example.com"),
+            None,
+            Some((ws, agenthub::domain::Role::Member)),
+        )
+        .expect("user");
+        people.push(added.user_id);
+    }
+    let t0 = Timestamp::now();
+    let (fleet_people, fleet_t0) = (people.clone(), t0);
+    let (runtimes, agents) = state
+        .db
+        .write_blocking(move |tx| -> agenthub::store::Result<_> {
+            let (people, t0) = (fleet_people, fleet_t0);
+            let mut runtimes = Vec::new();
+            let mut agents = Vec::new();
+            for r in 0..RUNTIMES {
+                let id = RuntimeId::new();
+                let owner = people[r % PEOPLE];
+                seed::runtime(
+                    tx,
+                    &SeedRuntime {
+                        id,
+                        workspace: ws,
+                        daemon_id: &format!("host-{}", r / 2),
+                        name: "rt",
+                        provider: ["claude", "codex"][r % 2],
+                        status: RuntimeStatus::Online,
+                        owner,
+                        last_seen_at: Some(t0),
+                        created_at: t0,
+                    },
+                )?;
+                let agent = support::seed_agent(tx, ws, id, owner, t0)?;
+                runtimes.push(id);
+                agents.push((agent, id));
+            }
+            Ok((runtimes, agents))
+        })
+        .expect("fleet");
+
+    // tasks with 2-3 models each, recorded at random moments of the year
+    let mut written = 0;
+    while written < rows {
+        let batch = (rows - written).min(50_000);
+        let mut items = Vec::with_capacity(batch / 2);
+        let mut n = 0;
+        while n < batch {
+            let (agent, runtime) = agents[rng.random_range(0..agents.len())];
+            let at = now - chrono::Duration::seconds(rng.random_range(0..365 * 24 * 3600));
+            let models = rng.random_range(2..=3).min(batch - n);
+            let picked = rand::seq::index::sample(&mut rng, MODELS, models).into_vec();
+            let entries: Vec<UsageEntry> = picked
+                .into_iter()
+                .map(|m| UsageEntry {
+                    provider: "anthropic".into(),
+                    model: model(m),
+                    input_tokens: rng.random_range(100..200_000),
+                    output_tokens: rng.random_range(10..20_000),
+                    cache_read_tokens: rng.random_range(0..100_000),
+                    cache_write_tokens: rng.random_range(0..10_000),
+                })
+                .collect();
+            n += entries.len();
+            items.push((agent, runtime, Timestamp::from_utc(at), entries));
+        }
+        state
+            .db
+            .write_blocking(move |tx| -> agenthub::store::Result<_> {
+                for (agent, runtime, at, entries) in &items {
+                    let task = TaskId::new();
+                    seed::finished_task(tx, task, ws, *agent, *runtime, *at)?;
+                    for entry in entries {
+                        upsert_task_usage(tx, task, ws, entry, *at)?;
+                    }
+                }
+                Ok(())
+            })
+            .expect("usage batch");
+        written += batch;
+    }
+    // a year of daily reports from every runtime, three models each
+    let (daily, reported_at) = (runtimes.clone(), t0);
+    state
+        .db
+        .write_blocking(move |tx| -> agenthub::store::Result<_> {
+            let (runtimes, t0) = (daily, reported_at);
+            for runtime in &runtimes {
+                for day in 0..365u64 {
+                    let date = (now.date_naive() - chrono::Days::new(day))
+                        .format("%Y-%m-%d")
+                        .to_string();
+                    for m in 0..3 {
+                        let entry = UsageEntry {
+                            provider: "anthropic".into(),
+                            model: model(m * 5),
+                            input_tokens: 1000,
+                            output_tokens: 100,
+                            ..Default::default()
+                        };
+                        upsert_runtime_usage(tx, *runtime, &date, &entry, t0)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .expect("runtime usage");
+    (ws, init.token, runtimes[7])
 }

@@ -4,6 +4,9 @@
 # benches/usage.rs). On PostgreSQL (a throwaway cluster from
 # scripts/postgres.sh, a fresh database in it):
 #   USAGE_ENGINE=postgres scripts/bench-usage.sh
+# and, to time the routes again on the data of the last PostgreSQL run
+# (generating it takes about ten minutes there):
+#   USAGE_ENGINE=postgres USAGE_REUSE=1 scripts/bench-usage.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +15,9 @@ if [ "${USAGE_ENGINE:-sqlite}" = "postgres" ]; then
     trap 'scripts/postgres.sh stop' EXIT
   fi
   admin=$(scripts/postgres.sh start)
-  psql -q "$admin" -c "DROP DATABASE IF EXISTS agenthub_usage" -c "CREATE DATABASE agenthub_usage"
+  if [ "${USAGE_REUSE:-0}" != "1" ]; then
+    psql -q "$admin" -c "DROP DATABASE IF EXISTS agenthub_usage" -c "CREATE DATABASE agenthub_usage"
+  fi
   export USAGE_DATABASE_URL="${admin%/postgres}/agenthub_usage"
 fi
 exec cargo bench --bench usage

@@ -315,6 +315,14 @@ impl ProbeStatus {
 }
 
 impl TaskStatus {
+    /// Ended: completed, failed or cancelled.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+
     /// Handed to a daemon and not ended: what holds one of its agent's
     /// slots and keeps its task token live.
     pub fn is_active(self) -> bool {

@@ -345,6 +345,18 @@ impl EventBus {
         );
     }
 
+    /// `task:retried`: `task` was queued to run again the work of
+    /// `parent_task_id`, as its `attempt`.
+    pub fn retried(&self, audience: Audience, task: &crate::store::tasks::Task) {
+        self.publish_to(
+            "task:retried",
+            task.workspace_id,
+            audience,
+            json!({"task_id": task.id, "agent_id": task.agent_id,
+                   "parent_task_id": task.parent_task_id, "attempt": task.attempt}),
+        );
+    }
+
     /// Follows `workspace`'s events.
     pub fn subscribe(&self, workspace: WorkspaceId) -> Subscription {
         let mailbox = Arc::new(Mailbox::default());

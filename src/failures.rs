@@ -1,6 +1,10 @@
 //! Tasks failed in bulk — by the sweeper, or by a daemon that restarted
 //! and left orphans — with their agents' statuses reconciled in the same
-//! transaction and the events to publish once it commits.
+//! transaction and the events to publish once it commits. A failure of the
+//! infrastructure ([`reasons::RETRIED`]) is retried in that transaction:
+//! the work is queued again as a new task (its next `attempt`, with
+//! `parent_task_id`) while the agent's `max_attempts` allows, the agent is
+//! not archived and its queue has room.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -8,6 +12,7 @@ use crate::domain::{AgentId, AgentStatus, WorkspaceId};
 use crate::events::{Audience, EventBus};
 use crate::store::agents;
 use crate::store::sweeps::FailedTask;
+use crate::store::tasks::{self, reasons, Task};
 use crate::store::Conn;
 use crate::store::Error;
 
@@ -17,6 +22,8 @@ pub struct Failures {
     /// (workspace, agent, new status) of agents whose status changed
     statuses: Vec<(WorkspaceId, AgentId, AgentStatus)>,
     audiences: HashMap<AgentId, Audience>,
+    /// The tasks queued to retry failed ones.
+    pub retries: Vec<Task>,
 }
 
 impl Failures {
@@ -37,10 +44,17 @@ impl Failures {
                 audiences.insert(agent, Audience::of_agent(&row));
             }
         }
+        let mut retries = Vec::new();
+        for failed in &failed {
+            if let Some(retry) = retry(conn, failed)? {
+                retries.push(retry);
+            }
+        }
         Ok(Failures {
             failed,
             statuses,
             audiences,
+            retries,
         })
     }
 
@@ -70,5 +84,33 @@ impl Failures {
         for (workspace, agent, status) in &self.statuses {
             events.agent_status(audience(Some(*agent)), *workspace, *agent, *status);
         }
+        for retry in &self.retries {
+            events.retried(audience(retry.agent_id), retry);
+        }
     }
+}
+
+/// Queues `failed` again if its failure is the infrastructure's and its
+/// agent has attempts left.
+fn retry(conn: &Conn<'_>, failed: &FailedTask) -> Result<Option<Task>, Error> {
+    if !failed
+        .reason
+        .as_deref()
+        .is_some_and(|r| reasons::RETRIED.contains(&r))
+    {
+        return Ok(None);
+    }
+    let Some(agent) = failed.agent_id else {
+        return Ok(None);
+    };
+    let (Some(task), Some(row)) = (tasks::get(conn, failed.id)?, agents::get(conn, agent)?) else {
+        return Ok(None);
+    };
+    if row.archived_at.is_some()
+        || task.attempt >= row.max_attempts
+        || tasks::count_queued(conn, agent)? >= tasks::MAX_QUEUED_PER_AGENT
+    {
+        return Ok(None);
+    }
+    Ok(Some(tasks::requeue(conn, &task, agent, task.created_by)?))
 }

@@ -38,6 +38,7 @@ async fn create_agent_with_defaults_in_the_reference_shape() {
             "description",
             "id",
             "instructions",
+            "max_attempts",
             "max_concurrent_tasks",
             "name",
             "owner_id",
@@ -56,6 +57,7 @@ async fn create_agent_with_defaults_in_the_reference_shape() {
     assert_eq!(r.body["runtime_mode"], "local");
     assert_eq!(r.body["visibility"], "private");
     assert_eq!(r.body["max_concurrent_tasks"], 6);
+    assert_eq!(r.body["max_attempts"], 2);
     assert_eq!(r.body["status"], "idle");
     assert_eq!(r.body["skills"], json!([]));
     assert_eq!(r.body["runtime_config"], json!({}));

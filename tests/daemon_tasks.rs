@@ -230,7 +230,8 @@ async fn recover_orphans_fails_the_work_a_restarted_daemon_left_behind() {
     let path = format!("/api/daemon/runtimes/{}/recover-orphans", m.rt);
     let r = m.app.post(&path, &m.daemon, json!({})).await;
     let recovered: Recovered = decode(&r);
-    assert_eq!((recovered.orphaned, recovered.retried), (2, 0));
+    // both failed for the infrastructure, and the agent allows 2 attempts
+    assert_eq!((recovered.orphaned, recovered.retried), (2, 2));
     for task in [&dispatched, &running] {
         let row = m.task(task).await;
         assert_eq!(row["status"], "failed");
@@ -241,6 +242,22 @@ async fn recover_orphans_fails_the_work_a_restarted_daemon_left_behind() {
     assert_eq!(m.app.task_status(&waiting), "queued");
     assert_eq!(m.app.task_status(&elsewhere), "dispatched");
     assert_eq!(m.app.agent_status(&m.agent), "idle");
+    let retries = m.app.select(
+        "SELECT parent_task_id, attempt, status, prompt FROM agent_task_queue
+         WHERE parent_task_id IS NOT NULL ORDER BY prompt",
+    );
+    assert_eq!(
+        retries,
+        [
+            vec![
+                json!(dispatched),
+                json!(2),
+                json!("queued"),
+                json!("dispatched")
+            ],
+            vec![json!(running), json!(2), json!("queued"), json!("running")],
+        ]
+    );
     let seen: Vec<(String, Value)> = std::iter::from_fn(|| events.try_recv().ok())
         .map(|e| (e.kind.to_string(), e.payload()))
         .collect();
@@ -254,6 +271,20 @@ async fn recover_orphans_fails_the_work_a_restarted_daemon_left_behind() {
         "agent:status".into(),
         json!({"agent_id": m.agent, "status": "idle"})
     )));
+    let retried: std::collections::BTreeSet<(String, i64)> = seen
+        .iter()
+        .filter(|(k, _)| k == "task:retried")
+        .map(|(_, p)| {
+            (
+                p["parent_task_id"].as_str().unwrap().to_string(),
+                p["attempt"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        retried,
+        [(dispatched.clone(), 2), (running.clone(), 2)].into()
+    );
 
     // the next start finds nothing left over
     let r = m.app.post(&path, &m.daemon, json!({})).await;

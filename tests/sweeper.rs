@@ -55,7 +55,16 @@ async fn silent_runtime_goes_offline_and_its_work_fails_on_the_interval() {
         }
         kinds.push(e.kind.to_string());
     }
-    assert_eq!(kinds, ["daemon:register", "task:failed", "agent:status"]);
+    // a failure of the infrastructure: its second attempt is queued
+    assert_eq!(
+        kinds,
+        [
+            "daemon:register",
+            "task:failed",
+            "agent:status",
+            "task:retried"
+        ]
+    );
 }
 
 #[actix_web::test]
@@ -410,4 +419,106 @@ async fn pings_are_forgotten_an_hour_after_they_ended() {
     let report = sweep_once(&app.state, &thresholds());
     assert_eq!(report.forgotten_probes, 2);
     assert_eq!(app.count("SELECT count(*) FROM runtime_probe"), 0);
+}
+
+#[actix_web::test]
+async fn infrastructure_failures_are_retried_up_to_the_agents_max_attempts() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let twice = app
+        .agent(&alice.token, &ws, &rt, json!({"max_concurrent_tasks": 10}))
+        .await;
+    let once = app
+        .agent(&alice.token, &ws, &rt, json!({"max_attempts": 1}))
+        .await;
+    let r = app.get(&format!("/api/agents/{twice}"), &alice.token).await;
+    assert_eq!(r.body["max_attempts"], 2);
+    let r = app
+        .request(
+            "PUT",
+            &format!("/api/agents/{once}"),
+            Some(&alice.token),
+            Some(&json!({"max_attempts": 11}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "max_attempts must be between 1 and 10")
+    );
+    let first = app.task(&alice.token, &twice, "flaky network", 0).await;
+    let single = app.task(&alice.token, &once, "no retries", 0).await;
+    let broken = app.task(&alice.token, &twice, "bad code", 0).await;
+    for _ in 0..3 {
+        app.claim(&alice.token, &rt).await;
+    }
+    // the work's own failure is not retried
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{broken}/fail"),
+            &alice.token,
+            json!({"error": "tests fail"}),
+        )
+        .await;
+    assert_eq!(r.body["failure_reason"], "agent_error");
+    let mut events = app.state.events.subscribe(ws.parse().unwrap());
+
+    // the daemon never comes back: both fail, one is retried
+    app.deregister(&alice.token, &[&rt]).await;
+    app.age_runtime(&rt, 10_801);
+    let report = sweep_once(&app.state, &thresholds());
+    assert_eq!(report.offline_task_failures, 2);
+    let chain = |task: &str| {
+        app.select(&format!(
+            "SELECT id, attempt, status FROM agent_task_queue WHERE parent_task_id = '{task}'"
+        ))
+    };
+    assert!(chain(&single).is_empty(), "max_attempts 1: no retry");
+    assert!(chain(&broken).is_empty(), "agent_error: no retry");
+    let retry = chain(&first);
+    assert_eq!(retry.len(), 1);
+    assert_eq!((&retry[0][1], &retry[0][2]), (&json!(2), &json!("queued")));
+    let second = retry[0][0].as_str().unwrap().to_string();
+    let r = app
+        .get(&format!("/api/agents/{twice}/tasks"), &alice.token)
+        .await;
+    let listed = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == second.as_str())
+        .cloned()
+        .expect("the retry is listed");
+    assert_eq!(listed["parent_task_id"], first.as_str());
+    assert_eq!(listed["attempt"], 2);
+    assert_eq!(listed["prompt"], "flaky network");
+    let retried: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .filter(|e| e.kind == "task:retried")
+        .map(|e| e.payload())
+        .collect();
+    assert_eq!(
+        retried,
+        [json!({"task_id": second, "agent_id": twice, "parent_task_id": first, "attempt": 2})]
+    );
+
+    // the second attempt fails the same way: no third
+    app.post(
+        "/api/daemon/heartbeat",
+        &alice.token,
+        json!({"runtime_id": rt}),
+    )
+    .await;
+    assert_eq!(
+        app.claim(&alice.token, &rt).await.body["task"]["id"],
+        second.as_str()
+    );
+    app.deregister(&alice.token, &[&rt]).await;
+    app.age_runtime(&rt, 10_801);
+    assert_eq!(
+        sweep_once(&app.state, &thresholds()).offline_task_failures,
+        1
+    );
+    assert_eq!(app.task_status(&second), "failed");
+    assert!(chain(&second).is_empty(), "two attempts at most");
 }

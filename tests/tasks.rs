@@ -707,3 +707,56 @@ async fn concurrent_single_and_batch_claims_never_share_a_task_or_overrun_a_limi
     let claimed = singles.into_iter().chain(batches).flatten();
     assert_twelve_fair_claims(app, claimed, &limits);
 }
+
+#[actix_web::test]
+async fn a_finished_task_is_rerun_as_its_next_attempt() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app.agent(&alice.token, &ws, &rt, json!({})).await;
+    let task = app.task(&alice.token, &agent, "try this", 3).await;
+    let rerun = |token: &str| {
+        let (app, path, token) = (&app, format!("/api/tasks/{task}/rerun"), token.to_string());
+        async move { app.post(&path, &token, json!({})).await }
+    };
+    let r = rerun(&alice.token).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "cannot rerun task: it is queued")
+    );
+    app.claim(&alice.token, &rt).await;
+    app.post(
+        &format!("/api/daemon/tasks/{task}/fail"),
+        &alice.token,
+        json!({"error": "no"}),
+    )
+    .await;
+    // a private agent's task is not bob's to see
+    let r = rerun(&bob.token).await;
+    assert_eq!((r.status, r.error()), (404, "task not found"));
+
+    let r = rerun(&alice.token).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["status"], "queued");
+    assert_eq!(r.body["attempt"], 2);
+    assert_eq!(r.body["parent_task_id"], task.as_str());
+    assert_eq!(r.body["prompt"], "try this");
+    assert_eq!(r.body["priority"], 3);
+    assert_eq!(r.body["runtime_status"], "online");
+    let again = rerun(&alice.token).await;
+    assert_eq!(
+        again.body["attempt"], 2,
+        "each rerun repeats the task it names"
+    );
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/archive"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = rerun(&alice.token).await;
+    assert_eq!((r.status, r.error()), (409, "agent is archived"));
+}

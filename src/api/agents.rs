@@ -25,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/agents/{id}/archive", web::post().to(archive))
         .route("/agents/{id}/restore", web::post().to(restore))
         .route("/agents/{id}/tasks", web::get().to(list_tasks))
-        .route("/agents/{id}/tasks", web::post().to(create_task));
+        .route("/agents/{id}/tasks", web::post().to(create_task))
+        .route("/tasks/{id}/rerun", web::post().to(rerun));
 }
 
 #[derive(Deserialize)]
@@ -77,6 +78,7 @@ struct AgentRequest {
     visibility: Option<String>,
     status: Option<String>,
     max_concurrent_tasks: Option<i64>,
+    max_attempts: Option<i64>,
 }
 
 impl AgentRequest {
@@ -124,6 +126,15 @@ impl AgentRequest {
                 "max_concurrent_tasks must be between 1 and 100",
             ));
         }
+        let max_attempts = self
+            .max_attempts
+            .or(current.map(|a| a.max_attempts))
+            .unwrap_or(2);
+        if !(1..=10).contains(&max_attempts) {
+            return Err(ApiError::bad_request(
+                "max_attempts must be between 1 and 10",
+            ));
+        }
         let runtime_config = match (self.runtime_config, current) {
             (Some(Value::Object(map)), _) => {
                 let config = Value::Object(map);
@@ -159,6 +170,7 @@ impl AgentRequest {
             visibility,
             status,
             max_concurrent_tasks,
+            max_attempts,
         })
     }
 }
@@ -370,19 +382,9 @@ async fn create_task(
     let issue_id = Some(text(body.issue_id.as_deref(), "issue_id")?).filter(|s| !s.is_empty());
     let issue = issue_id.as_deref().unwrap_or_default();
     at_most(issue, "issue_id", tasks::MAX_ISSUE_ID_BYTES)?;
-    let task = db
+    let queued = db
         .write(move |tx| -> Result<_, ApiError> {
-            agents::lock(tx, id)?;
-            let (agent, _) = require_agent(tx, caller.user_id, id)?;
-            if agent.archived_at.is_some() {
-                return Err(ApiError::conflict("agent is archived"));
-            }
-            if tasks::count_queued(tx, id)? >= tasks::MAX_QUEUED_PER_AGENT {
-                return Err(ApiError::conflict(format!(
-                    "agent already has {} queued tasks",
-                    tasks::MAX_QUEUED_PER_AGENT
-                )));
-            }
+            let agent = may_queue(tx, caller.user_id, id)?;
             let task = tasks::insert(
                 tx,
                 &tasks::NewTask {
@@ -391,31 +393,101 @@ async fn create_task(
                     prompt: &prompt,
                     priority: body.priority,
                     issue_id: issue_id.as_deref(),
-                    created_by: caller.user_id,
+                    created_by: Some(caller.user_id),
+                    attempt: 1,
+                    parent: None,
                 },
             )?;
-            let runtime_status = crate::store::runtimes::get(tx, agent.runtime_id)?
-                .map_or(RuntimeStatus::Offline, |r| r.status);
-            Ok((
-                task,
-                Audience::of_agent(&agent),
-                agent.runtime_id,
-                runtime_status,
-            ))
+            Queued::of(tx, task, &agent)
         })
         .await?;
-    let (task, audience, runtime, runtime_status) = task;
-    hub.task_available(runtime, task.id);
-    events.task(
-        "task:queued",
-        audience,
-        task.workspace_id,
-        task.id,
-        task.agent_id,
-    );
-    // queueing for an offline runtime is allowed (its daemon may be back
-    // soon), and said: the task waits, and expires after the queued TTL
-    let mut reply = serde_json::json!(task);
-    reply["runtime_status"] = serde_json::json!(runtime_status);
-    Ok(HttpResponse::Created().json(reply))
+    Ok(queued.announce(&hub, &events))
+}
+
+/// The agent `id`, locked, if `user` may queue work for it now: they can
+/// see it, it is not archived, and its queue has room.
+fn may_queue(conn: &Conn<'_>, user: crate::domain::UserId, id: AgentId) -> Result<Agent, ApiError> {
+    agents::lock(conn, id)?;
+    let (agent, _) = require_agent(conn, user, id)?;
+    if agent.archived_at.is_some() {
+        return Err(ApiError::conflict("agent is archived"));
+    }
+    if tasks::count_queued(conn, id)? >= tasks::MAX_QUEUED_PER_AGENT {
+        return Err(ApiError::conflict(format!(
+            "agent already has {} queued tasks",
+            tasks::MAX_QUEUED_PER_AGENT
+        )));
+    }
+    Ok(agent)
+}
+
+/// A task just queued, with what its announcement needs.
+struct Queued {
+    task: tasks::Task,
+    audience: Audience,
+    runtime: RuntimeId,
+    runtime_status: RuntimeStatus,
+}
+
+impl Queued {
+    fn of(conn: &Conn<'_>, task: tasks::Task, agent: &Agent) -> Result<Queued, ApiError> {
+        let runtime_status =
+            runtimes::get(conn, agent.runtime_id)?.map_or(RuntimeStatus::Offline, |r| r.status);
+        Ok(Queued {
+            task,
+            audience: Audience::of_agent(agent),
+            runtime: agent.runtime_id,
+            runtime_status,
+        })
+    }
+
+    /// Wakes the runtime's daemons, publishes `task:queued`, and replies
+    /// 201 with the task and `runtime_status`: queueing for an offline
+    /// runtime is allowed (its daemon may be back soon), and said.
+    fn announce(self, hub: &DaemonHub, events: &EventBus) -> HttpResponse {
+        let task = self.task;
+        hub.task_available(self.runtime, task.id);
+        events.task(
+            "task:queued",
+            self.audience,
+            task.workspace_id,
+            task.id,
+            task.agent_id,
+        );
+        let mut reply = json!(task);
+        reply["runtime_status"] = json!(self.runtime_status);
+        HttpResponse::Created().json(reply)
+    }
+}
+
+/// `POST /api/tasks/{id}/rerun`: queues a finished task's work again for
+/// its agent, as its next attempt (`parent_task_id` the task). Whoever may
+/// read the task and queue work for its agent may; a task that has not
+/// finished is a 400, one whose agent is gone a 409.
+async fn rerun(
+    db: web::Data<Store>,
+    events: web::Data<EventBus>,
+    hub: web::Data<DaemonHub>,
+    caller: AuthUser,
+    path: web::Path<crate::domain::TaskId>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let queued = db
+        .write(move |tx| -> Result<_, ApiError> {
+            let task = crate::access::require_task_reader(tx, caller.user_id, id)?;
+            if !task.status.is_final() {
+                return Err(ApiError::bad_request(format!(
+                    "cannot rerun task: it is {}",
+                    task.status
+                )));
+            }
+            let agent_id = task
+                .agent_id
+                .ok_or_else(|| ApiError::conflict("the task's agent is gone"))?;
+            let agent = may_queue(tx, caller.user_id, agent_id)?;
+            let rerun = tasks::requeue(tx, &task, agent_id, Some(caller.user_id))?;
+            Queued::of(tx, rerun, &agent)
+        })
+        .await?;
+    Ok(queued.announce(&hub, &events))
 }

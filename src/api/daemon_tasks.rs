@@ -33,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Serialize)]
 struct Recovered {
     orphaned: usize,
-    /// agenthub does not retry failed work; always 0
+    /// How many of them were queued again (see `failures`).
     retried: usize,
 }
 
@@ -41,7 +41,8 @@ struct Recovered {
 /// tasks dispatched to or running on the runtime were its previous
 /// process's, and nothing runs them any more. They fail at once with
 /// `daemon restarted while task was in flight` (failure_reason
-/// `runtime_recovery`) instead of waiting for the sweeper's timeouts.
+/// `runtime_recovery`) instead of waiting for the sweeper's timeouts, and
+/// are retried as the agent's `max_attempts` allows.
 /// Batches of [`BATCH`], each in its own short transaction.
 async fn recover_orphans(
     db: web::Data<Store>,
@@ -50,7 +51,7 @@ async fn recover_orphans(
     path: web::Path<RuntimeId>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
-    let mut orphaned = 0;
+    let (mut orphaned, mut retried) = (0, 0);
     loop {
         let caller = caller.clone();
         let batch = db
@@ -60,15 +61,13 @@ async fn recover_orphans(
             })
             .await?;
         orphaned += batch.failed.len();
+        retried += batch.retries.len();
         batch.publish(&events);
         if (batch.failed.len() as i64) < BATCH {
             break;
         }
     }
-    Ok(HttpResponse::Ok().json(Recovered {
-        orphaned,
-        retried: 0,
-    }))
+    Ok(HttpResponse::Ok().json(Recovered { orphaned, retried }))
 }
 
 /// Keeps a dispatched task of this runtime from timing out while its

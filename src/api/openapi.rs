@@ -199,6 +199,7 @@ const ROUTES: &[Route] = &[
     get("/api/agents/{id}/tasks", "An agent's tasks", User, List("Task")),
     post("/api/agents/{id}/tasks", "Queue a task (and whether its runtime is online)", User, Ref("QueuedTask")).body("CreateTask").created(),
     post("/api/tasks/{id}/cancel", "Cancel a task", User, Ref("Task")),
+    post("/api/tasks/{id}/rerun", "Queue a finished task's work again (its next attempt)", User, Ref("QueuedTask")).created(),
     get("/api/tasks/{id}/messages", "A task's transcript, by seq (paginated)", User, List("TaskMessage")).query(&["after_seq", "since", "limit"]),
     get("/api/events", "Live workspace events (SSE)", Workspace, Text("text/event-stream")),
     post("/api/daemon/tasks/{id}/usage", "Report a task's token usage", Daemon, Ref("Status")).body("TaskUsageReport"),

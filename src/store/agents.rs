@@ -23,6 +23,9 @@ pub struct Agent {
     pub visibility: Visibility,
     pub status: AgentStatus,
     pub max_concurrent_tasks: i64,
+    /// Runs of a task at most, the first included: a failure of the
+    /// infrastructure is retried while fewer have run.
+    pub max_attempts: i64,
     pub owner_id: Option<UserId>,
     /// Kept for wire compatibility; agenthub has no skills.
     pub skills: Vec<Value>,
@@ -46,6 +49,7 @@ pub struct AgentFields {
     pub visibility: Visibility,
     pub status: AgentStatus,
     pub max_concurrent_tasks: i64,
+    pub max_attempts: i64,
 }
 
 /// Which of a workspace's agents a list shows.

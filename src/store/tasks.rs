@@ -36,6 +36,10 @@ pub struct Task {
     pub durable_work_dir: Option<String>,
     pub failure_reason: Option<String>,
     pub cancel_acked_at: Option<Timestamp>,
+    /// Which run of the work this is: 1 for the first.
+    pub attempt: i64,
+    /// The run this one repeats (a retry or a rerun).
+    pub parent_task_id: Option<TaskId>,
 }
 
 /// Longest prompt a task may carry, in bytes: the prompts of a 500-task
@@ -59,7 +63,12 @@ pub struct NewTask<'a> {
     pub prompt: &'a str,
     pub priority: i64,
     pub issue_id: Option<&'a str>,
-    pub created_by: UserId,
+    /// Who queued it (a retry: whoever queued the run it repeats, while
+    /// they exist).
+    pub created_by: Option<UserId>,
+    /// 1 for new work; a retry or rerun counts on from the run it repeats.
+    pub attempt: i64,
+    pub parent: Option<TaskId>,
 }
 
 /// Bytes of task text (prompt, result, error) one listing page may carry;
@@ -99,6 +108,14 @@ pub mod reasons {
     pub const CANCELLED_BY_USER: &str = "cancelled_by_user";
     /// Cancelled because its agent was archived.
     pub const AGENT_ARCHIVED: &str = "agent_archived";
+
+    /// The failures of the infrastructure, not of the work: retried while
+    /// the agent's `max_attempts` allows.
+    pub const RETRIED: &[&str] = &[
+        RUNTIME_RECONNECT_TIMEOUT,
+        DISPATCH_TIMEOUT,
+        RUNTIME_RECOVERY,
+    ];
 
     /// Longest code a daemon may report.
     pub const MAX_BYTES: usize = 128;
@@ -266,6 +283,25 @@ pub fn apply(
     outcome: &Outcome<'_>,
 ) -> Result<Option<Task>> {
     dispatch!(conn, tasks::apply(id, transition, outcome))
+}
+
+/// Queues `task`'s work again for its agent, as its next attempt: the
+/// same prompt, priority and issue, `attempt` one more, `parent_task_id`
+/// the task. The caller has checked the agent may take it.
+pub fn requeue(conn: &Conn<'_>, task: &Task, agent: AgentId, by: Option<UserId>) -> Result<Task> {
+    insert(
+        conn,
+        &NewTask {
+            workspace: task.workspace_id,
+            agent,
+            prompt: &task.prompt,
+            priority: task.priority,
+            issue_id: task.issue_id.as_deref(),
+            created_by: by,
+            attempt: task.attempt + 1,
+            parent: Some(task.id),
+        },
+    )
 }
 
 /// Cancels every unfinished task of an agent; returns the cancelled ids.

@@ -67,6 +67,10 @@ fn agent_request(create: bool) -> Value {
                 "max_concurrent_tasks",
                 nullable(json!({"type": "integer", "minimum": 1, "maximum": 100})),
             ),
+            (
+                "max_attempts",
+                nullable(json!({"type": "integer", "minimum": 1, "maximum": 10})),
+            ),
         ],
         required,
     )

@@ -302,6 +302,8 @@ fn task_fields() -> Vec<(&'static str, Value)> {
         ("durable_work_dir", nullable(string())),
         ("failure_reason", nullable(string())),
         ("cancel_acked_at", nullable(time())),
+        ("attempt", json!({"type": "integer", "minimum": 1})),
+        ("parent_task_id", nullable(uuid())),
     ]
 }
 
@@ -339,6 +341,10 @@ fn agents_and_tasks() -> Vec<(&'static str, Value)> {
                 (
                     "max_concurrent_tasks",
                     json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                ),
+                (
+                    "max_attempts",
+                    json!({"type": "integer", "minimum": 1, "maximum": 10}),
                 ),
                 ("owner_id", nullable(uuid())),
                 ("skills", json!({"type": "array", "maxItems": 0})),

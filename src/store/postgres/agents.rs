@@ -10,7 +10,7 @@ use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, runtime_id, name, description, instructions, avatar_url, \
      runtime_mode, runtime_config, visibility, status, max_concurrent_tasks, owner_id, \
-     created_at, updated_at, archived_at, archived_by";
+     created_at, updated_at, archived_at, archived_by, max_attempts";
 
 fn from_row(row: &Row) -> Result<Agent, postgres::Error> {
     Ok(Agent {
@@ -32,6 +32,7 @@ fn from_row(row: &Row) -> Result<Agent, postgres::Error> {
         updated_at: row.try_get(14)?,
         archived_at: row.try_get(15)?,
         archived_by: row.try_get(16)?,
+        max_attempts: row.try_get(17)?,
     })
 }
 
@@ -116,9 +117,9 @@ pub fn insert(
             &format!(
                 "INSERT INTO agent (id, workspace_id, runtime_id, name, description, instructions,
                      avatar_url, runtime_mode, runtime_config, visibility, status,
-                     max_concurrent_tasks, owner_id, created_at, updated_at)
+                     max_concurrent_tasks, owner_id, created_at, updated_at, max_attempts)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13,
-                         $14, $14)
+                         $14, $14, $15)
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -136,6 +137,7 @@ pub fn insert(
                 &fields.max_concurrent_tasks,
                 &owner,
                 &now,
+                &fields.max_attempts,
             ],
         )?
         .ok_or_else(|| Error::internal("database: the inserted agent was not returned"))?;
@@ -151,7 +153,7 @@ pub fn update(conn: &mut Client, id: AgentId, fields: &AgentFields) -> Result<Ag
                 "UPDATE agent SET runtime_id = $2, name = $3, description = $4,
                      instructions = $5, avatar_url = $6, runtime_mode = $7,
                      runtime_config = $8::text::jsonb, visibility = $9, status = $10,
-                     max_concurrent_tasks = $11, updated_at = $12
+                     max_concurrent_tasks = $11, updated_at = $12, max_attempts = $13
                  WHERE id = $1
                  RETURNING {COLUMNS}"
             ),
@@ -168,6 +170,7 @@ pub fn update(conn: &mut Client, id: AgentId, fields: &AgentFields) -> Result<Ag
                 &fields.status,
                 &fields.max_concurrent_tasks,
                 &Timestamp::now(),
+                &fields.max_attempts,
             ],
         )?
         .ok_or_else(|| Error::internal("database: query returned no rows (agent update)"))?;

@@ -14,7 +14,7 @@ const COLUMNS: &str =
     "id, workspace_id, agent_id, runtime_id, issue_id, status, priority, prompt, \
      dispatched_at, started_at, completed_at, result, error, created_at, created_by, \
      session_id, work_dir, prepare_lease_expires_at, branch_name, durable_work_dir, \
-     failure_reason, cancel_acked_at";
+     failure_reason, cancel_acked_at, attempt, parent_task_id";
 
 fn from_row(row: &Row) -> Result<Task, postgres::Error> {
     Ok(Task {
@@ -40,6 +40,8 @@ fn from_row(row: &Row) -> Result<Task, postgres::Error> {
         durable_work_dir: row.try_get(19)?,
         failure_reason: row.try_get(20)?,
         cancel_acked_at: row.try_get(21)?,
+        attempt: row.try_get(22)?,
+        parent_task_id: row.try_get(23)?,
     })
 }
 
@@ -80,8 +82,8 @@ pub fn insert(conn: &mut Client, new: &NewTask<'_>) -> Result<Task, Error> {
         .query_opt(
             &format!(
                 "INSERT INTO agent_task_queue (id, workspace_id, agent_id, status, priority,
-                     prompt, issue_id, created_by, created_at)
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8)
+                     prompt, issue_id, created_by, created_at, attempt, parent_task_id)
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10)
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -93,6 +95,8 @@ pub fn insert(conn: &mut Client, new: &NewTask<'_>) -> Result<Task, Error> {
                 &new.issue_id,
                 &new.created_by,
                 &Timestamp::now(),
+                &new.attempt,
+                &new.parent,
             ],
         )?
         .ok_or_else(|| Error::internal("database: the inserted task was not returned"))?;

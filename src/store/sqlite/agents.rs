@@ -10,7 +10,7 @@ use crate::store::agents::*;
 
 const COLUMNS: &str = "id, workspace_id, runtime_id, name, description, instructions, avatar_url, \
      runtime_mode, runtime_config, visibility, status, max_concurrent_tasks, owner_id, \
-     created_at, updated_at, archived_at, archived_by";
+     created_at, updated_at, archived_at, archived_by, max_attempts";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
     let config: String = row.get(8)?;
@@ -33,6 +33,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
         updated_at: row.get(14)?,
         archived_at: row.get(15)?,
         archived_by: row.get(16)?,
+        max_attempts: row.get(17)?,
     })
 }
 
@@ -93,8 +94,8 @@ pub fn insert(
     conn.prepare_cached(
         "INSERT INTO agent (id, workspace_id, runtime_id, name, description, instructions,
              avatar_url, runtime_mode, runtime_config, visibility, status, max_concurrent_tasks,
-             owner_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+             owner_id, created_at, updated_at, max_attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
     )?
     .execute(params![
         id,
@@ -110,7 +111,8 @@ pub fn insert(
         fields.status,
         fields.max_concurrent_tasks,
         owner,
-        now
+        now,
+        fields.max_attempts
     ])?;
     get(conn, id, false)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
@@ -119,7 +121,7 @@ pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite:
     conn.prepare_cached(
         "UPDATE agent SET runtime_id = ?2, name = ?3, description = ?4, instructions = ?5,
              avatar_url = ?6, runtime_mode = ?7, runtime_config = ?8, visibility = ?9,
-             status = ?10, max_concurrent_tasks = ?11, updated_at = ?12
+             status = ?10, max_concurrent_tasks = ?11, updated_at = ?12, max_attempts = ?13
          WHERE id = ?1",
     )?
     .execute(params![
@@ -134,7 +136,8 @@ pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite:
         fields.visibility,
         fields.status,
         fields.max_concurrent_tasks,
-        Timestamp::now()
+        Timestamp::now(),
+        fields.max_attempts
     ])?;
     get(conn, id, false)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }

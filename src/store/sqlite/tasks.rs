@@ -12,7 +12,7 @@ const COLUMNS: &str =
     "id, workspace_id, agent_id, runtime_id, issue_id, status, priority, prompt, \
      dispatched_at, started_at, completed_at, result, error, created_at, created_by, \
      session_id, work_dir, prepare_lease_expires_at, branch_name, durable_work_dir, \
-     failure_reason, cancel_acked_at";
+     failure_reason, cancel_acked_at, attempt, parent_task_id";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
     let result: Option<String> = row.get(11)?;
@@ -39,6 +39,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         durable_work_dir: row.get(19)?,
         failure_reason: row.get(20)?,
         cancel_acked_at: row.get(21)?,
+        attempt: row.get(22)?,
+        parent_task_id: row.get(23)?,
     })
 }
 
@@ -62,8 +64,8 @@ pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
     let id = TaskId::new();
     conn.prepare_cached(
         "INSERT INTO agent_task_queue (id, workspace_id, agent_id, status, priority, prompt,
-             issue_id, created_by, created_at)
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8)",
+             issue_id, created_by, created_at, attempt, parent_task_id)
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         id,
@@ -73,7 +75,9 @@ pub fn insert(conn: &Connection, new: &NewTask<'_>) -> rusqlite::Result<Task> {
         new.prompt,
         new.issue_id,
         new.created_by,
-        Timestamp::now()
+        Timestamp::now(),
+        new.attempt,
+        new.parent
     ])?;
     get(conn, id, false)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
