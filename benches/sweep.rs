@@ -186,7 +186,9 @@ async fn run(total: usize) {
         offline_runtime_ttl_secs: 7 * 24 * 3600,
         dispatch_timeout_secs: 300,
         running_timeout_secs: 9000,
-        reconnect_grace_secs: 10_800,
+        // the silent runtimes were last heard from an hour ago: past the
+        // grace, so their dispatched tasks fail in this sweep
+        reconnect_grace_secs: 1800,
         queued_ttl_secs: 7200,
     };
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

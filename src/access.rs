@@ -220,6 +220,30 @@ pub fn require_daemon_task(
     }
 }
 
+/// The task `id`, its agent (while it exists) and `user`'s role in its
+/// workspace; 404 `task not found` for a non-member.
+fn member_task(
+    conn: &Conn<'_>,
+    user: UserId,
+    id: TaskId,
+) -> Result<
+    (
+        crate::store::tasks::Task,
+        Option<crate::store::agents::Agent>,
+        Role,
+    ),
+    ApiError,
+> {
+    let not_found = || ApiError::not_found("task not found");
+    let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
+    let role = workspaces::role_of(conn, task.workspace_id, user)?.ok_or_else(not_found)?;
+    let agent = match task.agent_id {
+        Some(agent) => crate::store::agents::get(conn, agent)?,
+        None => None,
+    };
+    Ok((task, agent, role))
+}
+
 /// The task `id`, if `user` may read it: a member who may read its agent
 /// (see [`require_agent`]), or who queued it; a task whose agent is gone
 /// is for the workspace's owners/admins and whoever queued it. Anyone
@@ -229,23 +253,14 @@ pub fn require_task_reader(
     user: UserId,
     id: TaskId,
 ) -> Result<crate::store::tasks::Task, ApiError> {
-    let not_found = || ApiError::not_found("task not found");
-    let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
-    let role = workspaces::role_of(conn, task.workspace_id, user)?.ok_or_else(not_found)?;
-    if role.is_manager() || task.created_by == Some(user) {
-        return Ok(task);
-    }
-    let agent = match task.agent_id {
-        Some(agent) => crate::store::agents::get(conn, agent)?,
-        None => None,
-    };
-    match agent {
-        Some(agent)
-            if agent.visibility == Visibility::Workspace || agent.owner_id == Some(user) =>
-        {
-            Ok(task)
-        }
-        _ => Err(not_found()),
+    let (task, agent, role) = member_task(conn, user, id)?;
+    let readable = role.is_manager()
+        || task.created_by == Some(user)
+        || agent.is_some_and(|a| a.visibility == Visibility::Workspace || a.owner_id == Some(user));
+    if readable {
+        Ok(task)
+    } else {
+        Err(ApiError::not_found("task not found"))
     }
 }
 
@@ -259,15 +274,10 @@ pub fn require_task_canceller(
     id: TaskId,
 ) -> Result<crate::store::tasks::Task, ApiError> {
     let not_found = || ApiError::not_found("task not found");
-    let task = crate::store::tasks::get(conn, id)?.ok_or_else(not_found)?;
-    let role = workspaces::role_of(conn, task.workspace_id, user)?.ok_or_else(not_found)?;
+    let (task, agent, role) = member_task(conn, user, id)?;
     if role.is_manager() || task.created_by == Some(user) {
         return Ok(task);
     }
-    let agent = match task.agent_id {
-        Some(agent) => crate::store::agents::get(conn, agent)?,
-        None => None,
-    };
     let Some(agent) = agent else {
         return Err(ApiError::forbidden(
             "only whoever queued the task or a workspace owner or admin can cancel it",

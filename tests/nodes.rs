@@ -14,6 +14,41 @@ use common::{on_postgres, writes, ServerProcess, TestDb};
 use rand::Rng;
 use serde_json::json;
 
+/// A directory whose config sweeps every second, and a database of its
+/// own on the suite's PostgreSQL server; `None` on SQLite, whose file has
+/// one server (there is no other node).
+fn sweeping_every_second() -> Option<(tempfile::TempDir, TestDb)> {
+    if !on_postgres() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[sweeper]\ninterval_secs = 1\n",
+    )
+    .unwrap();
+    let db = TestDb::fresh(dir.path());
+    Some((dir, db))
+}
+
+/// `N` in-process nodes on one fresh PostgreSQL database; `None` on
+/// SQLite, whose file has one server (there is no other node).
+async fn nodes<const N: usize>() -> Option<[common::TestApp; N]> {
+    if !on_postgres() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let TestDb::Postgres(url) = TestDb::fresh(dir.path()) else {
+        unreachable!("on PostgreSQL")
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..N {
+        let url = url.clone();
+        nodes.push(common::spawn_app_with(move |c| c.database.url = Some(url)).await);
+    }
+    nodes.try_into().ok()
+}
+
 /// How many sweeps the node at `base` has run (its `/metrics`).
 async fn sweeps(client: &awc::Client, base: &str) -> Option<u64> {
     let mut res = client.get(format!("{base}/metrics")).send().await.ok()?;
@@ -37,17 +72,9 @@ async fn swept_within(client: &awc::Client, base: &str, secs: u64) -> bool {
 
 #[actix_web::test]
 async fn one_node_sweeps_and_another_takes_over_when_it_dies() {
-    if !on_postgres() {
-        // one SQLite file has one server: there is no other node
+    let Some((dir, db)) = sweeping_every_second() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        "[sweeper]\ninterval_secs = 1\n",
-    )
-    .unwrap();
-    let db = TestDb::fresh(dir.path());
+    };
     let mut a = ServerProcess::start(dir.path(), &db);
     let client = awc::Client::default();
     // a takes the lease before b starts
@@ -77,17 +104,9 @@ async fn one_node_sweeps_and_another_takes_over_when_it_dies() {
 
 #[actix_web::test]
 async fn an_event_published_on_one_node_reaches_a_stream_on_another() {
-    if !on_postgres() {
-        // one SQLite file has one server: there is no other node
+    let Some([a, c]) = nodes::<2>().await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let TestDb::Postgres(url) = TestDb::fresh(dir.path()) else {
-        unreachable!("on PostgreSQL")
     };
-    let node = |url: String| common::spawn_app_with(move |c| c.database.url = Some(url));
-    let a = node(url.clone()).await;
-    let c = node(url).await;
     let (alice, ws) = a.init_user("alice@example.com");
     let (bob, bobs_ws) = a.init_user("bob@example.com");
 
@@ -142,20 +161,9 @@ async fn an_event_published_on_one_node_reaches_a_stream_on_another() {
 
 #[actix_web::test]
 async fn claims_spread_over_three_nodes_never_share_a_task_or_overrun_a_limit() {
-    if !on_postgres() {
-        // one SQLite file has one server: there is no other node
+    let Some(nodes) = nodes::<3>().await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let TestDb::Postgres(url) = TestDb::fresh(dir.path()) else {
-        unreachable!("on PostgreSQL")
     };
-    let node = |url: String| common::spawn_app_with(move |c| c.database.url = Some(url));
-    let nodes = [
-        node(url.clone()).await,
-        node(url.clone()).await,
-        node(url).await,
-    ];
     let a = &nodes[0];
     let (alice, ws) = a.init_user("alice@example.com");
     let rt = a.runtime(&alice.token, &ws, "mbp", "claude").await;
@@ -204,20 +212,9 @@ async fn claims_spread_over_three_nodes_never_share_a_task_or_overrun_a_limit() 
 
 #[actix_web::test]
 async fn a_runtime_registered_on_one_node_is_pinged_from_another_and_answered_on_a_third() {
-    if !on_postgres() {
-        // one SQLite file has one server: there is no other node
+    let Some([a, b, c]) = nodes::<3>().await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let TestDb::Postgres(url) = TestDb::fresh(dir.path()) else {
-        unreachable!("on PostgreSQL")
     };
-    let node = |url: String| common::spawn_app_with(move |c| c.database.url = Some(url));
-    let (a, b, c) = (
-        node(url.clone()).await,
-        node(url.clone()).await,
-        node(url).await,
-    );
     let (alice, ws) = a.init_user("alice@example.com");
     let daemon = a.daemon_token(&alice.token, &ws, "mbp").await;
     let rt = a.runtime(&daemon, &ws, "mbp", "claude").await;
@@ -296,16 +293,9 @@ async fn a_runtime_registered_on_one_node_is_pinged_from_another_and_answered_on
 
 #[actix_web::test]
 async fn a_task_queued_on_one_node_wakes_a_daemon_socket_on_another() {
-    if !on_postgres() {
-        // one SQLite file has one server: there is no other node
+    let Some([a, b]) = nodes::<2>().await else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let TestDb::Postgres(url) = TestDb::fresh(dir.path()) else {
-        unreachable!("on PostgreSQL")
     };
-    let node = |url: String| common::spawn_app_with(move |c| c.database.url = Some(url));
-    let (a, b) = (node(url.clone()).await, node(url).await);
     let (alice, ws) = a.init_user("alice@example.com");
     let daemon = a.daemon_token(&alice.token, &ws, "mbp").await;
     let rt = a.runtime(&daemon, &ws, "mbp", "claude").await;
@@ -334,17 +324,9 @@ async fn a_task_queued_on_one_node_wakes_a_daemon_socket_on_another() {
 
 #[actix_web::test]
 async fn sigkill_of_one_node_of_three_loses_no_acknowledged_write_and_the_sweeper_moves() {
-    if !on_postgres() {
-        // one SQLite file has one server: there is no other node
+    let Some((dir, db)) = sweeping_every_second() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("config.toml"),
-        "[sweeper]\ninterval_secs = 1\n",
-    )
-    .unwrap();
-    let db = TestDb::fresh(dir.path());
+    };
     let init = common::cli_init(dir.path(), &db);
     let (token, ws) = (
         init["token"].as_str().unwrap().to_string(),

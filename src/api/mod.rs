@@ -166,6 +166,16 @@ pub fn required(value: Option<&str>, field: &str) -> Result<String, crate::error
     Ok(trimmed)
 }
 
+/// A body that must be a JSON object (400 otherwise, an empty body too).
+pub fn json_object(body: &[u8]) -> Result<serde_json::Value, crate::error::ApiError> {
+    match optional_json::<serde_json::Value>(body)? {
+        Some(object @ serde_json::Value::Object(_)) => Ok(object),
+        _ => Err(crate::error::ApiError::bad_request(
+            "the body must be a JSON object",
+        )),
+    }
+}
+
 /// A JSON body that daemons may also leave empty: `Ok(None)` for no body,
 /// 400 for malformed JSON (never silently ignored).
 pub fn optional_json<T: serde::de::DeserializeOwned>(

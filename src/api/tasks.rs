@@ -346,10 +346,7 @@ async fn progress(
             "task:progress body too large (limit {MAX_RELAYED_BYTES} bytes)"
         )));
     }
-    let body = match super::optional_json::<Value>(&body)? {
-        Some(body @ Value::Object(_)) => body,
-        _ => return Err(ApiError::bad_request("the body must be a JSON object")),
-    };
+    let body = super::json_object(&body)?;
     check_progress(&body).map_err(ApiError::bad_request)?;
     let (task, audience) = db
         .read(move |conn| -> Result<_, ApiError> {

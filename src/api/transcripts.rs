@@ -129,10 +129,7 @@ async fn report(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let body = match super::optional_json::<Value>(&body)? {
-        Some(body @ Value::Object(_)) => body,
-        _ => return Err(ApiError::bad_request("the body must be a JSON object")),
-    };
+    let body = super::json_object(&body)?;
     let messages = match body.get("messages") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
