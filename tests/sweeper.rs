@@ -461,6 +461,17 @@ async fn infrastructure_failures_are_retried_up_to_the_agents_max_attempts() {
         )
         .await;
     assert_eq!(r.body["failure_reason"], "agent_error");
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{first}/usage"),
+            &alice.token,
+            json!({"usage": [{"provider": "anthropic", "model": "sonnet", "input_tokens": 700}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let usage = format!("/api/usage/daily?workspace_id={ws}&days=30");
+    let used = app.get(&usage, &alice.token).await.body;
+    assert_eq!(used[0]["total_input_tokens"], 700, "{used}");
     let mut events = app.state.events.subscribe(ws.parse().unwrap());
 
     // the daemon never comes back: both fail, one is retried
@@ -501,6 +512,9 @@ async fn infrastructure_failures_are_retried_up_to_the_agents_max_attempts() {
         retried,
         [json!({"task_id": second, "agent_id": twice, "parent_task_id": first, "attempt": 2})]
     );
+
+    // failing and retrying leave what was used as it was
+    assert_eq!(app.get(&usage, &alice.token).await.body, used);
 
     // the second attempt fails the same way: no third
     app.post(
