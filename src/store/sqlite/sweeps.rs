@@ -109,7 +109,9 @@ pub fn expire_queued_tasks(
          SET status = 'failed', error = 'task expired in the queue: its runtime stayed offline',
              failure_reason = 'queued_expired', completed_at = ?1
          WHERE id IN (
-             SELECT t.id FROM agent_task_queue t
+             -- the queued tasks older than the cutoff, from the partial
+             -- index (not every queued task, as the status index would)
+             SELECT t.id FROM agent_task_queue t INDEXED BY agent_task_queue_queued_idx
              CROSS JOIN agent a ON a.id = t.agent_id
              CROSS JOIN agent_runtime r ON r.id = a.runtime_id
              WHERE t.status = 'queued' AND t.created_at < ?2
