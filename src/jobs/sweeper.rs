@@ -277,7 +277,7 @@ fn forget_probes(db: &Store) -> Result<usize, Error> {
     loop {
         let n = db.write_blocking(probes::forget_old)?;
         total += n;
-        if !probes::full_batch(n) {
+        if (n as i64) < BATCH {
             return Ok(total);
         }
         std::thread::sleep(BREATHER);

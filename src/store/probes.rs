@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::domain::{ProbeId, ProbeKind, ProbeStatus, RuntimeId, Timestamp};
 
+use super::sweeps::BATCH;
 use super::{dispatch, Conn, Result};
 
 /// How long a finished probe stays readable, in seconds.
@@ -35,9 +36,6 @@ pub const MAX_KEPT: i64 = 20;
 /// With the API's 8 KiB of output and of error per probe, at most about
 /// 64 MiB of daemon text.
 pub const MAX_TOTAL: i64 = 4096;
-
-/// Rows the sweeper deletes per transaction.
-const BATCH: i64 = 250;
 
 /// A ping or an update request, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -306,15 +304,11 @@ pub fn finish(
     Ok(Finished::Done(probe))
 }
 
-/// Deletes up to a batch of probes that ended more than [`RETAIN`] seconds
-/// ago (timed-out ones counted from their timeout); returns how many.
+/// Deletes up to [`BATCH`] probes that ended more than [`RETAIN`]
+/// seconds ago (timed-out ones counted from their timeout); returns how
+/// many (the sweeper's step, in batches like its others).
 pub fn forget_old(conn: &Conn<'_>) -> Result<usize> {
     let now = Timestamp::now();
     let before = now - Duration::seconds(RETAIN);
     dispatch!(conn, probes::forget_old(before, Cutoffs::at(before), BATCH))
-}
-
-/// Whether [`forget_old`] deleted a whole batch (so there may be more).
-pub fn full_batch(deleted: usize) -> bool {
-    deleted as i64 >= BATCH
 }
