@@ -101,14 +101,19 @@ fn decode(cursor: &str) -> Option<Key> {
     Some((created_at, crate::domain::parse_uuid(id).ok()?))
 }
 
-/// This request's path and query with `cursor` set to `cursor`.
-fn next_link(req: &HttpRequest, cursor: &str) -> String {
-    let cursor = format!("cursor={cursor}");
+/// The `Link: <…>; rel="next"` of this request's path and query with
+/// `key` set to `value`, any of the `replaced` parameters (and `key`)
+/// left out: for keyset cursors and for transcripts' `after_seq`.
+pub(super) fn next_link(req: &HttpRequest, key: &str, value: &str, replaced: &[&str]) -> String {
+    let next = format!("{key}={value}");
     let query: Vec<&str> = req
         .query_string()
         .split('&')
-        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some("cursor"))
-        .chain([cursor.as_str()])
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            !pair.is_empty() && name != key && !replaced.contains(&name)
+        })
+        .chain([next.as_str()])
         .collect();
     format!("<{}?{}>; rel=\"next\"", req.uri().path(), query.join("&"))
 }
@@ -142,7 +147,7 @@ pub fn reply_cut<T: Serialize, I: EntityId>(
     });
     let mut response = HttpResponse::Ok();
     if let Some(cursor) = next {
-        response.insert_header((header::LINK, next_link(req, &cursor)));
+        response.insert_header((header::LINK, next_link(req, "cursor", &cursor, &[])));
         response.insert_header((NEXT_CURSOR, cursor));
     }
     response.json(rows)

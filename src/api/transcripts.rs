@@ -233,21 +233,10 @@ async fn page(
     }
     let mut reply = HttpResponse::Ok();
     if let Some(last) = rows.last().filter(|_| more).map(|m: &Message| m.seq) {
-        let query: Vec<String> = req
-            .query_string()
-            .split('&')
-            .filter(|pair| {
-                let key = pair.split('=').next().unwrap_or("");
-                !pair.is_empty() && key != "after_seq" && key != "since"
-            })
-            .map(str::to_string)
-            .chain([format!("after_seq={last}")])
-            .collect();
-        reply.insert_header((super::page::NEXT_CURSOR, last.to_string()));
-        reply.insert_header((
-            header::LINK,
-            format!("<{}?{}>; rel=\"next\"", req.uri().path(), query.join("&")),
-        ));
+        let last = last.to_string();
+        let link = super::page::next_link(req, "after_seq", &last, &["since"]);
+        reply.insert_header((header::LINK, link));
+        reply.insert_header((super::page::NEXT_CURSOR, last));
     }
     Ok(reply.json(rows))
 }
