@@ -39,29 +39,14 @@ pub struct Message {
     pub created_at: Timestamp,
 }
 
-/// The bytes of text a message stores: its type, tool, content, output
-/// and the JSON text of its input.
-pub fn stored_bytes(
-    kind: &str,
-    tool: Option<&str>,
-    content: Option<&str>,
-    input: Option<&Value>,
-    output: Option<&str>,
-) -> i64 {
-    let text = |s: Option<&str>| s.map_or(0, str::len);
-    let input = input.map_or(0, |v| v.to_string().len());
-    (kind.len() + text(tool) + text(content) + input + text(output)) as i64
-}
-
 impl Message {
+    /// The bytes of text it stores: its type, tool, content, output and
+    /// the JSON text of its input (what a transcript's cap counts).
     fn bytes(&self) -> i64 {
-        stored_bytes(
-            &self.kind,
-            self.tool.as_deref(),
-            self.content.as_deref(),
-            self.input.as_ref(),
-            self.output.as_deref(),
-        )
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let input = self.input.as_ref().map_or(0, |v| v.to_string().len());
+        (self.kind.len() + text(&self.tool) + text(&self.content) + input + text(&self.output))
+            as i64
     }
 }
 
