@@ -35,21 +35,26 @@ impl Failures {
             .filter_map(|t| t.agent_id.map(|a| (t.workspace_id, a)))
             .collect();
         let mut statuses = Vec::new();
-        let mut audiences = HashMap::new();
+        let mut rows = HashMap::new();
         for (workspace, agent) in agents {
             if let Some(status) = agents::reconcile_status(conn, agent)? {
                 statuses.push((workspace, agent, status));
             }
             if let Some(row) = agents::get(conn, agent)? {
-                audiences.insert(agent, Audience::of_agent(&row));
+                rows.insert(agent, row);
             }
         }
         let mut retries = Vec::new();
         for failed in &failed {
-            if let Some(retry) = retry(conn, failed)? {
+            let agent = failed.agent_id.and_then(|a| rows.get(&a));
+            if let Some(retry) = retry(conn, failed, agent)? {
                 retries.push(retry);
             }
         }
+        let audiences = rows
+            .iter()
+            .map(|(id, row)| (*id, Audience::of_agent(row)))
+            .collect();
         Ok(Failures {
             failed,
             statuses,
@@ -91,8 +96,12 @@ impl Failures {
 }
 
 /// Queues `failed` again if its failure is the infrastructure's and its
-/// agent has attempts left.
-fn retry(conn: &Conn<'_>, failed: &FailedTask) -> Result<Option<Task>, Error> {
+/// agent (read once per batch by [`Failures::settle`]) has attempts left.
+fn retry(
+    conn: &Conn<'_>,
+    failed: &FailedTask,
+    agent: Option<&agents::Agent>,
+) -> Result<Option<Task>, Error> {
     if !failed
         .reason
         .as_deref()
@@ -100,17 +109,19 @@ fn retry(conn: &Conn<'_>, failed: &FailedTask) -> Result<Option<Task>, Error> {
     {
         return Ok(None);
     }
-    let Some(agent) = failed.agent_id else {
+    let (Some(agent), Some(task)) = (agent, tasks::get(conn, failed.id)?) else {
         return Ok(None);
     };
-    let (Some(task), Some(row)) = (tasks::get(conn, failed.id)?, agents::get(conn, agent)?) else {
-        return Ok(None);
-    };
-    if row.archived_at.is_some()
-        || task.attempt >= row.max_attempts
-        || tasks::count_queued(conn, agent)? >= tasks::MAX_QUEUED_PER_AGENT
+    if agent.archived_at.is_some()
+        || task.attempt >= agent.max_attempts
+        || tasks::count_queued(conn, agent.id)? >= tasks::MAX_QUEUED_PER_AGENT
     {
         return Ok(None);
     }
-    Ok(Some(tasks::requeue(conn, &task, agent, task.created_by)?))
+    Ok(Some(tasks::requeue(
+        conn,
+        &task,
+        agent.id,
+        task.created_by,
+    )?))
 }
