@@ -16,11 +16,13 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// `RecoverOrphanedTasks`' reply (the daemon discards it).
+/// `RecoverOrphanedTasks`' reply (the daemon discards it), with the tasks
+/// still the daemon's own.
 #[derive(Debug, Deserialize)]
 struct Recovered {
     orphaned: u64,
     retried: u64,
+    active_tasks: Vec<Value>,
 }
 
 /// `TaskGCStatus`.
@@ -288,7 +290,160 @@ async fn recover_orphans_fails_the_work_a_restarted_daemon_left_behind() {
 
     // the next start finds nothing left over
     let r = m.app.post(&path, &m.daemon, json!({})).await;
-    assert_eq!(decode::<Recovered>(&r).orphaned, 0);
+    let again: Recovered = decode(&r);
+    assert_eq!((again.orphaned, again.active_tasks.len()), (0, 0));
+}
+
+/// `{id, status}` of each entry of an `active_tasks` list.
+fn active(list: &Value) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_string(),
+                t["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_daemon_that_comes_back_keeps_the_tasks_it_lists_and_loses_the_others() {
+    let m = machine().await;
+    let kept = m.queue("kept", None).await;
+    let lost = m.queue("lost", None).await;
+    assert_eq!(m.claim().await, kept);
+    assert_eq!(m.claim().await, lost);
+    assert_eq!(m.daemon_post(&kept, "start", json!({})).await.status, 200);
+    let agent_row = |task: &str| json!({"id": task, "runtime_id": m.rt, "agent_id": m.agent});
+
+    // a heartbeat tells the daemon which tasks are still its own
+    let hb = m
+        .app
+        .post(
+            "/api/daemon/heartbeat",
+            &m.daemon,
+            json!({"runtime_id": m.rt}),
+        )
+        .await;
+    assert_eq!(
+        active(&hb.body["active_tasks"]),
+        [
+            (kept.clone(), "running".into()),
+            (lost.clone(), "dispatched".into())
+        ]
+    );
+    let first = &hb.body["active_tasks"][0];
+    assert_eq!(
+        json!({"id": first["id"], "runtime_id": first["runtime_id"], "agent_id": first["agent_id"]}),
+        agent_row(&kept)
+    );
+
+    // ids that are not task ids are refused, and nothing changes
+    let path = format!("/api/daemon/runtimes/{}/recover-orphans", m.rt);
+    let before = m.app.dump();
+    for (body, error) in [
+        (
+            json!({"active_task_ids": ["nope"]}),
+            "invalid active_task_ids[0]",
+        ),
+        (
+            json!({"active_task_ids": vec![kept.clone(); 1001]}),
+            "active_task_ids carries at most 1000 ids",
+        ),
+    ] {
+        let r = m.app.post(&path, &m.daemon, body).await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert!(r.error().starts_with(error), "{}", r.error());
+    }
+    let mut register = common::registration(&m.ws, "mbp", &["claude"]);
+    register["active_task_ids"] = json!([kept, 7]);
+    let r = m
+        .app
+        .post("/api/daemon/register", &m.daemon, register)
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(m.app.dump(), before);
+
+    // a registration without the list (what Multica's daemons send)
+    // reconciles nothing
+    let r = m.app.register(&m.daemon, &m.ws, "mbp", &["claude"]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(active(&r.body["active_tasks"]).len(), 2);
+
+    // registering again with only `kept` reconciles `lost`: it fails as
+    // runtime_recovery and is retried; another runtime's task in the list
+    // is not taken over
+    let other_daemon = m.app.daemon_token(&m.alice.token, &m.ws, "laptop").await;
+    let other_rt = m
+        .app
+        .runtime(&other_daemon, &m.ws, "laptop", "claude")
+        .await;
+    let other_agent = m
+        .app
+        .agent(&m.alice.token, &m.ws, &other_rt, json!({}))
+        .await;
+    let elsewhere = m.app.task(&m.alice.token, &other_agent, "x", 0).await;
+    assert_eq!(m.app.claim(&other_daemon, &other_rt).await.status, 200);
+    let mut events = m.app.state.events.subscribe(m.ws.parse().unwrap());
+    let mut register = common::registration(&m.ws, "mbp", &["claude"]);
+    register["active_task_ids"] = json!([kept, elsewhere]);
+    let r = m
+        .app
+        .post("/api/daemon/register", &m.daemon, register)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        active(&r.body["active_tasks"]),
+        [(kept.clone(), "running".into())]
+    );
+    let row = m.task(&lost).await;
+    assert_eq!(
+        (&row["status"], &row["failure_reason"], &row["error"]),
+        (
+            &json!("failed"),
+            &json!("runtime_recovery"),
+            &json!("daemon restarted while task was in flight")
+        )
+    );
+    assert_eq!(m.app.task_status(&kept), "running");
+    assert_eq!(m.app.task_status(&elsewhere), "dispatched");
+    let seen: Vec<(String, Value)> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|e| (e.kind.to_string(), e.payload()))
+        .collect();
+    assert!(seen.contains(&(
+        "task:failed".into(),
+        json!({"task_id": lost, "agent_id": m.agent, "failure_reason": "runtime_recovery"})
+    )));
+    assert!(seen
+        .iter()
+        .any(|(k, p)| k == "task:retried" && p["parent_task_id"] == lost.as_str()));
+
+    // the same through recover-orphans: the listed task stays
+    let r = m
+        .app
+        .post(&path, &m.daemon, json!({"active_task_ids": [kept]}))
+        .await;
+    let recovered: Recovered = decode(&r);
+    assert_eq!(recovered.orphaned, 0);
+    assert_eq!(
+        active(&json!(recovered.active_tasks)),
+        [(kept.clone(), "running".into())]
+    );
+    assert_eq!(
+        m.daemon_post(&kept, "complete", json!({})).await.status,
+        200
+    );
+    let hb = m
+        .app
+        .post(
+            "/api/daemon/heartbeat",
+            &m.daemon,
+            json!({"runtime_id": m.rt}),
+        )
+        .await;
+    assert_eq!(hb.body["active_tasks"], json!([]));
 }
 
 #[actix_web::test]

@@ -102,6 +102,9 @@ async fn work_on_an_offline_runtime_waits_out_the_reconnect_grace() {
         .await;
     assert_eq!(hb.status, 200);
     assert_eq!(app.runtime_status(&rt), "online");
+    // and it is told the task is still its own
+    assert_eq!(hb.body["active_tasks"][0]["id"], back.as_str());
+    assert_eq!(hb.body["active_tasks"][0]["status"], "running");
     let r = post(format!("/api/daemon/tasks/{back}/complete")).await;
     assert_eq!(
         (r.status, r.body["status"].as_str()),
@@ -126,6 +129,16 @@ async fn work_on_an_offline_runtime_waits_out_the_reconnect_grace() {
         Some("runtime_reconnect_timeout")
     );
     assert_eq!(app.agent_status(&agent), "idle");
+    // a daemon that comes back too late is told the task is no longer its
+    // own (its retry waits in the queue)
+    let hb = app
+        .post(
+            "/api/daemon/heartbeat",
+            &alice.token,
+            json!({"runtime_id": rt}),
+        )
+        .await;
+    assert_eq!(hb.body["active_tasks"], json!([]));
 }
 
 #[actix_web::test]

@@ -17,13 +17,15 @@ use serde_json::json;
 
 use crate::access::{require_daemon_runtime, require_daemon_workspace};
 use crate::auth::Caller;
-use crate::domain::{ProbeId, ProbeKind, ProbeStatus, RuntimeId, RuntimeStatus, Timestamp};
+use crate::domain::{ProbeId, ProbeKind, ProbeStatus, RuntimeId, RuntimeStatus, TaskId, Timestamp};
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
+use crate::failures::Failures;
 use crate::heartbeats::Heartbeats;
 use crate::probes::{already_ended, clip, not_found};
 use crate::store::probes::{self, Finished, Outcome};
 use crate::store::runtimes::{self, Runtime};
+use crate::store::tasks::{self, ActiveTask};
 use crate::store::Conn;
 use crate::store::Store;
 
@@ -77,6 +79,9 @@ struct RegisterResponse {
     repos_version: &'static str,
     /// Workspace settings for the daemon: none, so it keeps its defaults.
     settings: serde_json::Value,
+    /// The registered runtimes' dispatched and running tasks: still the
+    /// daemon's own.
+    active_tasks: Vec<ActiveTask>,
 }
 
 /// 409 for a daemon_id whose runtimes belong to another member: a machine
@@ -120,14 +125,25 @@ fn adopt_older(
     Ok(folded.runtimes)
 }
 
-/// The writes of one registration, all in one transaction: the runtimes
-/// (answered back), the failed profiles, and what moves over from older
-/// registrations (the ids of the runtimes folded in and deleted).
+/// What one registration wrote: the runtimes (answered back), the ids of
+/// the runtimes folded in and deleted, the tasks it reconciled, and the
+/// tasks still the daemon's own.
+struct Registered {
+    runtimes: Vec<Runtime>,
+    folded: Vec<RuntimeId>,
+    reconciled: Option<Failures>,
+    active_tasks: Vec<ActiveTask>,
+}
+
+/// The writes of one registration, all in one transaction: the runtimes,
+/// the failed profiles, what moves over from older registrations, and —
+/// when the daemon listed the tasks it still runs — the reconciliation of
+/// the others.
 fn write_registration(
     tx: &Conn<'_>,
     caller: &Caller,
     reg: &register::Parsed,
-) -> Result<(Vec<Runtime>, Vec<RuntimeId>), ApiError> {
+) -> Result<Registered, ApiError> {
     // a daemon_id belongs to one member across its providers' rows, and
     // the workspace has a cap on runtimes: rules over the workspace's rows
     // (one row per provider is the schema's UNIQUE, and the upsert never
@@ -149,14 +165,48 @@ fn write_registration(
     for row in &reg.failed {
         upsert(tx, row)?;
     }
-    Ok((out, folded))
+    let reconciled = match &reg.active {
+        Some(keep) => Some(reconcile(tx, &out, keep)?),
+        None => None,
+    };
+    let mut active_tasks = Vec::new();
+    for runtime in &out {
+        active_tasks.extend(tasks::active_on(tx, runtime.id)?);
+    }
+    Ok(Registered {
+        runtimes: out,
+        folded,
+        reconciled,
+        active_tasks,
+    })
+}
+
+/// Fails the dispatched and running tasks of `runtimes` that the daemon
+/// did not list in `keep` (`runtime_recovery`, retried as their agents
+/// allow): it registered again without them, so nothing runs them.
+fn reconcile(tx: &Conn<'_>, runtimes: &[Runtime], keep: &[TaskId]) -> Result<Failures, ApiError> {
+    let mut failed = Vec::new();
+    for runtime in runtimes {
+        loop {
+            let batch = tasks::fail_orphans(tx, runtime.id, keep)?;
+            let done = (batch.len() as i64) < crate::store::sweeps::BATCH;
+            failed.extend(batch);
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(Failures::settle(tx, failed)?)
 }
 
 /// Upserts every runtime of the daemon in one transaction (all or none),
 /// records its failed profiles as offline runtimes, and moves over what
 /// this machine registered before (see [`adopt_older`]). A daemon_id whose
 /// runtimes belong to another member is a 409: the daemon route never
-/// changes who owns a machine.
+/// changes who owns a machine. A daemon that lists the tasks it still runs
+/// (`active_task_ids`) has its runtimes' other dispatched and running
+/// tasks failed as `runtime_recovery` in the same transaction; the reply's
+/// `active_tasks` says which tasks are still its own.
 async fn register(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
@@ -165,26 +215,30 @@ async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let reg = register::parse(&body, &caller)?;
     let (workspace_id, daemon_id) = (reg.workspace_id, reg.daemon_id.clone());
-    let (runtimes, folded) = db
+    let registered = db
         .write(move |tx| write_registration(tx, &caller, &reg))
         .await?;
     events.publish(
         DAEMON_REGISTER,
         workspace_id,
-        json!({"action": "register", "daemon_id": daemon_id, "runtimes": runtimes}),
+        json!({"action": "register", "daemon_id": daemon_id, "runtimes": registered.runtimes}),
     );
-    for id in folded {
+    for id in registered.folded {
         events.publish(
             DAEMON_REGISTER,
             workspace_id,
             json!({"action": "delete", "runtime_id": id}),
         );
     }
+    if let Some(reconciled) = &registered.reconciled {
+        reconciled.publish(&events);
+    }
     Ok(HttpResponse::Ok().json(RegisterResponse {
-        runtimes,
+        runtimes: registered.runtimes,
         repos: Vec::new(),
         repos_version: REPOS_VERSION,
         settings: json!({}),
+        active_tasks: registered.active_tasks,
     }))
 }
 
@@ -274,6 +328,9 @@ pub(crate) struct HeartbeatResponse {
     pending_ping: Option<PendingPing>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_update: Option<PendingUpdate>,
+    /// The runtime's dispatched and running tasks: still its daemon's own
+    /// (a task the sweeper failed while the daemon was away is not here).
+    active_tasks: Vec<ActiveTask>,
 }
 
 /// Marks the runtime online and hands over any ping or update the UI asked
@@ -305,10 +362,14 @@ pub(crate) async fn beat(
     id: RuntimeId,
 ) -> Result<HeartbeatResponse, ApiError> {
     let again = caller.clone();
-    let (runtime, pending) = db
+    let (runtime, pending, active_tasks) = db
         .read(move |conn| -> Result<_, ApiError> {
             let runtime = require_daemon_runtime(conn, &caller, id)?;
-            Ok((runtime, probes::pending_kinds(conn, id)?))
+            Ok((
+                runtime,
+                probes::pending_kinds(conn, id)?,
+                tasks::active_on(conn, id)?,
+            ))
         })
         .await?;
     let online = runtime.status == RuntimeStatus::Online;
@@ -345,6 +406,7 @@ pub(crate) async fn beat(
             id: p.id,
             target_version: p.target_version.unwrap_or_default(),
         }),
+        active_tasks,
     })
 }
 

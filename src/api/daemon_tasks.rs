@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::failures::Failures;
 use crate::store::sweeps::BATCH;
-use crate::store::tasks::{self, CancelAck};
+use crate::store::tasks::{self, ActiveTask, CancelAck};
 use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -30,11 +30,44 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/daemon/tasks/{id}/cancel-ack", web::post().to(cancel_ack));
 }
 
+#[derive(Deserialize, Default)]
+struct RecoverRequest {
+    active_task_ids: Option<Vec<String>>,
+}
+
 #[derive(Serialize)]
 struct Recovered {
     orphaned: usize,
     /// How many of them were queued again (see `failures`).
     retried: usize,
+    /// The runtime's dispatched and running tasks left after the recovery:
+    /// the ones the daemon said it still runs.
+    active_tasks: Vec<ActiveTask>,
+}
+
+/// The task ids a daemon says it still runs (`active_task_ids` of
+/// `recover-orphans` and of a registration): at most
+/// [`tasks::MAX_ACTIVE_LISTED`], each a task id.
+pub(crate) fn active_task_ids(given: Option<&[String]>) -> Result<Option<Vec<TaskId>>, ApiError> {
+    let Some(given) = given else {
+        return Ok(None);
+    };
+    if given.len() as i64 > tasks::MAX_ACTIVE_LISTED {
+        return Err(ApiError::bad_request(format!(
+            "active_task_ids carries at most {} ids",
+            tasks::MAX_ACTIVE_LISTED
+        )));
+    }
+    given
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            id.trim()
+                .parse()
+                .map_err(|e| ApiError::bad_request(format!("invalid active_task_ids[{i}]: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// A daemon calls this as it starts, for each runtime it registered: the
@@ -42,32 +75,43 @@ struct Recovered {
 /// process's, and nothing runs them any more. They fail at once with
 /// `daemon restarted while task was in flight` (failure_reason
 /// `runtime_recovery`) instead of waiting for the sweeper's timeouts, and
-/// are retried as the agent's `max_attempts` allows.
-/// Batches of [`BATCH`], each in its own short transaction.
+/// are retried as the agent's `max_attempts` allows. A daemon that kept
+/// some of them running lists them in `active_task_ids`: those stay as
+/// they are, and the reply's `active_tasks` says which tasks are still its
+/// own. Batches of [`BATCH`], each in its own short transaction.
 async fn recover_orphans(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
     caller: Caller,
     path: web::Path<RuntimeId>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
+    let request = super::optional_json::<RecoverRequest>(&body)?.unwrap_or_default();
+    let keep = std::sync::Arc::new(
+        active_task_ids(request.active_task_ids.as_deref())?.unwrap_or_default(),
+    );
     let (mut orphaned, mut retried) = (0, 0);
     loop {
-        let caller = caller.clone();
-        let batch = db
+        let (caller, keep) = (caller.clone(), keep.clone());
+        let (batch, active_tasks) = db
             .write(move |tx| -> Result<_, ApiError> {
                 require_daemon_runtime(tx, &caller, runtime)?;
-                Ok(Failures::settle(tx, tasks::fail_orphans(tx, runtime)?)?)
+                let batch = Failures::settle(tx, tasks::fail_orphans(tx, runtime, &keep)?)?;
+                Ok((batch, tasks::active_on(tx, runtime)?))
             })
             .await?;
         orphaned += batch.failed.len();
         retried += batch.retries.len();
         batch.publish(&events);
         if (batch.failed.len() as i64) < BATCH {
-            break;
+            return Ok(HttpResponse::Ok().json(Recovered {
+                orphaned,
+                retried,
+                active_tasks,
+            }));
         }
     }
-    Ok(HttpResponse::Ok().json(Recovered { orphaned, retried }))
 }
 
 /// Keeps a dispatched task of this runtime from timing out while its

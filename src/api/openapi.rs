@@ -208,7 +208,7 @@ const ROUTES: &[Route] = &[
     get("/api/usage/daily", "Workspace usage per day and model", Workspace, List("DailyUsage")).query(&["days", "tz"]),
     get("/api/usage/summary", "Workspace usage per model", Workspace, List("UsageSummary")).query(&["days", "tz"]),
     post("/api/tokens/current/renew", "Extend the request's own token in place", Daemon, Ref("Renewed")),
-    post("/api/daemon/runtimes/{id}/recover-orphans", "Fail the work a restarted daemon left behind", Daemon, Ref("Recovered")),
+    post("/api/daemon/runtimes/{id}/recover-orphans", "Fail the work a restarted daemon left behind", Daemon, Ref("Recovered")).optional_body("RecoverOrphans"),
     post("/api/daemon/runtimes/{id}/tasks/{task_id}/prepare-lease", "Keep a dispatched task while the daemon prepares it", Daemon, Ref("Task")),
     post("/api/daemon/tasks/{id}/session", "Pin the agent's session and work directory", Daemon, Empty).body("PinSession").no_content(),
     post("/api/daemon/tasks/{id}/cancel-ack", "Acknowledge a cancellation", Daemon, Ref("Status")).optional_body("CancelAck"),

@@ -351,10 +351,34 @@ pub fn record_cancel_ack(
 }
 
 /// Fails up to [`crate::store::sweeps::BATCH`] tasks dispatched to or running
-/// on `runtime`: its daemon has restarted, so nothing runs them any more. A
-/// task that ended meanwhile is left as it ended.
-pub fn fail_orphans(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<FailedTask>> {
-    dispatch!(conn, tasks::fail_orphans(runtime))
+/// on `runtime`, except those in `keep`: its daemon has restarted (or
+/// registered again) and runs only the tasks it listed, so nothing runs the
+/// others any more. A task that ended meanwhile is left as it ended.
+pub fn fail_orphans(
+    conn: &Conn<'_>,
+    runtime: RuntimeId,
+    keep: &[TaskId],
+) -> Result<Vec<FailedTask>> {
+    dispatch!(conn, tasks::fail_orphans(runtime, keep))
+}
+
+/// Most tasks [`active_on`] lists: far more than the agents of one runtime
+/// may run at once (see `agent.max_concurrent_tasks`).
+pub const MAX_ACTIVE_LISTED: i64 = 1000;
+
+/// A task dispatched to or running on a runtime: still its daemon's own.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveTask {
+    pub id: TaskId,
+    pub runtime_id: RuntimeId,
+    pub agent_id: Option<AgentId>,
+    pub status: TaskStatus,
+}
+
+/// The tasks dispatched to or running on `runtime`, oldest first, at most
+/// [`MAX_ACTIVE_LISTED`], read off the (runtime_id, status) index.
+pub fn active_on(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<ActiveTask>> {
+    dispatch!(conn, tasks::active_on(runtime))
 }
 
 /// The tasks carrying any of `issue_ids` (in `workspace`, if given), one

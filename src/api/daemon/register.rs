@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::api::{required, short_text, text};
 use crate::auth::Caller;
-use crate::domain::{ProfileId, RuntimeStatus, UserId, WorkspaceId};
+use crate::domain::{ProfileId, RuntimeStatus, TaskId, UserId, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::runtimes::{self, Registration};
 use crate::store::Conn;
@@ -24,6 +24,9 @@ pub(super) struct RegisterRequest {
     runtimes: Option<Vec<RuntimeSpec>>,
     /// Custom runtime profiles the daemon could not launch.
     failed_profiles: Option<Vec<FailedProfile>>,
+    /// The tasks this daemon still runs on the runtimes it registers; when
+    /// given, their other dispatched and running tasks are reconciled.
+    active_task_ids: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +65,9 @@ pub(super) struct Parsed {
     /// Former daemon ids whose runtimes fold into the new ones; empty for
     /// a daemon token, which reaches its own daemon_id only.
     pub legacy: Vec<String>,
+    /// The tasks the daemon still runs, when it said: the runtimes' other
+    /// dispatched and running tasks fail as `runtime_recovery`.
+    pub active: Option<Vec<TaskId>>,
 }
 
 /// The member a registration acts for: the PAT's user, or the member who
@@ -265,6 +271,7 @@ pub(super) fn parse(req: &RegisterRequest, caller: &Caller) -> Result<Parsed, Ap
     }
     let machine = machine(req, caller, workspace_id, daemon_id)?;
     let legacy = legacy_ids(req, &machine.daemon_id)?;
+    let active = crate::api::daemon_tasks::active_task_ids(req.active_task_ids.as_deref())?;
     let runtimes = specs
         .iter()
         .enumerate()
@@ -284,6 +291,7 @@ pub(super) fn parse(req: &RegisterRequest, caller: &Caller) -> Result<Parsed, Ap
         owner: machine.owner,
         runtimes,
         failed: failed_rows,
+        active,
     })
 }
 

@@ -54,8 +54,21 @@ fn replies() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "ActiveTask",
+            reply(&[
+                ("id", uuid()),
+                ("runtime_id", uuid()),
+                ("agent_id", nullable(uuid())),
+                ("status", one_of(&["dispatched", "running"])),
+            ]),
+        ),
+        (
             "Recovered",
-            reply(&[("orphaned", count()), ("retried", count())]),
+            reply(&[
+                ("orphaned", count()),
+                ("retried", count()),
+                ("active_tasks", active_tasks()),
+            ]),
         ),
         (
             "TaskGcStatus",
@@ -109,9 +122,27 @@ fn replies() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The tasks still a daemon's own (heartbeat, registration, recovery).
+pub(super) fn active_tasks() -> Value {
+    json!({"type": "array", "maxItems": crate::store::tasks::MAX_ACTIVE_LISTED,
+           "items": super::schemas::component("ActiveTask")})
+}
+
+/// The task ids a daemon says it still runs.
+pub(super) fn active_task_ids() -> Value {
+    nullable(
+        json!({"type": "array", "maxItems": crate::store::tasks::MAX_ACTIVE_LISTED,
+                    "items": uuid()}),
+    )
+}
+
 fn requests() -> Vec<(&'static str, Value)> {
     let text = || nullable(string());
     vec![
+        (
+            "RecoverOrphans",
+            optional_fields(&[("active_task_ids", active_task_ids())]),
+        ),
         (
             "PinSession",
             optional_fields(&[("session_id", text()), ("work_dir", text())]),

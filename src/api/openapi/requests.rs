@@ -117,6 +117,7 @@ fn register() -> Value {
             ("launched_by", optional_string()),
             ("runtimes", nullable(list(runtime_spec))),
             ("failed_profiles", nullable(list(failed_profile))),
+            ("active_task_ids", super::daemon::active_task_ids()),
         ],
         &["workspace_id", "daemon_id"],
     );

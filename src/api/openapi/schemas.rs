@@ -238,6 +238,7 @@ fn runtimes() -> Vec<(&'static str, Value)> {
                 ("repos", json!({"type": "array", "maxItems": 0})),
                 ("repos_version", string()),
                 ("settings", json!({"type": "object"})),
+                ("active_tasks", super::daemon::active_tasks()),
             ]),
         ),
         (
@@ -250,8 +251,9 @@ fn runtimes() -> Vec<(&'static str, Value)> {
                     "server_capabilities": list(string()),
                     "pending_ping": reply(&[("id", uuid())]),
                     "pending_update": reply(&[("id", uuid()), ("target_version", string())]),
+                    "active_tasks": super::daemon::active_tasks(),
                 },
-                "required": ["runtime_id", "status", "server_capabilities"],
+                "required": ["runtime_id", "status", "server_capabilities", "active_tasks"],
                 "additionalProperties": false,
             }),
         ),

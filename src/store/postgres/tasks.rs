@@ -415,6 +415,7 @@ pub fn record_cancel_ack(
 pub fn fail_orphans(
     conn: &mut Client,
     runtime: RuntimeId,
+    keep: &[TaskId],
 ) -> Result<Vec<FailedTask>, postgres::Error> {
     conn.query(
         "WITH failed AS (
@@ -423,6 +424,7 @@ pub fn fail_orphans(
                  completed_at = $3, prepare_lease_expires_at = NULL
              WHERE id IN (SELECT id FROM agent_task_queue
                           WHERE runtime_id = $1 AND status IN ('dispatched', 'running')
+                            AND NOT (id = ANY($5))
                           LIMIT $4)
                -- again on the row itself: a task that ended meanwhile keeps
                -- its end
@@ -434,6 +436,7 @@ pub fn fail_orphans(
             &ORPHAN_ERROR,
             &Timestamp::now(),
             &crate::store::sweeps::BATCH,
+            &uuids(keep),
         ],
     )?
     .iter()
@@ -443,6 +446,29 @@ pub fn fail_orphans(
             workspace_id: r.try_get(1)?,
             agent_id: r.try_get(2)?,
             reason: r.try_get(3)?,
+        })
+    })
+    .collect()
+}
+
+pub fn active_on(
+    conn: &mut Client,
+    runtime: RuntimeId,
+) -> Result<Vec<ActiveTask>, postgres::Error> {
+    conn.query(
+        "SELECT id, runtime_id, agent_id, status FROM agent_task_queue
+         WHERE runtime_id = $1 AND status IN ('dispatched', 'running')
+         ORDER BY dispatched_at, id
+         LIMIT $2",
+        &[&runtime, &MAX_ACTIVE_LISTED],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(ActiveTask {
+            id: r.try_get(0)?,
+            runtime_id: r.try_get(1)?,
+            agent_id: r.try_get(2)?,
+            status: r.try_get(3)?,
         })
     })
     .collect()

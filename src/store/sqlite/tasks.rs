@@ -338,13 +338,18 @@ pub fn record_cancel_ack(
     Ok(changed > 0)
 }
 
-pub fn fail_orphans(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<FailedTask>> {
+pub fn fail_orphans(
+    conn: &Connection,
+    runtime: RuntimeId,
+    keep: &[TaskId],
+) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
          SET status = 'failed', error = ?2, failure_reason = 'runtime_recovery',
              completed_at = ?3, prepare_lease_expires_at = NULL
          WHERE id IN (SELECT id FROM agent_task_queue
                       WHERE runtime_id = ?1 AND status IN ('dispatched', 'running')
+                        AND id NOT IN (SELECT value FROM json_each(?5))
                       LIMIT ?4)
            -- again on the row itself: a task that ended meanwhile keeps
            -- its end
@@ -356,7 +361,8 @@ pub fn fail_orphans(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<V
             runtime,
             ORPHAN_ERROR,
             Timestamp::now(),
-            crate::store::sweeps::BATCH
+            crate::store::sweeps::BATCH,
+            json_list(keep)?
         ],
         |r| {
             Ok(FailedTask {
@@ -367,6 +373,24 @@ pub fn fail_orphans(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<V
             })
         },
     )?;
+    rows.collect()
+}
+
+pub fn active_on(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<ActiveTask>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, runtime_id, agent_id, status FROM agent_task_queue
+         WHERE runtime_id = ?1 AND status IN ('dispatched', 'running')
+         ORDER BY dispatched_at, id
+         LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![runtime, MAX_ACTIVE_LISTED], |r| {
+        Ok(ActiveTask {
+            id: r.get(0)?,
+            runtime_id: r.get(1)?,
+            agent_id: r.get(2)?,
+            status: r.get(3)?,
+        })
+    })?;
     rows.collect()
 }
 
