@@ -381,6 +381,15 @@ async fn zones_east_and_west_of_utc_put_usage_on_different_dates() {
         (1, 0),
         &format!("{d}T03:00:00.000Z"),
     );
+    // 23:30 in Kolkata (UTC+5:30), already the next day in Tokyo
+    record(
+        &app,
+        &task,
+        &ws,
+        ("p", "late"),
+        (2, 0),
+        &format!("{d}T18:00:00.000Z"),
+    );
     let rows = |tz: &str| {
         let app = &app;
         let token = token.clone();
@@ -403,15 +412,20 @@ async fn zones_east_and_west_of_utc_put_usage_on_different_dates() {
     };
     let (d_minus, d_plus) = (date(4), date(2));
     let s = |a: &str, b: &str| (a.to_string(), b.to_string());
-    assert_eq!(rows("").await, [s(&d, "early"), s(&d, "evening")]);
-    assert_eq!(rows("&tz=UTC").await, [s(&d, "early"), s(&d, "evening")]);
+    let utc = [s(&d, "early"), s(&d, "evening"), s(&d, "late")];
+    assert_eq!(rows("").await, utc);
+    assert_eq!(rows("&tz=UTC").await, utc);
     assert_eq!(
         rows("&tz=Asia/Tokyo").await,
-        [s(&d_plus, "evening"), s(&d, "early")]
+        [s(&d_plus, "evening"), s(&d_plus, "late"), s(&d, "early")]
+    );
+    assert_eq!(
+        rows("&tz=Asia/Kolkata").await,
+        [s(&d_plus, "evening"), s(&d, "early"), s(&d, "late")]
     );
     assert_eq!(
         rows("&tz=America/Los_Angeles").await,
-        [s(&d, "evening"), s(&d_minus, "early")]
+        [s(&d, "evening"), s(&d, "late"), s(&d_minus, "early")]
     );
 
     let r = app

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{DurationRound, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -17,7 +17,7 @@ use crate::access::{require_daemon_runtime, require_member_runtime};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::domain::{RuntimeId, Timestamp, WorkspaceId};
 use crate::error::ApiError;
-use crate::store::usage::{self, Bucket, RuntimeUsage, UsageEntry, UsageSource};
+use crate::store::usage::{self, Bucket, HourRuns, RuntimeUsage, UsageEntry, UsageSource};
 use crate::store::Conn;
 use crate::store::Store;
 
@@ -338,9 +338,35 @@ fn local_midnight(tz: Tz, date: NaiveDate) -> chrono::DateTime<Utc> {
     }
 }
 
+/// The UTC hours from the one `first` starts in to the end of `last` in
+/// `tz`, in runs of hours starting on one local date (`None` for hours
+/// starting outside `first..=last`, as the first one can in a zone whose
+/// offset is not whole hours).
+fn hour_runs(tz: Tz, first: NaiveDate, last: NaiveDate) -> HourRuns {
+    let start = local_midnight(tz, first);
+    let end = local_midnight(tz, last + chrono::Days::new(1));
+    let whole_hour =
+        |t: chrono::DateTime<Utc>| t.duration_trunc(chrono::TimeDelta::hours(1)).unwrap_or(t);
+    let mut runs = HourRuns::default();
+    let mut hour = whole_hour(start);
+    while hour < end {
+        let local = hour.with_timezone(&tz).date_naive();
+        let date = (first..=last)
+            .contains(&local)
+            .then(|| local.format("%Y-%m-%d").to_string());
+        if runs.dates.last() != Some(&date) {
+            runs.bounds.push(hour);
+            runs.dates.push(date);
+        }
+        hour += chrono::TimeDelta::hours(1);
+    }
+    runs.bounds.push(hour);
+    runs
+}
+
 /// Workspace usage per (local date, model) over the last `days` days.
-/// UTC reads the daily rollup; another zone regroups the hourly rollup by
-/// the local date each hour starts on.
+/// UTC reads the daily rollup; another zone adds up the hourly rollup by
+/// the local date each hour starts on (see [`hour_runs`]).
 fn usage_by_day(
     conn: &Conn<'_>,
     workspace: WorkspaceId,
@@ -363,26 +389,10 @@ fn usage_by_day(
         }
         Some(tz) => {
             let today = Utc::now().with_timezone(&tz).date_naive();
-            let first = today - back;
-            let start = local_midnight(tz, first);
-            let end = local_midnight(tz, today + chrono::Days::new(1));
-            let hour = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H").to_string();
-            for b in usage::hourly(conn, workspace, &hour(start), &hour(end))? {
-                let Ok(naive) = chrono::NaiveDateTime::parse_from_str(
-                    &format!("{}:00", b.key),
-                    "%Y-%m-%dT%H:%M",
-                ) else {
-                    continue;
-                };
-                let local = Utc
-                    .from_utc_datetime(&naive)
-                    .with_timezone(&tz)
-                    .date_naive();
-                if local < first || local > today {
-                    continue;
-                }
+            let runs = hour_runs(tz, today - back, today);
+            for b in usage::by_hour_runs(conn, workspace, &runs)? {
                 grouped
-                    .entry((local.format("%Y-%m-%d").to_string(), b.model.clone()))
+                    .entry((b.key.clone(), b.model.clone()))
                     .or_default()
                     .add(&b);
             }
@@ -446,4 +456,60 @@ async fn summary(
         )
     });
     Ok(HttpResponse::Ok().json(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a date")
+    }
+
+    /// (first hour, hours, date) of each run.
+    fn spans(runs: &HourRuns) -> Vec<(String, i64, Option<String>)> {
+        runs.dates
+            .iter()
+            .enumerate()
+            .map(|(i, date)| {
+                let (from, to) = (runs.bounds[i], runs.bounds[i + 1]);
+                (
+                    from.format("%Y-%m-%dT%H").to_string(),
+                    (to - from).num_hours(),
+                    date.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_day_that_springs_forward_has_23_hours() {
+        let tz: Tz = "America/Los_Angeles".parse().expect("a zone");
+        let runs = hour_runs(tz, day("2026-03-07"), day("2026-03-09"));
+        let at = |d: &str| Some(d.to_string());
+        assert_eq!(
+            spans(&runs),
+            [
+                ("2026-03-07T08".into(), 24, at("2026-03-07")),
+                ("2026-03-08T08".into(), 23, at("2026-03-08")),
+                ("2026-03-09T07".into(), 24, at("2026-03-09")),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_hour_starting_before_a_half_hour_midnight_is_the_day_before() {
+        let tz: Tz = "Asia/Kolkata".parse().expect("a zone");
+        let runs = hour_runs(tz, day("2026-06-01"), day("2026-06-01"));
+        // midnight is 18:30 UTC: the hour from 18:00 starts at 23:30 on
+        // the day before, and the one from 18:00 on June 1st at 23:30 that
+        // day
+        assert_eq!(
+            spans(&runs),
+            [
+                ("2026-05-31T18".into(), 1, None),
+                ("2026-05-31T19".into(), 24, Some("2026-06-01".into())),
+            ]
+        );
+    }
 }

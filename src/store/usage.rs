@@ -154,19 +154,57 @@ pub(super) fn hour_of(t: Timestamp) -> String {
     t.utc().format("%Y-%m-%dT%H").to_string()
 }
 
-/// UTC days `from..=to` (YYYY-MM-DD), newest first.
+/// UTC days `from..=to` (YYYY-MM-DD), in no order.
 pub fn daily(conn: &Conn<'_>, workspace: WorkspaceId, from: &str, to: &str) -> Result<Vec<Bucket>> {
     dispatch!(conn, usage::daily(workspace, from, to))
 }
 
-/// UTC hours `from..to` (YYYY-MM-DDTHH, `to` excluded), oldest first.
-pub fn hourly(
+/// Runs of consecutive UTC hours, each with the local date its hours fall
+/// on, or none for hours left out: run `i` covers `bounds[i]..bounds[i + 1]`
+/// (`dates.len() + 1` bounds, each the start of a UTC hour, ascending).
+/// The caller decides which hour falls on which date (a time zone's rules);
+/// the store only adds up.
+#[derive(Debug, Clone, Default)]
+pub struct HourRuns {
+    pub bounds: Vec<chrono::DateTime<chrono::Utc>>,
+    pub dates: Vec<Option<String>>,
+}
+
+impl HourRuns {
+    /// The date of the hour starting at `key` (`YYYY-MM-DDTHH`, as the
+    /// bounds formatted by [`hour_key`]), if it falls in a run with one.
+    pub(super) fn date_of(&self, keys: &[String], key: &str) -> Option<&str> {
+        let i = keys.partition_point(|k| k.as_str() <= key).checked_sub(1)?;
+        self.dates.get(i)?.as_deref()
+    }
+}
+
+/// A UTC hour as the hourly rollup's text key (`2026-11-23T19`).
+pub(super) fn hour_key(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H").to_string()
+}
+
+/// Adds `b` to `into`, each count saturating at i64::MAX.
+pub(super) fn add_bucket(into: &mut Bucket, b: &Bucket) {
+    into.input_tokens = into.input_tokens.saturating_add(b.input_tokens);
+    into.output_tokens = into.output_tokens.saturating_add(b.output_tokens);
+    into.cache_read_tokens = into.cache_read_tokens.saturating_add(b.cache_read_tokens);
+    into.cache_write_tokens = into.cache_write_tokens.saturating_add(b.cache_write_tokens);
+    into.task_count = into.task_count.saturating_add(b.task_count);
+}
+
+/// Workspace usage per (date, model) over the hourly rollup, each hour
+/// counted on the date of its run in `runs` (hours of runs without a date
+/// are left out). Sums saturate at i64::MAX; no order.
+pub fn by_hour_runs(
     conn: &Conn<'_>,
     workspace: WorkspaceId,
-    from: &str,
-    to: &str,
+    runs: &HourRuns,
 ) -> Result<Vec<Bucket>> {
-    dispatch!(conn, usage::hourly(workspace, from, to))
+    if runs.bounds.len() < 2 || runs.dates.len() + 1 != runs.bounds.len() {
+        return Ok(Vec::new());
+    }
+    dispatch!(conn, usage::by_hour_runs(workspace, runs))
 }
 
 /// Stores a daemon's day total for (runtime, date, provider, model),
@@ -181,7 +219,7 @@ pub fn upsert_runtime_usage(
     dispatch!(conn, usage::upsert_runtime_usage(runtime, date, entry, at))
 }
 
-/// A runtime's usage on dates `>= from` from `source`, newest first.
+/// A runtime's usage on dates `>= from` from `source`, in no order.
 pub fn runtime_usage(
     conn: &Conn<'_>,
     runtime: RuntimeId,

@@ -3,7 +3,7 @@
 //!
 //! Buckets are `date` (UTC day) and `timestamptz` (start of the UTC hour)
 //! here; the facade speaks text (`2026-11-23`, `2026-11-23T19`), so keys are
-//! converted at the SQL boundary and read back with `to_char`. Saturating
+//! converted at the SQL boundary and formatted again in Rust. Saturating
 //! sums go through `numeric`: a `bigint` sum past 64 bits is an error on
 //! PostgreSQL, where SQLite's turns into a REAL that the clamps bring back.
 
@@ -220,70 +220,87 @@ fn saturating_add(table: &str, column: &str) -> String {
     format!("GREATEST(0, LEAST({table}.{column}::numeric + excluded.{column}, {MAX}))::bigint")
 }
 
-fn buckets(
-    conn: &mut Client,
-    sql: &str,
-    workspace: WorkspaceId,
-    from: &str,
-    to: &str,
-) -> Result<Vec<Bucket>, postgres::Error> {
-    conn.query(sql, &[&workspace, &from, &to])?
-        .iter()
-        .map(|r| {
-            Ok(Bucket {
-                key: r.try_get(0)?,
-                model: r.try_get(1)?,
-                input_tokens: r.try_get(2)?,
-                output_tokens: r.try_get(3)?,
-                cache_read_tokens: r.try_get(4)?,
-                cache_write_tokens: r.try_get(5)?,
-                task_count: r.try_get(6)?,
-            })
-        })
-        .collect()
+/// A `date` column as the facade's text key: formatted here, where
+/// `to_char` would cost the server more than the rest of the query.
+fn date_key(row: &postgres::Row, idx: usize) -> Result<String, postgres::Error> {
+    Ok(row.try_get::<_, chrono::NaiveDate>(idx)?.to_string())
 }
 
+/// Read off the (workspace_id, date, model) key, in no order.
 pub fn daily(
     conn: &mut Client,
     workspace: WorkspaceId,
     from: &str,
     to: &str,
 ) -> Result<Vec<Bucket>, postgres::Error> {
-    buckets(
-        conn,
-        "SELECT to_char(date, 'YYYY-MM-DD'), model, input_tokens, output_tokens,
-                cache_read_tokens, cache_write_tokens, task_count
+    conn.query(
+        "SELECT date, model, input_tokens, output_tokens, cache_read_tokens,
+                cache_write_tokens, task_count
          FROM usage_daily
-         WHERE workspace_id = $1 AND date BETWEEN $2::text::date AND $3::text::date
-         ORDER BY date DESC, model",
-        workspace,
-        from,
-        to,
-    )
+         WHERE workspace_id = $1 AND date BETWEEN $2::text::date AND $3::text::date",
+        &[&workspace, &from, &to],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(Bucket {
+            key: date_key(r, 0)?,
+            model: r.try_get(1)?,
+            input_tokens: r.try_get(2)?,
+            output_tokens: r.try_get(3)?,
+            cache_read_tokens: r.try_get(4)?,
+            cache_write_tokens: r.try_get(5)?,
+            task_count: r.try_get(6)?,
+        })
+    })
+    .collect()
 }
 
-pub fn hourly(
+/// Added up here: each run is one range of the (workspace_id, hour, model)
+/// key, whose index carries the counts (V7), so the rows come from the
+/// index alone; the sums go through `numeric`, clamped at i64::MAX.
+pub fn by_hour_runs(
     conn: &mut Client,
     workspace: WorkspaceId,
-    from: &str,
-    to: &str,
+    runs: &HourRuns,
 ) -> Result<Vec<Bucket>, postgres::Error> {
-    buckets(
-        conn,
+    let (mut from, mut to, mut dates) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, date) in runs.dates.iter().enumerate() {
+        if let (Some(date), Some(lo), Some(hi)) = (date, runs.bounds.get(i), runs.bounds.get(i + 1))
+        {
+            from.push(*lo);
+            to.push(*hi);
+            dates.push(date.as_str());
+        }
+    }
+    let sum = |column: &str| format!("LEAST(sum(h.{column}), {MAX})::bigint");
+    conn.query(
         &format!(
-            "SELECT to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24'), model,
-                    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                    task_count
-             FROM usage_hourly
-             WHERE workspace_id = $1 AND hour >= {} AND hour < {}
-             ORDER BY hour, model",
-            hour_param(2),
-            hour_param(3),
+            "SELECT r.date, h.model, {}, {}, {}, {}, {}
+             FROM unnest($2::timestamptz[], $3::timestamptz[], $4::text[]) AS r(lo, hi, date)
+             JOIN usage_hourly h
+               ON h.workspace_id = $1 AND h.hour >= r.lo AND h.hour < r.hi
+             GROUP BY r.date, h.model",
+            sum("input_tokens"),
+            sum("output_tokens"),
+            sum("cache_read_tokens"),
+            sum("cache_write_tokens"),
+            sum("task_count"),
         ),
-        workspace,
-        from,
-        to,
-    )
+        &[&workspace, &from, &to, &dates],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(Bucket {
+            key: r.try_get(0)?,
+            model: r.try_get(1)?,
+            input_tokens: r.try_get(2)?,
+            output_tokens: r.try_get(3)?,
+            cache_read_tokens: r.try_get(4)?,
+            cache_write_tokens: r.try_get(5)?,
+            task_count: r.try_get(6)?,
+        })
+    })
+    .collect()
 }
 
 pub fn upsert_runtime_usage(
@@ -331,10 +348,9 @@ pub fn runtime_usage(
     };
     conn.query(
         &format!(
-            "SELECT to_char(date, 'YYYY-MM-DD'), provider, model, input_tokens, output_tokens,
+            "SELECT date, provider, model, input_tokens, output_tokens,
                     cache_read_tokens, cache_write_tokens, {cost}
-             FROM {table} WHERE runtime_id = $1 AND date >= $2::text::date
-             ORDER BY date DESC, provider, model"
+             FROM {table} WHERE runtime_id = $1 AND date >= $2::text::date"
         ),
         &[&runtime, &from],
     )?
@@ -342,7 +358,7 @@ pub fn runtime_usage(
     .map(|r| {
         Ok(RuntimeUsage {
             runtime_id: runtime,
-            date: r.try_get(0)?,
+            date: date_key(r, 0)?,
             provider: r.try_get(1)?,
             model: r.try_get(2)?,
             input_tokens: r.try_get(3)?,

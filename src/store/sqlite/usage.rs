@@ -211,15 +211,14 @@ pub fn daily(
         conn,
         "SELECT date, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
                 task_count
-         FROM usage_daily WHERE workspace_id = ?1 AND date BETWEEN ?2 AND ?3
-         ORDER BY date DESC, model",
+         FROM usage_daily WHERE workspace_id = ?1 AND date BETWEEN ?2 AND ?3",
         workspace,
         from,
         to,
     )
 }
 
-pub fn hourly(
+fn hourly(
     conn: &Connection,
     workspace: WorkspaceId,
     from: &str,
@@ -229,12 +228,44 @@ pub fn hourly(
         conn,
         "SELECT hour, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
                 task_count
-         FROM usage_hourly WHERE workspace_id = ?1 AND hour >= ?2 AND hour < ?3
-         ORDER BY hour, model",
+         FROM usage_hourly WHERE workspace_id = ?1 AND hour >= ?2 AND hour < ?3",
         workspace,
         from,
         to,
     )
+}
+
+/// The hourly rows of the runs' span, added up here by date: SQLite's
+/// `sum()` fails past 64 bits instead of saturating.
+pub fn by_hour_runs(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    runs: &HourRuns,
+) -> rusqlite::Result<Vec<Bucket>> {
+    let keys: Vec<String> = runs.bounds.iter().map(hour_key).collect();
+    let (Some(from), Some(to)) = (keys.first(), keys.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut grouped: std::collections::HashMap<(String, String), Bucket> =
+        std::collections::HashMap::new();
+    for b in hourly(conn, workspace, from, to)? {
+        let Some(date) = runs.date_of(&keys, &b.key) else {
+            continue;
+        };
+        let entry = grouped
+            .entry((date.to_string(), b.model.clone()))
+            .or_insert_with(|| Bucket {
+                key: date.to_string(),
+                model: b.model.clone(),
+                input_tokens: 0,
+                output_tokens: 0,
+                cache_read_tokens: 0,
+                cache_write_tokens: 0,
+                task_count: 0,
+            });
+        add_bucket(entry, &b);
+    }
+    Ok(grouped.into_values().collect())
 }
 
 pub fn upsert_runtime_usage(
@@ -283,8 +314,7 @@ pub fn runtime_usage(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT date, provider, model, input_tokens, output_tokens, cache_read_tokens,
                 cache_write_tokens, {cost}
-         FROM {table} WHERE runtime_id = ?1 AND date >= ?2
-         ORDER BY date DESC, provider, model"
+         FROM {table} WHERE runtime_id = ?1 AND date >= ?2"
     ))?;
     let rows = stmt.query_map(params![runtime, from], |r| {
         Ok(RuntimeUsage {
