@@ -8,12 +8,14 @@ use common::{parse_id, spawn_app};
 use serde_json::{json, Value};
 
 /// A heartbeat reply as the April 2026 daemon reads it: without the
-/// `runtime_id` and `server_capabilities` today's daemon is sent too.
+/// `runtime_id` and `server_capabilities` today's daemon is sent too, and
+/// the `active_tasks` of agenthub's own (none here: no task was claimed).
 fn april(reply: &Value) -> Value {
     let mut reply = reply.clone();
     if let Some(fields) = reply.as_object_mut() {
         fields.remove("runtime_id");
         fields.remove("server_capabilities");
+        assert_eq!(fields.remove("active_tasks"), Some(json!([])));
     }
     reply
 }
