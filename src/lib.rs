@@ -39,6 +39,7 @@ pub mod failures;
 pub mod heartbeats;
 pub mod jobs;
 pub mod metrics;
+pub mod pricing;
 pub mod probes;
 pub mod redact;
 pub mod relay;

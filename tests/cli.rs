@@ -237,6 +237,7 @@ fn migrate_creates_every_table() {
             "invitation",
             "member",
             "personal_access_token",
+            "pricing_override",
             "runtime_probe",
             "runtime_task_usage_daily",
             "runtime_usage",

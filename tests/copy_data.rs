@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 18] = [
     "user",
     "workspace",
     "member",
@@ -34,6 +34,7 @@ const TABLES: [&str; 17] = [
     "invitation",
     "task_token",
     "task_message",
+    "pricing_override",
     "runtime_probe",
 ];
 
@@ -309,8 +310,23 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let _ = dispatched;
+    // a price of the workspace's own, and what the usage cost with it
+    let r = app
+        .put(
+            &format!("/api/pricing/overrides?workspace_id={ws}"),
+            &alice.token,
+            json!({"provider": "claude", "model": "opus", "effective_from": "2026-01-01",
+                   "input_usd_per_mtok": 15, "output_usd_per_mtok": 75,
+                   "cache_read_usd_per_mtok": 1.5, "cache_write_usd_per_mtok": 18.75}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
     // a ping answered, a ping waiting, an update under way
-    let mut probes = vec![format!("/api/tasks/{running}/messages")];
+    let mut probes = vec![
+        format!("/api/tasks/{running}/messages"),
+        format!("/api/tasks/{running}/usage"),
+        format!("/api/pricing?workspace_id={ws}"),
+    ];
     for (kind, body) in [
         ("ping", json!({})),
         ("update", json!({"target_version": "1.4.0"})),

@@ -14,6 +14,7 @@ pub mod invitations;
 pub mod me;
 pub mod openapi;
 pub mod page;
+pub mod pricing;
 pub mod runtimes;
 pub mod tasks;
 pub mod tokens;
@@ -49,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(daemon_ws::configure)
                 .configure(events::configure)
                 .configure(invitations::configure)
+                .configure(pricing::configure)
                 .configure(runtimes::configure)
                 .configure(tokens::configure)
                 .configure(transcripts::configure)

@@ -351,6 +351,22 @@ pub(super) const TABLES: &[Table] = &[
         seq: false,
     },
     Table {
+        name: "pricing_override",
+        columns: &[
+            ("workspace_id", Id),
+            ("provider", Text),
+            ("model", Text),
+            ("effective_from", Date),
+            ("input_micro_usd", Int),
+            ("output_micro_usd", Int),
+            ("cache_read_micro_usd", Int),
+            ("cache_write_micro_usd", Int),
+            ("created_by", Id),
+            ("updated_at", Time),
+        ],
+        seq: false,
+    },
+    Table {
         name: "runtime_probe",
         columns: &[
             ("id", Id),

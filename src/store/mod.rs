@@ -31,6 +31,7 @@ pub mod copy;
 mod error;
 pub mod invitations;
 mod postgres;
+pub mod pricing;
 pub mod probes;
 pub mod runtimes;
 #[doc(hidden)]

@@ -154,6 +154,30 @@ pub(super) fn hour_of(t: Timestamp) -> String {
     t.utc().format("%Y-%m-%dT%H").to_string()
 }
 
+/// A task's usage of one (provider, model), as the daemon reported it.
+#[derive(Debug, Clone)]
+pub struct TaskUsage {
+    pub provider: String,
+    pub model: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    /// The provider's price in 1e-10 USD, when the daemon reported one.
+    pub cost_usd_ticks: Option<i64>,
+    /// When its usage was first recorded.
+    pub created_at: Timestamp,
+}
+
+/// A task's usage rows, by provider and model (a task reports at most
+/// [`MAX_TASK_USAGE_ROWS`]).
+pub fn of_task(conn: &Conn<'_>, task: TaskId) -> Result<Vec<TaskUsage>> {
+    dispatch!(conn, usage::of_task(task))
+}
+
+/// Most (provider, model) rows [`of_task`] returns; a task uses a few.
+pub const MAX_TASK_USAGE_ROWS: i64 = 1000;
+
 /// UTC days `from..=to` (YYYY-MM-DD), in no order.
 pub fn daily(conn: &Conn<'_>, workspace: WorkspaceId, from: &str, to: &str) -> Result<Vec<Bucket>> {
     dispatch!(conn, usage::daily(workspace, from, to))

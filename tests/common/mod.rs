@@ -255,6 +255,11 @@ impl TestApp {
             .await
     }
 
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request("PUT", path, Some(token), Some(&body.to_string()))
+            .await
+    }
+
     pub async fn delete(&self, path: &str, token: &str) -> Reply {
         self.request("DELETE", path, Some(token), None).await
     }

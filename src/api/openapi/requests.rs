@@ -189,6 +189,44 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
         ),
         ("Register", register()),
         (
+            "PriceOverride",
+            request(
+                &[
+                    ("provider", string()),
+                    ("model", string()),
+                    (
+                        "input_usd_per_mtok",
+                        json!({"type": "number", "minimum": 0}),
+                    ),
+                    (
+                        "output_usd_per_mtok",
+                        json!({"type": "number", "minimum": 0}),
+                    ),
+                    (
+                        "cache_read_usd_per_mtok",
+                        json!({"type": "number", "minimum": 0}),
+                    ),
+                    (
+                        "cache_write_usd_per_mtok",
+                        json!({"type": "number", "minimum": 0}),
+                    ),
+                    (
+                        "effective_from",
+                        json!({"type": "string", "format": "date"}),
+                    ),
+                ],
+                &[
+                    "provider",
+                    "model",
+                    "input_usd_per_mtok",
+                    "output_usd_per_mtok",
+                    "cache_read_usd_per_mtok",
+                    "cache_write_usd_per_mtok",
+                    "effective_from",
+                ],
+            ),
+        ),
+        (
             "Deregister",
             request(
                 &[

@@ -408,7 +408,43 @@ fn usage() -> Vec<(&'static str, Value)> {
         json!({"type": "string", "format": "date"}),
     )];
     daily.extend(summary.clone());
+    let usd = || json!({"type": "number", "minimum": 0});
+    let day = || json!({"type": "string", "format": "date"});
+    let mut task_usage = vec![
+        ("provider".to_string(), string()),
+        ("model".to_string(), string()),
+    ];
+    task_usage.extend(counts(""));
+    task_usage.extend([
+        ("cost_usd".to_string(), usd()),
+        ("uncosted_tokens".to_string(), count()),
+        (
+            "cost_source".to_string(),
+            one_of(&["reported", "estimated", "unpriced"]),
+        ),
+        (
+            "priced_as".to_string(),
+            nullable(reply(&[
+                ("provider", string()),
+                ("model", string()),
+                ("effective_from", day()),
+                ("source", one_of(&["builtin", "override"])),
+            ])),
+        ),
+    ]);
+    let price = reply(&[
+        ("provider", string()),
+        ("model", string()),
+        ("input_usd_per_mtok", usd()),
+        ("output_usd_per_mtok", usd()),
+        ("cache_read_usd_per_mtok", usd()),
+        ("cache_write_usd_per_mtok", usd()),
+        ("effective_from", day()),
+        ("source", one_of(&["builtin", "override"])),
+    ]);
     vec![
+        ("TaskUsage", reply(&task_usage)),
+        ("Price", price),
         ("RuntimeUsage", reply(&runtime_usage)),
         ("DailyUsage", reply(&daily)),
         ("UsageSummary", reply(&summary)),

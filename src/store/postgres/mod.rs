@@ -21,6 +21,7 @@ mod client;
 pub(super) mod copy;
 mod errors;
 pub(super) mod invitations;
+pub(super) mod pricing;
 pub(super) mod probes;
 pub(super) mod runtimes;
 pub(super) mod seed;

@@ -52,6 +52,29 @@ pub fn stored_task_usage(
 }
 
 /// Whether the task already recorded usage of `model` (with any provider).
+pub fn of_task(conn: &mut Client, task: TaskId) -> Result<Vec<TaskUsage>, postgres::Error> {
+    conn.query(
+        "SELECT provider, model, input_tokens, output_tokens, cache_read_tokens,
+                cache_write_tokens, cost_usd_ticks, created_at
+         FROM task_usage WHERE task_id = $1 ORDER BY provider, model LIMIT $2",
+        &[&task, &MAX_TASK_USAGE_ROWS],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(TaskUsage {
+            provider: r.try_get(0)?,
+            model: r.try_get(1)?,
+            input_tokens: r.try_get(2)?,
+            output_tokens: r.try_get(3)?,
+            cache_read_tokens: r.try_get(4)?,
+            cache_write_tokens: r.try_get(5)?,
+            cost_usd_ticks: r.try_get(6)?,
+            created_at: r.try_get(7)?,
+        })
+    })
+    .collect()
+}
+
 pub fn task_used_model(
     conn: &mut Client,
     task: TaskId,

@@ -29,6 +29,7 @@ mod checkpointer;
 pub(super) mod copy;
 mod errors;
 pub(super) mod invitations;
+pub(super) mod pricing;
 pub(super) mod probes;
 pub(super) mod runtimes;
 pub(super) mod seed;

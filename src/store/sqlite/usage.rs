@@ -41,6 +41,27 @@ pub fn stored_task_usage(
     .optional()
 }
 
+pub fn of_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Vec<TaskUsage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT provider, model, input_tokens, output_tokens, cache_read_tokens,
+                cache_write_tokens, cost_usd_ticks, created_at
+         FROM task_usage WHERE task_id = ?1 ORDER BY provider, model LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![task, MAX_TASK_USAGE_ROWS], |r| {
+        Ok(TaskUsage {
+            provider: r.get(0)?,
+            model: r.get(1)?,
+            input_tokens: r.get(2)?,
+            output_tokens: r.get(3)?,
+            cache_read_tokens: r.get(4)?,
+            cache_write_tokens: r.get(5)?,
+            cost_usd_ticks: r.get(6)?,
+            created_at: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// Whether the task already recorded usage of `model` (with any provider).
 pub fn task_used_model(conn: &Connection, task: TaskId, model: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached(
