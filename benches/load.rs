@@ -7,7 +7,8 @@
 //! run on instead of a SQLite file; `scripts/load.sh` sets it for
 //! `LOAD_ENGINE=postgres`), LOAD_NODES (1; more start that many servers on
 //! the one PostgreSQL database, and requests go to them in turn — a claim
-//! cycle's requests to one node).
+//! cycle's requests to one node), AGENTHUB_BENCH_BIN (another build of
+//! the binary to load instead, to compare two builds in one run).
 //!
 //! Reports, from one run on one machine so they read as ratios: the raw
 //! single-row SQLite commit rate with agenthub's pragmas, `GET /health`
@@ -356,7 +357,7 @@ fn main() {
         }
     );
 
-    let mut init = Command::new(env!("CARGO_BIN_EXE_agenthub"));
+    let mut init = Command::new(support::binary());
     if let Some(url) = &url {
         init.env("AGENTHUB_DATABASE_URL", url);
     }

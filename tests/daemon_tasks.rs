@@ -318,15 +318,21 @@ async fn a_daemon_that_comes_back_keeps_the_tasks_it_lists_and_loses_the_others(
     assert_eq!(m.daemon_post(&kept, "start", json!({})).await.status, 200);
     let agent_row = |task: &str| json!({"id": task, "runtime_id": m.rt, "agent_id": m.agent});
 
-    // a heartbeat tells the daemon which tasks are still its own
-    let hb = m
-        .app
-        .post(
+    let heartbeat = || {
+        m.app.post(
             "/api/daemon/heartbeat",
             &m.daemon,
             json!({"runtime_id": m.rt}),
         )
-        .await;
+    };
+    // an everyday heartbeat stays one read and lists nothing
+    let hb = heartbeat().await;
+    assert_eq!(hb.status, 200, "{:?}", hb.body);
+    assert!(hb.body.get("active_tasks").is_none(), "{:?}", hb.body);
+    // the one that brings the runtime back online tells the daemon which
+    // tasks are still its own
+    m.app.deregister(&m.daemon, &[&m.rt]).await;
+    let hb = heartbeat().await;
     assert_eq!(
         active(&hb.body["active_tasks"]),
         [
@@ -435,15 +441,8 @@ async fn a_daemon_that_comes_back_keeps_the_tasks_it_lists_and_loses_the_others(
         m.daemon_post(&kept, "complete", json!({})).await.status,
         200
     );
-    let hb = m
-        .app
-        .post(
-            "/api/daemon/heartbeat",
-            &m.daemon,
-            json!({"runtime_id": m.rt}),
-        )
-        .await;
-    assert_eq!(hb.body["active_tasks"], json!([]));
+    m.app.deregister(&m.daemon, &[&m.rt]).await;
+    assert_eq!(heartbeat().await.body["active_tasks"], json!([]));
 }
 
 #[actix_web::test]

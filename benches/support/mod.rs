@@ -23,6 +23,15 @@ impl Drop for Server {
     }
 }
 
+/// The binary the benchmarks run: `AGENTHUB_BENCH_BIN` when set (another
+/// build, to compare two in one run), else the one built with them.
+pub fn binary() -> String {
+    std::env::var("AGENTHUB_BENCH_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_agenthub").to_string())
+}
+
 /// Starts `agenthub serve --db <db>` in `dir` and waits until it answers.
 pub fn start_server(dir: &std::path::Path, db: &str) -> Server {
     start_node(dir, db, None)
@@ -34,7 +43,7 @@ pub fn start_node(dir: &std::path::Path, db: &str, url: Option<&str>) -> Server 
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_agenthub"));
+    let mut command = Command::new(binary());
     if let Some(url) = url {
         command.env("AGENTHUB_DATABASE_URL", url);
     }

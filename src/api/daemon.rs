@@ -328,13 +328,17 @@ pub(crate) struct HeartbeatResponse {
     pending_ping: Option<PendingPing>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending_update: Option<PendingUpdate>,
-    /// The runtime's dispatched and running tasks: still its daemon's own
-    /// (a task the sweeper failed while the daemon was away is not here).
-    active_tasks: Vec<ActiveTask>,
+    /// Sent by the heartbeat that brings an offline runtime back online:
+    /// its dispatched and running tasks, still its daemon's own (a task the
+    /// sweeper failed while the daemon was away is not here). Left out of
+    /// the others, which stay one indexed read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_tasks: Option<Vec<ActiveTask>>,
 }
 
 /// Marks the runtime online and hands over any ping or update the UI asked
-/// for. A runtime that is gone answers 404 `runtime not found`, telling the
+/// for; a heartbeat that brings the runtime back online also lists the
+/// tasks still its daemon's own (`active_tasks`). A runtime that is gone answers 404 `runtime not found`, telling the
 /// daemon to register again. An online runtime's new last-seen time goes
 /// through the heartbeat group commit; bringing a runtime back online, or
 /// handing over a probe, is written at once (bringing it online clears its
@@ -362,30 +366,32 @@ pub(crate) async fn beat(
     id: RuntimeId,
 ) -> Result<HeartbeatResponse, ApiError> {
     let again = caller.clone();
-    let (runtime, pending, active_tasks) = db
+    let (runtime, pending) = db
         .read(move |conn| -> Result<_, ApiError> {
             let runtime = require_daemon_runtime(conn, &caller, id)?;
-            Ok((
-                runtime,
-                probes::pending_kinds(conn, id)?,
-                tasks::active_on(conn, id)?,
-            ))
+            Ok((runtime, probes::pending_kinds(conn, id)?))
         })
         .await?;
     let online = runtime.status == RuntimeStatus::Online;
     if online {
         heartbeats.record(id, Timestamp::now());
     }
-    let (ping, update) = if online && pending.is_empty() {
-        (None, None)
+    let (ping, update, active_tasks) = if online && pending.is_empty() {
+        (None, None, None)
     } else {
         // checked again in the write, so a member removed meanwhile cannot
         // be undone by their daemon
         db.write(move |tx| -> Result<_, ApiError> {
             require_daemon_runtime(tx, &again, id)?;
-            if !online && !runtimes::heartbeat(tx, id)? {
+            // back online: its daemon was away, and learns which of its
+            // tasks are still its own
+            let back = if online {
+                None
+            } else if runtimes::heartbeat(tx, id)? {
+                Some(tasks::active_on(tx, id)?)
+            } else {
                 return Err(ApiError::not_found("runtime not found"));
-            }
+            };
             let take = |kind| -> Result<_, ApiError> {
                 if pending.contains(&kind) {
                     Ok(probes::take_pending(tx, kind, id)?)
@@ -393,7 +399,7 @@ pub(crate) async fn beat(
                     Ok(None)
                 }
             };
-            Ok((take(ProbeKind::Ping)?, take(ProbeKind::Update)?))
+            Ok((take(ProbeKind::Ping)?, take(ProbeKind::Update)?, back))
         })
         .await?
     };

@@ -375,10 +375,15 @@ pub struct ActiveTask {
     pub status: TaskStatus,
 }
 
-/// The tasks dispatched to or running on `runtime`, oldest first, at most
-/// [`MAX_ACTIVE_LISTED`], read off the (runtime_id, status) index.
+/// The tasks dispatched to or running on `runtime`, oldest first (task ids
+/// are ordered by creation), at most [`MAX_ACTIVE_LISTED`], read off the
+/// (runtime_id, status) index: every heartbeat reads this, so the engine
+/// is not asked to sort.
 pub fn active_on(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<ActiveTask>> {
-    dispatch!(conn, tasks::active_on(runtime))
+    let read: Result<Vec<ActiveTask>> = dispatch!(conn, tasks::active_on(runtime));
+    let mut tasks = read?;
+    tasks.sort_by_key(|t| t.id);
+    Ok(tasks)
 }
 
 /// The tasks carrying any of `issue_ids` (in `workspace`, if given), one

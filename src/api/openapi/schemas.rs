@@ -253,7 +253,7 @@ fn runtimes() -> Vec<(&'static str, Value)> {
                     "pending_update": reply(&[("id", uuid()), ("target_version", string())]),
                     "active_tasks": super::daemon::active_tasks(),
                 },
-                "required": ["runtime_id", "status", "server_capabilities", "active_tasks"],
+                "required": ["runtime_id", "status", "server_capabilities"],
                 "additionalProperties": false,
             }),
         ),

@@ -458,7 +458,6 @@ pub fn active_on(
     conn.query(
         "SELECT id, runtime_id, agent_id, status FROM agent_task_queue
          WHERE runtime_id = $1 AND status IN ('dispatched', 'running')
-         ORDER BY dispatched_at, id
          LIMIT $2",
         &[&runtime, &MAX_ACTIVE_LISTED],
     )?

@@ -380,7 +380,6 @@ pub fn active_on(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<
     let mut stmt = conn.prepare_cached(
         "SELECT id, runtime_id, agent_id, status FROM agent_task_queue
          WHERE runtime_id = ?1 AND status IN ('dispatched', 'running')
-         ORDER BY dispatched_at, id
          LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![runtime, MAX_ACTIVE_LISTED], |r| {
