@@ -184,6 +184,16 @@ const LISTED: &[Listed] = &[
     ("openai", "o3", 2.0, 8.0, 0.50, 2.0, "2025-06-10"),
     ("openai", "o4-mini", 1.10, 4.40, 0.275, 1.10, "2025-04-16"),
     ("openai", "gpt-4o", 2.50, 10.0, 1.25, 2.50, "2024-08-06"),
+    // the first snapshot kept its launch price
+    (
+        "openai",
+        "gpt-4o-2024-05-13",
+        5.0,
+        15.0,
+        5.0,
+        5.0,
+        "2024-05-13",
+    ),
     // Google
     (
         "google",
@@ -348,7 +358,10 @@ pub fn canonical_model(model: &str) -> String {
             m = stripped.to_string();
         }
     }
-    m = strip_date(&m);
+    // a dated snapshot the table prices on its own keeps its date
+    if !LISTED.iter().any(|listed| listed.1 == m) {
+        m = strip_date(&m);
+    }
     if m.starts_with("claude-") {
         m = m.replace('.', "-");
     }
@@ -415,7 +428,10 @@ pub fn micro_usd(usd_per_mtok: f64) -> Option<i64> {
     }
     let micro = usd_per_mtok * 1e6;
     let rounded = micro.round();
-    ((micro - rounded).abs() < 1e-6 * micro.abs().max(1.0)).then_some(rounded as i64)
+    // a thousandth of a micro-USD covers the binary representation of any
+    // six-decimal price up to the maximum; anything further off has more
+    // decimals
+    ((micro - rounded).abs() < 1e-3).then_some(rounded as i64)
 }
 
 /// The highest price per million tokens an override may set.
@@ -590,6 +606,18 @@ mod tests {
             ),
             ("codex", "gpt-5-codex", ("openai", "gpt-5-codex")),
             ("codex", "gpt-4.1-2025-04-14", ("openai", "gpt-4.1")),
+            ("codex", "gpt-4o-2024-08-06", ("openai", "gpt-4o")),
+            (
+                "codex",
+                "gpt-4o-2024-05-13",
+                ("openai", "gpt-4o-2024-05-13"),
+            ),
+            ("codex", "o4-mini-2025-04-16", ("openai", "o4-mini")),
+            (
+                "claude",
+                "claude-opus-4-1-20250805",
+                ("anthropic", "claude-opus-4-1"),
+            ),
             ("codex", "GPT-5.1-Codex", ("openai", "gpt-5.1-codex")),
             (
                 "gemini",
@@ -720,5 +748,9 @@ mod tests {
         assert_eq!(micro_usd(-1.0), None);
         assert_eq!(micro_usd(f64::NAN), None);
         assert_eq!(micro_usd(100_001.0), None);
+        assert_eq!(micro_usd(3.0000004), None);
+        assert_eq!(micro_usd(1.23456789), None);
+        assert_eq!(micro_usd(99_999.999999), Some(99_999_999_999));
+        assert_eq!(micro_usd(1.234567), Some(1_234_567));
     }
 }

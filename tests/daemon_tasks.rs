@@ -392,13 +392,23 @@ async fn a_daemon_that_comes_back_keeps_the_tasks_it_lists_and_loses_the_others(
         .await;
     let elsewhere = m.app.task(&m.alice.token, &other_agent, "x", 0).await;
     assert_eq!(m.app.claim(&other_daemon, &other_rt).await.status, 200);
+    let register_listing = || {
+        let mut register = common::registration(&m.ws, "mbp", &["claude"]);
+        register["active_task_ids"] = json!([kept, elsewhere]);
+        m.app.post("/api/daemon/register", &m.daemon, register)
+    };
+    // `lost` was claimed a moment ago: the daemon may not have heard of
+    // that claim yet, so it is kept
+    let r = register_listing().await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(active(&r.body["active_tasks"]).len(), 2);
+    assert_eq!(m.app.task_status(&lost), "dispatched");
+    // claimed a minute ago, it is the daemon's to know of
+    let (id, at) = (parse_id(&lost), Timestamp::now() - Duration::seconds(60));
+    m.app
+        .arrange(move |conn| seed::backdate_task(conn, id, TaskClock::Dispatched, at));
     let mut events = m.app.state.events.subscribe(m.ws.parse().unwrap());
-    let mut register = common::registration(&m.ws, "mbp", &["claude"]);
-    register["active_task_ids"] = json!([kept, elsewhere]);
-    let r = m
-        .app
-        .post("/api/daemon/register", &m.daemon, register)
-        .await;
+    let r = register_listing().await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(
         active(&r.body["active_tasks"]),

@@ -498,6 +498,10 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
         // bob's machine: only bob or a manager may delete, ping or update it
         (_, t) if t.starts_with("/api/runtimes/{id}") && member => Refused(403),
         (_, t) if t.starts_with("/api/runtimes/{id}") => Entitled,
+        // prices: the workspace's to read, its managers' to set
+        ("get", "/api/pricing") => Reads,
+        (_, "/api/pricing/overrides") if member => Refused(403),
+        (_, "/api/pricing/overrides") => Entitled,
         ("post", "/api/agents") if member => Refused(403),
         ("post", "/api/agents") => Entitled,
         // the private agent (and its tasks) does not exist for carol

@@ -214,7 +214,19 @@ async fn only_owners_and_admins_set_prices_and_bad_input_changes_nothing() {
             without("effective_from"),
             "effective_from is required".into(),
         ),
+        (
+            with("input_usd_per_mtok", json!(3.0000004)),
+            format!("input_usd_per_mtok {range}"),
+        ),
+        (
+            with("effective_from", json!("+12026-01-01")),
+            "effective_from must be a calendar date (YYYY-MM-DD)".into(),
+        ),
         (with("model", json!(" ")), "model is required".into()),
+        (
+            with("model", json!("anthropic/")),
+            "model \"anthropic/\" names no model once made canonical".into(),
+        ),
         (
             with("provider", json!("p".repeat(256))),
             "provider is too long (at most 255 bytes)".into(),

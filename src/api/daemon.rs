@@ -173,6 +173,8 @@ fn write_registration(
     for runtime in &out {
         active_tasks.extend(tasks::active_on(tx, runtime.id)?);
     }
+    // one list however many runtimes it names, as bounded as each
+    active_tasks.truncate(tasks::MAX_ACTIVE_LISTED as usize);
     Ok(Registered {
         runtimes: out,
         folded,
@@ -183,12 +185,15 @@ fn write_registration(
 
 /// Fails the dispatched and running tasks of `runtimes` that the daemon
 /// did not list in `keep` (`runtime_recovery`, retried as their agents
-/// allow): it registered again without them, so nothing runs them.
+/// allow): it registered again without them, so nothing runs them. Tasks
+/// dispatched in the last [`tasks::RECONCILE_GRACE_SECS`] are kept.
 fn reconcile(tx: &Conn<'_>, runtimes: &[Runtime], keep: &[TaskId]) -> Result<Failures, ApiError> {
+    // what it claimed a moment ago may not be on its list yet
+    let cutoff = tasks::reconcile_cutoff();
     let mut failed = Vec::new();
     for runtime in runtimes {
         loop {
-            let batch = tasks::fail_orphans(tx, runtime.id, keep)?;
+            let batch = tasks::fail_orphans(tx, runtime.id, keep, Some(cutoff))?;
             let done = (batch.len() as i64) < crate::store::sweeps::BATCH;
             failed.extend(batch);
             if done {

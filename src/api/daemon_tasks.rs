@@ -77,7 +77,9 @@ pub(crate) fn active_task_ids(given: Option<&[String]>) -> Result<Option<Vec<Tas
 /// `runtime_recovery`) instead of waiting for the sweeper's timeouts, and
 /// are retried as the agent's `max_attempts` allows. A daemon that kept
 /// some of them running lists them in `active_task_ids`: those stay as
-/// they are, and the reply's `active_tasks` says which tasks are still its
+/// they are (and so do tasks dispatched in the last
+/// [`tasks::RECONCILE_GRACE_SECS`], whose claim it may not have heard of
+/// yet), and the reply's `active_tasks` says which tasks are still its
 /// own. Batches of [`BATCH`], each in its own short transaction.
 async fn recover_orphans(
     db: web::Data<Store>,
@@ -88,16 +90,18 @@ async fn recover_orphans(
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
     let request = super::optional_json::<RecoverRequest>(&body)?.unwrap_or_default();
-    let keep = std::sync::Arc::new(
-        active_task_ids(request.active_task_ids.as_deref())?.unwrap_or_default(),
-    );
+    let listed = active_task_ids(request.active_task_ids.as_deref())?;
+    // a daemon that lists what it runs keeps what it claimed a moment ago
+    let dispatched_before = listed.as_ref().map(|_| tasks::reconcile_cutoff());
+    let keep = std::sync::Arc::new(listed.unwrap_or_default());
     let (mut orphaned, mut retried) = (0, 0);
     loop {
         let (caller, keep) = (caller.clone(), keep.clone());
         let (batch, active_tasks) = db
             .write(move |tx| -> Result<_, ApiError> {
                 require_daemon_runtime(tx, &caller, runtime)?;
-                let batch = Failures::settle(tx, tasks::fail_orphans(tx, runtime, &keep)?)?;
+                let failed = tasks::fail_orphans(tx, runtime, &keep, dispatched_before)?;
+                let batch = Failures::settle(tx, failed)?;
                 Ok((batch, tasks::active_on(tx, runtime)?))
             })
             .await?;

@@ -109,7 +109,8 @@ fn date_field(value: Option<&str>, field: &str) -> Result<NaiveDate, ApiError> {
     let text = super::required(value, field)?;
     NaiveDate::parse_from_str(&text, "%Y-%m-%d")
         .ok()
-        .filter(|d| d.format("%Y-%m-%d").to_string() == text)
+        // four-digit years only: chrono also reads `+12345-01-01`
+        .filter(|d| text.len() == 10 && d.format("%Y-%m-%d").to_string() == text)
         .ok_or_else(|| {
             ApiError::bad_request(format!("{field} must be a calendar date (YYYY-MM-DD)"))
         })
@@ -121,7 +122,15 @@ fn key(provider: Option<&str>, model: Option<&str>) -> Result<(String, String), 
     let model = super::required(model, "model")?;
     super::at_most(&provider, "provider", super::MAX_SHORT_TEXT)?;
     super::at_most(&model, "model", super::MAX_SHORT_TEXT)?;
-    Ok(pricing::canonical(&provider, &model))
+    let (canonical_provider, canonical_model) = pricing::canonical(&provider, &model);
+    if canonical_model.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "model {model:?} names no model once made canonical"
+        )));
+    }
+    super::at_most(&canonical_provider, "provider", super::MAX_SHORT_TEXT)?;
+    super::at_most(&canonical_model, "model", super::MAX_SHORT_TEXT)?;
+    Ok((canonical_provider, canonical_model))
 }
 
 impl OverrideRequest {
@@ -161,10 +170,12 @@ fn require_price_manager(
     if member_role(tx, access.workspace_id, access.user_id)?.is_manager() {
         Ok(())
     } else {
-        Err(ApiError::forbidden(
-            "only workspace owners and admins can set prices",
-        ))
+        Err(not_a_price_manager())
     }
+}
+
+fn not_a_price_manager() -> ApiError {
+    ApiError::forbidden("only workspace owners and admins can set prices")
 }
 
 /// `PUT /api/pricing/overrides` (owners/admins): sets the price of a
@@ -175,9 +186,16 @@ async fn put_override(
     access: WorkspaceAccess,
     body: web::Json<OverrideRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // refused before the body is looked at (and again in the transaction)
+    if !access.role.is_manager() {
+        return Err(not_a_price_manager());
+    }
     let row = body.into_inner().parse()?;
     let (created, row) = db
         .write(move |tx| -> Result<_, ApiError> {
+            // the cap is a rule over the workspace's rows: concurrent
+            // writes of two keys take turns here on every engine
+            crate::store::workspaces::lock(tx, access.workspace_id)?;
             require_price_manager(tx, &access)?;
             let existing = overrides::overrides(tx, access.workspace_id)?;
             let replaces = existing.iter().any(|o| {
@@ -221,6 +239,9 @@ async fn delete_override(
     access: WorkspaceAccess,
     query: web::Query<OverrideKey>,
 ) -> Result<HttpResponse, ApiError> {
+    if !access.role.is_manager() {
+        return Err(not_a_price_manager());
+    }
     let (provider, model) = key(query.provider.as_deref(), query.model.as_deref())?;
     let from = date_field(query.effective_from.as_deref(), "effective_from")?;
     db.write(move |tx| -> Result<_, ApiError> {

@@ -354,12 +354,26 @@ pub fn record_cancel_ack(
 /// on `runtime`, except those in `keep`: its daemon has restarted (or
 /// registered again) and runs only the tasks it listed, so nothing runs the
 /// others any more. A task that ended meanwhile is left as it ended.
+/// With `dispatched_before`, tasks dispatched at or after it are kept too
+/// (see [`RECONCILE_GRACE_SECS`]).
 pub fn fail_orphans(
     conn: &Conn<'_>,
     runtime: RuntimeId,
     keep: &[TaskId],
+    dispatched_before: Option<Timestamp>,
 ) -> Result<Vec<FailedTask>> {
-    dispatch!(conn, tasks::fail_orphans(runtime, keep))
+    dispatch!(conn, tasks::fail_orphans(runtime, keep, dispatched_before))
+}
+
+/// A daemon that lists the tasks it still runs may not know yet of a task
+/// it claimed a moment ago (the claim's reply still on its way): tasks
+/// dispatched this recently are never failed for being left off a list.
+/// An orphan among them meets the dispatch timeout instead.
+pub const RECONCILE_GRACE_SECS: i64 = 30;
+
+/// The `dispatched_before` of a reconciliation that starts now.
+pub fn reconcile_cutoff() -> Timestamp {
+    Timestamp::now() - chrono::Duration::seconds(RECONCILE_GRACE_SECS)
 }
 
 /// Most tasks [`active_on`] lists: far more than the agents of one runtime
@@ -375,10 +389,9 @@ pub struct ActiveTask {
     pub status: TaskStatus,
 }
 
-/// The tasks dispatched to or running on `runtime`, oldest first (task ids
-/// are ordered by creation), at most [`MAX_ACTIVE_LISTED`], read off the
-/// (runtime_id, status) index: every heartbeat reads this, so the engine
-/// is not asked to sort.
+/// The tasks dispatched to or running on `runtime`, in creation order (of
+/// their ids), at most [`MAX_ACTIVE_LISTED`] (far more than its agents may
+/// run at once), read off the (runtime_id, status) index.
 pub fn active_on(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<ActiveTask>> {
     let read: Result<Vec<ActiveTask>> = dispatch!(conn, tasks::active_on(runtime));
     let mut tasks = read?;

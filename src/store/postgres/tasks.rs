@@ -416,6 +416,7 @@ pub fn fail_orphans(
     conn: &mut Client,
     runtime: RuntimeId,
     keep: &[TaskId],
+    dispatched_before: Option<Timestamp>,
 ) -> Result<Vec<FailedTask>, postgres::Error> {
     conn.query(
         "WITH failed AS (
@@ -425,6 +426,7 @@ pub fn fail_orphans(
              WHERE id IN (SELECT id FROM agent_task_queue
                           WHERE runtime_id = $1 AND status IN ('dispatched', 'running')
                             AND NOT (id = ANY($5))
+                            AND ($6::timestamptz IS NULL OR dispatched_at < $6)
                           LIMIT $4)
                -- again on the row itself: a task that ended meanwhile keeps
                -- its end
@@ -437,6 +439,7 @@ pub fn fail_orphans(
             &Timestamp::now(),
             &crate::store::sweeps::BATCH,
             &uuids(keep),
+            &dispatched_before,
         ],
     )?
     .iter()

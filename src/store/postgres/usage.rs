@@ -51,7 +51,6 @@ pub fn stored_task_usage(
     .transpose()
 }
 
-/// Whether the task already recorded usage of `model` (with any provider).
 pub fn of_task(conn: &mut Client, task: TaskId) -> Result<Vec<TaskUsage>, postgres::Error> {
     conn.query(
         "SELECT provider, model, input_tokens, output_tokens, cache_read_tokens,
@@ -75,6 +74,7 @@ pub fn of_task(conn: &mut Client, task: TaskId) -> Result<Vec<TaskUsage>, postgr
     .collect()
 }
 
+/// Whether the task already recorded usage of `model` (with any provider).
 pub fn task_used_model(
     conn: &mut Client,
     task: TaskId,

@@ -342,6 +342,7 @@ pub fn fail_orphans(
     conn: &Connection,
     runtime: RuntimeId,
     keep: &[TaskId],
+    dispatched_before: Option<Timestamp>,
 ) -> rusqlite::Result<Vec<FailedTask>> {
     let mut stmt = conn.prepare_cached(
         "UPDATE agent_task_queue
@@ -350,6 +351,7 @@ pub fn fail_orphans(
          WHERE id IN (SELECT id FROM agent_task_queue
                       WHERE runtime_id = ?1 AND status IN ('dispatched', 'running')
                         AND id NOT IN (SELECT value FROM json_each(?5))
+                        AND (?6 IS NULL OR dispatched_at < ?6)
                       LIMIT ?4)
            -- again on the row itself: a task that ended meanwhile keeps
            -- its end
@@ -362,7 +364,8 @@ pub fn fail_orphans(
             ORPHAN_ERROR,
             Timestamp::now(),
             crate::store::sweeps::BATCH,
-            json_list(keep)?
+            json_list(keep)?,
+            dispatched_before
         ],
         |r| {
             Ok(FailedTask {
