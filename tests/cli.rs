@@ -241,6 +241,7 @@ fn migrate_creates_every_table() {
             "runtime_probe",
             "runtime_task_usage_daily",
             "runtime_usage",
+            "runtime_usage_quarter",
             "task_message",
             "task_token",
             "task_usage",

@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 19] = [
     "user",
     "workspace",
     "member",
@@ -35,6 +35,7 @@ const TABLES: [&str; 18] = [
     "task_token",
     "task_message",
     "pricing_override",
+    "runtime_usage_quarter",
     "runtime_probe",
 ];
 
@@ -437,7 +438,14 @@ async fn an_install_moves_into_an_empty_database_and_back() {
     let returned = common::sqlite::open_sql(&back_path);
     for table in TABLES {
         // rowid order, which lists break ties by, is kept too
-        let order = if ["usage_daily", "usage_hourly", "runtime_task_usage_daily"].contains(&table)
+        // (WITHOUT ROWID tables list in key order)
+        let order = if [
+            "usage_daily",
+            "usage_hourly",
+            "runtime_task_usage_daily",
+            "runtime_usage_quarter",
+        ]
+        .contains(&table)
         {
             ""
         } else {

@@ -953,3 +953,242 @@ async fn a_runtimes_usage_reads_its_rollup_not_every_task() {
     assert_eq!(r.body.as_array().unwrap().len(), 1);
     assert_eq!(r.body[0]["input_tokens"], 3 * 41);
 }
+
+#[actix_web::test]
+async fn the_quarter_hour_rollup_keeps_runtime_agent_cost_and_uncosted_tokens() {
+    let app = spawn_app().await;
+    let (token, ws, rt, agent, first) = workspace_with_task(&app).await;
+    let second = app.task(&token, &agent, "second", 0).await;
+    app.claim(&token, &rt).await;
+    app.claim(&token, &rt).await;
+    let write = |task: &str, provider: &str, tokens: [i64; 2], cost: Option<i64>, at: &str| {
+        let (task, ws): (TaskId, WorkspaceId) = (task.parse().unwrap(), ws.parse().unwrap());
+        let entry = UsageEntry {
+            provider: provider.into(),
+            model: "opus".into(),
+            input_tokens: tokens[0],
+            output_tokens: tokens[1],
+            ..Default::default()
+        };
+        let at = at.parse().unwrap();
+        app.db
+            .write_blocking(move |tx| {
+                agenthub::store::usage::upsert_task_usage_with_cost(tx, task, ws, &entry, cost, at)
+            })
+            .unwrap();
+    };
+    // 10:07 is the 10:00 quarter; a later running total with the
+    // provider's cost moves its tokens from uncosted to costed, in the
+    // quarter it was first recorded in
+    write(&first, "p", [100, 10], None, "2026-03-01T10:07:00.000Z");
+    write(
+        &first,
+        "p",
+        [150, 20],
+        Some(500),
+        "2026-03-01T10:40:00.000Z",
+    );
+    // 10:20 is the 10:15 quarter; the same task's second provider of the
+    // model does not count the task again
+    write(&second, "p", [5, 0], None, "2026-03-01T10:20:00.000Z");
+    write(&second, "q", [1, 0], None, "2026-03-01T10:21:00.000Z");
+    let rows = app.select(
+        "SELECT runtime_id, agent_id, provider, input_tokens, output_tokens, cost_usd_ticks,
+                uncosted_input_tokens, uncosted_output_tokens, task_count
+         FROM runtime_usage_quarter ORDER BY input_tokens DESC",
+    );
+    let row = |provider: &str, tokens: [i64; 2], cost: i64, uncosted: [i64; 2], tasks: i64| {
+        vec![
+            json!(rt),
+            json!(agent),
+            json!(provider),
+            json!(tokens[0]),
+            json!(tokens[1]),
+            json!(cost),
+            json!(uncosted[0]),
+            json!(uncosted[1]),
+            json!(tasks),
+        ]
+    };
+    assert_eq!(
+        rows,
+        [
+            row("p", [150, 20], 500, [0, 0], 1),
+            row("p", [5, 0], 0, [5, 0], 1),
+            row("q", [1, 0], 0, [1, 0], 0),
+        ]
+    );
+    // the first two writes share a quarter, the others another one
+    assert_eq!(
+        app.count("SELECT count(DISTINCT bucket) FROM runtime_usage_quarter"),
+        2
+    );
+    let _ = first;
+
+    // the upgrade's backfill (the migration's INSERT, run again on an
+    // emptied rollup) builds the same rows from the stored usage
+    let all = "SELECT * FROM runtime_usage_quarter ORDER BY runtime_id, bucket, agent_id, provider, model";
+    let kept = app.select(all);
+    let migration = match &app.database {
+        common::TestDb::Sqlite(_) => {
+            include_str!("../migrations/sqlite/V16__runtime_usage_quarters.sql")
+        }
+        common::TestDb::Postgres(_) => {
+            include_str!("../migrations/postgres/V9__runtime_usage_quarters.sql")
+        }
+    };
+    let backfill = &migration[migration
+        .find("INSERT INTO runtime_usage_quarter")
+        .expect("the migration fills the rollup")..];
+    // (select_in runs a statement that returns no rows as well)
+    app.select("DELETE FROM runtime_usage_quarter");
+    assert!(app.select(all).is_empty());
+    app.select(backfill.trim_end().trim_end_matches(';'));
+    assert_eq!(app.select(all), kept);
+}
+
+#[actix_web::test]
+async fn a_runtimes_usage_by_agent_is_priced_folds_private_agents_and_keeps_to_the_zone() {
+    use chrono::TimeZone;
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user(
+        "bob@example.com",
+        Some((&ws, agenthub::domain::Role::Member)),
+    );
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let open = app
+        .agent(
+            &alice.token,
+            &ws,
+            &rt,
+            json!({"visibility": "workspace", "max_concurrent_tasks": 5}),
+        )
+        .await;
+    let private = app
+        .agent(&alice.token, &ws, &rt, json!({"visibility": "private"}))
+        .await;
+    let shown = app.task(&alice.token, &open, "shown", 0).await;
+    let hidden = app.task(&alice.token, &private, "hidden", 0).await;
+    app.claim(&alice.token, &rt).await;
+    app.claim(&alice.token, &rt).await;
+    let write = |task: &str,
+                 (provider, model): (&str, &str),
+                 input: i64,
+                 cost: Option<i64>,
+                 at: chrono::DateTime<Utc>| {
+        let (task, ws): (TaskId, WorkspaceId) = (task.parse().unwrap(), ws.parse().unwrap());
+        let entry = UsageEntry {
+            provider: provider.into(),
+            model: model.into(),
+            input_tokens: input,
+            ..Default::default()
+        };
+        let at = agenthub::domain::Timestamp::from_utc(at);
+        app.db
+            .write_blocking(move |tx| {
+                agenthub::store::usage::upsert_task_usage_with_cost(tx, task, ws, &entry, cost, at)
+            })
+            .unwrap();
+    };
+    // today in Kolkata (UTC+5:30) started at a half hour in UTC
+    let kolkata: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
+    let today = Utc::now().with_timezone(&kolkata).date_naive();
+    let midnight = kolkata
+        .from_local_datetime(&today.and_hms_opt(0, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    let quarter = chrono::Duration::minutes(15);
+    // 1M input tokens of Sonnet 4.5 ($3) just after that midnight, 1M
+    // just before it (yesterday there)
+    write(
+        &shown,
+        ("claude", "claude-sonnet-4-5-20250929"),
+        1_000_000,
+        None,
+        midnight + quarter,
+    );
+    write(
+        &hidden,
+        ("claude", "claude-sonnet-4-5-20250929"),
+        1_000_000,
+        None,
+        midnight - quarter,
+    );
+    // the provider's own cost wins; a model nobody priced is counted apart
+    write(
+        &hidden,
+        ("claude", "opus"),
+        7,
+        Some(12_345),
+        midnight + quarter,
+    );
+    write(&shown, ("ollama", "llama3"), 100, None, midnight + quarter);
+
+    let rows = |token: &str, query: &str| {
+        let (app, token) = (&app, token.to_string());
+        let path = format!("/api/runtimes/{rt}/usage/by-agent?{query}");
+        async move {
+            let r = app.get(&path, &token).await;
+            assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| {
+                    (
+                        x["agent_id"].clone(),
+                        x["model"].as_str().unwrap().to_string(),
+                        x["input_tokens"].as_i64().unwrap(),
+                        x["cost_usd"].as_f64().unwrap(),
+                        x["uncosted_tokens"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let sonnet = "claude-sonnet-4-5-20250929".to_string();
+    // one Kolkata day holds what was recorded after its midnight only
+    assert_eq!(
+        rows(&alice.token, "days=1&tz=Asia/Kolkata").await,
+        [
+            (json!(open), sonnet.clone(), 1_000_000, 3.0, 0),
+            (json!(private), "opus".into(), 7, 0.0000012345, 0),
+            (json!(open), "llama3".into(), 100, 0.0, 100),
+        ]
+    );
+    // two days hold both; bob cannot see the private agent: its rows are
+    // one "private" row per model
+    assert_eq!(
+        rows(&bob.token, "days=2&tz=Asia/Kolkata").await,
+        [
+            (json!(open), sonnet.clone(), 1_000_000, 3.0, 0),
+            (json!("private"), sonnet.clone(), 1_000_000, 3.0, 0),
+            (json!("private"), "opus".into(), 7, 0.0000012345, 0),
+            (json!(open), "llama3".into(), 100, 0.0, 100),
+        ]
+    );
+    let r = app
+        .get(&format!("/api/runtimes/{rt}/usage/by-agent"), &bob.token)
+        .await;
+    assert_eq!(r.body[0]["uncosted_input_tokens"], 1_000_000);
+    assert_eq!(r.body[0]["cost_usd_ticks"], 0);
+    let r = app
+        .get(
+            &format!("/api/runtimes/{rt}/usage/by-agent?tz=Mars/Base"),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "unknown time zone \"Mars/Base\"")
+    );
+    let (mallory, _) = app.init_user("mallory@example.com");
+    let r = app
+        .get(
+            &format!("/api/runtimes/{rt}/usage/by-agent"),
+            &mallory.token,
+        )
+        .await;
+    assert_eq!((r.status, r.error()), (404, "runtime not found"));
+}

@@ -11,7 +11,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DurationRound, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::access::{require_daemon_runtime, require_member_runtime};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
@@ -27,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::post().to(report_runtime_usage),
     )
     .route("/runtimes/{id}/usage", web::get().to(runtime_usage))
+    .route(
+        "/runtimes/{id}/usage/by-agent",
+        web::get().to(runtime_usage_by_agent),
+    )
     .route("/usage/daily", web::get().to(daily))
     .route("/usage/summary", web::get().to(summary));
 }
@@ -248,6 +252,163 @@ async fn runtime_usage(
         })
         .await?;
     Ok(HttpResponse::Ok().json(merge_sources(reported, from_tasks)))
+}
+
+/// One (agent, provider, model) of a runtime's usage: Multica's fields,
+/// and what it cost.
+#[derive(Serialize)]
+struct AgentUsageRow {
+    /// The agent's id; `null` for tasks whose agent is gone; `"private"`
+    /// for the agents the caller may not see, folded into one row per
+    /// (provider, model).
+    agent_id: Value,
+    provider: String,
+    model: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    /// What providers reported (1e-10 USD).
+    cost_usd_ticks: i64,
+    /// The tokens of usage no provider put a cost on.
+    uncosted_input_tokens: i64,
+    uncosted_output_tokens: i64,
+    uncosted_cache_read_tokens: i64,
+    uncosted_cache_write_tokens: i64,
+    task_count: i64,
+    /// The reported cost plus the estimate of the rest at the price of
+    /// each UTC day.
+    cost_usd: f64,
+    /// Of those, the tokens no price covered (counted at $0).
+    uncosted_tokens: i64,
+}
+
+/// What [`runtime_usage_by_agent`] adds up per (agent, provider, model):
+/// the rollup's counts, the cost in ticks, and the unpriced tokens.
+struct AgentSums {
+    agent: Value,
+    counts: [i64; 10],
+    ticks: i64,
+    unpriced: i64,
+}
+
+/// `GET /api/runtimes/{id}/usage/by-agent?days=N&tz=Zone` (default 30):
+/// members of the runtime's workspace; the last N local days, exact in
+/// any zone (the rollup has quarter-hour buckets). Ordered by cost, most
+/// first.
+async fn runtime_usage_by_agent(
+    db: web::Data<Store>,
+    caller: AuthUser,
+    path: web::Path<RuntimeId>,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let runtime = path.into_inner();
+    let (days, zone) = (query.days(30), query.zone()?);
+    let start = window_start(zone, days);
+    let (rows, hidden, mut prices) = db
+        .read(move |conn| -> Result<_, ApiError> {
+            let (rt, role) = require_member_runtime(conn, caller.user_id, runtime)?;
+            let rows = usage::runtime_by_agent_day(conn, runtime, start)?;
+            // the agents of these rows the caller may not see
+            let mut hidden = std::collections::HashSet::new();
+            let agents: std::collections::BTreeSet<_> =
+                rows.iter().filter_map(|r| r.agent_id).collect();
+            for id in agents {
+                let visible = role.is_manager()
+                    || crate::store::agents::get(conn, id)?.is_none_or(|a| {
+                        a.visibility == crate::domain::Visibility::Workspace
+                            || a.owner_id == Some(caller.user_id)
+                    });
+                if !visible {
+                    hidden.insert(id);
+                }
+            }
+            let prices = crate::store::pricing::overrides(conn, rt.workspace_id)?;
+            Ok((rows, hidden, prices))
+        })
+        .await?;
+    prices.extend(crate::pricing::builtin());
+    let mut grouped: BTreeMap<(String, String, String), AgentSums> = BTreeMap::new();
+    for row in rows {
+        let agent = match row.agent_id {
+            Some(id) if hidden.contains(&id) => json!("private"),
+            Some(id) => json!(id),
+            None => Value::Null,
+        };
+        let (provider, model) = crate::pricing::canonical(&row.provider, &row.model);
+        let price = crate::pricing::price_on(&prices, &provider, &model, row.day);
+        let c = row.counts;
+        let uncosted = crate::pricing::Tokens {
+            input: c[5],
+            output: c[6],
+            cache_read: c[7],
+            cache_write: c[8],
+        };
+        let (estimate, unpriced) = match price {
+            Some(p) => (
+                crate::pricing::cost_ticks(uncosted, None, Some(&p.price)).0,
+                0,
+            ),
+            None => (0, uncosted.total()),
+        };
+        let entry = grouped
+            .entry((agent.to_string(), row.provider, row.model))
+            .or_insert(AgentSums {
+                agent,
+                counts: [0; 10],
+                ticks: 0,
+                unpriced: 0,
+            });
+        for (sum, n) in entry.counts.iter_mut().zip(c) {
+            *sum = sum.saturating_add(n);
+        }
+        entry.ticks = entry.ticks.saturating_add(c[4]).saturating_add(estimate);
+        entry.unpriced = entry.unpriced.saturating_add(unpriced);
+    }
+    let mut out: Vec<AgentUsageRow> = grouped
+        .into_iter()
+        .map(
+            |(
+                (_, provider, model),
+                AgentSums {
+                    agent,
+                    counts: c,
+                    ticks,
+                    unpriced,
+                },
+            )| AgentUsageRow {
+                agent_id: agent,
+                provider,
+                model,
+                input_tokens: c[0],
+                output_tokens: c[1],
+                cache_read_tokens: c[2],
+                cache_write_tokens: c[3],
+                cost_usd_ticks: c[4],
+                uncosted_input_tokens: c[5],
+                uncosted_output_tokens: c[6],
+                uncosted_cache_read_tokens: c[7],
+                uncosted_cache_write_tokens: c[8],
+                task_count: c[9],
+                cost_usd: crate::pricing::ticks_usd(ticks),
+                uncosted_tokens: unpriced,
+            },
+        )
+        .collect();
+    out.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd));
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// The UTC instant the last `days` local days (today included) start at,
+/// in `zone` (UTC without one).
+fn window_start(zone: Option<Tz>, days: i64) -> chrono::DateTime<Utc> {
+    let back = chrono::Days::new(days as u64 - 1);
+    match zone {
+        Some(tz) => local_midnight(tz, Utc::now().with_timezone(&tz).date_naive() - back),
+        None => (Utc::now().date_naive() - back)
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc(),
+    }
 }
 
 /// One row per (date, provider, model), newest date first: the task usage

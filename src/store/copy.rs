@@ -36,6 +36,8 @@ pub(super) enum Kind {
     Date,
     /// A usage hour (`usage_hourly.hour`).
     Hour,
+    /// A usage quarter hour (`runtime_usage_quarter.bucket`).
+    Quarter,
 }
 
 /// One value on its way between the engines.
@@ -52,6 +54,8 @@ pub(super) enum Cell {
     Date(NaiveDate),
     /// The start of a UTC hour.
     Hour(DateTime<Utc>),
+    /// The start of a UTC quarter hour.
+    Quarter(DateTime<Utc>),
 }
 
 /// A table of agenthub's data model.
@@ -79,7 +83,7 @@ impl Table {
     }
 }
 
-use Kind::{Date, Hour, Id, Int, Json, Text, Time};
+use Kind::{Date, Hour, Id, Int, Json, Quarter, Text, Time};
 
 const USAGE: [(&str, Kind); 4] = [
     ("input_tokens", Int),
@@ -347,6 +351,28 @@ pub(super) const TABLES: &[Table] = &[
             ("input", Json),
             ("output", Text),
             ("created_at", Time),
+        ],
+        seq: false,
+    },
+    Table {
+        name: "runtime_usage_quarter",
+        columns: &[
+            ("runtime_id", Id),
+            ("bucket", Quarter),
+            ("agent_id", Id),
+            ("provider", Text),
+            ("model", Text),
+            ("workspace_id", Id),
+            USAGE[0],
+            USAGE[1],
+            USAGE[2],
+            USAGE[3],
+            ("cost_usd_ticks", Int),
+            ("uncosted_input_tokens", Int),
+            ("uncosted_output_tokens", Int),
+            ("uncosted_cache_read_tokens", Int),
+            ("uncosted_cache_write_tokens", Int),
+            ("task_count", Int),
         ],
         seq: false,
     },
@@ -658,5 +684,7 @@ pub(super) fn bad_value(table: &Table, column: &str, what: impl std::fmt::Displa
 pub(super) const TIME_TEXT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
 /// A usage hour as SQLite stores it.
 pub(super) const HOUR_TEXT: &str = "%Y-%m-%dT%H";
+/// A usage quarter hour as SQLite stores it.
+pub(super) const QUARTER_TEXT: &str = "%Y-%m-%dT%H:%M";
 /// A usage day as SQLite stores it.
 pub(super) const DATE_TEXT: &str = "%Y-%m-%d";

@@ -1,7 +1,7 @@
 //! Token usage: per-task usage with its workspace and runtime rollups, and
 //! the daily totals older daemons report per runtime.
 
-use crate::domain::{RuntimeId, TaskId, Timestamp, WorkspaceId};
+use crate::domain::{AgentId, RuntimeId, TaskId, Timestamp, WorkspaceId};
 use serde::Serialize;
 
 use super::{dispatch, Conn, Result};
@@ -93,8 +93,8 @@ pub fn upsert_task_usage_with_cost(
     // the task's row lock before the reads below: the totals this write
     // replaces and the rollups' deltas it derives from them stay exact
     // while other reports of the task wait, on any engine
-    let runtime: Result<Option<RuntimeId>> = dispatch!(conn, usage::lock_task(task));
-    let runtime = runtime?;
+    let place: Result<Option<TaskPlace>> = dispatch!(conn, usage::lock_task(task));
+    let place = place?;
     let old: Result<Option<StoredTaskUsage>> =
         dispatch!(conn, usage::stored_task_usage(task, entry));
     let old = old?;
@@ -110,6 +110,7 @@ pub fn upsert_task_usage_with_cost(
         usage::write_task_usage(task, entry, cost_usd_ticks, at)
     );
     written?;
+    let before = old.as_ref().map(|o| (o.counts, o.cost));
     let (delta, cost_delta, bucket) = match old {
         Some(old) => {
             let delta: [i64; 4] = std::array::from_fn(|i| counts[i].saturating_sub(old.counts[i]));
@@ -126,15 +127,142 @@ pub fn upsert_task_usage_with_cost(
         usage::add_to_workspace_rollups(workspace, &entry.model, bucket, delta, new_task)
     );
     rolled?;
-    if let Some(runtime) = runtime {
+    if let Some(place) = place {
         let day = day_of(bucket);
         let rolled: Result<()> = dispatch!(
             conn,
-            usage::add_to_runtime_rollup(runtime, &day, entry, delta, cost_delta)
+            usage::add_to_runtime_rollup(place.runtime, &day, entry, delta, cost_delta)
+        );
+        rolled?;
+        let quarter = QuarterDelta::between(before, (counts, cost_usd_ticks), new_task);
+        let rolled: Result<()> = dispatch!(
+            conn,
+            usage::add_to_quarter_rollup(workspace, &place, bucket, entry, &quarter)
         );
         rolled?;
     }
     Ok(())
+}
+
+/// A runtime's usage of one (UTC day, agent, provider, model) from the
+/// quarter-hour rollup, counts in [`QUARTER_COLUMNS`] order.
+#[derive(Debug, Clone)]
+pub struct AgentDayUsage {
+    pub day: chrono::NaiveDate,
+    /// `None`: tasks without an agent (deleted since).
+    pub agent_id: Option<AgentId>,
+    pub provider: String,
+    pub model: String,
+    pub counts: [i64; 10],
+}
+
+/// A runtime's usage since `from` (a quarter-hour boundary: the start of
+/// a local day in any zone), per UTC day (what a price applies to), agent,
+/// provider and model; sums saturate at i64::MAX; no order.
+pub fn runtime_by_agent_day(
+    conn: &Conn<'_>,
+    runtime: RuntimeId,
+    from: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<AgentDayUsage>> {
+    let read: Result<Vec<AgentDayUsage>> =
+        dispatch!(conn, usage::runtime_quarters_since(runtime, from));
+    let mut grouped: std::collections::HashMap<
+        (chrono::NaiveDate, Option<AgentId>, String, String),
+        [i64; 10],
+    > = std::collections::HashMap::new();
+    for row in read? {
+        let sums = grouped
+            .entry((row.day, row.agent_id, row.provider, row.model))
+            .or_insert([0; 10]);
+        for (sum, n) in sums.iter_mut().zip(row.counts) {
+            *sum = sum.saturating_add(n);
+        }
+    }
+    Ok(grouped
+        .into_iter()
+        .map(|((day, agent_id, provider, model), counts)| AgentDayUsage {
+            day,
+            agent_id,
+            provider,
+            model,
+            counts,
+        })
+        .collect())
+}
+
+/// The nil UUID the quarter rollup keeps for "no agent", as `None`.
+pub(super) fn agent_of(id: uuid::Uuid) -> Option<AgentId> {
+    (!id.is_nil()).then(|| <AgentId as crate::domain::EntityId>::from_uuid(id))
+}
+
+/// Where a task ran: its runtime, and its agent (none once deleted).
+pub(super) struct TaskPlace {
+    pub runtime: RuntimeId,
+    pub agent: Option<AgentId>,
+}
+
+/// The counted columns of `runtime_usage_quarter`, in [`QuarterDelta`]'s
+/// order.
+pub(super) const QUARTER_COLUMNS: [&str; 10] = [
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd_ticks",
+    "uncosted_input_tokens",
+    "uncosted_output_tokens",
+    "uncosted_cache_read_tokens",
+    "uncosted_cache_write_tokens",
+    "task_count",
+];
+
+/// What one usage write moves a quarter rollup row by: tokens, reported
+/// cost, the tokens of rows without a reported cost, and tasks.
+pub(super) struct QuarterDelta {
+    tokens: [i64; 4],
+    cost: i64,
+    uncosted: [i64; 4],
+    tasks: i64,
+}
+
+impl QuarterDelta {
+    /// From a usage row as it was (`None`: new) to what it is now.
+    fn between(
+        before: Option<([i64; 4], Option<i64>)>,
+        now: ([i64; 4], Option<i64>),
+        new_task: bool,
+    ) -> QuarterDelta {
+        let uncosted = |(counts, cost): ([i64; 4], Option<i64>)| match cost {
+            Some(_) => [0; 4],
+            None => counts,
+        };
+        let (old_counts, old_cost) = before.unwrap_or(([0; 4], None));
+        let (old_uncosted, new_uncosted) = (uncosted((old_counts, old_cost)), uncosted(now));
+        QuarterDelta {
+            tokens: std::array::from_fn(|i| now.0[i].saturating_sub(old_counts[i])),
+            cost: now.1.unwrap_or(0).saturating_sub(old_cost.unwrap_or(0)),
+            uncosted: std::array::from_fn(|i| new_uncosted[i].saturating_sub(old_uncosted[i])),
+            tasks: i64::from(new_task),
+        }
+    }
+
+    pub(super) fn values(&self) -> [i64; 10] {
+        let (t, u) = (self.tokens, self.uncosted);
+        [
+            t[0], t[1], t[2], t[3], self.cost, u[0], u[1], u[2], u[3], self.tasks,
+        ]
+    }
+}
+
+/// The UTC quarter hour `t` falls in, as the SQLite rollup's key
+/// (`2026-11-23T19:45`).
+pub(super) fn quarter_key(t: Timestamp) -> String {
+    let utc = t.utc();
+    format!(
+        "{}:{:02}",
+        utc.format("%Y-%m-%dT%H"),
+        chrono::Timelike::minute(&utc) / 15 * 15
+    )
 }
 
 /// A task_usage row as stored before a write.

@@ -442,7 +442,25 @@ fn usage() -> Vec<(&'static str, Value)> {
         ("effective_from", day()),
         ("source", one_of(&["builtin", "override"])),
     ]);
+    let mut by_agent = vec![
+        (
+            "agent_id".to_string(),
+            json!({"type": ["string", "null"],
+                   "description": "the agent's id, null once it is gone, \"private\" for agents the caller may not see"}),
+        ),
+        ("provider".to_string(), string()),
+        ("model".to_string(), string()),
+    ];
+    by_agent.extend(counts(""));
+    by_agent.push(("cost_usd_ticks".to_string(), count()));
+    by_agent.extend(counts("uncosted_"));
+    by_agent.extend([
+        ("task_count".to_string(), count()),
+        ("cost_usd".to_string(), usd()),
+        ("uncosted_tokens".to_string(), count()),
+    ]);
     vec![
+        ("RuntimeAgentUsage", reply(&by_agent)),
         ("TaskUsage", reply(&task_usage)),
         ("Price", price),
         ("RuntimeUsage", reply(&runtime_usage)),

@@ -9,7 +9,7 @@
 
 use super::Client;
 
-use crate::domain::{RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
+use crate::domain::{EntityId, RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
 use crate::store::usage::*;
 
 /// The largest value a rollup column holds: sums saturate here.
@@ -19,13 +19,18 @@ const MAX: &str = "9223372036854775807";
 /// the runtime it was dispatched to (`None` too when there is no such
 /// task). Concurrent usage writes of one task wait here, on any
 /// connection.
-pub fn lock_task(conn: &mut Client, task: TaskId) -> Result<Option<RuntimeId>, postgres::Error> {
+pub fn lock_task(conn: &mut Client, task: TaskId) -> Result<Option<TaskPlace>, postgres::Error> {
     let row = conn.query_opt(
-        "SELECT runtime_id FROM agent_task_queue WHERE id = $1 FOR UPDATE",
+        "SELECT runtime_id, agent_id FROM agent_task_queue WHERE id = $1 FOR UPDATE",
         &[&task],
     )?;
     match row {
-        Some(row) => row.try_get::<_, Option<RuntimeId>>(0),
+        Some(row) => Ok(row
+            .try_get::<_, Option<RuntimeId>>(0)?
+            .map(|runtime| TaskPlace {
+                runtime,
+                agent: row.try_get(1).ok().flatten(),
+            })),
         None => Ok(None),
     }
 }
@@ -321,6 +326,93 @@ pub fn by_hour_runs(
             cache_read_tokens: r.try_get(4)?,
             cache_write_tokens: r.try_get(5)?,
             task_count: r.try_get(6)?,
+        })
+    })
+    .collect()
+}
+
+/// Moves the (runtime, quarter, agent, provider, model) rollup by `delta`.
+pub fn add_to_quarter_rollup(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    place: &TaskPlace,
+    bucket: Timestamp,
+    entry: &UsageEntry,
+    delta: &QuarterDelta,
+) -> Result<(), postgres::Error> {
+    let columns = QUARTER_COLUMNS;
+    let add = |i: usize| {
+        format!(
+            "{c} = GREATEST(0, LEAST(runtime_usage_quarter.{c}::numeric + ${p}::bigint, {MAX}))::bigint",
+            c = columns[i],
+            p = i + 7
+        )
+    };
+    let sets: Vec<String> = (0..columns.len()).map(add).collect();
+    let values: Vec<String> = (0..columns.len())
+        .map(|i| format!("GREATEST(0, ${}::bigint)", i + 7))
+        .collect();
+    let agent = place.agent.map_or(uuid::Uuid::nil(), |a| a.uuid());
+    let params = delta.values();
+    conn.execute(
+        &format!(
+            "INSERT INTO runtime_usage_quarter (runtime_id, bucket, agent_id, provider, model,
+                 workspace_id, {})
+             VALUES ($1, date_bin('15 minutes', $2::timestamptz, '2000-01-01 00:00:00+00'),
+                 $3, $4, $5, $6, {})
+             ON CONFLICT (runtime_id, bucket, agent_id, provider, model) DO UPDATE SET {}",
+            columns.join(", "),
+            values.join(", "),
+            sets.join(", ")
+        ),
+        &[
+            &place.runtime,
+            &bucket,
+            &agent,
+            &entry.provider,
+            &entry.model,
+            &workspace,
+            &params[0],
+            &params[1],
+            &params[2],
+            &params[3],
+            &params[4],
+            &params[5],
+            &params[6],
+            &params[7],
+            &params[8],
+            &params[9],
+        ],
+    )?;
+    Ok(())
+}
+
+/// One row per quarter bucket (grouped by the facade).
+pub fn runtime_quarters_since(
+    conn: &mut Client,
+    runtime: RuntimeId,
+    from: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<AgentDayUsage>, postgres::Error> {
+    conn.query(
+        &format!(
+            "SELECT (bucket AT TIME ZONE 'UTC')::date, agent_id, provider, model, {}
+             FROM runtime_usage_quarter WHERE runtime_id = $1 AND bucket >= $2",
+            QUARTER_COLUMNS.join(", ")
+        ),
+        &[&runtime, &from],
+    )?
+    .iter()
+    .map(|r| {
+        let mut counts = [0i64; 10];
+        for (i, count) in counts.iter_mut().enumerate() {
+            *count = r.try_get(4 + i)?;
+        }
+        Ok(AgentDayUsage {
+            day: r.try_get(0)?,
+            agent_id: agent_of(r.try_get(1)?),
+            provider: r.try_get(2)?,
+            model: r.try_get(3)?,
+            counts,
         })
     })
     .collect()

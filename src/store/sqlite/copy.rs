@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::config::DatabaseConfig;
 use crate::store::copy::{
     add_totals, bad_value, Cell, Database, Destination, Failed, Kind, Source, Step, Table,
-    TableWriter, Totals, DATE_TEXT, HOUR_TEXT, TIME_TEXT,
+    TableWriter, Totals, DATE_TEXT, HOUR_TEXT, QUARTER_TEXT, TIME_TEXT,
 };
 
 /// Rows per INSERT statement.
@@ -238,6 +238,14 @@ fn cell(table: &Table, column: &str, kind: Kind, value: ValueRef<'_>) -> Result<
                     .and_utc(),
             )
         }
+        Kind::Quarter => {
+            let s = text(value)?;
+            Cell::Quarter(
+                NaiveDateTime::parse_from_str(&format!("{s}:00"), "%Y-%m-%dT%H:%M:%S")
+                    .map_err(|e| bad(format!("{s:?} is not a quarter hour: {e}")))?
+                    .and_utc(),
+            )
+        }
     })
 }
 
@@ -252,6 +260,7 @@ impl ToSql for Cell {
             Cell::Time(t) => ToSqlOutput::Owned(Value::Text(t.format(TIME_TEXT).to_string())),
             Cell::Date(d) => ToSqlOutput::Owned(Value::Text(d.format(DATE_TEXT).to_string())),
             Cell::Hour(h) => ToSqlOutput::Owned(Value::Text(h.format(HOUR_TEXT).to_string())),
+            Cell::Quarter(q) => ToSqlOutput::Owned(Value::Text(q.format(QUARTER_TEXT).to_string())),
         })
     }
 }

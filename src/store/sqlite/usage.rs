@@ -3,7 +3,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::domain::{RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
+use crate::domain::{AgentId, RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId};
 use crate::store::usage::*;
 
 /// Takes the task's row lock for the rest of the transaction and returns
@@ -11,12 +11,17 @@ use crate::store::usage::*;
 /// in no index and no trigger): SQLite's write transaction already holds
 /// the whole file; an engine with row locks makes concurrent usage writes
 /// of one task wait here.
-pub fn lock_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Option<RuntimeId>> {
+pub fn lock_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Option<TaskPlace>> {
     Ok(conn
         .prepare_cached(
-            "UPDATE agent_task_queue SET error = error WHERE id = ?1 RETURNING runtime_id",
+            "UPDATE agent_task_queue SET error = error WHERE id = ?1
+             RETURNING runtime_id, agent_id",
         )?
-        .query_row([task], |r| r.get(0))
+        .query_row([task], |r| {
+            let runtime: Option<RuntimeId> = r.get(0)?;
+            let agent: Option<AgentId> = r.get(1)?;
+            Ok(runtime.map(|runtime| TaskPlace { runtime, agent }))
+        })
         .optional()?
         .flatten())
 }
@@ -287,6 +292,99 @@ pub fn by_hour_runs(
         add_bucket(entry, &b);
     }
     Ok(grouped.into_values().collect())
+}
+
+/// Moves the (runtime, quarter, agent, provider, model) rollup by `delta`;
+/// the bucket is the stored time's first 14 characters and its quarter.
+pub fn add_to_quarter_rollup(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    place: &TaskPlace,
+    bucket: Timestamp,
+    entry: &UsageEntry,
+    delta: &QuarterDelta,
+) -> rusqlite::Result<()> {
+    let columns = QUARTER_COLUMNS;
+    let sets: Vec<String> = (0..columns.len())
+        .map(|i| {
+            format!(
+                "{c} = max(0, min({c} + ?{p}, 9223372036854775807))",
+                c = columns[i],
+                p = i + 7
+            )
+        })
+        .collect();
+    let values: Vec<String> = (0..columns.len())
+        .map(|i| format!("max(0, ?{})", i + 7))
+        .collect();
+    let agent = place
+        .agent
+        .map_or_else(|| uuid::Uuid::nil().to_string(), |a| a.to_string());
+    let p = delta.values();
+    conn.prepare_cached(&format!(
+        "INSERT INTO runtime_usage_quarter (runtime_id, bucket, agent_id, provider, model,
+             workspace_id, {})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, {})
+         ON CONFLICT (runtime_id, bucket, agent_id, provider, model) DO UPDATE SET {}",
+        columns.join(", "),
+        values.join(", "),
+        sets.join(", ")
+    ))?
+    .execute(params![
+        place.runtime,
+        quarter_key(bucket),
+        agent,
+        entry.provider,
+        entry.model,
+        workspace,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        p[4],
+        p[5],
+        p[6],
+        p[7],
+        p[8],
+        p[9]
+    ])?;
+    Ok(())
+}
+
+/// One row per quarter bucket (grouped by the facade).
+pub fn runtime_quarters_since(
+    conn: &Connection,
+    runtime: RuntimeId,
+    from: chrono::DateTime<chrono::Utc>,
+) -> rusqlite::Result<Vec<AgentDayUsage>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT substr(bucket, 1, 10), agent_id, provider, model, {}
+         FROM runtime_usage_quarter WHERE runtime_id = ?1 AND bucket >= ?2",
+        QUARTER_COLUMNS.join(", ")
+    ))?;
+    let from = from.format("%Y-%m-%dT%H:%M").to_string();
+    let rows = stmt.query_map(params![runtime, from], |r| {
+        let day: String = r.get(0)?;
+        let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        let agent: String = r.get(1)?;
+        let agent = uuid::Uuid::parse_str(&agent).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        let mut counts = [0i64; 10];
+        for (i, count) in counts.iter_mut().enumerate() {
+            *count = r.get(4 + i)?;
+        }
+        Ok(AgentDayUsage {
+            day,
+            agent_id: agent_of(agent),
+            provider: r.get(2)?,
+            model: r.get(3)?,
+            counts,
+        })
+    })?;
+    rows.collect()
 }
 
 pub fn upsert_runtime_usage(
