@@ -116,6 +116,9 @@ async fn run(rows: usize) {
         format!("/api/usage/summary?days=30&workspace_id={ws}"),
         format!("/api/runtimes/{runtime}/usage?days=365"),
         format!("/api/usage/daily?days=30&workspace_id={ws}&tz=America/Los_Angeles"),
+        format!("/api/runtimes/{runtime}/usage/by-agent?days=30"),
+        format!("/api/runtimes/{runtime}/usage/by-agent?days=30&tz=Asia/Kolkata"),
+        format!("/api/runtimes/{runtime}/usage/by-agent?days=365&tz=Asia/Kolkata"),
     ];
     for route in routes {
         let mut times = Vec::with_capacity(ITERATIONS);
