@@ -1191,4 +1191,45 @@ async fn a_runtimes_usage_by_agent_is_priced_folds_private_agents_and_keeps_to_t
         )
         .await;
     assert_eq!((r.status, r.error()), (404, "runtime not found"));
+
+    // by hour of the day: a quarter either side of Kolkata's midnight is
+    // 23:45 and 00:15 there, and both in the 18:00 hour in UTC
+    let hours = |query: &str| {
+        let (app, token) = (&app, bob.token.clone());
+        let path = format!("/api/runtimes/{rt}/usage/by-hour?{query}");
+        async move {
+            let r = app.get(&path, &token).await;
+            assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| {
+                    (
+                        x["hour"].as_i64().unwrap(),
+                        x["model"].as_str().unwrap().to_string(),
+                        x["input_tokens"].as_i64().unwrap(),
+                        x["cost_usd"].as_f64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        hours("days=2&tz=Asia/Kolkata").await,
+        [
+            (0, sonnet.clone(), 1_000_000, 3.0),
+            (0, "llama3".into(), 100, 0.0),
+            (0, "opus".into(), 7, 0.0000012345),
+            (23, sonnet.clone(), 1_000_000, 3.0),
+        ]
+    );
+    assert_eq!(
+        hours("days=2").await,
+        [
+            (18, sonnet.clone(), 2_000_000, 6.0),
+            (18, "llama3".into(), 100, 0.0),
+            (18, "opus".into(), 7, 0.0000012345),
+        ]
+    );
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::access::{require_daemon_runtime, require_member_runtime};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
-use crate::domain::{RuntimeId, Timestamp, WorkspaceId};
+use crate::domain::{AgentId, RuntimeId, Timestamp, WorkspaceId};
 use crate::error::ApiError;
 use crate::store::usage::{self, Bucket, HourRuns, RuntimeUsage, UsageEntry, UsageSource};
 use crate::store::Conn;
@@ -30,6 +30,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/runtimes/{id}/usage/by-agent",
         web::get().to(runtime_usage_by_agent),
+    )
+    .route(
+        "/runtimes/{id}/usage/by-hour",
+        web::get().to(runtime_usage_by_hour),
     )
     .route("/usage/daily", web::get().to(daily))
     .route("/usage/summary", web::get().to(summary));
@@ -254,16 +258,9 @@ async fn runtime_usage(
     Ok(HttpResponse::Ok().json(merge_sources(reported, from_tasks)))
 }
 
-/// One (agent, provider, model) of a runtime's usage: Multica's fields,
-/// and what it cost.
-#[derive(Serialize)]
-struct AgentUsageRow {
-    /// The agent's id; `null` for tasks whose agent is gone; `"private"`
-    /// for the agents the caller may not see, folded into one row per
-    /// (provider, model).
-    agent_id: Value,
-    provider: String,
-    model: String,
+/// Multica's counts of a runtime usage row, and what it cost.
+#[derive(Serialize, Default)]
+struct CostedCounts {
     input_tokens: i64,
     output_tokens: i64,
     cache_read_tokens: i64,
@@ -283,13 +280,150 @@ struct AgentUsageRow {
     uncosted_tokens: i64,
 }
 
-/// What [`runtime_usage_by_agent`] adds up per (agent, provider, model):
-/// the rollup's counts, the cost in ticks, and the unpriced tokens.
-struct AgentSums {
-    agent: Value,
+/// Sums of quarter rollup rows, with their cost.
+#[derive(Default)]
+struct Sums {
     counts: [i64; 10],
+    /// Reported cost plus estimate, in ticks.
     ticks: i64,
     unpriced: i64,
+}
+
+impl Sums {
+    /// Adds a rollup row of `provider`/`model` recorded in the quarter
+    /// starting at `bucket`, priced on its UTC day.
+    fn add(&mut self, prices: &Prices, row: &usage::QuarterUsage) {
+        let c = row.counts;
+        for (sum, n) in self.counts.iter_mut().zip(c) {
+            *sum = sum.saturating_add(n);
+        }
+        let uncosted = crate::pricing::Tokens {
+            input: c[5],
+            output: c[6],
+            cache_read: c[7],
+            cache_write: c[8],
+        };
+        let (estimate, unpriced) = match prices.on(&row.provider, &row.model, row.bucket) {
+            Some(price) => (
+                crate::pricing::cost_ticks(uncosted, None, Some(&price)).0,
+                0,
+            ),
+            None => (0, uncosted.total()),
+        };
+        self.ticks = self.ticks.saturating_add(c[4]).saturating_add(estimate);
+        self.unpriced = self.unpriced.saturating_add(unpriced);
+    }
+
+    fn costed(&self) -> CostedCounts {
+        let c = self.counts;
+        CostedCounts {
+            input_tokens: c[0],
+            output_tokens: c[1],
+            cache_read_tokens: c[2],
+            cache_write_tokens: c[3],
+            cost_usd_ticks: c[4],
+            uncosted_input_tokens: c[5],
+            uncosted_output_tokens: c[6],
+            uncosted_cache_read_tokens: c[7],
+            uncosted_cache_write_tokens: c[8],
+            task_count: c[9],
+            cost_usd: crate::pricing::ticks_usd(self.ticks),
+            uncosted_tokens: self.unpriced,
+        }
+    }
+}
+
+/// The built-in prices and a workspace's overrides, looked up once per
+/// (reported provider, model, UTC day).
+struct Prices {
+    rows: Vec<crate::pricing::PriceRow>,
+    seen: std::cell::RefCell<
+        std::collections::HashMap<(String, String, NaiveDate), Option<crate::pricing::Price>>,
+    >,
+}
+
+impl Prices {
+    fn new(mut overrides: Vec<crate::pricing::PriceRow>) -> Prices {
+        overrides.extend(crate::pricing::builtin());
+        Prices {
+            rows: overrides,
+            seen: Default::default(),
+        }
+    }
+
+    fn on(
+        &self,
+        provider: &str,
+        model: &str,
+        at: chrono::DateTime<Utc>,
+    ) -> Option<crate::pricing::Price> {
+        let day = at.date_naive();
+        let key = (provider.to_string(), model.to_string(), day);
+        if let Some(found) = self.seen.borrow().get(&key) {
+            return *found;
+        }
+        let (p, m) = crate::pricing::canonical(provider, model);
+        let found = crate::pricing::price_on(&self.rows, &p, &m, day).map(|r| r.price);
+        self.seen.borrow_mut().insert(key, found);
+        found
+    }
+}
+
+/// The rollup rows of a runtime the caller may read over the query's
+/// window, the agents among them the caller may not see, and the
+/// workspace's prices.
+async fn runtime_quarters(
+    db: &Store,
+    caller: AuthUser,
+    runtime: RuntimeId,
+    query: &WindowQuery,
+) -> Result<
+    (
+        Vec<usage::QuarterUsage>,
+        std::collections::HashSet<AgentId>,
+        Prices,
+        Option<Tz>,
+    ),
+    ApiError,
+> {
+    let (days, zone) = (query.days(30), query.zone()?);
+    let start = window_start(zone, days);
+    let (rows, hidden, overrides) = db
+        .read(move |conn| -> Result<_, ApiError> {
+            let (rt, role) = require_member_runtime(conn, caller.user_id, runtime)?;
+            let rows = usage::runtime_quarters(conn, runtime, start)?;
+            let mut hidden = std::collections::HashSet::new();
+            if !role.is_manager() {
+                let agents: std::collections::BTreeSet<_> =
+                    rows.iter().filter_map(|r| r.agent_id).collect();
+                for id in agents {
+                    let visible = crate::store::agents::get(conn, id)?.is_none_or(|a| {
+                        a.visibility == crate::domain::Visibility::Workspace
+                            || a.owner_id == Some(caller.user_id)
+                    });
+                    if !visible {
+                        hidden.insert(id);
+                    }
+                }
+            }
+            let overrides = crate::store::pricing::overrides(conn, rt.workspace_id)?;
+            Ok((rows, hidden, overrides))
+        })
+        .await?;
+    Ok((rows, hidden, Prices::new(overrides), zone))
+}
+
+/// One (agent, provider, model) of a runtime's usage.
+#[derive(Serialize)]
+struct AgentUsageRow {
+    /// The agent's id; `null` for tasks whose agent is gone; `"private"`
+    /// for the agents the caller may not see, folded into one row per
+    /// (provider, model).
+    agent_id: Value,
+    provider: String,
+    model: String,
+    #[serde(flatten)]
+    counts: CostedCounts,
 }
 
 /// `GET /api/runtimes/{id}/usage/by-agent?days=N&tz=Zone` (default 30):
@@ -302,100 +436,74 @@ async fn runtime_usage_by_agent(
     path: web::Path<RuntimeId>,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let runtime = path.into_inner();
-    let (days, zone) = (query.days(30), query.zone()?);
-    let start = window_start(zone, days);
-    let (rows, hidden, mut prices) = db
-        .read(move |conn| -> Result<_, ApiError> {
-            let (rt, role) = require_member_runtime(conn, caller.user_id, runtime)?;
-            let rows = usage::runtime_by_agent_day(conn, runtime, start)?;
-            // the agents of these rows the caller may not see
-            let mut hidden = std::collections::HashSet::new();
-            let agents: std::collections::BTreeSet<_> =
-                rows.iter().filter_map(|r| r.agent_id).collect();
-            for id in agents {
-                let visible = role.is_manager()
-                    || crate::store::agents::get(conn, id)?.is_none_or(|a| {
-                        a.visibility == crate::domain::Visibility::Workspace
-                            || a.owner_id == Some(caller.user_id)
-                    });
-                if !visible {
-                    hidden.insert(id);
-                }
-            }
-            let prices = crate::store::pricing::overrides(conn, rt.workspace_id)?;
-            Ok((rows, hidden, prices))
-        })
-        .await?;
-    prices.extend(crate::pricing::builtin());
-    let mut grouped: BTreeMap<(String, String, String), AgentSums> = BTreeMap::new();
-    for row in rows {
+    let (rows, hidden, prices, _) =
+        runtime_quarters(&db, caller, path.into_inner(), &query).await?;
+    let mut grouped: BTreeMap<(String, String, String), (Value, Sums)> = BTreeMap::new();
+    for row in &rows {
         let agent = match row.agent_id {
             Some(id) if hidden.contains(&id) => json!("private"),
             Some(id) => json!(id),
             None => Value::Null,
         };
-        let (provider, model) = crate::pricing::canonical(&row.provider, &row.model);
-        let price = crate::pricing::price_on(&prices, &provider, &model, row.day);
-        let c = row.counts;
-        let uncosted = crate::pricing::Tokens {
-            input: c[5],
-            output: c[6],
-            cache_read: c[7],
-            cache_write: c[8],
-        };
-        let (estimate, unpriced) = match price {
-            Some(p) => (
-                crate::pricing::cost_ticks(uncosted, None, Some(&p.price)).0,
-                0,
-            ),
-            None => (0, uncosted.total()),
-        };
-        let entry = grouped
-            .entry((agent.to_string(), row.provider, row.model))
-            .or_insert(AgentSums {
-                agent,
-                counts: [0; 10],
-                ticks: 0,
-                unpriced: 0,
-            });
-        for (sum, n) in entry.counts.iter_mut().zip(c) {
-            *sum = sum.saturating_add(n);
-        }
-        entry.ticks = entry.ticks.saturating_add(c[4]).saturating_add(estimate);
-        entry.unpriced = entry.unpriced.saturating_add(unpriced);
+        grouped
+            .entry((agent.to_string(), row.provider.clone(), row.model.clone()))
+            .or_insert_with(|| (agent, Sums::default()))
+            .1
+            .add(&prices, row);
     }
     let mut out: Vec<AgentUsageRow> = grouped
         .into_iter()
-        .map(
-            |(
-                (_, provider, model),
-                AgentSums {
-                    agent,
-                    counts: c,
-                    ticks,
-                    unpriced,
-                },
-            )| AgentUsageRow {
-                agent_id: agent,
-                provider,
-                model,
-                input_tokens: c[0],
-                output_tokens: c[1],
-                cache_read_tokens: c[2],
-                cache_write_tokens: c[3],
-                cost_usd_ticks: c[4],
-                uncosted_input_tokens: c[5],
-                uncosted_output_tokens: c[6],
-                uncosted_cache_read_tokens: c[7],
-                uncosted_cache_write_tokens: c[8],
-                task_count: c[9],
-                cost_usd: crate::pricing::ticks_usd(ticks),
-                uncosted_tokens: unpriced,
-            },
-        )
+        .map(|((_, provider, model), (agent_id, sums))| AgentUsageRow {
+            agent_id,
+            provider,
+            model,
+            counts: sums.costed(),
+        })
         .collect();
-    out.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd));
+    out.sort_by(|a, b| b.counts.cost_usd.total_cmp(&a.counts.cost_usd));
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// One (local hour of the day, model) of a runtime's usage.
+#[derive(Serialize)]
+struct HourUsageRow {
+    hour: u32,
+    model: String,
+    #[serde(flatten)]
+    counts: CostedCounts,
+}
+
+/// `GET /api/runtimes/{id}/usage/by-hour?days=N&tz=Zone` (default 30):
+/// the runtime's usage per hour of the day (0..23, local) and model over
+/// the last N local days, by hour then model; hours without usage are
+/// left out. A quarter hour never straddles a local hour, so every zone is
+/// exact.
+async fn runtime_usage_by_hour(
+    db: web::Data<Store>,
+    caller: AuthUser,
+    path: web::Path<RuntimeId>,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, _, prices, zone) = runtime_quarters(&db, caller, path.into_inner(), &query).await?;
+    let mut grouped: BTreeMap<(u32, String), Sums> = BTreeMap::new();
+    for row in &rows {
+        let hour = match zone {
+            Some(tz) => chrono::Timelike::hour(&row.bucket.with_timezone(&tz)),
+            None => chrono::Timelike::hour(&row.bucket),
+        };
+        grouped
+            .entry((hour, row.model.clone()))
+            .or_default()
+            .add(&prices, row);
+    }
+    let out: Vec<HourUsageRow> = grouped
+        .into_iter()
+        .map(|((hour, model), sums)| HourUsageRow {
+            hour,
+            model,
+            counts: sums.costed(),
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(out))
 }
 

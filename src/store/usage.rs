@@ -144,11 +144,12 @@ pub fn upsert_task_usage_with_cost(
     Ok(())
 }
 
-/// A runtime's usage of one (UTC day, agent, provider, model) from the
-/// quarter-hour rollup, counts in [`QUARTER_COLUMNS`] order.
+/// A runtime's usage of one (quarter hour, agent, provider, model) from
+/// the quarter-hour rollup, counts in [`QUARTER_COLUMNS`] order.
 #[derive(Debug, Clone)]
-pub struct AgentDayUsage {
-    pub day: chrono::NaiveDate,
+pub struct QuarterUsage {
+    /// The UTC instant the quarter hour starts at.
+    pub bucket: chrono::DateTime<chrono::Utc>,
     /// `None`: tasks without an agent (deleted since).
     pub agent_id: Option<AgentId>,
     pub provider: String,
@@ -157,37 +158,14 @@ pub struct AgentDayUsage {
 }
 
 /// A runtime's usage since `from` (a quarter-hour boundary: the start of
-/// a local day in any zone), per UTC day (what a price applies to), agent,
-/// provider and model; sums saturate at i64::MAX; no order.
-pub fn runtime_by_agent_day(
+/// a local day in any zone), one row per quarter hour, agent, provider and
+/// model; no order. A year of a busy runtime is a few thousand rows.
+pub fn runtime_quarters(
     conn: &Conn<'_>,
     runtime: RuntimeId,
     from: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<AgentDayUsage>> {
-    let read: Result<Vec<AgentDayUsage>> =
-        dispatch!(conn, usage::runtime_quarters_since(runtime, from));
-    let mut grouped: std::collections::HashMap<
-        (chrono::NaiveDate, Option<AgentId>, String, String),
-        [i64; 10],
-    > = std::collections::HashMap::new();
-    for row in read? {
-        let sums = grouped
-            .entry((row.day, row.agent_id, row.provider, row.model))
-            .or_insert([0; 10]);
-        for (sum, n) in sums.iter_mut().zip(row.counts) {
-            *sum = sum.saturating_add(n);
-        }
-    }
-    Ok(grouped
-        .into_iter()
-        .map(|((day, agent_id, provider, model), counts)| AgentDayUsage {
-            day,
-            agent_id,
-            provider,
-            model,
-            counts,
-        })
-        .collect())
+) -> Result<Vec<QuarterUsage>> {
+    dispatch!(conn, usage::runtime_quarters_since(runtime, from))
 }
 
 /// The nil UUID the quarter rollup keeps for "no agent", as `None`.

@@ -459,7 +459,16 @@ fn usage() -> Vec<(&'static str, Value)> {
         ("cost_usd".to_string(), usd()),
         ("uncosted_tokens".to_string(), count()),
     ]);
+    let mut by_hour = vec![
+        (
+            "hour".to_string(),
+            json!({"type": "integer", "minimum": 0, "maximum": 23}),
+        ),
+        ("model".to_string(), string()),
+    ];
+    by_hour.extend(by_agent.iter().skip(3).cloned());
     vec![
+        ("RuntimeHourUsage", reply(&by_hour)),
         ("RuntimeAgentUsage", reply(&by_agent)),
         ("TaskUsage", reply(&task_usage)),
         ("Price", price),

@@ -387,15 +387,15 @@ pub fn add_to_quarter_rollup(
     Ok(())
 }
 
-/// One row per quarter bucket (grouped by the facade).
+/// One row per quarter bucket.
 pub fn runtime_quarters_since(
     conn: &mut Client,
     runtime: RuntimeId,
     from: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<AgentDayUsage>, postgres::Error> {
+) -> Result<Vec<QuarterUsage>, postgres::Error> {
     conn.query(
         &format!(
-            "SELECT (bucket AT TIME ZONE 'UTC')::date, agent_id, provider, model, {}
+            "SELECT bucket, agent_id, provider, model, {}
              FROM runtime_usage_quarter WHERE runtime_id = $1 AND bucket >= $2",
             QUARTER_COLUMNS.join(", ")
         ),
@@ -407,8 +407,8 @@ pub fn runtime_quarters_since(
         for (i, count) in counts.iter_mut().enumerate() {
             *count = r.try_get(4 + i)?;
         }
-        Ok(AgentDayUsage {
-            day: r.try_get(0)?,
+        Ok(QuarterUsage {
+            bucket: r.try_get(0)?,
             agent_id: agent_of(r.try_get(1)?),
             provider: r.try_get(2)?,
             model: r.try_get(3)?,

@@ -351,23 +351,29 @@ pub fn add_to_quarter_rollup(
     Ok(())
 }
 
-/// One row per quarter bucket (grouped by the facade).
+/// One row per quarter bucket.
 pub fn runtime_quarters_since(
     conn: &Connection,
     runtime: RuntimeId,
     from: chrono::DateTime<chrono::Utc>,
-) -> rusqlite::Result<Vec<AgentDayUsage>> {
+) -> rusqlite::Result<Vec<QuarterUsage>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT substr(bucket, 1, 10), agent_id, provider, model, {}
+        "SELECT bucket, agent_id, provider, model, {}
          FROM runtime_usage_quarter WHERE runtime_id = ?1 AND bucket >= ?2",
         QUARTER_COLUMNS.join(", ")
     ))?;
     let from = from.format("%Y-%m-%dT%H:%M").to_string();
     let rows = stmt.query_map(params![runtime, from], |r| {
-        let day: String = r.get(0)?;
-        let day = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })?;
+        let bucket: String = r.get(0)?;
+        let bucket = chrono::NaiveDateTime::parse_from_str(&bucket, "%Y-%m-%dT%H:%M")
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?
+            .and_utc();
         let agent: String = r.get(1)?;
         let agent = uuid::Uuid::parse_str(&agent).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
@@ -376,8 +382,8 @@ pub fn runtime_quarters_since(
         for (i, count) in counts.iter_mut().enumerate() {
             *count = r.get(4 + i)?;
         }
-        Ok(AgentDayUsage {
-            day,
+        Ok(QuarterUsage {
+            bucket,
             agent_id: agent_of(agent),
             provider: r.get(2)?,
             model: r.get(3)?,
