@@ -290,6 +290,29 @@ fn fold_one(
                             9223372036854775807)::bigint END",
         &[&old, &new],
     )?;
+    // and so do its quarter-hour rows, which no foreign key deletes
+    conn.execute(
+        "INSERT INTO runtime_usage_quarter AS q (runtime_id, bucket, agent_id, provider, model,
+             workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
+         SELECT $2, bucket, agent_id, provider, model, workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count
+         FROM runtime_usage_quarter WHERE runtime_id = $1
+         ON CONFLICT (runtime_id, bucket, agent_id, provider, model) DO UPDATE SET
+             input_tokens = LEAST(q.input_tokens::numeric + excluded.input_tokens, 9223372036854775807)::bigint,
+             output_tokens = LEAST(q.output_tokens::numeric + excluded.output_tokens, 9223372036854775807)::bigint,
+             cache_read_tokens = LEAST(q.cache_read_tokens::numeric + excluded.cache_read_tokens, 9223372036854775807)::bigint,
+             cache_write_tokens = LEAST(q.cache_write_tokens::numeric + excluded.cache_write_tokens, 9223372036854775807)::bigint,
+             cost_usd_ticks = LEAST(q.cost_usd_ticks::numeric + excluded.cost_usd_ticks, 9223372036854775807)::bigint,
+             uncosted_input_tokens = LEAST(q.uncosted_input_tokens::numeric + excluded.uncosted_input_tokens, 9223372036854775807)::bigint,
+             uncosted_output_tokens = LEAST(q.uncosted_output_tokens::numeric + excluded.uncosted_output_tokens, 9223372036854775807)::bigint,
+             uncosted_cache_read_tokens = LEAST(q.uncosted_cache_read_tokens::numeric + excluded.uncosted_cache_read_tokens, 9223372036854775807)::bigint,
+             uncosted_cache_write_tokens = LEAST(q.uncosted_cache_write_tokens::numeric + excluded.uncosted_cache_write_tokens, 9223372036854775807)::bigint,
+             task_count = LEAST(q.task_count::numeric + excluded.task_count, 9223372036854775807)::bigint",
+        &[&old, &new],
+    )?;
+    conn.execute(
+        "DELETE FROM runtime_usage_quarter WHERE runtime_id = $1",
+        &[&old],
+    )?;
     conn.execute("DELETE FROM agent_runtime WHERE id = $1", &[&old])?;
     Ok((agents as usize, tasks as usize))
 }
