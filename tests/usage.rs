@@ -133,13 +133,7 @@ async fn a_report_replaces_the_stored_day_total() {
         r.body,
         json!([{"runtime_id": rt, "date": date(0), "provider": "claude", "model": "opus",
                 "input_tokens": 40, "output_tokens": 1, "cache_read_tokens": 2, "cache_write_tokens": 3,
-                "cost_usd_ticks": null, "source": "runtime_report",
-                // a report carries no cost: all of it is estimated, at
-                // Opus 4.5's $5 / $25 / $0.50 / $6.25 per million
-                // (40 × 5 + 25 + 2 × 0.5 + 3 × 6.25 = 244.75 micro-USD)
-                "uncosted_input_tokens": 40, "uncosted_output_tokens": 1,
-                "uncosted_cache_read_tokens": 2, "uncosted_cache_write_tokens": 3,
-                "cost_usd": 0.00024475, "uncosted_tokens": 0}])
+                "cost_usd_ticks": null, "source": "runtime_report"}])
     );
 }
 
@@ -1237,41 +1231,5 @@ async fn a_runtimes_usage_by_agent_is_priced_folds_private_agents_and_keeps_to_t
             (18, "llama3".into(), 100, 0.0),
             (18, "opus".into(), 7, 0.0000012345),
         ]
-    );
-
-    // by local date: the two Sonnet writes fall on two dates in Kolkata,
-    // on one in UTC
-    let dates = |query: &str| {
-        let (app, token) = (&app, bob.token.clone());
-        let path = format!("/api/runtimes/{rt}/usage?{query}");
-        async move {
-            let r = app.get(&path, &token).await;
-            assert_eq!(r.status, 200, "{path}: {:?}", r.body);
-            r.body
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|x| x["model"] == "claude-sonnet-4-5-20250929")
-                .map(|x| {
-                    (
-                        x["date"].as_str().unwrap().to_string(),
-                        x["input_tokens"].as_i64().unwrap(),
-                        x["cost_usd"].as_f64().unwrap(),
-                    )
-                })
-                .collect::<Vec<_>>()
-        }
-    };
-    let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
-    assert_eq!(
-        dates("days=2&tz=Asia/Kolkata").await,
-        [
-            (day(today), 1_000_000, 3.0),
-            (day(today.pred_opt().unwrap()), 1_000_000, 3.0)
-        ]
-    );
-    assert_eq!(
-        dates("days=2").await,
-        [(day((midnight + quarter).date_naive()), 2_000_000, 6.0)]
     );
 }

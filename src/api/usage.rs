@@ -231,29 +231,11 @@ impl WindowQuery {
     }
 }
 
-/// A runtime's usage of one (date, provider, model), with what it cost.
-#[derive(Serialize)]
-struct RuntimeUsageRow {
-    #[serde(flatten)]
-    usage: RuntimeUsage,
-    /// The tokens no provider put a cost on (all of a daemon's report).
-    uncosted_input_tokens: i64,
-    uncosted_output_tokens: i64,
-    uncosted_cache_read_tokens: i64,
-    uncosted_cache_write_tokens: i64,
-    /// Reported cost plus the estimate of the rest at the day's price.
-    cost_usd: f64,
-    /// The tokens no price covered (counted at $0).
-    uncosted_tokens: i64,
-}
-
-/// `GET /api/runtimes/{id}/usage?days=N&tz=Zone` (default 90): the
-/// runtime's usage for the last N days (UTC, or local days in the zone),
-/// newest first. Per (date, provider, model), the usage of the tasks that
-/// ran on it wins; what an older daemon reported for the runtime (a
-/// calendar date of its own) is shown only where no task recorded usage,
-/// so nothing is counted twice (see [`merge_sources`]). Task usage is read
-/// from the quarter-hour rollup, so every zone is exact.
+/// `GET /api/runtimes/{id}/usage?days=N` (default 90): the runtime's usage
+/// for the last N UTC days, newest first. Per (date, provider, model), the
+/// usage of the tasks that ran on it wins; what an older daemon reported for
+/// the runtime is shown only where no task recorded usage, so nothing is
+/// counted twice (see [`merge_sources`]).
 async fn runtime_usage(
     db: web::Data<Store>,
     caller: AuthUser,
@@ -261,91 +243,18 @@ async fn runtime_usage(
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
-    let (days, zone) = (query.days(90), query.zone()?);
-    let start = window_start(zone, days);
-    let first = match zone {
-        Some(tz) => start.with_timezone(&tz).date_naive(),
-        None => start.date_naive(),
-    };
-    let from = first.format("%Y-%m-%d").to_string();
-    let (reported, quarters, overrides) = db
+    let days = query.days(90);
+    let from = (Utc::now().date_naive() - chrono::Days::new(days as u64 - 1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let (reported, from_tasks) = db
         .read(move |conn| -> Result<_, ApiError> {
-            let (rt, _) = require_member_runtime(conn, caller.user_id, runtime)?;
+            require_member_runtime(conn, caller.user_id, runtime)?;
             let reported = usage::runtime_usage(conn, runtime, &from, UsageSource::RuntimeReport)?;
-            let quarters = usage::runtime_quarters(conn, runtime, start)?;
-            let overrides = crate::store::pricing::overrides(conn, rt.workspace_id)?;
-            Ok((reported, quarters, overrides))
+            let tasks = usage::runtime_usage(conn, runtime, &from, UsageSource::TaskUsage)?;
+            Ok((reported, tasks))
         })
         .await?;
-    let prices = Prices::new(overrides);
-    let mut by_day: BTreeMap<(String, String, String), Sums> = BTreeMap::new();
-    for row in &quarters {
-        let date = match zone {
-            Some(tz) => row.bucket.with_timezone(&tz).date_naive(),
-            None => row.bucket.date_naive(),
-        };
-        by_day
-            .entry((
-                date.format("%Y-%m-%d").to_string(),
-                row.provider.clone(),
-                row.model.clone(),
-            ))
-            .or_default()
-            .add(&prices, row);
-    }
-    let from_tasks = by_day
-        .into_iter()
-        .map(|((date, provider, model), sums)| {
-            let c = sums.counts;
-            RuntimeUsageRow {
-                usage: RuntimeUsage {
-                    runtime_id: runtime,
-                    date,
-                    provider,
-                    model,
-                    input_tokens: c[0],
-                    output_tokens: c[1],
-                    cache_read_tokens: c[2],
-                    cache_write_tokens: c[3],
-                    cost_usd_ticks: (c[4] > 0).then_some(c[4]),
-                    source: UsageSource::TaskUsage,
-                },
-                uncosted_input_tokens: c[5],
-                uncosted_output_tokens: c[6],
-                uncosted_cache_read_tokens: c[7],
-                uncosted_cache_write_tokens: c[8],
-                cost_usd: crate::pricing::ticks_usd(sums.ticks),
-                uncosted_tokens: sums.unpriced,
-            }
-        })
-        .collect();
-    let reported = reported
-        .into_iter()
-        .map(|usage| {
-            let tokens = crate::pricing::Tokens {
-                input: usage.input_tokens,
-                output: usage.output_tokens,
-                cache_read: usage.cache_read_tokens,
-                cache_write: usage.cache_write_tokens,
-            };
-            let price = NaiveDate::parse_from_str(&usage.date, "%Y-%m-%d")
-                .ok()
-                .and_then(|day| prices.on_day(&usage.provider, &usage.model, day));
-            let (ticks, unpriced) = match price {
-                Some(p) => (crate::pricing::cost_ticks(tokens, None, Some(&p)).0, 0),
-                None => (0, tokens.total()),
-            };
-            RuntimeUsageRow {
-                uncosted_input_tokens: usage.input_tokens,
-                uncosted_output_tokens: usage.output_tokens,
-                uncosted_cache_read_tokens: usage.cache_read_tokens,
-                uncosted_cache_write_tokens: usage.cache_write_tokens,
-                cost_usd: crate::pricing::ticks_usd(ticks),
-                uncosted_tokens: unpriced,
-                usage,
-            }
-        })
-        .collect();
     Ok(HttpResponse::Ok().json(merge_sources(reported, from_tasks)))
 }
 
@@ -442,18 +351,13 @@ impl Prices {
         }
     }
 
-    /// The price of a rollup row recorded in the quarter starting at `at`:
-    /// that UTC day's.
     fn on(
         &self,
         provider: &str,
         model: &str,
         at: chrono::DateTime<Utc>,
     ) -> Option<crate::pricing::Price> {
-        self.on_day(provider, model, at.date_naive())
-    }
-
-    fn on_day(&self, provider: &str, model: &str, day: NaiveDate) -> Option<crate::pricing::Price> {
+        let day = at.date_naive();
         let key = (provider.to_string(), model.to_string(), day);
         if let Some(found) = self.seen.borrow().get(&key) {
             return *found;
@@ -619,18 +523,17 @@ fn window_start(zone: Option<Tz>, days: i64) -> chrono::DateTime<Utc> {
 /// row where there is one, else the reported one. A daemon's own report
 /// covered everything its CLI did that day (tasks included, and work done
 /// outside agenthub), so adding the two would count tasks twice.
-fn merge_sources(
-    reported: Vec<RuntimeUsageRow>,
-    from_tasks: Vec<RuntimeUsageRow>,
-) -> Vec<RuntimeUsageRow> {
-    let mut rows: BTreeMap<(String, String, String), RuntimeUsageRow> = BTreeMap::new();
+fn merge_sources(reported: Vec<RuntimeUsage>, from_tasks: Vec<RuntimeUsage>) -> Vec<RuntimeUsage> {
+    let mut rows: BTreeMap<(String, String, String), RuntimeUsage> = BTreeMap::new();
     for row in reported.into_iter().chain(from_tasks) {
-        let u = &row.usage;
-        rows.insert((u.date.clone(), u.provider.clone(), u.model.clone()), row);
+        rows.insert(
+            (row.date.clone(), row.provider.clone(), row.model.clone()),
+            row,
+        );
     }
-    let mut rows: Vec<RuntimeUsageRow> = rows.into_values().collect();
+    let mut rows: Vec<RuntimeUsage> = rows.into_values().collect();
     // newest date first, then provider and model as stored
-    rows.sort_by(|a, b| b.usage.date.cmp(&a.usage.date));
+    rows.sort_by(|a, b| b.date.cmp(&a.date));
     rows
 }
 

@@ -400,14 +400,6 @@ fn usage() -> Vec<(&'static str, Value)> {
         "source".to_string(),
         one_of(&["runtime_report", "task_usage"]),
     ));
-    runtime_usage.extend(counts("uncosted_"));
-    runtime_usage.extend([
-        (
-            "cost_usd".to_string(),
-            json!({"type": "number", "minimum": 0}),
-        ),
-        ("uncosted_tokens".to_string(), count()),
-    ]);
     let mut summary = vec![("model".to_string(), string())];
     summary.extend(counts("total_"));
     summary.push(("task_count".to_string(), count()));
