@@ -269,18 +269,22 @@ pub fn daily(
         &[&workspace, &from, &to],
     )?
     .iter()
-    .map(|r| {
-        Ok(Bucket {
-            key: date_key(r, 0)?,
-            model: r.try_get(1)?,
-            input_tokens: r.try_get(2)?,
-            output_tokens: r.try_get(3)?,
-            cache_read_tokens: r.try_get(4)?,
-            cache_write_tokens: r.try_get(5)?,
-            task_count: r.try_get(6)?,
-        })
-    })
+    .map(|r| bucket(r, date_key(r, 0)?))
     .collect()
+}
+
+/// A bucket row `(key, model, input, output, cache read, cache write,
+/// tasks)` under `key`.
+fn bucket(r: &postgres::Row, key: String) -> Result<Bucket, postgres::Error> {
+    Ok(Bucket {
+        key,
+        model: r.try_get(1)?,
+        input_tokens: r.try_get(2)?,
+        output_tokens: r.try_get(3)?,
+        cache_read_tokens: r.try_get(4)?,
+        cache_write_tokens: r.try_get(5)?,
+        task_count: r.try_get(6)?,
+    })
 }
 
 /// Added up here: each run is one range of the (workspace_id, hour, model)
@@ -317,17 +321,7 @@ pub fn by_hour_runs(
         &[&workspace, &from, &to, &dates],
     )?
     .iter()
-    .map(|r| {
-        Ok(Bucket {
-            key: r.try_get(0)?,
-            model: r.try_get(1)?,
-            input_tokens: r.try_get(2)?,
-            output_tokens: r.try_get(3)?,
-            cache_read_tokens: r.try_get(4)?,
-            cache_write_tokens: r.try_get(5)?,
-            task_count: r.try_get(6)?,
-        })
-    })
+    .map(|r| bucket(r, r.try_get(0)?))
     .collect()
 }
 
