@@ -509,7 +509,7 @@ async fn other_workspaces_daemons_cannot_claim_or_touch_tasks() {
 }
 
 #[actix_web::test]
-async fn activity_counts_task_starts_per_utc_hour_for_members() {
+async fn activity_counts_task_starts_per_hour_of_the_day_in_any_zone_for_members() {
     let app = spawn_app().await;
     let (alice, ws) = app.init_user("alice@example.com");
     let (mallory, _) = app.init_user("mallory@example.com");
@@ -548,6 +548,40 @@ async fn activity_counts_task_starts_per_utc_hour_for_members() {
     assert_eq!(
         r.body,
         json!([{"hour": 9, "count": 2}, {"hour": 23, "count": 1}])
+    );
+    // in a zone, each start's own local hour: UTC-8 in November, +5:30,
+    // and +5:45 (09:15 UTC is 15:00 in Kathmandu, 09:59:59 is 15:44:59)
+    for (tz, hours) in [
+        (
+            "America/Los_Angeles",
+            json!([{"hour": 1, "count": 2}, {"hour": 15, "count": 1}]),
+        ),
+        (
+            "Asia/Kolkata",
+            json!([{"hour": 4, "count": 1}, {"hour": 14, "count": 1}, {"hour": 15, "count": 1}]),
+        ),
+        (
+            "Asia/Kathmandu",
+            json!([{"hour": 4, "count": 1}, {"hour": 15, "count": 2}]),
+        ),
+    ] {
+        let r = app
+            .get(
+                &format!("/api/runtimes/{rt}/activity?tz={tz}"),
+                &alice.token,
+            )
+            .await;
+        assert_eq!((r.status, &r.body), (200, &hours), "{tz}");
+    }
+    let r = app
+        .get(
+            &format!("/api/runtimes/{rt}/activity?tz=Nowhere"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "unknown time zone \"Nowhere\"")
     );
     let r = app
         .get(&format!("/api/runtimes/{rt}/activity"), &mallory.token)

@@ -185,7 +185,7 @@ const ROUTES: &[Route] = &[
     get("/api/daemon/tasks/{id}/messages", "A task's transcript, by seq (paginated)", Daemon, List("TaskMessage")).query(&["after_seq", "since", "limit"]),
     get("/api/runtimes", "Runtimes of the workspace", Workspace, List("Runtime")).query(&["owner"]),
     delete("/api/runtimes/{id}", "Delete a runtime", User),
-    get("/api/runtimes/{id}/activity", "Task starts per UTC hour", User, List("HourCount")),
+    get("/api/runtimes/{id}/activity", "Task starts per hour of the day, in UTC or a zone", User, List("HourCount")).query(&["tz"]),
     post("/api/runtimes/{id}/ping", "Ping a runtime", User, Ref("Ping")),
     get("/api/runtimes/{id}/ping/{ping_id}", "A ping", User, Ref("Ping")),
     post("/api/runtimes/{id}/update", "Ask a runtime to update", User, Ref("Update")).body("StartUpdate"),

@@ -221,13 +221,19 @@ impl WindowQuery {
 
     /// `None` for UTC.
     fn zone(&self) -> Result<Option<Tz>, ApiError> {
-        match self.tz.as_deref().map(str::trim) {
-            None | Some("") | Some("UTC") | Some("Etc/UTC") => Ok(None),
-            Some(name) => name
-                .parse::<Tz>()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("unknown time zone {name:?}"))),
-        }
+        zone(self.tz.as_deref())
+    }
+}
+
+/// The IANA zone a `?tz=` names, `None` for UTC (or none given); an
+/// unknown zone is a 400.
+pub(crate) fn zone(tz: Option<&str>) -> Result<Option<Tz>, ApiError> {
+    match tz.map(str::trim) {
+        None | Some("") | Some("UTC") | Some("Etc/UTC") => Ok(None),
+        Some(name) => name
+            .parse::<Tz>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("unknown time zone {name:?}"))),
     }
 }
 

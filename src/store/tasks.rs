@@ -309,10 +309,14 @@ pub fn cancel_for_agent(conn: &Conn<'_>, agent: AgentId) -> Result<Vec<TaskId>> 
     dispatch!(conn, tasks::cancel_for_agent(agent))
 }
 
-/// How many of the runtime's tasks started in each hour of the day (UTC),
-/// for the hours that have any.
-pub fn hourly_activity(conn: &Conn<'_>, runtime: RuntimeId) -> Result<Vec<HourCount>> {
-    dispatch!(conn, tasks::hourly_activity(runtime))
+/// How many of the runtime's tasks started in each UTC quarter hour that
+/// has any (its start instant, count): a local hour of the day in any zone
+/// is a whole number of quarter hours, whatever the date's offset.
+pub fn start_quarters(
+    conn: &Conn<'_>,
+    runtime: RuntimeId,
+) -> Result<Vec<(chrono::DateTime<chrono::Utc>, i64)>> {
+    dispatch!(conn, tasks::start_quarters(runtime))
 }
 
 /// Sets the prepare lease of a task to end at `until`, only while it is

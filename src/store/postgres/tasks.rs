@@ -326,24 +326,19 @@ pub fn cancel_for_agent(conn: &mut Client, agent: AgentId) -> Result<Vec<TaskId>
 
 /// The hour of day in UTC whatever the session's time zone, as a bigint
 /// (SQLite's INTEGER).
-pub fn hourly_activity(
+pub fn start_quarters(
     conn: &mut Client,
     runtime: RuntimeId,
-) -> Result<Vec<HourCount>, postgres::Error> {
+) -> Result<Vec<(chrono::DateTime<chrono::Utc>, i64)>, postgres::Error> {
     conn.query(
-        "SELECT extract(hour FROM started_at AT TIME ZONE 'UTC')::bigint AS hour, count(*)
+        "SELECT date_bin('15 minutes', started_at, '2000-01-01 00:00:00+00'), count(*)
          FROM agent_task_queue
          WHERE runtime_id = $1 AND started_at IS NOT NULL
-         GROUP BY hour ORDER BY hour",
+         GROUP BY 1",
         &[&runtime],
     )?
     .iter()
-    .map(|r| {
-        Ok(HourCount {
-            hour: r.try_get(0)?,
-            count: r.try_get(1)?,
-        })
-    })
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
     .collect()
 }
 

@@ -262,18 +262,30 @@ pub fn cancel_for_agent(conn: &Connection, agent: AgentId) -> rusqlite::Result<V
     rows.collect()
 }
 
-pub fn hourly_activity(conn: &Connection, runtime: RuntimeId) -> rusqlite::Result<Vec<HourCount>> {
+pub fn start_quarters(
+    conn: &Connection,
+    runtime: RuntimeId,
+) -> rusqlite::Result<Vec<(chrono::DateTime<chrono::Utc>, i64)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT CAST(substr(started_at, 12, 2) AS INTEGER) AS hour, count(*)
+        "SELECT substr(started_at, 1, 14)
+                    || printf('%02d', (CAST(substr(started_at, 15, 2) AS INTEGER) / 15) * 15),
+                count(*)
          FROM agent_task_queue
          WHERE runtime_id = ?1 AND started_at IS NOT NULL
-         GROUP BY hour ORDER BY hour",
+         GROUP BY 1",
     )?;
     let rows = stmt.query_map([runtime], |r| {
-        Ok(HourCount {
-            hour: r.get(0)?,
-            count: r.get(1)?,
-        })
+        let quarter: String = r.get(0)?;
+        let at = chrono::NaiveDateTime::parse_from_str(&quarter, "%Y-%m-%dT%H:%M")
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?
+            .and_utc();
+        Ok((at, r.get(1)?))
     })?;
     rows.collect()
 }
