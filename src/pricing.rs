@@ -488,6 +488,48 @@ pub fn price_on<'a>(
     latest(PriceSource::Override).or_else(|| latest(PriceSource::Builtin))
 }
 
+/// A workspace's overrides with the built-in table: what usage is costed
+/// with.
+pub struct PriceBook {
+    rows: Vec<PriceRow>,
+    /// [`PriceBook::price_for`]'s answers: a page prices thousands of
+    /// rows of a few (provider, model, day) keys.
+    seen: std::cell::RefCell<std::collections::HashMap<(String, String, NaiveDate), Option<Price>>>,
+}
+
+impl PriceBook {
+    pub fn new(mut overrides: Vec<PriceRow>) -> PriceBook {
+        overrides.extend(builtin());
+        PriceBook {
+            rows: overrides,
+            seen: Default::default(),
+        }
+    }
+
+    /// Every price, overrides first.
+    pub fn rows(&self) -> &[PriceRow] {
+        &self.rows
+    }
+
+    /// The price that applies on `day` to usage reported as
+    /// `provider`/`model` (see [`canonical`] and [`price_on`]).
+    pub fn row_for(&self, provider: &str, model: &str, day: NaiveDate) -> Option<&PriceRow> {
+        let (p, m) = canonical(provider, model);
+        price_on(&self.rows, &p, &m, day)
+    }
+
+    /// [`PriceBook::row_for`]'s price, looked up once per key.
+    pub fn price_for(&self, provider: &str, model: &str, day: NaiveDate) -> Option<Price> {
+        let key = (provider.to_string(), model.to_string(), day);
+        if let Some(found) = self.seen.borrow().get(&key) {
+            return *found;
+        }
+        let found = self.row_for(provider, model, day).map(|r| r.price);
+        self.seen.borrow_mut().insert(key, found);
+        found
+    }
+}
+
 /// Token counts of one usage row.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokens {

@@ -11,7 +11,7 @@ use crate::access::{member_role, require_task_reader};
 use crate::auth::{AuthUser, WorkspaceAccess};
 use crate::domain::{TaskId, Timestamp};
 use crate::error::ApiError;
-use crate::pricing::{self, CostSource, Price, PriceRow, PriceSource, Tokens};
+use crate::pricing::{self, CostSource, Price, PriceBook, PriceRow, PriceSource, Tokens};
 use crate::store::pricing::{self as overrides, MAX_OVERRIDES};
 use crate::store::usage;
 use crate::store::Store;
@@ -55,10 +55,11 @@ impl From<&PriceRow> for PriceJson {
 /// overrides, by provider, model and date (built-in before override on
 /// the same date). Bounded: the table, and at most [`MAX_OVERRIDES`].
 async fn list(db: web::Data<Store>, access: WorkspaceAccess) -> Result<HttpResponse, ApiError> {
-    let mut rows = db
-        .read(move |conn| overrides::overrides(conn, access.workspace_id))
-        .await?;
-    rows.extend(pricing::builtin());
+    let book = PriceBook::new(
+        db.read(move |conn| overrides::overrides(conn, access.workspace_id))
+            .await?,
+    );
+    let mut rows: Vec<&PriceRow> = book.rows().iter().collect();
     rows.sort_by(|a, b| {
         (
             &a.provider,
@@ -73,7 +74,7 @@ async fn list(db: web::Data<Store>, access: WorkspaceAccess) -> Result<HttpRespo
                 b.source == PriceSource::Override,
             ))
     });
-    Ok(HttpResponse::Ok().json(rows.iter().map(PriceJson::from).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(rows.into_iter().map(PriceJson::from).collect::<Vec<_>>()))
 }
 
 #[derive(Deserialize)]
@@ -291,7 +292,7 @@ async fn task_usage(
     path: web::Path<TaskId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let (rows, mut prices) = db
+    let (rows, overrides) = db
         .read(move |conn| -> Result<_, ApiError> {
             let task = require_task_reader(conn, caller.user_id, id)?;
             Ok((
@@ -300,17 +301,16 @@ async fn task_usage(
             ))
         })
         .await?;
-    prices.extend(pricing::builtin());
-    let costed: Vec<CostedUsage> = rows.into_iter().map(|row| cost(&prices, row)).collect();
+    let book = PriceBook::new(overrides);
+    let costed: Vec<CostedUsage> = rows.into_iter().map(|row| cost(&book, row)).collect();
     Ok(HttpResponse::Ok().json(costed))
 }
 
 /// Prices one usage row with `prices` on the UTC day it was first
 /// recorded.
-fn cost(prices: &[PriceRow], row: usage::TaskUsage) -> CostedUsage {
-    let (provider, model) = pricing::canonical(&row.provider, &row.model);
+fn cost(book: &PriceBook, row: usage::TaskUsage) -> CostedUsage {
     let day = row.created_at.utc().date_naive();
-    let price = pricing::price_on(prices, &provider, &model, day);
+    let price = book.row_for(&row.provider, &row.model, day);
     let tokens = Tokens {
         input: row.input_tokens,
         output: row.output_tokens,

@@ -17,6 +17,7 @@ use crate::access::{require_daemon_runtime, require_member_runtime};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::domain::{AgentId, RuntimeId, Timestamp, WorkspaceId};
 use crate::error::ApiError;
+use crate::pricing::PriceBook;
 use crate::store::usage::{self, Bucket, HourRuns, RuntimeUsage, UsageEntry, UsageSource};
 use crate::store::Conn;
 use crate::store::Store;
@@ -298,7 +299,7 @@ struct Sums {
 impl Sums {
     /// Adds a rollup row of `provider`/`model` recorded in the quarter
     /// starting at `bucket`, priced on its UTC day.
-    fn add(&mut self, prices: &Prices, row: &usage::QuarterUsage) {
+    fn add(&mut self, prices: &PriceBook, row: &usage::QuarterUsage) {
         let c = row.counts;
         for (sum, n) in self.counts.iter_mut().zip(c) {
             *sum = sum.saturating_add(n);
@@ -309,13 +310,14 @@ impl Sums {
             cache_read: c[7],
             cache_write: c[8],
         };
-        let (estimate, unpriced) = match prices.on(&row.provider, &row.model, row.bucket) {
-            Some(price) => (
-                crate::pricing::cost_ticks(uncosted, None, Some(&price)).0,
-                0,
-            ),
-            None => (0, uncosted.total()),
-        };
+        let (estimate, unpriced) =
+            match prices.price_for(&row.provider, &row.model, row.bucket.date_naive()) {
+                Some(price) => (
+                    crate::pricing::cost_ticks(uncosted, None, Some(&price)).0,
+                    0,
+                ),
+                None => (0, uncosted.total()),
+            };
         self.ticks = self.ticks.saturating_add(c[4]).saturating_add(estimate);
         self.unpriced = self.unpriced.saturating_add(unpriced);
     }
@@ -339,42 +341,6 @@ impl Sums {
     }
 }
 
-/// The built-in prices and a workspace's overrides, looked up once per
-/// (reported provider, model, UTC day).
-struct Prices {
-    rows: Vec<crate::pricing::PriceRow>,
-    seen: std::cell::RefCell<
-        std::collections::HashMap<(String, String, NaiveDate), Option<crate::pricing::Price>>,
-    >,
-}
-
-impl Prices {
-    fn new(mut overrides: Vec<crate::pricing::PriceRow>) -> Prices {
-        overrides.extend(crate::pricing::builtin());
-        Prices {
-            rows: overrides,
-            seen: Default::default(),
-        }
-    }
-
-    fn on(
-        &self,
-        provider: &str,
-        model: &str,
-        at: chrono::DateTime<Utc>,
-    ) -> Option<crate::pricing::Price> {
-        let day = at.date_naive();
-        let key = (provider.to_string(), model.to_string(), day);
-        if let Some(found) = self.seen.borrow().get(&key) {
-            return *found;
-        }
-        let (p, m) = crate::pricing::canonical(provider, model);
-        let found = crate::pricing::price_on(&self.rows, &p, &m, day).map(|r| r.price);
-        self.seen.borrow_mut().insert(key, found);
-        found
-    }
-}
-
 /// The rollup rows of a runtime the caller may read over the query's
 /// window, the agents among them the caller may not see, and the
 /// workspace's prices.
@@ -387,7 +353,7 @@ async fn runtime_quarters(
     (
         Vec<usage::QuarterUsage>,
         std::collections::HashSet<AgentId>,
-        Prices,
+        PriceBook,
         Option<Tz>,
     ),
     ApiError,
@@ -416,7 +382,7 @@ async fn runtime_quarters(
             Ok((rows, hidden, overrides))
         })
         .await?;
-    Ok((rows, hidden, Prices::new(overrides), zone))
+    Ok((rows, hidden, PriceBook::new(overrides), zone))
 }
 
 /// One (agent, provider, model) of a runtime's usage.
