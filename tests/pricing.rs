@@ -39,6 +39,16 @@ fn price(provider: &str, model: &str, from: &str, prices: [f64; 4]) -> Value {
            "cache_read_usd_per_mtok": prices[2], "cache_write_usd_per_mtok": prices[3]})
 }
 
+/// `PUT /api/pricing/overrides` in `ws` as `token`.
+async fn set_price(app: &TestApp, ws: &str, token: &str, body: Value) -> common::Reply {
+    app.put(
+        &format!("/api/pricing/overrides?workspace_id={ws}"),
+        token,
+        body,
+    )
+    .await
+}
+
 /// The rows of `/api/pricing` for (provider, model).
 fn rows_of<'a>(list: &'a Value, provider: &str, model: &str) -> Vec<&'a Value> {
     list.as_array()
@@ -98,35 +108,35 @@ async fn the_builtin_table_is_listed_with_the_workspaces_overrides() {
     );
 
     // an override is stored under the names usage is priced under
-    let r = app
-        .put(
-            &format!("/api/pricing/overrides?workspace_id={ws}"),
-            &alice.token,
-            price(
-                "claude",
-                "claude-sonnet-4-5-20250929",
-                "2026-01-01",
-                [2.5, 12.0, 0.25, 3.0],
-            ),
-        )
-        .await;
+    let r = set_price(
+        &app,
+        &ws,
+        &alice.token,
+        price(
+            "claude",
+            "claude-sonnet-4-5-20250929",
+            "2026-01-01",
+            [2.5, 12.0, 0.25, 3.0],
+        ),
+    )
+    .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.body["provider"], "anthropic");
     assert_eq!(r.body["model"], "claude-sonnet-4-5");
     assert_eq!(r.body["source"], "override");
     // the same key again: new prices, 200
-    let r = app
-        .put(
-            &format!("/api/pricing/overrides?workspace_id={ws}"),
-            &alice.token,
-            price(
-                "anthropic",
-                "claude-sonnet-4-5",
-                "2026-01-01",
-                [2.0, 12.0, 0.25, 3.0],
-            ),
-        )
-        .await;
+    let r = set_price(
+        &app,
+        &ws,
+        &alice.token,
+        price(
+            "anthropic",
+            "claude-sonnet-4-5",
+            "2026-01-01",
+            [2.0, 12.0, 0.25, 3.0],
+        ),
+    )
+    .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let r = app
         .get(&format!("/api/pricing?workspace_id={ws}"), &bob.token)
@@ -384,18 +394,18 @@ async fn a_tasks_usage_is_priced_on_its_day_and_a_reported_cost_wins() {
     );
 
     // an override from March 1st: $2 / $10 / $0.20 / $2.50
-    let r = app
-        .put(
-            &format!("/api/pricing/overrides?workspace_id={ws}"),
-            &alice.token,
-            price(
-                "anthropic",
-                "claude-sonnet-4-5",
-                "2026-03-01",
-                [2.0, 10.0, 0.2, 2.5],
-            ),
-        )
-        .await;
+    let r = set_price(
+        &app,
+        &ws,
+        &alice.token,
+        price(
+            "anthropic",
+            "claude-sonnet-4-5",
+            "2026-03-01",
+            [2.0, 10.0, 0.2, 2.5],
+        ),
+    )
+    .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
 
     let usage = |task: &str| {

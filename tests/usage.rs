@@ -4,7 +4,7 @@
 mod common;
 
 use agenthub::domain::{TaskId, WorkspaceId};
-use agenthub::store::usage::{upsert_task_usage, UsageEntry};
+use agenthub::store::usage::{upsert_task_usage_with_cost, UsageEntry};
 use chrono::{Days, Utc};
 use common::faults::{self, Fault};
 use common::{spawn_app, TestApp};
@@ -22,13 +22,19 @@ fn entry(date: &str, model: &str, input: i64) -> Value {
 }
 
 /// Records task usage at a chosen instant through the real write path.
-fn record(
+fn record(app: &TestApp, task: &str, ws: &str, model: (&str, &str), tokens: (i64, i64), at: &str) {
+    record_costed(app, task, ws, model, tokens, None, at.parse().unwrap());
+}
+
+/// [`record`] with the provider's own cost, when it reported one.
+fn record_costed(
     app: &TestApp,
     task: &str,
     ws: &str,
     (provider, model): (&str, &str),
     (input, output): (i64, i64),
-    at: &str,
+    cost: Option<i64>,
+    at: agenthub::domain::Timestamp,
 ) {
     let (task, ws): (TaskId, WorkspaceId) = (task.parse().unwrap(), ws.parse().unwrap());
     let entry = UsageEntry {
@@ -38,9 +44,8 @@ fn record(
         output_tokens: output,
         ..Default::default()
     };
-    let at = at.parse().unwrap();
     app.db
-        .write_blocking(move |tx| upsert_task_usage(tx, task, ws, &entry, at))
+        .write_blocking(move |tx| upsert_task_usage_with_cost(tx, task, ws, &entry, cost, at))
         .unwrap();
 }
 
@@ -962,20 +967,16 @@ async fn the_quarter_hour_rollup_keeps_runtime_agent_cost_and_uncosted_tokens() 
     app.claim(&token, &rt).await;
     app.claim(&token, &rt).await;
     let write = |task: &str, provider: &str, tokens: [i64; 2], cost: Option<i64>, at: &str| {
-        let (task, ws): (TaskId, WorkspaceId) = (task.parse().unwrap(), ws.parse().unwrap());
-        let entry = UsageEntry {
-            provider: provider.into(),
-            model: "opus".into(),
-            input_tokens: tokens[0],
-            output_tokens: tokens[1],
-            ..Default::default()
-        };
         let at = at.parse().unwrap();
-        app.db
-            .write_blocking(move |tx| {
-                agenthub::store::usage::upsert_task_usage_with_cost(tx, task, ws, &entry, cost, at)
-            })
-            .unwrap();
+        record_costed(
+            &app,
+            task,
+            &ws,
+            (provider, "opus"),
+            (tokens[0], tokens[1]),
+            cost,
+            at,
+        );
     };
     // 10:07 is the 10:00 quarter; a later running total with the
     // provider's cost moves its tokens from uncosted to costed, in the
@@ -1072,24 +1073,9 @@ async fn a_runtimes_usage_by_agent_is_priced_folds_private_agents_and_keeps_to_t
     let hidden = app.task(&alice.token, &private, "hidden", 0).await;
     app.claim(&alice.token, &rt).await;
     app.claim(&alice.token, &rt).await;
-    let write = |task: &str,
-                 (provider, model): (&str, &str),
-                 input: i64,
-                 cost: Option<i64>,
-                 at: chrono::DateTime<Utc>| {
-        let (task, ws): (TaskId, WorkspaceId) = (task.parse().unwrap(), ws.parse().unwrap());
-        let entry = UsageEntry {
-            provider: provider.into(),
-            model: model.into(),
-            input_tokens: input,
-            ..Default::default()
-        };
+    let write = |task: &str, model: (&str, &str), input: i64, cost: Option<i64>, at| {
         let at = agenthub::domain::Timestamp::from_utc(at);
-        app.db
-            .write_blocking(move |tx| {
-                agenthub::store::usage::upsert_task_usage_with_cost(tx, task, ws, &entry, cost, at)
-            })
-            .unwrap();
+        record_costed(&app, task, &ws, model, (input, 0), cost, at);
     };
     // today in Kolkata (UTC+5:30) started at a half hour in UTC
     let kolkata: chrono_tz::Tz = "Asia/Kolkata".parse().unwrap();
