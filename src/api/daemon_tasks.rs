@@ -101,14 +101,19 @@ async fn recover_orphans(
             .write(move |tx| -> Result<_, ApiError> {
                 require_daemon_runtime(tx, &caller, runtime)?;
                 let failed = tasks::fail_orphans(tx, runtime, &keep, dispatched_before)?;
-                let batch = Failures::settle(tx, failed)?;
-                Ok((batch, tasks::active_on(tx, runtime)?))
+                // the last batch reads what is left, in its transaction
+                let active = if (failed.len() as i64) < BATCH {
+                    Some(tasks::active_on(tx, runtime)?)
+                } else {
+                    None
+                };
+                Ok((Failures::settle(tx, failed)?, active))
             })
             .await?;
         orphaned += batch.failed.len();
         retried += batch.retries.len();
         batch.publish(&events);
-        if (batch.failed.len() as i64) < BATCH {
+        if let Some(active_tasks) = active_tasks {
             return Ok(HttpResponse::Ok().json(Recovered {
                 orphaned,
                 retried,
