@@ -518,6 +518,18 @@ impl PriceBook {
         price_on(&self.rows, &p, &m, day)
     }
 
+    /// The days in `after` (exclusive) ..= `last` on which some price
+    /// takes effect, ascending: between two of them every price holds.
+    pub fn changes(&self, after: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
+        let days: std::collections::BTreeSet<NaiveDate> = self
+            .rows
+            .iter()
+            .map(|r| r.effective_from)
+            .filter(|d| *d > after && *d <= last)
+            .collect();
+        days.into_iter().collect()
+    }
+
     /// [`PriceBook::row_for`]'s price, looked up once per key.
     pub fn price_for(&self, provider: &str, model: &str, day: NaiveDate) -> Option<Price> {
         let key = (provider.to_string(), model.to_string(), day);

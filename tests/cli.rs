@@ -243,10 +243,12 @@ fn migrate_creates_every_table() {
             "runtime_usage",
             "runtime_usage_quarter",
             "task_message",
+            "task_outcome_agent_block",
+            "task_outcome_block",
             "task_token",
             "task_usage",
-            "usage_daily",
-            "usage_hourly",
+            "usage_agent_block",
+            "usage_block",
             "user",
             "workspace"
         ]

@@ -28,8 +28,8 @@ const TABLES: [&str; 19] = [
     "agent_task_queue",
     "task_usage",
     "runtime_usage",
-    "usage_daily",
-    "usage_hourly",
+    "usage_block",
+    "usage_agent_block",
     "runtime_task_usage_daily",
     "invitation",
     "task_token",
@@ -94,13 +94,13 @@ fn counts(db: &TestDb) -> BTreeMap<String, i64> {
         .collect()
 }
 
-/// Per workspace: the usage sums of usage_daily and of its tasks' usage.
+/// Per workspace: the usage sums of usage_block's days and of its tasks' usage.
 fn usage_totals(db: &TestDb) -> Vec<Vec<Value>> {
     // PostgreSQL sums bigints as numeric, hence the casts
     let mut rows = select_in(
         db,
         "SELECT workspace_id, CAST(sum(input_tokens) AS bigint), CAST(sum(output_tokens) AS bigint), CAST(sum(cache_read_tokens) AS bigint),
-                CAST(sum(cache_write_tokens) AS bigint) FROM usage_daily GROUP BY workspace_id
+                CAST(sum(cache_write_tokens) AS bigint) FROM usage_block WHERE span = 1440 GROUP BY workspace_id
          ORDER BY workspace_id",
     );
     rows.extend(select_in(
@@ -422,6 +422,11 @@ async fn an_install_moves_into_an_empty_database_and_back() {
     assert_eq!(totals, "usage totals match for 2 workspace(s)");
     assert_eq!(counts(&copy), expected);
     assert_eq!(usage_totals(&copy), usage_totals(&source));
+    // the copy's triggers rebuilt the task outcome rollups
+    let outcomes = "SELECT CAST(count(*) AS bigint), CAST(sum(task_count) AS bigint),
+                           CAST(sum(run_count) AS bigint), CAST(sum(run_seconds) AS bigint)
+                    FROM task_outcome_agent_block";
+    assert_eq!(select_in(&copy, outcomes), select_in(&source, outcomes));
 
     let (rows, totals) = report(&copy_data(
         dir.path(),
@@ -436,12 +441,21 @@ async fn an_install_moves_into_an_empty_database_and_back() {
     // (times fixed-width to the millisecond, ids hyphenated): the same file
     let original = common::sqlite::open_sql(&app.db_path);
     let returned = common::sqlite::open_sql(&back_path);
-    for table in TABLES {
+    // the task outcome rollups are not copied: the triggers that keep
+    // them rebuild them from the tasks the copy writes
+    assert!(count_in(&back, "SELECT count(*) FROM task_outcome_agent_block") > 0);
+    for table in TABLES
+        .iter()
+        .chain(&["task_outcome_block", "task_outcome_agent_block"])
+    {
+        let table = *table;
         // rowid order, which lists break ties by, is kept too
         // (WITHOUT ROWID tables list in key order)
         let order = if [
-            "usage_daily",
-            "usage_hourly",
+            "task_outcome_block",
+            "task_outcome_agent_block",
+            "usage_block",
+            "usage_agent_block",
             "runtime_task_usage_daily",
             "runtime_usage_quarter",
         ]

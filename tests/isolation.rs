@@ -494,6 +494,9 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
         ("get", "/api/runtimes" | "/api/agents" | "/api/usage/daily" | "/api/usage/summary") => {
             Reads
         }
+        // workspace pages; another member's private agents fold into one
+        // row (tests/costs.rs)
+        ("get", t) if t.starts_with("/api/dashboard/") => Reads,
         ("get", t) if t.starts_with("/api/runtimes/{id}") => Reads,
         // bob's machine: only bob or a manager may delete, ping or update it
         (_, t) if t.starts_with("/api/runtimes/{id}") && member => Refused(403),

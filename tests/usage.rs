@@ -271,10 +271,15 @@ async fn task_usage_upserts_and_rolls_up_by_model() {
     assert_eq!(
         r.body,
         json!([
+            // opus at $5 / $25 / $0.50 per million input / output /
+            // cache read tokens, through either provider: (355 * 5 +
+            // 30 * 25 + 7 * 0.5) / 1e6; sonnet at $3 / $15
             {"date": date(0), "model": "opus", "total_input_tokens": 355, "total_output_tokens": 30,
-             "total_cache_read_tokens": 7, "total_cache_write_tokens": 0, "task_count": 2},
+             "total_cache_read_tokens": 7, "total_cache_write_tokens": 0, "task_count": 2,
+             "cost_usd": 0.0025285, "uncosted_tokens": 0},
             {"date": date(0), "model": "sonnet", "total_input_tokens": 1000, "total_output_tokens": 1000,
-             "total_cache_read_tokens": 0, "total_cache_write_tokens": 0, "task_count": 1},
+             "total_cache_read_tokens": 0, "total_cache_write_tokens": 0, "task_count": 1,
+             "cost_usd": 0.018, "uncosted_tokens": 0},
         ])
     );
     let r = app
@@ -289,6 +294,8 @@ async fn task_usage_upserts_and_rolls_up_by_model() {
         .collect();
     assert_eq!(models, ["sonnet", "opus"], "heaviest first");
     assert_eq!(r.body[1]["task_count"], 2);
+    assert_eq!(r.body[1]["cost_usd"], 0.0025285);
+    assert_eq!(r.body[1]["priced"], true);
     assert!(r.body[1].get("date").is_none());
 }
 
@@ -571,7 +578,7 @@ async fn a_task_usage_write_error_is_reported_to_the_daemon() {
     faults::fault(
         &app,
         Fault::RefuseInsert {
-            table: "usage_hourly",
+            table: "usage_agent_block",
             when: "true",
         },
     );
@@ -586,7 +593,7 @@ async fn a_task_usage_write_error_is_reported_to_the_daemon() {
     assert_eq!(r.error(), "internal server error");
     // nothing half-written: the usage row went with its rollups
     assert_eq!(app.count("SELECT count(*) FROM task_usage"), 0);
-    assert_eq!(app.count("SELECT count(*) FROM usage_daily"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM usage_block"), 0);
     let r = app
         .get(&format!("/api/usage/daily?workspace_id={ws}"), &token)
         .await;

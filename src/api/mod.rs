@@ -9,6 +9,7 @@ pub mod daemon_gc;
 pub mod daemon_tasks;
 pub mod daemon_unsupported;
 pub mod daemon_ws;
+pub mod dashboard;
 pub mod events;
 pub mod invitations;
 pub mod me;
@@ -48,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(daemon_gc::configure)
                 .configure(daemon_unsupported::configure)
                 .configure(daemon_ws::configure)
+                .configure(dashboard::configure)
                 .configure(events::configure)
                 .configure(invitations::configure)
                 .configure(pricing::configure)

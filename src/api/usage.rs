@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
-use chrono::{DurationRound, NaiveDate, TimeZone, Utc};
+use chrono::{NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -18,7 +18,7 @@ use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::domain::{AgentId, RuntimeId, Timestamp, WorkspaceId};
 use crate::error::ApiError;
 use crate::pricing::PriceBook;
-use crate::store::usage::{self, Bucket, HourRuns, RuntimeUsage, UsageEntry, UsageSource};
+use crate::store::usage::{self, RuntimeUsage, UsageEntry, UsageSource};
 use crate::store::Conn;
 use crate::store::Store;
 
@@ -206,7 +206,7 @@ async fn report_runtime_usage(
 }
 
 #[derive(Deserialize)]
-struct WindowQuery {
+pub(crate) struct WindowQuery {
     days: Option<String>,
     tz: Option<String>,
 }
@@ -267,7 +267,7 @@ async fn runtime_usage(
 
 /// Multica's counts of a runtime usage row, and what it cost.
 #[derive(Serialize, Default)]
-struct CostedCounts {
+pub(crate) struct CostedCounts {
     input_tokens: i64,
     output_tokens: i64,
     cache_read_tokens: i64,
@@ -282,14 +282,14 @@ struct CostedCounts {
     task_count: i64,
     /// The reported cost plus the estimate of the rest at the price of
     /// each UTC day.
-    cost_usd: f64,
+    pub(crate) cost_usd: f64,
     /// Of those, the tokens no price covered (counted at $0).
     uncosted_tokens: i64,
 }
 
 /// Sums of quarter rollup rows, with their cost.
-#[derive(Default)]
-struct Sums {
+#[derive(Default, Clone)]
+pub(crate) struct Sums {
     counts: [i64; 10],
     /// Reported cost plus estimate, in ticks.
     ticks: i64,
@@ -297,12 +297,18 @@ struct Sums {
 }
 
 impl Sums {
-    /// Adds a rollup row of `provider`/`model` recorded in the quarter
-    /// starting at `bucket`, priced on its UTC day.
-    fn add(&mut self, prices: &PriceBook, row: &usage::QuarterUsage) {
-        let c = row.counts;
+    /// Adds the counts (in [`usage::QUARTER_COLUMNS`] order) of
+    /// `provider`/`model` used on the UTC day `day`, priced on that day.
+    pub(crate) fn add(
+        &mut self,
+        prices: &PriceBook,
+        provider: &str,
+        model: &str,
+        day: NaiveDate,
+        c: &[i64; 10],
+    ) {
         for (sum, n) in self.counts.iter_mut().zip(c) {
-            *sum = sum.saturating_add(n);
+            *sum = sum.saturating_add(*n);
         }
         let uncosted = crate::pricing::Tokens {
             input: c[5],
@@ -310,19 +316,27 @@ impl Sums {
             cache_read: c[7],
             cache_write: c[8],
         };
-        let (estimate, unpriced) =
-            match prices.price_for(&row.provider, &row.model, row.bucket.date_naive()) {
-                Some(price) => (
-                    crate::pricing::cost_ticks(uncosted, None, Some(&price)).0,
-                    0,
-                ),
-                None => (0, uncosted.total()),
-            };
+        let (estimate, unpriced) = match prices.price_for(provider, model, day) {
+            Some(price) => (
+                crate::pricing::cost_ticks(uncosted, None, Some(&price)).0,
+                0,
+            ),
+            None => (0, uncosted.total()),
+        };
         self.ticks = self.ticks.saturating_add(c[4]).saturating_add(estimate);
         self.unpriced = self.unpriced.saturating_add(unpriced);
     }
 
-    fn costed(&self) -> CostedCounts {
+    /// Adds sums already priced.
+    pub(crate) fn merge(&mut self, other: &Sums) {
+        for (sum, n) in self.counts.iter_mut().zip(other.counts) {
+            *sum = sum.saturating_add(n);
+        }
+        self.ticks = self.ticks.saturating_add(other.ticks);
+        self.unpriced = self.unpriced.saturating_add(other.unpriced);
+    }
+
+    pub(crate) fn costed(&self) -> CostedCounts {
         let c = self.counts;
         CostedCounts {
             input_tokens: c[0],
@@ -421,7 +435,13 @@ async fn runtime_usage_by_agent(
             .entry((agent.to_string(), row.provider.clone(), row.model.clone()))
             .or_insert_with(|| (agent, Sums::default()))
             .1
-            .add(&prices, row);
+            .add(
+                &prices,
+                &row.provider,
+                &row.model,
+                row.bucket.date_naive(),
+                &row.counts,
+            );
     }
     let mut out: Vec<AgentUsageRow> = grouped
         .into_iter()
@@ -463,10 +483,13 @@ async fn runtime_usage_by_hour(
             Some(tz) => chrono::Timelike::hour(&row.bucket.with_timezone(&tz)),
             None => chrono::Timelike::hour(&row.bucket),
         };
-        grouped
-            .entry((hour, row.model.clone()))
-            .or_default()
-            .add(&prices, row);
+        grouped.entry((hour, row.model.clone())).or_default().add(
+            &prices,
+            &row.provider,
+            &row.model,
+            row.bucket.date_naive(),
+            &row.counts,
+        );
     }
     let out: Vec<HourUsageRow> = grouped
         .into_iter()
@@ -509,41 +532,205 @@ fn merge_sources(reported: Vec<RuntimeUsage>, from_tasks: Vec<RuntimeUsage>) -> 
     rows
 }
 
-#[derive(Serialize, Default, Clone)]
+/// The UTC instant a local date starts in `tz`.
+pub(crate) fn local_midnight(tz: Tz, date: NaiveDate) -> chrono::DateTime<Utc> {
+    let naive = date.and_time(chrono::NaiveTime::MIN);
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.with_timezone(&Utc)
+        }
+        // midnight skipped by a DST jump: the day starts at the jump
+        chrono::LocalResult::None => (1..=3)
+            .find_map(|h| {
+                tz.from_local_datetime(&(naive + chrono::Duration::hours(h)))
+                    .earliest()
+            })
+            .map_or_else(|| Utc.from_utc_datetime(&naive), |t| t.with_timezone(&Utc)),
+    }
+}
+
+/// The last N whole local days of a query, today included, in its zone
+/// (UTC without one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LocalDays {
+    pub zone: Option<Tz>,
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
+impl LocalDays {
+    /// `?days=N` (1..365, else `default`) and `?tz=` (unknown: 400).
+    pub(crate) fn of(query: &WindowQuery, default: i64) -> Result<LocalDays, ApiError> {
+        let (days, zone) = (query.days(default), query.zone()?);
+        let today = match zone {
+            Some(tz) => Utc::now().with_timezone(&tz).date_naive(),
+            None => Utc::now().date_naive(),
+        };
+        Ok(LocalDays {
+            zone,
+            first: today - chrono::Days::new(days as u64 - 1),
+            last: today,
+        })
+    }
+
+    fn midnight(&self, date: NaiveDate) -> chrono::DateTime<Utc> {
+        match self.zone {
+            Some(tz) => local_midnight(tz, date),
+            None => date.and_time(chrono::NaiveTime::MIN).and_utc(),
+        }
+    }
+
+    /// When the first day starts.
+    pub(crate) fn start(&self) -> chrono::DateTime<Utc> {
+        self.midnight(self.first)
+    }
+
+    /// When the day after the last starts.
+    pub(crate) fn end(&self) -> chrono::DateTime<Utc> {
+        self.midnight(self.last + chrono::Days::new(1))
+    }
+
+    /// The local date of the instant `t`.
+    pub(crate) fn date_of(&self, t: chrono::DateTime<Utc>) -> NaiveDate {
+        match self.zone {
+            Some(tz) => t.with_timezone(&tz).date_naive(),
+            None => t.date_naive(),
+        }
+    }
+
+    /// Where each day after the first starts.
+    pub(crate) fn midnights(&self) -> Vec<chrono::DateTime<Utc>> {
+        self.first
+            .iter_days()
+            .skip(1)
+            .take_while(|d| *d <= self.last)
+            .map(|d| self.midnight(d))
+            .collect()
+    }
+}
+
+/// Covers the days' window with `which`'s blocks (see [`usage::cover`]),
+/// cut at every local midnight when `per_day` and at `cuts`; returns the
+/// runs and where each label starts.
+pub(crate) fn stretches(
+    which: usage::Blocks,
+    days: &LocalDays,
+    per_day: bool,
+    cuts: &[chrono::DateTime<Utc>],
+) -> (Vec<usage::BlockRun>, Vec<chrono::DateTime<Utc>>) {
+    let (start, end) = (days.start(), days.end());
+    let mut all: Vec<chrono::DateTime<Utc>> = if per_day {
+        days.midnights()
+    } else {
+        Vec::new()
+    };
+    all.extend(cuts.iter().copied());
+    let cuts: Vec<_> = all
+        .into_iter()
+        .map(|c| usage::block_start(c, 15))
+        .filter(|c| *c > start && *c < end)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let runs = usage::cover(which, start, end, &cuts);
+    let mut bounds = vec![start];
+    bounds.extend(cuts);
+    (runs, bounds)
+}
+
+/// Block sums of a window with what they cost: `date` is the local date
+/// they fall on (pages by day; `None` for whole windows).
+pub(crate) struct CostedSum {
+    pub date: Option<NaiveDate>,
+    pub sum: usage::BlockSum,
+    pub costed: Sums,
+}
+
+/// Reads `which`'s blocks of the workspace over `days`, per local date
+/// when `per_day`, and prices them. The window is cut at every local
+/// midnight (per day) and at every day a price takes effect, so each
+/// stretch between two cuts has one date and one set of prices: the
+/// prices of the UTC day it starts on.
+pub(crate) fn costed_blocks(
+    conn: &Conn<'_>,
+    which: usage::Blocks,
+    workspace: WorkspaceId,
+    days: &LocalDays,
+    per_day: bool,
+    prices: &PriceBook,
+) -> Result<Vec<CostedSum>, ApiError> {
+    let (start, end) = (days.start(), days.end());
+    let changes: Vec<_> = prices
+        .changes(start.date_naive(), end.date_naive())
+        .into_iter()
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        .collect();
+    let (runs, bounds) = stretches(which, days, per_day, &changes);
+    let sums = usage::block_sums(conn, which, workspace, &runs)?;
+    Ok(sums
+        .into_iter()
+        .filter_map(|sum| {
+            let from = *bounds.get(sum.label)?;
+            let mut costed = Sums::default();
+            costed.add(
+                prices,
+                &sum.provider,
+                &sum.model,
+                from.date_naive(),
+                &sum.counts,
+            );
+            Some(CostedSum {
+                date: per_day.then(|| days.date_of(from)),
+                sum,
+                costed,
+            })
+        })
+        .collect())
+}
+
+/// The workspace's usage rows of `which` over the query's window (default
+/// 30 days), priced with its prices.
+async fn workspace_blocks(
+    db: &Store,
+    workspace: WorkspaceId,
+    which: usage::Blocks,
+    query: &WindowQuery,
+    per_day: bool,
+) -> Result<Vec<CostedSum>, ApiError> {
+    let days = LocalDays::of(query, 30)?;
+    db.read(move |conn| -> Result<_, ApiError> {
+        let prices = PriceBook::new(crate::store::pricing::overrides(conn, workspace)?);
+        costed_blocks(conn, which, workspace, &days, per_day, &prices)
+    })
+    .await
+}
+
+/// Multica's workspace usage totals, with what they cost.
+#[derive(Serialize)]
 struct Totals {
     total_input_tokens: i64,
     total_output_tokens: i64,
     total_cache_read_tokens: i64,
     total_cache_write_tokens: i64,
     task_count: i64,
+    /// Reported costs plus the estimate of the rest at each day's prices.
+    cost_usd: f64,
+    /// Tokens no price covered (counted at $0).
+    uncosted_tokens: i64,
 }
 
-impl Totals {
-    fn add(&mut self, b: &Bucket) {
-        self.merge(&Totals {
-            total_input_tokens: b.input_tokens,
-            total_output_tokens: b.output_tokens,
-            total_cache_read_tokens: b.cache_read_tokens,
-            total_cache_write_tokens: b.cache_write_tokens,
-            task_count: b.task_count,
-        });
-    }
-
-    /// Saturates instead of wrapping: a total past i64 shows as i64::MAX,
-    /// never as a negative number.
-    fn merge(&mut self, other: &Totals) {
-        let add = |a: &mut i64, b: i64| *a = a.saturating_add(b);
-        add(&mut self.total_input_tokens, other.total_input_tokens);
-        add(&mut self.total_output_tokens, other.total_output_tokens);
-        add(
-            &mut self.total_cache_read_tokens,
-            other.total_cache_read_tokens,
-        );
-        add(
-            &mut self.total_cache_write_tokens,
-            other.total_cache_write_tokens,
-        );
-        add(&mut self.task_count, other.task_count);
+impl From<&Sums> for Totals {
+    fn from(s: &Sums) -> Totals {
+        let c = s.costed();
+        Totals {
+            total_input_tokens: c.input_tokens,
+            total_output_tokens: c.output_tokens,
+            total_cache_read_tokens: c.cache_read_tokens,
+            total_cache_write_tokens: c.cache_write_tokens,
+            task_count: c.task_count,
+            cost_usd: c.cost_usd,
+            uncosted_tokens: c.uncosted_tokens,
+        }
     }
 }
 
@@ -560,117 +747,38 @@ struct SummaryRow {
     model: String,
     #[serde(flatten)]
     totals: Totals,
+    /// Whether some of its tokens had no price: the unpriced models of
+    /// the window are the rows with `priced: false`.
+    priced: bool,
 }
 
-/// The UTC instant a local date starts in `tz`.
-fn local_midnight(tz: Tz, date: NaiveDate) -> chrono::DateTime<Utc> {
-    let naive = date.and_time(chrono::NaiveTime::MIN);
-    match tz.from_local_datetime(&naive) {
-        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
-            t.with_timezone(&Utc)
-        }
-        // midnight skipped by a DST jump: the day starts at the jump
-        chrono::LocalResult::None => (1..=3)
-            .find_map(|h| {
-                tz.from_local_datetime(&(naive + chrono::Duration::hours(h)))
-                    .earliest()
-            })
-            .map_or_else(|| Utc.from_utc_datetime(&naive), |t| t.with_timezone(&Utc)),
-    }
-}
-
-/// The UTC hours from the one `first` starts in to the end of `last` in
-/// `tz`, in runs of hours starting on one local date (`None` for hours
-/// starting outside `first..=last`, as the first one can in a zone whose
-/// offset is not whole hours).
-fn hour_runs(tz: Tz, first: NaiveDate, last: NaiveDate) -> HourRuns {
-    let start = local_midnight(tz, first);
-    let end = local_midnight(tz, last + chrono::Days::new(1));
-    let whole_hour =
-        |t: chrono::DateTime<Utc>| t.duration_trunc(chrono::TimeDelta::hours(1)).unwrap_or(t);
-    let mut runs = HourRuns::default();
-    let mut hour = whole_hour(start);
-    while hour < end {
-        let local = hour.with_timezone(&tz).date_naive();
-        let date = (first..=last)
-            .contains(&local)
-            .then(|| local.format("%Y-%m-%d").to_string());
-        if runs.dates.last() != Some(&date) {
-            runs.bounds.push(hour);
-            runs.dates.push(date);
-        }
-        hour += chrono::TimeDelta::hours(1);
-    }
-    runs.bounds.push(hour);
-    runs
-}
-
-/// Workspace usage per (local date, model) over the last `days` days.
-/// UTC reads the daily rollup; another zone adds up the hourly rollup by
-/// the local date each hour starts on (see [`hour_runs`]).
-fn usage_by_day(
-    conn: &Conn<'_>,
-    workspace: WorkspaceId,
-    days: i64,
-    zone: Option<Tz>,
-) -> Result<BTreeMap<(String, String), Totals>, ApiError> {
-    let mut grouped: BTreeMap<(String, String), Totals> = BTreeMap::new();
-    let back = chrono::Days::new(days as u64 - 1);
-    match zone {
-        None => {
-            let today = Utc::now().date_naive();
-            let from = (today - back).format("%Y-%m-%d").to_string();
-            let to = today.format("%Y-%m-%d").to_string();
-            for b in usage::daily(conn, workspace, &from, &to)? {
-                grouped
-                    .entry((b.key.clone(), b.model.clone()))
-                    .or_default()
-                    .add(&b);
-            }
-        }
-        Some(tz) => {
-            let today = Utc::now().with_timezone(&tz).date_naive();
-            let runs = hour_runs(tz, today - back, today);
-            for b in usage::by_hour_runs(conn, workspace, &runs)? {
-                grouped
-                    .entry((b.key.clone(), b.model.clone()))
-                    .or_default()
-                    .add(&b);
-            }
-        }
-    }
-    Ok(grouped)
-}
-
-/// The workspace's usage per (date, model) for the query's window (default
-/// 30 days) and zone.
-async fn workspace_usage(
-    db: &Store,
-    access: WorkspaceAccess,
-    query: &WindowQuery,
-) -> Result<BTreeMap<(String, String), Totals>, ApiError> {
-    let (days, zone) = (query.days(30), query.zone()?);
-    db.read(move |conn| usage_by_day(conn, access.workspace_id, days, zone))
-        .await
-}
-
-/// `GET /api/usage/daily?days=N&tz=Zone` (default 30): newest date first.
+/// `GET /api/usage/daily?days=N&tz=Zone` (default 30): per local date and
+/// model, newest date first; exact in every zone.
 async fn daily(
     db: web::Data<Store>,
     access: WorkspaceAccess,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let grouped = workspace_usage(&db, access, &query).await?;
-    let mut rows: Vec<DailyRow> = grouped
-        .into_iter()
-        .map(|((date, model), totals)| DailyRow {
-            date,
-            model,
-            totals,
+    let rows =
+        workspace_blocks(&db, access.workspace_id, usage::Blocks::Model, &query, true).await?;
+    let mut grouped: BTreeMap<(NaiveDate, String), Sums> = BTreeMap::new();
+    for row in rows {
+        let Some(date) = row.date else { continue };
+        grouped
+            .entry((date, row.sum.model))
+            .or_default()
+            .merge(&row.costed);
+    }
+    let mut out: Vec<DailyRow> = grouped
+        .iter()
+        .map(|((date, model), sums)| DailyRow {
+            date: date.format("%Y-%m-%d").to_string(),
+            model: model.clone(),
+            totals: sums.into(),
         })
         .collect();
-    rows.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.model.cmp(&b.model)));
-    Ok(HttpResponse::Ok().json(rows))
+    out.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.model.cmp(&b.model)));
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// `GET /api/usage/summary?days=N&tz=Zone` (default 30): per model,
@@ -680,23 +788,37 @@ async fn summary(
     access: WorkspaceAccess,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let grouped = workspace_usage(&db, access, &query).await?;
-    let mut by_model: BTreeMap<String, Totals> = BTreeMap::new();
-    for ((_, model), totals) in grouped {
-        by_model.entry(model).or_default().merge(&totals);
+    let rows = workspace_blocks(
+        &db,
+        access.workspace_id,
+        usage::Blocks::Model,
+        &query,
+        false,
+    )
+    .await?;
+    let mut by_model: BTreeMap<String, Sums> = BTreeMap::new();
+    for row in rows {
+        by_model
+            .entry(row.sum.model)
+            .or_default()
+            .merge(&row.costed);
     }
-    let mut rows: Vec<SummaryRow> = by_model
-        .into_iter()
-        .map(|(model, totals)| SummaryRow { model, totals })
+    let mut out: Vec<SummaryRow> = by_model
+        .iter()
+        .map(|(model, sums)| SummaryRow {
+            model: model.clone(),
+            totals: sums.into(),
+            priced: sums.unpriced == 0,
+        })
         .collect();
-    rows.sort_by_key(|r| {
+    out.sort_by_key(|r| {
         std::cmp::Reverse(
             r.totals
                 .total_input_tokens
                 .saturating_add(r.totals.total_output_tokens),
         )
     });
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(out))
 }
 
 #[cfg(test)]
@@ -707,50 +829,43 @@ mod tests {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("a date")
     }
 
-    /// (first hour, hours, date) of each run.
-    fn spans(runs: &HourRuns) -> Vec<(String, i64, Option<String>)> {
-        runs.dates
-            .iter()
-            .enumerate()
-            .map(|(i, date)| {
-                let (from, to) = (runs.bounds[i], runs.bounds[i + 1]);
-                (
-                    from.format("%Y-%m-%dT%H").to_string(),
-                    (to - from).num_hours(),
-                    date.clone(),
-                )
-            })
-            .collect()
-    }
-
     #[test]
     fn a_day_that_springs_forward_has_23_hours() {
-        let tz: Tz = "America/Los_Angeles".parse().expect("a zone");
-        let runs = hour_runs(tz, day("2026-03-07"), day("2026-03-09"));
-        let at = |d: &str| Some(d.to_string());
+        let days = LocalDays {
+            zone: Some("America/Los_Angeles".parse().expect("a zone")),
+            first: day("2026-03-07"),
+            last: day("2026-03-09"),
+        };
+        let bounds: Vec<String> = std::iter::once(days.start())
+            .chain(days.midnights())
+            .chain(std::iter::once(days.end()))
+            .map(|t| t.format("%Y-%m-%dT%H:%M").to_string())
+            .collect();
         assert_eq!(
-            spans(&runs),
+            bounds,
             [
-                ("2026-03-07T08".into(), 24, at("2026-03-07")),
-                ("2026-03-08T08".into(), 23, at("2026-03-08")),
-                ("2026-03-09T07".into(), 24, at("2026-03-09")),
+                "2026-03-07T08:00",
+                "2026-03-08T08:00",
+                "2026-03-09T07:00",
+                "2026-03-10T07:00"
             ]
         );
     }
 
     #[test]
-    fn an_hour_starting_before_a_half_hour_midnight_is_the_day_before() {
-        let tz: Tz = "Asia/Kolkata".parse().expect("a zone");
-        let runs = hour_runs(tz, day("2026-06-01"), day("2026-06-01"));
-        // midnight is 18:30 UTC: the hour from 18:00 starts at 23:30 on
-        // the day before, and the one from 18:00 on June 1st at 23:30 that
-        // day
+    fn a_quarter_to_midnight_is_the_day_before_in_kathmandu() {
+        let days = LocalDays {
+            zone: Some("Asia/Kathmandu".parse().expect("a zone")),
+            first: day("2026-06-01"),
+            last: day("2026-06-01"),
+        };
+        // UTC+5:45: June 1st starts at 18:15 UTC on May 31st
         assert_eq!(
-            spans(&runs),
-            [
-                ("2026-05-31T18".into(), 1, None),
-                ("2026-05-31T19".into(), 24, Some("2026-06-01".into())),
-            ]
+            days.start().format("%Y-%m-%dT%H:%M").to_string(),
+            "2026-05-31T18:15"
         );
+        let before = days.start() - chrono::Duration::minutes(15);
+        assert_eq!(days.date_of(before), day("2026-05-31"));
+        assert_eq!(days.date_of(days.start()), day("2026-06-01"));
     }
 }

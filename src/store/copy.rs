@@ -34,9 +34,8 @@ pub(super) enum Kind {
     Time,
     Json,
     Date,
-    /// A usage hour (`usage_hourly.hour`).
-    Hour,
-    /// A usage quarter hour (`runtime_usage_quarter.bucket`).
+    /// The start of a usage block, a quarter hour
+    /// (`runtime_usage_quarter.bucket`, `usage_block.bucket`).
     Quarter,
 }
 
@@ -52,8 +51,6 @@ pub(super) enum Cell {
     /// A JSON text.
     Json(String),
     Date(NaiveDate),
-    /// The start of a UTC hour.
-    Hour(DateTime<Utc>),
     /// The start of a UTC quarter hour.
     Quarter(DateTime<Utc>),
 }
@@ -83,7 +80,7 @@ impl Table {
     }
 }
 
-use Kind::{Date, Hour, Id, Int, Json, Quarter, Text, Time};
+use Kind::{Date, Id, Int, Json, Quarter, Text, Time};
 
 const USAGE: [(&str, Kind); 4] = [
     ("input_tokens", Int),
@@ -271,29 +268,45 @@ pub(super) const TABLES: &[Table] = &[
         seq: false,
     },
     Table {
-        name: "usage_daily",
+        name: "usage_block",
         columns: &[
             ("workspace_id", Id),
-            ("date", Date),
+            ("span", Int),
+            ("bucket", Quarter),
+            ("provider", Text),
             ("model", Text),
             USAGE[0],
             USAGE[1],
             USAGE[2],
             USAGE[3],
+            ("cost_usd_ticks", Int),
+            ("uncosted_input_tokens", Int),
+            ("uncosted_output_tokens", Int),
+            ("uncosted_cache_read_tokens", Int),
+            ("uncosted_cache_write_tokens", Int),
             ("task_count", Int),
         ],
         seq: false,
     },
     Table {
-        name: "usage_hourly",
+        name: "usage_agent_block",
         columns: &[
             ("workspace_id", Id),
-            ("hour", Hour),
+            ("span", Int),
+            ("bucket", Quarter),
+            ("runtime_id", Id),
+            ("agent_id", Id),
+            ("provider", Text),
             ("model", Text),
             USAGE[0],
             USAGE[1],
             USAGE[2],
             USAGE[3],
+            ("cost_usd_ticks", Int),
+            ("uncosted_input_tokens", Int),
+            ("uncosted_output_tokens", Int),
+            ("uncosted_cache_read_tokens", Int),
+            ("uncosted_cache_write_tokens", Int),
             ("task_count", Int),
         ],
         seq: false,
@@ -411,11 +424,11 @@ pub(super) const TABLES: &[Table] = &[
 ];
 
 /// The usage sums of each workspace: input, output, cache read and cache
-/// write tokens of its `usage_daily` rows, then of its tasks' `task_usage`.
+/// write tokens of its `usage_block` days, then of its tasks' `task_usage`.
 pub(super) type Totals = BTreeMap<Uuid, [i128; 8]>;
 
 /// Adds per-workspace sums read from one of the two sources of totals
-/// (`offset` 0: usage_daily, 4: task_usage).
+/// (`offset` 0: usage_block, 4: task_usage).
 pub(super) fn add_totals(totals: &mut Totals, offset: usize, workspace: Uuid, sums: [i128; 4]) {
     let entry = totals.entry(workspace).or_insert([0; 8]);
     for (i, sum) in sums.into_iter().enumerate() {
@@ -427,7 +440,7 @@ pub(super) fn add_totals(totals: &mut Totals, offset: usize, workspace: Uuid, su
 /// (workspace id, four sums).
 const DAILY_TOTALS: &str = "SELECT workspace_id, sum(input_tokens) AS i, \
      sum(output_tokens) AS o, sum(cache_read_tokens) AS r, sum(cache_write_tokens) AS w \
-     FROM usage_daily GROUP BY workspace_id";
+     FROM usage_block WHERE span = 1440 GROUP BY workspace_id";
 const TASK_TOTALS: &str = "SELECT t.workspace_id, sum(u.input_tokens) AS i, \
      sum(u.output_tokens) AS o, sum(u.cache_read_tokens) AS r, sum(u.cache_write_tokens) AS w \
      FROM task_usage u JOIN agent_task_queue t ON t.id = u.task_id GROUP BY t.workspace_id";
@@ -682,8 +695,6 @@ pub(super) fn bad_value(table: &Table, column: &str, what: impl std::fmt::Displa
 
 /// The fixed-width millisecond UTC text SQLite stores times as.
 pub(super) const TIME_TEXT: &str = "%Y-%m-%dT%H:%M:%S%.3fZ";
-/// A usage hour as SQLite stores it.
-pub(super) const HOUR_TEXT: &str = "%Y-%m-%dT%H";
 /// A usage quarter hour as SQLite stores it.
 pub(super) const QUARTER_TEXT: &str = "%Y-%m-%dT%H:%M";
 /// A usage day as SQLite stores it.

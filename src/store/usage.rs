@@ -18,18 +18,6 @@ pub struct UsageEntry {
     pub cache_write_tokens: i64,
 }
 
-/// One bucket of workspace usage: a date (daily) or an hour (hourly).
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    pub key: String,
-    pub model: String,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cache_read_tokens: i64,
-    pub cache_write_tokens: i64,
-    pub task_count: i64,
-}
-
 /// Where a runtime's usage row comes from: what an older daemon reported
 /// for its runtime (`runtime_report`), or the usage of the tasks that ran
 /// on it (`task_usage`).
@@ -93,8 +81,12 @@ pub fn upsert_task_usage_with_cost(
     // the task's row lock before the reads below: the totals this write
     // replaces and the rollups' deltas it derives from them stay exact
     // while other reports of the task wait, on any engine
-    let place: Result<Option<TaskPlace>> = dispatch!(conn, usage::lock_task(task));
-    let place = place?;
+    let keys: Result<Option<TaskKeys>> = dispatch!(conn, usage::lock_task(task));
+    let keys = keys?.unwrap_or((None, None));
+    let place = keys.0.map(|runtime| TaskPlace {
+        runtime,
+        agent: keys.1,
+    });
     let old: Result<Option<StoredTaskUsage>> =
         dispatch!(conn, usage::stored_task_usage(task, entry));
     let old = old?;
@@ -122,9 +114,10 @@ pub fn upsert_task_usage_with_cost(
         }
         None => (counts, cost_usd_ticks, at),
     };
+    let quarter = QuarterDelta::between(before, (counts, cost_usd_ticks), new_task);
     let rolled: Result<()> = dispatch!(
         conn,
-        usage::add_to_workspace_rollups(workspace, &entry.model, bucket, delta, new_task)
+        usage::add_to_blocks(workspace, keys, bucket, entry, &quarter)
     );
     rolled?;
     if let Some(place) = place {
@@ -134,7 +127,6 @@ pub fn upsert_task_usage_with_cost(
             usage::add_to_runtime_rollup(place.runtime, &day, entry, delta, cost_delta)
         );
         rolled?;
-        let quarter = QuarterDelta::between(before, (counts, cost_usd_ticks), new_task);
         let rolled: Result<()> = dispatch!(
             conn,
             usage::add_to_quarter_rollup(workspace, &place, bucket, entry, &quarter)
@@ -172,6 +164,10 @@ pub fn runtime_quarters(
 pub(super) fn agent_of(id: uuid::Uuid) -> Option<AgentId> {
     (!id.is_nil()).then(|| <AgentId as crate::domain::EntityId>::from_uuid(id))
 }
+
+/// A task's runtime (none until a daemon claims it) and agent (none once
+/// deleted), as its row holds them.
+pub(super) type TaskKeys = (Option<RuntimeId>, Option<AgentId>);
 
 /// Where a task ran: its runtime, and its agent (none once deleted).
 pub(super) struct TaskPlace {
@@ -255,11 +251,6 @@ pub(super) fn day_of(t: Timestamp) -> String {
     t.utc().format("%Y-%m-%d").to_string()
 }
 
-/// The UTC hour of `t` (`2026-11-23T19`): a key of the hourly rollup.
-pub(super) fn hour_of(t: Timestamp) -> String {
-    t.utc().format("%Y-%m-%dT%H").to_string()
-}
-
 /// A task's usage of one (provider, model), as the daemon reported it.
 #[derive(Debug, Clone)]
 pub struct TaskUsage {
@@ -284,59 +275,6 @@ pub fn of_task(conn: &Conn<'_>, task: TaskId) -> Result<Vec<TaskUsage>> {
 /// Most (provider, model) rows [`of_task`] returns; a task uses a few.
 pub const MAX_TASK_USAGE_ROWS: i64 = 1000;
 
-/// UTC days `from..=to` (YYYY-MM-DD), in no order.
-pub fn daily(conn: &Conn<'_>, workspace: WorkspaceId, from: &str, to: &str) -> Result<Vec<Bucket>> {
-    dispatch!(conn, usage::daily(workspace, from, to))
-}
-
-/// Runs of consecutive UTC hours, each with the local date its hours fall
-/// on, or none for hours left out: run `i` covers `bounds[i]..bounds[i + 1]`
-/// (`dates.len() + 1` bounds, each the start of a UTC hour, ascending).
-/// The caller decides which hour falls on which date (a time zone's rules);
-/// the store only adds up.
-#[derive(Debug, Clone, Default)]
-pub struct HourRuns {
-    pub bounds: Vec<chrono::DateTime<chrono::Utc>>,
-    pub dates: Vec<Option<String>>,
-}
-
-impl HourRuns {
-    /// The date of the hour starting at `key` (`YYYY-MM-DDTHH`, as the
-    /// bounds formatted by [`hour_key`]), if it falls in a run with one.
-    pub(super) fn date_of(&self, keys: &[String], key: &str) -> Option<&str> {
-        let i = keys.partition_point(|k| k.as_str() <= key).checked_sub(1)?;
-        self.dates.get(i)?.as_deref()
-    }
-}
-
-/// A UTC hour as the hourly rollup's text key (`2026-11-23T19`).
-pub(super) fn hour_key(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H").to_string()
-}
-
-/// Adds `b` to `into`, each count saturating at i64::MAX.
-pub(super) fn add_bucket(into: &mut Bucket, b: &Bucket) {
-    into.input_tokens = into.input_tokens.saturating_add(b.input_tokens);
-    into.output_tokens = into.output_tokens.saturating_add(b.output_tokens);
-    into.cache_read_tokens = into.cache_read_tokens.saturating_add(b.cache_read_tokens);
-    into.cache_write_tokens = into.cache_write_tokens.saturating_add(b.cache_write_tokens);
-    into.task_count = into.task_count.saturating_add(b.task_count);
-}
-
-/// Workspace usage per (date, model) over the hourly rollup, each hour
-/// counted on the date of its run in `runs` (hours of runs without a date
-/// are left out). Sums saturate at i64::MAX; no order.
-pub fn by_hour_runs(
-    conn: &Conn<'_>,
-    workspace: WorkspaceId,
-    runs: &HourRuns,
-) -> Result<Vec<Bucket>> {
-    if runs.bounds.len() < 2 || runs.dates.len() + 1 != runs.bounds.len() {
-        return Ok(Vec::new());
-    }
-    dispatch!(conn, usage::by_hour_runs(workspace, runs))
-}
-
 /// Stores a daemon's day total for (runtime, date, provider, model),
 /// replacing what was stored.
 pub fn upsert_runtime_usage(
@@ -357,4 +295,263 @@ pub fn runtime_usage(
     source: UsageSource,
 ) -> Result<Vec<RuntimeUsage>> {
     dispatch!(conn, usage::runtime_usage(runtime, from, source))
+}
+
+/// The two block rollups of task usage (see the V17/V10 migrations). A
+/// block of a span shorter than a day starts at a multiple of its span
+/// after UTC midnight; a block of whole days starts on a UTC day whose
+/// number since 1970-01-01 is a multiple of its length. No block crosses
+/// a UTC midnight, so each is priced on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocks {
+    /// `usage_block`: per (provider, model); the day pages read it.
+    Model,
+    /// `usage_agent_block`: per (runtime, agent, provider, model); the
+    /// pages of whole windows read it.
+    Agent,
+}
+
+/// Minutes in a day.
+pub const DAY: i64 = 1440;
+
+impl Blocks {
+    /// Its spans in minutes, longest first. Each divides the next longer
+    /// one, so every block of a span is cut into whole blocks of the
+    /// shorter ones. Sub-day spans of the day pages double from 15
+    /// minutes: a local day starting at any quarter hour is at most a
+    /// dozen blocks. The whole-window pages go up to 64 days.
+    pub fn spans(self) -> &'static [i64] {
+        match self {
+            Blocks::Model => &[DAY, 480, 240, 120, 60, 30, 15],
+            Blocks::Agent => &[64 * DAY, 16 * DAY, 4 * DAY, DAY, 240, 60, 15],
+        }
+    }
+}
+
+/// The start of the block of `span` minutes that `t` falls in.
+pub fn block_start(t: chrono::DateTime<chrono::Utc>, span: i64) -> chrono::DateTime<chrono::Utc> {
+    let secs = t.timestamp();
+    let (day, second) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let start = if span < DAY {
+        day * 86_400 + second / (span * 60) * (span * 60)
+    } else {
+        let days = span / DAY;
+        (day - day.rem_euclid(days)) * 86_400
+    };
+    chrono::DateTime::from_timestamp(start, 0).unwrap_or(t)
+}
+
+/// Consecutive blocks of one span, `from..to`, all counted under `label`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRun {
+    pub span: i64,
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+    pub label: usize,
+}
+
+/// Covers `start..end` (both on quarter hours) with blocks of `which`'s
+/// spans, none crossing a cut: the time between two cuts is one label
+/// (0 from `start` to the first cut, and so on). `cuts` are ascending,
+/// distinct and strictly between `start` and `end`. Each stretch takes the
+/// longest block that starts where it is and ends before the next cut.
+pub fn cover(
+    which: Blocks,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+    cuts: &[chrono::DateTime<chrono::Utc>],
+) -> Vec<BlockRun> {
+    let quarter = |t: chrono::DateTime<chrono::Utc>| block_start(t, 15);
+    let mut bounds = vec![quarter(start)];
+    bounds.extend(cuts.iter().map(|c| quarter(*c)));
+    bounds.push(end);
+    let mut runs: Vec<BlockRun> = Vec::new();
+    for (label, pair) in bounds.windows(2).enumerate() {
+        let (mut at, stop) = (pair[0], pair[1]);
+        while at < stop {
+            let Some(span) = which.spans().iter().copied().find(|span| {
+                block_start(at, *span) == at && at + chrono::Duration::minutes(*span) <= stop
+            }) else {
+                // a stop inside a quarter hour: its whole quarter
+                let next = at + chrono::Duration::minutes(15);
+                push_run(&mut runs, 15, at, next, label);
+                at = next;
+                continue;
+            };
+            let next = at + chrono::Duration::minutes(span);
+            push_run(&mut runs, span, at, next, label);
+            at = next;
+        }
+    }
+    runs
+}
+
+fn push_run(
+    runs: &mut Vec<BlockRun>,
+    span: i64,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    label: usize,
+) {
+    match runs.last_mut() {
+        Some(last) if last.span == span && last.label == label && last.to == from => last.to = to,
+        _ => runs.push(BlockRun {
+            span,
+            from,
+            to,
+            label,
+        }),
+    }
+}
+
+/// The sums of one label and (runtime, agent, provider, model) over
+/// block runs, counts in [`QUARTER_COLUMNS`] order. runtime and agent are
+/// `None` when the rollup has no such key (`Blocks::Model`) or the task
+/// had none.
+#[derive(Debug, Clone)]
+pub struct BlockSum {
+    pub label: usize,
+    pub runtime: Option<RuntimeId>,
+    pub agent: Option<AgentId>,
+    pub provider: String,
+    pub model: String,
+    pub counts: [i64; 10],
+}
+
+/// Adds up `which`'s blocks of the workspace in `runs` per label and key
+/// (sums saturate at i64::MAX); no order.
+pub fn block_sums(
+    conn: &Conn<'_>,
+    which: Blocks,
+    workspace: WorkspaceId,
+    runs: &[BlockRun],
+) -> Result<Vec<BlockSum>> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    dispatch!(conn, usage::block_sums(which, workspace, runs))
+}
+
+/// How the tasks of one label (and agent) ended: one (status, reason).
+#[derive(Debug, Clone)]
+pub struct OutcomeSum {
+    pub label: usize,
+    /// `None` from the workspace rollup (`Blocks::Model`), or for tasks
+    /// without an agent.
+    pub agent: Option<AgentId>,
+    /// completed, failed or cancelled.
+    pub status: String,
+    /// '' but for failed tasks ('unclassified' when they carried none).
+    pub failure_reason: String,
+    pub task_count: i64,
+    /// Of those, the tasks that had started, and their run time.
+    pub run_count: i64,
+    pub run_seconds: i64,
+}
+
+/// Adds up the task outcome blocks of the workspace in `runs`
+/// (`Blocks::Model`: `task_outcome_block`; `Blocks::Agent`: per agent,
+/// `task_outcome_agent_block`) per label, agent, status and reason; no
+/// order.
+pub fn outcome_sums(
+    conn: &Conn<'_>,
+    which: Blocks,
+    workspace: WorkspaceId,
+    runs: &[BlockRun],
+) -> Result<Vec<OutcomeSum>> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    dispatch!(conn, usage::outcome_sums(which, workspace, runs))
+}
+
+/// The nil UUID the block rollups keep for "no runtime", as `None`.
+pub(super) fn runtime_of(id: uuid::Uuid) -> Option<RuntimeId> {
+    (!id.is_nil()).then(|| <RuntimeId as crate::domain::EntityId>::from_uuid(id))
+}
+
+/// The starts of the blocks a usage write recorded at `t` moves, in
+/// `which`'s span order.
+pub(super) fn block_starts(which: Blocks, t: Timestamp) -> Vec<chrono::DateTime<chrono::Utc>> {
+    which
+        .spans()
+        .iter()
+        .map(|span| block_start(t.utc(), *span))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("a time")
+            .with_timezone(&chrono::Utc)
+    }
+
+    fn spans(runs: &[BlockRun]) -> Vec<(i64, String, String, usize)> {
+        runs.iter()
+            .map(|r| {
+                (
+                    r.span,
+                    r.from.format("%dT%H:%M").to_string(),
+                    r.to.format("%dT%H:%M").to_string(),
+                    r.label,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_half_hour_day_is_seven_blocks() {
+        // a day in Asia/Kolkata: 18:30 UTC to 18:30 UTC
+        let runs = cover(
+            Blocks::Model,
+            at("2026-06-01T18:30:00Z"),
+            at("2026-06-02T18:30:00Z"),
+            &[],
+        );
+        assert_eq!(
+            spans(&runs),
+            [
+                (30, "01T18:30".into(), "01T19:00".into(), 0),
+                (60, "01T19:00".into(), "01T20:00".into(), 0),
+                (240, "01T20:00".into(), "02T00:00".into(), 0),
+                (480, "02T00:00".into(), "02T16:00".into(), 0),
+                (120, "02T16:00".into(), "02T18:00".into(), 0),
+                (30, "02T18:00".into(), "02T18:30".into(), 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cut_splits_labels_and_long_blocks_align_to_1970() {
+        // 2026-06-01 is day 20605 since 1970-01-01; 20608 is a multiple of 4
+        let runs = cover(
+            Blocks::Agent,
+            at("2026-06-01T23:45:00Z"),
+            at("2026-06-10T00:00:00Z"),
+            &[at("2026-06-09T00:00:00Z")],
+        );
+        assert_eq!(
+            spans(&runs),
+            [
+                (15, "01T23:45".into(), "02T00:00".into(), 0),
+                (1440, "02T00:00".into(), "04T00:00".into(), 0),
+                (5760, "04T00:00".into(), "08T00:00".into(), 0),
+                (1440, "08T00:00".into(), "09T00:00".into(), 0),
+                (1440, "09T00:00".into(), "10T00:00".into(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn block_starts_are_aligned() {
+        let t = at("2026-06-01T13:47:12Z");
+        assert_eq!(block_start(t, 15), at("2026-06-01T13:45:00Z"));
+        assert_eq!(block_start(t, 480), at("2026-06-01T08:00:00Z"));
+        assert_eq!(block_start(t, DAY), at("2026-06-01T00:00:00Z"));
+        assert_eq!(block_start(t, 4 * DAY), at("2026-05-31T00:00:00Z"));
+    }
 }

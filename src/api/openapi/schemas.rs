@@ -400,15 +400,23 @@ fn usage() -> Vec<(&'static str, Value)> {
         "source".to_string(),
         one_of(&["runtime_report", "task_usage"]),
     ));
+    let usd = || json!({"type": "number", "minimum": 0});
     let mut summary = vec![("model".to_string(), string())];
     summary.extend(counts("total_"));
-    summary.push(("task_count".to_string(), count()));
+    summary.extend([
+        ("task_count".to_string(), count()),
+        ("cost_usd".to_string(), usd()),
+        ("uncosted_tokens".to_string(), count()),
+    ]);
     let mut daily = vec![(
         "date".to_string(),
         json!({"type": "string", "format": "date"}),
     )];
     daily.extend(summary.clone());
-    let usd = || json!({"type": "number", "minimum": 0});
+    summary.push((
+        "priced".to_string(),
+        json!({"type": "boolean", "description": "false when some of the model's tokens had no price"}),
+    ));
     let day = || json!({"type": "string", "format": "date"});
     let mut task_usage = vec![
         ("provider".to_string(), string()),
@@ -467,7 +475,43 @@ fn usage() -> Vec<(&'static str, Value)> {
         ("model".to_string(), string()),
     ];
     by_hour.extend(by_agent.iter().skip(3).cloned());
+    let dated = |first: (&str, Value)| {
+        let mut row = vec![(first.0.to_string(), first.1)];
+        row.extend(by_agent.iter().skip(1).cloned());
+        reply(&row)
+    };
+    let agent_id = by_agent[0].1.clone();
     vec![
+        ("DashboardDailyUsage", dated(("date", day()))),
+        (
+            "DashboardRuntimeUsage",
+            dated((
+                "runtime_id",
+                json!({"type": ["string", "null"],
+                       "description": "the runtime's id (maybe deleted since), null for tasks that never reached one"}),
+            )),
+        ),
+        (
+            "AgentRunTime",
+            reply(&[
+                ("agent_id", agent_id),
+                ("total_seconds", count()),
+                ("task_count", count()),
+                ("failed_count", count()),
+                ("cancelled_count", count()),
+            ]),
+        ),
+        (
+            "FailuresDaily",
+            reply(&[
+                ("date", day()),
+                (
+                    "failure_reason",
+                    json!({"type": "string", "description": "'' for tasks that completed"}),
+                ),
+                ("task_count", count()),
+            ]),
+        ),
         ("RuntimeHourUsage", reply(&by_hour)),
         ("RuntimeAgentUsage", reply(&by_agent)),
         ("TaskUsage", reply(&task_usage)),

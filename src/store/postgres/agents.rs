@@ -221,3 +221,20 @@ pub fn reconcile_status(
     .map(|r| r.try_get(0))
     .transpose()
 }
+
+pub fn hidden_from(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    viewer: UserId,
+) -> Result<Vec<AgentId>, postgres::Error> {
+    conn.query(
+        "SELECT id FROM agent
+         WHERE workspace_id = $1 AND visibility <> 'workspace'
+           AND (owner_id IS NULL OR owner_id <> $2)
+         LIMIT $3",
+        &[&workspace, &viewer, &crate::store::agents::MAX_HIDDEN],
+    )?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect()
+}

@@ -226,10 +226,6 @@ fn cell(table: &Table, column: &str, kind: Kind, row: &Row, i: usize) -> Result<
             .try_get::<_, Option<DateTime<Utc>>>(i)
             .map_err(bad)?
             .map_or(Cell::Null, Cell::Time),
-        Kind::Hour => row
-            .try_get::<_, Option<DateTime<Utc>>>(i)
-            .map_err(bad)?
-            .map_or(Cell::Null, Cell::Hour),
         Kind::Quarter => row
             .try_get::<_, Option<DateTime<Utc>>>(i)
             .map_err(bad)?
@@ -252,7 +248,7 @@ fn pg_type(kind: Kind) -> Type {
         Kind::Id => Type::UUID,
         Kind::Text => Type::TEXT,
         Kind::Int => Type::INT8,
-        Kind::Time | Kind::Hour | Kind::Quarter => Type::TIMESTAMPTZ,
+        Kind::Time | Kind::Quarter => Type::TIMESTAMPTZ,
         Kind::Json => Type::JSONB,
         Kind::Date => Type::DATE,
     }
@@ -265,7 +261,7 @@ impl ToSql for Cell {
             Cell::Id(id) => id.to_sql_checked(ty, out),
             Cell::Text(s) => s.to_sql_checked(ty, out),
             Cell::Int(n) => n.to_sql_checked(ty, out),
-            Cell::Time(t) | Cell::Hour(t) | Cell::Quarter(t) => t.to_sql_checked(ty, out),
+            Cell::Time(t) | Cell::Quarter(t) => t.to_sql_checked(ty, out),
             Cell::Date(d) => d.to_sql_checked(ty, out),
             // the text itself (jsonb's binary form is a version byte and
             // the text): the server checks it

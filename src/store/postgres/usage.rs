@@ -19,18 +19,13 @@ const MAX: &str = "9223372036854775807";
 /// the runtime it was dispatched to (`None` too when there is no such
 /// task). Concurrent usage writes of one task wait here, on any
 /// connection.
-pub fn lock_task(conn: &mut Client, task: TaskId) -> Result<Option<TaskPlace>, postgres::Error> {
+pub fn lock_task(conn: &mut Client, task: TaskId) -> Result<Option<TaskKeys>, postgres::Error> {
     let row = conn.query_opt(
         "SELECT runtime_id, agent_id FROM agent_task_queue WHERE id = $1 FOR UPDATE",
         &[&task],
     )?;
     match row {
-        Some(row) => Ok(row
-            .try_get::<_, Option<RuntimeId>>(0)?
-            .map(|runtime| TaskPlace {
-                runtime,
-                agent: row.try_get(1).ok().flatten(),
-            })),
+        Some(row) => Ok(Some((row.try_get(0)?, row.try_get(1)?))),
         None => Ok(None),
     }
 }
@@ -128,60 +123,81 @@ pub fn write_task_usage(
     Ok(())
 }
 
-/// SQL turning the text parameter `$n` (`YYYY-MM-DDTHH`) into the
-/// `timestamptz` of that UTC hour, whatever the session's time zone.
-fn hour_param(n: usize) -> String {
-    format!("(${n}::text || ':00:00+00')::timestamptz")
+/// The table and the key columns after the bucket of a block rollup.
+fn block_table(which: Blocks) -> (&'static str, &'static [&'static str]) {
+    match which {
+        Blocks::Model => ("usage_block", &["provider", "model"]),
+        Blocks::Agent => (
+            "usage_agent_block",
+            &["runtime_id", "agent_id", "provider", "model"],
+        ),
+    }
 }
 
-/// Moves the daily and hourly workspace rollups of `model` by `delta`.
-pub fn add_to_workspace_rollups(
+/// Moves every block a usage write recorded at `bucket` falls in, in both
+/// block rollups, by `delta`: one statement each, a row per span (the
+/// spans and starts as arrays).
+pub fn add_to_blocks(
     conn: &mut Client,
     workspace: WorkspaceId,
-    model: &str,
+    (runtime, agent): TaskKeys,
     bucket: Timestamp,
-    delta: [i64; 4],
-    new_task: bool,
+    entry: &UsageEntry,
+    delta: &QuarterDelta,
 ) -> Result<(), postgres::Error> {
-    let buckets = [
-        (
-            "usage_daily",
-            "date",
-            "$2::text::date".to_string(),
-            day_of(bucket),
-        ),
-        ("usage_hourly", "hour", hour_param(2), hour_of(bucket)),
-    ];
-    for (table, key, key_sql, value) in buckets {
-        let add = |column: &str| saturating_add(table, column);
-        conn.execute(
-            &format!(
-                "INSERT INTO {table} (workspace_id, {key}, model, input_tokens, output_tokens,
-                     cache_read_tokens, cache_write_tokens, task_count)
-                 VALUES ($1, {key_sql}, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (workspace_id, {key}, model) DO UPDATE SET
-                     input_tokens = {input},
-                     output_tokens = {output},
-                     cache_read_tokens = {cache_read},
-                     cache_write_tokens = {cache_write},
-                     task_count = {task_count}",
-                input = add("input_tokens"),
-                output = add("output_tokens"),
-                cache_read = add("cache_read_tokens"),
-                cache_write = add("cache_write_tokens"),
-                task_count = add("task_count"),
-            ),
-            &[
-                &workspace,
-                &value,
-                &model,
-                &delta[0],
-                &delta[1],
-                &delta[2],
-                &delta[3],
-                &i64::from(new_task),
-            ],
-        )?;
+    let runtime = runtime.map_or(uuid::Uuid::nil(), |r| r.uuid());
+    let agent = agent.map_or(uuid::Uuid::nil(), |a| a.uuid());
+    let columns = QUARTER_COLUMNS;
+    let values = delta.values();
+    for which in [Blocks::Model, Blocks::Agent] {
+        let (table, keys) = block_table(which);
+        let spans: Vec<i32> = which
+            .spans()
+            .iter()
+            .map(|s| i32::try_from(*s).unwrap_or(i32::MAX))
+            .collect();
+        let starts = block_starts(which, bucket);
+        // $1 workspace, $2 spans, $3 starts, $4.. the deltas, then the keys
+        let first_key = 4 + columns.len();
+        let key_params: Vec<String> = (0..keys.len())
+            .map(|k| format!("${}", first_key + k))
+            .collect();
+        let counts: Vec<String> = (0..columns.len())
+            .map(|c| format!("GREATEST(0, ${}::bigint)", 4 + c))
+            .collect();
+        let sets: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(c, column)| {
+                format!(
+                    "{column} = GREATEST(0, LEAST({table}.{column}::numeric + ${}::bigint, {MAX}))::bigint",
+                    4 + c
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} (workspace_id, span, bucket, {keys}, {columns})
+             SELECT $1, s.span, s.bucket, {key_params}, {counts}
+             FROM unnest($2::int[], $3::timestamptz[]) AS s(span, bucket)
+             ON CONFLICT (workspace_id, span, bucket, {keys}) DO UPDATE SET {sets}",
+            keys = keys.join(", "),
+            columns = columns.join(", "),
+            key_params = key_params.join(", "),
+            counts = counts.join(", "),
+            sets = sets.join(", "),
+        );
+        let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            vec![&workspace, &spans, &starts];
+        for v in &values {
+            params.push(v);
+        }
+        if which == Blocks::Agent {
+            params.push(&runtime);
+            params.push(&agent);
+        }
+        params.push(&entry.provider);
+        params.push(&entry.model);
+        conn.execute(&sql, &params)?;
     }
     Ok(())
 }
@@ -241,88 +257,123 @@ pub fn add_to_runtime_rollup(
     Ok(())
 }
 
-/// SQL that adds `excluded.<column>` to a rollup column of `table` and
-/// keeps the result within 0..=i64::MAX; the sum is taken in `numeric`,
-/// as a `bigint` one past 64 bits would fail the statement.
-fn saturating_add(table: &str, column: &str) -> String {
-    format!("GREATEST(0, LEAST({table}.{column}::numeric + excluded.{column}, {MAX}))::bigint")
-}
-
 /// A `date` column as the facade's text key: formatted here, where
 /// `to_char` would cost the server more than the rest of the query.
 fn date_key(row: &postgres::Row, idx: usize) -> Result<String, postgres::Error> {
     Ok(row.try_get::<_, chrono::NaiveDate>(idx)?.to_string())
 }
 
-/// Read off the (workspace_id, date, model) key, in no order.
-pub fn daily(
+/// Each run is one range of the (workspace_id, span, bucket) key; the
+/// sums go through `numeric`, clamped at i64::MAX.
+pub fn block_sums(
     conn: &mut Client,
+    which: Blocks,
     workspace: WorkspaceId,
-    from: &str,
-    to: &str,
-) -> Result<Vec<Bucket>, postgres::Error> {
-    conn.query(
-        "SELECT date, model, input_tokens, output_tokens, cache_read_tokens,
-                cache_write_tokens, task_count
-         FROM usage_daily
-         WHERE workspace_id = $1 AND date BETWEEN $2::text::date AND $3::text::date",
-        &[&workspace, &from, &to],
-    )?
-    .iter()
-    .map(|r| bucket(r, date_key(r, 0)?))
-    .collect()
-}
-
-/// A bucket row `(key, model, input, output, cache read, cache write,
-/// tasks)` under `key`.
-fn bucket(r: &postgres::Row, key: String) -> Result<Bucket, postgres::Error> {
-    Ok(Bucket {
-        key,
-        model: r.try_get(1)?,
-        input_tokens: r.try_get(2)?,
-        output_tokens: r.try_get(3)?,
-        cache_read_tokens: r.try_get(4)?,
-        cache_write_tokens: r.try_get(5)?,
-        task_count: r.try_get(6)?,
-    })
-}
-
-/// Added up here: each run is one range of the (workspace_id, hour, model)
-/// key, whose index carries the counts (V7), so the rows come from the
-/// index alone; the sums go through `numeric`, clamped at i64::MAX.
-pub fn by_hour_runs(
-    conn: &mut Client,
-    workspace: WorkspaceId,
-    runs: &HourRuns,
-) -> Result<Vec<Bucket>, postgres::Error> {
-    let (mut from, mut to, mut dates) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, date) in runs.dates.iter().enumerate() {
-        if let (Some(date), Some(lo), Some(hi)) = (date, runs.bounds.get(i), runs.bounds.get(i + 1))
-        {
-            from.push(*lo);
-            to.push(*hi);
-            dates.push(date.as_str());
-        }
-    }
-    let sum = |column: &str| format!("LEAST(sum(h.{column}), {MAX})::bigint");
-    conn.query(
+    runs: &[BlockRun],
+) -> Result<Vec<BlockSum>, postgres::Error> {
+    let (table, keys) = block_table(which);
+    let spans: Vec<i32> = runs
+        .iter()
+        .map(|r| i32::try_from(r.span).unwrap_or(i32::MAX))
+        .collect();
+    let from: Vec<_> = runs.iter().map(|r| r.from).collect();
+    let to: Vec<_> = runs.iter().map(|r| r.to).collect();
+    let labels: Vec<i32> = runs
+        .iter()
+        .map(|r| i32::try_from(r.label).unwrap_or(i32::MAX))
+        .collect();
+    let sums: Vec<String> = QUARTER_COLUMNS
+        .iter()
+        .map(|c| format!("LEAST(sum(b.{c}), {MAX})::bigint"))
+        .collect();
+    let keys: Vec<String> = keys.iter().map(|k| format!("b.{k}")).collect();
+    let rows = conn.query(
         &format!(
-            "SELECT r.date, h.model, {}, {}, {}, {}, {}
-             FROM unnest($2::timestamptz[], $3::timestamptz[], $4::text[]) AS r(lo, hi, date)
-             JOIN usage_hourly h
-               ON h.workspace_id = $1 AND h.hour >= r.lo AND h.hour < r.hi
-             GROUP BY r.date, h.model",
-            sum("input_tokens"),
-            sum("output_tokens"),
-            sum("cache_read_tokens"),
-            sum("cache_write_tokens"),
-            sum("task_count"),
+            "SELECT r.label, {keys}, {sums}
+             FROM unnest($2::int[], $3::timestamptz[], $4::timestamptz[], $5::int[])
+                 AS r(span, lo, hi, label)
+             JOIN {table} b ON b.workspace_id = $1 AND b.span = r.span
+                 AND b.bucket >= r.lo AND b.bucket < r.hi
+             GROUP BY r.label, {keys}",
+            keys = keys.join(", "),
+            sums = sums.join(", "),
         ),
-        &[&workspace, &from, &to, &dates],
-    )?
-    .iter()
-    .map(|r| bucket(r, r.try_get(0)?))
-    .collect()
+        &[&workspace, &spans, &from, &to, &labels],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let label: i32 = r.try_get(0)?;
+            let (runtime, agent, first) = match which {
+                Blocks::Model => (None, None, 1),
+                Blocks::Agent => (runtime_of(r.try_get(1)?), agent_of(r.try_get(2)?), 3),
+            };
+            let mut counts = [0i64; 10];
+            for (i, count) in counts.iter_mut().enumerate() {
+                *count = r.try_get(first + 2 + i)?;
+            }
+            Ok(BlockSum {
+                label: usize::try_from(label).unwrap_or(usize::MAX),
+                runtime,
+                agent,
+                provider: r.try_get(first)?,
+                model: r.try_get(first + 1)?,
+                counts,
+            })
+        })
+        .collect()
+}
+
+/// Each run is one range of the (workspace_id, span, bucket) key; sums in
+/// `numeric`, clamped at i64::MAX.
+pub fn outcome_sums(
+    conn: &mut Client,
+    which: Blocks,
+    workspace: WorkspaceId,
+    runs: &[BlockRun],
+) -> Result<Vec<OutcomeSum>, postgres::Error> {
+    let (table, agent) = match which {
+        Blocks::Model => ("task_outcome_block", "NULL::uuid"),
+        Blocks::Agent => ("task_outcome_agent_block", "b.agent_id"),
+    };
+    let spans: Vec<i32> = runs
+        .iter()
+        .map(|r| i32::try_from(r.span).unwrap_or(i32::MAX))
+        .collect();
+    let from: Vec<_> = runs.iter().map(|r| r.from).collect();
+    let to: Vec<_> = runs.iter().map(|r| r.to).collect();
+    let labels: Vec<i32> = runs
+        .iter()
+        .map(|r| i32::try_from(r.label).unwrap_or(i32::MAX))
+        .collect();
+    let rows = conn.query(
+        &format!(
+            "SELECT r.label, {agent}, b.status, b.failure_reason,
+                    LEAST(sum(b.task_count), {MAX})::bigint,
+                    LEAST(sum(b.run_count), {MAX})::bigint,
+                    LEAST(sum(b.run_seconds), {MAX})::bigint
+             FROM unnest($2::int[], $3::timestamptz[], $4::timestamptz[], $5::int[])
+                 AS r(span, lo, hi, label)
+             JOIN {table} b ON b.workspace_id = $1 AND b.span = r.span
+                 AND b.bucket >= r.lo AND b.bucket < r.hi
+             GROUP BY 1, 2, 3, 4"
+        ),
+        &[&workspace, &spans, &from, &to, &labels],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let label: i32 = r.try_get(0)?;
+            let agent: Option<uuid::Uuid> = r.try_get(1)?;
+            Ok(OutcomeSum {
+                label: usize::try_from(label).unwrap_or(usize::MAX),
+                agent: agent.and_then(agent_of),
+                status: r.try_get(2)?,
+                failure_reason: r.try_get(3)?,
+                task_count: r.try_get(4)?,
+                run_count: r.try_get(5)?,
+                run_seconds: r.try_get(6)?,
+            })
+        })
+        .collect()
 }
 
 /// Moves the (runtime, quarter, agent, provider, model) rollup by `delta`.

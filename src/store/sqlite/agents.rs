@@ -175,3 +175,21 @@ pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Opti
         .optional()?;
     Ok(status)
 }
+
+pub fn hidden_from(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    viewer: UserId,
+) -> rusqlite::Result<Vec<AgentId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM agent
+         WHERE workspace_id = ?1 AND visibility <> 'workspace'
+           AND (owner_id IS NULL OR owner_id <> ?2)
+         LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![workspace, viewer, crate::store::agents::MAX_HIDDEN],
+        |r| r.get(0),
+    )?;
+    rows.collect()
+}

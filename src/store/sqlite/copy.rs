@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::config::DatabaseConfig;
 use crate::store::copy::{
     add_totals, bad_value, Cell, Database, Destination, Failed, Kind, Source, Step, Table,
-    TableWriter, Totals, DATE_TEXT, HOUR_TEXT, QUARTER_TEXT, TIME_TEXT,
+    TableWriter, Totals, DATE_TEXT, QUARTER_TEXT, TIME_TEXT,
 };
 
 /// Rows per INSERT statement.
@@ -230,14 +230,6 @@ fn cell(table: &Table, column: &str, kind: Kind, value: ValueRef<'_>) -> Result<
                     .map_err(|e| bad(format!("{s:?} is not a day: {e}")))?,
             )
         }
-        Kind::Hour => {
-            let s = text(value)?;
-            Cell::Hour(
-                NaiveDateTime::parse_from_str(&format!("{s}:00:00"), "%Y-%m-%dT%H:%M:%S")
-                    .map_err(|e| bad(format!("{s:?} is not an hour: {e}")))?
-                    .and_utc(),
-            )
-        }
         Kind::Quarter => {
             let s = text(value)?;
             Cell::Quarter(
@@ -259,7 +251,6 @@ impl ToSql for Cell {
             Cell::Id(id) => ToSqlOutput::Owned(Value::Text(id.hyphenated().to_string())),
             Cell::Time(t) => ToSqlOutput::Owned(Value::Text(t.format(TIME_TEXT).to_string())),
             Cell::Date(d) => ToSqlOutput::Owned(Value::Text(d.format(DATE_TEXT).to_string())),
-            Cell::Hour(h) => ToSqlOutput::Owned(Value::Text(h.format(HOUR_TEXT).to_string())),
             Cell::Quarter(q) => ToSqlOutput::Owned(Value::Text(q.format(QUARTER_TEXT).to_string())),
         })
     }

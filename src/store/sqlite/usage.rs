@@ -7,23 +7,21 @@ use crate::domain::{AgentId, RuntimeId, TaskId, Timestamp, UsageId, WorkspaceId}
 use crate::store::usage::*;
 
 /// Takes the task's row lock for the rest of the transaction and returns
-/// the runtime it was dispatched to. The write changes nothing (`error` is
+/// its runtime and agent. The write changes nothing (`error` is
 /// in no index and no trigger): SQLite's write transaction already holds
 /// the whole file; an engine with row locks makes concurrent usage writes
 /// of one task wait here.
-pub fn lock_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Option<TaskPlace>> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE agent_task_queue SET error = error WHERE id = ?1
-             RETURNING runtime_id, agent_id",
-        )?
-        .query_row([task], |r| {
-            let runtime: Option<RuntimeId> = r.get(0)?;
-            let agent: Option<AgentId> = r.get(1)?;
-            Ok(runtime.map(|runtime| TaskPlace { runtime, agent }))
-        })
-        .optional()?
-        .flatten())
+pub fn lock_task(conn: &Connection, task: TaskId) -> rusqlite::Result<Option<TaskKeys>> {
+    conn.prepare_cached(
+        "UPDATE agent_task_queue SET error = error WHERE id = ?1
+         RETURNING runtime_id, agent_id",
+    )?
+    .query_row([task], |r| {
+        let runtime: Option<RuntimeId> = r.get(0)?;
+        let agent: Option<AgentId> = r.get(1)?;
+        Ok((runtime, agent))
+    })
+    .optional()
 }
 
 pub fn stored_task_usage(
@@ -111,46 +109,88 @@ pub fn write_task_usage(
     Ok(())
 }
 
-/// Moves the daily and hourly workspace rollups of `model` by `delta`.
-pub fn add_to_workspace_rollups(
+/// The table and the key columns after the bucket of a block rollup.
+pub(super) fn block_table(which: Blocks) -> (&'static str, &'static [&'static str]) {
+    match which {
+        Blocks::Model => ("usage_block", &["provider", "model"]),
+        Blocks::Agent => (
+            "usage_agent_block",
+            &["runtime_id", "agent_id", "provider", "model"],
+        ),
+    }
+}
+
+/// Moves every block a usage write recorded at `bucket` falls in, in both
+/// block rollups, by `delta`: one upsert of a row per span each.
+pub fn add_to_blocks(
     conn: &Connection,
     workspace: WorkspaceId,
-    model: &str,
+    (runtime, agent): TaskKeys,
     bucket: Timestamp,
-    delta: [i64; 4],
-    new_task: bool,
+    entry: &UsageEntry,
+    delta: &QuarterDelta,
 ) -> rusqlite::Result<()> {
-    let buckets = [
-        ("usage_daily", "date", day_of(bucket)),
-        ("usage_hourly", "hour", hour_of(bucket)),
-    ];
-    for (table, key, value) in buckets {
-        conn.prepare_cached(&format!(
-            "INSERT INTO {table} (workspace_id, {key}, model, input_tokens, output_tokens,
-                 cache_read_tokens, cache_write_tokens, task_count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (workspace_id, {key}, model) DO UPDATE SET
-                 input_tokens = {input},
-                 output_tokens = {output},
-                 cache_read_tokens = {cache_read},
-                 cache_write_tokens = {cache_write},
-                 task_count = {task_count}",
-            input = saturating_add("input_tokens"),
-            output = saturating_add("output_tokens"),
-            cache_read = saturating_add("cache_read_tokens"),
-            cache_write = saturating_add("cache_write_tokens"),
-            task_count = saturating_add("task_count"),
-        ))?
-        .execute(params![
-            workspace,
-            value,
-            model,
-            delta[0],
-            delta[1],
-            delta[2],
-            delta[3],
-            i64::from(new_task)
-        ])?;
+    use rusqlite::types::Value;
+    let nil = uuid::Uuid::nil().to_string();
+    let runtime = runtime.map_or_else(|| nil.clone(), |r| r.to_string());
+    let agent = agent.map_or_else(|| nil.clone(), |a| a.to_string());
+    let columns = QUARTER_COLUMNS;
+    for which in [Blocks::Model, Blocks::Agent] {
+        let (table, keys) = block_table(which);
+        let spans = which.spans();
+        // ?1 workspace, ?2.. the keys, then the deltas, then the buckets
+        let first_delta = 2 + keys.len();
+        let first_bucket = first_delta + columns.len();
+        let rows: Vec<String> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, span)| {
+                let keys: Vec<String> = (0..keys.len()).map(|k| format!("?{}", k + 2)).collect();
+                let counts: Vec<String> = (0..columns.len())
+                    .map(|c| format!("max(0, ?{})", first_delta + c))
+                    .collect();
+                format!(
+                    "(?1, {span}, ?{}, {}, {})",
+                    first_bucket + i,
+                    keys.join(", "),
+                    counts.join(", ")
+                )
+            })
+            .collect();
+        let sets: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(c, column)| {
+                format!(
+                    "{column} = max(0, min({column} + ?{}, 9223372036854775807))",
+                    first_delta + c
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} (workspace_id, span, bucket, {keys}, {columns})
+             VALUES {rows}
+             ON CONFLICT (workspace_id, span, bucket, {keys}) DO UPDATE SET {sets}",
+            keys = keys.join(", "),
+            columns = columns.join(", "),
+            rows = rows.join(", "),
+            sets = sets.join(", "),
+        );
+        let mut params: Vec<Value> = vec![Value::Text(workspace.to_string())];
+        if which == Blocks::Agent {
+            params.push(Value::Text(runtime.clone()));
+            params.push(Value::Text(agent.clone()));
+        }
+        params.push(Value::Text(entry.provider.clone()));
+        params.push(Value::Text(entry.model.clone()));
+        params.extend(delta.values().into_iter().map(Value::Integer));
+        params.extend(
+            block_starts(which, bucket)
+                .iter()
+                .map(|b| Value::Text(b.format("%Y-%m-%dT%H:%M").to_string())),
+        );
+        conn.prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(params))?;
     }
     Ok(())
 }
@@ -197,101 +237,156 @@ pub fn add_to_runtime_rollup(
     Ok(())
 }
 
-/// SQL that adds `excluded.<column>` to a rollup column and keeps the
-/// result within 0..=i64::MAX. SQLite turns an integer sum that leaves 64
-/// bits into a REAL, which a STRICT INTEGER column refuses, so an unclamped
-/// sum would fail every later write of that bucket.
-fn saturating_add(column: &str) -> String {
-    format!("max(0, min({column} + excluded.{column}, 9223372036854775807))")
-}
-
-fn buckets(
+/// Adds up the blocks of each run in SQL, grouped by key; a sum past 64
+/// bits (an error in SQLite) is added up again here, saturating.
+pub fn block_sums(
     conn: &Connection,
-    sql: &str,
+    which: Blocks,
     workspace: WorkspaceId,
-    from: &str,
-    to: &str,
-) -> rusqlite::Result<Vec<Bucket>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params![workspace, from, to], |r| {
-        Ok(Bucket {
-            key: r.get(0)?,
-            model: r.get(1)?,
-            input_tokens: r.get(2)?,
-            output_tokens: r.get(3)?,
-            cache_read_tokens: r.get(4)?,
-            cache_write_tokens: r.get(5)?,
-            task_count: r.get(6)?,
-        })
-    })?;
-    rows.collect()
-}
-
-pub fn daily(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    from: &str,
-    to: &str,
-) -> rusqlite::Result<Vec<Bucket>> {
-    buckets(
-        conn,
-        "SELECT date, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                task_count
-         FROM usage_daily WHERE workspace_id = ?1 AND date BETWEEN ?2 AND ?3",
-        workspace,
-        from,
-        to,
-    )
-}
-
-fn hourly(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    from: &str,
-    to: &str,
-) -> rusqlite::Result<Vec<Bucket>> {
-    buckets(
-        conn,
-        "SELECT hour, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                task_count
-         FROM usage_hourly WHERE workspace_id = ?1 AND hour >= ?2 AND hour < ?3",
-        workspace,
-        from,
-        to,
-    )
-}
-
-/// The hourly rows of the runs' span, added up here by date: SQLite's
-/// `sum()` fails past 64 bits instead of saturating.
-pub fn by_hour_runs(
-    conn: &Connection,
-    workspace: WorkspaceId,
-    runs: &HourRuns,
-) -> rusqlite::Result<Vec<Bucket>> {
-    let keys: Vec<String> = runs.bounds.iter().map(hour_key).collect();
-    let (Some(from), Some(to)) = (keys.first(), keys.last()) else {
-        return Ok(Vec::new());
-    };
-    let mut grouped: std::collections::HashMap<(String, String), Bucket> =
-        std::collections::HashMap::new();
-    for b in hourly(conn, workspace, from, to)? {
-        let Some(date) = runs.date_of(&keys, &b.key) else {
-            continue;
+    runs: &[BlockRun],
+) -> rusqlite::Result<Vec<BlockSum>> {
+    let (table, keys) = block_table(which);
+    let sums: Vec<String> = QUARTER_COLUMNS
+        .iter()
+        .map(|c| format!("sum({c})"))
+        .collect();
+    let grouped = format!(
+        "SELECT {keys}, {sums} FROM {table}
+         WHERE workspace_id = ?1 AND span = ?2 AND bucket >= ?3 AND bucket < ?4
+         GROUP BY {keys}",
+        keys = keys.join(", "),
+        sums = sums.join(", "),
+    );
+    let plain = format!(
+        "SELECT {keys}, {columns} FROM {table}
+         WHERE workspace_id = ?1 AND span = ?2 AND bucket >= ?3 AND bucket < ?4",
+        keys = keys.join(", "),
+        columns = QUARTER_COLUMNS.join(", "),
+    );
+    let key = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
+    let mut out = Vec::new();
+    for run in runs {
+        let args = params![workspace, run.span, key(&run.from), key(&run.to)];
+        let read = |sql: &str| -> rusqlite::Result<Vec<BlockSum>> {
+            let mut stmt = conn.prepare_cached(sql)?;
+            let rows = stmt.query_map(args, |r| block_sum(which, run.label, r))?;
+            rows.collect()
         };
-        let entry = grouped
-            .entry((date.to_string(), b.model.clone()))
-            .or_insert_with(|| Bucket {
-                key: date.to_string(),
-                model: b.model.clone(),
-                input_tokens: 0,
-                output_tokens: 0,
-                cache_read_tokens: 0,
-                cache_write_tokens: 0,
-                task_count: 0,
-            });
-        add_bucket(entry, &b);
+        match read(&grouped) {
+            Ok(rows) => out.extend(rows),
+            Err(rusqlite::Error::SqliteFailure(_, Some(message)))
+                if message.contains("integer overflow") =>
+            {
+                let mut merged: std::collections::HashMap<_, BlockSum> =
+                    std::collections::HashMap::new();
+                for row in read(&plain)? {
+                    let k = (
+                        row.runtime,
+                        row.agent,
+                        row.provider.clone(),
+                        row.model.clone(),
+                    );
+                    match merged.get_mut(&k) {
+                        Some(sum) => {
+                            for (a, b) in sum.counts.iter_mut().zip(row.counts) {
+                                *a = a.saturating_add(b);
+                            }
+                        }
+                        None => {
+                            merged.insert(k, row);
+                        }
+                    }
+                }
+                out.extend(merged.into_values());
+            }
+            Err(e) => return Err(e),
+        }
     }
-    Ok(grouped.into_values().collect())
+    Ok(out)
+}
+
+/// Adds up the outcome blocks of each run in SQL; sums clamp at
+/// i64::MAX (`total()` is a float past 2^53, far beyond task counts and
+/// seconds any workspace reaches).
+pub fn outcome_sums(
+    conn: &Connection,
+    which: Blocks,
+    workspace: WorkspaceId,
+    runs: &[BlockRun],
+) -> rusqlite::Result<Vec<OutcomeSum>> {
+    let (table, agent) = match which {
+        Blocks::Model => ("task_outcome_block", "NULL"),
+        Blocks::Agent => ("task_outcome_agent_block", "agent_id"),
+    };
+    let sql = format!(
+        "SELECT {agent}, status, failure_reason,
+                CAST(min(total(task_count), 9223372036854775807) AS INTEGER),
+                CAST(min(total(run_count), 9223372036854775807) AS INTEGER),
+                CAST(min(total(run_seconds), 9223372036854775807) AS INTEGER)
+         FROM {table}
+         WHERE workspace_id = ?1 AND span = ?2 AND bucket >= ?3 AND bucket < ?4
+         GROUP BY 1, 2, 3"
+    );
+    let key = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut out = Vec::new();
+    for run in runs {
+        let rows = stmt.query_map(
+            params![workspace, run.span, key(&run.from), key(&run.to)],
+            |r| {
+                let agent: Option<String> = r.get(0)?;
+                let agent = agent
+                    .map(|a| uuid::Uuid::parse_str(&a))
+                    .transpose()
+                    .map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            0,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?;
+                Ok(OutcomeSum {
+                    label: run.label,
+                    agent: agent.and_then(agent_of),
+                    status: r.get(1)?,
+                    failure_reason: r.get(2)?,
+                    task_count: r.get(3)?,
+                    run_count: r.get(4)?,
+                    run_seconds: r.get(5)?,
+                })
+            },
+        )?;
+        for row in rows {
+            out.push(row?);
+        }
+    }
+    Ok(out)
+}
+
+/// A row of (keys, counts) as a [`BlockSum`] of `label`.
+fn block_sum(which: Blocks, label: usize, r: &rusqlite::Row<'_>) -> rusqlite::Result<BlockSum> {
+    let uuid = |i: usize| -> rusqlite::Result<uuid::Uuid> {
+        let text: String = r.get(i)?;
+        uuid::Uuid::parse_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
+    };
+    let (runtime, agent, first) = match which {
+        Blocks::Model => (None, None, 0),
+        Blocks::Agent => (runtime_of(uuid(0)?), agent_of(uuid(1)?), 2),
+    };
+    let mut counts = [0i64; 10];
+    for (i, count) in counts.iter_mut().enumerate() {
+        *count = r.get(first + 2 + i)?;
+    }
+    Ok(BlockSum {
+        label,
+        runtime,
+        agent,
+        provider: r.get(first)?,
+        model: r.get(first + 1)?,
+        counts,
+    })
 }
 
 /// Moves the (runtime, quarter, agent, provider, model) rollup by `delta`;

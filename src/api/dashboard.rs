@@ -1,0 +1,318 @@
+//! The workspace dashboard: usage and cost per day, per agent and per
+//! runtime, run time per agent and task outcomes per day, over the last
+//! N local days (`?days=N&tz=Zone`, default 30; see [`LocalDays`]).
+//! Paths and row fields are Multica's where it has the page.
+//!
+//! Members of the workspace only. Agents a member may not see (private
+//! agents of others, for members who are not owners or admins) are folded
+//! into one row whose `agent_id` is `"private"`.
+
+use std::collections::{BTreeMap, HashSet};
+
+use actix_web::{web, HttpResponse};
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::usage::{costed_blocks, stretches, CostedCounts, LocalDays, Sums, WindowQuery};
+use crate::auth::WorkspaceAccess;
+use crate::domain::AgentId;
+use crate::error::ApiError;
+use crate::pricing::PriceBook;
+use crate::store::usage::{self, Blocks};
+use crate::store::{Conn, Store};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/dashboard/usage/daily", web::get().to(usage_daily))
+        .route("/dashboard/usage/by-agent", web::get().to(usage_by_agent))
+        .route(
+            "/dashboard/usage/by-runtime",
+            web::get().to(usage_by_runtime),
+        )
+        .route("/dashboard/agent-runtime", web::get().to(agent_run_time))
+        .route("/dashboard/failures/daily", web::get().to(failures_daily));
+}
+
+/// The agents whose rows the caller sees folded (none for owners and
+/// admins).
+fn hidden(conn: &Conn<'_>, access: &WorkspaceAccess) -> Result<HashSet<AgentId>, ApiError> {
+    if access.role.is_manager() {
+        return Ok(HashSet::new());
+    }
+    Ok(
+        crate::store::agents::hidden_from(conn, access.workspace_id, access.user_id)?
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// An agent as a row shows it: its id, `null` for tasks without one, or
+/// `"private"`.
+fn agent_value(agent: Option<AgentId>, hidden: &HashSet<AgentId>) -> Value {
+    match agent {
+        Some(id) if hidden.contains(&id) => json!("private"),
+        Some(id) => json!(id),
+        None => Value::Null,
+    }
+}
+
+/// The workspace's priced usage blocks over the query's window, and the
+/// agents the caller may not see.
+async fn priced(
+    db: &Store,
+    access: WorkspaceAccess,
+    which: Blocks,
+    query: &WindowQuery,
+    per_day: bool,
+) -> Result<(Vec<super::usage::CostedSum>, HashSet<AgentId>), ApiError> {
+    let days = LocalDays::of(query, 30)?;
+    db.read(move |conn| -> Result<_, ApiError> {
+        let prices = PriceBook::new(crate::store::pricing::overrides(conn, access.workspace_id)?);
+        let rows = costed_blocks(conn, which, access.workspace_id, &days, per_day, &prices)?;
+        let hidden = match which {
+            Blocks::Agent => hidden(conn, &access)?,
+            Blocks::Model => HashSet::new(),
+        };
+        Ok((rows, hidden))
+    })
+    .await
+}
+
+#[derive(Serialize)]
+struct UsageDailyRow {
+    date: String,
+    provider: String,
+    model: String,
+    #[serde(flatten)]
+    counts: CostedCounts,
+}
+
+/// `GET /api/dashboard/usage/daily`: per local date, provider and model,
+/// newest date first.
+async fn usage_daily(
+    db: web::Data<Store>,
+    access: WorkspaceAccess,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, _) = priced(&db, access, Blocks::Model, &query, true).await?;
+    let mut grouped: BTreeMap<(NaiveDate, String, String), Sums> = BTreeMap::new();
+    for row in rows {
+        let Some(date) = row.date else { continue };
+        grouped
+            .entry((date, row.sum.provider, row.sum.model))
+            .or_default()
+            .merge(&row.costed);
+    }
+    let mut out: Vec<UsageDailyRow> = grouped
+        .into_iter()
+        .map(|((date, provider, model), sums)| UsageDailyRow {
+            date: date.format("%Y-%m-%d").to_string(),
+            provider,
+            model,
+            counts: sums.costed(),
+        })
+        .collect();
+    out.sort_by(|a, b| b.date.cmp(&a.date));
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Serialize)]
+struct UsageByAgentRow {
+    /// The agent's id, `null` for tasks without one, `"private"` for the
+    /// agents the caller may not see (one row per provider and model).
+    agent_id: Value,
+    provider: String,
+    model: String,
+    #[serde(flatten)]
+    counts: CostedCounts,
+}
+
+/// `GET /api/dashboard/usage/by-agent`: per agent, provider and model,
+/// costliest first.
+async fn usage_by_agent(
+    db: web::Data<Store>,
+    access: WorkspaceAccess,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, hidden) = priced(&db, access, Blocks::Agent, &query, false).await?;
+    let mut grouped: BTreeMap<(String, String, String), (Value, Sums)> = BTreeMap::new();
+    for row in rows {
+        let agent = agent_value(row.sum.agent, &hidden);
+        grouped
+            .entry((agent.to_string(), row.sum.provider, row.sum.model))
+            .or_insert_with(|| (agent, Sums::default()))
+            .1
+            .merge(&row.costed);
+    }
+    let mut out: Vec<UsageByAgentRow> = grouped
+        .into_iter()
+        .map(|((_, provider, model), (agent_id, sums))| UsageByAgentRow {
+            agent_id,
+            provider,
+            model,
+            counts: sums.costed(),
+        })
+        .collect();
+    out.sort_by(|a, b| b.counts.cost_usd.total_cmp(&a.counts.cost_usd));
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Serialize)]
+struct UsageByRuntimeRow {
+    /// The runtime's id (it may have been deleted since), `null` for
+    /// tasks that never reached one.
+    runtime_id: Value,
+    provider: String,
+    model: String,
+    #[serde(flatten)]
+    counts: CostedCounts,
+}
+
+/// `GET /api/dashboard/usage/by-runtime`: per runtime, provider and model,
+/// costliest first. Runtimes are visible to every member.
+async fn usage_by_runtime(
+    db: web::Data<Store>,
+    access: WorkspaceAccess,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, _) = priced(&db, access, Blocks::Agent, &query, false).await?;
+    let mut grouped: BTreeMap<(Option<String>, String, String), Sums> = BTreeMap::new();
+    for row in rows {
+        grouped
+            .entry((
+                row.sum.runtime.map(|r| r.to_string()),
+                row.sum.provider,
+                row.sum.model,
+            ))
+            .or_default()
+            .merge(&row.costed);
+    }
+    let mut out: Vec<UsageByRuntimeRow> = grouped
+        .into_iter()
+        .map(|((runtime, provider, model), sums)| UsageByRuntimeRow {
+            runtime_id: runtime.map_or(Value::Null, Value::String),
+            provider,
+            model,
+            counts: sums.costed(),
+        })
+        .collect();
+    out.sort_by(|a, b| b.counts.cost_usd.total_cmp(&a.counts.cost_usd));
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// How the workspace's tasks ended over the query's window, per label of
+/// [`stretches`] (`per_day`) and the caller's hidden agents.
+async fn outcomes(
+    db: &Store,
+    access: WorkspaceAccess,
+    which: Blocks,
+    query: &WindowQuery,
+    per_day: bool,
+) -> Result<
+    (
+        Vec<(Option<NaiveDate>, usage::OutcomeSum)>,
+        HashSet<AgentId>,
+    ),
+    ApiError,
+> {
+    let days = LocalDays::of(query, 30)?;
+    db.read(move |conn| -> Result<_, ApiError> {
+        let (runs, bounds) = stretches(which, &days, per_day, &[]);
+        let rows = usage::outcome_sums(conn, which, access.workspace_id, &runs)?;
+        let hidden = match which {
+            Blocks::Agent => hidden(conn, &access)?,
+            Blocks::Model => HashSet::new(),
+        };
+        let dated = rows
+            .into_iter()
+            .filter_map(|row| {
+                let from = *bounds.get(row.label)?;
+                Some((per_day.then(|| days.date_of(from)), row))
+            })
+            .collect();
+        Ok((dated, hidden))
+    })
+    .await
+}
+
+#[derive(Serialize, Default)]
+struct AgentRunTimeRow {
+    agent_id: Value,
+    total_seconds: i64,
+    task_count: i64,
+    failed_count: i64,
+    cancelled_count: i64,
+}
+
+/// `GET /api/dashboard/agent-runtime`: per agent, the tasks that started
+/// and then completed, failed or were cancelled in the window (by when
+/// they ended), with their run time; longest first.
+async fn agent_run_time(
+    db: web::Data<Store>,
+    access: WorkspaceAccess,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, hidden) = outcomes(&db, access, Blocks::Agent, &query, false).await?;
+    let mut grouped: BTreeMap<String, AgentRunTimeRow> = BTreeMap::new();
+    for (_, row) in rows {
+        let agent = agent_value(row.agent, &hidden);
+        let entry = grouped
+            .entry(agent.to_string())
+            .or_insert_with(|| AgentRunTimeRow {
+                agent_id: agent,
+                ..Default::default()
+            });
+        let add = |a: &mut i64, b: i64| *a = a.saturating_add(b);
+        add(&mut entry.total_seconds, row.run_seconds);
+        add(&mut entry.task_count, row.run_count);
+        match row.status.as_str() {
+            "failed" => add(&mut entry.failed_count, row.run_count),
+            "cancelled" => add(&mut entry.cancelled_count, row.run_count),
+            _ => {}
+        }
+    }
+    let mut out: Vec<AgentRunTimeRow> =
+        grouped.into_values().filter(|r| r.task_count > 0).collect();
+    out.sort_by_key(|r| std::cmp::Reverse(r.total_seconds));
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Serialize)]
+struct FailureDailyRow {
+    date: String,
+    /// '' for the tasks that completed (the denominator of an error
+    /// rate); else why they failed ('unclassified' when nothing said).
+    failure_reason: String,
+    task_count: i64,
+}
+
+/// `GET /api/dashboard/failures/daily`: per local date (of when they
+/// ended), the tasks that completed and those that failed, by
+/// `failure_reason`; newest date first.
+async fn failures_daily(
+    db: web::Data<Store>,
+    access: WorkspaceAccess,
+    query: web::Query<WindowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (rows, _) = outcomes(&db, access, Blocks::Model, &query, true).await?;
+    let mut grouped: BTreeMap<(std::cmp::Reverse<NaiveDate>, String), i64> = BTreeMap::new();
+    for (date, row) in rows {
+        let Some(date) = date else { continue };
+        if row.status == "cancelled" {
+            continue;
+        }
+        let count = grouped
+            .entry((std::cmp::Reverse(date), row.failure_reason))
+            .or_default();
+        *count = count.saturating_add(row.task_count);
+    }
+    let out: Vec<FailureDailyRow> = grouped
+        .into_iter()
+        .map(|((date, failure_reason), task_count)| FailureDailyRow {
+            date: date.0.format("%Y-%m-%d").to_string(),
+            failure_reason,
+            task_count,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(out))
+}

@@ -1,0 +1,595 @@
+//! What usage cost, where and when (issue: prices, budgets and usage by
+//! runtime, agent, provider and model in any time zone): the workspace
+//! usage pages and the dashboard routes, against hand-computed figures.
+
+mod common;
+
+use agenthub::domain::{TaskId, Timestamp, WorkspaceId};
+use agenthub::store::seed::{backdate_task, TaskClock};
+use agenthub::store::usage::{upsert_task_usage_with_cost, UsageEntry};
+use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use common::{spawn_app, TestApp, TestUser};
+use serde_json::{json, Value};
+
+/// The UTC date `days_ago` days before today.
+fn date(days_ago: u64) -> String {
+    (Utc::now().date_naive() - Days::new(days_ago))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// Records `input`/`output` tokens of `provider`/`model` for `task` at
+/// `at`, with the provider's own cost when given (1e-10 USD).
+fn record(
+    app: &TestApp,
+    (task, ws): (&str, &str),
+    (provider, model): (&str, &str),
+    (input, output): (i64, i64),
+    cost: Option<i64>,
+    at: DateTime<Utc>,
+) {
+    let (task, ws): (TaskId, WorkspaceId) = (task.parse().unwrap(), ws.parse().unwrap());
+    let entry = UsageEntry {
+        provider: provider.into(),
+        model: model.into(),
+        input_tokens: input,
+        output_tokens: output,
+        ..Default::default()
+    };
+    let at = Timestamp::from_utc(at);
+    app.db
+        .write_blocking(move |tx| upsert_task_usage_with_cost(tx, task, ws, &entry, cost, at))
+        .unwrap();
+}
+
+/// Alice's workspace with a runtime, an agent and a task.
+async fn workspace(app: &TestApp) -> (TestUser, String, String, String, String) {
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    let agent = app
+        .agent(&alice.token, &ws, &rt, json!({"max_concurrent_tasks": 50}))
+        .await;
+    let task = app.task(&alice.token, &agent, "t", 0).await;
+    (alice, ws, rt, agent, task)
+}
+
+/// GET `path` (with `workspace_id`) as `token`: 200 and its rows.
+async fn rows(app: &TestApp, token: &str, ws: &str, path: &str) -> Vec<Value> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let r = app
+        .get(&format!("{path}{sep}workspace_id={ws}"), token)
+        .await;
+    assert_eq!(r.status, 200, "{path}: {:?}", r.body);
+    r.body.as_array().expect("a list").clone()
+}
+
+/// The (date, model, input tokens) of daily rows whose model starts with
+/// `prefix`.
+fn days_of(rows: &[Value], prefix: &str) -> Vec<(String, String, i64)> {
+    rows.iter()
+        .filter(|r| r["model"].as_str().unwrap().starts_with(prefix))
+        .map(|r| {
+            let input = r
+                .get("total_input_tokens")
+                .or_else(|| r.get("input_tokens"))
+                .and_then(Value::as_i64)
+                .unwrap();
+            (
+                r["date"].as_str().unwrap().to_string(),
+                r["model"].as_str().unwrap().to_string(),
+                input,
+            )
+        })
+        .collect()
+}
+
+/// When `date` starts in `tz`.
+fn midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+    tz.from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
+        .earliest()
+        .expect("a zone whose midnight exists")
+        .with_timezone(&Utc)
+}
+
+#[actix_web::test]
+async fn a_minute_either_side_of_local_midnight_lands_on_its_own_day_in_every_zone_class() {
+    let app = spawn_app().await;
+    let (alice, ws, _rt, _agent, task) = workspace(&app).await;
+    // west, east, and offsets of :30 and :45
+    let zones = [
+        ("west", "America/Los_Angeles"),
+        ("east", "Asia/Tokyo"),
+        ("half", "Asia/Kolkata"),
+        ("quarter", "Asia/Kathmandu"),
+        ("eucla", "Australia/Eucla"),
+    ];
+    let mut expected = Vec::new();
+    for (name, zone) in zones {
+        let tz: Tz = zone.parse().unwrap();
+        // yesterday (local) starts: a minute before is the day before
+        let yesterday = Utc::now().with_timezone(&tz).date_naive() - Days::new(1);
+        let start = midnight(tz, yesterday);
+        let minute = chrono::Duration::minutes(1);
+        let (before, after) = (format!("{name}-before"), format!("{name}-after"));
+        record(
+            &app,
+            (&task, &ws),
+            ("p", &before),
+            (3, 0),
+            None,
+            start - minute,
+        );
+        record(
+            &app,
+            (&task, &ws),
+            ("p", &after),
+            (5, 0),
+            None,
+            start + minute,
+        );
+        let day_before = (yesterday - Days::new(1)).format("%Y-%m-%d").to_string();
+        expected.push((
+            zone,
+            name,
+            yesterday.format("%Y-%m-%d").to_string(),
+            day_before,
+        ));
+    }
+    for (zone, name, yesterday, day_before) in expected {
+        let want = vec![
+            (yesterday.clone(), format!("{name}-after"), 5),
+            (day_before.clone(), format!("{name}-before"), 3),
+        ];
+        for page in ["/api/usage/daily", "/api/dashboard/usage/daily"] {
+            let got = rows(&app, &alice.token, &ws, &format!("{page}?days=7&tz={zone}")).await;
+            assert_eq!(days_of(&got, name), want, "{page} in {zone}");
+        }
+        // the summary of the last local day holds only what came after
+        let got = rows(
+            &app,
+            &alice.token,
+            &ws,
+            &format!("/api/usage/summary?days=2&tz={zone}"),
+        )
+        .await;
+        let models: Vec<&str> = got
+            .iter()
+            .filter_map(|r| r["model"].as_str())
+            .filter(|m| m.starts_with(name))
+            .collect();
+        assert_eq!(models, [format!("{name}-after")], "summary in {zone}");
+    }
+}
+
+#[actix_web::test]
+async fn a_day_of_a_dst_change_has_its_own_length() {
+    let app = spawn_app().await;
+    let (alice, ws, _rt, _agent, task) = workspace(&app).await;
+    let tz: Tz = "America/New_York".parse().unwrap();
+    // the latest day in the past year whose length is not 24 hours
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let (day, length) = (1..364)
+        .map(|back| today - Days::new(back))
+        .map(|d| (d, midnight(tz, d + Days::new(1)) - midnight(tz, d)))
+        .find(|(_, length)| length.num_hours() != 24)
+        .expect("a DST change within a year");
+    let (start, end) = (midnight(tz, day), midnight(tz, day + Days::new(1)));
+    let half_hour = chrono::Duration::minutes(30);
+    // (a task's usage of one provider and model is one running total:
+    // three providers make three rows)
+    record(
+        &app,
+        (&task, &ws),
+        ("p1", "dst"),
+        (1, 0),
+        None,
+        start + half_hour,
+    );
+    // half an hour before the day ends: 22.5 or 24.5 hours after it began
+    record(
+        &app,
+        (&task, &ws),
+        ("p2", "dst"),
+        (10, 0),
+        None,
+        end - half_hour,
+    );
+    record(&app, (&task, &ws), ("p3", "dst"), (100, 0), None, end);
+    let got = rows(
+        &app,
+        &alice.token,
+        &ws,
+        "/api/usage/daily?days=365&tz=America/New_York",
+    )
+    .await;
+    let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+    assert_eq!(
+        days_of(&got, "dst"),
+        [
+            (fmt(day + Days::new(1)), "dst".to_string(), 100),
+            (fmt(day), "dst".to_string(), 11),
+        ],
+        "{day} lasts {} hours",
+        length.num_hours()
+    );
+}
+
+#[actix_web::test]
+async fn an_override_prices_usage_from_its_day_on_and_a_reported_cost_wins() {
+    let app = spawn_app().await;
+    let (alice, ws, _rt, agent, task) = workspace(&app).await;
+    let noon = |days_ago: u64| {
+        (Utc::now().date_naive() - Days::new(days_ago))
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc()
+    };
+    // a million input tokens of Claude Sonnet (built in at $3) five days
+    // ago and yesterday; one more yesterday whose cost the provider said
+    let sonnet = ("anthropic", "claude-sonnet-4-5");
+    record(&app, (&task, &ws), sonnet, (1_000_000, 0), None, noon(5));
+    let later = app.task(&alice.token, &agent, "later", 0).await;
+    record(&app, (&later, &ws), sonnet, (1_000_000, 0), None, noon(1));
+    let other = app.task(&alice.token, &agent, "other", 0).await;
+    record(
+        &app,
+        (&other, &ws),
+        sonnet,
+        (1_000_000, 0),
+        Some(2_500_000_000),
+        noon(1),
+    );
+    // and a model nobody prices
+    record(
+        &app,
+        (&task, &ws),
+        ("lab", "homebrew-7b"),
+        (1200, 300),
+        None,
+        noon(1),
+    );
+    // from two days ago, $1 per million input tokens
+    let r = app
+        .put(
+            &format!("/api/pricing/overrides?workspace_id={ws}"),
+            &alice.token,
+            json!({"provider": "anthropic", "model": "claude-sonnet-4-5",
+                   "effective_from": date(2), "input_usd_per_mtok": 1.0,
+                   "output_usd_per_mtok": 5.0, "cache_read_usd_per_mtok": 0.1,
+                   "cache_write_usd_per_mtok": 1.25}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+
+    for tz in ["", "&tz=Asia/Kolkata"] {
+        let daily = rows(
+            &app,
+            &alice.token,
+            &ws,
+            &format!("/api/dashboard/usage/daily?days=7{tz}"),
+        )
+        .await;
+        let cost = |day: u64, model: &str| -> Vec<(f64, i64)> {
+            daily
+                .iter()
+                .filter(|r| r["date"] == date(day) && r["model"] == model)
+                .map(|r| {
+                    (
+                        r["cost_usd"].as_f64().unwrap(),
+                        r["uncosted_tokens"].as_i64().unwrap(),
+                    )
+                })
+                .collect()
+        };
+        // $3 before the override; $1 after it, plus the $0.25 reported
+        assert_eq!(cost(5, "claude-sonnet-4-5"), [(3.0, 0)], "{tz}");
+        assert_eq!(cost(1, "claude-sonnet-4-5"), [(1.25, 0)], "{tz}");
+        assert_eq!(cost(1, "homebrew-7b"), [(0.0, 1500)], "{tz}");
+
+        let summary = rows(
+            &app,
+            &alice.token,
+            &ws,
+            &format!("/api/usage/summary?days=7{tz}"),
+        )
+        .await;
+        let of = |model: &str| {
+            summary
+                .iter()
+                .find(|r| r["model"] == model)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(of("claude-sonnet-4-5")["cost_usd"], 4.25);
+        assert_eq!(of("claude-sonnet-4-5")["priced"], true);
+        assert_eq!(of("homebrew-7b")["priced"], false);
+        assert_eq!(of("homebrew-7b")["uncosted_tokens"], 1500);
+        assert_eq!(of("homebrew-7b")["cost_usd"], 0.0);
+
+        // the whole window per agent and per runtime adds up the same
+        for page in [
+            "/api/dashboard/usage/by-agent",
+            "/api/dashboard/usage/by-runtime",
+        ] {
+            let got = rows(&app, &alice.token, &ws, &format!("{page}?days=7{tz}")).await;
+            let sonnet: Vec<f64> = got
+                .iter()
+                .filter(|r| r["model"] == "claude-sonnet-4-5")
+                .map(|r| r["cost_usd"].as_f64().unwrap())
+                .collect();
+            assert_eq!(sonnet, [4.25], "{page}{tz}");
+            assert_eq!(got[0]["model"], "claude-sonnet-4-5", "costliest first");
+            assert_eq!(got[0]["input_tokens"], 3_000_000);
+            assert_eq!(got[0]["cost_usd_ticks"], 2_500_000_000i64);
+            assert_eq!(got[0]["uncosted_input_tokens"], 2_000_000);
+            assert_eq!(got[0]["task_count"], 3);
+        }
+    }
+    // the window starts where it says: two days back holds only yesterday
+    let summary = rows(&app, &alice.token, &ws, "/api/usage/summary?days=2").await;
+    let sonnet = summary
+        .iter()
+        .find(|r| r["model"] == "claude-sonnet-4-5")
+        .unwrap();
+    assert_eq!(sonnet["total_input_tokens"], 2_000_000);
+    assert_eq!(sonnet["cost_usd"], 1.25);
+}
+
+#[actix_web::test]
+async fn private_agents_fold_into_one_row_for_members_who_may_not_see_them() {
+    let app = spawn_app().await;
+    let (alice, ws, rt, _, _) = workspace(&app).await;
+    let shared = app
+        .agent(&alice.token, &ws, &rt, json!({"visibility": "workspace"}))
+        .await;
+    let task = app.task(&alice.token, &shared, "shared", 0).await;
+    let bob = app.add_user(
+        "bob@example.com",
+        Some((&ws, agenthub::domain::Role::Member)),
+    );
+    let secret = app
+        .agent(&alice.token, &ws, &rt, json!({"visibility": "private"}))
+        .await;
+    let hidden_task = app.task(&alice.token, &secret, "secret", 0).await;
+    let now = Utc::now() - chrono::Duration::minutes(5);
+    record(&app, (&task, &ws), ("p", "m"), (10, 0), None, now);
+    record(&app, (&hidden_task, &ws), ("p", "m"), (20, 0), None, now);
+    record(&app, (&hidden_task, &ws), ("p", "n"), (40, 0), None, now);
+    // both tasks run and end (with the first task of the workspace
+    // claimed too)
+    for _ in 0..3 {
+        let r = app.claim(&alice.token, &rt).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    for t in [&task, &hidden_task] {
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{t}/start"),
+                &alice.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{t}/complete"),
+                &alice.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let agents = |rows: &[Value]| -> Vec<(String, String, i64)> {
+        let mut out: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r["agent_id"].as_str().unwrap().to_string(),
+                    r["model"].as_str().unwrap_or("").to_string(),
+                    r["input_tokens"]
+                        .as_i64()
+                        .or(r["task_count"].as_i64())
+                        .unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let by_agent = "/api/dashboard/usage/by-agent";
+    let mut for_bob = vec![
+        ("private".to_string(), "m".to_string(), 20),
+        ("private".to_string(), "n".to_string(), 40),
+        (shared.clone(), "m".to_string(), 10),
+    ];
+    for_bob.sort();
+    assert_eq!(
+        agents(&rows(&app, &bob.token, &ws, by_agent).await),
+        for_bob
+    );
+    let mut for_alice = vec![
+        (secret.clone(), "m".to_string(), 20),
+        (secret.clone(), "n".to_string(), 40),
+        (shared.clone(), "m".to_string(), 10),
+    ];
+    for_alice.sort();
+    assert_eq!(
+        agents(&rows(&app, &alice.token, &ws, by_agent).await),
+        for_alice
+    );
+
+    let run_time = "/api/dashboard/agent-runtime";
+    let mut for_bob = vec![
+        ("private".to_string(), String::new(), 1),
+        (shared.clone(), String::new(), 1),
+    ];
+    for_bob.sort();
+    assert_eq!(
+        agents(&rows(&app, &bob.token, &ws, run_time).await),
+        for_bob
+    );
+    let mut for_alice = vec![
+        (secret.clone(), String::new(), 1),
+        (shared.clone(), String::new(), 1),
+    ];
+    for_alice.sort();
+    assert_eq!(
+        agents(&rows(&app, &alice.token, &ws, run_time).await),
+        for_alice
+    );
+
+    // nobody outside the workspace reads it, or learns it exists
+    let (mallory, _) = app.init_user("mallory@example.com");
+    let r = app
+        .get(&format!("{by_agent}?workspace_id={ws}"), &mallory.token)
+        .await;
+    assert_eq!((r.status, r.error()), (404, "workspace not found"));
+}
+
+#[actix_web::test]
+async fn run_time_and_failures_count_how_tasks_ended() {
+    let app = spawn_app().await;
+    let (alice, ws, rt, agent, done) = workspace(&app).await;
+    let failed = app.task(&alice.token, &agent, "fails", 0).await;
+    let never_started = app.task(&alice.token, &agent, "fails early", 0).await;
+    for _ in 0..3 {
+        let r = app.claim(&alice.token, &rt).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    for (task, ran) in [(&done, 90), (&failed, 30)] {
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/start"),
+                &alice.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let id: TaskId = task.parse().unwrap();
+        let at = Timestamp::from_utc(Utc::now() - chrono::Duration::seconds(ran));
+        app.arrange(move |tx| backdate_task(tx, id, TaskClock::Started, at));
+    }
+    let end = |task: &str, how: &str, body: Value| {
+        let (app, token) = (&app, alice.token.clone());
+        let path = format!("/api/daemon/tasks/{task}/{how}");
+        async move {
+            let r = app.post(&path, &token, body).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    };
+    end(&done, "complete", json!({})).await;
+    end(
+        &failed,
+        "fail",
+        json!({"error": "quota", "failure_reason": "agent_error.provider_quota_limit"}),
+    )
+    .await;
+    end(&never_started, "fail", json!({"error": "no binary"})).await;
+    let cancelled = app.task(&alice.token, &agent, "cancelled", 0).await;
+    let r = app
+        .post(
+            &format!("/api/tasks/{cancelled}/cancel"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // only tasks that started have a run time: 90 s + 30 s
+    let got = rows(&app, &alice.token, &ws, "/api/dashboard/agent-runtime").await;
+    assert_eq!(
+        got,
+        [
+            json!({"agent_id": agent, "total_seconds": 120, "task_count": 2,
+                "failed_count": 1, "cancelled_count": 0})
+        ]
+    );
+    // every completed or failed task by its day and reason; '' completed
+    let got = rows(&app, &alice.token, &ws, "/api/dashboard/failures/daily").await;
+    let today = date(0);
+    assert_eq!(
+        got,
+        [
+            json!({"date": today, "failure_reason": "", "task_count": 1}),
+            json!({"date": today, "failure_reason": "agent_error", "task_count": 1}),
+            json!({"date": today, "failure_reason": "agent_error.provider_quota_limit", "task_count": 1}),
+        ]
+    );
+    // a task ends once: ending it again changes nothing
+    let r = app
+        .post(
+            &format!("/api/daemon/tasks/{done}/complete"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 409, "{:?}", r.body);
+    let again = rows(&app, &alice.token, &ws, "/api/dashboard/failures/daily").await;
+    assert_eq!(again, got);
+}
+
+#[actix_web::test]
+async fn past_totals_survive_deleting_the_runtime_and_bad_zones_are_refused() {
+    let app = spawn_app().await;
+    let (alice, ws, rt, agent, task) = workspace(&app).await;
+    let r = app.claim(&alice.token, &rt).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let at = Utc::now() - chrono::Duration::minutes(5);
+    record(
+        &app,
+        (&task, &ws),
+        ("anthropic", "claude-sonnet-4-5"),
+        (1_000_000, 0),
+        None,
+        at,
+    );
+    let pages = [
+        "/api/usage/daily",
+        "/api/usage/summary",
+        "/api/dashboard/usage/daily",
+        "/api/dashboard/usage/by-agent",
+        "/api/dashboard/usage/by-runtime",
+        "/api/dashboard/agent-runtime",
+        "/api/dashboard/failures/daily",
+    ];
+    let mut before = Vec::new();
+    for page in pages {
+        before.push(rows(&app, &alice.token, &ws, page).await);
+    }
+    assert_eq!(before[4][0]["runtime_id"], rt.as_str());
+    assert_eq!(before[4][0]["cost_usd"], 3.0);
+    let r = app
+        .post(
+            &format!("/api/agents/{agent}/archive"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .delete(&format!("/api/runtimes/{rt}"), &alice.token)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for (page, was) in pages.iter().zip(&before) {
+        assert_eq!(&rows(&app, &alice.token, &ws, page).await, was, "{page}");
+    }
+    for page in pages {
+        let r = app
+            .get(
+                &format!("{page}?workspace_id={ws}&tz=Mars/Olympus"),
+                &alice.token,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error()),
+            (400, "unknown time zone \"Mars/Olympus\""),
+            "{page}"
+        );
+        // days outside 1..365 fall back to 30
+        let r = app
+            .get(&format!("{page}?workspace_id={ws}&days=0"), &alice.token)
+            .await;
+        assert_eq!(r.status, 200, "{page}");
+    }
+}
