@@ -1,7 +1,8 @@
 //! Usage pages at a year of a 50-person team's data.
 //!
 //! `cargo bench --bench usage` generates (USAGE_BENCH_ROWS, default
-//! 1,000,000) task_usage rows over a year, 24 models and 200 runtimes,
+//! 1,000,000) task_usage rows over a year, 24 priced models, 200 runtimes
+//! and 400 agents (two per runtime, each running three of the models),
 //! written through the real write path (`upsert_task_usage`, which keeps
 //! the rollups), plus a year of daily reports for every runtime; then
 //! measures the usage routes over HTTP on 127.0.0.1 against the real app.
@@ -23,8 +24,10 @@ use rand::{Rng, SeedableRng};
 
 const PEOPLE: usize = 50;
 const RUNTIMES: usize = 200;
+const AGENTS_PER_RUNTIME: usize = 2;
 const MODELS: usize = 24;
-const ITERATIONS: usize = 200;
+const MODELS_PER_AGENT: usize = 3;
+const ITERATIONS: usize = 100;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
@@ -35,8 +38,18 @@ fn main() {
     actix_web::rt::System::new().block_on(run(rows));
 }
 
-fn model(i: usize) -> String {
-    format!("model-{i:02}")
+/// The `i`th of the models the team runs: the built-in price table's,
+/// so every page prices what it reads.
+fn model(i: usize) -> (String, String) {
+    let mut listed: Vec<(String, String)> = agenthub::pricing::builtin()
+        .into_iter()
+        .map(|r| (r.provider, r.model))
+        .collect();
+    listed.dedup();
+    listed
+        .get(i)
+        .cloned()
+        .unwrap_or_else(|| ("lab".to_string(), format!("model-{i:02}")))
 }
 
 async fn run(rows: usize) {
@@ -55,28 +68,30 @@ async fn run(rows: usize) {
     let reuse = std::env::var("USAGE_REUSE").is_ok_and(|v| v == "1") && url.is_some();
     let started = Instant::now();
     let now = chrono::Utc::now();
-    let (ws, token, runtime) = if reuse {
+    let (ws, token, runtime, task) = if reuse {
         // the data of an earlier run, measured again on a quieter machine
         let token = admin::create_token(&state.db, "lead@example.com", Some("bench"))
             .expect("token")
             .token;
-        let (ws, runtime) = off_executor(|| {
+        let (ws, runtime, task) = off_executor(|| {
             let mut client =
                 postgres::Client::connect(url.as_deref().unwrap_or_default(), postgres::NoTls)
                     .expect("connect");
             let row = client
                 .query_one(
-                    "SELECT (SELECT id FROM workspace), (SELECT id FROM agent_runtime ORDER BY id LIMIT 1 OFFSET 7)",
+                    "SELECT (SELECT id FROM workspace), (SELECT id FROM agent_runtime ORDER BY id LIMIT 1 OFFSET 7),
+                            (SELECT task_id FROM task_usage ORDER BY task_id LIMIT 1)",
                     &[],
                 )
                 .expect("an earlier run's data");
-            let ids: (uuid::Uuid, uuid::Uuid) = (row.get(0), row.get(1));
+            let ids: (uuid::Uuid, uuid::Uuid, uuid::Uuid) = (row.get(0), row.get(1), row.get(2));
             ids
         });
         (
             agenthub::domain::WorkspaceId::from_uuid(ws),
             token,
             RuntimeId::from_uuid(runtime),
+            TaskId::from_uuid(task),
         )
     } else {
         generate(&state, rows, now).await
@@ -94,12 +109,13 @@ async fn run(rows: usize) {
     });
     let (counts, size) = off_executor(|| (raw.counts(), raw.size(&file)));
     println!(
-        "{} generated in {:.0} s: {} task_usage rows, {} tasks, {} runtimes, {} models, {} people; rollups {} daily + {} hourly rows; runtime_usage {} rows; database {:.0} MiB",
+        "{} generated in {:.0} s: {} task_usage rows, {} tasks, {} runtimes, {} agents, {} models, {} people; rollups {} usage_block + {} usage_agent_block rows; runtime_usage {} rows; database {:.0} MiB",
         if url.is_some() { "PostgreSQL" } else { "SQLite" },
         started.elapsed().as_secs_f64(),
         counts[0],
         counts[1],
         RUNTIMES,
+        RUNTIMES * AGENTS_PER_RUNTIME,
         MODELS,
         PEOPLE,
         counts[2],
@@ -111,15 +127,27 @@ async fn run(rows: usize) {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(60))
         .finish();
-    let routes = [
-        format!("/api/usage/daily?days=365&workspace_id={ws}"),
-        format!("/api/usage/summary?days=30&workspace_id={ws}"),
-        format!("/api/runtimes/{runtime}/usage?days=365"),
-        format!("/api/usage/daily?days=30&workspace_id={ws}&tz=America/Los_Angeles"),
-        format!("/api/runtimes/{runtime}/usage/by-agent?days=30"),
-        format!("/api/runtimes/{runtime}/usage/by-agent?days=30&tz=Asia/Kolkata"),
-        format!("/api/runtimes/{runtime}/usage/by-agent?days=365&tz=Asia/Kolkata"),
-    ];
+    let mut routes = Vec::new();
+    for days in [30, 365] {
+        for tz in ["", "&tz=Asia/Kolkata"] {
+            let w = format!("days={days}{tz}&workspace_id={ws}");
+            let r = format!("days={days}{tz}");
+            routes.extend([
+                format!("/api/usage/daily?{w}"),
+                format!("/api/usage/summary?{w}"),
+                format!("/api/dashboard/usage/daily?{w}"),
+                format!("/api/dashboard/usage/by-agent?{w}"),
+                format!("/api/dashboard/usage/by-runtime?{w}"),
+                format!("/api/dashboard/agent-runtime?{w}"),
+                format!("/api/dashboard/failures/daily?{w}"),
+                format!("/api/runtimes/{runtime}/usage?{r}"),
+                format!("/api/runtimes/{runtime}/usage/by-agent?{r}"),
+                format!("/api/runtimes/{runtime}/usage/by-hour?{r}"),
+            ]);
+        }
+    }
+    routes.push(format!("/api/runtimes/{runtime}/activity?tz=Asia/Kolkata"));
+    routes.push(format!("/api/tasks/{task}/usage"));
     for route in routes {
         let mut times = Vec::with_capacity(ITERATIONS);
         let mut bytes = 0;
@@ -144,20 +172,22 @@ async fn run(rows: usize) {
         );
     }
 
-    // what the daily page would cost without the rollup
-    let since = Timestamp::from_utc(now - chrono::Duration::days(365));
-    let mut times = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        let n = off_executor(|| raw.aggregate(ws, since));
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-        assert!(n > 0);
+    // what the daily page would cost without the rollups
+    for days in [30, 365] {
+        let since = Timestamp::from_utc(now - chrono::Duration::days(days));
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let n = off_executor(|| raw.aggregate(ws, since));
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(n > 0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "raw aggregation over task_usage for {days} days (SQL only, no HTTP): median {:.1} ms",
+            times[2]
+        );
     }
-    times.sort_by(f64::total_cmp);
-    println!(
-        "raw aggregation over task_usage for 365 days (SQL only, no HTTP): median {:.0} ms",
-        times[2]
-    );
     off_executor(move || drop(raw));
 }
 
@@ -173,11 +203,11 @@ enum Raw {
 }
 
 impl Raw {
-    /// task_usage, tasks, usage_daily and usage_hourly rows.
+    /// task_usage, tasks, usage_block and usage_agent_block rows.
     fn counts(&mut self) -> [i64; 4] {
         let sql =
             "SELECT (SELECT count(*) FROM task_usage), (SELECT count(*) FROM agent_task_queue),
-                          (SELECT count(*) FROM usage_daily), (SELECT count(*) FROM usage_hourly)";
+                    (SELECT count(*) FROM usage_block), (SELECT count(*) FROM usage_agent_block)";
         match self {
             Raw::Sqlite(conn) => conn
                 .query_row(sql, [], |r| {
@@ -243,7 +273,7 @@ async fn generate(
     state: &agenthub::app::State,
     rows: usize,
     now: chrono::DateTime<chrono::Utc>,
-) -> (agenthub::domain::WorkspaceId, String, RuntimeId) {
+) -> (agenthub::domain::WorkspaceId, String, RuntimeId, TaskId) {
     let init = admin::init(&state.db, "lead@example.com", None, None).expect("init");
     let ws = init.workspace_id;
 
@@ -284,47 +314,60 @@ async fn generate(
                         created_at: t0,
                     },
                 )?;
-                let agent = support::seed_agent(tx, ws, id, owner, t0)?;
+                for _ in 0..AGENTS_PER_RUNTIME {
+                    let agent = support::seed_agent(tx, ws, id, owner, t0)?;
+                    agents.push((agent, id));
+                }
                 runtimes.push(id);
-                agents.push((agent, id));
             }
             Ok((runtimes, agents))
         })
         .expect("fleet");
 
-    // tasks with 2-3 models each, recorded at random moments of the year
+    // each agent runs three of the models; a task uses 1-3 of its
+    // agent's, recorded at a random moment of the year
+    let mut first_task = None;
+    let picks: Vec<Vec<usize>> = agents
+        .iter()
+        .map(|_| rand::seq::index::sample(&mut rng, MODELS, MODELS_PER_AGENT).into_vec())
+        .collect();
     let mut written = 0;
     while written < rows {
         let batch = (rows - written).min(50_000);
         let mut items = Vec::with_capacity(batch / 2);
         let mut n = 0;
         while n < batch {
-            let (agent, runtime) = agents[rng.random_range(0..agents.len())];
+            let which = rng.random_range(0..agents.len());
+            let (agent, runtime) = agents[which];
             let at = now - chrono::Duration::seconds(rng.random_range(0..365 * 24 * 3600));
-            let models = rng.random_range(2..=3).min(batch - n);
-            let picked = rand::seq::index::sample(&mut rng, MODELS, models).into_vec();
+            let models = rng.random_range(1..=MODELS_PER_AGENT).min(batch - n);
+            let picked = rand::seq::index::sample(&mut rng, MODELS_PER_AGENT, models).into_vec();
             let entries: Vec<UsageEntry> = picked
                 .into_iter()
-                .map(|m| UsageEntry {
-                    provider: "anthropic".into(),
-                    model: model(m),
-                    input_tokens: rng.random_range(100..200_000),
-                    output_tokens: rng.random_range(10..20_000),
-                    cache_read_tokens: rng.random_range(0..100_000),
-                    cache_write_tokens: rng.random_range(0..10_000),
+                .map(|m| {
+                    let (provider, model) = model(picks[which][m]);
+                    UsageEntry {
+                        provider,
+                        model,
+                        input_tokens: rng.random_range(100..200_000),
+                        output_tokens: rng.random_range(10..20_000),
+                        cache_read_tokens: rng.random_range(0..100_000),
+                        cache_write_tokens: rng.random_range(0..10_000),
+                    }
                 })
                 .collect();
             n += entries.len();
-            items.push((agent, runtime, Timestamp::from_utc(at), entries));
+            let task = TaskId::new();
+            first_task.get_or_insert(task);
+            items.push((task, agent, runtime, Timestamp::from_utc(at), entries));
         }
         state
             .db
             .write_blocking(move |tx| -> agenthub::store::Result<_> {
-                for (agent, runtime, at, entries) in &items {
-                    let task = TaskId::new();
-                    seed::finished_task(tx, task, ws, *agent, *runtime, *at)?;
+                for (task, agent, runtime, at, entries) in &items {
+                    seed::finished_task(tx, *task, ws, *agent, *runtime, *at)?;
                     for entry in entries {
-                        upsert_task_usage(tx, task, ws, entry, *at)?;
+                        upsert_task_usage(tx, *task, ws, entry, *at)?;
                     }
                 }
                 Ok(())
@@ -344,9 +387,10 @@ async fn generate(
                         .format("%Y-%m-%d")
                         .to_string();
                     for m in 0..3 {
+                        let (provider, model) = model(m * 5);
                         let entry = UsageEntry {
-                            provider: "anthropic".into(),
-                            model: model(m * 5),
+                            provider,
+                            model,
                             input_tokens: 1000,
                             output_tokens: 100,
                             ..Default::default()
@@ -358,5 +402,6 @@ async fn generate(
             Ok(())
         })
         .expect("runtime usage");
-    (ws, init.token, runtimes[7])
+    let task = first_task.expect("at least one task");
+    (ws, init.token, runtimes[7], task)
 }

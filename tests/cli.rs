@@ -239,7 +239,6 @@ fn migrate_creates_every_table() {
             "personal_access_token",
             "pricing_override",
             "runtime_probe",
-            "runtime_task_usage_daily",
             "runtime_usage",
             "runtime_usage_quarter",
             "task_message",

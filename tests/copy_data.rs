@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 19] = [
+const TABLES: [&str; 18] = [
     "user",
     "workspace",
     "member",
@@ -30,7 +30,6 @@ const TABLES: [&str; 19] = [
     "runtime_usage",
     "usage_block",
     "usage_agent_block",
-    "runtime_task_usage_daily",
     "invitation",
     "task_token",
     "task_message",
@@ -456,7 +455,6 @@ async fn an_install_moves_into_an_empty_database_and_back() {
             "task_outcome_agent_block",
             "usage_block",
             "usage_agent_block",
-            "runtime_task_usage_daily",
             "runtime_usage_quarter",
         ]
         .contains(&table)

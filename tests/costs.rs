@@ -593,3 +593,98 @@ async fn past_totals_survive_deleting_the_runtime_and_bad_zones_are_refused() {
         assert_eq!(r.status, 200, "{page}");
     }
 }
+
+#[actix_web::test]
+async fn a_runtimes_usage_page_is_exact_in_its_zone_and_priced() {
+    let app = spawn_app().await;
+    let (alice, ws, rt, _agent, task) = workspace(&app).await;
+    let r = app.claim(&alice.token, &rt).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let tz: Tz = "Asia/Kolkata".parse().unwrap();
+    let yesterday = Utc::now().with_timezone(&tz).date_naive() - Days::new(1);
+    let start = midnight(tz, yesterday);
+    let minute = chrono::Duration::minutes(1);
+    let sonnet = "claude-sonnet-4-5";
+    record(
+        &app,
+        (&task, &ws),
+        ("claude", sonnet),
+        (1_000_000, 0),
+        None,
+        start - minute,
+    );
+    record(
+        &app,
+        (&task, &ws),
+        ("codex", sonnet),
+        (0, 1_000_000),
+        None,
+        start + minute,
+    );
+    // an older daemon's own report of a day without task usage
+    let two_days_ago = date(2);
+    let r = app
+        .post(
+            &format!("/api/daemon/runtimes/{rt}/usage"),
+            &alice.token,
+            json!({"entries": [{"date": two_days_ago, "provider": "claude", "model": "gpt-5",
+                                "input_tokens": 2_000_000}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let page = |query: &str| {
+        let (app, token) = (&app, alice.token.clone());
+        let path = format!("/api/runtimes/{rt}/usage?days=7{query}");
+        async move {
+            let r = app.get(&path, &token).await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["date"].as_str().unwrap().to_string(),
+                        r["provider"].as_str().unwrap().to_string(),
+                        r["cost_usd"].as_f64().unwrap(),
+                        r["source"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+    // Sonnet: $3 per million input tokens, $15 per million output; the
+    // report at gpt-5's $1.25 (priced as the model's vendor, OpenAI)
+    let got = page("&tz=Asia/Kolkata").await;
+    let row = |date: String, provider: &str, cost: f64, source: &str| {
+        (date, provider.to_string(), cost, source.to_string())
+    };
+    assert!(
+        got.contains(&row(fmt(yesterday), "codex", 15.0, "task_usage")),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&row(
+            fmt(yesterday - Days::new(1)),
+            "claude",
+            3.0,
+            "task_usage"
+        )),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&row(two_days_ago.clone(), "claude", 2.5, "runtime_report")),
+        "{got:?}"
+    );
+    let r = app
+        .get(
+            &format!("/api/runtimes/{rt}/usage?tz=Mars/Olympus"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "unknown time zone \"Mars/Olympus\"")
+    );
+}

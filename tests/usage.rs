@@ -138,7 +138,9 @@ async fn a_report_replaces_the_stored_day_total() {
         r.body,
         json!([{"runtime_id": rt, "date": date(0), "provider": "claude", "model": "opus",
                 "input_tokens": 40, "output_tokens": 1, "cache_read_tokens": 2, "cache_write_tokens": 3,
-                "cost_usd_ticks": null, "source": "runtime_report"}])
+                "cost_usd_ticks": null, "source": "runtime_report",
+                // priced as Claude Opus: (40 * 5 + 1 * 25 + 2 * 0.5 + 3 * 6.25) / 1e6
+                "cost_usd": 0.00024475, "uncosted_tokens": 0}])
     );
 }
 
@@ -956,14 +958,17 @@ async fn a_runtimes_usage_reads_its_rollup_not_every_task() {
             .await;
         assert_eq!(r.status, 200);
     }
-    assert_eq!(
-        app.count("SELECT count(*) FROM runtime_task_usage_daily"),
-        1,
-        "one row per (runtime, day, provider, model), however many tasks"
-    );
+    // one row per (runtime, quarter hour, agent, provider, model), however
+    // many tasks (two if the writes straddled a quarter hour)
+    let rows = app.count("SELECT count(*) FROM runtime_usage_quarter");
+    assert!((1..=2).contains(&rows), "{rows} rows");
     let r = app.get(&format!("/api/runtimes/{rt}/usage"), &token).await;
     assert_eq!(r.body.as_array().unwrap().len(), 1);
     assert_eq!(r.body[0]["input_tokens"], 3 * 41);
+    assert_eq!(r.body[0]["source"], "task_usage");
+    // opus at $5 per million input tokens
+    assert_eq!(r.body[0]["cost_usd"], 3.0 * 41.0 * 5.0 / 1e6);
+    assert_eq!(r.body[0]["uncosted_tokens"], 0);
 }
 
 #[actix_web::test]

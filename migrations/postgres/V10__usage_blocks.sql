@@ -6,7 +6,9 @@
 --
 -- usage_block: per workspace, provider and model; spans of 15, 30, 60,
 -- 120, 240 and 480 minutes and one UTC day. It replaces usage_daily and
--- usage_hourly, which had neither the provider nor the costs.
+-- usage_hourly, which had neither the provider nor the costs (and a
+-- runtime's pages now read runtime_usage_quarter in any zone, so
+-- runtime_task_usage_daily goes too).
 --
 -- usage_agent_block: per workspace, runtime, agent, provider and model;
 -- spans of 15, 60 and 240 minutes, and of 1, 4, 16 and 64 days (aligned to
@@ -125,6 +127,8 @@ DROP VIEW usage_seed_block;
 DROP TABLE usage_seed;
 DROP TABLE usage_daily;
 DROP TABLE usage_hourly;
+-- a runtime's pages read runtime_usage_quarter
+DROP TABLE runtime_task_usage_daily;
 
 -- How tasks ended, in the same blocks: per workspace (spans of
 -- usage_block) for the failures by day, and per agent too (spans of

@@ -204,7 +204,7 @@ const ROUTES: &[Route] = &[
     get("/api/events", "Live workspace events (SSE)", Workspace, Text("text/event-stream")),
     post("/api/daemon/tasks/{id}/usage", "Report a task's token usage", Daemon, Ref("Status")).body("TaskUsageReport"),
     post("/api/daemon/runtimes/{id}/usage", "Report a runtime's daily usage", Daemon, Ref("UsageReport")).body("RuntimeUsageReport"),
-    get("/api/runtimes/{id}/usage", "A runtime's daily usage", User, List("RuntimeUsage")).query(&["days"]),
+    get("/api/runtimes/{id}/usage", "A runtime's usage per local day, provider and model, with its cost", User, List("RuntimeUsage")).query(&["days", "tz"]),
     get("/api/runtimes/{id}/usage/by-agent", "A runtime's usage per agent, provider and model, with its cost", User, List("RuntimeAgentUsage")).query(&["days", "tz"]),
     get("/api/runtimes/{id}/usage/by-hour", "A runtime's usage per local hour of the day and model, with its cost", User, List("RuntimeHourUsage")).query(&["days", "tz"]),
     get("/api/usage/daily", "Workspace usage per local day and model, with its cost", Workspace, List("DailyUsage")).query(&["days", "tz"]),

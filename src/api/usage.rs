@@ -238,11 +238,14 @@ pub(crate) fn zone(tz: Option<&str>) -> Result<Option<Tz>, ApiError> {
     }
 }
 
-/// `GET /api/runtimes/{id}/usage?days=N` (default 90): the runtime's usage
-/// for the last N UTC days, newest first. Per (date, provider, model), the
-/// usage of the tasks that ran on it wins; what an older daemon reported for
-/// the runtime is shown only where no task recorded usage, so nothing is
-/// counted twice (see [`merge_sources`]).
+/// `GET /api/runtimes/{id}/usage?days=N&tz=Zone` (default 90): the
+/// runtime's usage per (local date, provider, model) for the last N days,
+/// newest first, with its cost. Per (date, provider, model), the usage of
+/// the tasks that ran on it wins; what an older daemon reported for the
+/// runtime is shown only where no task recorded usage, so nothing is
+/// counted twice (see [`merge_sources`]). Task usage is read from the
+/// quarter-hour rollup, so every zone is exact; a report carries the
+/// daemon's own date, whatever the zone.
 async fn runtime_usage(
     db: web::Data<Store>,
     caller: AuthUser,
@@ -250,19 +253,83 @@ async fn runtime_usage(
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let runtime = path.into_inner();
-    let days = query.days(90);
-    let from = (Utc::now().date_naive() - chrono::Days::new(days as u64 - 1))
-        .format("%Y-%m-%d")
-        .to_string();
-    let (reported, from_tasks) = db
+    let days = LocalDays::of(&query, 90)?;
+    let from = days.first.format("%Y-%m-%d").to_string();
+    let (reported, quarters, overrides) = db
         .read(move |conn| -> Result<_, ApiError> {
-            require_member_runtime(conn, caller.user_id, runtime)?;
-            let reported = usage::runtime_usage(conn, runtime, &from, UsageSource::RuntimeReport)?;
-            let tasks = usage::runtime_usage(conn, runtime, &from, UsageSource::TaskUsage)?;
-            Ok((reported, tasks))
+            let (rt, _) = require_member_runtime(conn, caller.user_id, runtime)?;
+            let reported = usage::runtime_reports(conn, runtime, &from)?;
+            let quarters = usage::runtime_quarters(conn, runtime, days.start())?;
+            let overrides = crate::store::pricing::overrides(conn, rt.workspace_id)?;
+            Ok((reported, quarters, overrides))
         })
         .await?;
-    Ok(HttpResponse::Ok().json(merge_sources(reported, from_tasks)))
+    let prices = PriceBook::new(overrides);
+    let mut from_tasks: BTreeMap<(NaiveDate, String, String), Sums> = BTreeMap::new();
+    for q in &quarters {
+        from_tasks
+            .entry((days.date_of(q.bucket), q.provider.clone(), q.model.clone()))
+            .or_default()
+            .add(
+                &prices,
+                &q.provider,
+                &q.model,
+                q.bucket.date_naive(),
+                &q.counts,
+            );
+    }
+    let tasks = from_tasks
+        .into_iter()
+        .map(|((date, provider, model), sums)| {
+            let c = sums.counts;
+            let costed = sums.costed();
+            RuntimeUsageRow {
+                usage: RuntimeUsage {
+                    runtime_id: runtime,
+                    date: date.format("%Y-%m-%d").to_string(),
+                    provider,
+                    model,
+                    input_tokens: c[0],
+                    output_tokens: c[1],
+                    cache_read_tokens: c[2],
+                    cache_write_tokens: c[3],
+                    cost_usd_ticks: (c[4] > 0).then_some(c[4]),
+                    source: UsageSource::TaskUsage,
+                },
+                cost_usd: costed.cost_usd,
+                uncosted_tokens: costed.uncosted_tokens,
+            }
+        });
+    let reported = reported.into_iter().map(|r| {
+        // a report has no cost of its own: priced on its date
+        let day = NaiveDate::parse_from_str(&r.date, "%Y-%m-%d").unwrap_or(days.first);
+        let t = [
+            r.input_tokens,
+            r.output_tokens,
+            r.cache_read_tokens,
+            r.cache_write_tokens,
+        ];
+        let mut sums = Sums::default();
+        let counts = [t[0], t[1], t[2], t[3], 0, t[0], t[1], t[2], t[3], 0];
+        sums.add(&prices, &r.provider, &r.model, day, &counts);
+        let costed = sums.costed();
+        RuntimeUsageRow {
+            usage: r,
+            cost_usd: costed.cost_usd,
+            uncosted_tokens: costed.uncosted_tokens,
+        }
+    });
+    Ok(HttpResponse::Ok().json(merge_sources(reported.collect(), tasks.collect())))
+}
+
+/// A row of a runtime's usage page: Multica's fields, and what it cost
+/// (see [`CostedCounts`]).
+#[derive(Serialize)]
+struct RuntimeUsageRow {
+    #[serde(flatten)]
+    usage: RuntimeUsage,
+    cost_usd: f64,
+    uncosted_tokens: i64,
 }
 
 /// Multica's counts of a runtime usage row, and what it cost.
@@ -518,17 +585,18 @@ fn window_start(zone: Option<Tz>, days: i64) -> chrono::DateTime<Utc> {
 /// row where there is one, else the reported one. A daemon's own report
 /// covered everything its CLI did that day (tasks included, and work done
 /// outside agenthub), so adding the two would count tasks twice.
-fn merge_sources(reported: Vec<RuntimeUsage>, from_tasks: Vec<RuntimeUsage>) -> Vec<RuntimeUsage> {
-    let mut rows: BTreeMap<(String, String, String), RuntimeUsage> = BTreeMap::new();
+fn merge_sources(
+    reported: Vec<RuntimeUsageRow>,
+    from_tasks: Vec<RuntimeUsageRow>,
+) -> Vec<RuntimeUsageRow> {
+    let mut rows: BTreeMap<(String, String, String), RuntimeUsageRow> = BTreeMap::new();
     for row in reported.into_iter().chain(from_tasks) {
-        rows.insert(
-            (row.date.clone(), row.provider.clone(), row.model.clone()),
-            row,
-        );
+        let u = &row.usage;
+        rows.insert((u.date.clone(), u.provider.clone(), u.model.clone()), row);
     }
-    let mut rows: Vec<RuntimeUsage> = rows.into_values().collect();
+    let mut rows: Vec<RuntimeUsageRow> = rows.into_values().collect();
     // newest date first, then provider and model as stored
-    rows.sort_by(|a, b| b.date.cmp(&a.date));
+    rows.sort_by(|a, b| b.usage.date.cmp(&a.usage.date));
     rows
 }
 

@@ -312,21 +312,6 @@ pub(super) const TABLES: &[Table] = &[
         seq: false,
     },
     Table {
-        name: "runtime_task_usage_daily",
-        columns: &[
-            ("runtime_id", Id),
-            ("date", Date),
-            ("provider", Text),
-            ("model", Text),
-            USAGE[0],
-            USAGE[1],
-            USAGE[2],
-            USAGE[3],
-            ("cost_usd_ticks", Int),
-        ],
-        seq: false,
-    },
-    Table {
         name: "invitation",
         columns: &[
             ("id", Id),

@@ -103,17 +103,7 @@ pub fn upsert_task_usage_with_cost(
     );
     written?;
     let before = old.as_ref().map(|o| (o.counts, o.cost));
-    let (delta, cost_delta, bucket) = match old {
-        Some(old) => {
-            let delta: [i64; 4] = std::array::from_fn(|i| counts[i].saturating_sub(old.counts[i]));
-            let cost = match (cost_usd_ticks, old.cost) {
-                (None, None) => None,
-                (new, old) => Some(new.unwrap_or(0).saturating_sub(old.unwrap_or(0))),
-            };
-            (delta, cost, old.created_at)
-        }
-        None => (counts, cost_usd_ticks, at),
-    };
+    let bucket = old.as_ref().map_or(at, |o| o.created_at);
     let quarter = QuarterDelta::between(before, (counts, cost_usd_ticks), new_task);
     let rolled: Result<()> = dispatch!(
         conn,
@@ -121,12 +111,6 @@ pub fn upsert_task_usage_with_cost(
     );
     rolled?;
     if let Some(place) = place {
-        let day = day_of(bucket);
-        let rolled: Result<()> = dispatch!(
-            conn,
-            usage::add_to_runtime_rollup(place.runtime, &day, entry, delta, cost_delta)
-        );
-        rolled?;
         let rolled: Result<()> = dispatch!(
             conn,
             usage::add_to_quarter_rollup(workspace, &place, bucket, entry, &quarter)
@@ -246,11 +230,6 @@ pub(super) struct StoredTaskUsage {
     pub created_at: Timestamp,
 }
 
-/// The UTC day of `t` (`2026-11-23`): a key of the daily rollups.
-pub(super) fn day_of(t: Timestamp) -> String {
-    t.utc().format("%Y-%m-%d").to_string()
-}
-
 /// A task's usage of one (provider, model), as the daemon reported it.
 #[derive(Debug, Clone)]
 pub struct TaskUsage {
@@ -287,14 +266,14 @@ pub fn upsert_runtime_usage(
     dispatch!(conn, usage::upsert_runtime_usage(runtime, date, entry, at))
 }
 
-/// A runtime's usage on dates `>= from` from `source`, in no order.
-pub fn runtime_usage(
+/// What older daemons reported for the runtime on dates `>= from`, in no
+/// order.
+pub fn runtime_reports(
     conn: &Conn<'_>,
     runtime: RuntimeId,
     from: &str,
-    source: UsageSource,
 ) -> Result<Vec<RuntimeUsage>> {
-    dispatch!(conn, usage::runtime_usage(runtime, from, source))
+    dispatch!(conn, usage::runtime_reports(runtime, from))
 }
 
 /// The two block rollups of task usage (see the V17/V10 migrations). A

@@ -400,6 +400,13 @@ fn usage() -> Vec<(&'static str, Value)> {
         "source".to_string(),
         one_of(&["runtime_report", "task_usage"]),
     ));
+    runtime_usage.extend([
+        (
+            "cost_usd".to_string(),
+            json!({"type": "number", "minimum": 0}),
+        ),
+        ("uncosted_tokens".to_string(), count()),
+    ]);
     let usd = || json!({"type": "number", "minimum": 0});
     let mut summary = vec![("model".to_string(), string())];
     summary.extend(counts("total_"));

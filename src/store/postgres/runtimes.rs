@@ -266,31 +266,8 @@ fn fold_one(
                              AND n.provider = o.provider AND n.model = o.model)",
         &[&old, &new, &now],
     )?;
-    // the usage its tasks reported adds to the new row's (the old row's
-    // go with it); saturating, like every rollup
-    conn.execute(
-        "INSERT INTO runtime_task_usage_daily AS t (runtime_id, date, provider, model,
-             input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks)
-         SELECT $2, date, provider, model, input_tokens, output_tokens, cache_read_tokens,
-             cache_write_tokens, cost_usd_ticks
-         FROM runtime_task_usage_daily WHERE runtime_id = $1
-         ON CONFLICT (runtime_id, date, provider, model) DO UPDATE SET
-             input_tokens = LEAST(t.input_tokens::numeric + excluded.input_tokens,
-                                  9223372036854775807)::bigint,
-             output_tokens = LEAST(t.output_tokens::numeric + excluded.output_tokens,
-                                   9223372036854775807)::bigint,
-             cache_read_tokens = LEAST(t.cache_read_tokens::numeric + excluded.cache_read_tokens,
-                                       9223372036854775807)::bigint,
-             cache_write_tokens = LEAST(t.cache_write_tokens::numeric + excluded.cache_write_tokens,
-                                        9223372036854775807)::bigint,
-             cost_usd_ticks = CASE
-                 WHEN t.cost_usd_ticks IS NULL AND excluded.cost_usd_ticks IS NULL THEN NULL
-                 ELSE LEAST(coalesce(t.cost_usd_ticks, 0)::numeric
-                                + coalesce(excluded.cost_usd_ticks, 0),
-                            9223372036854775807)::bigint END",
-        &[&old, &new],
-    )?;
-    // and so do its quarter-hour rows, which no foreign key deletes
+    // the usage its tasks reported adds to the new rows (the quarter-hour
+    // rollup, which no foreign key deletes); saturating, like every rollup
     conn.execute(
         "INSERT INTO runtime_usage_quarter AS q (runtime_id, bucket, agent_id, provider, model,
              workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)

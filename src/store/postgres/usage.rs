@@ -202,61 +202,6 @@ pub fn add_to_blocks(
     Ok(())
 }
 
-/// Moves the (runtime, date, provider, model) rollup by `delta`, and its
-/// cost by `cost_delta` (`None`: no cost was ever reported for this row).
-pub fn add_to_runtime_rollup(
-    conn: &mut Client,
-    runtime: RuntimeId,
-    date: &str,
-    entry: &UsageEntry,
-    delta: [i64; 4],
-    cost_delta: Option<i64>,
-) -> Result<(), postgres::Error> {
-    // the update adds the parameters rather than `excluded`, which the
-    // insert clamps at 0 for a first row
-    let add = |column: &str, param: usize| {
-        format!(
-            "{column} = GREATEST(0, LEAST(runtime_task_usage_daily.{column}::numeric
-                 + ${param}::bigint, {MAX}))::bigint"
-        )
-    };
-    // GREATEST ignores NULLs where SQLite's max() returns NULL: a NULL cost
-    // is kept NULL explicitly
-    conn.execute(
-        &format!(
-            "INSERT INTO runtime_task_usage_daily (runtime_id, date, provider, model,
-                 input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-                 cost_usd_ticks)
-             VALUES ($1, $2::text::date, $3, $4, GREATEST(0, $5::bigint),
-                 GREATEST(0, $6::bigint), GREATEST(0, $7::bigint), GREATEST(0, $8::bigint),
-                 CASE WHEN $9::bigint IS NULL THEN NULL ELSE GREATEST(0, $9::bigint) END)
-             ON CONFLICT (runtime_id, date, provider, model) DO UPDATE SET
-                 {}, {}, {}, {},
-                 cost_usd_ticks = CASE WHEN $9::bigint IS NULL
-                     THEN runtime_task_usage_daily.cost_usd_ticks
-                     ELSE GREATEST(0, LEAST(
-                         coalesce(runtime_task_usage_daily.cost_usd_ticks, 0)::numeric
-                             + $9::bigint, {MAX}))::bigint END",
-            add("input_tokens", 5),
-            add("output_tokens", 6),
-            add("cache_read_tokens", 7),
-            add("cache_write_tokens", 8),
-        ),
-        &[
-            &runtime,
-            &date,
-            &entry.provider,
-            &entry.model,
-            &delta[0],
-            &delta[1],
-            &delta[2],
-            &delta[3],
-            &cost_delta,
-        ],
-    )?;
-    Ok(())
-}
-
 /// A `date` column as the facade's text key: formatted here, where
 /// `to_char` would cost the server more than the rest of the query.
 fn date_key(row: &postgres::Row, idx: usize) -> Result<String, postgres::Error> {
@@ -496,22 +441,15 @@ pub fn upsert_runtime_usage(
     Ok(())
 }
 
-pub fn runtime_usage(
+pub fn runtime_reports(
     conn: &mut Client,
     runtime: RuntimeId,
     from: &str,
-    source: UsageSource,
 ) -> Result<Vec<RuntimeUsage>, postgres::Error> {
-    let (table, cost) = match source {
-        UsageSource::RuntimeReport => ("runtime_usage", "NULL::bigint"),
-        UsageSource::TaskUsage => ("runtime_task_usage_daily", "cost_usd_ticks"),
-    };
     conn.query(
-        &format!(
-            "SELECT date, provider, model, input_tokens, output_tokens,
-                    cache_read_tokens, cache_write_tokens, {cost}
-             FROM {table} WHERE runtime_id = $1 AND date >= $2::text::date"
-        ),
+        "SELECT date, provider, model, input_tokens, output_tokens,
+                cache_read_tokens, cache_write_tokens
+         FROM runtime_usage WHERE runtime_id = $1 AND date >= $2::text::date",
         &[&runtime, &from],
     )?
     .iter()
@@ -525,8 +463,8 @@ pub fn runtime_usage(
             output_tokens: r.try_get(4)?,
             cache_read_tokens: r.try_get(5)?,
             cache_write_tokens: r.try_get(6)?,
-            cost_usd_ticks: r.try_get(7)?,
-            source,
+            cost_usd_ticks: None,
+            source: UsageSource::RuntimeReport,
         })
     })
     .collect()

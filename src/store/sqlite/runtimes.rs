@@ -225,24 +225,8 @@ fn fold_one(conn: &Connection, old: RuntimeId, new: RuntimeId) -> rusqlite::Resu
         "UPDATE OR IGNORE runtime_usage SET runtime_id = ?2, updated_at = ?3 WHERE runtime_id = ?1",
     )?
     .execute(params![old, new, now])?;
-    // the usage its tasks reported adds to the new row's (the old row's
-    // go with it); saturating, like every rollup
-    conn.prepare_cached(
-        "INSERT INTO runtime_task_usage_daily (runtime_id, date, provider, model, input_tokens,
-             output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks)
-         SELECT ?2, date, provider, model, input_tokens, output_tokens, cache_read_tokens,
-             cache_write_tokens, cost_usd_ticks
-         FROM runtime_task_usage_daily WHERE runtime_id = ?1 AND true
-         ON CONFLICT (runtime_id, date, provider, model) DO UPDATE SET
-             input_tokens = min(input_tokens + excluded.input_tokens, 9223372036854775807),
-             output_tokens = min(output_tokens + excluded.output_tokens, 9223372036854775807),
-             cache_read_tokens = min(cache_read_tokens + excluded.cache_read_tokens, 9223372036854775807),
-             cache_write_tokens = min(cache_write_tokens + excluded.cache_write_tokens, 9223372036854775807),
-             cost_usd_ticks = CASE WHEN cost_usd_ticks IS NULL AND excluded.cost_usd_ticks IS NULL THEN NULL
-                 ELSE min(coalesce(cost_usd_ticks, 0) + coalesce(excluded.cost_usd_ticks, 0), 9223372036854775807) END",
-    )?
-    .execute(params![old, new])?;
-    // and so do its quarter-hour rows, which no foreign key deletes
+    // the usage its tasks reported adds to the new rows (the quarter-hour
+    // rollup, which no foreign key deletes); saturating, like every rollup
     conn.prepare_cached(
         "INSERT INTO runtime_usage_quarter (runtime_id, bucket, agent_id, provider, model,
              workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)

@@ -195,48 +195,6 @@ pub fn add_to_blocks(
     Ok(())
 }
 
-/// Moves the (runtime, date, provider, model) rollup by `delta`, and its
-/// cost by `cost_delta` (`None`: no cost was ever reported for this row).
-pub fn add_to_runtime_rollup(
-    conn: &Connection,
-    runtime: RuntimeId,
-    date: &str,
-    entry: &UsageEntry,
-    delta: [i64; 4],
-    cost_delta: Option<i64>,
-) -> rusqlite::Result<()> {
-    // the update adds the parameters rather than `excluded`, which the
-    // insert clamps at 0 for a first row
-    let add = |column: &str, param: usize| {
-        format!("{column} = max(0, min({column} + ?{param}, 9223372036854775807))")
-    };
-    conn.prepare_cached(&format!(
-        "INSERT INTO runtime_task_usage_daily (runtime_id, date, provider, model, input_tokens,
-             output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks)
-         VALUES (?1, ?2, ?3, ?4, max(0, ?5), max(0, ?6), max(0, ?7), max(0, ?8), max(0, ?9))
-         ON CONFLICT (runtime_id, date, provider, model) DO UPDATE SET
-             {}, {}, {}, {},
-             cost_usd_ticks = CASE WHEN ?9 IS NULL THEN cost_usd_ticks
-                 ELSE max(0, min(coalesce(cost_usd_ticks, 0) + ?9, 9223372036854775807)) END",
-        add("input_tokens", 5),
-        add("output_tokens", 6),
-        add("cache_read_tokens", 7),
-        add("cache_write_tokens", 8),
-    ))?
-    .execute(params![
-        runtime,
-        date,
-        entry.provider,
-        entry.model,
-        delta[0],
-        delta[1],
-        delta[2],
-        delta[3],
-        cost_delta
-    ])?;
-    Ok(())
-}
-
 /// Adds up the blocks of each run in SQL, grouped by key; a sum past 64
 /// bits (an error in SQLite) is added up again here, saturating.
 pub fn block_sums(
@@ -521,21 +479,16 @@ pub fn upsert_runtime_usage(
     Ok(())
 }
 
-pub fn runtime_usage(
+pub fn runtime_reports(
     conn: &Connection,
     runtime: RuntimeId,
     from: &str,
-    source: UsageSource,
 ) -> rusqlite::Result<Vec<RuntimeUsage>> {
-    let (table, cost) = match source {
-        UsageSource::RuntimeReport => ("runtime_usage", "NULL"),
-        UsageSource::TaskUsage => ("runtime_task_usage_daily", "cost_usd_ticks"),
-    };
-    let mut stmt = conn.prepare_cached(&format!(
+    let mut stmt = conn.prepare_cached(
         "SELECT date, provider, model, input_tokens, output_tokens, cache_read_tokens,
-                cache_write_tokens, {cost}
-         FROM {table} WHERE runtime_id = ?1 AND date >= ?2"
-    ))?;
+                cache_write_tokens
+         FROM runtime_usage WHERE runtime_id = ?1 AND date >= ?2",
+    )?;
     let rows = stmt.query_map(params![runtime, from], |r| {
         Ok(RuntimeUsage {
             runtime_id: runtime,
@@ -546,8 +499,8 @@ pub fn runtime_usage(
             output_tokens: r.get(4)?,
             cache_read_tokens: r.get(5)?,
             cache_write_tokens: r.get(6)?,
-            cost_usd_ticks: r.get(7)?,
-            source,
+            cost_usd_ticks: None,
+            source: UsageSource::RuntimeReport,
         })
     })?;
     rows.collect()
