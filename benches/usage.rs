@@ -56,7 +56,14 @@ async fn run(rows: usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".into();
-    config.database.path = dir.path().join("usage.db");
+    // a file that outlives the run when USAGE_SQLITE_FILE names one
+    let kept = std::env::var("USAGE_SQLITE_FILE")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    let file = kept.clone().unwrap_or_else(|| dir.path().join("usage.db"));
+    let kept_before = kept.as_ref().is_some_and(|p| p.exists());
+    config.database.path = file.clone();
     let url = std::env::var("USAGE_DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty());
@@ -65,7 +72,8 @@ async fn run(rows: usize) {
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     actix_web::rt::spawn(app.run_until_stopped());
-    let reuse = std::env::var("USAGE_REUSE").is_ok_and(|v| v == "1") && url.is_some();
+    let reuse =
+        std::env::var("USAGE_REUSE").is_ok_and(|v| v == "1") && (url.is_some() || kept_before);
     let started = Instant::now();
     let now = chrono::Utc::now();
     let (ws, token, runtime, task) = if reuse {
@@ -74,18 +82,27 @@ async fn run(rows: usize) {
             .expect("token")
             .token;
         let (ws, runtime, task) = off_executor(|| {
-            let mut client =
-                postgres::Client::connect(url.as_deref().unwrap_or_default(), postgres::NoTls)
-                    .expect("connect");
-            let row = client
-                .query_one(
-                    "SELECT (SELECT id FROM workspace), (SELECT id FROM agent_runtime ORDER BY id LIMIT 1 OFFSET 7),
-                            (SELECT task_id FROM task_usage ORDER BY task_id LIMIT 1)",
-                    &[],
-                )
-                .expect("an earlier run's data");
-            let ids: (uuid::Uuid, uuid::Uuid, uuid::Uuid) = (row.get(0), row.get(1), row.get(2));
-            ids
+            let sql = "SELECT (SELECT id FROM workspace),
+                              (SELECT id FROM agent_runtime ORDER BY id LIMIT 1 OFFSET 7),
+                              (SELECT task_id FROM task_usage ORDER BY task_id LIMIT 1)";
+            match url.as_deref() {
+                Some(url) => {
+                    let mut client =
+                        postgres::Client::connect(url, postgres::NoTls).expect("connect");
+                    let row = client.query_one(sql, &[]).expect("an earlier run's data");
+                    let ids: (uuid::Uuid, uuid::Uuid, uuid::Uuid) =
+                        (row.get(0), row.get(1), row.get(2));
+                    ids
+                }
+                None => {
+                    let conn = rusqlite::Connection::open(&file).expect("open");
+                    let text: (String, String, String) = conn
+                        .query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .expect("an earlier run's data");
+                    let id = |s: &str| uuid::Uuid::parse_str(s).expect("an id");
+                    (id(&text.0), id(&text.1), id(&text.2))
+                }
+            }
         });
         (
             agenthub::domain::WorkspaceId::from_uuid(ws),
@@ -100,7 +117,6 @@ async fn run(rows: usize) {
     // and what the rollups save (SQL, not the store API)
     // (the PostgreSQL driver blocks on a runtime of its own: it runs on a
     // thread of its own, never on this one's executor)
-    let file = dir.path().join("usage.db");
     let mut raw = off_executor(|| match &url {
         Some(url) => Raw::Postgres(Box::new(
             postgres::Client::connect(url, postgres::NoTls).expect("connect raw"),

@@ -488,13 +488,20 @@ pub fn price_on<'a>(
     latest(PriceSource::Override).or_else(|| latest(PriceSource::Builtin))
 }
 
+/// [`PriceBook::price_for`]'s answers by day, provider and model.
+type Seen = std::collections::HashMap<
+    NaiveDate,
+    std::collections::HashMap<String, std::collections::HashMap<String, Option<Price>>>,
+>;
+
 /// A workspace's overrides with the built-in table: what usage is costed
 /// with.
 pub struct PriceBook {
     rows: Vec<PriceRow>,
     /// [`PriceBook::price_for`]'s answers: a page prices thousands of
     /// rows of a few (provider, model, day) keys.
-    seen: std::cell::RefCell<std::collections::HashMap<(String, String, NaiveDate), Option<Price>>>,
+    /// By day, provider and model, so a lookup allocates nothing.
+    seen: std::cell::RefCell<Seen>,
 }
 
 impl PriceBook {
@@ -532,12 +539,24 @@ impl PriceBook {
 
     /// [`PriceBook::row_for`]'s price, looked up once per key.
     pub fn price_for(&self, provider: &str, model: &str, day: NaiveDate) -> Option<Price> {
-        let key = (provider.to_string(), model.to_string(), day);
-        if let Some(found) = self.seen.borrow().get(&key) {
-            return *found;
+        let known = self
+            .seen
+            .borrow()
+            .get(&day)
+            .and_then(|p| p.get(provider))
+            .and_then(|m| m.get(model))
+            .copied();
+        if let Some(found) = known {
+            return found;
         }
         let found = self.row_for(provider, model, day).map(|r| r.price);
-        self.seen.borrow_mut().insert(key, found);
+        self.seen
+            .borrow_mut()
+            .entry(day)
+            .or_default()
+            .entry(provider.to_string())
+            .or_default()
+            .insert(model.to_string(), found);
         found
     }
 }

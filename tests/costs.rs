@@ -688,3 +688,134 @@ async fn a_runtimes_usage_page_is_exact_in_its_zone_and_priced() {
         (400, "unknown time zone \"Mars/Olympus\"")
     );
 }
+
+/// Runs SQL statements on one connection (temporary tables live as long
+/// as it does).
+fn batch(db: &common::TestDb, sql: &str) {
+    match db {
+        common::TestDb::Sqlite(path) => common::sqlite::open_sql(path)
+            .execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{e}")),
+        common::TestDb::Postgres(url) => common::off_runtime(|| {
+            postgres::Client::connect(url, postgres::NoTls)
+                .and_then(|mut c| c.batch_execute(sql))
+                .unwrap_or_else(|e| panic!("{e}"))
+        }),
+    }
+}
+
+#[actix_web::test]
+async fn the_upgrade_builds_the_rollups_that_writes_and_endings_keep() {
+    let app = spawn_app().await;
+    let (alice, ws, rt, agent, task) = workspace(&app).await;
+    let unclaimed = app.task(&alice.token, &agent, "never claimed", 0).await;
+    let r = app.claim(&alice.token, &rt).await;
+    assert_eq!(r.body["task"]["id"], task.as_str(), "the older task first");
+    let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    record(
+        &app,
+        (&task, &ws),
+        ("anthropic", "claude-sonnet-4-5"),
+        (100, 10),
+        None,
+        at("2026-11-02T18:20:00Z"),
+    );
+    // a running total replaces the first (its bucket stays)
+    record(
+        &app,
+        (&task, &ws),
+        ("anthropic", "claude-sonnet-4-5"),
+        (300, 30),
+        Some(7_000),
+        at("2026-11-02T18:50:00Z"),
+    );
+    record(
+        &app,
+        (&task, &ws),
+        ("bedrock", "claude-sonnet-4-5"),
+        (5, 0),
+        None,
+        at("2026-11-03T01:10:00Z"),
+    );
+    record(
+        &app,
+        (&task, &ws),
+        ("lab", "homebrew"),
+        (9, 1),
+        None,
+        at("2026-10-20T23:59:00Z"),
+    );
+    record(
+        &app,
+        (&unclaimed, &ws),
+        ("openai", "gpt-5"),
+        (50, 5),
+        None,
+        at("2026-11-02T18:35:00Z"),
+    );
+    for how in ["start", "fail"] {
+        let r = app
+            .post(
+                &format!("/api/daemon/tasks/{task}/{how}"),
+                &alice.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let r = app
+        .post(
+            &format!("/api/tasks/{unclaimed}/cancel"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let tables = [
+        "usage_block",
+        "usage_agent_block",
+        "runtime_usage_quarter",
+        "task_outcome_block",
+        "task_outcome_agent_block",
+    ];
+    let all = |table: &str| format!("SELECT * FROM {table} ORDER BY 1, 2, 3, 4, 5, 6, 7");
+    let kept: Vec<_> = tables.iter().map(|t| app.select(&all(t))).collect();
+    assert!(kept.iter().all(|rows| !rows.is_empty()));
+
+    let (migration, cleanup) = match &app.database {
+        common::TestDb::Sqlite(_) => (
+            include_str!("../migrations/sqlite/V17__usage_blocks.sql"),
+            "DROP VIEW usage_seed_block; DROP TABLE usage_span; DROP TABLE usage_seed;",
+        ),
+        common::TestDb::Postgres(_) => (
+            include_str!("../migrations/postgres/V10__usage_blocks.sql"),
+            "DROP VIEW usage_seed_block; DROP TABLE usage_seed;",
+        ),
+    };
+    let slice = |from: &str, to: &str| {
+        let start = migration.find(from).expect(from);
+        let end = start + migration[start..].find(to).expect(to);
+        migration[start..end].to_string()
+    };
+    let usage = slice(
+        "CREATE TEMP TABLE usage_seed",
+        "DROP INDEX runtime_usage_quarter_workspace_idx",
+    );
+    let outcomes = slice(
+        "INSERT INTO task_outcome_block (workspace_id",
+        "-- A task counts once",
+    );
+    for table in tables.iter().filter(|t| **t != "runtime_usage_quarter") {
+        batch(&app.database, &format!("DELETE FROM {table}"));
+    }
+    // the quarter hours of tasks no runtime claimed are the upgrade's too
+    batch(
+        &app.database,
+        "DELETE FROM runtime_usage_quarter WHERE runtime_id = '00000000-0000-0000-0000-000000000000'",
+    );
+    batch(&app.database, &format!("{usage}\n{cleanup}\n{outcomes}"));
+    for (table, rows) in tables.iter().zip(&kept) {
+        assert_eq!(&app.select(&all(table)), rows, "{table}");
+    }
+}

@@ -4,15 +4,20 @@
 -- alignment). Kept in the transaction of every task usage write, bucketed
 -- by when the usage was first recorded, like runtime_usage_quarter.
 --
--- usage_block: per workspace, provider and model; spans of 15, 30, 60,
--- 120, 240 and 480 minutes and one UTC day. It replaces usage_daily and
+-- usage_block: per workspace, provider and model; spans of 30, 60, 120,
+-- 240 and 480 minutes and one UTC day. It replaces usage_daily and
 -- usage_hourly, which had neither the provider nor the costs (and a
 -- runtime's pages now read runtime_usage_quarter in any zone, so
 -- runtime_task_usage_daily goes too).
 --
 -- usage_agent_block: per workspace, runtime, agent, provider and model;
--- spans of 15, 60 and 240 minutes, and of 1, 4, 16 and 64 days (aligned to
--- 1970-01-01). The nil UUID stands for "no runtime" or "no agent". No
+-- spans of 240 minutes, and of 1, 4, 16 and 64 days (aligned to
+-- 1970-01-01).
+--
+-- Quarter hours of both are read from runtime_usage_quarter (per runtime,
+-- quarter hour, agent, provider and model, with its workspace), which now
+-- also keeps the usage of tasks no runtime claimed (under the nil UUID)
+-- and is indexed by (workspace, quarter hour). The nil UUID stands for "no runtime" or "no agent". No
 -- foreign keys on runtime or agent: deleting them changes no past totals.
 --
 -- bucket is the block's first instant; span is in minutes.
@@ -20,7 +25,7 @@
 -- are the tokens of usage rows without one.
 CREATE TABLE usage_block (
     workspace_id             uuid NOT NULL REFERENCES workspace(id) ON DELETE CASCADE,
-    span                     bigint NOT NULL CHECK (span IN (15, 30, 60, 120, 240, 480, 1440)),
+    span                     bigint NOT NULL CHECK (span IN (30, 60, 120, 240, 480, 1440)),
     bucket                   timestamptz NOT NULL
         CHECK (date_bin('15 minutes', bucket, '2000-01-01 00:00:00+00') = bucket),
     provider                 text COLLATE "C" NOT NULL,
@@ -41,7 +46,7 @@ CREATE TABLE usage_block (
 CREATE TABLE usage_agent_block (
     workspace_id             uuid NOT NULL REFERENCES workspace(id) ON DELETE CASCADE,
     span                     bigint NOT NULL
-        CHECK (span IN (15, 60, 240, 1440, 5760, 23040, 92160)),
+        CHECK (span IN (240, 1440, 5760, 23040, 92160)),
     bucket                   timestamptz NOT NULL
         CHECK (date_bin('15 minutes', bucket, '2000-01-01 00:00:00+00') = bucket),
     runtime_id               uuid NOT NULL,
@@ -84,7 +89,7 @@ SELECT s.span, s.agent, u.*,
             ELSE date_bin(make_interval(days => s.span / 1440), u.at, '1970-01-01 00:00:00+00')
        END AS bucket
 FROM usage_seed u
-CROSS JOIN (VALUES (15, 1), (30, 0), (60, 1), (120, 0), (240, 1), (480, 0),
+CROSS JOIN (VALUES (30, 0), (60, 0), (120, 0), (240, 1), (480, 0),
                    (1440, 1), (5760, 2), (23040, 2), (92160, 2)) AS s(span, agent);
 
 INSERT INTO usage_block (workspace_id, span, bucket, provider, model,
@@ -122,6 +127,30 @@ SELECT workspace_id, span, bucket, runtime_id, agent_id, provider, model,
        count(*) FILTER (WHERE first)
 FROM usage_seed_block WHERE agent > 0
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
+
+-- The quarter hours of the usage of tasks no runtime claimed (a task
+-- counts once per model, as above), and the index the workspace pages
+-- read quarter hours by (its prefix serves the workspace's cascade).
+INSERT INTO runtime_usage_quarter (runtime_id, bucket, agent_id, provider, model,
+    workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+    cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens,
+    uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
+SELECT runtime_id, date_bin('15 minutes', at, '2000-01-01 00:00:00+00'),
+       agent_id, provider, model, workspace_id,
+       LEAST(sum(i), 9223372036854775807)::bigint,
+       LEAST(sum(o), 9223372036854775807)::bigint,
+       LEAST(sum(r), 9223372036854775807)::bigint,
+       LEAST(sum(w), 9223372036854775807)::bigint,
+       LEAST(coalesce(sum(cost), 0), 9223372036854775807)::bigint,
+       LEAST(coalesce(sum(i) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
+       LEAST(coalesce(sum(o) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
+       LEAST(coalesce(sum(r) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
+       LEAST(coalesce(sum(w) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
+       count(*) FILTER (WHERE first)
+FROM usage_seed WHERE runtime_id = '00000000-0000-0000-0000-000000000000'
+GROUP BY 1, 2, 3, 4, 5, 6;
+DROP INDEX runtime_usage_quarter_workspace_idx;
+CREATE INDEX runtime_usage_quarter_bucket_idx ON runtime_usage_quarter(workspace_id, bucket);
 
 DROP VIEW usage_seed_block;
 DROP TABLE usage_seed;

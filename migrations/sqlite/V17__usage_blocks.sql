@@ -4,15 +4,20 @@
 -- alignment). Kept in the transaction of every task usage write, bucketed
 -- by when the usage was first recorded, like runtime_usage_quarter.
 --
--- usage_block: per workspace, provider and model; spans of 15, 30, 60,
--- 120, 240 and 480 minutes and one UTC day. It replaces usage_daily and
+-- usage_block: per workspace, provider and model; spans of 30, 60, 120,
+-- 240 and 480 minutes and one UTC day. It replaces usage_daily and
 -- usage_hourly, which had neither the provider nor the costs (and a
 -- runtime's pages now read runtime_usage_quarter in any zone, so
 -- runtime_task_usage_daily goes too).
 --
 -- usage_agent_block: per workspace, runtime, agent, provider and model;
--- spans of 15, 60 and 240 minutes, and of 1, 4, 16 and 64 days (aligned to
--- 1970-01-01). The nil UUID stands for "no runtime" or "no agent". No
+-- spans of 240 minutes, and of 1, 4, 16 and 64 days (aligned to
+-- 1970-01-01).
+--
+-- Quarter hours of both are read from runtime_usage_quarter (per runtime,
+-- quarter hour, agent, provider and model, with its workspace), which now
+-- also keeps the usage of tasks no runtime claimed (under the nil UUID)
+-- and is indexed by (workspace, quarter hour). The nil UUID stands for "no runtime" or "no agent". No
 -- foreign keys on runtime or agent: deleting them changes no past totals.
 --
 -- bucket is the block's first UTC minute, `YYYY-MM-DDTHH:MM`; span is in
@@ -20,7 +25,7 @@
 -- uncosted_* counts are the tokens of usage rows without one.
 CREATE TABLE usage_block (
     workspace_id             TEXT NOT NULL REFERENCES workspace(id) ON DELETE CASCADE,
-    span                     INTEGER NOT NULL CHECK (span IN (15, 30, 60, 120, 240, 480, 1440)),
+    span                     INTEGER NOT NULL CHECK (span IN (30, 60, 120, 240, 480, 1440)),
     bucket                   TEXT NOT NULL CHECK (length(bucket) = 16),
     provider                 TEXT NOT NULL,
     model                    TEXT NOT NULL,
@@ -40,7 +45,7 @@ CREATE TABLE usage_block (
 CREATE TABLE usage_agent_block (
     workspace_id             TEXT NOT NULL REFERENCES workspace(id) ON DELETE CASCADE,
     span                     INTEGER NOT NULL
-        CHECK (span IN (15, 60, 240, 1440, 5760, 23040, 92160)),
+        CHECK (span IN (240, 1440, 5760, 23040, 92160)),
     bucket                   TEXT NOT NULL CHECK (length(bucket) = 16),
     runtime_id               TEXT NOT NULL CHECK (length(runtime_id) = 36),
     agent_id                 TEXT NOT NULL CHECK (length(agent_id) = 36),
@@ -80,7 +85,7 @@ SELECT t.workspace_id AS workspace_id,
 FROM task_usage u JOIN agent_task_queue t ON t.id = u.task_id;
 
 CREATE TEMP TABLE usage_span (span INTEGER NOT NULL, agent INTEGER NOT NULL);
-INSERT INTO usage_span VALUES (15, 1), (30, 0), (60, 1), (120, 0), (240, 1), (480, 0),
+INSERT INTO usage_span VALUES (30, 0), (60, 0), (120, 0), (240, 1), (480, 0),
     (1440, 1), (5760, 2), (23040, 2), (92160, 2);
 
 -- the UTC minute a block of `span` holding (day, minute) starts at
@@ -129,6 +134,32 @@ SELECT workspace_id, span, bucket, runtime_id, agent_id, provider, model,
        sum(first)
 FROM usage_seed_block WHERE agent > 0
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
+
+-- The quarter hours of the usage of tasks no runtime claimed (a task
+-- counts once per model, as above), and the index the workspace pages
+-- read quarter hours by (its prefix serves the workspace's cascade).
+INSERT INTO runtime_usage_quarter (runtime_id, bucket, agent_id, provider, model,
+    workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+    cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens,
+    uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
+SELECT '00000000-0000-0000-0000-000000000000',
+       date(day * 86400, 'unixepoch') || 'T'
+           || printf('%02d:%02d', (minute / 15 * 15) / 60, (minute / 15 * 15) % 60),
+       agent_id, provider, model, workspace_id,
+       CAST(min(total(i), 9223372036854775807) AS INTEGER),
+       CAST(min(total(o), 9223372036854775807) AS INTEGER),
+       CAST(min(total(r), 9223372036854775807) AS INTEGER),
+       CAST(min(total(w), 9223372036854775807) AS INTEGER),
+       CAST(min(total(cost), 9223372036854775807) AS INTEGER),
+       CAST(min(total(CASE WHEN cost IS NULL THEN i END), 9223372036854775807) AS INTEGER),
+       CAST(min(total(CASE WHEN cost IS NULL THEN o END), 9223372036854775807) AS INTEGER),
+       CAST(min(total(CASE WHEN cost IS NULL THEN r END), 9223372036854775807) AS INTEGER),
+       CAST(min(total(CASE WHEN cost IS NULL THEN w END), 9223372036854775807) AS INTEGER),
+       sum(first)
+FROM usage_seed WHERE runtime_id = '00000000-0000-0000-0000-000000000000'
+GROUP BY 1, 2, 3, 4, 5, 6;
+DROP INDEX runtime_usage_quarter_workspace_idx;
+CREATE INDEX runtime_usage_quarter_bucket_idx ON runtime_usage_quarter(workspace_id, bucket);
 
 DROP VIEW usage_seed_block;
 DROP TABLE usage_span;

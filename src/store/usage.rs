@@ -83,10 +83,13 @@ pub fn upsert_task_usage_with_cost(
     // while other reports of the task wait, on any engine
     let keys: Result<Option<TaskKeys>> = dispatch!(conn, usage::lock_task(task));
     let keys = keys?.unwrap_or((None, None));
-    let place = keys.0.map(|runtime| TaskPlace {
-        runtime,
+    // a task no runtime claimed keeps its quarter hours under the nil UUID
+    let place = TaskPlace {
+        runtime: keys.0.unwrap_or_else(|| {
+            <RuntimeId as crate::domain::EntityId>::from_uuid(uuid::Uuid::nil())
+        }),
         agent: keys.1,
-    });
+    };
     let old: Result<Option<StoredTaskUsage>> =
         dispatch!(conn, usage::stored_task_usage(task, entry));
     let old = old?;
@@ -110,14 +113,11 @@ pub fn upsert_task_usage_with_cost(
         usage::add_to_blocks(workspace, keys, bucket, entry, &quarter)
     );
     rolled?;
-    if let Some(place) = place {
-        let rolled: Result<()> = dispatch!(
-            conn,
-            usage::add_to_quarter_rollup(workspace, &place, bucket, entry, &quarter)
-        );
-        rolled?;
-    }
-    Ok(())
+    let rolled: Result<()> = dispatch!(
+        conn,
+        usage::add_to_quarter_rollup(workspace, &place, bucket, entry, &quarter)
+    );
+    rolled
 }
 
 /// A runtime's usage of one (quarter hour, agent, provider, model) from
@@ -301,11 +301,21 @@ impl Blocks {
     /// dozen blocks. The whole-window pages go up to 64 days.
     pub fn spans(self) -> &'static [i64] {
         match self {
-            Blocks::Model => &[DAY, 480, 240, 120, 60, 30, 15],
-            Blocks::Agent => &[64 * DAY, 16 * DAY, 4 * DAY, DAY, 240, 60, 15],
+            Blocks::Model => &[DAY, 480, 240, 120, 60, 30, QUARTER],
+            Blocks::Agent => &[64 * DAY, 16 * DAY, 4 * DAY, DAY, 240, QUARTER],
         }
     }
+
+    /// The spans its table stores: quarter hours are read from
+    /// `runtime_usage_quarter`, which holds them already.
+    pub(super) fn stored_spans(self) -> &'static [i64] {
+        let spans = self.spans();
+        &spans[..spans.len() - 1]
+    }
 }
+
+/// The shortest span: a quarter hour, in minutes.
+pub const QUARTER: i64 = 15;
 
 /// The start of the block of `span` minutes that `t` falls in.
 pub fn block_start(t: chrono::DateTime<chrono::Utc>, span: i64) -> chrono::DateTime<chrono::Utc> {
@@ -449,11 +459,11 @@ pub(super) fn runtime_of(id: uuid::Uuid) -> Option<RuntimeId> {
     (!id.is_nil()).then(|| <RuntimeId as crate::domain::EntityId>::from_uuid(id))
 }
 
-/// The starts of the blocks a usage write recorded at `t` moves, in
-/// `which`'s span order.
+/// The starts of the blocks a usage write recorded at `t` moves, in the
+/// order of `which`'s stored spans.
 pub(super) fn block_starts(which: Blocks, t: Timestamp) -> Vec<chrono::DateTime<chrono::Utc>> {
     which
-        .spans()
+        .stored_spans()
         .iter()
         .map(|span| block_start(t.utc(), *span))
         .collect()

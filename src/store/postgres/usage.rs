@@ -152,7 +152,7 @@ pub fn add_to_blocks(
     for which in [Blocks::Model, Blocks::Agent] {
         let (table, keys) = block_table(which);
         let spans: Vec<i32> = which
-            .spans()
+            .stored_spans()
             .iter()
             .map(|s| i32::try_from(*s).unwrap_or(i32::MAX))
             .collect();
@@ -216,7 +216,31 @@ pub fn block_sums(
     workspace: WorkspaceId,
     runs: &[BlockRun],
 ) -> Result<Vec<BlockSum>, postgres::Error> {
+    let (quarters, blocks): (Vec<BlockRun>, Vec<BlockRun>) =
+        runs.iter().cloned().partition(|r| r.span == QUARTER);
+    let mut out = sums_of(conn, which, workspace, &blocks, false)?;
+    out.extend(sums_of(conn, which, workspace, &quarters, true)?);
+    Ok(out)
+}
+
+/// [`block_sums`] of runs all read from `which`'s table, or all from
+/// `runtime_usage_quarter` (`quarters`).
+fn sums_of(
+    conn: &mut Client,
+    which: Blocks,
+    workspace: WorkspaceId,
+    runs: &[BlockRun],
+    quarters: bool,
+) -> Result<Vec<BlockSum>, postgres::Error> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
     let (table, keys) = block_table(which);
+    let (table, span) = if quarters {
+        ("runtime_usage_quarter", "")
+    } else {
+        (table, "AND b.span = r.span")
+    };
     let spans: Vec<i32> = runs
         .iter()
         .map(|r| i32::try_from(r.span).unwrap_or(i32::MAX))
@@ -237,7 +261,7 @@ pub fn block_sums(
             "SELECT r.label, {keys}, {sums}
              FROM unnest($2::int[], $3::timestamptz[], $4::timestamptz[], $5::int[])
                  AS r(span, lo, hi, label)
-             JOIN {table} b ON b.workspace_id = $1 AND b.span = r.span
+             JOIN {table} b ON b.workspace_id = $1 {span}
                  AND b.bucket >= r.lo AND b.bucket < r.hi
              GROUP BY r.label, {keys}",
             keys = keys.join(", "),

@@ -137,7 +137,7 @@ pub fn add_to_blocks(
     let columns = QUARTER_COLUMNS;
     for which in [Blocks::Model, Blocks::Agent] {
         let (table, keys) = block_table(which);
-        let spans = which.spans();
+        let spans = which.stored_spans();
         // ?1 workspace, ?2.. the keys, then the deltas, then the buckets
         let first_delta = 2 + keys.len();
         let first_bucket = first_delta + columns.len();
@@ -195,72 +195,111 @@ pub fn add_to_blocks(
     Ok(())
 }
 
-/// Adds up the blocks of each run in SQL, grouped by key; a sum past 64
-/// bits (an error in SQLite) is added up again here, saturating.
+/// Adds up the blocks of all runs in one statement, grouped by label and
+/// key (the runs a JSON list the statement walks first, seeking the key's
+/// index for each); a sum past 64 bits (an error in SQLite) is added up
+/// again here, saturating.
 pub fn block_sums(
     conn: &Connection,
     which: Blocks,
     workspace: WorkspaceId,
     runs: &[BlockRun],
 ) -> rusqlite::Result<Vec<BlockSum>> {
+    let (quarters, blocks): (Vec<BlockRun>, Vec<BlockRun>) =
+        runs.iter().cloned().partition(|r| r.span == QUARTER);
+    let mut out = sums_of(conn, which, workspace, &blocks, false)?;
+    out.extend(sums_of(conn, which, workspace, &quarters, true)?);
+    Ok(out)
+}
+
+/// [`block_sums`] of runs all read from `which`'s table, or all from
+/// `runtime_usage_quarter` (`quarters`).
+fn sums_of(
+    conn: &Connection,
+    which: Blocks,
+    workspace: WorkspaceId,
+    runs: &[BlockRun],
+    quarters: bool,
+) -> rusqlite::Result<Vec<BlockSum>> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
     let (table, keys) = block_table(which);
+    let (table, span) = if quarters {
+        ("runtime_usage_quarter", "")
+    } else {
+        (table, "AND b.span = json_extract(r.value, '$[0]')")
+    };
+    let key = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
+    let list: Vec<(i64, String, String, usize)> = runs
+        .iter()
+        .map(|r| (r.span, key(&r.from), key(&r.to), r.label))
+        .collect();
     let sums: Vec<String> = QUARTER_COLUMNS
         .iter()
-        .map(|c| format!("sum({c})"))
+        .map(|c| format!("sum(b.{c})"))
         .collect();
+    let columns: Vec<String> = QUARTER_COLUMNS.iter().map(|c| format!("b.{c}")).collect();
+    let keyed: Vec<String> = keys.iter().map(|k| format!("b.{k}")).collect();
+    // CROSS JOIN keeps the runs as the outer loop
+    let from = format!(
+        "FROM json_each(?2) AS r CROSS JOIN {table} AS b
+         ON b.workspace_id = ?1 {span}
+            AND b.bucket >= json_extract(r.value, '$[1]')
+            AND b.bucket < json_extract(r.value, '$[2]')"
+    );
     let grouped = format!(
-        "SELECT {keys}, {sums} FROM {table}
-         WHERE workspace_id = ?1 AND span = ?2 AND bucket >= ?3 AND bucket < ?4
-         GROUP BY {keys}",
-        keys = keys.join(", "),
+        "SELECT json_extract(r.value, '$[3]'), {keys}, {sums} {from} GROUP BY 1, {keys}",
+        keys = keyed.join(", "),
         sums = sums.join(", "),
     );
-    let plain = format!(
-        "SELECT {keys}, {columns} FROM {table}
-         WHERE workspace_id = ?1 AND span = ?2 AND bucket >= ?3 AND bucket < ?4",
-        keys = keys.join(", "),
-        columns = QUARTER_COLUMNS.join(", "),
-    );
-    let key = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
-    let mut out = Vec::new();
-    for run in runs {
-        let args = params![workspace, run.span, key(&run.from), key(&run.to)];
-        let read = |sql: &str| -> rusqlite::Result<Vec<BlockSum>> {
-            let mut stmt = conn.prepare_cached(sql)?;
-            let rows = stmt.query_map(args, |r| block_sum(which, run.label, r))?;
-            rows.collect()
-        };
-        match read(&grouped) {
-            Ok(rows) => out.extend(rows),
-            Err(rusqlite::Error::SqliteFailure(_, Some(message)))
-                if message.contains("integer overflow") =>
-            {
-                let mut merged: std::collections::HashMap<_, BlockSum> =
-                    std::collections::HashMap::new();
-                for row in read(&plain)? {
-                    let k = (
-                        row.runtime,
-                        row.agent,
-                        row.provider.clone(),
-                        row.model.clone(),
-                    );
-                    match merged.get_mut(&k) {
-                        Some(sum) => {
-                            for (a, b) in sum.counts.iter_mut().zip(row.counts) {
-                                *a = a.saturating_add(b);
-                            }
-                        }
-                        None => {
-                            merged.insert(k, row);
+    let read = |sql: &str| -> rusqlite::Result<Vec<BlockSum>> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![workspace, json_list(&list)?], |r| {
+            let label: i64 = r.get(0)?;
+            block_sum(which, usize::try_from(label).unwrap_or(usize::MAX), r)
+        })?;
+        rows.collect()
+    };
+    match read(&grouped) {
+        Err(rusqlite::Error::SqliteFailure(_, Some(message)))
+            if message.contains("integer overflow") =>
+        {
+            let plain = format!(
+                "SELECT json_extract(r.value, '$[3]'), {keys}, {columns} {from}",
+                keys = keyed.join(", "),
+                columns = columns.join(", "),
+            );
+            let mut merged: std::collections::HashMap<_, BlockSum> =
+                std::collections::HashMap::new();
+            for row in read(&plain)? {
+                let k = (
+                    row.label,
+                    row.runtime,
+                    row.agent,
+                    row.provider.clone(),
+                    row.model.clone(),
+                );
+                match merged.get_mut(&k) {
+                    Some(sum) => {
+                        for (a, b) in sum.counts.iter_mut().zip(row.counts) {
+                            *a = a.saturating_add(b);
                         }
                     }
+                    None => {
+                        merged.insert(k, row);
+                    }
                 }
-                out.extend(merged.into_values());
             }
-            Err(e) => return Err(e),
+            Ok(merged.into_values().collect())
         }
+        other => other,
     }
-    Ok(out)
+}
+
+/// `items` as a JSON array, for a `json_each(?)` list parameter.
+fn json_list<T: serde::Serialize>(items: &[T]) -> rusqlite::Result<String> {
+    serde_json::to_string(items).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
 /// Adds up the outcome blocks of each run in SQL; sums clamp at
@@ -321,7 +360,7 @@ pub fn outcome_sums(
     Ok(out)
 }
 
-/// A row of (keys, counts) as a [`BlockSum`] of `label`.
+/// A row of (label, keys, counts) as a [`BlockSum`] of `label`.
 fn block_sum(which: Blocks, label: usize, r: &rusqlite::Row<'_>) -> rusqlite::Result<BlockSum> {
     let uuid = |i: usize| -> rusqlite::Result<uuid::Uuid> {
         let text: String = r.get(i)?;
@@ -330,8 +369,8 @@ fn block_sum(which: Blocks, label: usize, r: &rusqlite::Row<'_>) -> rusqlite::Re
         })
     };
     let (runtime, agent, first) = match which {
-        Blocks::Model => (None, None, 0),
-        Blocks::Agent => (runtime_of(uuid(0)?), agent_of(uuid(1)?), 2),
+        Blocks::Model => (None, None, 1),
+        Blocks::Agent => (runtime_of(uuid(1)?), agent_of(uuid(2)?), 3),
     };
     let mut counts = [0i64; 10];
     for (i, count) in counts.iter_mut().enumerate() {
