@@ -719,6 +719,29 @@ async fn a_folded_runtimes_task_usage_comes_along() {
         .await;
     assert_eq!(usage.status, 200);
     assert_eq!(usage.body[0]["input_tokens"], 700, "{}", usage.body);
+    // the workspace's usage by runtime names the new row only, in any zone
+    for tz in ["", "&tz=America/Los_Angeles"] {
+        let r = app
+            .get(
+                &format!("/api/dashboard/usage/by-runtime?workspace_id={ws}{tz}"),
+                &alice.token,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let runtimes: Vec<(&str, i64)> = r
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row["runtime_id"].as_str().unwrap(),
+                    row["input_tokens"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(runtimes, [(new.as_str(), 700)], "{tz}");
+    }
 }
 
 #[actix_web::test]

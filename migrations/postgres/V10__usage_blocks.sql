@@ -12,13 +12,15 @@
 --
 -- usage_agent_block: per workspace, runtime, agent, provider and model;
 -- spans of 240 minutes, and of 1, 4, 16 and 64 days (aligned to
--- 1970-01-01).
+-- 1970-01-01), indexed by runtime too (a runtime folded into another
+-- moves its blocks). The nil UUID stands for "no runtime" or "no agent".
+-- No foreign keys on runtime or agent: deleting them changes no past
+-- totals.
 --
 -- Quarter hours of both are read from runtime_usage_quarter (per runtime,
--- quarter hour, agent, provider and model, with its workspace), which now
--- also keeps the usage of tasks no runtime claimed (under the nil UUID)
--- and is indexed by (workspace, quarter hour). The nil UUID stands for "no runtime" or "no agent". No
--- foreign keys on runtime or agent: deleting them changes no past totals.
+-- quarter hour, agent, provider and model, with its workspace), indexed
+-- by (workspace, quarter hour) from now on; from now on it also keeps the
+-- usage of tasks no runtime claimed, under the nil UUID.
 --
 -- bucket is the block's first instant; span is in minutes.
 -- cost_usd_ticks sums the costs providers reported; the uncosted_* counts
@@ -69,11 +71,17 @@ CREATE TABLE usage_agent_block (
 -- The usage recorded so far, each row with whether it is its task's first
 -- of its model (a task counts once per model). Sums in numeric, clamped at
 -- 2^63-1.
+-- The start of the block of `span` minutes that `t` falls in.
+CREATE FUNCTION usage_block_start(span integer, t timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN span < 1440
+                THEN date_bin(make_interval(mins => span), t, '2000-01-01 00:00:00+00')
+                ELSE date_bin(make_interval(days => span / 1440), t, '1970-01-01 00:00:00+00')
+           END
+$$;
+
 CREATE TEMP TABLE usage_seed AS
-SELECT t.workspace_id,
-       coalesce(t.runtime_id, '00000000-0000-0000-0000-000000000000') AS runtime_id,
-       coalesce(t.agent_id, '00000000-0000-0000-0000-000000000000') AS agent_id,
-       u.provider, u.model, u.created_at AS at,
+SELECT t.workspace_id, u.provider, u.model, u.created_at AS at,
        u.input_tokens AS i, u.output_tokens AS o, u.cache_read_tokens AS r,
        u.cache_write_tokens AS w, u.cost_usd_ticks AS cost,
        NOT EXISTS (SELECT 1 FROM task_usage e
@@ -84,10 +92,7 @@ FROM task_usage u JOIN agent_task_queue t ON t.id = u.task_id;
 
 CREATE TEMP VIEW usage_seed_block AS
 SELECT s.span, s.agent, u.*,
-       CASE WHEN s.span < 1440
-            THEN date_bin(make_interval(mins => s.span), u.at, '2000-01-01 00:00:00+00')
-            ELSE date_bin(make_interval(days => s.span / 1440), u.at, '1970-01-01 00:00:00+00')
-       END AS bucket
+       usage_block_start(s.span, u.at) AS bucket
 FROM usage_seed u
 CROSS JOIN (VALUES (30, 0), (60, 0), (120, 0), (240, 1), (480, 0),
                    (1440, 1), (5760, 2), (23040, 2), (92160, 2)) AS s(span, agent);
@@ -110,47 +115,35 @@ SELECT workspace_id, span, bucket, provider, model,
 FROM usage_seed_block WHERE agent < 2
 GROUP BY 1, 2, 3, 4, 5;
 
+-- The agent blocks add up the quarter hours of runtime_usage_quarter, so
+-- their keys are the quarter hours' (the usage of a runtime deleted since
+-- keeps its id, as the quarter hours do).
 INSERT INTO usage_agent_block (workspace_id, span, bucket, runtime_id, agent_id, provider,
     model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
     cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens,
     uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
-SELECT workspace_id, span, bucket, runtime_id, agent_id, provider, model,
-       LEAST(sum(i), 9223372036854775807)::bigint,
-       LEAST(sum(o), 9223372036854775807)::bigint,
-       LEAST(sum(r), 9223372036854775807)::bigint,
-       LEAST(sum(w), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(cost), 0), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(i) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(o) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(r) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(w) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
-       count(*) FILTER (WHERE first)
-FROM usage_seed_block WHERE agent > 0
+SELECT q.workspace_id, s.span, usage_block_start(s.span, q.bucket),
+       q.runtime_id, q.agent_id, q.provider, q.model,
+       LEAST(sum(q.input_tokens), 9223372036854775807)::bigint,
+       LEAST(sum(q.output_tokens), 9223372036854775807)::bigint,
+       LEAST(sum(q.cache_read_tokens), 9223372036854775807)::bigint,
+       LEAST(sum(q.cache_write_tokens), 9223372036854775807)::bigint,
+       LEAST(sum(q.cost_usd_ticks), 9223372036854775807)::bigint,
+       LEAST(sum(q.uncosted_input_tokens), 9223372036854775807)::bigint,
+       LEAST(sum(q.uncosted_output_tokens), 9223372036854775807)::bigint,
+       LEAST(sum(q.uncosted_cache_read_tokens), 9223372036854775807)::bigint,
+       LEAST(sum(q.uncosted_cache_write_tokens), 9223372036854775807)::bigint,
+       LEAST(sum(q.task_count), 9223372036854775807)::bigint
+FROM runtime_usage_quarter q
+CROSS JOIN (VALUES (240), (1440), (5760), (23040), (92160)) AS s(span)
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
 
--- The quarter hours of the usage of tasks no runtime claimed (a task
--- counts once per model, as above), and the index the workspace pages
--- read quarter hours by (its prefix serves the workspace's cascade).
-INSERT INTO runtime_usage_quarter (runtime_id, bucket, agent_id, provider, model,
-    workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-    cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens,
-    uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
-SELECT runtime_id, date_bin('15 minutes', at, '2000-01-01 00:00:00+00'),
-       agent_id, provider, model, workspace_id,
-       LEAST(sum(i), 9223372036854775807)::bigint,
-       LEAST(sum(o), 9223372036854775807)::bigint,
-       LEAST(sum(r), 9223372036854775807)::bigint,
-       LEAST(sum(w), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(cost), 0), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(i) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(o) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(r) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
-       LEAST(coalesce(sum(w) FILTER (WHERE cost IS NULL), 0), 9223372036854775807)::bigint,
-       count(*) FILTER (WHERE first)
-FROM usage_seed WHERE runtime_id = '00000000-0000-0000-0000-000000000000'
-GROUP BY 1, 2, 3, 4, 5, 6;
+-- the index the workspace pages read quarter hours by (its prefix serves
+-- the workspace's cascade)
 DROP INDEX runtime_usage_quarter_workspace_idx;
 CREATE INDEX runtime_usage_quarter_bucket_idx ON runtime_usage_quarter(workspace_id, bucket);
+-- a runtime folded into another moves its blocks
+CREATE INDEX usage_agent_block_runtime_idx ON usage_agent_block(runtime_id);
 
 DROP VIEW usage_seed_block;
 DROP TABLE usage_seed;
@@ -194,14 +187,6 @@ CREATE TABLE task_outcome_agent_block (
     PRIMARY KEY (workspace_id, span, bucket, agent_id, status, failure_reason)
 );
 
--- The start of the block of `span` minutes that `t` falls in.
-CREATE FUNCTION usage_block_start(span integer, t timestamptz) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN span < 1440
-                THEN date_bin(make_interval(mins => span), t, '2000-01-01 00:00:00+00')
-                ELSE date_bin(make_interval(days => span / 1440), t, '1970-01-01 00:00:00+00')
-           END
-$$;
 
 -- One row per block a task that ended falls in: its spans, keys and counts.
 CREATE VIEW task_outcome_rows AS

@@ -12,13 +12,15 @@
 --
 -- usage_agent_block: per workspace, runtime, agent, provider and model;
 -- spans of 240 minutes, and of 1, 4, 16 and 64 days (aligned to
--- 1970-01-01).
+-- 1970-01-01), indexed by runtime too (a runtime folded into another
+-- moves its blocks). The nil UUID stands for "no runtime" or "no agent".
+-- No foreign keys on runtime or agent: deleting them changes no past
+-- totals.
 --
 -- Quarter hours of both are read from runtime_usage_quarter (per runtime,
--- quarter hour, agent, provider and model, with its workspace), which now
--- also keeps the usage of tasks no runtime claimed (under the nil UUID)
--- and is indexed by (workspace, quarter hour). The nil UUID stands for "no runtime" or "no agent". No
--- foreign keys on runtime or agent: deleting them changes no past totals.
+-- quarter hour, agent, provider and model, with its workspace), indexed
+-- by (workspace, quarter hour) from now on; from now on it also keeps the
+-- usage of tasks no runtime claimed, under the nil UUID.
 --
 -- bucket is the block's first UTC minute, `YYYY-MM-DDTHH:MM`; span is in
 -- minutes. cost_usd_ticks sums the costs providers reported; the
@@ -69,10 +71,7 @@ CREATE TABLE usage_agent_block (
 -- an integer sum past 64 bits is an error, which would stop the server
 -- from starting.
 CREATE TEMP TABLE usage_seed AS
-SELECT t.workspace_id AS workspace_id,
-       coalesce(t.runtime_id, '00000000-0000-0000-0000-000000000000') AS runtime_id,
-       coalesce(t.agent_id, '00000000-0000-0000-0000-000000000000') AS agent_id,
-       u.provider AS provider, u.model AS model,
+SELECT t.workspace_id AS workspace_id, u.provider AS provider, u.model AS model,
        CAST(substr(u.created_at, 12, 2) AS INTEGER) * 60
            + CAST(substr(u.created_at, 15, 2) AS INTEGER) AS minute,
        CAST(julianday(substr(u.created_at, 1, 10)) - 2440587.5 AS INTEGER) AS day,
@@ -117,49 +116,45 @@ SELECT workspace_id, span, bucket, provider, model,
 FROM usage_seed_block WHERE agent < 2
 GROUP BY 1, 2, 3, 4, 5;
 
+-- The agent blocks add up the quarter hours of runtime_usage_quarter, so
+-- their keys are the quarter hours' (the usage of a runtime deleted since
+-- keeps its id, as the quarter hours do).
 INSERT INTO usage_agent_block (workspace_id, span, bucket, runtime_id, agent_id, provider,
     model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
     cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens,
     uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
-SELECT workspace_id, span, bucket, runtime_id, agent_id, provider, model,
-       CAST(min(total(i), 9223372036854775807) AS INTEGER),
-       CAST(min(total(o), 9223372036854775807) AS INTEGER),
-       CAST(min(total(r), 9223372036854775807) AS INTEGER),
-       CAST(min(total(w), 9223372036854775807) AS INTEGER),
-       CAST(min(total(cost), 9223372036854775807) AS INTEGER),
-       CAST(min(total(CASE WHEN cost IS NULL THEN i END), 9223372036854775807) AS INTEGER),
-       CAST(min(total(CASE WHEN cost IS NULL THEN o END), 9223372036854775807) AS INTEGER),
-       CAST(min(total(CASE WHEN cost IS NULL THEN r END), 9223372036854775807) AS INTEGER),
-       CAST(min(total(CASE WHEN cost IS NULL THEN w END), 9223372036854775807) AS INTEGER),
-       sum(first)
-FROM usage_seed_block WHERE agent > 0
+SELECT q.workspace_id, s.span,
+       CASE WHEN s.span < 1440
+            THEN date(q.day * 86400, 'unixepoch') || 'T'
+                 || printf('%02d:%02d', (q.minute / s.span * s.span) / 60,
+                           (q.minute / s.span * s.span) % 60)
+            ELSE date((q.day - q.day % (s.span / 1440)) * 86400, 'unixepoch') || 'T00:00'
+       END,
+       q.runtime_id, q.agent_id, q.provider, q.model,
+       CAST(min(total(q.input_tokens), 9223372036854775807) AS INTEGER),
+       CAST(min(total(q.output_tokens), 9223372036854775807) AS INTEGER),
+       CAST(min(total(q.cache_read_tokens), 9223372036854775807) AS INTEGER),
+       CAST(min(total(q.cache_write_tokens), 9223372036854775807) AS INTEGER),
+       CAST(min(total(q.cost_usd_ticks), 9223372036854775807) AS INTEGER),
+       CAST(min(total(q.uncosted_input_tokens), 9223372036854775807) AS INTEGER),
+       CAST(min(total(q.uncosted_output_tokens), 9223372036854775807) AS INTEGER),
+       CAST(min(total(q.uncosted_cache_read_tokens), 9223372036854775807) AS INTEGER),
+       CAST(min(total(q.uncosted_cache_write_tokens), 9223372036854775807) AS INTEGER),
+       CAST(min(total(q.task_count), 9223372036854775807) AS INTEGER)
+FROM (SELECT *,
+             CAST(substr(bucket, 12, 2) AS INTEGER) * 60
+                 + CAST(substr(bucket, 15, 2) AS INTEGER) AS minute,
+             CAST(julianday(substr(bucket, 1, 10)) - 2440587.5 AS INTEGER) AS day
+      FROM runtime_usage_quarter) AS q
+JOIN usage_span s ON s.agent > 0
 GROUP BY 1, 2, 3, 4, 5, 6, 7;
 
--- The quarter hours of the usage of tasks no runtime claimed (a task
--- counts once per model, as above), and the index the workspace pages
--- read quarter hours by (its prefix serves the workspace's cascade).
-INSERT INTO runtime_usage_quarter (runtime_id, bucket, agent_id, provider, model,
-    workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-    cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens,
-    uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
-SELECT '00000000-0000-0000-0000-000000000000',
-       date(day * 86400, 'unixepoch') || 'T'
-           || printf('%02d:%02d', (minute / 15 * 15) / 60, (minute / 15 * 15) % 60),
-       agent_id, provider, model, workspace_id,
-       CAST(min(total(i), 9223372036854775807) AS INTEGER),
-       CAST(min(total(o), 9223372036854775807) AS INTEGER),
-       CAST(min(total(r), 9223372036854775807) AS INTEGER),
-       CAST(min(total(w), 9223372036854775807) AS INTEGER),
-       CAST(min(total(cost), 9223372036854775807) AS INTEGER),
-       CAST(min(total(CASE WHEN cost IS NULL THEN i END), 9223372036854775807) AS INTEGER),
-       CAST(min(total(CASE WHEN cost IS NULL THEN o END), 9223372036854775807) AS INTEGER),
-       CAST(min(total(CASE WHEN cost IS NULL THEN r END), 9223372036854775807) AS INTEGER),
-       CAST(min(total(CASE WHEN cost IS NULL THEN w END), 9223372036854775807) AS INTEGER),
-       sum(first)
-FROM usage_seed WHERE runtime_id = '00000000-0000-0000-0000-000000000000'
-GROUP BY 1, 2, 3, 4, 5, 6;
+-- the index the workspace pages read quarter hours by (its prefix serves
+-- the workspace's cascade)
 DROP INDEX runtime_usage_quarter_workspace_idx;
 CREATE INDEX runtime_usage_quarter_bucket_idx ON runtime_usage_quarter(workspace_id, bucket);
+-- a runtime folded into another moves its blocks
+CREATE INDEX usage_agent_block_runtime_idx ON usage_agent_block(runtime_id);
 
 DROP VIEW usage_seed_block;
 DROP TABLE usage_span;

@@ -7,20 +7,21 @@
 //! agents of others, for members who are not owners or admins) are folded
 //! into one row whose `agent_id` is `"private"`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::usage::{costed_blocks, stretches, CostedCounts, LocalDays, Sums, WindowQuery};
+use super::usage::{
+    costed_blocks, stretches, AgentNames, CostedCounts, LocalDays, Sums, WindowQuery,
+};
 use crate::auth::WorkspaceAccess;
-use crate::domain::AgentId;
 use crate::error::ApiError;
 use crate::pricing::PriceBook;
 use crate::store::usage::{self, Blocks};
-use crate::store::{Conn, Store};
+use crate::store::Store;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/dashboard/usage/daily", web::get().to(usage_daily))
@@ -33,47 +34,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/dashboard/failures/daily", web::get().to(failures_daily));
 }
 
-/// The agents whose rows the caller sees folded (none for owners and
-/// admins).
-fn hidden(conn: &Conn<'_>, access: &WorkspaceAccess) -> Result<HashSet<AgentId>, ApiError> {
-    if access.role.is_manager() {
-        return Ok(HashSet::new());
-    }
-    Ok(
-        crate::store::agents::hidden_from(conn, access.workspace_id, access.user_id)?
-            .into_iter()
-            .collect(),
-    )
-}
-
-/// An agent as a row shows it: its id, `null` for tasks without one, or
-/// `"private"`.
-fn agent_value(agent: Option<AgentId>, hidden: &HashSet<AgentId>) -> Value {
-    match agent {
-        Some(id) if hidden.contains(&id) => json!("private"),
-        Some(id) => json!(id),
-        None => Value::Null,
-    }
-}
-
-/// The workspace's priced usage blocks over the query's window, and the
-/// agents the caller may not see.
+/// The workspace's priced usage blocks over the query's window, and how
+/// to name their agents to the caller.
 async fn priced(
     db: &Store,
     access: WorkspaceAccess,
     which: Blocks,
     query: &WindowQuery,
     per_day: bool,
-) -> Result<(Vec<super::usage::CostedSum>, HashSet<AgentId>), ApiError> {
+) -> Result<(Vec<super::usage::CostedSum>, AgentNames), ApiError> {
     let days = LocalDays::of(query, 30)?;
     db.read(move |conn| -> Result<_, ApiError> {
         let prices = PriceBook::new(crate::store::pricing::overrides(conn, access.workspace_id)?);
         let rows = costed_blocks(conn, which, access.workspace_id, &days, per_day, &prices)?;
-        let hidden = match which {
-            Blocks::Agent => hidden(conn, &access)?,
-            Blocks::Model => HashSet::new(),
-        };
-        Ok((rows, hidden))
+        let names = AgentNames::load(conn, access.workspace_id, access.user_id, access.role)?;
+        Ok((rows, names))
     })
     .await
 }
@@ -134,10 +109,10 @@ async fn usage_by_agent(
     access: WorkspaceAccess,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (rows, hidden) = priced(&db, access, Blocks::Agent, &query, false).await?;
+    let (rows, names) = priced(&db, access, Blocks::Agent, &query, false).await?;
     let mut grouped: BTreeMap<(String, String, String), (Value, Sums)> = BTreeMap::new();
     for row in rows {
-        let agent = agent_value(row.sum.agent, &hidden);
+        let agent = names.value(row.sum.agent);
         grouped
             .entry((agent.to_string(), row.sum.provider, row.sum.model))
             .or_insert_with(|| (agent, Sums::default()))
@@ -201,28 +176,19 @@ async fn usage_by_runtime(
 }
 
 /// How the workspace's tasks ended over the query's window, per label of
-/// [`stretches`] (`per_day`) and the caller's hidden agents.
+/// [`stretches`] (`per_day`), and how to name their agents to the caller.
 async fn outcomes(
     db: &Store,
     access: WorkspaceAccess,
     which: Blocks,
     query: &WindowQuery,
     per_day: bool,
-) -> Result<
-    (
-        Vec<(Option<NaiveDate>, usage::OutcomeSum)>,
-        HashSet<AgentId>,
-    ),
-    ApiError,
-> {
+) -> Result<(Vec<(Option<NaiveDate>, usage::OutcomeSum)>, AgentNames), ApiError> {
     let days = LocalDays::of(query, 30)?;
     db.read(move |conn| -> Result<_, ApiError> {
         let (runs, bounds) = stretches(which, &days, per_day, &[]);
         let rows = usage::outcome_sums(conn, which, access.workspace_id, &runs)?;
-        let hidden = match which {
-            Blocks::Agent => hidden(conn, &access)?,
-            Blocks::Model => HashSet::new(),
-        };
+        let names = AgentNames::load(conn, access.workspace_id, access.user_id, access.role)?;
         let dated = rows
             .into_iter()
             .filter_map(|row| {
@@ -230,7 +196,7 @@ async fn outcomes(
                 Some((per_day.then(|| days.date_of(from)), row))
             })
             .collect();
-        Ok((dated, hidden))
+        Ok((dated, names))
     })
     .await
 }
@@ -252,10 +218,10 @@ async fn agent_run_time(
     access: WorkspaceAccess,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (rows, hidden) = outcomes(&db, access, Blocks::Agent, &query, false).await?;
+    let (rows, names) = outcomes(&db, access, Blocks::Agent, &query, false).await?;
     let mut grouped: BTreeMap<String, AgentRunTimeRow> = BTreeMap::new();
     for (_, row) in rows {
-        let agent = agent_value(row.agent, &hidden);
+        let agent = names.value(row.agent);
         let entry = grouped
             .entry(agent.to_string())
             .or_insert_with(|| AgentRunTimeRow {

@@ -259,7 +259,7 @@ async fn runtime_usage(
         .read(move |conn| -> Result<_, ApiError> {
             let (rt, _) = require_member_runtime(conn, caller.user_id, runtime)?;
             let reported = usage::runtime_reports(conn, runtime, &from)?;
-            let quarters = usage::runtime_quarters(conn, runtime, days.start())?;
+            let quarters = bounded_quarters(conn, runtime, days.start())?;
             let overrides = crate::store::pricing::overrides(conn, rt.workspace_id)?;
             Ok((reported, quarters, overrides))
         })
@@ -422,48 +422,92 @@ impl Sums {
     }
 }
 
+/// A runtime's quarter-hour rows since `from`; a 400 past
+/// [`usage::MAX_RUNTIME_QUARTERS`] rather than a reply of unbounded size.
+fn bounded_quarters(
+    conn: &Conn<'_>,
+    runtime: RuntimeId,
+    from: chrono::DateTime<Utc>,
+) -> Result<Vec<usage::QuarterUsage>, ApiError> {
+    let rows = usage::runtime_quarters(conn, runtime, from)?;
+    if rows.len() as i64 > usage::MAX_RUNTIME_QUARTERS {
+        return Err(ApiError::bad_request(format!(
+            "this runtime's usage in the window is more than {} quarter-hour rows: ask for fewer days",
+            usage::MAX_RUNTIME_QUARTERS
+        )));
+    }
+    Ok(rows)
+}
+
+/// How usage rows name agents to one caller: by id; `"private"` for the
+/// private agents of others unless the caller is an owner or admin (one
+/// row for all of them); `null` for tasks without an agent and agents
+/// deleted since.
+pub(crate) struct AgentNames {
+    manager: bool,
+    caller: crate::domain::UserId,
+    known: std::collections::HashMap<
+        AgentId,
+        (crate::domain::Visibility, Option<crate::domain::UserId>),
+    >,
+}
+
+impl AgentNames {
+    pub(crate) fn load(
+        conn: &Conn<'_>,
+        workspace: WorkspaceId,
+        caller: crate::domain::UserId,
+        role: crate::domain::Role,
+    ) -> Result<AgentNames, ApiError> {
+        let known = crate::store::agents::directory(conn, workspace)?
+            .into_iter()
+            .map(|(id, visibility, owner)| (id, (visibility, owner)))
+            .collect();
+        Ok(AgentNames {
+            manager: role.is_manager(),
+            caller,
+            known,
+        })
+    }
+
+    pub(crate) fn value(&self, agent: Option<AgentId>) -> Value {
+        let Some(id) = agent else {
+            return Value::Null;
+        };
+        match self.known.get(&id) {
+            None => Value::Null,
+            Some((visibility, owner))
+                if !self.manager
+                    && *visibility != crate::domain::Visibility::Workspace
+                    && *owner != Some(self.caller) =>
+            {
+                json!("private")
+            }
+            Some(_) => json!(id),
+        }
+    }
+}
+
 /// The rollup rows of a runtime the caller may read over the query's
-/// window, the agents among them the caller may not see, and the
-/// workspace's prices.
+/// window, how to name their agents, and the workspace's prices.
 async fn runtime_quarters(
     db: &Store,
     caller: AuthUser,
     runtime: RuntimeId,
     query: &WindowQuery,
-) -> Result<
-    (
-        Vec<usage::QuarterUsage>,
-        std::collections::HashSet<AgentId>,
-        PriceBook,
-        Option<Tz>,
-    ),
-    ApiError,
-> {
+) -> Result<(Vec<usage::QuarterUsage>, AgentNames, PriceBook, Option<Tz>), ApiError> {
     let (days, zone) = (query.days(30), query.zone()?);
     let start = window_start(zone, days);
-    let (rows, hidden, overrides) = db
+    let (rows, names, overrides) = db
         .read(move |conn| -> Result<_, ApiError> {
             let (rt, role) = require_member_runtime(conn, caller.user_id, runtime)?;
-            let rows = usage::runtime_quarters(conn, runtime, start)?;
-            let mut hidden = std::collections::HashSet::new();
-            if !role.is_manager() {
-                let agents: std::collections::BTreeSet<_> =
-                    rows.iter().filter_map(|r| r.agent_id).collect();
-                for id in agents {
-                    let visible = crate::store::agents::get(conn, id)?.is_none_or(|a| {
-                        a.visibility == crate::domain::Visibility::Workspace
-                            || a.owner_id == Some(caller.user_id)
-                    });
-                    if !visible {
-                        hidden.insert(id);
-                    }
-                }
-            }
+            let rows = bounded_quarters(conn, runtime, start)?;
+            let names = AgentNames::load(conn, rt.workspace_id, caller.user_id, role)?;
             let overrides = crate::store::pricing::overrides(conn, rt.workspace_id)?;
-            Ok((rows, hidden, overrides))
+            Ok((rows, names, overrides))
         })
         .await?;
-    Ok((rows, hidden, PriceBook::new(overrides), zone))
+    Ok((rows, names, PriceBook::new(overrides), zone))
 }
 
 /// One (agent, provider, model) of a runtime's usage.
@@ -489,15 +533,10 @@ async fn runtime_usage_by_agent(
     path: web::Path<RuntimeId>,
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (rows, hidden, prices, _) =
-        runtime_quarters(&db, caller, path.into_inner(), &query).await?;
+    let (rows, names, prices, _) = runtime_quarters(&db, caller, path.into_inner(), &query).await?;
     let mut grouped: BTreeMap<(String, String, String), (Value, Sums)> = BTreeMap::new();
     for row in &rows {
-        let agent = match row.agent_id {
-            Some(id) if hidden.contains(&id) => json!("private"),
-            Some(id) => json!(id),
-            None => Value::Null,
-        };
+        let agent = names.value(row.agent_id);
         grouped
             .entry((agent.to_string(), row.provider.clone(), row.model.clone()))
             .or_insert_with(|| (agent, Sums::default()))

@@ -90,19 +90,18 @@ pub fn list(
     dispatch!(conn, agents::list(filter, after, limit))
 }
 
-/// The private agents of `workspace` that `viewer` does not own, archived
-/// ones included: what a member who is not an owner or admin sees folded
-/// into one "private" row of a usage page. At most [`MAX_HIDDEN`].
-pub fn hidden_from(
+/// Every agent of `workspace`, archived ones included: its id, visibility
+/// and owner, for naming agents on usage pages (see
+/// `api::usage::AgentNames`). At most [`MAX_DIRECTORY`].
+pub fn directory(
     conn: &Conn<'_>,
     workspace: WorkspaceId,
-    viewer: UserId,
-) -> Result<Vec<AgentId>> {
-    dispatch!(conn, agents::hidden_from(workspace, viewer))
+) -> Result<Vec<(AgentId, Visibility, Option<UserId>)>> {
+    dispatch!(conn, agents::directory(workspace))
 }
 
-/// Most agents [`hidden_from`] returns: far more than a workspace has.
-pub const MAX_HIDDEN: i64 = 100_000;
+/// Most agents [`directory`] returns: far more than a workspace has.
+pub const MAX_DIRECTORY: i64 = 100_000;
 
 pub fn insert(
     conn: &Conn<'_>,

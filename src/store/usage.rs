@@ -133,9 +133,14 @@ pub struct QuarterUsage {
     pub counts: [i64; 10],
 }
 
+/// Most rows [`runtime_quarters`] returns (one more says there are more):
+/// a year of a runtime with two agents running three models each at all
+/// hours is about 210,000.
+pub const MAX_RUNTIME_QUARTERS: i64 = 250_000;
+
 /// A runtime's usage since `from` (a quarter-hour boundary: the start of
 /// a local day in any zone), one row per quarter hour, agent, provider and
-/// model; no order. A year of a busy runtime is a few thousand rows.
+/// model, at most [`MAX_RUNTIME_QUARTERS`] + 1; no order.
 pub fn runtime_quarters(
     conn: &Conn<'_>,
     runtime: RuntimeId,

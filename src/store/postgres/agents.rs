@@ -222,19 +222,15 @@ pub fn reconcile_status(
     .transpose()
 }
 
-pub fn hidden_from(
+pub fn directory(
     conn: &mut Client,
     workspace: WorkspaceId,
-    viewer: UserId,
-) -> Result<Vec<AgentId>, postgres::Error> {
+) -> Result<Vec<(AgentId, crate::domain::Visibility, Option<UserId>)>, postgres::Error> {
     conn.query(
-        "SELECT id FROM agent
-         WHERE workspace_id = $1 AND visibility <> 'workspace'
-           AND (owner_id IS NULL OR owner_id <> $2)
-         LIMIT $3",
-        &[&workspace, &viewer, &crate::store::agents::MAX_HIDDEN],
+        "SELECT id, visibility, owner_id FROM agent WHERE workspace_id = $1 LIMIT $2",
+        &[&workspace, &crate::store::agents::MAX_DIRECTORY],
     )?
     .iter()
-    .map(|r| r.try_get(0))
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
     .collect()
 }

@@ -290,6 +290,30 @@ fn fold_one(
         "DELETE FROM runtime_usage_quarter WHERE runtime_id = $1",
         &[&old],
     )?;
+    // and its blocks of the workspace pages (no foreign key deletes them)
+    conn.execute(
+        "INSERT INTO usage_agent_block AS b (workspace_id, span, bucket, runtime_id, agent_id,
+             provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
+         SELECT workspace_id, span, bucket, $2, agent_id, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count
+         FROM usage_agent_block WHERE runtime_id = $1
+         ON CONFLICT (workspace_id, span, bucket, runtime_id, agent_id, provider, model)
+         DO UPDATE SET
+             input_tokens = LEAST(b.input_tokens::numeric + excluded.input_tokens, 9223372036854775807)::bigint,
+             output_tokens = LEAST(b.output_tokens::numeric + excluded.output_tokens, 9223372036854775807)::bigint,
+             cache_read_tokens = LEAST(b.cache_read_tokens::numeric + excluded.cache_read_tokens, 9223372036854775807)::bigint,
+             cache_write_tokens = LEAST(b.cache_write_tokens::numeric + excluded.cache_write_tokens, 9223372036854775807)::bigint,
+             cost_usd_ticks = LEAST(b.cost_usd_ticks::numeric + excluded.cost_usd_ticks, 9223372036854775807)::bigint,
+             uncosted_input_tokens = LEAST(b.uncosted_input_tokens::numeric + excluded.uncosted_input_tokens, 9223372036854775807)::bigint,
+             uncosted_output_tokens = LEAST(b.uncosted_output_tokens::numeric + excluded.uncosted_output_tokens, 9223372036854775807)::bigint,
+             uncosted_cache_read_tokens = LEAST(b.uncosted_cache_read_tokens::numeric + excluded.uncosted_cache_read_tokens, 9223372036854775807)::bigint,
+             uncosted_cache_write_tokens = LEAST(b.uncosted_cache_write_tokens::numeric + excluded.uncosted_cache_write_tokens, 9223372036854775807)::bigint,
+             task_count = LEAST(b.task_count::numeric + excluded.task_count, 9223372036854775807)::bigint",
+        &[&old, &new],
+    )?;
+    conn.execute(
+        "DELETE FROM usage_agent_block WHERE runtime_id = $1",
+        &[&old],
+    )?;
     conn.execute("DELETE FROM agent_runtime WHERE id = $1", &[&old])?;
     Ok((agents as usize, tasks as usize))
 }

@@ -410,10 +410,10 @@ pub fn runtime_quarters_since(
     conn.query(
         &format!(
             "SELECT bucket, agent_id, provider, model, {}
-             FROM runtime_usage_quarter WHERE runtime_id = $1 AND bucket >= $2",
+             FROM runtime_usage_quarter WHERE runtime_id = $1 AND bucket >= $2 LIMIT $3",
             QUARTER_COLUMNS.join(", ")
         ),
-        &[&runtime, &from],
+        &[&runtime, &from, &(MAX_RUNTIME_QUARTERS + 1)],
     )?
     .iter()
     .map(|r| {

@@ -176,20 +176,16 @@ pub fn reconcile_status(conn: &Connection, id: AgentId) -> rusqlite::Result<Opti
     Ok(status)
 }
 
-pub fn hidden_from(
+pub fn directory(
     conn: &Connection,
     workspace: WorkspaceId,
-    viewer: UserId,
-) -> rusqlite::Result<Vec<AgentId>> {
+) -> rusqlite::Result<Vec<(AgentId, crate::domain::Visibility, Option<UserId>)>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id FROM agent
-         WHERE workspace_id = ?1 AND visibility <> 'workspace'
-           AND (owner_id IS NULL OR owner_id <> ?2)
-         LIMIT ?3",
+        "SELECT id, visibility, owner_id FROM agent WHERE workspace_id = ?1 LIMIT ?2",
     )?;
     let rows = stmt.query_map(
-        params![workspace, viewer, crate::store::agents::MAX_HIDDEN],
-        |r| r.get(0),
+        params![workspace, crate::store::agents::MAX_DIRECTORY],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     rows.collect()
 }

@@ -247,6 +247,28 @@ fn fold_one(conn: &Connection, old: RuntimeId, new: RuntimeId) -> rusqlite::Resu
     .execute(params![old, new])?;
     conn.prepare_cached("DELETE FROM runtime_usage_quarter WHERE runtime_id = ?1")?
         .execute([old])?;
+    // and its blocks of the workspace pages (no foreign key deletes them)
+    conn.prepare_cached(
+        "INSERT INTO usage_agent_block (workspace_id, span, bucket, runtime_id, agent_id,
+             provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
+         SELECT workspace_id, span, bucket, ?2, agent_id, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count
+         FROM usage_agent_block WHERE runtime_id = ?1 AND true
+         ON CONFLICT (workspace_id, span, bucket, runtime_id, agent_id, provider, model)
+         DO UPDATE SET
+             input_tokens = min(input_tokens + excluded.input_tokens, 9223372036854775807),
+             output_tokens = min(output_tokens + excluded.output_tokens, 9223372036854775807),
+             cache_read_tokens = min(cache_read_tokens + excluded.cache_read_tokens, 9223372036854775807),
+             cache_write_tokens = min(cache_write_tokens + excluded.cache_write_tokens, 9223372036854775807),
+             cost_usd_ticks = min(cost_usd_ticks + excluded.cost_usd_ticks, 9223372036854775807),
+             uncosted_input_tokens = min(uncosted_input_tokens + excluded.uncosted_input_tokens, 9223372036854775807),
+             uncosted_output_tokens = min(uncosted_output_tokens + excluded.uncosted_output_tokens, 9223372036854775807),
+             uncosted_cache_read_tokens = min(uncosted_cache_read_tokens + excluded.uncosted_cache_read_tokens, 9223372036854775807),
+             uncosted_cache_write_tokens = min(uncosted_cache_write_tokens + excluded.uncosted_cache_write_tokens, 9223372036854775807),
+             task_count = min(task_count + excluded.task_count, 9223372036854775807)",
+    )?
+    .execute(params![old, new])?;
+    conn.prepare_cached("DELETE FROM usage_agent_block WHERE runtime_id = ?1")?
+        .execute([old])?;
     conn.prepare_cached("DELETE FROM agent_runtime WHERE id = ?1")?
         .execute([old])?;
     Ok((agents, tasks))

@@ -451,11 +451,12 @@ pub fn runtime_quarters_since(
 ) -> rusqlite::Result<Vec<QuarterUsage>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT bucket, agent_id, provider, model, {}
-         FROM runtime_usage_quarter WHERE runtime_id = ?1 AND bucket >= ?2",
+         FROM runtime_usage_quarter WHERE runtime_id = ?1 AND bucket >= ?2 LIMIT ?3",
         QUARTER_COLUMNS.join(", ")
     ))?;
     let from = from.format("%Y-%m-%dT%H:%M").to_string();
-    let rows = stmt.query_map(params![runtime, from], |r| {
+    let limit = MAX_RUNTIME_QUARTERS + 1;
+    let rows = stmt.query_map(params![runtime, from, limit], |r| {
         let bucket: String = r.get(0)?;
         let bucket = chrono::NaiveDateTime::parse_from_str(&bucket, "%Y-%m-%dT%H:%M")
             .map_err(|e| {
