@@ -392,10 +392,33 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
     (readers, tokens)
 }
 
+/// Waits until the heartbeats the app buffers (written together every
+/// quarter second, `heartbeats::FLUSH_EVERY`) are in the database: a copy
+/// taken before would miss the last ones, and the original would answer
+/// a newer `last_seen_at` than its copies. Writes what is still buffered,
+/// then waits for the runtimes' times to hold still for a second (a
+/// background write may have taken them first).
+async fn settle(app: &TestApp) {
+    let (state, db) = (app.state.clone(), app.db.clone());
+    common::off_runtime(move || state.heartbeats.flush(&db)).expect("flush heartbeats");
+    let seen = "SELECT id, last_seen_at FROM agent_runtime ORDER BY id";
+    let mut last = app.select(seen);
+    for _ in 0..30 {
+        actix_web::rt::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = app.select(seen);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+    panic!("runtimes' last_seen_at kept changing");
+}
+
 #[actix_web::test]
 async fn an_install_moves_into_an_empty_database_and_back() {
     let app = sqlite_app().await;
     let (readers, tokens) = install(&app).await;
+    settle(&app).await;
     let source = TestDb::Sqlite(app.db_path.clone());
     let dir = tempfile::tempdir().unwrap();
     let (copy_dir, back_dir) = (dir.path().join("copy"), dir.path().join("back"));
