@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpResponse};
 use chrono::NaiveDate;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::usage::{
-    costed_blocks, stretches, AgentNames, CostedCounts, LocalDays, Sums, WindowQuery,
+    costed_blocks, stretches, AgentNames, ByKey, CostedCounts, Keyed, LocalDays, Sums, WindowQuery,
 };
 use crate::auth::WorkspaceAccess;
 use crate::error::ApiError;
@@ -91,17 +91,6 @@ async fn usage_daily(
     Ok(HttpResponse::Ok().json(out))
 }
 
-#[derive(Serialize)]
-struct UsageByAgentRow {
-    /// The agent's id, `null` for tasks without one, `"private"` for the
-    /// agents the caller may not see (one row per provider and model).
-    agent_id: Value,
-    provider: String,
-    model: String,
-    #[serde(flatten)]
-    counts: CostedCounts,
-}
-
 /// `GET /api/dashboard/usage/by-agent`: per agent, provider and model,
 /// costliest first.
 async fn usage_by_agent(
@@ -110,37 +99,17 @@ async fn usage_by_agent(
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (rows, names) = priced(&db, access, Blocks::Agent, &query, false).await?;
-    let mut grouped: BTreeMap<(String, String, String), (Value, Sums)> = BTreeMap::new();
+    let mut grouped = ByKey::default();
     for row in rows {
-        let agent = names.value(row.sum.agent);
         grouped
-            .entry((agent.to_string(), row.sum.provider, row.sum.model))
-            .or_insert_with(|| (agent, Sums::default()))
-            .1
+            .at(
+                names.value(row.sum.agent),
+                &row.sum.provider,
+                &row.sum.model,
+            )
             .merge(&row.costed);
     }
-    let mut out: Vec<UsageByAgentRow> = grouped
-        .into_iter()
-        .map(|((_, provider, model), (agent_id, sums))| UsageByAgentRow {
-            agent_id,
-            provider,
-            model,
-            counts: sums.costed(),
-        })
-        .collect();
-    out.sort_by(|a, b| b.counts.cost_usd.total_cmp(&a.counts.cost_usd));
-    Ok(HttpResponse::Ok().json(out))
-}
-
-#[derive(Serialize)]
-struct UsageByRuntimeRow {
-    /// The runtime's id (it may have been deleted since), `null` for
-    /// tasks that never reached one.
-    runtime_id: Value,
-    provider: String,
-    model: String,
-    #[serde(flatten)]
-    counts: CostedCounts,
+    Ok(HttpResponse::Ok().json(grouped.rows(Keyed::Agent)))
 }
 
 /// `GET /api/dashboard/usage/by-runtime`: per runtime, provider and model,
@@ -151,28 +120,14 @@ async fn usage_by_runtime(
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (rows, _) = priced(&db, access, Blocks::Agent, &query, false).await?;
-    let mut grouped: BTreeMap<(Option<String>, String, String), Sums> = BTreeMap::new();
+    let mut grouped = ByKey::default();
     for row in rows {
+        let runtime = row.sum.runtime.map_or(Value::Null, |r| json!(r));
         grouped
-            .entry((
-                row.sum.runtime.map(|r| r.to_string()),
-                row.sum.provider,
-                row.sum.model,
-            ))
-            .or_default()
+            .at(runtime, &row.sum.provider, &row.sum.model)
             .merge(&row.costed);
     }
-    let mut out: Vec<UsageByRuntimeRow> = grouped
-        .into_iter()
-        .map(|((runtime, provider, model), sums)| UsageByRuntimeRow {
-            runtime_id: runtime.map_or(Value::Null, Value::String),
-            provider,
-            model,
-            counts: sums.costed(),
-        })
-        .collect();
-    out.sort_by(|a, b| b.counts.cost_usd.total_cmp(&a.counts.cost_usd));
-    Ok(HttpResponse::Ok().json(out))
+    Ok(HttpResponse::Ok().json(grouped.rows(Keyed::Runtime)))
 }
 
 /// How the workspace's tasks ended over the query's window, per label of

@@ -510,17 +510,61 @@ async fn runtime_quarters(
     Ok((rows, names, PriceBook::new(overrides), zone))
 }
 
-/// One (agent, provider, model) of a runtime's usage.
+/// What a row of usage per (agent or runtime, provider, model) is about.
 #[derive(Serialize)]
-struct AgentUsageRow {
-    /// The agent's id; `null` for tasks whose agent is gone; `"private"`
-    /// for the agents the caller may not see, folded into one row per
-    /// (provider, model).
-    agent_id: Value,
+pub(crate) enum Keyed {
+    /// The agent's id; `null` for tasks without an agent or whose agent
+    /// is gone; `"private"` for the agents the caller may not see, folded
+    /// into one row per (provider, model) (see [`AgentNames`]).
+    #[serde(rename = "agent_id")]
+    Agent(Value),
+    /// The runtime's id (maybe deleted since); `null` for tasks no runtime
+    /// claimed.
+    #[serde(rename = "runtime_id")]
+    Runtime(Value),
+}
+
+/// One (agent or runtime, provider, model) of usage, with its cost.
+#[derive(Serialize)]
+pub(crate) struct KeyedUsageRow {
+    #[serde(flatten)]
+    key: Keyed,
     provider: String,
     model: String,
     #[serde(flatten)]
     counts: CostedCounts,
+}
+
+/// Usage grouped by (agent or runtime as a row shows it, provider,
+/// model).
+#[derive(Default)]
+pub(crate) struct ByKey(BTreeMap<(String, String, String), (Value, Sums)>);
+
+impl ByKey {
+    /// The sums of (`key`, `provider`, `model`).
+    pub(crate) fn at(&mut self, key: Value, provider: &str, model: &str) -> &mut Sums {
+        &mut self
+            .0
+            .entry((key.to_string(), provider.to_string(), model.to_string()))
+            .or_insert_with(|| (key, Sums::default()))
+            .1
+    }
+
+    /// The rows, costliest first, their key wrapped by `keyed`.
+    pub(crate) fn rows(self, keyed: fn(Value) -> Keyed) -> Vec<KeyedUsageRow> {
+        let mut out: Vec<KeyedUsageRow> = self
+            .0
+            .into_iter()
+            .map(|((_, provider, model), (key, sums))| KeyedUsageRow {
+                key: keyed(key),
+                provider,
+                model,
+                counts: sums.costed(),
+            })
+            .collect();
+        out.sort_by(|a, b| b.counts.cost_usd.total_cmp(&a.counts.cost_usd));
+        out
+    }
 }
 
 /// `GET /api/runtimes/{id}/usage/by-agent?days=N&tz=Zone` (default 30):
@@ -534,13 +578,10 @@ async fn runtime_usage_by_agent(
     query: web::Query<WindowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (rows, names, prices, _) = runtime_quarters(&db, caller, path.into_inner(), &query).await?;
-    let mut grouped: BTreeMap<(String, String, String), (Value, Sums)> = BTreeMap::new();
+    let mut grouped = ByKey::default();
     for row in &rows {
-        let agent = names.value(row.agent_id);
         grouped
-            .entry((agent.to_string(), row.provider.clone(), row.model.clone()))
-            .or_insert_with(|| (agent, Sums::default()))
-            .1
+            .at(names.value(row.agent_id), &row.provider, &row.model)
             .add(
                 &prices,
                 &row.provider,
@@ -549,17 +590,7 @@ async fn runtime_usage_by_agent(
                 &row.counts,
             );
     }
-    let mut out: Vec<AgentUsageRow> = grouped
-        .into_iter()
-        .map(|((_, provider, model), (agent_id, sums))| AgentUsageRow {
-            agent_id,
-            provider,
-            model,
-            counts: sums.costed(),
-        })
-        .collect();
-    out.sort_by(|a, b| b.counts.cost_usd.total_cmp(&a.counts.cost_usd));
-    Ok(HttpResponse::Ok().json(out))
+    Ok(HttpResponse::Ok().json(grouped.rows(Keyed::Agent)))
 }
 
 /// One (local hour of the day, model) of a runtime's usage.
