@@ -208,8 +208,11 @@ fn date_key(row: &postgres::Row, idx: usize) -> Result<String, postgres::Error> 
     Ok(row.try_get::<_, chrono::NaiveDate>(idx)?.to_string())
 }
 
-/// Each run is one range of the (workspace_id, span, bucket) key; the
-/// sums go through `numeric`, clamped at i64::MAX.
+/// Each run is one range of the (workspace_id, span, bucket) key, read by
+/// a subquery of its own (`OFFSET 0` keeps the planner from flattening it
+/// into one scan of the whole workspace, which it did for the quarter
+/// hours: 410 ms against 12); the sums go through `numeric`, clamped at
+/// i64::MAX.
 pub fn block_sums(
     conn: &mut Client,
     which: Blocks,
@@ -261,8 +264,10 @@ fn sums_of(
             "SELECT r.label, {keys}, {sums}
              FROM unnest($2::int[], $3::timestamptz[], $4::timestamptz[], $5::int[])
                  AS r(span, lo, hi, label)
-             JOIN {table} b ON b.workspace_id = $1 {span}
-                 AND b.bucket >= r.lo AND b.bucket < r.hi
+             CROSS JOIN LATERAL (
+                 SELECT * FROM {table} b WHERE b.workspace_id = $1 {span}
+                     AND b.bucket >= r.lo AND b.bucket < r.hi
+                 OFFSET 0) b
              GROUP BY r.label, {keys}",
             keys = keys.join(", "),
             sums = sums.join(", "),
@@ -322,8 +327,10 @@ pub fn outcome_sums(
                     LEAST(sum(b.run_seconds), {MAX})::bigint
              FROM unnest($2::int[], $3::timestamptz[], $4::timestamptz[], $5::int[])
                  AS r(span, lo, hi, label)
-             JOIN {table} b ON b.workspace_id = $1 AND b.span = r.span
-                 AND b.bucket >= r.lo AND b.bucket < r.hi
+             CROSS JOIN LATERAL (
+                 SELECT * FROM {table} b WHERE b.workspace_id = $1 AND b.span = r.span
+                     AND b.bucket >= r.lo AND b.bucket < r.hi
+                 OFFSET 0) b
              GROUP BY 1, 2, 3, 4"
         ),
         &[&workspace, &spans, &from, &to, &labels],
