@@ -266,56 +266,79 @@ fn fold_one(
                              AND n.provider = o.provider AND n.model = o.model)",
         &[&old, &new, &now],
     )?;
-    // the usage its tasks reported adds to the new rows (the quarter-hour
-    // rollup, which no foreign key deletes); saturating, like every rollup
-    conn.execute(
-        "INSERT INTO runtime_usage_quarter AS q (runtime_id, bucket, agent_id, provider, model,
-             workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
-         SELECT $2, bucket, agent_id, provider, model, workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count
-         FROM runtime_usage_quarter WHERE runtime_id = $1
-         ON CONFLICT (runtime_id, bucket, agent_id, provider, model) DO UPDATE SET
-             input_tokens = LEAST(q.input_tokens::numeric + excluded.input_tokens, 9223372036854775807)::bigint,
-             output_tokens = LEAST(q.output_tokens::numeric + excluded.output_tokens, 9223372036854775807)::bigint,
-             cache_read_tokens = LEAST(q.cache_read_tokens::numeric + excluded.cache_read_tokens, 9223372036854775807)::bigint,
-             cache_write_tokens = LEAST(q.cache_write_tokens::numeric + excluded.cache_write_tokens, 9223372036854775807)::bigint,
-             cost_usd_ticks = LEAST(q.cost_usd_ticks::numeric + excluded.cost_usd_ticks, 9223372036854775807)::bigint,
-             uncosted_input_tokens = LEAST(q.uncosted_input_tokens::numeric + excluded.uncosted_input_tokens, 9223372036854775807)::bigint,
-             uncosted_output_tokens = LEAST(q.uncosted_output_tokens::numeric + excluded.uncosted_output_tokens, 9223372036854775807)::bigint,
-             uncosted_cache_read_tokens = LEAST(q.uncosted_cache_read_tokens::numeric + excluded.uncosted_cache_read_tokens, 9223372036854775807)::bigint,
-             uncosted_cache_write_tokens = LEAST(q.uncosted_cache_write_tokens::numeric + excluded.uncosted_cache_write_tokens, 9223372036854775807)::bigint,
-             task_count = LEAST(q.task_count::numeric + excluded.task_count, 9223372036854775807)::bigint",
-        &[&old, &new],
+    // the usage its tasks reported adds to the new rows of the rollups no
+    // foreign key deletes (saturating, like every rollup)
+    move_usage(
+        conn,
+        "runtime_usage_quarter",
+        &[
+            "runtime_id",
+            "bucket",
+            "agent_id",
+            "provider",
+            "model",
+            "workspace_id",
+        ],
+        5,
+        (old, new),
     )?;
-    conn.execute(
-        "DELETE FROM runtime_usage_quarter WHERE runtime_id = $1",
-        &[&old],
-    )?;
-    // and its blocks of the workspace pages (no foreign key deletes them)
-    conn.execute(
-        "INSERT INTO usage_agent_block AS b (workspace_id, span, bucket, runtime_id, agent_id,
-             provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
-         SELECT workspace_id, span, bucket, $2, agent_id, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count
-         FROM usage_agent_block WHERE runtime_id = $1
-         ON CONFLICT (workspace_id, span, bucket, runtime_id, agent_id, provider, model)
-         DO UPDATE SET
-             input_tokens = LEAST(b.input_tokens::numeric + excluded.input_tokens, 9223372036854775807)::bigint,
-             output_tokens = LEAST(b.output_tokens::numeric + excluded.output_tokens, 9223372036854775807)::bigint,
-             cache_read_tokens = LEAST(b.cache_read_tokens::numeric + excluded.cache_read_tokens, 9223372036854775807)::bigint,
-             cache_write_tokens = LEAST(b.cache_write_tokens::numeric + excluded.cache_write_tokens, 9223372036854775807)::bigint,
-             cost_usd_ticks = LEAST(b.cost_usd_ticks::numeric + excluded.cost_usd_ticks, 9223372036854775807)::bigint,
-             uncosted_input_tokens = LEAST(b.uncosted_input_tokens::numeric + excluded.uncosted_input_tokens, 9223372036854775807)::bigint,
-             uncosted_output_tokens = LEAST(b.uncosted_output_tokens::numeric + excluded.uncosted_output_tokens, 9223372036854775807)::bigint,
-             uncosted_cache_read_tokens = LEAST(b.uncosted_cache_read_tokens::numeric + excluded.uncosted_cache_read_tokens, 9223372036854775807)::bigint,
-             uncosted_cache_write_tokens = LEAST(b.uncosted_cache_write_tokens::numeric + excluded.uncosted_cache_write_tokens, 9223372036854775807)::bigint,
-             task_count = LEAST(b.task_count::numeric + excluded.task_count, 9223372036854775807)::bigint",
-        &[&old, &new],
-    )?;
-    conn.execute(
-        "DELETE FROM usage_agent_block WHERE runtime_id = $1",
-        &[&old],
+    move_usage(
+        conn,
+        "usage_agent_block",
+        &[
+            "workspace_id",
+            "span",
+            "bucket",
+            "runtime_id",
+            "agent_id",
+            "provider",
+            "model",
+        ],
+        7,
+        (old, new),
     )?;
     conn.execute("DELETE FROM agent_runtime WHERE id = $1", &[&old])?;
     Ok((agents as usize, tasks as usize))
+}
+
+/// Adds `table`'s usage rows of runtime `old` to those of `new` and deletes
+/// them: `columns` are its keys and other columns, the first `key` of them
+/// its primary key (`runtime_id` among them); the counts are
+/// `QUARTER_COLUMNS`, summed in `numeric` and clamped at 2^63-1.
+fn move_usage(
+    conn: &mut Client,
+    table: &str,
+    columns: &[&str],
+    key: usize,
+    (old, new): (RuntimeId, RuntimeId),
+) -> Result<(), postgres::Error> {
+    let counts = crate::store::usage::QUARTER_COLUMNS;
+    let selected: Vec<&str> = columns
+        .iter()
+        .map(|c| if *c == "runtime_id" { "$2" } else { c })
+        .collect();
+    let sets: Vec<String> = counts
+        .iter()
+        .map(|c| format!("{c} = LEAST(t.{c}::numeric + excluded.{c}, 9223372036854775807)::bigint"))
+        .collect();
+    conn.execute(
+        &format!(
+            "INSERT INTO {table} AS t ({columns}, {counts})
+             SELECT {selected}, {counts} FROM {table} WHERE runtime_id = $1
+             ON CONFLICT ({key}) DO UPDATE SET {sets}",
+            columns = columns.join(", "),
+            counts = counts.join(", "),
+            selected = selected.join(", "),
+            key = columns[..key].join(", "),
+            sets = sets.join(", "),
+        ),
+        &[&old, &new],
+    )?;
+    conn.execute(
+        &format!("DELETE FROM {table} WHERE runtime_id = $1"),
+        &[&old],
+    )?;
+    Ok(())
 }
 
 pub fn heartbeat(conn: &mut Client, id: RuntimeId) -> Result<bool, postgres::Error> {

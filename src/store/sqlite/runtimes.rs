@@ -225,53 +225,76 @@ fn fold_one(conn: &Connection, old: RuntimeId, new: RuntimeId) -> rusqlite::Resu
         "UPDATE OR IGNORE runtime_usage SET runtime_id = ?2, updated_at = ?3 WHERE runtime_id = ?1",
     )?
     .execute(params![old, new, now])?;
-    // the usage its tasks reported adds to the new rows (the quarter-hour
-    // rollup, which no foreign key deletes); saturating, like every rollup
-    conn.prepare_cached(
-        "INSERT INTO runtime_usage_quarter (runtime_id, bucket, agent_id, provider, model,
-             workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
-         SELECT ?2, bucket, agent_id, provider, model, workspace_id, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count
-         FROM runtime_usage_quarter WHERE runtime_id = ?1 AND true
-         ON CONFLICT (runtime_id, bucket, agent_id, provider, model) DO UPDATE SET
-             input_tokens = min(input_tokens + excluded.input_tokens, 9223372036854775807),
-             output_tokens = min(output_tokens + excluded.output_tokens, 9223372036854775807),
-             cache_read_tokens = min(cache_read_tokens + excluded.cache_read_tokens, 9223372036854775807),
-             cache_write_tokens = min(cache_write_tokens + excluded.cache_write_tokens, 9223372036854775807),
-             cost_usd_ticks = min(cost_usd_ticks + excluded.cost_usd_ticks, 9223372036854775807),
-             uncosted_input_tokens = min(uncosted_input_tokens + excluded.uncosted_input_tokens, 9223372036854775807),
-             uncosted_output_tokens = min(uncosted_output_tokens + excluded.uncosted_output_tokens, 9223372036854775807),
-             uncosted_cache_read_tokens = min(uncosted_cache_read_tokens + excluded.uncosted_cache_read_tokens, 9223372036854775807),
-             uncosted_cache_write_tokens = min(uncosted_cache_write_tokens + excluded.uncosted_cache_write_tokens, 9223372036854775807),
-             task_count = min(task_count + excluded.task_count, 9223372036854775807)",
-    )?
-    .execute(params![old, new])?;
-    conn.prepare_cached("DELETE FROM runtime_usage_quarter WHERE runtime_id = ?1")?
-        .execute([old])?;
-    // and its blocks of the workspace pages (no foreign key deletes them)
-    conn.prepare_cached(
-        "INSERT INTO usage_agent_block (workspace_id, span, bucket, runtime_id, agent_id,
-             provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count)
-         SELECT workspace_id, span, bucket, ?2, agent_id, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count
-         FROM usage_agent_block WHERE runtime_id = ?1 AND true
-         ON CONFLICT (workspace_id, span, bucket, runtime_id, agent_id, provider, model)
-         DO UPDATE SET
-             input_tokens = min(input_tokens + excluded.input_tokens, 9223372036854775807),
-             output_tokens = min(output_tokens + excluded.output_tokens, 9223372036854775807),
-             cache_read_tokens = min(cache_read_tokens + excluded.cache_read_tokens, 9223372036854775807),
-             cache_write_tokens = min(cache_write_tokens + excluded.cache_write_tokens, 9223372036854775807),
-             cost_usd_ticks = min(cost_usd_ticks + excluded.cost_usd_ticks, 9223372036854775807),
-             uncosted_input_tokens = min(uncosted_input_tokens + excluded.uncosted_input_tokens, 9223372036854775807),
-             uncosted_output_tokens = min(uncosted_output_tokens + excluded.uncosted_output_tokens, 9223372036854775807),
-             uncosted_cache_read_tokens = min(uncosted_cache_read_tokens + excluded.uncosted_cache_read_tokens, 9223372036854775807),
-             uncosted_cache_write_tokens = min(uncosted_cache_write_tokens + excluded.uncosted_cache_write_tokens, 9223372036854775807),
-             task_count = min(task_count + excluded.task_count, 9223372036854775807)",
-    )?
-    .execute(params![old, new])?;
-    conn.prepare_cached("DELETE FROM usage_agent_block WHERE runtime_id = ?1")?
-        .execute([old])?;
+    // the usage its tasks reported adds to the new rows of the rollups no
+    // foreign key deletes (saturating, like every rollup)
+    move_usage(
+        conn,
+        "runtime_usage_quarter",
+        &[
+            "runtime_id",
+            "bucket",
+            "agent_id",
+            "provider",
+            "model",
+            "workspace_id",
+        ],
+        5,
+        (old, new),
+    )?;
+    move_usage(
+        conn,
+        "usage_agent_block",
+        &[
+            "workspace_id",
+            "span",
+            "bucket",
+            "runtime_id",
+            "agent_id",
+            "provider",
+            "model",
+        ],
+        7,
+        (old, new),
+    )?;
     conn.prepare_cached("DELETE FROM agent_runtime WHERE id = ?1")?
         .execute([old])?;
     Ok((agents, tasks))
+}
+
+/// Adds `table`'s usage rows of runtime `old` to those of `new` and deletes
+/// them: `columns` are its keys and other text columns, the first `key` of
+/// them its primary key (`runtime_id` among them); the counts are
+/// `QUARTER_COLUMNS`.
+fn move_usage(
+    conn: &Connection,
+    table: &str,
+    columns: &[&str],
+    key: usize,
+    (old, new): (RuntimeId, RuntimeId),
+) -> rusqlite::Result<()> {
+    let counts = crate::store::usage::QUARTER_COLUMNS;
+    let selected: Vec<&str> = columns
+        .iter()
+        .map(|c| if *c == "runtime_id" { "?2" } else { c })
+        .collect();
+    let sets: Vec<String> = counts
+        .iter()
+        .map(|c| format!("{c} = min({c} + excluded.{c}, 9223372036854775807)"))
+        .collect();
+    conn.prepare_cached(&format!(
+        "INSERT INTO {table} ({columns}, {counts})
+         SELECT {selected}, {counts} FROM {table} WHERE runtime_id = ?1 AND true
+         ON CONFLICT ({key}) DO UPDATE SET {sets}",
+        columns = columns.join(", "),
+        counts = counts.join(", "),
+        selected = selected.join(", "),
+        key = columns[..key].join(", "),
+        sets = sets.join(", "),
+    ))?
+    .execute(params![old, new])?;
+    conn.prepare_cached(&format!("DELETE FROM {table} WHERE runtime_id = ?1"))?
+        .execute([old])?;
+    Ok(())
 }
 
 pub fn heartbeat(conn: &Connection, id: RuntimeId) -> rusqlite::Result<bool> {
