@@ -134,6 +134,8 @@ entity_ids! {
     /// A usage row (a task's usage of a model, a daemon's day total); never
     /// leaves the store.
     UsageId;
+    /// A spending limit.
+    BudgetId;
 }
 
 /// Declares an enum whose values are one lower-case word each: the word is
@@ -287,6 +289,24 @@ word_enums! {
     {
         Workspace => "workspace",
         Private => "private",
+    }
+
+    /// What a budget charges: the whole workspace, one agent's tasks, or
+    /// the tasks one member queued.
+    BudgetScope,
+    |_other| "scope must be workspace, agent or member".to_string(),
+    {
+        Workspace => "workspace",
+        Agent => "agent",
+        Member => "member",
+    }
+
+    /// How long a budget's period is, in the workspace's time zone.
+    BudgetPeriod,
+    |_other| "period must be daily or monthly".to_string(),
+    {
+        Daily => "daily",
+        Monthly => "monthly",
     }
 }
 

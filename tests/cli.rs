@@ -233,6 +233,7 @@ fn migrate_creates_every_table() {
             "agent",
             "agent_runtime",
             "agent_task_queue",
+            "budget",
             "daemon_token",
             "invitation",
             "member",

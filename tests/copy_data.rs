@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 19] = [
     "user",
     "workspace",
     "member",
@@ -35,6 +35,7 @@ const TABLES: [&str; 18] = [
     "task_message",
     "pricing_override",
     "runtime_usage_quarter",
+    "budget",
     "runtime_probe",
 ];
 
@@ -321,11 +322,36 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    // the workspace's zone, and budgets (one already at its limit)
+    let r = app
+        .request(
+            "PATCH",
+            &format!("/api/workspaces/{ws}"),
+            Some(&alice.token),
+            Some(&json!({"timezone": "Asia/Kathmandu"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for body in [
+        json!({"scope": "member", "scope_id": alice.id, "period": "monthly", "limit_usd": 0.000001}),
+        json!({"scope": "workspace", "period": "daily", "limit_usd": 12.5, "warn_percent": 60}),
+    ] {
+        let r = app
+            .post(
+                &format!("/api/budgets?workspace_id={ws}"),
+                &alice.token,
+                body,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
     // a ping answered, a ping waiting, an update under way
     let mut probes = vec![
         format!("/api/tasks/{running}/messages"),
         format!("/api/tasks/{running}/usage"),
         format!("/api/pricing?workspace_id={ws}"),
+        format!("/api/budgets?workspace_id={ws}"),
+        format!("/api/workspaces/{ws}"),
     ];
     for (kind, body) in [
         ("ping", json!({})),

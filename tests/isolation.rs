@@ -26,6 +26,7 @@ struct Fixture {
     member: String,
     token_id: String,
     invitation: String,
+    budget: String,
     secrets: Vec<String>,
 }
 
@@ -66,7 +67,15 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
         .await;
     let (member, token_id, invitation) =
         member_token_and_invitation(app, &ws, &alice, &alice.token, "carol@example.com").await;
+    let budget = budget(
+        app,
+        &alice.token,
+        &ws,
+        json!({"scope": "agent", "scope_id": agent, "period": "monthly", "limit_usd": 1000}),
+    )
+    .await;
     let f = Fixture {
+        budget,
         secrets: vec![
             ws.clone(),
             runtime.clone(),
@@ -93,6 +102,21 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
         invitation,
     };
     (f, alice.token, bob.token)
+}
+
+/// A budget on the workspace `ws`, set by `owner` with `body`; its id.
+async fn budget(app: &TestApp, owner: &str, ws: &str, body: Value) -> String {
+    let r = app
+        .request_with_headers(
+            "POST",
+            "/api/budgets",
+            Some(owner),
+            Some(&body.to_string()),
+            &[("X-Workspace-ID", ws)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_string()
 }
 
 /// Queues a task carrying `issue`; returns its id.
@@ -164,6 +188,8 @@ fn concrete(template: &str, f: &Fixture) -> String {
         &f.token_id
     } else if template.starts_with("/api/invitations/") {
         &f.invitation
+    } else if template.starts_with("/api/budgets/") {
+        &f.budget
     } else {
         ""
     };
@@ -205,6 +231,11 @@ fn body_for(method: &str, template: &str, f: &Fixture) -> Option<Value> {
         ("post", "/api/agents/{id}/tasks") => json!({"prompt": "exfiltrate"}),
         ("post", "/api/workspaces") | ("post", "/api/tokens") => json!({"name": "mine"}),
         ("post", "/api/daemon/tasks/{id}/fail") => json!({"error": "x"}),
+        ("post", "/api/budgets") => {
+            json!({"scope": "workspace", "period": "daily", "limit_usd": 0.01})
+        }
+        ("put", "/api/budgets/{id}") => json!({"limit_usd": 0.01}),
+        ("patch" | "put", "/api/workspaces/{id}") => json!({"timezone": "Asia/Kolkata"}),
         ("post", "/api/daemon/tasks/{id}/usage") => {
             json!({"usage": [{"provider": "claude", "model": "opus", "input_tokens": 5}]})
         }
@@ -489,6 +520,13 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
         // bob's token is nobody else's to revoke
         ("delete", "/api/tokens/{id}") => Refused(404),
         ("get", t) if t.starts_with("/api/workspaces/{id}") => Reads,
+        // the workspace's settings are its managers' to change
+        ("patch" | "put", "/api/workspaces/{id}") if member => Refused(403),
+        ("patch" | "put", "/api/workspaces/{id}") => Entitled,
+        // budgets: the workspace's to read, its managers' to set
+        ("get", "/api/budgets") => Reads,
+        (_, t) if t.starts_with("/api/budgets") && member => Refused(403),
+        (_, t) if t.starts_with("/api/budgets") => Entitled,
         (_, t) if t.starts_with("/api/workspaces/{id}/members") && member => Refused(403),
         (_, t) if t.starts_with("/api/workspaces/{id}/members") => Entitled,
         ("get", "/api/runtimes" | "/api/agents" | "/api/usage/daily" | "/api/usage/summary") => {
@@ -565,7 +603,15 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
     assert_eq!(update.status, 200);
     let (member, token_id, invitation) =
         member_token_and_invitation(&app, &ws, &bob, &alice.token, "dave@example.com").await;
+    let budget = budget(
+        &app,
+        &alice.token,
+        &ws,
+        json!({"scope": "member", "scope_id": bob.id, "period": "daily", "limit_usd": 5}),
+    )
+    .await;
     let f = Fixture {
+        budget,
         invitation,
         ws: ws.clone(),
         daemon_id: "bob-mbp".into(),

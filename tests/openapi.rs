@@ -348,6 +348,28 @@ async fn workspace_member_and_token_replies_fit_the_document() {
         .await;
     let minted = format!("/api/workspaces/{ws}/daemon-tokens");
     c.post(&minted, a, Some(json!({"daemon_id": "mbp"}))).await;
+    let settings = json!({"timezone": "Asia/Kolkata"});
+    c.call("patch", &format!("/api/workspaces/{ws}"), a, Some(settings))
+        .await;
+    let settings = json!({"name": "Lab 2", "description": null});
+    c.call("put", &format!("/api/workspaces/{ws}"), a, Some(settings))
+        .await;
+    let budgets = format!("/api/budgets?workspace_id={ws}");
+    let whole = json!({"scope": "workspace", "scope_id": null, "period": "monthly",
+                       "limit_usd": 25.5, "warn_percent": 75});
+    let budget = id(&c.post(&budgets, a, Some(whole)).await);
+    let bobs = json!({"scope": "member", "scope_id": bob.id, "period": "daily", "limit_usd": 2});
+    c.post(&budgets, a, Some(bobs)).await;
+    c.get(&budgets, a).await;
+    let one = format!("/api/budgets/{budget}?workspace_id={ws}");
+    c.call(
+        "put",
+        &one,
+        a,
+        Some(json!({"limit_usd": 30, "warn_percent": 90})),
+    )
+    .await;
+    c.delete(&one, a).await;
     c.delete(&bob_member, a).await;
 }
 

@@ -338,12 +338,9 @@ async fn list_tasks(
     let (rows, cut) = db
         .read(move |conn| -> Result<_, ApiError> {
             require_agent(conn, caller.user_id, id)?;
-            Ok(tasks::list_for_agent(
-                conn,
-                id,
-                fetch.after(),
-                fetch.fetch(),
-            )?)
+            let (mut rows, cut) = tasks::list_for_agent(conn, id, fetch.after(), fetch.fetch())?;
+            crate::store::budgets::mark_blocked(conn, &mut rows)?;
+            Ok((rows, cut))
         })
         .await?;
     Ok(page::reply_cut(
@@ -430,7 +427,8 @@ struct Queued {
 }
 
 impl Queued {
-    fn of(conn: &Conn<'_>, task: tasks::Task, agent: &Agent) -> Result<Queued, ApiError> {
+    fn of(conn: &Conn<'_>, mut task: tasks::Task, agent: &Agent) -> Result<Queued, ApiError> {
+        crate::store::budgets::mark_blocked(conn, std::slice::from_mut(&mut task))?;
         let runtime_status =
             runtimes::get(conn, agent.runtime_id)?.map_or(RuntimeStatus::Offline, |r| r.status);
         Ok(Queued {

@@ -3,6 +3,7 @@
 //! and maps the result to JSON.
 
 pub mod agents;
+pub mod budgets;
 pub mod claims;
 pub mod daemon;
 pub mod daemon_gc;
@@ -43,6 +44,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(openapi::configure)
                 .configure(agents::configure)
                 .configure(tasks::configure)
+                .configure(budgets::configure)
                 .configure(claims::configure)
                 .configure(daemon::configure)
                 .configure(daemon_tasks::configure)

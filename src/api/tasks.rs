@@ -13,12 +13,14 @@ use serde_json::{json, Value};
 
 use crate::access::{require_daemon_runtime, require_daemon_task, require_task_canceller};
 use crate::auth::{AuthUser, Caller};
+use crate::daemon_hub::DaemonHub;
 use crate::domain::{RuntimeId, TaskId, TaskStatus, Timestamp};
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus, MAX_RELAYED_BYTES};
+use crate::pricing::PriceBook;
 use crate::store::tasks::{self, Task, Transition};
 use crate::store::Conn;
-use crate::store::{agents, Store};
+use crate::store::{agents, budgets, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/tasks/{id}/cancel", web::post().to(cancel))
@@ -192,7 +194,9 @@ async fn pending(
     let rows = db
         .read(move |conn| -> Result<_, ApiError> {
             require_daemon_runtime(conn, &caller, runtime)?;
-            Ok(tasks::pending_for_runtime(conn, runtime)?)
+            let mut rows = tasks::pending_for_runtime(conn, runtime)?;
+            budgets::mark_blocked(conn, &mut rows)?;
+            Ok(rows)
         })
         .await?;
     Ok(HttpResponse::Ok().json(rows))
@@ -397,6 +401,8 @@ struct TaskUsage {
 /// write for a full one.
 async fn report_usage(
     db: web::Data<Store>,
+    events: web::Data<EventBus>,
+    hub: web::Data<DaemonHub>,
     caller: Caller,
     path: web::Path<TaskId>,
     body: web::Json<TaskUsage>,
@@ -418,21 +424,53 @@ async fn report_usage(
                 .map_err(|e| ApiError::bad_request(format!("usage[{i}]: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    db.write(move |tx| -> Result<_, ApiError> {
-        let task = require_daemon_task(tx, &caller, id)?;
-        let at = Timestamp::now();
-        for (entry, cost) in &entries {
-            crate::store::usage::upsert_task_usage_with_cost(
+    let charged = db
+        .write(move |tx| -> Result<_, ApiError> {
+            let task = require_daemon_task(tx, &caller, id)?;
+            let at = Timestamp::now();
+            // the change of cost is priced only for a workspace with budgets
+            let prices = if budgets::any(tx, task.workspace_id)? {
+                Some(PriceBook::new(crate::store::pricing::overrides(
+                    tx,
+                    task.workspace_id,
+                )?))
+            } else {
+                None
+            };
+            let mut ticks: i64 = 0;
+            for (entry, cost) in &entries {
+                let change = crate::store::usage::upsert_task_usage_with_cost(
+                    tx,
+                    id,
+                    task.workspace_id,
+                    entry,
+                    *cost,
+                    at,
+                )?;
+                if let Some(prices) = &prices {
+                    ticks =
+                        ticks.saturating_add(super::budgets::cost_change(prices, entry, &change));
+                }
+            }
+            if prices.is_none() || ticks == 0 {
+                return Ok(None);
+            }
+            let periods = super::budgets::periods_of(tx, task.workspace_id)?;
+            let settled = budgets::charge(
                 tx,
-                id,
-                task.workspace_id,
-                entry,
-                *cost,
-                at,
+                &budgets::Charge {
+                    workspace: task.workspace_id,
+                    agent: task.agent_id,
+                    member: task.created_by,
+                    ticks,
+                },
+                &periods,
             )?;
-        }
-        Ok(())
-    })
-    .await?;
+            Ok(Some((task.workspace_id, settled, periods)))
+        })
+        .await?;
+    if let Some((workspace, settled, periods)) = charged {
+        super::budgets::announce(&events, &hub, workspace, &settled, &periods, &[]);
+    }
     Ok(super::ok())
 }

@@ -394,6 +394,11 @@ impl Sums {
         self.unpriced = self.unpriced.saturating_add(unpriced);
     }
 
+    /// Reported cost plus estimate, in ticks.
+    pub(crate) fn ticks(&self) -> i64 {
+        self.ticks
+    }
+
     /// Adds sums already priced.
     pub(crate) fn merge(&mut self, other: &Sums) {
         for (sum, n) in self.counts.iter_mut().zip(other.counts) {

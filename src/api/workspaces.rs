@@ -25,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/workspaces", web::get().to(list))
         .route("/workspaces", web::post().to(create))
         .route("/workspaces/{id}", web::get().to(get))
+        .route("/workspaces/{id}", web::patch().to(update))
+        .route("/workspaces/{id}", web::put().to(update))
         .route("/workspaces/{id}/members", web::get().to(list_members))
         .route(
             "/workspaces/{id}/members",
@@ -115,6 +117,86 @@ async fn get(
         .await?
         .ok_or_else(|| ApiError::not_found("workspace not found"))?;
     Ok(HttpResponse::Ok().json(workspace))
+}
+
+/// Longest workspace description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+/// `PATCH`/`PUT /api/workspaces/{id}` (owners/admins): `{name?,
+/// description?, timezone?}`, each left as it is when absent. `timezone`
+/// is an IANA zone (`UTC` by default): the days and months budgets count
+/// start at its midnights, from the next usage write on. Any other field
+/// is a 400, so a setting agenthub does not keep is never taken for
+/// saved.
+async fn update(
+    db: web::Data<Store>,
+    caller: AuthUser,
+    path: web::Path<WorkspaceId>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let body = super::json_object(&body)?;
+    let settings = parse_settings(&body)?;
+    let workspace = db
+        .write(move |tx| -> Result<_, ApiError> {
+            require_manager(member_role(tx, id, caller.user_id)?).map_err(|_| {
+                ApiError::forbidden("only workspace owners and admins can change its settings")
+            })?;
+            workspaces::update(tx, id, &settings)?
+                .ok_or_else(|| ApiError::not_found("workspace not found"))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(workspace))
+}
+
+fn parse_settings(body: &serde_json::Value) -> Result<workspaces::Settings, ApiError> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    if let Some(other) = object
+        .keys()
+        .find(|k| !["name", "description", "timezone"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{other} is not a workspace setting (name, description, timezone)"
+        )));
+    }
+    let field = |key: &str| -> Result<Option<String>, ApiError> {
+        match object.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
+        }
+    };
+    let name = field("name")?
+        .map(|n| {
+            let n = required(Some(&n), "name")?;
+            super::at_most(&n, "name", super::MAX_SHORT_TEXT)?;
+            Ok::<_, ApiError>(n)
+        })
+        .transpose()?;
+    let description = field("description")?
+        .map(|d| {
+            let d = text(Some(&d), "description")?;
+            super::at_most(&d, "description", MAX_DESCRIPTION_BYTES)?;
+            Ok::<_, ApiError>(d)
+        })
+        .transpose()?;
+    let timezone = field("timezone")?
+        .map(|z| {
+            let z = required(Some(&z), "timezone")?;
+            // the zone's canonical spelling; UTC for its aliases
+            Ok::<_, ApiError>(
+                super::usage::zone(Some(&z))?
+                    .map_or_else(|| "UTC".to_string(), |tz| tz.name().to_string()),
+            )
+        })
+        .transpose()?;
+    Ok(workspaces::Settings {
+        name,
+        description,
+        timezone,
+    })
 }
 
 async fn list_members(

@@ -113,6 +113,7 @@ pub(super) const TABLES: &[Table] = &[
             ("created_at", Time),
             ("updated_at", Time),
             ("runtime_count", Int),
+            ("timezone", Text),
         ],
         seq: true,
     },
@@ -391,6 +392,27 @@ pub(super) const TABLES: &[Table] = &[
         seq: false,
     },
     Table {
+        name: "budget",
+        columns: &[
+            ("id", Id),
+            ("workspace_id", Id),
+            ("scope", Text),
+            ("scope_id", Id),
+            ("period", Text),
+            ("limit_ticks", Int),
+            ("warn_percent", Int),
+            ("period_start", Time),
+            ("spent_ticks", Int),
+            ("warned_for", Time),
+            ("exceeded_for", Time),
+            ("blocked_until", Time),
+            ("created_by", Id),
+            ("created_at", Time),
+            ("updated_at", Time),
+        ],
+        seq: false,
+    },
+    Table {
         name: "runtime_probe",
         columns: &[
             ("id", Id),
@@ -622,15 +644,20 @@ fn copy_into(source: &mut dyn Source, dest: &mut dyn Destination) -> Result<Copy
     let mut read = Vec::with_capacity(TABLES.len());
     for table in TABLES {
         let mut writer = dest.writer(table)?;
+        let counted = table
+            .columns
+            .iter()
+            .position(|(name, _)| *name == "runtime_count")
+            .filter(|_| table.name == "workspace");
         let rows = source.read(table, &mut |mut row| {
-            if table.name == "workspace" {
+            if let Some(at) = counted {
                 // the runtimes' triggers count from zero; the source's
                 // count is set once they are in
-                if let (Some(Cell::Id(id)), Some(Cell::Int(count))) = (row.first(), row.last()) {
+                if let (Some(Cell::Id(id)), Some(Cell::Int(count))) = (row.first(), row.get(at)) {
                     runtime_counts.push((*id, *count));
                 }
-                if let Some(last) = row.last_mut() {
-                    *last = Cell::Int(0);
+                if let Some(count) = row.get_mut(at) {
+                    *count = Cell::Int(0);
                 }
             }
             writer.push(row)

@@ -27,6 +27,7 @@
 //! engine's transactions, locks and pool in `postgres`.
 
 pub mod agents;
+pub mod budgets;
 pub mod copy;
 mod error;
 pub mod invitations;

@@ -40,6 +40,10 @@ pub struct Task {
     pub attempt: i64,
     /// The run this one repeats (a retry or a rerun).
     pub parent_task_id: Option<TaskId>,
+    /// Why a queued task is not being claimed (`budget_exceeded`), set by
+    /// [`super::budgets::mark_blocked`] where a reply shows it; `null`
+    /// otherwise.
+    pub blocked_reason: Option<super::budgets::BlockedReason>,
 }
 
 /// Longest prompt a task may carry, in bytes: the prompts of a 500-task

@@ -52,8 +52,19 @@ pub fn upsert_task_usage(
     workspace: WorkspaceId,
     entry: &UsageEntry,
     at: Timestamp,
-) -> Result<()> {
+) -> Result<UsageChange> {
     upsert_task_usage_with_cost(conn, task, workspace, entry, None, at)
+}
+
+/// What a usage write changed of a task's (provider, model) row: its
+/// counts (input, output, cache read, cache write) and reported cost
+/// before (`None`: the row is new) and after, and when the row was first
+/// recorded (the UTC day its usage is priced on).
+#[derive(Debug, Clone, Copy)]
+pub struct UsageChange {
+    pub before: Option<([i64; 4], Option<i64>)>,
+    pub after: ([i64; 4], Option<i64>),
+    pub bucket: Timestamp,
 }
 
 /// Stores a task's usage for (provider, model), replacing what was stored
@@ -71,7 +82,7 @@ pub fn upsert_task_usage_with_cost(
     entry: &UsageEntry,
     cost_usd_ticks: Option<i64>,
     at: Timestamp,
-) -> Result<()> {
+) -> Result<UsageChange> {
     let counts = [
         entry.input_tokens,
         entry.output_tokens,
@@ -117,7 +128,12 @@ pub fn upsert_task_usage_with_cost(
         conn,
         usage::add_to_quarter_rollup(workspace, &place, bucket, entry, &quarter)
     );
-    rolled
+    rolled?;
+    Ok(UsageChange {
+        before,
+        after: (counts, cost_usd_ticks),
+        bucket,
+    })
 }
 
 /// A runtime's usage of one (quarter hour, agent, provider, model) from

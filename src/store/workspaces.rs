@@ -13,6 +13,8 @@ pub struct Workspace {
     pub description: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The IANA zone its days and months (budget periods) start in.
+    pub timezone: String,
 }
 
 /// A membership, with the member's user fields so a list is readable.
@@ -108,6 +110,19 @@ pub fn lock(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<()> {
 
 pub fn get(conn: &Conn<'_>, id: WorkspaceId) -> Result<Option<Workspace>> {
     dispatch!(conn, workspaces::get(id))
+}
+
+/// What an owner or admin may change of a workspace; `None` keeps it.
+#[derive(Debug, Default)]
+pub struct Settings {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub timezone: Option<String>,
+}
+
+/// Changes the workspace's settings, returning it as it now is.
+pub fn update(conn: &Conn<'_>, id: WorkspaceId, settings: &Settings) -> Result<Option<Workspace>> {
+    dispatch!(conn, workspaces::update(id, settings, Timestamp::now()))
 }
 
 /// Workspaces `user` belongs to, oldest first.

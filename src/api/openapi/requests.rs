@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::schemas::{count, counts, list, nullable, one_of, properties, string, uuid, words};
-use crate::domain::{AgentStatus, Role, Visibility};
+use crate::domain::{AgentStatus, BudgetPeriod, BudgetScope, Role, Visibility};
 
 /// A body with these fields, of which `required` must be given.
 fn request<S: AsRef<str>>(fields: &[(S, Value)], required: &[&str]) -> Value {
@@ -188,6 +188,52 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
             request(&[("daemon_id", string())], &["daemon_id"]),
         ),
         ("Register", register()),
+        (
+            "WorkspaceSettings",
+            request(
+                &[
+                    ("name", optional_string()),
+                    ("description", optional_string()),
+                    ("timezone", optional_string()),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "CreateBudget",
+            request(
+                &[
+                    ("scope", words(BudgetScope::ALL)),
+                    ("scope_id", nullable(uuid())),
+                    ("period", words(BudgetPeriod::ALL)),
+                    (
+                        "limit_usd",
+                        json!({"type": "number", "exclusiveMinimum": 0}),
+                    ),
+                    (
+                        "warn_percent",
+                        json!({"type": ["integer", "null"], "minimum": 1, "maximum": 100}),
+                    ),
+                ],
+                &["scope", "period", "limit_usd"],
+            ),
+        ),
+        (
+            "ChangeBudget",
+            request(
+                &[
+                    (
+                        "limit_usd",
+                        json!({"type": "number", "exclusiveMinimum": 0}),
+                    ),
+                    (
+                        "warn_percent",
+                        json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                    ),
+                ],
+                &[],
+            ),
+        ),
         (
             "PriceOverride",
             request(

@@ -9,7 +9,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::domain::{
-    AgentStatus, InvitationStatus, Role, RuntimeMode, RuntimeStatus, TaskStatus, Visibility,
+    AgentStatus, BudgetPeriod, BudgetScope, InvitationStatus, Role, RuntimeMode, RuntimeStatus,
+    TaskStatus, Visibility,
 };
 
 pub(super) fn string() -> Value {
@@ -123,6 +124,7 @@ fn people() -> Vec<(&'static str, Value)> {
                 ("description", string()),
                 ("created_at", time()),
                 ("updated_at", time()),
+                ("timezone", string()),
             ]),
         ),
         (
@@ -306,6 +308,7 @@ fn task_fields() -> Vec<(&'static str, Value)> {
         ("cancel_acked_at", nullable(time())),
         ("attempt", json!({"type": "integer", "minimum": 1})),
         ("parent_task_id", nullable(uuid())),
+        ("blocked_reason", nullable(one_of(&["budget_exceeded"]))),
     ]
 }
 
@@ -523,6 +526,33 @@ fn usage() -> Vec<(&'static str, Value)> {
         ("RuntimeAgentUsage", reply(&by_agent)),
         ("TaskUsage", reply(&task_usage)),
         ("Price", price),
+        (
+            "Budget",
+            reply(&[
+                ("id", uuid()),
+                ("workspace_id", uuid()),
+                ("scope", words(BudgetScope::ALL)),
+                ("scope_id", nullable(uuid())),
+                ("period", words(BudgetPeriod::ALL)),
+                (
+                    "limit_usd",
+                    json!({"type": "number", "exclusiveMinimum": 0}),
+                ),
+                (
+                    "warn_percent",
+                    json!({"type": "integer", "minimum": 1, "maximum": 100}),
+                ),
+                ("spent_usd", json!({"type": "number", "minimum": 0})),
+                ("remaining_usd", json!({"type": "number", "minimum": 0})),
+                ("period_start", time()),
+                ("period_end", time()),
+                ("blocked", json!({"type": "boolean"})),
+                ("blocked_until", nullable(time())),
+                ("created_by", nullable(uuid())),
+                ("created_at", time()),
+                ("updated_at", time()),
+            ]),
+        ),
         ("RuntimeUsage", reply(&runtime_usage)),
         ("DailyUsage", reply(&daily)),
         ("UsageSummary", reply(&summary)),

@@ -17,6 +17,7 @@
 
 pub(super) mod agents;
 pub(super) mod broadcast;
+pub(super) mod budgets;
 mod client;
 pub(super) mod copy;
 mod errors;

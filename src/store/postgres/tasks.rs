@@ -6,6 +6,7 @@ use postgres::Row;
 use super::Client;
 
 use crate::domain::{AgentId, EntityId, RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
+use crate::store::budgets::not_blocked;
 use crate::store::sweeps::FailedTask;
 use crate::store::tasks::*;
 use crate::store::Error;
@@ -42,6 +43,7 @@ fn from_row(row: &Row) -> Result<Task, postgres::Error> {
         cancel_acked_at: row.try_get(21)?,
         attempt: row.try_get(22)?,
         parent_task_id: row.try_get(23)?,
+        blocked_reason: None,
     })
 }
 
@@ -193,10 +195,13 @@ const LOCK_AGENTS: &str = "SELECT id FROM agent
 /// instead of waited for. A transition locks the task first and the agent
 /// second (its status reconciliation), the claim the agents first: waiting
 /// here could close a cycle.
-const NEXT_CLAIMABLE: &str = "SELECT t.id FROM agent a
+const NEXT_CLAIMABLE: &str = concat!(
+    "SELECT t.id FROM agent a
     JOIN agent_task_queue t ON t.id = (
         SELECT q.id FROM agent_task_queue q
-        WHERE q.agent_id = a.id AND q.status = 'queued'
+        WHERE q.agent_id = a.id AND q.status = 'queued' AND ",
+    not_blocked!("q", "$3::timestamptz"),
+    "
         ORDER BY q.priority DESC, q.created_at, q.seq
         LIMIT 1)
     WHERE a.id = ANY($1)
@@ -207,7 +212,8 @@ const NEXT_CLAIMABLE: &str = "SELECT t.id FROM agent a
           < a.max_concurrent_tasks
     ORDER BY t.priority DESC, t.created_at, t.seq
     LIMIT 1
-    FOR UPDATE OF t SKIP LOCKED";
+    FOR UPDATE OF t SKIP LOCKED"
+);
 
 /// Dispatches task `$3` to its agent's runtime, only if on the row being
 /// written it is still queued and its agent (not archived, bound to one of
@@ -220,13 +226,15 @@ fn claim_statement() -> String {
              runtime_id = (SELECT a.runtime_id FROM agent a
                            WHERE a.id = agent_task_queue.agent_id)
          WHERE id = $3 AND status = 'queued'
+           AND {not_blocked}
            AND (SELECT count(*) FROM agent_task_queue busy
                 WHERE busy.agent_id = agent_task_queue.agent_id
                   AND busy.status IN ('dispatched', 'running'))
                < (SELECT a.max_concurrent_tasks FROM agent a
                   WHERE a.id = agent_task_queue.agent_id AND a.archived_at IS NULL
                     AND a.runtime_id = ANY($1))
-         RETURNING {COLUMNS}"
+         RETURNING {COLUMNS}",
+        not_blocked = not_blocked!("agent_task_queue", "$2::timestamptz")
     )
 }
 
@@ -255,7 +263,9 @@ pub fn claim_any(
     }
     let claim = claim_statement();
     for _ in 0..CLAIM_ATTEMPTS {
-        let Some(candidate) = conn.query_opt(NEXT_CLAIMABLE, &[&agents, &runtimes])? else {
+        let Some(candidate) =
+            conn.query_opt(NEXT_CLAIMABLE, &[&agents, &runtimes, &Timestamp::now()])?
+        else {
             return Ok(None);
         };
         let task: TaskId = candidate.try_get(0)?;

@@ -9,9 +9,10 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 
 use crate::domain::{
-    AgentId, AgentStatus, EntityId, InvitationId, InvitationStatus, MemberId, ProbeId, ProbeKind,
-    ProbeStatus, Role, RuntimeId, RuntimeMode, RuntimeStatus, TaskId, TaskStatus, TaskTokenId,
-    Timestamp, TokenId, UsageId, UserId, Visibility, WorkspaceId,
+    AgentId, AgentStatus, BudgetId, BudgetPeriod, BudgetScope, EntityId, InvitationId,
+    InvitationStatus, MemberId, ProbeId, ProbeKind, ProbeStatus, Role, RuntimeId, RuntimeMode,
+    RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId, UserId,
+    Visibility, WorkspaceId,
 };
 
 type BoxError = Box<dyn StdError + Sync + Send>;
@@ -54,7 +55,8 @@ pg_ids!(
     TaskTokenId,
     InvitationId,
     ProbeId,
-    UsageId
+    UsageId,
+    BudgetId
 );
 
 /// Stores each word enum as its word, and reads back only those words.
@@ -95,7 +97,9 @@ pg_words!(
     Visibility,
     InvitationStatus,
     ProbeKind,
-    ProbeStatus
+    ProbeStatus,
+    BudgetScope,
+    BudgetPeriod
 );
 
 /// `time` to the millisecond, as both engines keep it.

@@ -8,7 +8,8 @@ use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
 use crate::store::workspaces::*;
 use crate::store::Error;
 
-const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at";
+const WORKSPACE_COLUMNS: &str =
+    "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at, w.timezone";
 const MEMBER_COLUMNS: &str =
     "m.id, m.workspace_id, m.user_id, m.role, u.name, u.email, m.created_at";
 
@@ -20,6 +21,7 @@ fn workspace_from_row(row: &Row) -> Result<Workspace, postgres::Error> {
         description: row.try_get(3)?,
         created_at: row.try_get(4)?,
         updated_at: row.try_get(5)?,
+        timezone: row.try_get(6)?,
     })
 }
 
@@ -75,6 +77,33 @@ pub fn get(conn: &mut Client, id: WorkspaceId) -> Result<Option<Workspace>, post
     conn.query_opt(
         &format!("SELECT {WORKSPACE_COLUMNS} FROM workspace w WHERE w.id = $1"),
         &[&id],
+    )?
+    .as_ref()
+    .map(workspace_from_row)
+    .transpose()
+}
+
+pub fn update(
+    conn: &mut Client,
+    id: WorkspaceId,
+    settings: &Settings,
+    at: Timestamp,
+) -> Result<Option<Workspace>, postgres::Error> {
+    conn.query_opt(
+        &format!(
+            "UPDATE workspace AS w SET name = coalesce($2, name),
+                 description = coalesce($3, description),
+                 timezone = coalesce($4, timezone), updated_at = $5
+             WHERE w.id = $1
+             RETURNING {WORKSPACE_COLUMNS}"
+        ),
+        &[
+            &id,
+            &settings.name,
+            &settings.description,
+            &settings.timezone,
+            &at,
+        ],
     )?
     .as_ref()
     .map(workspace_from_row)

@@ -25,6 +25,7 @@
 //! statement of the store prepared once.
 
 pub(super) mod agents;
+pub(super) mod budgets;
 mod checkpointer;
 pub(super) mod copy;
 mod errors;

@@ -4,6 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
+use crate::store::budgets::not_blocked;
 use crate::store::sqlite::stored_time;
 use crate::store::sweeps::FailedTask;
 use crate::store::tasks::*;
@@ -41,6 +42,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         cancel_acked_at: row.get(21)?,
         attempt: row.get(22)?,
         parent_task_id: row.get(23)?,
+        blocked_reason: None,
     })
 }
 
@@ -135,7 +137,8 @@ pub fn pending_for_runtime(conn: &Connection, runtime: RuntimeId) -> rusqlite::R
 }
 
 /// What makes the task row being updated claimable, checked by the claim
-/// statement itself against the row it changes: still queued, and its
+/// statement itself against the row it changes: still queued, charged to
+/// no budget that blocks at `?2` (see [`crate::store::budgets`]), and its
 /// agent (not archived, bound to one of the runtimes in `?1`) below its
 /// `max_concurrent_tasks`. A claimer that lost a race to the same task, or
 /// to the agent's last free slot, changes nothing and gets no row back.
@@ -144,25 +147,34 @@ pub fn pending_for_runtime(conn: &Connection, runtime: RuntimeId) -> rusqlite::R
 /// but counts the agent's busy tasks from its statement snapshot: its claim
 /// also locks the agent row, `FOR UPDATE OF a` in the candidate, so claims
 /// of one agent's tasks take turns.)
-const CLAIMABLE: &str = "status = 'queued'
+const CLAIMABLE: &str = concat!(
+    "status = 'queued' AND ",
+    not_blocked!("agent_task_queue", "?2"),
+    "
     AND (SELECT count(*) FROM agent_task_queue busy
          WHERE busy.agent_id = agent_task_queue.agent_id
            AND busy.status IN ('dispatched', 'running'))
         < (SELECT a.max_concurrent_tasks FROM agent a
            WHERE a.id = agent_task_queue.agent_id AND a.archived_at IS NULL
-             AND a.runtime_id IN (SELECT value FROM json_each(?1)))";
+             AND a.runtime_id IN (SELECT value FROM json_each(?1)))"
+);
 
-/// The next claimable task of the runtimes in `?1`, in claim order.
+/// The next claimable task of the runtimes in `?1`, in claim order:
+/// tasks a budget blocks at `?2` are passed over, so an agent's later task
+/// queued by a member with budget left is claimed.
 ///
 /// It starts from the runtimes' agents and takes each one's first queued
 /// task from the (agent_id, status, priority DESC, created_at) index, then
 /// the best of those: one index probe per agent, whatever the length of
 /// the queues (starting from the queued tasks made every claim scan all of
 /// them, ~4.5 ms at 24,000 queued tasks instead of ~0.01 ms).
-const NEXT_CLAIMABLE: &str = "SELECT t.id FROM agent a
+const NEXT_CLAIMABLE: &str = concat!(
+    "SELECT t.id FROM agent a
     JOIN agent_task_queue t ON t.id = (
         SELECT q.id FROM agent_task_queue q
-        WHERE q.agent_id = a.id AND q.status = 'queued'
+        WHERE q.agent_id = a.id AND q.status = 'queued' AND ",
+    not_blocked!("q", "?2"),
+    "
         ORDER BY q.priority DESC, q.created_at, q.rowid
         LIMIT 1)
     WHERE a.runtime_id IN (SELECT value FROM json_each(?1))
@@ -171,7 +183,8 @@ const NEXT_CLAIMABLE: &str = "SELECT t.id FROM agent a
            WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
           < a.max_concurrent_tasks
     ORDER BY t.priority DESC, t.created_at, t.rowid
-    LIMIT 1";
+    LIMIT 1"
+);
 
 /// The claim as one statement: dispatches the task `candidate` names (a
 /// subquery or a parameter) to its agent's runtime, only if it is still

@@ -5,9 +5,10 @@
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::domain::{
-    AgentId, AgentStatus, EntityId, InvitationId, InvitationStatus, MemberId, ProbeId, ProbeKind,
-    ProbeStatus, Role, RuntimeId, RuntimeMode, RuntimeStatus, TaskId, TaskStatus, TaskTokenId,
-    Timestamp, TokenId, UsageId, UserId, Visibility, WorkspaceId,
+    AgentId, AgentStatus, BudgetId, BudgetPeriod, BudgetScope, EntityId, InvitationId,
+    InvitationStatus, MemberId, ProbeId, ProbeKind, ProbeStatus, Role, RuntimeId, RuntimeMode,
+    RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId, UserId,
+    Visibility, WorkspaceId,
 };
 
 /// Stores each id type as its hyphenated text, and reads it back strictly.
@@ -40,7 +41,8 @@ sql_ids!(
     TaskTokenId,
     InvitationId,
     ProbeId,
-    UsageId
+    UsageId,
+    BudgetId
 );
 
 /// Stores each word enum as its word, and reads back only those words.
@@ -72,7 +74,9 @@ sql_words!(
     Visibility,
     InvitationStatus,
     ProbeKind,
-    ProbeStatus
+    ProbeStatus,
+    BudgetScope,
+    BudgetPeriod
 );
 
 /// How a time is stored: UTC, to the millisecond, fixed width, so that the

@@ -6,7 +6,8 @@ use crate::domain::{MemberId, Role, Timestamp, UserId, WorkspaceId};
 use crate::store::workspaces::*;
 use crate::store::Error;
 
-const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at";
+const WORKSPACE_COLUMNS: &str =
+    "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at, w.timezone";
 const MEMBER_COLUMNS: &str =
     "m.id, m.workspace_id, m.user_id, m.role, u.name, u.email, m.created_at";
 
@@ -18,6 +19,7 @@ fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Workspace> {
         description: row.get(3)?,
         created_at: row.get(4)?,
         updated_at: row.get(5)?,
+        timezone: row.get(6)?,
     })
 }
 
@@ -68,6 +70,34 @@ pub fn get(conn: &Connection, id: WorkspaceId) -> rusqlite::Result<Option<Worksp
         "SELECT {WORKSPACE_COLUMNS} FROM workspace w WHERE w.id = ?1"
     ))?
     .query_row([id], workspace_from_row)
+    .optional()
+}
+
+pub fn update(
+    conn: &Connection,
+    id: WorkspaceId,
+    settings: &Settings,
+    at: Timestamp,
+) -> rusqlite::Result<Option<Workspace>> {
+    // RETURNING names the table's columns unqualified
+    let columns = WORKSPACE_COLUMNS.replace("w.", "");
+    conn.prepare_cached(&format!(
+        "UPDATE workspace SET name = coalesce(?2, name),
+             description = coalesce(?3, description),
+             timezone = coalesce(?4, timezone), updated_at = ?5
+         WHERE id = ?1
+         RETURNING {columns}"
+    ))?
+    .query_row(
+        params![
+            id,
+            settings.name,
+            settings.description,
+            settings.timezone,
+            at
+        ],
+        workspace_from_row,
+    )
     .optional()
 }
 

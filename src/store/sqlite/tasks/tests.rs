@@ -66,9 +66,11 @@ impl TwoClaimers {
     /// picks it.
     fn chosen_by_b(&self) -> Option<TaskId> {
         self.b
-            .query_row(NEXT_CLAIMABLE, [json_list(&[self.runtime]).unwrap()], |r| {
-                r.get(0)
-            })
+            .query_row(
+                NEXT_CLAIMABLE,
+                params![json_list(&[self.runtime]).unwrap(), Timestamp::now()],
+                |r| r.get(0),
+            )
             .optional()
             .expect("candidate")
     }
