@@ -266,6 +266,12 @@ async fn a_budget_blocks_claims_at_its_limit_and_releases_on_a_raise_and_at_roll
     // more spend in the same period publishes nothing again
     report(&app, a, &t1, 2_500_000, None).await;
     assert_eq!(usd(&budget(&app, a, &ws, &id).await["spent_usd"]), 7.5);
+    // a report that lowers the task's totals takes nothing back and
+    // lifts no block (only a raise, a deletion or the next period do)
+    report(&app, a, &t1, 0, None).await;
+    let b = budget(&app, a, &ws, &id).await;
+    assert_eq!((usd(&b["spent_usd"]), &b["blocked"]), (7.5, &json!(true)));
+    assert_eq!(claim(&app, a, &rt).await, None);
 
     // a raise past the spend releases the queue at once
     let r = call(
@@ -388,6 +394,33 @@ async fn agent_and_member_budgets_hold_back_only_the_tasks_they_charge() {
     assert_eq!(
         reason_of(&blocked_reasons(&app, &bob.token, &agent_b).await, &bob2),
         "budget_exceeded"
+    );
+
+    // the budget of a private agent is its owner's and the managers' to see
+    let private = app
+        .agent(a, &ws, &rt, json!({"visibility": "private"}))
+        .await;
+    let hidden = set_budget(
+        &app,
+        a,
+        &ws,
+        json!({"scope": "agent", "scope_id": private, "period": "daily", "limit_usd": 1}),
+    )
+    .await;
+    let listed = |r: Reply| -> Vec<String> {
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let bobs_view = listed(call(&app, "GET", "/api/budgets", &bob.token, &ws, None).await);
+    assert_eq!(bobs_view.len(), 2, "{bobs_view:?}");
+    assert!(!bobs_view.contains(&hidden["id"].as_str().unwrap().to_string()));
+    assert_eq!(
+        listed(call(&app, "GET", "/api/budgets", a, &ws, None).await).len(),
+        3
     );
 
     let a_id = on_a["id"].as_str().unwrap();
@@ -635,6 +668,46 @@ async fn periods_follow_the_workspace_zone_and_a_new_budget_starts_from_its_peri
         reason_of(&blocked_reasons(&app, a, &agent).await, &waiting),
         "budget_exceeded"
     );
+    let at_limit = r.body["id"].as_str().unwrap().to_string();
+
+    // a new zone: every counter starts over in its periods, from the usage
+    // stored for them, so nothing spent today is forgotten
+    let r = call(
+        &app,
+        "PATCH",
+        &format!("/api/workspaces/{ws}"),
+        a,
+        &ws,
+        Some(json!({"timezone": "Asia/Kathmandu"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let kathmandu: Tz = "Asia/Kathmandu".parse().unwrap();
+    let (day_start, day_end) = day_bounds(kathmandu);
+    let b = budget(&app, a, &ws, &at_limit).await;
+    assert_eq!((usd(&b["spent_usd"]), &b["blocked"]), (3.0, &json!(true)));
+    assert_eq!(
+        (
+            b["period_start"].as_str().unwrap(),
+            b["blocked_until"].as_str().unwrap()
+        ),
+        (day_start.as_str(), day_end.as_str())
+    );
+    let listed = call(&app, "GET", "/api/budgets", a, &ws, None).await.body;
+    let whole_day = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["scope"] == "workspace" && b["period"] == "daily")
+        .unwrap();
+    assert_eq!(
+        (
+            usd(&whole_day["spent_usd"]),
+            whole_day["period_start"].as_str().unwrap()
+        ),
+        (5.0, day_start.as_str())
+    );
+    assert_eq!(claim(&app, a, &rt).await, None);
 }
 
 #[actix_web::test]

@@ -33,7 +33,7 @@ use crate::domain::{
     AgentId, BudgetId, BudgetPeriod, BudgetScope, EntityId, Timestamp, UserId, WorkspaceId,
 };
 use crate::error::ApiError;
-use crate::events::EventBus;
+use crate::events::{Audience, EventBus};
 use crate::pricing::{self, PriceBook, Tokens};
 use crate::store::budgets::{
     self, Budget, NewBudget, Periods, Settled, MAX_BUDGETS, MAX_LIMIT_TICKS,
@@ -144,14 +144,38 @@ pub fn periods_of(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<Periods, Ap
     Ok(periods_at(zone_of(conn, workspace)?, Timestamp::now()))
 }
 
-/// `GET /api/budgets` (members): oldest first.
+/// Who may see a budget and its events: an agent's budget goes where the
+/// agent's events go (a private agent's: its owner and the managers; a
+/// deleted agent's: the managers); the others to every member.
+fn audience_of(conn: &Conn<'_>, budget: &Budget) -> Result<Audience, ApiError> {
+    Ok(match (budget.scope, budget.scope_id) {
+        (BudgetScope::Agent, Some(id)) => agents::get(conn, AgentId::from_uuid(id))?
+            .as_ref()
+            .map_or(Audience::MANAGERS, Audience::of_agent),
+        _ => Audience::Workspace,
+    })
+}
+
+/// The audience of each settled budget, in order.
+pub fn audiences(conn: &Conn<'_>, settled: &[Settled]) -> Result<Vec<Audience>, ApiError> {
+    settled
+        .iter()
+        .map(|s| audience_of(conn, &s.budget))
+        .collect()
+}
+
+/// `GET /api/budgets` (members): oldest first; the budgets of agents the
+/// caller may not see are left out.
 async fn list(db: web::Data<Store>, access: WorkspaceAccess) -> Result<HttpResponse, ApiError> {
     let (rows, periods) = db
         .read(move |conn| -> Result<_, ApiError> {
-            Ok((
-                budgets::list(conn, access.workspace_id)?,
-                periods_of(conn, access.workspace_id)?,
-            ))
+            let mut rows = Vec::new();
+            for budget in budgets::list(conn, access.workspace_id)? {
+                if audience_of(conn, &budget)?.may_read(access.user_id, access.role) {
+                    rows.push(budget);
+                }
+            }
+            Ok((rows, periods_of(conn, access.workspace_id)?))
         })
         .await?;
     let now = Timestamp::now();
@@ -294,7 +318,7 @@ fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
 fn spent_so_far(
     conn: &Conn<'_>,
     workspace: WorkspaceId,
-    request: &CreateRequest,
+    (scope, scope_id): (BudgetScope, Option<Uuid>),
     start: Timestamp,
 ) -> Result<i64, ApiError> {
     let zone = zone_of(conn, workspace)?;
@@ -313,7 +337,7 @@ fn spent_so_far(
         last: today,
     };
     let mut ticks: i64 = 0;
-    match request.scope {
+    match scope {
         BudgetScope::Workspace => {
             for row in costed_blocks(conn, Blocks::Model, workspace, &days, false, &prices)? {
                 ticks = ticks.saturating_add(row.costed.ticks());
@@ -321,13 +345,13 @@ fn spent_so_far(
         }
         BudgetScope::Agent => {
             for row in costed_blocks(conn, Blocks::Agent, workspace, &days, false, &prices)? {
-                if row.sum.agent.map(EntityId::uuid) == request.scope_id {
+                if row.sum.agent.map(EntityId::uuid) == scope_id {
                     ticks = ticks.saturating_add(row.costed.ticks());
                 }
             }
         }
         BudgetScope::Member => {
-            let Some(member) = request.scope_id.map(UserId::from_uuid) else {
+            let Some(member) = scope_id.map(UserId::from_uuid) else {
                 return Ok(0);
             };
             for day in budgets::member_usage(conn, workspace, member, start)? {
@@ -379,15 +403,17 @@ pub fn announce(
     hub: &DaemonHub,
     workspace: WorkspaceId,
     settled: &[Settled],
+    audiences: &[Audience],
     periods: &Periods,
     wake: &[(crate::domain::RuntimeId, crate::domain::TaskId)],
 ) {
     let now = Timestamp::now();
-    for s in settled {
+    for (s, audience) in settled.iter().zip(audiences) {
         for crossing in &s.crossed {
-            events.publish(
+            events.publish_to(
                 crossing.event(),
                 workspace,
+                *audience,
                 serde_json::json!(BudgetJson::of(&s.budget, periods, now)),
             );
         }
@@ -410,7 +436,7 @@ async fn create(
         return Err(not_a_budget_manager());
     }
     let request = parse_create(&super::json_object(&body)?)?;
-    let (settled, periods) = db
+    let (settled, audience, periods) = db
         .write(move |tx| -> Result<_, ApiError> {
             // the cap and the one-per-scope rule are over the workspace's rows
             workspaces::lock(tx, access.workspace_id)?;
@@ -433,9 +459,17 @@ async fn create(
                     "a workspace holds at most {MAX_BUDGETS} budgets"
                 )));
             }
+            // usage writes in flight either land in the spend read below or
+            // charge the new budget once they see it
+            budgets::hold_for_counting(tx, access.workspace_id)?;
             let periods = periods_of(tx, access.workspace_id)?;
             let (start, _) = periods.of(request.period);
-            let spent = spent_so_far(tx, access.workspace_id, &request, start)?;
+            let spent = spent_so_far(
+                tx,
+                access.workspace_id,
+                (request.scope, request.scope_id),
+                start,
+            )?;
             let budget = budgets::insert(
                 tx,
                 &NewBudget {
@@ -450,7 +484,9 @@ async fn create(
                     created_by: access.user_id,
                 },
             )?;
-            Ok((budgets::settle(tx, budget, &periods)?, periods))
+            let settled = budgets::settle(tx, budget, &periods)?;
+            let audience = audience_of(tx, &settled.budget)?;
+            Ok((settled, audience, periods))
         })
         .await?;
     announce(
@@ -458,6 +494,7 @@ async fn create(
         &hub,
         access.workspace_id,
         std::slice::from_ref(&settled),
+        &[audience],
         &periods,
         &[],
     );
@@ -492,7 +529,7 @@ async fn update(
             "nothing to change: give limit_usd or warn_percent",
         ));
     }
-    let (settled, periods, wake) = db
+    let (settled, audience, periods, wake) = db
         .write(move |tx| -> Result<_, ApiError> {
             require_budget_manager(tx, &access)?;
             let budget = budgets::get(tx, access.workspace_id, id)?
@@ -511,7 +548,8 @@ async fn update(
             } else {
                 Vec::new()
             };
-            Ok((settled, periods, wake))
+            let audience = audience_of(tx, &settled.budget)?;
+            Ok((settled, audience, periods, wake))
         })
         .await?;
     announce(
@@ -519,6 +557,7 @@ async fn update(
         &hub,
         access.workspace_id,
         std::slice::from_ref(&settled),
+        &[audience],
         &periods,
         &wake,
     );
@@ -556,6 +595,42 @@ async fn delete(
         hub.task_available(runtime, task);
     }
     Ok(super::ok())
+}
+
+/// The budgets of a workspace whose zone changed: each counter starts
+/// over in the new zone's current period, from the usage stored for it
+/// (as a new budget starts), and is settled. Returns what to announce and
+/// to wake.
+pub struct Reseeded {
+    pub settled: Vec<Settled>,
+    pub audiences: Vec<Audience>,
+    pub periods: Periods,
+    pub wake: Vec<(crate::domain::RuntimeId, crate::domain::TaskId)>,
+}
+
+pub fn reseed(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<Reseeded, ApiError> {
+    budgets::hold_for_counting(conn, workspace)?;
+    let periods = periods_of(conn, workspace)?;
+    let mut settled = Vec::new();
+    for budget in budgets::list(conn, workspace)? {
+        let (start, _) = periods.of(budget.period);
+        let spent = spent_so_far(conn, workspace, (budget.scope, budget.scope_id), start)?;
+        if let Some(budget) = budgets::restart(conn, budget.id, start, spent)? {
+            settled.push(budgets::settle(conn, budget, &periods)?);
+        }
+    }
+    let wake = if settled.iter().any(|s| s.released) {
+        budgets::queued_runtimes(conn, workspace)?
+    } else {
+        Vec::new()
+    };
+    let audiences = audiences(conn, &settled)?;
+    Ok(Reseeded {
+        settled,
+        audiences,
+        periods,
+        wake,
+    })
 }
 
 /// What one usage write changed the task's cost by, in ticks: the

@@ -428,6 +428,7 @@ async fn report_usage(
         .write(move |tx| -> Result<_, ApiError> {
             let task = require_daemon_task(tx, &caller, id)?;
             let at = Timestamp::now();
+            budgets::hold_for_spending(tx, task.workspace_id)?;
             // the change of cost is priced only for a workspace with budgets
             let prices = if budgets::any(tx, task.workspace_id)? {
                 Some(PriceBook::new(crate::store::pricing::overrides(
@@ -448,29 +449,38 @@ async fn report_usage(
                     at,
                 )?;
                 if let Some(prices) = &prices {
-                    ticks =
-                        ticks.saturating_add(super::budgets::cost_change(prices, entry, &change));
+                    // what a report adds; one that lowers a total takes
+                    // nothing back
+                    let added = super::budgets::cost_change(prices, entry, &change).max(0);
+                    ticks = ticks.saturating_add(added);
                 }
             }
             if prices.is_none() || ticks == 0 {
                 return Ok(None);
             }
+            let charge = budgets::Charge {
+                workspace: task.workspace_id,
+                agent: task.agent_id,
+                member: task.created_by,
+                ticks,
+            };
+            budgets::lock_charged(tx, &charge)?;
             let periods = super::budgets::periods_of(tx, task.workspace_id)?;
-            let settled = budgets::charge(
-                tx,
-                &budgets::Charge {
-                    workspace: task.workspace_id,
-                    agent: task.agent_id,
-                    member: task.created_by,
-                    ticks,
-                },
-                &periods,
-            )?;
-            Ok(Some((task.workspace_id, settled, periods)))
+            let settled = budgets::charge(tx, &charge, &periods)?;
+            let audiences = super::budgets::audiences(tx, &settled)?;
+            Ok(Some((task.workspace_id, settled, audiences, periods)))
         })
         .await?;
-    if let Some((workspace, settled, periods)) = charged {
-        super::budgets::announce(&events, &hub, workspace, &settled, &periods, &[]);
+    if let Some((workspace, settled, audiences, periods)) = charged {
+        super::budgets::announce(
+            &events,
+            &hub,
+            workspace,
+            &settled,
+            &audiences,
+            &periods,
+            &[],
+        );
     }
     Ok(super::ok())
 }

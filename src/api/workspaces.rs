@@ -130,6 +130,8 @@ pub const MAX_DESCRIPTION_BYTES: usize = 4096;
 /// saved.
 async fn update(
     db: web::Data<Store>,
+    events: web::Data<EventBus>,
+    hub: web::Data<crate::daemon_hub::DaemonHub>,
     caller: AuthUser,
     path: web::Path<WorkspaceId>,
     body: web::Bytes,
@@ -137,15 +139,33 @@ async fn update(
     let id = path.into_inner();
     let body = super::json_object(&body)?;
     let settings = parse_settings(&body)?;
-    let workspace = db
+    let (workspace, reseeded) = db
         .write(move |tx| -> Result<_, ApiError> {
             require_manager(member_role(tx, id, caller.user_id)?).map_err(|_| {
                 ApiError::forbidden("only workspace owners and admins can change its settings")
             })?;
-            workspaces::update(tx, id, &settings)?
-                .ok_or_else(|| ApiError::not_found("workspace not found"))
+            let before = workspaces::get(tx, id)?
+                .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+            let workspace = workspaces::update(tx, id, &settings)?
+                .ok_or_else(|| ApiError::not_found("workspace not found"))?;
+            // budgets count the periods of the new zone from now on
+            let reseeded = (workspace.timezone != before.timezone)
+                .then(|| super::budgets::reseed(tx, id))
+                .transpose()?;
+            Ok((workspace, reseeded))
         })
         .await?;
+    if let Some(r) = reseeded {
+        super::budgets::announce(
+            &events,
+            &hub,
+            id,
+            &r.settled,
+            &r.audiences,
+            &r.periods,
+            &r.wake,
+        );
+    }
     Ok(HttpResponse::Ok().json(workspace))
 }
 

@@ -46,6 +46,26 @@ macro_rules! not_blocked {
 }
 pub(crate) use not_blocked;
 
+/// The condition a claim puts on the agent row `$agent`: no workspace or
+/// agent budget blocks it at `$now`. Checked once per agent before its
+/// queue is looked at, so a blocked agent costs a claim one probe however
+/// long its queue ([`not_blocked`] then only has member budgets left to
+/// pass over, at most an agent's queue of tasks).
+macro_rules! agent_not_blocked {
+    ($agent:literal, $now:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM budget b WHERE b.workspace_id = ",
+            $agent,
+            ".workspace_id AND b.blocked_until > ",
+            $now,
+            " AND (b.scope = 'workspace' OR (b.scope = 'agent' AND b.scope_id = ",
+            $agent,
+            ".id)))"
+        )
+    };
+}
+pub(crate) use agent_not_blocked;
+
 /// Most budgets one workspace may hold: every list of them is one reply.
 pub const MAX_BUDGETS: i64 = 200;
 
@@ -252,13 +272,27 @@ pub struct Charge {
     pub ticks: i64,
 }
 
-/// Moves the counters of every budget the charge's task is charged to (in
-/// their current period), then settles each (see [`settle`]).
+/// Locks the rows of the budgets a charge moves (where the engine has row
+/// locks), before the charge's periods are read from the clock: a charge
+/// that waited for another's lock reads a later time than it, so no
+/// counter is moved back to a period that has ended.
+pub fn lock_charged(conn: &Conn<'_>, charge: &Charge) -> Result<()> {
+    dispatch!(
+        conn,
+        budgets::lock_charged(charge.workspace, charge.agent, charge.member)
+    )
+}
+
+/// Adds a charge to the counters of every budget its task is charged to
+/// (in their current period; call [`lock_charged`] first), then settles
+/// each (see [`settle`]). Charges are never negative: a report that lowers
+/// a task's totals takes nothing back, so only a raise, a deletion or the
+/// end of the period lifts a block.
 pub fn charge(conn: &Conn<'_>, charge: &Charge, periods: &Periods) -> Result<Vec<Settled>> {
-    if charge.ticks == 0 {
+    if charge.ticks <= 0 {
         return Ok(Vec::new());
     }
-    let ticks = charge.ticks.clamp(-SPENT_CAP, SPENT_CAP);
+    let ticks = charge.ticks.min(SPENT_CAP);
     let charged: Result<Vec<Budget>> = dispatch!(
         conn,
         budgets::charge(
@@ -273,6 +307,30 @@ pub fn charge(conn: &Conn<'_>, charge: &Charge, periods: &Periods) -> Result<Vec
         .into_iter()
         .map(|b| settle(conn, b, periods))
         .collect()
+}
+
+/// Holds the workspace's budgets still for the rest of a usage write (a
+/// shared lock, where the engine has locks): a budget created meanwhile
+/// either counts the write's usage in its starting spend or is charged by
+/// the write, never neither.
+pub fn hold_for_spending(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<()> {
+    dispatch!(conn, budgets::hold(workspace, false))
+}
+
+/// The exclusive side of [`hold_for_spending`]: taken by whatever computes
+/// a budget's spend from stored usage (creating one, a new time zone).
+pub fn hold_for_counting(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<()> {
+    dispatch!(conn, budgets::hold(workspace, true))
+}
+
+/// Starts a budget's counter over: `spent` in the period from `start`.
+pub fn restart(
+    conn: &Conn<'_>,
+    id: BudgetId,
+    start: Timestamp,
+    spent: i64,
+) -> Result<Option<Budget>> {
+    dispatch!(conn, budgets::restart(id, start, spent.clamp(0, SPENT_CAP)))
 }
 
 /// Whether the workspace has a budget (usage writes of one without skip

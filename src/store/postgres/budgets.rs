@@ -176,10 +176,10 @@ pub fn set_marks(
     Ok(())
 }
 
-/// As SQLite's. The budgets' rows are locked first, in id order, so
-/// concurrent charges of one budget add up and charges of overlapping
-/// sets of budgets (the workspace's and each one's agent) never wait on
-/// each other in a cycle.
+/// As SQLite's. The rows were locked by [`lock_charged`] first, in id
+/// order, so concurrent charges of one budget add up and charges of
+/// overlapping sets of budgets (the workspace's and each one's agent)
+/// never wait on each other in a cycle.
 pub fn charge(
     conn: &mut Client,
     workspace: WorkspaceId,
@@ -190,22 +190,17 @@ pub fn charge(
 ) -> Result<Vec<Budget>, postgres::Error> {
     conn.query(
         &format!(
-            "WITH charged AS (
-                 SELECT id FROM budget
-                 WHERE workspace_id = $1
-                   AND (scope = 'workspace'
-                        OR (scope = 'agent' AND scope_id = $2)
-                        OR (scope = 'member' AND scope_id = $3))
-                 ORDER BY id
-                 FOR UPDATE)
-             UPDATE budget SET
+            "UPDATE budget SET
                  spent_ticks = LEAST($7::bigint, GREATEST(0,
                      CASE WHEN period_start = (CASE period WHEN 'daily' THEN $4::timestamptz
                                                            ELSE $5::timestamptz END)
                           THEN spent_ticks ELSE 0 END + $6::bigint)),
                  period_start = CASE period WHEN 'daily' THEN $4::timestamptz
                                             ELSE $5::timestamptz END
-             WHERE id IN (SELECT id FROM charged)
+             WHERE workspace_id = $1
+               AND (scope = 'workspace'
+                    OR (scope = 'agent' AND scope_id = $2)
+                    OR (scope = 'member' AND scope_id = $3))
              RETURNING {COLUMNS}"
         ),
         &[
@@ -298,4 +293,63 @@ pub fn queued_runtimes(
     .iter()
     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
     .collect()
+}
+
+pub fn lock_charged(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    agent: Option<AgentId>,
+    member: Option<UserId>,
+) -> Result<(), postgres::Error> {
+    conn.execute(
+        "SELECT id FROM budget
+         WHERE workspace_id = $1
+           AND (scope = 'workspace'
+                OR (scope = 'agent' AND scope_id = $2)
+                OR (scope = 'member' AND scope_id = $3))
+         ORDER BY id
+         FOR UPDATE",
+        &[&workspace, &agent, &member],
+    )?;
+    Ok(())
+}
+
+/// The advisory lock of the workspace's budgets: `budg` and 32 bits of
+/// the workspace id (two workspaces that share them only wait for each
+/// other, they never mix).
+pub fn hold(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    exclusive: bool,
+) -> Result<(), postgres::Error> {
+    let bytes = crate::domain::EntityId::uuid(workspace).into_bytes();
+    let key = bytes
+        .chunks(4)
+        .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .fold(0i32, |a, b| a ^ b);
+    let sql = if exclusive {
+        "SELECT pg_advisory_xact_lock($1, $2)"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared($1, $2)"
+    };
+    conn.execute(sql, &[&0x6275_6467_i32, &key])?;
+    Ok(())
+}
+
+pub fn restart(
+    conn: &mut Client,
+    id: BudgetId,
+    start: Timestamp,
+    spent: i64,
+) -> Result<Option<Budget>, postgres::Error> {
+    conn.query_opt(
+        &format!(
+            "UPDATE budget SET period_start = $2, spent_ticks = $3 WHERE id = $1
+             RETURNING {COLUMNS}"
+        ),
+        &[&id, &start, &spent],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }

@@ -6,7 +6,7 @@ use postgres::Row;
 use super::Client;
 
 use crate::domain::{AgentId, EntityId, RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
-use crate::store::budgets::not_blocked;
+use crate::store::budgets::{agent_not_blocked, not_blocked};
 use crate::store::sweeps::FailedTask;
 use crate::store::tasks::*;
 use crate::store::Error;
@@ -207,6 +207,9 @@ const NEXT_CLAIMABLE: &str = concat!(
     WHERE a.id = ANY($1)
       AND a.runtime_id = ANY($2)
       AND a.archived_at IS NULL
+      AND ",
+    agent_not_blocked!("a", "$3::timestamptz"),
+    "
       AND (SELECT count(*) FROM agent_task_queue busy
            WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
           < a.max_concurrent_tasks

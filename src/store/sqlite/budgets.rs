@@ -273,3 +273,31 @@ pub fn queued_runtimes(
     let rows = stmt.query_map(params![workspace, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
+
+/// One writer: a charge's rows are the writer's already.
+pub fn lock_charged(
+    _conn: &Connection,
+    _workspace: WorkspaceId,
+    _agent: Option<AgentId>,
+    _member: Option<UserId>,
+) -> rusqlite::Result<()> {
+    Ok(())
+}
+
+/// One writer: every write holds the whole database.
+pub fn hold(_conn: &Connection, _workspace: WorkspaceId, _exclusive: bool) -> rusqlite::Result<()> {
+    Ok(())
+}
+
+pub fn restart(
+    conn: &Connection,
+    id: BudgetId,
+    start: Timestamp,
+    spent: i64,
+) -> rusqlite::Result<Option<Budget>> {
+    conn.prepare_cached(&format!(
+        "UPDATE budget SET period_start = ?2, spent_ticks = ?3 WHERE id = ?1 RETURNING {COLUMNS}"
+    ))?
+    .query_row(params![id, start, spent], from_row)
+    .optional()
+}

@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, Timestamp, WorkspaceId};
-use crate::store::budgets::not_blocked;
+use crate::store::budgets::{agent_not_blocked, not_blocked};
 use crate::store::sqlite::stored_time;
 use crate::store::sweeps::FailedTask;
 use crate::store::tasks::*;
@@ -179,6 +179,9 @@ const NEXT_CLAIMABLE: &str = concat!(
         LIMIT 1)
     WHERE a.runtime_id IN (SELECT value FROM json_each(?1))
       AND a.archived_at IS NULL
+      AND ",
+    agent_not_blocked!("a", "?2"),
+    "
       AND (SELECT count(*) FROM agent_task_queue busy
            WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
           < a.max_concurrent_tasks
