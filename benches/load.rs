@@ -233,7 +233,7 @@ async fn finish(client: &Client, base: &str, token: &str, claimed: Value) -> Res
     };
     let t = format!("{base}/api/daemon/tasks/{task}");
     call(client, "POST", format!("{t}/start"), token, None).await?;
-    let usage = json!({"usage": [{"provider": "claude", "model": "opus", "input_tokens": 1200, "output_tokens": 300}]});
+    let usage = json!({"usage": [{"provider": "claude", "model": "claude-sonnet-4-5", "input_tokens": 1200, "output_tokens": 300}]});
     call(client, "POST", format!("{t}/usage"), token, Some(&usage)).await?;
     call(
         client,
@@ -395,6 +395,18 @@ fn main() {
             .timeout(Duration::from_secs(30))
             .finish();
         let phase = || Instant::now() + Duration::from_secs(secs);
+        if knob("LOAD_BUDGET", 0) == 1 {
+            // every usage report of the cycles then charges a budget (one
+            // far from its limit, so nothing is held back)
+            let res = client
+                .post(format!("{}/api/budgets?workspace_id={ws}", nodes.next()))
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .send_json(&json!({"scope": "workspace", "period": "monthly", "limit_usd": 100_000_000}))
+                .await
+                .expect("create a budget");
+            assert_eq!(res.status().as_u16(), 201, "a budget");
+            println!("budget: one workspace budget, charged by every usage report");
+        }
         let cpu_before = cpu_time(pids);
 
         let mut health = timed(clients, phase(), |_, _| {

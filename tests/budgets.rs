@@ -9,14 +9,12 @@
 
 mod common;
 
-use std::time::Duration;
-
 use agenthub::domain::{BudgetId, TaskId, Timestamp, WorkspaceId};
 use agenthub::store::budgets;
 use agenthub::store::usage::{upsert_task_usage_with_cost, UsageEntry};
 use chrono::{Datelike, TimeZone, Utc};
 use chrono_tz::Tz;
-use common::{parse_id, read_until, spawn_app, Reply, TestApp};
+use common::{follow, parse_id, read_until, spawn_app, Reply, TestApp};
 use serde_json::{json, Value};
 
 /// A request about workspace `ws` (named in `X-Workspace-ID`).
@@ -107,26 +105,6 @@ fn reason_of(reasons: &[(String, Value)], task: &str) -> Value {
         .find(|(id, _)| id == task)
         .map(|(_, r)| r.clone())
         .unwrap_or_else(|| panic!("task {task} not listed"))
-}
-
-/// Opens the workspace's event stream.
-async fn follow(
-    app: &TestApp,
-    token: &str,
-    ws: &str,
-) -> impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin
-{
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish();
-    let res = client
-        .get(format!("{}/api/events?workspace_id={ws}", app.base))
-        .insert_header(("Authorization", format!("Bearer {token}")))
-        .send()
-        .await
-        .expect("stream request");
-    assert_eq!(res.status().as_u16(), 200);
-    res
 }
 
 fn usd(v: &Value) -> f64 {

@@ -6,29 +6,9 @@ use std::time::Duration;
 
 use agenthub::domain::Role;
 use agenthub::store::seed::TokenKind;
-use common::{read_until, read_within, spawn_app, TestApp};
+use common::{follow, read_until, read_within, spawn_app};
 use futures_util::StreamExt;
 use serde_json::json;
-
-/// Opens `GET /api/events` for `ws` with `token`.
-async fn follow(
-    app: &TestApp,
-    token: &str,
-    ws: &str,
-) -> impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin
-{
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish();
-    let res = client
-        .get(format!("{}/api/events?workspace_id={ws}", app.base))
-        .insert_header(("Authorization", format!("Bearer {token}")))
-        .send()
-        .await
-        .expect("stream request");
-    assert_eq!(res.status().as_u16(), 200);
-    res
-}
 
 /// Reads until the server ends the stream (panics if it is still open
 /// after `limit`); returns what was read.

@@ -947,6 +947,26 @@ impl TestApp {
     }
 }
 
+/// Opens `GET /api/events` for `ws` with `token` (200, or the test fails).
+pub async fn follow(
+    app: &TestApp,
+    token: &str,
+    ws: &str,
+) -> impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin
+{
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let res = client
+        .get(format!("{}/api/events?workspace_id={ws}", app.base))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .expect("stream request");
+    assert_eq!(res.status().as_u16(), 200);
+    res
+}
+
 /// Reads the SSE body until `needle` appears (or 10 s pass); returns what
 /// was read.
 pub async fn read_until<S, E>(body: &mut S, needle: &str) -> String
