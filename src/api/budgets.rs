@@ -19,8 +19,10 @@
 //! `budget:exceeded`, each once per period, to every member, with the
 //! budget as the payload.
 
+use std::collections::hash_map::{Entry, HashMap};
+
 use actix_web::{web, HttpResponse};
-use chrono::{Datelike, NaiveDate, Utc};
+use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::Value;
@@ -41,7 +43,7 @@ use crate::store::budgets::{
 use crate::store::usage::{Blocks, UsageChange, UsageEntry};
 use crate::store::{agents, workspaces, Conn, Store};
 
-use super::usage::{costed_blocks, local_midnight, LocalDays};
+use super::usage::{costed_blocks, local_midnight, CostedSum, LocalDays, Sums};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/budgets", web::get().to(list))
@@ -121,7 +123,7 @@ fn midnight(zone: Option<Tz>, date: NaiveDate) -> Timestamp {
 }
 
 /// The current day and month of `zone` at `now`.
-pub fn periods_at(zone: Option<Tz>, now: Timestamp) -> Periods {
+fn periods_at(zone: Option<Tz>, now: Timestamp) -> Periods {
     let today = match zone {
         Some(tz) => now.utc().with_timezone(&tz).date_naive(),
         None => now.utc().date_naive(),
@@ -154,14 +156,6 @@ fn audience_of(conn: &Conn<'_>, budget: &Budget) -> Result<Audience, ApiError> {
             .map_or(Audience::MANAGERS, Audience::of_agent),
         _ => Audience::Workspace,
     })
-}
-
-/// The audience of each settled budget, in order.
-pub fn audiences(conn: &Conn<'_>, settled: &[Settled]) -> Result<Vec<Audience>, ApiError> {
-    settled
-        .iter()
-        .map(|s| audience_of(conn, &s.budget))
-        .collect()
 }
 
 /// `GET /api/budgets` (members): oldest first; the budgets of agents the
@@ -312,64 +306,106 @@ fn parse_create(body: &Value) -> Result<CreateRequest, ApiError> {
     })
 }
 
-/// What was spent in the current period of a new budget: the usage first
-/// recorded in it of the tasks the budget charges, priced as the usage
-/// pages price it.
-fn spent_so_far(
-    conn: &Conn<'_>,
+/// Counts what budgets spent in their current period from the stored
+/// usage: the usage first recorded in it of the tasks a budget charges,
+/// priced as the usage pages price it. The workspace's zone and prices
+/// are read once, and so are the block sums of each period, however many
+/// budgets are counted (all of them when the zone changes).
+struct Counter {
     workspace: WorkspaceId,
-    (scope, scope_id): (BudgetScope, Option<Uuid>),
-    start: Timestamp,
-) -> Result<i64, ApiError> {
-    let zone = zone_of(conn, workspace)?;
-    let prices = PriceBook::new(crate::store::pricing::overrides(conn, workspace)?);
-    let today = match zone {
-        Some(tz) => Utc::now().with_timezone(&tz).date_naive(),
-        None => Utc::now().date_naive(),
-    };
-    let first = match zone {
-        Some(tz) => start.utc().with_timezone(&tz).date_naive(),
-        None => start.utc().date_naive(),
-    };
-    let days = LocalDays {
-        zone,
-        first,
-        last: today,
-    };
-    let mut ticks: i64 = 0;
-    match scope {
-        BudgetScope::Workspace => {
-            for row in costed_blocks(conn, Blocks::Model, workspace, &days, false, &prices)? {
-                ticks = ticks.saturating_add(row.costed.ticks());
+    zone: Option<Tz>,
+    prices: PriceBook,
+    read: HashMap<(Blocks, Timestamp), Vec<CostedSum>>,
+}
+
+impl Counter {
+    fn new(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<Counter, ApiError> {
+        Ok(Counter {
+            workspace,
+            zone: zone_of(conn, workspace)?,
+            prices: PriceBook::new(crate::store::pricing::overrides(conn, workspace)?),
+            read: HashMap::new(),
+        })
+    }
+
+    /// `which`'s priced block sums of the workspace from `start` on.
+    fn blocks(
+        &mut self,
+        conn: &Conn<'_>,
+        which: Blocks,
+        start: Timestamp,
+    ) -> Result<&[CostedSum], ApiError> {
+        let sums = match self.read.entry((which, start)) {
+            Entry::Occupied(read) => read.into_mut(),
+            Entry::Vacant(unread) => {
+                let local = |t: Timestamp| match self.zone {
+                    Some(tz) => t.utc().with_timezone(&tz).date_naive(),
+                    None => t.utc().date_naive(),
+                };
+                let days = LocalDays {
+                    zone: self.zone,
+                    first: local(start),
+                    last: local(Timestamp::now()),
+                };
+                unread.insert(costed_blocks(
+                    conn,
+                    which,
+                    self.workspace,
+                    &days,
+                    false,
+                    &self.prices,
+                )?)
             }
-        }
-        BudgetScope::Agent => {
-            for row in costed_blocks(conn, Blocks::Agent, workspace, &days, false, &prices)? {
-                if row.sum.agent.map(EntityId::uuid) == scope_id {
-                    ticks = ticks.saturating_add(row.costed.ticks());
+        };
+        Ok(sums)
+    }
+
+    /// What the budget of `scope` spent since `start`.
+    fn spent(
+        &mut self,
+        conn: &Conn<'_>,
+        (scope, scope_id): (BudgetScope, Option<Uuid>),
+        start: Timestamp,
+    ) -> Result<i64, ApiError> {
+        let mut sums = Sums::default();
+        match (scope, scope_id) {
+            (BudgetScope::Workspace, _) => {
+                for row in self.blocks(conn, Blocks::Model, start)? {
+                    sums.merge(&row.costed);
+                }
+            }
+            (BudgetScope::Agent, agent) => {
+                for row in self.blocks(conn, Blocks::Agent, start)? {
+                    if row.sum.agent.map(EntityId::uuid) == agent {
+                        sums.merge(&row.costed);
+                    }
+                }
+            }
+            (BudgetScope::Member, None) => {}
+            (BudgetScope::Member, Some(member)) => {
+                let member = UserId::from_uuid(member);
+                for day in budgets::member_usage(conn, self.workspace, member, start)? {
+                    // the layout of QUARTER_COLUMNS: what was reported,
+                    // and the tokens of the rows without a reported cost
+                    let [input, output, cache_read, cache_write] = day.uncosted;
+                    let counts = [
+                        0,
+                        0,
+                        0,
+                        0,
+                        day.reported_ticks,
+                        input,
+                        output,
+                        cache_read,
+                        cache_write,
+                        0,
+                    ];
+                    sums.add(&self.prices, &day.provider, &day.model, day.day, &counts);
                 }
             }
         }
-        BudgetScope::Member => {
-            let Some(member) = scope_id.map(UserId::from_uuid) else {
-                return Ok(0);
-            };
-            for day in budgets::member_usage(conn, workspace, member, start)? {
-                let price = prices.price_for(&day.provider, &day.model, day.day);
-                let tokens = Tokens {
-                    input: day.uncosted[0],
-                    output: day.uncosted[1],
-                    cache_read: day.uncosted[2],
-                    cache_write: day.uncosted[3],
-                };
-                let (estimate, _) = pricing::cost_ticks(tokens, None, price.as_ref());
-                ticks = ticks
-                    .saturating_add(estimate)
-                    .saturating_add(day.reported_ticks);
-            }
-        }
+        Ok(sums.ticks())
     }
-    Ok(ticks)
 }
 
 /// That the budget's agent or member is in the workspace (404 otherwise).
@@ -396,30 +432,66 @@ fn require_scope(
     Ok(())
 }
 
-/// Publishes what settled budgets crossed, and wakes the workspace's
-/// runtimes with queued work if one stopped blocking.
-pub fn announce(
-    events: &EventBus,
-    hub: &DaemonHub,
+/// What a change of budgets has to tell once it has committed: the
+/// crossings of each settled budget (to those who may see it), and a
+/// wake-up for the runtimes with queued work if one stopped blocking.
+pub struct Announcement {
     workspace: WorkspaceId,
-    settled: &[Settled],
-    audiences: &[Audience],
-    periods: &Periods,
-    wake: &[(crate::domain::RuntimeId, crate::domain::TaskId)],
-) {
-    let now = Timestamp::now();
-    for (s, audience) in settled.iter().zip(audiences) {
-        for crossing in &s.crossed {
-            events.publish_to(
-                crossing.event(),
-                workspace,
-                *audience,
-                serde_json::json!(BudgetJson::of(&s.budget, periods, now)),
-            );
-        }
+    settled: Vec<Settled>,
+    audiences: Vec<Audience>,
+    periods: Periods,
+    wake: Vec<(crate::domain::RuntimeId, crate::domain::TaskId)>,
+}
+
+impl Announcement {
+    /// Read inside the transaction that settled the budgets.
+    pub fn of(
+        conn: &Conn<'_>,
+        workspace: WorkspaceId,
+        settled: Vec<Settled>,
+        periods: Periods,
+    ) -> Result<Announcement, ApiError> {
+        let audiences = settled
+            .iter()
+            .map(|s| audience_of(conn, &s.budget))
+            .collect::<Result<_, _>>()?;
+        let wake = if settled.iter().any(|s| s.released) {
+            budgets::queued_runtimes(conn, workspace)?
+        } else {
+            Vec::new()
+        };
+        Ok(Announcement {
+            workspace,
+            settled,
+            audiences,
+            periods,
+            wake,
+        })
     }
-    for (runtime, task) in wake {
-        hub.task_available(*runtime, *task);
+
+    /// The first settled budget as the API shows it.
+    fn reply(&self) -> Result<BudgetJson, ApiError> {
+        self.settled
+            .first()
+            .map(|s| BudgetJson::of(&s.budget, &self.periods, Timestamp::now()))
+            .ok_or_else(|| ApiError::internal("a settled budget vanished"))
+    }
+
+    pub fn publish(self, events: &EventBus, hub: &DaemonHub) {
+        let now = Timestamp::now();
+        for (s, audience) in self.settled.iter().zip(&self.audiences) {
+            for crossing in &s.crossed {
+                events.publish_to(
+                    crossing.event(),
+                    self.workspace,
+                    *audience,
+                    serde_json::json!(BudgetJson::of(&s.budget, &self.periods, now)),
+                );
+            }
+        }
+        for (runtime, task) in self.wake {
+            hub.task_available(runtime, task);
+        }
     }
 }
 
@@ -436,7 +508,7 @@ async fn create(
         return Err(not_a_budget_manager());
     }
     let request = parse_create(&super::json_object(&body)?)?;
-    let (settled, audience, periods) = db
+    let announced = db
         .write(move |tx| -> Result<_, ApiError> {
             // the cap and the one-per-scope rule are over the workspace's rows
             workspaces::lock(tx, access.workspace_id)?;
@@ -464,9 +536,8 @@ async fn create(
             budgets::hold_for_counting(tx, access.workspace_id)?;
             let periods = periods_of(tx, access.workspace_id)?;
             let (start, _) = periods.of(request.period);
-            let spent = spent_so_far(
+            let spent = Counter::new(tx, access.workspace_id)?.spent(
                 tx,
-                access.workspace_id,
                 (request.scope, request.scope_id),
                 start,
             )?;
@@ -485,20 +556,12 @@ async fn create(
                 },
             )?;
             let settled = budgets::settle(tx, budget, &periods)?;
-            let audience = audience_of(tx, &settled.budget)?;
-            Ok((settled, audience, periods))
+            Announcement::of(tx, access.workspace_id, vec![settled], periods)
         })
         .await?;
-    announce(
-        &events,
-        &hub,
-        access.workspace_id,
-        std::slice::from_ref(&settled),
-        &[audience],
-        &periods,
-        &[],
-    );
-    Ok(HttpResponse::Created().json(BudgetJson::of(&settled.budget, &periods, Timestamp::now())))
+    let reply = announced.reply()?;
+    announced.publish(&events, &hub);
+    Ok(HttpResponse::Created().json(reply))
 }
 
 /// `PUT /api/budgets/{id}` (owners/admins): `{limit_usd?, warn_percent?}`.
@@ -529,7 +592,7 @@ async fn update(
             "nothing to change: give limit_usd or warn_percent",
         ));
     }
-    let (settled, audience, periods, wake) = db
+    let announced = db
         .write(move |tx| -> Result<_, ApiError> {
             require_budget_manager(tx, &access)?;
             let budget = budgets::get(tx, access.workspace_id, id)?
@@ -543,25 +606,12 @@ async fn update(
             .ok_or_else(|| ApiError::not_found("budget not found"))?;
             let periods = periods_of(tx, access.workspace_id)?;
             let settled = budgets::settle(tx, budget, &periods)?;
-            let wake = if settled.released {
-                budgets::queued_runtimes(tx, access.workspace_id)?
-            } else {
-                Vec::new()
-            };
-            let audience = audience_of(tx, &settled.budget)?;
-            Ok((settled, audience, periods, wake))
+            Announcement::of(tx, access.workspace_id, vec![settled], periods)
         })
         .await?;
-    announce(
-        &events,
-        &hub,
-        access.workspace_id,
-        std::slice::from_ref(&settled),
-        &[audience],
-        &periods,
-        &wake,
-    );
-    Ok(HttpResponse::Ok().json(BudgetJson::of(&settled.budget, &periods, Timestamp::now())))
+    let reply = announced.reply()?;
+    announced.publish(&events, &hub);
+    Ok(HttpResponse::Ok().json(reply))
 }
 
 /// `DELETE /api/budgets/{id}` (owners/admins): the tasks it held back may
@@ -599,38 +649,20 @@ async fn delete(
 
 /// The budgets of a workspace whose zone changed: each counter starts
 /// over in the new zone's current period, from the usage stored for it
-/// (as a new budget starts), and is settled. Returns what to announce and
-/// to wake.
-pub struct Reseeded {
-    pub settled: Vec<Settled>,
-    pub audiences: Vec<Audience>,
-    pub periods: Periods,
-    pub wake: Vec<(crate::domain::RuntimeId, crate::domain::TaskId)>,
-}
-
-pub fn reseed(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<Reseeded, ApiError> {
+/// (as a new budget starts), and is settled.
+pub fn reseed(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<Announcement, ApiError> {
     budgets::hold_for_counting(conn, workspace)?;
     let periods = periods_of(conn, workspace)?;
+    let mut counter = Counter::new(conn, workspace)?;
     let mut settled = Vec::new();
     for budget in budgets::list(conn, workspace)? {
         let (start, _) = periods.of(budget.period);
-        let spent = spent_so_far(conn, workspace, (budget.scope, budget.scope_id), start)?;
+        let spent = counter.spent(conn, (budget.scope, budget.scope_id), start)?;
         if let Some(budget) = budgets::restart(conn, budget.id, start, spent)? {
             settled.push(budgets::settle(conn, budget, &periods)?);
         }
     }
-    let wake = if settled.iter().any(|s| s.released) {
-        budgets::queued_runtimes(conn, workspace)?
-    } else {
-        Vec::new()
-    };
-    let audiences = audiences(conn, &settled)?;
-    Ok(Reseeded {
-        settled,
-        audiences,
-        periods,
-        wake,
-    })
+    Announcement::of(conn, workspace, settled, periods)
 }
 
 /// What one usage write changed the task's cost by, in ticks: the

@@ -467,20 +467,13 @@ async fn report_usage(
             budgets::lock_charged(tx, &charge)?;
             let periods = super::budgets::periods_of(tx, task.workspace_id)?;
             let settled = budgets::charge(tx, &charge, &periods)?;
-            let audiences = super::budgets::audiences(tx, &settled)?;
-            Ok(Some((task.workspace_id, settled, audiences, periods)))
+            let announced =
+                super::budgets::Announcement::of(tx, task.workspace_id, settled, periods)?;
+            Ok(Some(announced))
         })
         .await?;
-    if let Some((workspace, settled, audiences, periods)) = charged {
-        super::budgets::announce(
-            &events,
-            &hub,
-            workspace,
-            &settled,
-            &audiences,
-            &periods,
-            &[],
-        );
+    if let Some(announced) = charged {
+        announced.publish(&events, &hub);
     }
     Ok(super::ok())
 }

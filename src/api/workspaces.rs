@@ -155,16 +155,8 @@ async fn update(
             Ok((workspace, reseeded))
         })
         .await?;
-    if let Some(r) = reseeded {
-        super::budgets::announce(
-            &events,
-            &hub,
-            id,
-            &r.settled,
-            &r.audiences,
-            &r.periods,
-            &r.wake,
-        );
+    if let Some(reseeded) = reseeded {
+        reseeded.publish(&events, &hub);
     }
     Ok(HttpResponse::Ok().json(workspace))
 }

@@ -297,12 +297,44 @@ pub fn runtime_reports(
     dispatch!(conn, usage::runtime_reports(runtime, from))
 }
 
+/// The rollups of task usage whose rows move to the newer registration
+/// when an older one of a runtime is folded into it: each table, its key
+/// and other text columns (`runtime_id` among them), and how many of those
+/// (the first) make its primary key. Their counts are [`QUARTER_COLUMNS`].
+pub(super) const RUNTIME_ROLLUPS: &[(&str, &[&str], usize)] = &[
+    (
+        "runtime_usage_quarter",
+        &[
+            "runtime_id",
+            "bucket",
+            "agent_id",
+            "provider",
+            "model",
+            "workspace_id",
+        ],
+        5,
+    ),
+    (
+        "usage_agent_block",
+        &[
+            "workspace_id",
+            "span",
+            "bucket",
+            "runtime_id",
+            "agent_id",
+            "provider",
+            "model",
+        ],
+        7,
+    ),
+];
+
 /// The two block rollups of task usage (see the V17/V10 migrations). A
 /// block of a span shorter than a day starts at a multiple of its span
 /// after UTC midnight; a block of whole days starts on a UTC day whose
 /// number since 1970-01-01 is a multiple of its length. No block crosses
 /// a UTC midnight, so each is priced on one day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Blocks {
     /// `usage_block`: per (provider, model); the day pages read it.
     Model,
@@ -436,10 +468,19 @@ pub fn block_sums(
     workspace: WorkspaceId,
     runs: &[BlockRun],
 ) -> Result<Vec<BlockSum>> {
-    if runs.is_empty() {
-        return Ok(Vec::new());
+    // quarter hours come from the runtime rollup, the rest from `which`'s
+    // own table: one read of each
+    let (quarters, blocks): (Vec<BlockRun>, Vec<BlockRun>) =
+        runs.iter().cloned().partition(|r| r.span == QUARTER);
+    let mut out = Vec::new();
+    for (runs, quarter) in [(blocks, false), (quarters, true)] {
+        if !runs.is_empty() {
+            let sums: Result<Vec<BlockSum>> =
+                dispatch!(conn, usage::block_sums(which, workspace, &runs, quarter));
+            out.extend(sums?);
+        }
     }
-    dispatch!(conn, usage::block_sums(which, workspace, runs))
+    Ok(out)
 }
 
 /// How the tasks of one label (and agent) ended: one (status, reason).

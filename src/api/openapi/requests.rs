@@ -4,7 +4,9 @@
 
 use serde_json::{json, Value};
 
-use super::schemas::{count, counts, list, nullable, one_of, properties, string, uuid, words};
+use super::schemas::{
+    count, counts, limit_usd, list, nullable, one_of, percent, properties, string, uuid, words,
+};
 use crate::domain::{AgentStatus, BudgetPeriod, BudgetScope, Role, Visibility};
 
 /// A body with these fields, of which `required` must be given.
@@ -206,14 +208,8 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
                     ("scope", words(BudgetScope::ALL)),
                     ("scope_id", nullable(uuid())),
                     ("period", words(BudgetPeriod::ALL)),
-                    (
-                        "limit_usd",
-                        json!({"type": "number", "exclusiveMinimum": 0}),
-                    ),
-                    (
-                        "warn_percent",
-                        json!({"type": ["integer", "null"], "minimum": 1, "maximum": 100}),
-                    ),
+                    ("limit_usd", limit_usd()),
+                    ("warn_percent", nullable(percent())),
                 ],
                 &["scope", "period", "limit_usd"],
             ),
@@ -221,16 +217,7 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
         (
             "ChangeBudget",
             request(
-                &[
-                    (
-                        "limit_usd",
-                        json!({"type": "number", "exclusiveMinimum": 0}),
-                    ),
-                    (
-                        "warn_percent",
-                        json!({"type": "integer", "minimum": 1, "maximum": 100}),
-                    ),
-                ],
+                &[("limit_usd", limit_usd()), ("warn_percent", percent())],
                 &[],
             ),
         ),

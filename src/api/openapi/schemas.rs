@@ -30,6 +30,16 @@ pub(super) fn count() -> Value {
     json!({"type": "integer", "minimum": 0})
 }
 
+/// A budget's limit in USD.
+pub(super) fn limit_usd() -> Value {
+    json!({"type": "number", "exclusiveMinimum": 0})
+}
+
+/// A whole percentage, 1 to 100.
+pub(super) fn percent() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 100})
+}
+
 pub(super) fn one_of(values: &[&str]) -> Value {
     json!({"type": "string", "enum": values})
 }
@@ -534,14 +544,8 @@ fn usage() -> Vec<(&'static str, Value)> {
                 ("scope", words(BudgetScope::ALL)),
                 ("scope_id", nullable(uuid())),
                 ("period", words(BudgetPeriod::ALL)),
-                (
-                    "limit_usd",
-                    json!({"type": "number", "exclusiveMinimum": 0}),
-                ),
-                (
-                    "warn_percent",
-                    json!({"type": "integer", "minimum": 1, "maximum": 100}),
-                ),
+                ("limit_usd", limit_usd()),
+                ("warn_percent", percent()),
                 ("spent_usd", json!({"type": "number", "minimum": 0})),
                 ("remaining_usd", json!({"type": "number", "minimum": 0})),
                 ("period_start", time()),

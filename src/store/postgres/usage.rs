@@ -213,22 +213,10 @@ fn date_key(row: &postgres::Row, idx: usize) -> Result<String, postgres::Error> 
 /// into one scan of the whole workspace, which it did for the quarter
 /// hours: 410 ms against 12); the sums go through `numeric`, clamped at
 /// i64::MAX.
+///
+/// The runs are all of `which`'s table, or all of `runtime_usage_quarter`
+/// (`quarters`): the facade splits them.
 pub fn block_sums(
-    conn: &mut Client,
-    which: Blocks,
-    workspace: WorkspaceId,
-    runs: &[BlockRun],
-) -> Result<Vec<BlockSum>, postgres::Error> {
-    let (quarters, blocks): (Vec<BlockRun>, Vec<BlockRun>) =
-        runs.iter().cloned().partition(|r| r.span == QUARTER);
-    let mut out = sums_of(conn, which, workspace, &blocks, false)?;
-    out.extend(sums_of(conn, which, workspace, &quarters, true)?);
-    Ok(out)
-}
-
-/// [`block_sums`] of runs all read from `which`'s table, or all from
-/// `runtime_usage_quarter` (`quarters`).
-fn sums_of(
     conn: &mut Client,
     which: Blocks,
     workspace: WorkspaceId,

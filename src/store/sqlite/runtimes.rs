@@ -227,35 +227,9 @@ fn fold_one(conn: &Connection, old: RuntimeId, new: RuntimeId) -> rusqlite::Resu
     .execute(params![old, new, now])?;
     // the usage its tasks reported adds to the new rows of the rollups no
     // foreign key deletes (saturating, like every rollup)
-    move_usage(
-        conn,
-        "runtime_usage_quarter",
-        &[
-            "runtime_id",
-            "bucket",
-            "agent_id",
-            "provider",
-            "model",
-            "workspace_id",
-        ],
-        5,
-        (old, new),
-    )?;
-    move_usage(
-        conn,
-        "usage_agent_block",
-        &[
-            "workspace_id",
-            "span",
-            "bucket",
-            "runtime_id",
-            "agent_id",
-            "provider",
-            "model",
-        ],
-        7,
-        (old, new),
-    )?;
+    for (table, columns, key) in crate::store::usage::RUNTIME_ROLLUPS {
+        move_usage(conn, table, columns, *key, (old, new))?;
+    }
     conn.prepare_cached("DELETE FROM agent_runtime WHERE id = ?1")?
         .execute([old])?;
     Ok((agents, tasks))

@@ -199,22 +199,10 @@ pub fn add_to_blocks(
 /// key (the runs a JSON list the statement walks first, seeking the key's
 /// index for each); a sum past 64 bits (an error in SQLite) is added up
 /// again here, saturating.
+///
+/// The runs are all of `which`'s table, or all of `runtime_usage_quarter`
+/// (`quarters`): the facade splits them.
 pub fn block_sums(
-    conn: &Connection,
-    which: Blocks,
-    workspace: WorkspaceId,
-    runs: &[BlockRun],
-) -> rusqlite::Result<Vec<BlockSum>> {
-    let (quarters, blocks): (Vec<BlockRun>, Vec<BlockRun>) =
-        runs.iter().cloned().partition(|r| r.span == QUARTER);
-    let mut out = sums_of(conn, which, workspace, &blocks, false)?;
-    out.extend(sums_of(conn, which, workspace, &quarters, true)?);
-    Ok(out)
-}
-
-/// [`block_sums`] of runs all read from `which`'s table, or all from
-/// `runtime_usage_quarter` (`quarters`).
-fn sums_of(
     conn: &Connection,
     which: Blocks,
     workspace: WorkspaceId,
