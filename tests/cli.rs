@@ -249,6 +249,7 @@ fn migrate_creates_every_table() {
             "task_usage",
             "usage_agent_block",
             "usage_block",
+            "usage_zone_day",
             "user",
             "workspace"
         ]

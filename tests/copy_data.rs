@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 19] = [
+const TABLES: [&str; 20] = [
     "user",
     "workspace",
     "member",
@@ -29,6 +29,7 @@ const TABLES: [&str; 19] = [
     "task_usage",
     "runtime_usage",
     "usage_block",
+    "usage_zone_day",
     "usage_agent_block",
     "invitation",
     "task_token",
@@ -503,6 +504,7 @@ async fn an_install_moves_into_an_empty_database_and_back() {
             "task_outcome_block",
             "task_outcome_agent_block",
             "usage_block",
+            "usage_zone_day",
             "usage_agent_block",
             "runtime_usage_quarter",
         ]

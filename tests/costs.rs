@@ -84,6 +84,25 @@ fn days_of(rows: &[Value], prefix: &str) -> Vec<(String, String, i64)> {
         .collect()
 }
 
+/// Sets the workspace's time zone as its owner.
+async fn set_zone(app: &TestApp, token: &str, ws: &str, zone: &str) {
+    let body = json!({ "timezone": zone }).to_string();
+    let r = app
+        .request(
+            "PATCH",
+            &format!("/api/workspaces/{ws}"),
+            Some(token),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(
+        (r.status, &r.body["timezone"]),
+        (200, &json!(zone)),
+        "{:?}",
+        r.body
+    );
+}
+
 /// When `date` starts in `tz`.
 fn midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     tz.from_local_datetime(&date.and_time(chrono::NaiveTime::MIN))
@@ -186,6 +205,9 @@ async fn a_day_of_a_dst_change_has_its_own_length() {
         None,
         start + half_hour,
     );
+    // the workspace's own zone keeps whole local days: rebuilt with the
+    // usage so far, then kept by the writes after
+    set_zone(&app, &alice.token, &ws, "America/New_York").await;
     // half an hour before the day ends: 22.5 or 24.5 hours after it began
     record(
         &app,
@@ -196,23 +218,27 @@ async fn a_day_of_a_dst_change_has_its_own_length() {
         end - half_hour,
     );
     record(&app, (&task, &ws), ("p3", "dst"), (100, 0), None, end);
-    let got = rows(
-        &app,
-        &alice.token,
-        &ws,
-        "/api/usage/daily?days=365&tz=America/New_York",
-    )
-    .await;
     let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
-    assert_eq!(
-        days_of(&got, "dst"),
-        [
-            (fmt(day + Days::new(1)), "dst".to_string(), 100),
-            (fmt(day), "dst".to_string(), 11),
-        ],
-        "{day} lasts {} hours",
-        length.num_hours()
-    );
+    // in the workspace's zone, and in a zone of the reader's only
+    for workspace_zone in ["America/New_York", "UTC"] {
+        set_zone(&app, &alice.token, &ws, workspace_zone).await;
+        let got = rows(
+            &app,
+            &alice.token,
+            &ws,
+            "/api/usage/daily?days=365&tz=America/New_York",
+        )
+        .await;
+        assert_eq!(
+            days_of(&got, "dst"),
+            [
+                (fmt(day + Days::new(1)), "dst".to_string(), 100),
+                (fmt(day), "dst".to_string(), 11),
+            ],
+            "{day} lasts {} hours; workspace in {workspace_zone}",
+            length.num_hours()
+        );
+    }
 }
 
 #[actix_web::test]
@@ -262,7 +288,15 @@ async fn an_override_prices_usage_from_its_day_on_and_a_reported_cost_wins() {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
 
-    for tz in ["", "&tz=Asia/Kolkata"] {
+    // the local days of the workspace's own zone are kept whole, but for
+    // the day a price changes in (2 days ago, at 05:30 in Kolkata)
+    for (workspace_zone, tz) in [
+        ("UTC", ""),
+        ("UTC", "&tz=Asia/Kolkata"),
+        ("Asia/Kolkata", "&tz=Asia/Kolkata"),
+        ("Asia/Kolkata", ""),
+    ] {
+        set_zone(&app, &alice.token, &ws, workspace_zone).await;
         let daily = rows(
             &app,
             &alice.token,
@@ -834,5 +868,123 @@ async fn the_upgrade_builds_the_rollups_that_writes_and_endings_keep() {
     batch(&app.database, &format!("{usage}\n{cleanup}\n{outcomes}"));
     for (table, rows) in tables.iter().zip(&kept) {
         assert_eq!(&app.select(&all(table)), rows, "{table}");
+    }
+}
+
+#[actix_web::test]
+async fn the_workspace_zone_keeps_whole_local_days_through_a_new_zone_and_a_restart() {
+    let app = spawn_app().await;
+    let (alice, ws, _rt, _agent, task) = workspace(&app).await;
+    let tz: Tz = "Asia/Kathmandu".parse().unwrap();
+    let yesterday = Utc::now().with_timezone(&tz).date_naive() - Days::new(1);
+    let start = midnight(tz, yesterday);
+    let minute = chrono::Duration::minutes(1);
+    // before the workspace is in Kathmandu: a minute either side of its
+    // midnight (18:15 UTC)
+    record(
+        &app,
+        (&task, &ws),
+        ("p", "before"),
+        (3, 0),
+        None,
+        start - minute,
+    );
+    record(
+        &app,
+        (&task, &ws),
+        ("p", "after"),
+        (5, 0),
+        None,
+        start + minute,
+    );
+    set_zone(&app, &alice.token, &ws, "Asia/Kathmandu").await;
+    // and after
+    record(
+        &app,
+        (&task, &ws),
+        ("p", "later"),
+        (7, 0),
+        None,
+        start + minute * 2,
+    );
+    let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+    let want = vec![
+        (fmt(yesterday), "after".to_string(), 5),
+        (fmt(yesterday), "later".to_string(), 7),
+        (fmt(yesterday - Days::new(1)), "before".to_string(), 3),
+    ];
+    let pages = ["/api/usage/daily", "/api/dashboard/usage/daily"];
+    let daily = |page: &'static str| {
+        let (app, token, ws) = (&app, alice.token.clone(), ws.clone());
+        async move {
+            let got = rows(
+                app,
+                &token,
+                &ws,
+                &format!("{page}?days=7&tz=Asia/Kathmandu"),
+            )
+            .await;
+            let mut got: Vec<_> = days_of(&got, "");
+            got.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            got
+        }
+    };
+    for page in pages {
+        assert_eq!(daily(page).await, want, "{page}");
+    }
+    // one row per local day and model, starting at Kathmandu's midnights
+    let key = |t: DateTime<Utc>| match &app.database {
+        common::TestDb::Sqlite(_) => json!(t.format("%Y-%m-%dT%H:%M").to_string()),
+        common::TestDb::Postgres(_) => json!(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+    };
+    let days_sql = "SELECT bucket, model, input_tokens FROM usage_zone_day ORDER BY 1, 2";
+    let kept = app.select(days_sql);
+    assert_eq!(
+        kept.iter()
+            .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+            .collect::<Vec<_>>(),
+        [
+            (
+                key(midnight(tz, yesterday - Days::new(1))),
+                json!("before"),
+                json!(3)
+            ),
+            (key(start), json!("after"), json!(5)),
+            (key(start), json!("later"), json!(7)),
+        ]
+    );
+    // the pages read those rows: what they hold is what the pages say
+    batch(
+        &app.database,
+        "UPDATE usage_zone_day SET input_tokens = input_tokens + 1000 WHERE model = 'later'",
+    );
+    assert_eq!(daily(pages[0]).await[1].2, 1007);
+    batch(
+        &app.database,
+        "UPDATE usage_zone_day SET input_tokens = input_tokens - 1000 WHERE model = 'later'",
+    );
+
+    // a database whose zone days are still UTC's while the workspace is
+    // in Kathmandu (as the upgrade that adds them leaves it): the store
+    // rebuilds them when it opens
+    batch(
+        &app.database,
+        "UPDATE workspace SET day_zone = 'UTC';
+         DELETE FROM usage_zone_day;",
+    );
+    let mut config = agenthub::config::Config::default();
+    match &app.database {
+        common::TestDb::Sqlite(path) => config.database.path = path.clone(),
+        common::TestDb::Postgres(url) => config.database.url = Some(url.clone()),
+    }
+    common::off_runtime(|| agenthub::store::Store::open_default(&config.database).map(drop))
+        .expect("the store opens");
+    assert_eq!(app.select(days_sql), kept);
+    assert_eq!(
+        app.select("SELECT day_zone FROM workspace"),
+        [[json!("Asia/Kathmandu")]]
+    );
+    for page in pages {
+        assert_eq!(daily(page).await, want, "{page} after the restart");
     }
 }

@@ -141,7 +141,7 @@ async fn outcomes(
 ) -> Result<(Vec<(Option<NaiveDate>, usage::OutcomeSum)>, AgentNames), ApiError> {
     let days = LocalDays::of(query, 30)?;
     db.read(move |conn| -> Result<_, ApiError> {
-        let (runs, bounds) = stretches(which, &days, per_day, &[]);
+        let (runs, bounds) = stretches(which, &days, per_day, &[], false);
         let rows = usage::outcome_sums(conn, which, access.workspace_id, &runs)?;
         let names = AgentNames::load(conn, access.workspace_id, access.user_id, access.role)?;
         let dated = rows

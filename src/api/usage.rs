@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -675,22 +675,7 @@ fn merge_sources(
     rows
 }
 
-/// The UTC instant a local date starts in `tz`.
-pub(crate) fn local_midnight(tz: Tz, date: NaiveDate) -> chrono::DateTime<Utc> {
-    let naive = date.and_time(chrono::NaiveTime::MIN);
-    match tz.from_local_datetime(&naive) {
-        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
-            t.with_timezone(&Utc)
-        }
-        // midnight skipped by a DST jump: the day starts at the jump
-        chrono::LocalResult::None => (1..=3)
-            .find_map(|h| {
-                tz.from_local_datetime(&(naive + chrono::Duration::hours(h)))
-                    .earliest()
-            })
-            .map_or_else(|| Utc.from_utc_datetime(&naive), |t| t.with_timezone(&Utc)),
-    }
-}
+pub(crate) use crate::store::usage::local_midnight;
 
 /// The last N whole local days of a query, today included, in its zone
 /// (UTC without one).
@@ -754,12 +739,15 @@ impl LocalDays {
 
 /// Covers the days' window with `which`'s blocks (see [`usage::cover`]),
 /// cut at every local midnight when `per_day` and at `cuts`; returns the
-/// runs and where each label starts.
+/// runs and where each label starts. With `zone_days` (per day, and the
+/// days' zone the workspace's day zone), a label that is a whole local
+/// day is read as one ([`usage::ZONE_DAY`]).
 pub(crate) fn stretches(
     which: usage::Blocks,
     days: &LocalDays,
     per_day: bool,
     cuts: &[chrono::DateTime<Utc>],
+    zone_days: bool,
 ) -> (Vec<usage::BlockRun>, Vec<chrono::DateTime<Utc>>) {
     let (start, end) = (days.start(), days.end());
     let mut all: Vec<chrono::DateTime<Utc>> = if per_day {
@@ -775,9 +763,24 @@ pub(crate) fn stretches(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let runs = usage::cover(which, start, end, &cuts);
     let mut bounds = vec![start];
-    bounds.extend(cuts);
+    bounds.extend(cuts.iter().copied());
+    let whole: Vec<bool> = if per_day && zone_days {
+        let midnights: std::collections::BTreeSet<_> =
+            days.midnights().into_iter().chain([start, end]).collect();
+        let mut ends = bounds.iter().skip(1).chain([&end]);
+        bounds
+            .iter()
+            .map(|from| {
+                let to = ends.next().copied().unwrap_or(end);
+                // consecutive bounds, both midnights: a whole local day
+                midnights.contains(from) && midnights.contains(&to)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let runs = usage::cover(which, start, end, &cuts, &whole);
     (runs, bounds)
 }
 
@@ -808,7 +811,12 @@ pub(crate) fn costed_blocks(
         .into_iter()
         .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
         .collect();
-    let (runs, bounds) = stretches(which, days, per_day, &changes);
+    // whole local days of the zone the workspace keeps days in are read
+    // as one row each
+    let zone_days = per_day
+        && which == usage::Blocks::Model
+        && usage::zone_days_of(conn, workspace)? == Some(days.zone.unwrap_or(chrono_tz::UTC));
+    let (runs, bounds) = stretches(which, days, per_day, &changes, zone_days);
     let sums = usage::block_sums(conn, which, workspace, &runs)?;
     Ok(sums
         .into_iter()

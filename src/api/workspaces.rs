@@ -148,10 +148,15 @@ async fn update(
                 .ok_or_else(|| ApiError::not_found("workspace not found"))?;
             let workspace = workspaces::update(tx, id, &settings)?
                 .ok_or_else(|| ApiError::not_found("workspace not found"))?;
-            // budgets count the periods of the new zone from now on
-            let reseeded = (workspace.timezone != before.timezone)
-                .then(|| super::budgets::reseed(tx, id))
-                .transpose()?;
+            // the day pages' zone days and the budgets' periods are those
+            // of the new zone from now on
+            let reseeded = if workspace.timezone != before.timezone {
+                let zone = workspace.timezone.parse().unwrap_or(chrono_tz::UTC);
+                crate::store::usage::set_day_zone(tx, id, zone)?;
+                Some(super::budgets::reseed(tx, id)?)
+            } else {
+                None
+            };
             Ok((workspace, reseeded))
         })
         .await?;

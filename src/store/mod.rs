@@ -218,11 +218,19 @@ impl Store {
             ),
             None => Backend::Sqlite(sqlite::Engine::open(config, storage.clone())?),
         };
-        Ok(Store {
+        let store = Store {
             engine: Arc::new(engine),
             pool_wait,
             storage,
-        })
+        };
+        // zone days a migration left in UTC for a workspace in another zone
+        let aligned = store
+            .write_blocking(usage::align_zone_days)
+            .map_err(|e| OpenError::ZoneDays(e.to_string()))?;
+        if aligned > 0 {
+            log::info!("rebuilt the local days of {aligned} workspace(s) in their time zone");
+        }
+        Ok(store)
     }
 
     /// [`Store::open`] with a histogram of its own (CLI, tests).

@@ -129,6 +129,14 @@ pub fn upsert_task_usage_with_cost(
         usage::add_to_quarter_rollup(workspace, &place, bucket, entry, &quarter)
     );
     rolled?;
+    if let Some(zone) = zone_days_of(conn, workspace)? {
+        let day = day_start(zone, bucket.utc());
+        let rolled: Result<()> = dispatch!(
+            conn,
+            usage::add_to_zone_day(workspace, day, entry, &quarter.values())
+        );
+        rolled?;
+    }
     Ok(UsageChange {
         before,
         after: (counts, cost_usd_ticks),
@@ -396,12 +404,15 @@ pub struct BlockRun {
 /// spans, none crossing a cut: the time between two cuts is one label
 /// (0 from `start` to the first cut, and so on). `cuts` are ascending,
 /// distinct and strictly between `start` and `end`. Each stretch takes the
-/// longest block that starts where it is and ends before the next cut.
+/// longest block that starts where it is and ends before the next cut,
+/// but a stretch whose label `zone_days` marks is one local day of the
+/// workspace's day zone, read whole ([`ZONE_DAY`]).
 pub fn cover(
     which: Blocks,
     start: chrono::DateTime<chrono::Utc>,
     end: chrono::DateTime<chrono::Utc>,
     cuts: &[chrono::DateTime<chrono::Utc>],
+    zone_days: &[bool],
 ) -> Vec<BlockRun> {
     let quarter = |t: chrono::DateTime<chrono::Utc>| block_start(t, 15);
     let mut bounds = vec![quarter(start)];
@@ -410,6 +421,10 @@ pub fn cover(
     let mut runs: Vec<BlockRun> = Vec::new();
     for (label, pair) in bounds.windows(2).enumerate() {
         let (mut at, stop) = (pair[0], pair[1]);
+        if zone_days.get(label).copied().unwrap_or(false) {
+            push_run(&mut runs, ZONE_DAY, at, stop, label);
+            continue;
+        }
         while at < stop {
             let Some(span) = which.spans().iter().copied().find(|span| {
                 block_start(at, *span) == at && at + chrono::Duration::minutes(*span) <= stop
@@ -468,19 +483,175 @@ pub fn block_sums(
     workspace: WorkspaceId,
     runs: &[BlockRun],
 ) -> Result<Vec<BlockSum>> {
-    // quarter hours come from the runtime rollup, the rest from `which`'s
-    // own table: one read of each
-    let (quarters, blocks): (Vec<BlockRun>, Vec<BlockRun>) =
-        runs.iter().cloned().partition(|r| r.span == QUARTER);
+    // quarter hours come from the runtime rollup, local days of the day
+    // zone from theirs, the rest from `which`'s own table: one read of each
     let mut out = Vec::new();
-    for (runs, quarter) in [(blocks, false), (quarters, true)] {
-        if !runs.is_empty() {
-            let sums: Result<Vec<BlockSum>> =
-                dispatch!(conn, usage::block_sums(which, workspace, &runs, quarter));
-            out.extend(sums?);
+    for source in [Source::Blocks, Source::Quarters, Source::ZoneDays] {
+        let runs: Vec<BlockRun> = runs
+            .iter()
+            .filter(|r| Source::of(r.span) == source)
+            .cloned()
+            .collect();
+        if runs.is_empty() {
+            continue;
         }
+        if source == Source::ZoneDays && which != Blocks::Model {
+            return Err(super::Error::internal(
+                "whole local days are kept per provider and model only",
+            ));
+        }
+        let sums: Result<Vec<BlockSum>> =
+            dispatch!(conn, usage::block_sums(which, workspace, &runs, source));
+        out.extend(sums?);
     }
     Ok(out)
+}
+
+/// A run's span for one whole local day of the workspace's day zone
+/// (`workspace.day_zone`), read from `usage_zone_day`: a row per day and
+/// (provider, model), kept by every usage write beside the blocks. A
+/// local day whose midnight is not UTC's is five to seven blocks of
+/// `usage_block`; in the zone the workspace is set to, it is one row.
+pub const ZONE_DAY: i64 = 0;
+
+/// Which table an engine reads a group of runs from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The block rollup of the [`Blocks`] read.
+    Blocks,
+    /// `runtime_usage_quarter`.
+    Quarters,
+    /// `usage_zone_day`.
+    ZoneDays,
+}
+
+impl Source {
+    fn of(span: i64) -> Source {
+        match span {
+            QUARTER => Source::Quarters,
+            ZONE_DAY => Source::ZoneDays,
+            _ => Source::Blocks,
+        }
+    }
+}
+
+/// The UTC instant the local date of `tz` starts at; a midnight a DST
+/// jump skips starts its day at the jump.
+pub fn local_midnight(tz: chrono_tz::Tz, date: chrono::NaiveDate) -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    let naive = date.and_time(chrono::NaiveTime::MIN);
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.with_timezone(&chrono::Utc)
+        }
+        chrono::LocalResult::None => (1..=3)
+            .find_map(|h| {
+                tz.from_local_datetime(&(naive + chrono::Duration::hours(h)))
+                    .earliest()
+            })
+            .map_or_else(
+                || chrono::Utc.from_utc_datetime(&naive),
+                |t| t.with_timezone(&chrono::Utc),
+            ),
+    }
+}
+
+/// When the local day of `tz` that `t` falls in starts.
+pub fn day_start(
+    tz: chrono_tz::Tz,
+    t: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    local_midnight(tz, t.with_timezone(&tz).date_naive())
+}
+
+/// The zone whose local days the workspace's `usage_zone_day` rows are
+/// (`None`: no such workspace, or a name this build does not know, whose
+/// rows are then neither read nor written).
+pub fn zone_days_of(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<Option<chrono_tz::Tz>> {
+    let name: Result<Option<String>> = dispatch!(conn, usage::day_zone(workspace));
+    Ok(name?.and_then(|n| n.parse().ok()))
+}
+
+/// Local days a rebuild of the zone days reads at once.
+const REBUILD_DAYS: u64 = 64;
+
+/// Makes `usage_zone_day` the local days of `zone` for the workspace: its
+/// rows are dropped and the workspace's stored usage is added up again
+/// per local day from the blocks (64 days a statement), and `day_zone`
+/// records the zone. Usage writes of the workspace wait meanwhile (the
+/// exclusive side of the budgets' hold, on engines with locks), so none
+/// is counted in the old zone's days after this read them, or missed.
+pub fn set_day_zone(conn: &Conn<'_>, workspace: WorkspaceId, zone: chrono_tz::Tz) -> Result<()> {
+    let held: Result<()> = dispatch!(conn, budgets::hold(workspace, true));
+    held?;
+    let cleared: Result<()> = dispatch!(conn, usage::clear_zone_days(workspace, zone.name()));
+    cleared?;
+    let range: Result<Option<(chrono::NaiveDate, chrono::NaiveDate)>> =
+        dispatch!(conn, usage::usage_days(workspace));
+    let Some((first, last)) = range? else {
+        return Ok(());
+    };
+    let local = |d: chrono::NaiveDate| {
+        d.and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .with_timezone(&zone)
+            .date_naive()
+    };
+    // the local days holding the first UTC day's start and the last's end
+    let (mut day, last) = (local(first), local(last + chrono::Days::new(1)));
+    while day <= last {
+        let until = std::cmp::min(day + chrono::Days::new(REBUILD_DAYS - 1), last);
+        let midnights: Vec<chrono::DateTime<chrono::Utc>> = day
+            .iter_days()
+            .take_while(|d| *d <= until + chrono::Days::new(1))
+            .map(|d| local_midnight(zone, d))
+            .collect();
+        let (start, end) = (midnights[0], midnights[midnights.len() - 1]);
+        let cuts = &midnights[1..midnights.len() - 1];
+        let runs = cover(Blocks::Model, start, end, cuts, &[]);
+        let mut days: std::collections::HashMap<(usize, String, String), [i64; 10]> =
+            std::collections::HashMap::new();
+        for sum in block_sums(conn, Blocks::Model, workspace, &runs)? {
+            let counts = days
+                .entry((sum.label, sum.provider, sum.model))
+                .or_default();
+            for (a, b) in counts.iter_mut().zip(sum.counts) {
+                *a = a.saturating_add(b);
+            }
+        }
+        for ((label, provider, model), counts) in days {
+            let Some(at) = midnights.get(label) else {
+                continue;
+            };
+            let entry = UsageEntry {
+                provider,
+                model,
+                ..UsageEntry::default()
+            };
+            let added: Result<()> = dispatch!(
+                conn,
+                usage::add_to_zone_day(workspace, *at, &entry, &counts)
+            );
+            added?;
+        }
+        day = until + chrono::Days::new(1);
+    }
+    Ok(())
+}
+
+/// Rebuilds the zone days of every workspace whose rows are not days of
+/// its time zone (after the migration that added them, every workspace
+/// set to another zone before): run when the store opens. Returns how
+/// many were rebuilt.
+pub fn align_zone_days(conn: &Conn<'_>) -> Result<usize> {
+    let apart: Result<Vec<(WorkspaceId, String)>> = dispatch!(conn, usage::zones_apart());
+    let mut rebuilt = 0;
+    for (workspace, name) in apart? {
+        let zone = name.parse().unwrap_or(chrono_tz::UTC);
+        set_day_zone(conn, workspace, zone)?;
+        rebuilt += 1;
+    }
+    Ok(rebuilt)
 }
 
 /// How the tasks of one label (and agent) ended: one (status, reason).
@@ -562,6 +733,7 @@ mod tests {
             at("2026-06-01T18:30:00Z"),
             at("2026-06-02T18:30:00Z"),
             &[],
+            &[],
         );
         assert_eq!(
             spans(&runs),
@@ -584,6 +756,7 @@ mod tests {
             at("2026-06-01T23:45:00Z"),
             at("2026-06-10T00:00:00Z"),
             &[at("2026-06-09T00:00:00Z")],
+            &[],
         );
         assert_eq!(
             spans(&runs),

@@ -221,16 +221,16 @@ pub fn block_sums(
     which: Blocks,
     workspace: WorkspaceId,
     runs: &[BlockRun],
-    quarters: bool,
+    source: Source,
 ) -> Result<Vec<BlockSum>, postgres::Error> {
     if runs.is_empty() {
         return Ok(Vec::new());
     }
     let (table, keys) = block_table(which);
-    let (table, span) = if quarters {
-        ("runtime_usage_quarter", "")
-    } else {
-        (table, "AND b.span = r.span")
+    let (table, span) = match source {
+        Source::Blocks => (table, "AND b.span = r.span"),
+        Source::Quarters => ("runtime_usage_quarter", ""),
+        Source::ZoneDays => ("usage_zone_day", ""),
     };
     let spans: Vec<i32> = runs
         .iter()
@@ -486,5 +486,104 @@ pub fn runtime_reports(
             source: UsageSource::RuntimeReport,
         })
     })
+    .collect()
+}
+
+/// The zone the workspace's `usage_zone_day` rows are local days of.
+pub fn day_zone(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+) -> Result<Option<String>, postgres::Error> {
+    let row = conn.query_opt(
+        "SELECT day_zone FROM workspace WHERE id = $1",
+        &[&workspace],
+    )?;
+    row.map(|r| r.try_get(0)).transpose()
+}
+
+/// Moves the workspace's local day that starts at `day` by `counts`
+/// ([`QUARTER_COLUMNS`] order) for the entry's provider and model.
+pub fn add_to_zone_day(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    day: chrono::DateTime<chrono::Utc>,
+    entry: &UsageEntry,
+    counts: &[i64; 10],
+) -> Result<(), postgres::Error> {
+    let columns = QUARTER_COLUMNS;
+    let sets: Vec<String> = (0..columns.len())
+        .map(|i| {
+            format!(
+                "{c} = GREATEST(0, LEAST(usage_zone_day.{c}::numeric + ${p}::bigint, {MAX}))::bigint",
+                c = columns[i],
+                p = i + 5
+            )
+        })
+        .collect();
+    let values: Vec<String> = (0..columns.len())
+        .map(|i| format!("GREATEST(0, ${}::bigint)", i + 5))
+        .collect();
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+        vec![&workspace, &day, &entry.provider, &entry.model];
+    params.extend(
+        counts
+            .iter()
+            .map(|c| c as &(dyn postgres::types::ToSql + Sync)),
+    );
+    conn.execute(
+        &format!(
+            "INSERT INTO usage_zone_day (workspace_id, bucket, provider, model, {})
+             VALUES ($1, $2, $3, $4, {})
+             ON CONFLICT (workspace_id, bucket, provider, model) DO UPDATE SET {}",
+            columns.join(", "),
+            values.join(", "),
+            sets.join(", ")
+        ),
+        &params,
+    )?;
+    Ok(())
+}
+
+/// Drops the workspace's zone days and records `zone` as theirs.
+pub fn clear_zone_days(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    zone: &str,
+) -> Result<(), postgres::Error> {
+    conn.execute(
+        "DELETE FROM usage_zone_day WHERE workspace_id = $1",
+        &[&workspace],
+    )?;
+    conn.execute(
+        "UPDATE workspace SET day_zone = $2 WHERE id = $1",
+        &[&workspace, &zone],
+    )?;
+    Ok(())
+}
+
+/// The first and the last UTC day the workspace has task usage on.
+pub fn usage_days(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+) -> Result<Option<(chrono::NaiveDate, chrono::NaiveDate)>, postgres::Error> {
+    let row = conn.query_one(
+        "SELECT (min(bucket) AT TIME ZONE 'UTC')::date, (max(bucket) AT TIME ZONE 'UTC')::date
+         FROM usage_block WHERE workspace_id = $1 AND span = 1440",
+        &[&workspace],
+    )?;
+    let (first, last): (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>) =
+        (row.try_get(0)?, row.try_get(1)?);
+    Ok(first.zip(last))
+}
+
+/// The workspaces whose zone days are not days of their time zone, with
+/// that zone.
+pub fn zones_apart(conn: &mut Client) -> Result<Vec<(WorkspaceId, String)>, postgres::Error> {
+    conn.query(
+        "SELECT id, timezone FROM workspace WHERE day_zone <> timezone",
+        &[],
+    )?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
     .collect()
 }

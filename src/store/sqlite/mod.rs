@@ -90,6 +90,9 @@ pub enum OpenError {
     /// What opening or migrating a PostgreSQL database met.
     #[error("{0}")]
     Postgres(String),
+    /// Rebuilding a workspace's usage days in its time zone failed.
+    #[error("cannot rebuild usage days in a workspace's time zone: {0}")]
+    ZoneDays(String),
 }
 
 /// The open file: its read pool and its writer.

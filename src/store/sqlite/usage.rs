@@ -195,94 +195,75 @@ pub fn add_to_blocks(
     Ok(())
 }
 
-/// Adds up the blocks of all runs in one statement, grouped by label and
-/// key (the runs a JSON list the statement walks first, seeking the key's
-/// index for each); a sum past 64 bits (an error in SQLite) is added up
-/// again here, saturating.
+/// Adds up the blocks of all runs in one statement (the runs a JSON list
+/// the statement walks first, seeking the key's index for each), per label
+/// and key here, saturating: a sort for SQL's GROUP BY cost three times
+/// the reading of the rows it grouped.
 ///
-/// The runs are all of `which`'s table, or all of `runtime_usage_quarter`
-/// (`quarters`): the facade splits them.
+/// The runs are all of one `source`: the facade splits them.
 pub fn block_sums(
     conn: &Connection,
     which: Blocks,
     workspace: WorkspaceId,
     runs: &[BlockRun],
-    quarters: bool,
+    source: Source,
 ) -> rusqlite::Result<Vec<BlockSum>> {
     if runs.is_empty() {
         return Ok(Vec::new());
     }
     let (table, keys) = block_table(which);
-    let (table, span) = if quarters {
-        ("runtime_usage_quarter", "")
-    } else {
-        (table, "AND b.span = json_extract(r.value, '$[0]')")
+    let (table, span) = match source {
+        Source::Blocks => (table, "AND b.span = json_extract(r.value, '$[0]')"),
+        Source::Quarters => ("runtime_usage_quarter", ""),
+        Source::ZoneDays => ("usage_zone_day", ""),
     };
     let key = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M").to_string();
     let list: Vec<(i64, String, String, usize)> = runs
         .iter()
         .map(|r| (r.span, key(&r.from), key(&r.to), r.label))
         .collect();
-    let sums: Vec<String> = QUARTER_COLUMNS
-        .iter()
-        .map(|c| format!("sum(b.{c})"))
-        .collect();
     let columns: Vec<String> = QUARTER_COLUMNS.iter().map(|c| format!("b.{c}")).collect();
     let keyed: Vec<String> = keys.iter().map(|k| format!("b.{k}")).collect();
     // CROSS JOIN keeps the runs as the outer loop
-    let from = format!(
-        "FROM json_each(?2) AS r CROSS JOIN {table} AS b
+    let sql = format!(
+        "SELECT json_extract(r.value, '$[3]'), {keys}, {columns}
+         FROM json_each(?2) AS r CROSS JOIN {table} AS b
          ON b.workspace_id = ?1 {span}
             AND b.bucket >= json_extract(r.value, '$[1]')
-            AND b.bucket < json_extract(r.value, '$[2]')"
-    );
-    let grouped = format!(
-        "SELECT json_extract(r.value, '$[3]'), {keys}, {sums} {from} GROUP BY 1, {keys}",
+            AND b.bucket < json_extract(r.value, '$[2]')",
         keys = keyed.join(", "),
-        sums = sums.join(", "),
+        columns = columns.join(", "),
     );
-    let read = |sql: &str| -> rusqlite::Result<Vec<BlockSum>> {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(params![workspace, json_list(&list)?], |r| {
-            let label: i64 = r.get(0)?;
-            block_sum(which, usize::try_from(label).unwrap_or(usize::MAX), r)
-        })?;
-        rows.collect()
-    };
-    match read(&grouped) {
-        Err(rusqlite::Error::SqliteFailure(_, Some(message)))
-            if message.contains("integer overflow") =>
-        {
-            let plain = format!(
-                "SELECT json_extract(r.value, '$[3]'), {keys}, {columns} {from}",
-                keys = keyed.join(", "),
-                columns = columns.join(", "),
-            );
-            let mut merged: std::collections::HashMap<_, BlockSum> =
-                std::collections::HashMap::new();
-            for row in read(&plain)? {
-                let k = (
-                    row.label,
-                    row.runtime,
-                    row.agent,
-                    row.provider.clone(),
-                    row.model.clone(),
-                );
-                match merged.get_mut(&k) {
-                    Some(sum) => {
-                        for (a, b) in sum.counts.iter_mut().zip(row.counts) {
-                            *a = a.saturating_add(b);
-                        }
-                    }
-                    None => {
-                        merged.insert(k, row);
-                    }
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![workspace, json_list(&list)?])?;
+    // (label, keys) as text, to its sum in `out`
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Vec<BlockSum> = Vec::new();
+    let mut text = String::new();
+    while let Some(r) = rows.next()? {
+        let label: i64 = r.get(0)?;
+        text.clear();
+        text.push_str(&label.to_string());
+        for k in 0..keys.len() {
+            text.push('\0');
+            text.push_str(r.get_ref(1 + k)?.as_str()?);
+        }
+        let first = 1 + keys.len();
+        match index.get(text.as_str()) {
+            Some(&at) => {
+                let sum = &mut out[at].counts;
+                for (i, count) in sum.iter_mut().enumerate() {
+                    *count = count.saturating_add(r.get(first + i)?);
                 }
             }
-            Ok(merged.into_values().collect())
+            None => {
+                let label = usize::try_from(label).unwrap_or(usize::MAX);
+                index.insert(text.clone(), out.len());
+                out.push(block_sum(which, label, r)?);
+            }
         }
-        other => other,
     }
+    Ok(out)
 }
 
 /// `items` as a JSON array, for a `json_each(?)` list parameter.
@@ -531,5 +512,97 @@ pub fn runtime_reports(
             source: UsageSource::RuntimeReport,
         })
     })?;
+    rows.collect()
+}
+
+/// The zone the workspace's `usage_zone_day` rows are local days of.
+pub fn day_zone(conn: &Connection, workspace: WorkspaceId) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT day_zone FROM workspace WHERE id = ?1")?
+        .query_row([workspace], |r| r.get(0))
+        .optional()
+}
+
+/// Moves the workspace's local day that starts at `day` by `counts`
+/// ([`QUARTER_COLUMNS`] order) for the entry's provider and model.
+pub fn add_to_zone_day(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    day: chrono::DateTime<chrono::Utc>,
+    entry: &UsageEntry,
+    counts: &[i64; 10],
+) -> rusqlite::Result<()> {
+    let columns = QUARTER_COLUMNS;
+    let sets: Vec<String> = (0..columns.len())
+        .map(|i| {
+            format!(
+                "{c} = max(0, min({c} + ?{p}, 9223372036854775807))",
+                c = columns[i],
+                p = i + 5
+            )
+        })
+        .collect();
+    let values: Vec<String> = (0..columns.len())
+        .map(|i| format!("max(0, ?{})", i + 5))
+        .collect();
+    let mut params: Vec<rusqlite::types::Value> = vec![
+        workspace.to_string().into(),
+        day.format("%Y-%m-%dT%H:%M").to_string().into(),
+        entry.provider.clone().into(),
+        entry.model.clone().into(),
+    ];
+    params.extend(counts.iter().map(|c| rusqlite::types::Value::Integer(*c)));
+    conn.prepare_cached(&format!(
+        "INSERT INTO usage_zone_day (workspace_id, bucket, provider, model, {})
+         VALUES (?1, ?2, ?3, ?4, {})
+         ON CONFLICT (workspace_id, bucket, provider, model) DO UPDATE SET {}",
+        columns.join(", "),
+        values.join(", "),
+        sets.join(", ")
+    ))?
+    .execute(rusqlite::params_from_iter(params))?;
+    Ok(())
+}
+
+/// Drops the workspace's zone days and records `zone` as theirs.
+pub fn clear_zone_days(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    zone: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM usage_zone_day WHERE workspace_id = ?1")?
+        .execute([workspace])?;
+    conn.prepare_cached("UPDATE workspace SET day_zone = ?2 WHERE id = ?1")?
+        .execute(params![workspace, zone])?;
+    Ok(())
+}
+
+/// The first and the last UTC day the workspace has task usage on.
+pub fn usage_days(
+    conn: &Connection,
+    workspace: WorkspaceId,
+) -> rusqlite::Result<Option<(chrono::NaiveDate, chrono::NaiveDate)>> {
+    let (first, last): (Option<String>, Option<String>) = conn
+        .prepare_cached(
+            "SELECT min(bucket), max(bucket) FROM usage_block
+             WHERE workspace_id = ?1 AND span = 1440",
+        )?
+        .query_row([workspace], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let date = |text: String| {
+        chrono::NaiveDate::parse_from_str(text.get(..10).unwrap_or(""), "%Y-%m-%d").map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+    };
+    match (first, last) {
+        (Some(first), Some(last)) => Ok(Some((date(first)?, date(last)?))),
+        _ => Ok(None),
+    }
+}
+
+/// The workspaces whose zone days are not days of their time zone, with
+/// that zone.
+pub fn zones_apart(conn: &Connection) -> rusqlite::Result<Vec<(WorkspaceId, String)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, timezone FROM workspace WHERE day_zone <> timezone")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
 }
