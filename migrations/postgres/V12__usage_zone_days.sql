@@ -29,6 +29,9 @@ CREATE TABLE usage_zone_day (
     uncosted_cache_write_tokens bigint NOT NULL DEFAULT 0 CHECK (uncosted_cache_write_tokens >= 0),
     task_count               bigint NOT NULL DEFAULT 0 CHECK (task_count >= 0),
     PRIMARY KEY (workspace_id, bucket, provider, model)
+        INCLUDE (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks,
+                 uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens,
+                 uncosted_cache_write_tokens, task_count)
 );
 
 -- UTC days are the day blocks already kept
@@ -41,3 +44,37 @@ SELECT workspace_id, bucket, provider, model,
     cost_usd_ticks, uncosted_input_tokens, uncosted_output_tokens,
     uncosted_cache_read_tokens, uncosted_cache_write_tokens, task_count
 FROM usage_block WHERE span = 1440;
+
+-- The pages read the block rollups by their key's index. Rows updated in
+-- place by every usage write end up scattered over the heap, one heap
+-- page per row or so; with the counts carried in the key's index
+-- (INCLUDE, as usage_hourly's in V7) a page reads the index alone (an
+-- index-only scan) where the visibility map says the heap page holds no
+-- change since the last (auto)vacuum. ON CONFLICT still finds the key:
+-- INCLUDE columns are not part of it.
+ALTER TABLE usage_block
+    DROP CONSTRAINT usage_block_pkey,
+    ADD CONSTRAINT usage_block_pkey PRIMARY KEY (workspace_id, span, bucket, provider, model)
+        INCLUDE (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks,
+                 uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens,
+                 uncosted_cache_write_tokens, task_count);
+ALTER TABLE usage_agent_block
+    DROP CONSTRAINT usage_agent_block_pkey,
+    ADD CONSTRAINT usage_agent_block_pkey
+        PRIMARY KEY (workspace_id, span, bucket, runtime_id, agent_id, provider, model)
+        INCLUDE (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd_ticks,
+                 uncosted_input_tokens, uncosted_output_tokens, uncosted_cache_read_tokens,
+                 uncosted_cache_write_tokens, task_count);
+
+-- Index-only scans skip the heap only on pages vacuumed since their last
+-- change. A usage write changes a dozen rows of these tables, so the
+-- default thresholds (a fifth of the table changed) would leave most of a
+-- year-old team's recent pages unvacuumed for months; at 1 % autovacuum
+-- visits them about daily at a 50-person team's pace, and vacuuming a
+-- table whose older pages are all visible reads only the changed ones.
+ALTER TABLE usage_block SET (autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01);
+ALTER TABLE usage_agent_block SET (autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01);
+ALTER TABLE usage_zone_day SET (autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_insert_scale_factor = 0.01);

@@ -768,14 +768,11 @@ pub(crate) fn stretches(
     let whole: Vec<bool> = if per_day && zone_days {
         let midnights: std::collections::BTreeSet<_> =
             days.midnights().into_iter().chain([start, end]).collect();
-        let mut ends = bounds.iter().skip(1).chain([&end]);
+        // consecutive bounds, both midnights: a whole local day
         bounds
             .iter()
-            .map(|from| {
-                let to = ends.next().copied().unwrap_or(end);
-                // consecutive bounds, both midnights: a whole local day
-                midnights.contains(from) && midnights.contains(&to)
-            })
+            .zip(bounds.iter().skip(1).chain([&end]))
+            .map(|(from, to)| midnights.contains(from) && midnights.contains(to))
             .collect()
     } else {
         Vec::new()

@@ -242,47 +242,66 @@ pub fn block_sums(
         .iter()
         .map(|r| i32::try_from(r.label).unwrap_or(i32::MAX))
         .collect();
-    let sums: Vec<String> = QUARTER_COLUMNS
-        .iter()
-        .map(|c| format!("LEAST(sum(b.{c}), {MAX})::bigint"))
-        .collect();
-    let keys: Vec<String> = keys.iter().map(|k| format!("b.{k}")).collect();
+    let columns: Vec<String> = QUARTER_COLUMNS.iter().map(|c| format!("b.{c}")).collect();
+    let keyed: Vec<String> = keys.iter().map(|k| format!("b.{k}")).collect();
     let rows = conn.query(
         &format!(
-            "SELECT r.label, {keys}, {sums}
+            "SELECT r.label, {keys}, {columns}
              FROM unnest($2::int[], $3::timestamptz[], $4::timestamptz[], $5::int[])
                  AS r(span, lo, hi, label)
              CROSS JOIN LATERAL (
                  SELECT * FROM {table} b WHERE b.workspace_id = $1 {span}
                      AND b.bucket >= r.lo AND b.bucket < r.hi
-                 OFFSET 0) b
-             GROUP BY r.label, {keys}",
-            keys = keys.join(", "),
-            sums = sums.join(", "),
+                 OFFSET 0) b",
+            keys = keyed.join(", "),
+            columns = columns.join(", "),
         ),
         &[&workspace, &spans, &from, &to, &labels],
     )?;
-    rows.iter()
-        .map(|r| {
-            let label: i32 = r.try_get(0)?;
-            let (runtime, agent, first) = match which {
-                Blocks::Model => (None, None, 1),
-                Blocks::Agent => (runtime_of(r.try_get(1)?), agent_of(r.try_get(2)?), 3),
-            };
-            let mut counts = [0i64; 10];
-            for (i, count) in counts.iter_mut().enumerate() {
-                *count = r.try_get(first + 2 + i)?;
+    let mut sums = SumsByKey::default();
+    for r in &rows {
+        let label: i32 = r.try_get(0)?;
+        let label = usize::try_from(label).unwrap_or(usize::MAX);
+        let ids = match which {
+            Blocks::Model => [None, None],
+            Blocks::Agent => [Some(r.try_get::<_, uuid::Uuid>(1)?), Some(r.try_get(2)?)],
+        };
+        let first = if ids[0].is_some() { 3 } else { 1 };
+        let (provider, model): (&str, &str) = (r.try_get(first)?, r.try_get(first + 1)?);
+        let mut counts = [0i64; 10];
+        for (i, count) in counts.iter_mut().enumerate() {
+            *count = r.try_get(first + 2 + i)?;
+        }
+        // the key's text: the ids (simple form, on the stack) and names
+        let (mut runtime_text, mut agent_text) = ([0u8; 32], [0u8; 32]);
+        let mut key: [&str; 4] = [""; 4];
+        let mut n = 0;
+        for (id, text) in ids.iter().zip([&mut runtime_text, &mut agent_text]) {
+            if let Some(id) = id {
+                key[n] = id.simple().encode_lower(text);
+                n += 1;
             }
-            Ok(BlockSum {
-                label: usize::try_from(label).unwrap_or(usize::MAX),
-                runtime,
-                agent,
-                provider: r.try_get(first)?,
-                model: r.try_get(first + 1)?,
-                counts,
-            })
-        })
-        .collect()
+        }
+        key[n] = provider;
+        key[n + 1] = model;
+        let key = &key[..n + 2];
+        sums.add(
+            label,
+            key,
+            counts,
+            || -> Result<BlockSum, postgres::Error> {
+                Ok(BlockSum {
+                    label,
+                    runtime: ids[0].and_then(runtime_of),
+                    agent: ids[1].and_then(agent_of),
+                    provider: provider.to_string(),
+                    model: model.to_string(),
+                    counts,
+                })
+            },
+        )?;
+    }
+    Ok(sums.into_sums())
 }
 
 /// Each run is one range of the (workspace_id, span, bucket) key; sums in

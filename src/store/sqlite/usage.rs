@@ -197,8 +197,7 @@ pub fn add_to_blocks(
 
 /// Adds up the blocks of all runs in one statement (the runs a JSON list
 /// the statement walks first, seeking the key's index for each), per label
-/// and key here, saturating: a sort for SQL's GROUP BY cost three times
-/// the reading of the rows it grouped.
+/// and key in [`SumsByKey`].
 ///
 /// The runs are all of one `source`: the facade splits them.
 pub fn block_sums(
@@ -236,34 +235,23 @@ pub fn block_sums(
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![workspace, json_list(&list)?])?;
-    // (label, keys) as text, to its sum in `out`
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut out: Vec<BlockSum> = Vec::new();
-    let mut text = String::new();
+    let mut sums = SumsByKey::default();
     while let Some(r) = rows.next()? {
         let label: i64 = r.get(0)?;
-        text.clear();
-        text.push_str(&label.to_string());
-        for k in 0..keys.len() {
-            text.push('\0');
-            text.push_str(r.get_ref(1 + k)?.as_str()?);
+        let label = usize::try_from(label).unwrap_or(usize::MAX);
+        let mut key: [&str; 4] = [""; 4];
+        for (k, text) in key.iter_mut().take(keys.len()).enumerate() {
+            *text = r.get_ref(1 + k)?.as_str()?;
         }
-        let first = 1 + keys.len();
-        match index.get(text.as_str()) {
-            Some(&at) => {
-                let sum = &mut out[at].counts;
-                for (i, count) in sum.iter_mut().enumerate() {
-                    *count = count.saturating_add(r.get(first + i)?);
-                }
-            }
-            None => {
-                let label = usize::try_from(label).unwrap_or(usize::MAX);
-                index.insert(text.clone(), out.len());
-                out.push(block_sum(which, label, r)?);
-            }
+        let mut counts = [0i64; 10];
+        for (i, count) in counts.iter_mut().enumerate() {
+            *count = r.get(1 + keys.len() + i)?;
         }
+        sums.add(label, &key[..keys.len()], counts, || {
+            block_sum(which, label, r)
+        })?;
     }
-    Ok(out)
+    Ok(sums.into_sums())
 }
 
 /// `items` as a JSON array, for a `json_each(?)` list parameter.
