@@ -619,6 +619,15 @@ pub fn zone_days_of(conn: &Conn<'_>, workspace: WorkspaceId) -> Result<Option<ch
     Ok(name?.and_then(|n| n.parse().ok()))
 }
 
+/// One local day's usage of a (provider, model), counts in
+/// [`QUARTER_COLUMNS`] order: a row of `usage_zone_day` a rebuild writes.
+pub(super) struct ZoneDay {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub provider: String,
+    pub model: String,
+    pub counts: [i64; 10],
+}
+
 /// Local days a rebuild of the zone days reads at once.
 const REBUILD_DAYS: u64 = 64;
 
@@ -666,21 +675,19 @@ pub fn set_day_zone(conn: &Conn<'_>, workspace: WorkspaceId, zone: chrono_tz::Tz
                 *a = a.saturating_add(b);
             }
         }
-        for ((label, provider, model), counts) in days {
-            let Some(at) = midnights.get(label) else {
-                continue;
-            };
-            let entry = UsageEntry {
-                provider,
-                model,
-                ..UsageEntry::default()
-            };
-            let added: Result<()> = dispatch!(
-                conn,
-                usage::add_to_zone_day(workspace, *at, &entry, &counts)
-            );
-            added?;
-        }
+        let rows: Vec<ZoneDay> = days
+            .into_iter()
+            .filter_map(|((label, provider, model), counts)| {
+                Some(ZoneDay {
+                    start: *midnights.get(label)?,
+                    provider,
+                    model,
+                    counts,
+                })
+            })
+            .collect();
+        let added: Result<()> = dispatch!(conn, usage::insert_zone_days(workspace, &rows));
+        added?;
         day = until + chrono::Days::new(1);
     }
     Ok(())

@@ -563,6 +563,45 @@ pub fn add_to_zone_day(
     Ok(())
 }
 
+/// Writes the rows of a rebuild (after [`clear_zone_days`]: none is
+/// there yet), in one statement.
+pub fn insert_zone_days(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    rows: &[ZoneDay],
+) -> Result<(), postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let columns = QUARTER_COLUMNS;
+    let starts: Vec<_> = rows.iter().map(|r| r.start).collect();
+    let providers: Vec<&str> = rows.iter().map(|r| r.provider.as_str()).collect();
+    let models: Vec<&str> = rows.iter().map(|r| r.model.as_str()).collect();
+    let counts: Vec<Vec<i64>> = (0..columns.len())
+        .map(|i| rows.iter().map(|r| r.counts[i]).collect())
+        .collect();
+    let arrays: Vec<String> = (0..columns.len())
+        .map(|i| format!("${}::bigint[]", i + 5))
+        .collect();
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+        vec![&workspace, &starts, &providers, &models];
+    params.extend(
+        counts
+            .iter()
+            .map(|c| c as &(dyn postgres::types::ToSql + Sync)),
+    );
+    conn.execute(
+        &format!(
+            "INSERT INTO usage_zone_day (workspace_id, bucket, provider, model, {})
+             SELECT $1, * FROM unnest($2::timestamptz[], $3::text[], $4::text[], {})",
+            columns.join(", "),
+            arrays.join(", "),
+        ),
+        &params,
+    )?;
+    Ok(())
+}
+
 /// Drops the workspace's zone days and records `zone` as theirs.
 pub fn clear_zone_days(
     conn: &mut Client,

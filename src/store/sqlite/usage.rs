@@ -551,6 +551,38 @@ pub fn add_to_zone_day(
     Ok(())
 }
 
+/// Writes the rows of a rebuild (after [`clear_zone_days`]: none is
+/// there yet).
+pub fn insert_zone_days(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    rows: &[ZoneDay],
+) -> rusqlite::Result<()> {
+    let columns = QUARTER_COLUMNS;
+    let values: Vec<String> = (0..columns.len()).map(|i| format!("?{}", i + 5)).collect();
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO usage_zone_day (workspace_id, bucket, provider, model, {})
+         VALUES (?1, ?2, ?3, ?4, {})",
+        columns.join(", "),
+        values.join(", "),
+    ))?;
+    for row in rows {
+        let mut params: Vec<rusqlite::types::Value> = vec![
+            workspace.to_string().into(),
+            row.start.format("%Y-%m-%dT%H:%M").to_string().into(),
+            row.provider.clone().into(),
+            row.model.clone().into(),
+        ];
+        params.extend(
+            row.counts
+                .iter()
+                .map(|c| rusqlite::types::Value::Integer(*c)),
+        );
+        stmt.execute(rusqlite::params_from_iter(params))?;
+    }
+    Ok(())
+}
+
 /// Drops the workspace's zone days and records `zone` as theirs.
 pub fn clear_zone_days(
     conn: &Connection,
