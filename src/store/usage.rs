@@ -481,9 +481,9 @@ pub struct BlockSum {
 /// to three times the cost of reading the rows.
 #[derive(Default)]
 pub(super) struct SumsByKey {
-    index: std::collections::HashMap<String, usize>,
+    index: std::collections::HashMap<Vec<u8>, usize>,
     sums: Vec<BlockSum>,
-    key: String,
+    key: Vec<u8>,
 }
 
 impl SumsByKey {
@@ -492,18 +492,18 @@ impl SumsByKey {
     pub(super) fn add<E>(
         &mut self,
         label: usize,
-        keys: &[&str],
+        keys: &[&[u8]],
         counts: [i64; 10],
         first: impl FnOnce() -> std::result::Result<BlockSum, E>,
     ) -> std::result::Result<(), E> {
-        use std::fmt::Write;
         self.key.clear();
-        let _ = write!(self.key, "{label}");
+        self.key.extend_from_slice(&label.to_le_bytes());
         for k in keys {
-            self.key.push('\0');
-            self.key.push_str(k);
+            // lengths first: no two keys' texts run together alike
+            self.key.extend_from_slice(&k.len().to_le_bytes());
+            self.key.extend_from_slice(k);
         }
-        match self.index.get(self.key.as_str()) {
+        match self.index.get(self.key.as_slice()) {
             Some(&at) => {
                 for (a, b) in self.sums[at].counts.iter_mut().zip(counts) {
                     *a = a.saturating_add(b);

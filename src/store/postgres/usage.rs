@@ -274,16 +274,16 @@ pub fn block_sums(
         }
         // the key's text: the ids (simple form, on the stack) and names
         let (mut runtime_text, mut agent_text) = ([0u8; 32], [0u8; 32]);
-        let mut key: [&str; 4] = [""; 4];
+        let mut key: [&[u8]; 4] = [b""; 4];
         let mut n = 0;
         for (id, text) in ids.iter().zip([&mut runtime_text, &mut agent_text]) {
             if let Some(id) = id {
-                key[n] = id.simple().encode_lower(text);
+                key[n] = id.simple().encode_lower(text).as_bytes();
                 n += 1;
             }
         }
-        key[n] = provider;
-        key[n + 1] = model;
+        key[n] = provider.as_bytes();
+        key[n + 1] = model.as_bytes();
         let key = &key[..n + 2];
         sums.add(
             label,

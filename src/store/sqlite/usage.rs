@@ -212,7 +212,7 @@ pub fn block_sums(
     }
     let (table, keys) = block_table(which);
     let (table, span) = match source {
-        Source::Blocks => (table, "AND b.span = json_extract(r.value, '$[0]')"),
+        Source::Blocks => (table, "AND b.span = r.span"),
         Source::Quarters => ("runtime_usage_quarter", ""),
         Source::ZoneDays => ("usage_zone_day", ""),
     };
@@ -223,13 +223,17 @@ pub fn block_sums(
         .collect();
     let columns: Vec<String> = QUARTER_COLUMNS.iter().map(|c| format!("b.{c}")).collect();
     let keyed: Vec<String> = keys.iter().map(|k| format!("b.{k}")).collect();
-    // CROSS JOIN keeps the runs as the outer loop
+    // the runs taken out of their JSON once (a flattened subquery would
+    // extract them again for every row); CROSS JOIN keeps them the outer
+    // loop
     let sql = format!(
-        "SELECT json_extract(r.value, '$[3]'), {keys}, {columns}
-         FROM json_each(?2) AS r CROSS JOIN {table} AS b
-         ON b.workspace_id = ?1 {span}
-            AND b.bucket >= json_extract(r.value, '$[1]')
-            AND b.bucket < json_extract(r.value, '$[2]')",
+        "WITH r AS MATERIALIZED (
+             SELECT json_extract(value, '$[0]') AS span, json_extract(value, '$[1]') AS lo,
+                    json_extract(value, '$[2]') AS hi, json_extract(value, '$[3]') AS label
+             FROM json_each(?2))
+         SELECT r.label, {keys}, {columns}
+         FROM r CROSS JOIN {table} AS b
+         ON b.workspace_id = ?1 {span} AND b.bucket >= r.lo AND b.bucket < r.hi",
         keys = keyed.join(", "),
         columns = columns.join(", "),
     );
@@ -239,9 +243,9 @@ pub fn block_sums(
     while let Some(r) = rows.next()? {
         let label: i64 = r.get(0)?;
         let label = usize::try_from(label).unwrap_or(usize::MAX);
-        let mut key: [&str; 4] = [""; 4];
+        let mut key: [&[u8]; 4] = [b""; 4];
         for (k, text) in key.iter_mut().take(keys.len()).enumerate() {
-            *text = r.get_ref(1 + k)?.as_str()?;
+            *text = r.get_ref(1 + k)?.as_bytes()?;
         }
         let mut counts = [0i64; 10];
         for (i, count) in counts.iter_mut().enumerate() {
