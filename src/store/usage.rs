@@ -476,9 +476,10 @@ pub struct BlockSum {
 }
 
 /// Adds block rows up per label and key as an engine reads them (sums
-/// saturate at i64::MAX): a hash of the key's text, where SQL's GROUP BY
-/// sorted every row (SQLite) or summed in `numeric` (PostgreSQL), at two
-/// to three times the cost of reading the rows.
+/// saturate at i64::MAX), in a hash of the key's bytes. On SQLite, GROUP
+/// BY sorted every row, at three times the cost of reading them; on
+/// PostgreSQL, it costs more than sending the rows where a sum has one or
+/// two of them (the day pages).
 #[derive(Default)]
 pub(super) struct SumsByKey {
     index: std::collections::HashMap<Vec<u8>, usize>,
