@@ -386,17 +386,7 @@ pub fn add_to_quarter_rollup(
     delta: &QuarterDelta,
 ) -> Result<(), postgres::Error> {
     let columns = QUARTER_COLUMNS;
-    let add = |i: usize| {
-        format!(
-            "{c} = GREATEST(0, LEAST(runtime_usage_quarter.{c}::numeric + ${p}::bigint, {MAX}))::bigint",
-            c = columns[i],
-            p = i + 7
-        )
-    };
-    let sets: Vec<String> = (0..columns.len()).map(add).collect();
-    let values: Vec<String> = (0..columns.len())
-        .map(|i| format!("GREATEST(0, ${}::bigint)", i + 7))
-        .collect();
+    let (values, sets) = added_counts("runtime_usage_quarter", 7);
     let agent = place.agent.map_or(uuid::Uuid::nil(), |a| a.uuid());
     let params = delta.values();
     conn.execute(
@@ -407,8 +397,8 @@ pub fn add_to_quarter_rollup(
                  $3, $4, $5, $6, {})
              ON CONFLICT (runtime_id, bucket, agent_id, provider, model) DO UPDATE SET {}",
             columns.join(", "),
-            values.join(", "),
-            sets.join(", ")
+            values,
+            sets
         ),
         &[
             &place.runtime,
@@ -537,6 +527,26 @@ pub fn day_zone(
     row.map(|r| r.try_get(0)).transpose()
 }
 
+/// The values and the `ON CONFLICT` assignments that add the counts of
+/// [`QUARTER_COLUMNS`], parameters `$first` on, to a row of `table`: a new
+/// row takes no negative count, a stored one stays within 0..=i64::MAX.
+fn added_counts(table: &str, first: usize) -> (String, String) {
+    let values: Vec<String> = (0..QUARTER_COLUMNS.len())
+        .map(|i| format!("GREATEST(0, ${}::bigint)", first + i))
+        .collect();
+    let sets: Vec<String> = QUARTER_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{c} = GREATEST(0, LEAST({table}.{c}::numeric + ${}::bigint, {MAX}))::bigint",
+                first + i
+            )
+        })
+        .collect();
+    (values.join(", "), sets.join(", "))
+}
+
 /// Moves the workspace's local day that starts at `day` by `counts`
 /// ([`QUARTER_COLUMNS`] order) for the entry's provider and model.
 pub fn add_to_zone_day(
@@ -547,18 +557,7 @@ pub fn add_to_zone_day(
     counts: &[i64; 10],
 ) -> Result<(), postgres::Error> {
     let columns = QUARTER_COLUMNS;
-    let sets: Vec<String> = (0..columns.len())
-        .map(|i| {
-            format!(
-                "{c} = GREATEST(0, LEAST(usage_zone_day.{c}::numeric + ${p}::bigint, {MAX}))::bigint",
-                c = columns[i],
-                p = i + 5
-            )
-        })
-        .collect();
-    let values: Vec<String> = (0..columns.len())
-        .map(|i| format!("GREATEST(0, ${}::bigint)", i + 5))
-        .collect();
+    let (values, sets) = added_counts("usage_zone_day", 5);
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
         vec![&workspace, &day, &entry.provider, &entry.model];
     params.extend(
@@ -572,8 +571,8 @@ pub fn add_to_zone_day(
              VALUES ($1, $2, $3, $4, {})
              ON CONFLICT (workspace_id, bucket, provider, model) DO UPDATE SET {}",
             columns.join(", "),
-            values.join(", "),
-            sets.join(", ")
+            values,
+            sets
         ),
         &params,
     )?;

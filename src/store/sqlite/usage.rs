@@ -347,6 +347,26 @@ fn block_sum(which: Blocks, label: usize, r: &rusqlite::Row<'_>) -> rusqlite::Re
     })
 }
 
+/// The values and the `ON CONFLICT` assignments that add the counts of
+/// [`QUARTER_COLUMNS`], parameters `?first` on, to a rollup row: a new
+/// row takes no negative count, a stored one stays within 0..=i64::MAX.
+fn added_counts(first: usize) -> (String, String) {
+    let values: Vec<String> = (0..QUARTER_COLUMNS.len())
+        .map(|i| format!("max(0, ?{})", first + i))
+        .collect();
+    let sets: Vec<String> = QUARTER_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "{c} = max(0, min({c} + ?{}, 9223372036854775807))",
+                first + i
+            )
+        })
+        .collect();
+    (values.join(", "), sets.join(", "))
+}
+
 /// Moves the (runtime, quarter, agent, provider, model) rollup by `delta`;
 /// the bucket is the stored time's first 14 characters and its quarter.
 pub fn add_to_quarter_rollup(
@@ -358,18 +378,7 @@ pub fn add_to_quarter_rollup(
     delta: &QuarterDelta,
 ) -> rusqlite::Result<()> {
     let columns = QUARTER_COLUMNS;
-    let sets: Vec<String> = (0..columns.len())
-        .map(|i| {
-            format!(
-                "{c} = max(0, min({c} + ?{p}, 9223372036854775807))",
-                c = columns[i],
-                p = i + 7
-            )
-        })
-        .collect();
-    let values: Vec<String> = (0..columns.len())
-        .map(|i| format!("max(0, ?{})", i + 7))
-        .collect();
+    let (values, sets) = added_counts(7);
     let agent = place
         .agent
         .map_or_else(|| uuid::Uuid::nil().to_string(), |a| a.to_string());
@@ -380,8 +389,8 @@ pub fn add_to_quarter_rollup(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, {})
          ON CONFLICT (runtime_id, bucket, agent_id, provider, model) DO UPDATE SET {}",
         columns.join(", "),
-        values.join(", "),
-        sets.join(", ")
+        values,
+        sets
     ))?
     .execute(params![
         place.runtime,
@@ -524,18 +533,7 @@ pub fn add_to_zone_day(
     counts: &[i64; 10],
 ) -> rusqlite::Result<()> {
     let columns = QUARTER_COLUMNS;
-    let sets: Vec<String> = (0..columns.len())
-        .map(|i| {
-            format!(
-                "{c} = max(0, min({c} + ?{p}, 9223372036854775807))",
-                c = columns[i],
-                p = i + 5
-            )
-        })
-        .collect();
-    let values: Vec<String> = (0..columns.len())
-        .map(|i| format!("max(0, ?{})", i + 5))
-        .collect();
+    let (values, sets) = added_counts(5);
     let mut params: Vec<rusqlite::types::Value> = vec![
         workspace.to_string().into(),
         day.format("%Y-%m-%dT%H:%M").to_string().into(),
@@ -548,8 +546,8 @@ pub fn add_to_zone_day(
          VALUES (?1, ?2, ?3, ?4, {})
          ON CONFLICT (workspace_id, bucket, provider, model) DO UPDATE SET {}",
         columns.join(", "),
-        values.join(", "),
-        sets.join(", ")
+        values,
+        sets
     ))?
     .execute(rusqlite::params_from_iter(params))?;
     Ok(())
