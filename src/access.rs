@@ -135,6 +135,32 @@ pub fn controls_runtime(runtime: &runtimes::Runtime, user: UserId, role: Role) -
     role.is_manager() || runtime.owner_id == Some(user)
 }
 
+/// Whether `user` (with `role` in the runtime's workspace) may bind agents
+/// to `runtime`, so that its machine runs their tasks with its owner's CLI
+/// login: the owner of a private runtime only (workspace owners and admins
+/// included in the refusal); the owner or a workspace owner/admin for a
+/// `workspace` one; nobody while it has no owner. A 403 says which.
+pub fn require_bindable(
+    runtime: &runtimes::Runtime,
+    user: UserId,
+    role: Role,
+) -> Result<(), ApiError> {
+    match (runtime.owner_id, runtime.visibility) {
+        (None, _) => Err(ApiError::forbidden(
+            "this runtime has no owner: a workspace owner or admin must claim it \
+             (POST /api/runtimes/{id}/claim) before agents are bound to it",
+        )),
+        (Some(owner), _) if owner == user => Ok(()),
+        (Some(_), Visibility::Private) => Err(ApiError::forbidden(
+            "this runtime is private to its owner: only they can bind agents to it",
+        )),
+        (Some(_), Visibility::Workspace) if role.is_manager() => Ok(()),
+        (Some(_), Visibility::Workspace) => Err(ApiError::forbidden(
+            "only the runtime's owner or a workspace owner or admin can bind agents to it",
+        )),
+    }
+}
+
 fn agent_not_found() -> ApiError {
     ApiError::not_found("agent not found")
 }

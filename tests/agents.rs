@@ -126,6 +126,7 @@ async fn private_agents_are_seen_by_their_owner_and_managers_only() {
     let admin = app.add_user("admin@example.com", Some((&ws, Role::Admin)));
     let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    app.share_runtime(&alice.token, &rt).await;
     let private = app
         .agent(&admin.token, &ws, &rt, json!({"name": "secret"}))
         .await;
@@ -182,6 +183,7 @@ async fn agent_owner_or_managers_edit_an_agent() {
     let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
     let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
     let rt2 = app.runtime(&alice.token, &ws, "mbp", "codex").await;
+    app.share_runtime(&alice.token, &rt).await;
     let agent = app
         .agent(&carol.token, &ws, &rt, json!({"visibility": "workspace"}))
         .await;

@@ -744,21 +744,6 @@ async fn a_runtimes_usage_page_is_exact_in_its_zone_and_priced() {
     );
 }
 
-/// Runs SQL statements on one connection (temporary tables live as long
-/// as it does).
-fn batch(db: &common::TestDb, sql: &str) {
-    match db {
-        common::TestDb::Sqlite(path) => common::sqlite::open_sql(path)
-            .execute_batch(sql)
-            .unwrap_or_else(|e| panic!("{e}")),
-        common::TestDb::Postgres(url) => common::off_runtime(|| {
-            postgres::Client::connect(url, postgres::NoTls)
-                .and_then(|mut c| c.batch_execute(sql))
-                .unwrap_or_else(|e| panic!("{e}"))
-        }),
-    }
-}
-
 #[actix_web::test]
 async fn the_upgrade_builds_the_rollups_that_writes_and_endings_keep() {
     let app = spawn_app().await;
@@ -863,9 +848,9 @@ async fn the_upgrade_builds_the_rollups_that_writes_and_endings_keep() {
     );
     // (runtime_usage_quarter stays: the agent blocks are built from it)
     for table in tables.iter().filter(|t| **t != "runtime_usage_quarter") {
-        batch(&app.database, &format!("DELETE FROM {table}"));
+        common::batch(&app.database, &format!("DELETE FROM {table}"));
     }
-    batch(&app.database, &format!("{usage}\n{cleanup}\n{outcomes}"));
+    common::batch(&app.database, &format!("{usage}\n{cleanup}\n{outcomes}"));
     for (table, rows) in tables.iter().zip(&kept) {
         assert_eq!(&app.select(&all(table)), rows, "{table}");
     }
@@ -954,12 +939,12 @@ async fn the_workspace_zone_keeps_whole_local_days_through_a_new_zone_and_a_rest
         ]
     );
     // the pages read those rows: what they hold is what the pages say
-    batch(
+    common::batch(
         &app.database,
         "UPDATE usage_zone_day SET input_tokens = input_tokens + 1000 WHERE model = 'later'",
     );
     assert_eq!(daily(pages[0]).await[1].2, 1007);
-    batch(
+    common::batch(
         &app.database,
         "UPDATE usage_zone_day SET input_tokens = input_tokens - 1000 WHERE model = 'later'",
     );
@@ -967,7 +952,7 @@ async fn the_workspace_zone_keeps_whole_local_days_through_a_new_zone_and_a_rest
     // a database whose zone days are still UTC's while the workspace is
     // in Kathmandu (as the upgrade that adds them leaves it): the store
     // rebuilds them when it opens
-    batch(
+    common::batch(
         &app.database,
         "UPDATE workspace SET day_zone = 'UTC';
          DELETE FROM usage_zone_day;",

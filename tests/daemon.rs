@@ -53,9 +53,12 @@ async fn register_creates_runtimes_with_the_protocol_defaults() {
             "runtime_mode",
             "status",
             "updated_at",
+            "visibility",
             "workspace_id"
         ]
     );
+    // a machine's runtimes are its owner's to bind agents to
+    assert_eq!(claude["visibility"], "private");
     assert_eq!(claude["workspace_id"], ws.as_str());
     assert_eq!(claude["daemon_id"], "ada-mbp");
     assert_eq!(claude["name"], "claude (mbp)");
@@ -615,6 +618,7 @@ async fn a_finished_task_is_out_of_reach_once_its_runtime_is_gone() {
     let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
     let old = app.runtime(&alice.token, &ws, "alice-mbp", "claude").await;
     let new = app.runtime(&bob.token, &ws, "bob-mbp", "claude").await;
+    app.share_runtime(&bob.token, &new).await;
     let agent = app.agent(&alice.token, &ws, &old, json!({})).await;
     let task = app.task(&alice.token, &agent, "x", 0).await;
     assert_eq!(app.claim(&alice.token, &old).await.status, 200);

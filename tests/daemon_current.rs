@@ -353,6 +353,7 @@ async fn former_daemon_ids_of_someone_else_are_left_alone() {
     let (alice, ws) = app.init_user("alice@example.com");
     let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
     let bobs = app.runtime(&bob.token, &ws, "shared-host", "claude").await;
+    app.share_runtime(&bob.token, &bobs).await;
     let agent = app.agent(&alice.token, &ws, &bobs, json!({})).await;
 
     let body = todays_registration(&ws, MACHINE, &["shared-host"], &["claude"]);

@@ -858,6 +858,7 @@ async fn an_issue_is_made_of_the_tasks_the_caller_reaches() {
         .app
         .runtime(&bobs_daemon, &m.ws, "bob-mbp", "claude")
         .await;
+    m.app.share_runtime(&bob.token, &bobs_rt).await;
     let bobs_agent = m
         .app
         .agent(&m.alice.token, &m.ws, &bobs_rt, json!({}))

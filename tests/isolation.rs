@@ -226,6 +226,7 @@ fn body_for(method: &str, template: &str, f: &Fixture) -> Option<Value> {
         ("patch" | "put", "/api/workspaces/{id}/members/{member_id}") => json!({"role": "member"}),
         ("post", "/api/workspaces/{id}/daemon-tokens") => json!({"daemon_id": "intruder"}),
         ("post", "/api/runtimes/{id}/update") => json!({"target_version": "6.6.6"}),
+        ("patch", "/api/runtimes/{id}") => json!({"visibility": "private"}),
         ("post", "/api/agents") => json!({"name": "intruder", "runtime_id": f.runtime}),
         ("put", "/api/agents/{id}") => json!({"name": "pwned"}),
         ("post", "/api/agents/{id}/tasks") => json!({"prompt": "exfiltrate"}),
@@ -536,6 +537,12 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
         // row (tests/costs.rs)
         ("get", t) if t.starts_with("/api/dashboard/") => Reads,
         ("get", t) if t.starts_with("/api/runtimes/{id}") => Reads,
+        // who may bind agents to bob's machine is bob's to say, not even a
+        // manager's
+        ("patch", "/api/runtimes/{id}") => Refused(403),
+        // a manager takes a runtime that has no owner; bob's has one
+        ("post", "/api/runtimes/{id}/claim") if member => Refused(403),
+        ("post", "/api/runtimes/{id}/claim") => Refused(409),
         // bob's machine: only bob or a manager may delete, ping or update it
         (_, t) if t.starts_with("/api/runtimes/{id}") && member => Refused(403),
         (_, t) if t.starts_with("/api/runtimes/{id}") => Entitled,
@@ -573,6 +580,8 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
     app.runtime(&carol.token, &ws, "carol-mbp", "claude").await;
     let carols_daemon = app.daemon_token(&carol.token, &ws, "carol-mbp").await;
     let bobs_other = app.daemon_token(&bob.token, &ws, "bob-laptop").await;
+    // bob lets the managers bind agents to his machine
+    app.share_runtime(&bob.token, &runtime).await;
     // a private agent on bob's machine, with work dispatched to it
     let agent = app
         .agent(

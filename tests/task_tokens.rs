@@ -286,6 +286,7 @@ async fn a_batch_claim_hands_out_a_machines_best_tasks_each_with_its_token() {
     let codex = reg.body["runtimes"][1]["id"].as_str().unwrap().to_string();
     let laptop = app.runtime(&alice.token, &ws, "laptop", "claude").await;
     let bobs = app.runtime(&bob.token, &ws, "bob-mbp", "claude").await;
+    app.share_runtime(&bob.token, &bobs).await;
     let mut expected = Vec::new();
     for (runtime, priority) in [
         (&claude, 5),

@@ -1047,6 +1047,8 @@ async fn an_admin_demoted_meanwhile_cannot_create_an_agent() {
     let bob = app.add_user("bob@example.com", Some((&ws, Role::Admin)));
     assert_eq!(app.get("/api/me", &bob.token).await.status, 200);
     let runtime = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    // alice lets the workspace's managers bind agents to her machine
+    app.share_runtime(&alice.token, &runtime).await;
     let bob_m = member_id(&app, &ws, &alice.token, &bob).await;
 
     let demote = change_member(&ws, &bob_m, Some(Role::Member));
@@ -1056,7 +1058,7 @@ async fn an_admin_demoted_meanwhile_cannot_create_an_agent() {
     assert_eq!(r.status, 403, "{:?}", r.body);
     assert_eq!(
         r.error(),
-        "only workspace owners and admins can create agents"
+        "only the runtime's owner or a workspace owner or admin can bind agents to it"
     );
     assert_eq!(app.count("SELECT count(*) FROM agent"), 0);
 }

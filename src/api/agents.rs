@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::page::{self, Page};
 use super::{at_most, required, text};
-use crate::access::{member_role, require_agent, require_agent_editor};
+use crate::access::{member_role, require_agent, require_agent_editor, require_bindable};
 use crate::auth::{AuthUser, Caller, WorkspaceAccess};
 use crate::daemon_hub::DaemonHub;
 use crate::domain::{AgentId, AgentStatus, RuntimeId, RuntimeStatus, Visibility, WorkspaceId};
@@ -193,14 +193,13 @@ async fn create(
     let agent = db
         .write(move |tx| -> Result<_, ApiError> {
             // the role as of this transaction, not as the extractor read
-            // it before: a demotion that committed since counts
+            // it before: a demotion that committed since counts. Any member
+            // creates agents on the runtimes they may bind.
             let role = member_role(tx, access.workspace_id, access.user_id)?;
-            if !role.is_manager() {
-                return Err(ApiError::forbidden(
-                    "only workspace owners and admins can create agents",
-                ));
-            }
             let fields = body.merge(tx, access.workspace_id, None)?;
+            let runtime = runtimes::get(tx, fields.runtime_id)?
+                .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
+            require_bindable(&runtime, access.user_id, role)?;
             Ok(agents::insert(
                 tx,
                 access.workspace_id,
@@ -249,14 +248,12 @@ async fn update(
             require_agent_editor(&agent, caller.user_id, role)?;
             let fields = body.merge(tx, agent.workspace_id, Some(&agent))?;
             // binding an agent to a runtime makes that machine run its
-            // tasks: only the machine's owner or a manager may do that
-            if fields.runtime_id != agent.runtime_id && !role.is_manager() {
-                let owner = runtimes::get(tx, fields.runtime_id)?.and_then(|r| r.owner_id);
-                if owner != Some(caller.user_id) {
-                    return Err(ApiError::forbidden(
-                        "you can only bind an agent to a runtime you own",
-                    ));
-                }
+            // tasks with its owner's login: the runtime's consent rules
+            // decide (bindings made before stay as they are)
+            if fields.runtime_id != agent.runtime_id {
+                let runtime = runtimes::get(tx, fields.runtime_id)?
+                    .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
+                require_bindable(&runtime, caller.user_id, role)?;
             }
             Ok(agents::update(tx, id, &fields)?)
         })

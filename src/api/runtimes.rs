@@ -7,7 +7,7 @@ use serde_json::json;
 use super::page::{self, Page};
 use crate::access::{controls_runtime, require_member_runtime};
 use crate::auth::{AuthUser, WorkspaceAccess};
-use crate::domain::{ProbeId, ProbeKind, RuntimeId};
+use crate::domain::{ProbeId, ProbeKind, RuntimeId, Timestamp, Visibility};
 use crate::error::ApiError;
 use crate::events::{EventBus, DAEMON_REGISTER};
 use crate::probes::{not_found, refused, MAX_TARGET_VERSION};
@@ -16,6 +16,8 @@ use crate::store::{probes, runtimes, tasks, Store};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/runtimes", web::get().to(list))
         .route("/runtimes/{id}", web::delete().to(delete))
+        .route("/runtimes/{id}", web::patch().to(edit))
+        .route("/runtimes/{id}/claim", web::post().to(claim))
         .route("/runtimes/{id}/activity", web::get().to(activity))
         .route("/runtimes/{id}/ping", web::post().to(start_ping))
         .route("/runtimes/{id}/ping/{ping_id}", web::get().to(get_ping))
@@ -86,6 +88,93 @@ async fn delete(
         json!({"action": "delete", "runtime_id": id}),
     );
     Ok(super::ok())
+}
+
+/// `PATCH /api/runtimes/{id}` `{visibility}`: the runtime's owner sets who
+/// may bind agents to it (`private`: the owner only; `workspace`: the
+/// owner and the workspace's owners and admins). Agents bound before stay
+/// bound and their running tasks run on. Workspace owners and admins are
+/// refused (403): the consent is the machine owner's. Any other field is
+/// a 400, so nothing is taken for saved that agenthub does not keep.
+async fn edit(
+    db: web::Data<Store>,
+    events: web::Data<EventBus>,
+    caller: AuthUser,
+    path: web::Path<RuntimeId>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let body = super::json_object(&body)?;
+    let object = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    if let Some(other) = object.keys().find(|k| k.as_str() != "visibility") {
+        return Err(ApiError::bad_request(format!(
+            "{other} is not a runtime setting (visibility)"
+        )));
+    }
+    let visibility: Visibility = match object.get("visibility") {
+        Some(serde_json::Value::String(v)) => v.parse().map_err(ApiError::bad_request)?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "visibility must be workspace or private",
+            ))
+        }
+        None => return Err(ApiError::bad_request("visibility is required")),
+    };
+    let runtime = db
+        .write(move |tx| -> Result<_, ApiError> {
+            let (runtime, _) = require_member_runtime(tx, caller.user_id, id)?;
+            if runtime.owner_id != Some(caller.user_id) {
+                return Err(ApiError::forbidden(
+                    "only the runtime's owner can change who may bind agents to it",
+                ));
+            }
+            runtimes::set_visibility(tx, id, visibility, Timestamp::now())?
+                .ok_or_else(|| ApiError::not_found("runtime not found"))
+        })
+        .await?;
+    events.publish(
+        DAEMON_REGISTER,
+        runtime.workspace_id,
+        json!({"action": "update", "runtime_id": id}),
+    );
+    Ok(HttpResponse::Ok().json(runtime))
+}
+
+/// `POST /api/runtimes/{id}/claim` (workspace owners and admins): makes
+/// the caller the owner of a runtime that has none (its owner left the
+/// instance), so that agents can be bound to it again; 409 when it has an
+/// owner. It stays as visible as it was.
+async fn claim(
+    db: web::Data<Store>,
+    events: web::Data<EventBus>,
+    caller: AuthUser,
+    path: web::Path<RuntimeId>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let runtime = db
+        .write(move |tx| -> Result<_, ApiError> {
+            let (runtime, role) = require_member_runtime(tx, caller.user_id, id)?;
+            if !role.is_manager() {
+                return Err(ApiError::forbidden(
+                    "only workspace owners and admins can claim a runtime",
+                ));
+            }
+            if runtime.owner_id.is_some() {
+                return Err(ApiError::conflict("this runtime has an owner"));
+            }
+            runtimes::claim(tx, id, caller.user_id, Timestamp::now())?
+                .ok_or_else(|| ApiError::conflict("this runtime has an owner"))
+        })
+        .await?;
+    log::info!("runtime {id} claimed by {}", caller.user_id);
+    events.publish(
+        DAEMON_REGISTER,
+        runtime.workspace_id,
+        json!({"action": "update", "runtime_id": id}),
+    );
+    Ok(HttpResponse::Ok().json(runtime))
 }
 
 #[derive(serde::Deserialize)]

@@ -177,6 +177,7 @@ pub(super) const TABLES: &[Table] = &[
             ("created_at", Time),
             ("updated_at", Time),
             ("offline_reason", Json),
+            ("visibility", Text),
         ],
         seq: false,
     },

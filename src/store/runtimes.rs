@@ -1,6 +1,8 @@
 //! `agent_runtime` rows: registration upserts, heartbeats, listing, delete.
 
-use crate::domain::{RuntimeId, RuntimeMode, RuntimeStatus, Timestamp, UserId, WorkspaceId};
+use crate::domain::{
+    RuntimeId, RuntimeMode, RuntimeStatus, Timestamp, UserId, Visibility, WorkspaceId,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -26,6 +28,9 @@ pub struct Runtime {
     /// Why it is offline (`{code, detail?, repair?}`); null while online
     /// or when nobody said.
     pub offline_reason: Option<Value>,
+    /// Who may bind agents to it: `private`, its owner only (the default);
+    /// `workspace`, its owner and the workspace's owners and admins.
+    pub visibility: Visibility,
 }
 
 /// A stored metadata value as the API shows it: the object, or `{}` for
@@ -71,6 +76,27 @@ pub struct Folded {
 
 pub fn get(conn: &Conn<'_>, id: RuntimeId) -> Result<Option<Runtime>> {
     dispatch!(conn, runtimes::get(id))
+}
+
+/// Sets who may bind agents to the runtime; `None` when it is gone.
+pub fn set_visibility(
+    conn: &Conn<'_>,
+    id: RuntimeId,
+    visibility: Visibility,
+    now: Timestamp,
+) -> Result<Option<Runtime>> {
+    dispatch!(conn, runtimes::set_visibility(id, visibility, now))
+}
+
+/// Makes `owner` the owner of a runtime that has none (its owner left the
+/// instance); `None` when it is gone or has an owner.
+pub fn claim(
+    conn: &Conn<'_>,
+    id: RuntimeId,
+    owner: UserId,
+    now: Timestamp,
+) -> Result<Option<Runtime>> {
+    dispatch!(conn, runtimes::claim(id, owner, now))
 }
 
 /// Up to `limit` of a workspace's runtimes (optionally one owner's), oldest

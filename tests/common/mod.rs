@@ -325,6 +325,21 @@ pub fn select_in(db: impl Into<TestDb>, sql: &str) -> Vec<Vec<Value>> {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Runs SQL statements on one connection to the test's database
+/// (temporary tables live as long as it does): for states no route makes.
+pub fn batch(db: &TestDb, sql: &str) {
+    match db {
+        TestDb::Sqlite(path) => sqlite::open_sql(path)
+            .execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{e}")),
+        TestDb::Postgres(url) => off_runtime(|| {
+            postgres::Client::connect(url, postgres::NoTls)
+                .and_then(|mut c| c.batch_execute(sql))
+                .unwrap_or_else(|e| panic!("{e}"))
+        }),
+    }
+}
+
 /// Runs `f` on a thread of its own: the synchronous PostgreSQL driver runs
 /// a runtime of its own, which cannot start inside a test's.
 pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
@@ -568,6 +583,21 @@ impl TestApp {
             .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         r.body["runtimes"][0]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Its owner lets the workspace's owners and admins bind agents to the
+    /// runtime (`visibility: workspace`).
+    pub async fn share_runtime(&self, owner_token: &str, runtime: &str) {
+        let r = self
+            .request(
+                "PATCH",
+                &format!("/api/runtimes/{runtime}"),
+                Some(owner_token),
+                Some(r#"{"visibility": "workspace"}"#),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["visibility"], "workspace");
     }
 
     /// A daemon token for `daemon_id`, minted by `user_token`'s user.

@@ -302,6 +302,10 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
             "StartUpdate",
             request(&[("target_version", string())], &["target_version"]),
         ),
+        (
+            "RuntimeSettings",
+            request(&[("visibility", words(Visibility::ALL))], &["visibility"]),
+        ),
         ("CreateAgent", agent_request(true)),
         ("EditAgent", agent_request(false)),
         (

@@ -241,6 +241,7 @@ fn runtimes() -> Vec<(&'static str, Value)> {
                 ("created_at", time()),
                 ("updated_at", time()),
                 ("offline_reason", nullable(offline_reason())),
+                ("visibility", words(Visibility::ALL)),
             ]),
         ),
         (

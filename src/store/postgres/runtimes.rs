@@ -11,7 +11,8 @@ use crate::store::runtimes::*;
 use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
-     device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason";
+     device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason, \
+     visibility";
 
 fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
     let metadata = metadata_object(Some(row.try_get::<_, Value>(8)?));
@@ -30,7 +31,45 @@ fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
         created_at: row.try_get(11)?,
         updated_at: row.try_get(12)?,
         offline_reason: row.try_get::<_, Option<Value>>(13)?,
+        visibility: row.try_get(14)?,
     })
+}
+
+pub fn set_visibility(
+    conn: &mut Client,
+    id: RuntimeId,
+    visibility: crate::domain::Visibility,
+    now: Timestamp,
+) -> Result<Option<Runtime>, postgres::Error> {
+    conn.query_opt(
+        &format!(
+            "UPDATE agent_runtime SET visibility = $2, updated_at = $3 WHERE id = $1
+             RETURNING {COLUMNS}"
+        ),
+        &[&id, &visibility, &now],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+pub fn claim(
+    conn: &mut Client,
+    id: RuntimeId,
+    owner: UserId,
+    now: Timestamp,
+) -> Result<Option<Runtime>, postgres::Error> {
+    conn.query_opt(
+        &format!(
+            "UPDATE agent_runtime SET owner_id = $2, updated_at = $3
+             WHERE id = $1 AND owner_id IS NULL
+             RETURNING {COLUMNS}"
+        ),
+        &[&id, &owner, &now],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
 }
 
 pub fn count_by_status(conn: &mut Client) -> Result<Vec<(RuntimeStatus, i64)>, postgres::Error> {

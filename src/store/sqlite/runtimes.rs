@@ -9,7 +9,8 @@ use crate::store::runtimes::*;
 use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
-     device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason";
+     device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason, \
+     visibility";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     let metadata: String = row.get(8)?;
@@ -31,7 +32,37 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
         offline_reason: row
             .get::<_, Option<String>>(13)?
             .and_then(|text| serde_json::from_str(&text).ok()),
+        visibility: row.get(14)?,
     })
+}
+
+pub fn set_visibility(
+    conn: &Connection,
+    id: RuntimeId,
+    visibility: crate::domain::Visibility,
+    now: Timestamp,
+) -> rusqlite::Result<Option<Runtime>> {
+    conn.prepare_cached(&format!(
+        "UPDATE agent_runtime SET visibility = ?2, updated_at = ?3 WHERE id = ?1
+         RETURNING {COLUMNS}"
+    ))?
+    .query_row(params![id, visibility, now], from_row)
+    .optional()
+}
+
+pub fn claim(
+    conn: &Connection,
+    id: RuntimeId,
+    owner: UserId,
+    now: Timestamp,
+) -> rusqlite::Result<Option<Runtime>> {
+    conn.prepare_cached(&format!(
+        "UPDATE agent_runtime SET owner_id = ?2, updated_at = ?3
+         WHERE id = ?1 AND owner_id IS NULL
+         RETURNING {COLUMNS}"
+    ))?
+    .query_row(params![id, owner, now], from_row)
+    .optional()
 }
 
 pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(RuntimeStatus, i64)>> {

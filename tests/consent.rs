@@ -1,0 +1,216 @@
+//! Whose machine it is (issue: runtime consent): a runtime is private to
+//! its owner until they share it, only they bind agents to a private one,
+//! workspace owners and admins bind to a shared one, nobody to one without
+//! an owner until a manager claims it, and bindings made before a change
+//! stay as they are.
+
+mod common;
+
+use agenthub::domain::Role;
+use common::{spawn_app, TestApp};
+use serde_json::json;
+
+/// PATCH /api/runtimes/{id} with `body` as `token`.
+async fn set(app: &TestApp, token: &str, runtime: &str, body: &str) -> common::Reply {
+    app.request(
+        "PATCH",
+        &format!("/api/runtimes/{runtime}"),
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
+/// PUT /api/agents/{id} moving the agent to `runtime`, as `token`.
+async fn move_agent(app: &TestApp, token: &str, agent: &str, runtime: &str) -> common::Reply {
+    app.request(
+        "PUT",
+        &format!("/api/agents/{agent}"),
+        Some(token),
+        Some(&json!({ "runtime_id": runtime }).to_string()),
+    )
+    .await
+}
+
+const PRIVATE: &str = "this runtime is private to its owner: only they can bind agents to it";
+const SHARED: &str = "only the runtime's owner or a workspace owner or admin can bind agents to it";
+
+#[actix_web::test]
+async fn only_the_owner_binds_agents_to_a_private_runtime_and_managers_to_a_shared_one() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let adam = app.add_user("adam@example.com", Some((&ws, Role::Admin)));
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let carol = app.add_user("carol@example.com", Some((&ws, Role::Member)));
+    let bobs = app.runtime(&bob.token, &ws, "bob-mbp", "claude").await;
+    let carols = app.runtime(&carol.token, &ws, "carol-mbp", "claude").await;
+    let listed = app.listed_runtime(&alice.token, &ws, &bobs).await;
+    assert_eq!(
+        listed["visibility"], "private",
+        "a daemon's runtimes start private"
+    );
+
+    // private: the workspace's owner and admin are refused, so is carol
+    for token in [&alice.token, &adam.token, &carol.token] {
+        let r = app.create_agent(token, &ws, &bobs, json!({})).await;
+        assert_eq!((r.status, r.error()), (403, PRIVATE));
+    }
+    assert_eq!(app.count("SELECT count(*) FROM agent"), 0);
+    // bob, a plain member, creates agents on his own machine
+    let r = app
+        .create_agent(&bob.token, &ws, &bobs, json!({"name": "bobs"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // and carol on hers; nobody moves her agent to bob's machine
+    let carols_agent = app
+        .agent(
+            &carol.token,
+            &ws,
+            &carols,
+            json!({"visibility": "workspace"}),
+        )
+        .await;
+    for token in [&carol.token, &alice.token] {
+        let r = move_agent(&app, token, &carols_agent, &bobs).await;
+        assert_eq!((r.status, r.error()), (403, PRIVATE));
+    }
+    assert_eq!(app.agent_runtime(&carols_agent), carols);
+
+    // only bob says who may bind to his machine: not the owner or admin
+    for token in [&alice.token, &adam.token, &carol.token] {
+        let r = set(&app, token, &bobs, r#"{"visibility": "workspace"}"#).await;
+        assert_eq!(
+            (r.status, r.error()),
+            (
+                403,
+                "only the runtime's owner can change who may bind agents to it"
+            )
+        );
+    }
+    let r = set(&app, &bob.token, &bobs, r#"{"visibility": "workspace"}"#).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["visibility"], "workspace");
+    assert_eq!(r.body["id"], bobs.as_str());
+
+    // shared: the owner and admins bind; another member still may not
+    let r = app.create_agent(&carol.token, &ws, &bobs, json!({})).await;
+    assert_eq!((r.status, r.error()), (403, SHARED));
+    let r = move_agent(&app, &carol.token, &carols_agent, &bobs).await;
+    assert_eq!((r.status, r.error()), (403, SHARED));
+    let r = app
+        .create_agent(&adam.token, &ws, &bobs, json!({"name": "adams"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let adams_agent = r.body["id"].as_str().unwrap().to_string();
+    let r = move_agent(&app, &alice.token, &carols_agent, &bobs).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(app.agent_runtime(&carols_agent), bobs);
+
+    // private again: what was bound stays bound, and its work is claimed
+    let task = app.task(&adam.token, &adams_agent, "still runs", 0).await;
+    let r = set(&app, &bob.token, &bobs, r#"{"visibility": "private"}"#).await;
+    assert_eq!((r.status, &r.body["visibility"]), (200, &json!("private")));
+    assert_eq!(app.agent_runtime(&adams_agent), bobs);
+    assert_eq!(app.agent_runtime(&carols_agent), bobs);
+    let claimed = app.claim(&bob.token, &bobs).await;
+    assert_eq!(claimed.body["task"]["id"], task.as_str());
+    // but no new binding
+    let r = app.create_agent(&adam.token, &ws, &bobs, json!({})).await;
+    assert_eq!((r.status, r.error()), (403, PRIVATE));
+    // editing a bound agent without moving it needs no consent
+    let r = app
+        .request(
+            "PUT",
+            &format!("/api/agents/{adams_agent}"),
+            Some(&adam.token),
+            Some(&json!({"description": "reviews"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+
+#[actix_web::test]
+async fn a_runtime_without_an_owner_is_bindable_by_nobody_until_a_manager_claims_it() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let adam = app.add_user("adam@example.com", Some((&ws, Role::Admin)));
+    let bobs = app.runtime(&bob.token, &ws, "bob-mbp", "claude").await;
+    app.share_runtime(&bob.token, &bobs).await;
+    // its owner's account is gone
+    common::batch(
+        &app.database,
+        &format!("UPDATE agent_runtime SET owner_id = NULL WHERE id = '{bobs}'"),
+    );
+    let ownerless = "this runtime has no owner: a workspace owner or admin must claim it \
+                     (POST /api/runtimes/{id}/claim) before agents are bound to it";
+    for token in [&alice.token, &adam.token, &bob.token] {
+        let r = app.create_agent(token, &ws, &bobs, json!({})).await;
+        assert_eq!((r.status, r.error()), (403, ownerless));
+    }
+    let claim = |token: String| {
+        let (app, bobs) = (&app, bobs.clone());
+        async move {
+            app.post(&format!("/api/runtimes/{bobs}/claim"), &token, json!({}))
+                .await
+        }
+    };
+    let r = claim(bob.token.clone()).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (403, "only workspace owners and admins can claim a runtime")
+    );
+    let r = claim(adam.token.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["owner_id"], adam.id.as_str());
+    assert_eq!(
+        r.body["visibility"], "workspace",
+        "it stays as visible as it was"
+    );
+    let r = claim(alice.token.clone()).await;
+    assert_eq!((r.status, r.error()), (409, "this runtime has an owner"));
+    // adam's now: he binds; alice, a manager, binds to it shared
+    let r = app.create_agent(&adam.token, &ws, &bobs, json!({})).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = app
+        .create_agent(&alice.token, &ws, &bobs, json!({"name": "h2"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+#[actix_web::test]
+async fn runtime_settings_refuse_what_they_do_not_keep() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let rt = app.runtime(&alice.token, &ws, "mbp", "claude").await;
+    for (body, error) in [
+        (
+            r#"{"visibility": "public"}"#,
+            "visibility must be workspace or private",
+        ),
+        (
+            r#"{"visibility": 1}"#,
+            "visibility must be workspace or private",
+        ),
+        (r#"{}"#, "visibility is required"),
+        (
+            r#"{"visibility": "workspace", "colour": "red"}"#,
+            "colour is not a runtime setting (visibility)",
+        ),
+        (r#"[]"#, "the body must be a JSON object"),
+    ] {
+        let r = set(&app, &alice.token, &rt, body).await;
+        assert_eq!((r.status, r.error()), (400, error), "{body}");
+    }
+    let listed = app.listed_runtime(&alice.token, &ws, &rt).await;
+    assert_eq!(listed["visibility"], "private", "nothing changed");
+    let missing = "00000000-0000-7000-8000-000000000000";
+    let r = set(
+        &app,
+        &alice.token,
+        missing,
+        r#"{"visibility": "workspace"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+}
