@@ -192,18 +192,45 @@ async fn runtime_settings_refuse_what_they_do_not_keep() {
             r#"{"visibility": 1}"#,
             "visibility must be workspace or private",
         ),
-        (r#"{}"#, "visibility is required"),
+        (r#"{}"#, "nothing to change: give visibility or custom_name"),
         (
             r#"{"visibility": "workspace", "colour": "red"}"#,
-            "colour is not a runtime setting (visibility)",
+            "colour is not a runtime setting (visibility, custom_name, apply_to_machine)",
+        ),
+        (
+            r#"{"custom_name": 7}"#,
+            "custom_name must be a string or null",
+        ),
+        (
+            r#"{"custom_name": "a\u0000b"}"#,
+            "custom_name must not contain control characters",
+        ),
+        (
+            r#"{"apply_to_machine": true}"#,
+            "nothing to change: give visibility or custom_name",
+        ),
+        (
+            r#"{"visibility": "private", "apply_to_machine": true}"#,
+            "apply_to_machine renames the machine's runtimes: give custom_name",
+        ),
+        (
+            r#"{"custom_name": "x", "apply_to_machine": "yes"}"#,
+            "apply_to_machine must be a boolean",
         ),
         (r#"[]"#, "the body must be a JSON object"),
     ] {
         let r = set(&app, &alice.token, &rt, body).await;
         assert_eq!((r.status, r.error()), (400, error), "{body}");
     }
+    let long = format!(r#"{{"custom_name": "{}"}}"#, "é".repeat(101));
+    let r = set(&app, &alice.token, &rt, &long).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (400, "custom_name is too long (at most 100 characters)")
+    );
     let listed = app.listed_runtime(&alice.token, &ws, &rt).await;
     assert_eq!(listed["visibility"], "private", "nothing changed");
+    assert_eq!(listed["custom_name"], serde_json::Value::Null);
     let missing = "00000000-0000-7000-8000-000000000000";
     let r = set(
         &app,
@@ -213,4 +240,93 @@ async fn runtime_settings_refuse_what_they_do_not_keep() {
     )
     .await;
     assert_eq!(r.status, 404);
+}
+
+#[actix_web::test]
+async fn a_runtime_is_renamed_by_its_owner_or_a_manager_and_a_machine_at_once() {
+    let app = spawn_app().await;
+    let (alice, ws) = app.init_user("alice@example.com");
+    let adam = app.add_user("adam@example.com", Some((&ws, Role::Admin)));
+    let bob = app.add_user("bob@example.com", Some((&ws, Role::Member)));
+    let carol = app.add_user("carol@example.com", Some((&ws, Role::Member)));
+    let reg = app
+        .register(&bob.token, &ws, "bob-mbp", &["claude", "codex"])
+        .await;
+    assert_eq!(reg.status, 200, "{:?}", reg.body);
+    let ids: Vec<String> = reg.body["runtimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let (claude, codex) = (&ids[0], &ids[1]);
+    let other = app.runtime(&bob.token, &ws, "bob-desk", "claude").await;
+
+    // another member may not rename bob's machine
+    let r = set(&app, &carol.token, claude, r#"{"custom_name": "mine"}"#).await;
+    assert_eq!(
+        (r.status, r.error()),
+        (
+            403,
+            "only the runtime's owner or a workspace owner or admin can rename it"
+        )
+    );
+    // bob names one runtime (trimmed)
+    let r = set(
+        &app,
+        &bob.token,
+        claude,
+        r#"{"custom_name": "  Bob's laptop "}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["custom_name"], "Bob's laptop");
+    let daemon_name = r.body["name"].clone();
+    let name_of = |id: String| {
+        let (app, token, ws) = (&app, alice.token.clone(), ws.clone());
+        async move { app.listed_runtime(&token, &ws, &id).await["custom_name"].clone() }
+    };
+    assert_eq!(name_of(codex.clone()).await, serde_json::Value::Null);
+    // an admin renames the whole machine: both of its runtimes, not the
+    // other machine
+    let r = set(
+        &app,
+        &adam.token,
+        codex,
+        r#"{"custom_name": "ops mbp", "apply_to_machine": true}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["id"], codex.as_str());
+    assert_eq!(r.body["custom_name"], "ops mbp");
+    assert_eq!(name_of(claude.clone()).await, "ops mbp");
+    assert_eq!(name_of(other.clone()).await, serde_json::Value::Null);
+    // a re-registration keeps it, and the daemon's own name
+    let reg = app
+        .register(&bob.token, &ws, "bob-mbp", &["claude", "codex"])
+        .await;
+    assert_eq!(reg.body["runtimes"][0]["custom_name"], "ops mbp");
+    assert_eq!(reg.body["runtimes"][0]["name"], daemon_name);
+    // the admin cannot say who may bind to it, and a name sent with that
+    // changes nothing
+    let r = set(
+        &app,
+        &adam.token,
+        claude,
+        r#"{"custom_name": "x", "visibility": "workspace"}"#,
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(name_of(claude.clone()).await, "ops mbp");
+    // null (or "") clears it
+    let r = set(&app, &bob.token, claude, r#"{"custom_name": null}"#).await;
+    assert_eq!(
+        (r.status, &r.body["custom_name"]),
+        (200, &serde_json::Value::Null)
+    );
+    let r = set(&app, &bob.token, codex, r#"{"custom_name": ""}"#).await;
+    assert_eq!(
+        (r.status, &r.body["custom_name"]),
+        (200, &serde_json::Value::Null)
+    );
 }

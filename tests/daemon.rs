@@ -41,6 +41,7 @@ async fn register_creates_runtimes_with_the_protocol_defaults() {
         keys,
         [
             "created_at",
+            "custom_name",
             "daemon_id",
             "device_info",
             "id",

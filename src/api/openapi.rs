@@ -187,7 +187,7 @@ const ROUTES: &[Route] = &[
     get("/api/daemon/tasks/{id}/messages", "A task's transcript, by seq (paginated)", Daemon, List("TaskMessage")).query(&["after_seq", "since", "limit"]),
     get("/api/runtimes", "Runtimes of the workspace", Workspace, List("Runtime")).query(&["owner"]),
     delete("/api/runtimes/{id}", "Delete a runtime", User),
-    route("patch", "/api/runtimes/{id}", "Its owner sets who may bind agents to it", User, Ref("Runtime")).body("RuntimeSettings"),
+    route("patch", "/api/runtimes/{id}", "Set who may bind agents to it (its owner) or its name", User, Ref("Runtime")).body("RuntimeSettings"),
     post("/api/runtimes/{id}/claim", "Take an ownerless runtime", User, Ref("Runtime")),
     get("/api/runtimes/{id}/activity", "Task starts per hour of the day, in UTC or a zone", User, List("HourCount")).query(&["tz"]),
     post("/api/runtimes/{id}/ping", "Ping a runtime", User, Ref("Ping")),

@@ -90,12 +90,94 @@ async fn delete(
     Ok(super::ok())
 }
 
-/// `PATCH /api/runtimes/{id}` `{visibility}`: the runtime's owner sets who
-/// may bind agents to it (`private`: the owner only; `workspace`: the
-/// owner and the workspace's owners and admins). Agents bound before stay
-/// bound and their running tasks run on. Workspace owners and admins are
-/// refused (403): the consent is the machine owner's. Any other field is
-/// a 400, so nothing is taken for saved that agenthub does not keep.
+/// Longest name people may give a runtime, in characters.
+const MAX_CUSTOM_NAME: usize = 100;
+
+/// What `PATCH /api/runtimes/{id}` changes.
+struct RuntimeSettings {
+    visibility: Option<Visibility>,
+    /// `Some(None)`: clear the name.
+    custom_name: Option<Option<String>>,
+    apply_to_machine: bool,
+}
+
+fn parse_runtime_settings(body: &serde_json::Value) -> Result<RuntimeSettings, ApiError> {
+    const FIELDS: [&str; 3] = ["visibility", "custom_name", "apply_to_machine"];
+    let object = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    if let Some(other) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "{other} is not a runtime setting (visibility, custom_name, apply_to_machine)"
+        )));
+    }
+    let visibility = match object.get("visibility") {
+        None => None,
+        Some(serde_json::Value::String(v)) => Some(v.parse().map_err(ApiError::bad_request)?),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "visibility must be workspace or private",
+            ))
+        }
+    };
+    let custom_name = match object.get("custom_name") {
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(serde_json::Value::String(name)) => {
+            let name = name.trim();
+            if name.chars().count() > MAX_CUSTOM_NAME {
+                return Err(ApiError::bad_request(format!(
+                    "custom_name is too long (at most {MAX_CUSTOM_NAME} characters)"
+                )));
+            }
+            if name.chars().any(char::is_control) {
+                return Err(ApiError::bad_request(
+                    "custom_name must not contain control characters",
+                ));
+            }
+            Some((!name.is_empty()).then(|| name.to_string()))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "custom_name must be a string or null",
+            ))
+        }
+    };
+    let apply_to_machine = match object.get("apply_to_machine") {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("apply_to_machine must be a boolean")),
+    };
+    if visibility.is_none() && custom_name.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing to change: give visibility or custom_name",
+        ));
+    }
+    if apply_to_machine && custom_name.is_none() {
+        return Err(ApiError::bad_request(
+            "apply_to_machine renames the machine's runtimes: give custom_name",
+        ));
+    }
+    Ok(RuntimeSettings {
+        visibility,
+        custom_name,
+        apply_to_machine,
+    })
+}
+
+/// `PATCH /api/runtimes/{id}` `{visibility?, custom_name?,
+/// apply_to_machine?}`, in one transaction:
+/// - `visibility`, the runtime's owner only: who may bind agents to it
+///   (`private`: the owner; `workspace`: the owner and the workspace's
+///   owners and admins). Workspace owners and admins are refused (403):
+///   the consent is the machine owner's. Agents bound before stay bound.
+/// - `custom_name` (at most 100 characters; null or "" clears it), the
+///   owner or a workspace owner/admin; with `apply_to_machine: true`, on
+///   every runtime its daemon registered in the workspace (each one the
+///   caller's to rename, or nothing changes).
+///
+/// Any other field is a 400, so nothing is taken for saved that agenthub
+/// does not keep. The reply is the runtime.
 async fn edit(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
@@ -104,41 +186,53 @@ async fn edit(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let body = super::json_object(&body)?;
-    let object = body
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    if let Some(other) = object.keys().find(|k| k.as_str() != "visibility") {
-        return Err(ApiError::bad_request(format!(
-            "{other} is not a runtime setting (visibility)"
-        )));
-    }
-    let visibility: Visibility = match object.get("visibility") {
-        Some(serde_json::Value::String(v)) => v.parse().map_err(ApiError::bad_request)?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "visibility must be workspace or private",
-            ))
-        }
-        None => return Err(ApiError::bad_request("visibility is required")),
-    };
-    let runtime = db
+    let settings = parse_runtime_settings(&super::json_object(&body)?)?;
+    let (runtime, changed) = db
         .write(move |tx| -> Result<_, ApiError> {
-            let (runtime, _) = require_member_runtime(tx, caller.user_id, id)?;
-            if runtime.owner_id != Some(caller.user_id) {
-                return Err(ApiError::forbidden(
-                    "only the runtime's owner can change who may bind agents to it",
-                ));
+            let (mut runtime, role) = require_member_runtime(tx, caller.user_id, id)?;
+            let now = Timestamp::now();
+            let mut changed = vec![id];
+            if let Some(visibility) = settings.visibility {
+                if runtime.owner_id != Some(caller.user_id) {
+                    return Err(ApiError::forbidden(
+                        "only the runtime's owner can change who may bind agents to it",
+                    ));
+                }
+                runtime = runtimes::set_visibility(tx, id, visibility, now)?
+                    .ok_or_else(|| ApiError::not_found("runtime not found"))?;
             }
-            runtimes::set_visibility(tx, id, visibility, Timestamp::now())?
-                .ok_or_else(|| ApiError::not_found("runtime not found"))
+            if let Some(name) = &settings.custom_name {
+                let targets = match (&runtime.daemon_id, settings.apply_to_machine) {
+                    (Some(daemon), true) => runtimes::of_machine(tx, runtime.workspace_id, daemon)?,
+                    _ => vec![runtime.clone()],
+                };
+                if !targets
+                    .iter()
+                    .all(|r| controls_runtime(r, caller.user_id, role))
+                {
+                    return Err(ApiError::forbidden(
+                        "only the runtime's owner or a workspace owner or admin can rename it",
+                    ));
+                }
+                changed = targets.iter().map(|r| r.id).collect();
+                for target in &targets {
+                    let renamed = runtimes::set_custom_name(tx, target.id, name.as_deref(), now)?
+                        .ok_or_else(|| ApiError::not_found("runtime not found"))?;
+                    if renamed.id == id {
+                        runtime = renamed;
+                    }
+                }
+            }
+            Ok((runtime, changed))
         })
         .await?;
-    events.publish(
-        DAEMON_REGISTER,
-        runtime.workspace_id,
-        json!({"action": "update", "runtime_id": id}),
-    );
+    for changed in changed {
+        events.publish(
+            DAEMON_REGISTER,
+            runtime.workspace_id,
+            json!({"action": "update", "runtime_id": changed}),
+        );
+    }
     Ok(HttpResponse::Ok().json(runtime))
 }
 

@@ -178,6 +178,7 @@ pub(super) const TABLES: &[Table] = &[
             ("updated_at", Time),
             ("offline_reason", Json),
             ("visibility", Text),
+            ("custom_name", Text),
         ],
         seq: false,
     },

@@ -31,6 +31,9 @@ pub struct Runtime {
     /// Who may bind agents to it: `private`, its owner only (the default);
     /// `workspace`, its owner and the workspace's owners and admins.
     pub visibility: Visibility,
+    /// The name people gave it (at most 100 characters), shown beside the
+    /// `name` its daemon registers; null when none.
+    pub custom_name: Option<String>,
 }
 
 /// A stored metadata value as the API shows it: the object, or `{}` for
@@ -86,6 +89,27 @@ pub fn set_visibility(
     now: Timestamp,
 ) -> Result<Option<Runtime>> {
     dispatch!(conn, runtimes::set_visibility(id, visibility, now))
+}
+
+/// Sets (or with `None` clears) the name people gave the runtime; `None`
+/// when it is gone.
+pub fn set_custom_name(
+    conn: &Conn<'_>,
+    id: RuntimeId,
+    name: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Runtime>> {
+    dispatch!(conn, runtimes::set_custom_name(id, name, now))
+}
+
+/// The runtimes one daemon registered in the workspace (one per agent CLI
+/// it found: a few), by id.
+pub fn of_machine(
+    conn: &Conn<'_>,
+    workspace: WorkspaceId,
+    daemon_id: &str,
+) -> Result<Vec<Runtime>> {
+    dispatch!(conn, runtimes::of_machine(workspace, daemon_id))
 }
 
 /// Makes `owner` the owner of a runtime that has none (its owner left the

@@ -304,7 +304,14 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
         ),
         (
             "RuntimeSettings",
-            request(&[("visibility", words(Visibility::ALL))], &["visibility"]),
+            request(
+                &[
+                    ("visibility", words(Visibility::ALL)),
+                    ("custom_name", optional_string()),
+                    ("apply_to_machine", json!({"type": "boolean"})),
+                ],
+                &[],
+            ),
         ),
         ("CreateAgent", agent_request(true)),
         ("EditAgent", agent_request(false)),

@@ -242,6 +242,7 @@ fn runtimes() -> Vec<(&'static str, Value)> {
                 ("updated_at", time()),
                 ("offline_reason", nullable(offline_reason())),
                 ("visibility", words(Visibility::ALL)),
+                ("custom_name", nullable(string())),
             ]),
         ),
         (

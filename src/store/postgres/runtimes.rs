@@ -12,7 +12,7 @@ use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason, \
-     visibility";
+     visibility, custom_name";
 
 fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
     let metadata = metadata_object(Some(row.try_get::<_, Value>(8)?));
@@ -32,6 +32,7 @@ fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
         updated_at: row.try_get(12)?,
         offline_reason: row.try_get::<_, Option<Value>>(13)?,
         visibility: row.try_get(14)?,
+        custom_name: row.try_get(15)?,
     })
 }
 
@@ -51,6 +52,41 @@ pub fn set_visibility(
     .as_ref()
     .map(from_row)
     .transpose()
+}
+
+pub fn set_custom_name(
+    conn: &mut Client,
+    id: RuntimeId,
+    name: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Runtime>, postgres::Error> {
+    conn.query_opt(
+        &format!(
+            "UPDATE agent_runtime SET custom_name = $2, updated_at = $3 WHERE id = $1
+             RETURNING {COLUMNS}"
+        ),
+        &[&id, &name, &now],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+pub fn of_machine(
+    conn: &mut Client,
+    workspace: WorkspaceId,
+    daemon_id: &str,
+) -> Result<Vec<Runtime>, postgres::Error> {
+    conn.query(
+        &format!(
+            "SELECT {COLUMNS} FROM agent_runtime WHERE workspace_id = $1 AND daemon_id = $2
+             ORDER BY id LIMIT 1000"
+        ),
+        &[&workspace, &daemon_id],
+    )?
+    .iter()
+    .map(from_row)
+    .collect()
 }
 
 pub fn claim(

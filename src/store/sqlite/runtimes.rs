@@ -10,7 +10,7 @@ use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason, \
-     visibility";
+     visibility, custom_name";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     let metadata: String = row.get(8)?;
@@ -33,6 +33,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
             .get::<_, Option<String>>(13)?
             .and_then(|text| serde_json::from_str(&text).ok()),
         visibility: row.get(14)?,
+        custom_name: row.get(15)?,
     })
 }
 
@@ -48,6 +49,33 @@ pub fn set_visibility(
     ))?
     .query_row(params![id, visibility, now], from_row)
     .optional()
+}
+
+pub fn set_custom_name(
+    conn: &Connection,
+    id: RuntimeId,
+    name: Option<&str>,
+    now: Timestamp,
+) -> rusqlite::Result<Option<Runtime>> {
+    conn.prepare_cached(&format!(
+        "UPDATE agent_runtime SET custom_name = ?2, updated_at = ?3 WHERE id = ?1
+         RETURNING {COLUMNS}"
+    ))?
+    .query_row(params![id, name, now], from_row)
+    .optional()
+}
+
+pub fn of_machine(
+    conn: &Connection,
+    workspace: WorkspaceId,
+    daemon_id: &str,
+) -> rusqlite::Result<Vec<Runtime>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM agent_runtime WHERE workspace_id = ?1 AND daemon_id = ?2
+         ORDER BY id LIMIT 1000"
+    ))?;
+    let rows = stmt.query_map(params![workspace, daemon_id], from_row)?;
+    rows.collect()
 }
 
 pub fn claim(
