@@ -24,6 +24,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A 409 whose body says more than the message: its other fields
+    /// (`code` and what a client needs to resolve it) sit beside `error`.
+    #[error("{0}")]
+    ConflictWith(String, serde_json::Map<String, serde_json::Value>),
     #[error("{0}")]
     PayloadTooLarge(String),
     /// A per-caller limit was reached (open streams, pending pings).
@@ -128,7 +132,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConflictWith(..) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -167,6 +171,11 @@ impl ResponseError for ApiError {
             // reused
             ApiError::BodyTimeout => {
                 response.force_close();
+            }
+            ApiError::ConflictWith(_, fields) => {
+                let mut body = fields.clone();
+                body.insert("error".to_string(), serde_json::Value::String(message));
+                return response.json(body);
             }
             _ => {}
         }

@@ -196,6 +196,13 @@ async fn delete_is_409_with_an_active_agent_and_succeeds_after_archiving() {
         r.error(),
         "cannot delete runtime: it has active agents bound to it. Archive or reassign the agents first."
     );
+    // what to resolve: the active agent by id and name, not the archived one
+    assert_eq!(r.body["code"], "runtime_has_active_agents");
+    let name = app.agent_row(&agent).name;
+    assert_eq!(
+        r.body["active_agents"],
+        serde_json::json!([{"id": agent, "name": name}])
+    );
     assert_eq!(app.count("SELECT count(*) FROM agent"), 2);
 
     // archived in the store: the archive route would publish an event of its own

@@ -77,6 +77,24 @@ async fn delete(
             if !controls_runtime(&runtime, caller.user_id, role) {
                 return Err(ApiError::forbidden("you can only delete your own runtimes"));
             }
+            // the agents to archive or move first, named, so a client can
+            // show them or resolve the refusal
+            let active = runtimes::active_agents(tx, id, MAX_LISTED_AGENTS)?;
+            if !active.is_empty() {
+                let listed: Vec<serde_json::Value> = active
+                    .iter()
+                    .map(|(id, name)| json!({"id": id, "name": name}))
+                    .collect();
+                let mut fields = serde_json::Map::new();
+                fields.insert("code".into(), json!("runtime_has_active_agents"));
+                fields.insert("active_agents".into(), serde_json::Value::Array(listed));
+                return Err(ApiError::ConflictWith(
+                    "cannot delete runtime: it has active agents bound to it. \
+                     Archive or reassign the agents first."
+                        .into(),
+                    fields,
+                ));
+            }
             runtimes::delete(tx, id)?;
             Ok(runtime.workspace_id)
         })
@@ -89,6 +107,9 @@ async fn delete(
     );
     Ok(super::ok())
 }
+
+/// Most agents a refused delete names (`active_agents`).
+const MAX_LISTED_AGENTS: i64 = 100;
 
 /// Longest name people may give a runtime, in characters.
 const MAX_CUSTOM_NAME: usize = 100;

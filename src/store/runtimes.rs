@@ -218,6 +218,16 @@ pub fn count_active_agents(conn: &Conn<'_>, id: RuntimeId) -> Result<i64> {
 /// Deletes a runtime and its archived agents; 409 while an active agent is
 /// bound to it. Task history keeps its rows (their runtime/agent become
 /// NULL through the schema's ON DELETE SET NULL).
+/// The agents that keep the runtime from being deleted (not archived):
+/// `(id, name)`, oldest first, at most `limit`.
+pub fn active_agents(
+    conn: &Conn<'_>,
+    id: RuntimeId,
+    limit: i64,
+) -> Result<Vec<(crate::domain::AgentId, String)>> {
+    dispatch!(conn, runtimes::active_agents(id, limit))
+}
+
 pub fn delete(conn: &Conn<'_>, id: RuntimeId) -> Result<()> {
     dispatch!(conn, runtimes::delete(id))
 }

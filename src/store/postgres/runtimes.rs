@@ -424,6 +424,21 @@ pub fn count_active_agents(conn: &mut Client, id: RuntimeId) -> Result<i64, post
 /// runtime) refuses the delete if an agent was bound to it since the
 /// count: the same refusal. The failed statement aborts the transaction,
 /// which the caller rolls back with the error.
+pub fn active_agents(
+    conn: &mut Client,
+    id: RuntimeId,
+    limit: i64,
+) -> Result<Vec<(crate::domain::AgentId, String)>, postgres::Error> {
+    conn.query(
+        "SELECT id, name FROM agent WHERE runtime_id = $1 AND archived_at IS NULL
+         ORDER BY created_at, id LIMIT $2",
+        &[&id, &limit],
+    )?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
+}
+
 pub fn delete(conn: &mut Client, id: RuntimeId) -> Result<(), Error> {
     let in_use = || {
         Error::conflict(

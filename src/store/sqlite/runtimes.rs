@@ -356,6 +356,19 @@ pub fn count_active_agents(conn: &Connection, id: RuntimeId) -> rusqlite::Result
         .query_row([id], |r| r.get(0))
 }
 
+pub fn active_agents(
+    conn: &Connection,
+    id: RuntimeId,
+    limit: i64,
+) -> rusqlite::Result<Vec<(crate::domain::AgentId, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, name FROM agent WHERE runtime_id = ?1 AND archived_at IS NULL
+         ORDER BY created_at, id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![id, limit], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
 pub fn delete(conn: &Connection, id: RuntimeId) -> Result<(), Error> {
     let in_use = || {
         Error::conflict(
