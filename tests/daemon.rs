@@ -49,6 +49,7 @@ async fn register_creates_runtimes_with_the_protocol_defaults() {
             "metadata",
             "name",
             "offline_reason",
+            "offline_since",
             "owner_id",
             "provider",
             "runtime_mode",
@@ -459,6 +460,16 @@ async fn deregister_marks_reachable_runtimes_offline_and_skips_the_rest() {
     let mine = app.runtime(&alice.token, &ws, "mbp", "claude").await;
     let theirs = app.runtime(&mallory.token, &mws, "evil", "claude").await;
     let token = app.daemon_token(&alice.token, &ws, "mbp").await;
+    let since = |id: String| {
+        let (app, token, ws) = (&app, alice.token.clone(), ws.clone());
+        async move { app.listed_runtime(&token, &ws, &id).await["offline_since"].clone() }
+    };
+    assert_eq!(
+        since(mine.clone()).await,
+        json!(null),
+        "online: not offline since"
+    );
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
     let r = app
         .post(
             "/api/daemon/deregister",
@@ -470,6 +481,19 @@ async fn deregister_marks_reachable_runtimes_offline_and_skips_the_rest() {
     assert_eq!(r.body, json!({"status": "ok"}));
     assert_eq!(app.runtime_status(&mine), "offline");
     assert_eq!(app.runtime_status(&theirs), "online");
+    // offline since the deregistration, until a heartbeat brings it back
+    let at: chrono::DateTime<chrono::Utc> = since(mine.clone())
+        .await
+        .as_str()
+        .expect("offline_since set")
+        .parse()
+        .unwrap();
+    assert!(at >= before && at <= chrono::Utc::now(), "{at}");
+    let r = app
+        .post("/api/daemon/heartbeat", &token, json!({"runtime_id": mine}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(since(mine.clone()).await, json!(null));
 }
 
 #[actix_web::test]

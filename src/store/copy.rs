@@ -179,6 +179,7 @@ pub(super) const TABLES: &[Table] = &[
             ("offline_reason", Json),
             ("visibility", Text),
             ("custom_name", Text),
+            ("offline_since", Time),
         ],
         seq: false,
     },

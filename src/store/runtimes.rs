@@ -34,6 +34,9 @@ pub struct Runtime {
     /// The name people gave it (at most 100 characters), shown beside the
     /// `name` its daemon registers; null when none.
     pub custom_name: Option<String>,
+    /// Since when it is offline; null while online. Kept by the schema's
+    /// triggers on every status change.
+    pub offline_since: Option<Timestamp>,
 }
 
 /// A stored metadata value as the API shows it: the object, or `{}` for

@@ -243,6 +243,7 @@ fn runtimes() -> Vec<(&'static str, Value)> {
                 ("offline_reason", nullable(offline_reason())),
                 ("visibility", words(Visibility::ALL)),
                 ("custom_name", nullable(string())),
+                ("offline_since", nullable(time())),
             ]),
         ),
         (

@@ -12,7 +12,7 @@ use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason, \
-     visibility, custom_name";
+     visibility, custom_name, offline_since";
 
 fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
     let metadata = metadata_object(Some(row.try_get::<_, Value>(8)?));
@@ -33,6 +33,7 @@ fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
         offline_reason: row.try_get::<_, Option<Value>>(13)?,
         visibility: row.try_get(14)?,
         custom_name: row.try_get(15)?,
+        offline_since: row.try_get(16)?,
     })
 }
 

@@ -10,7 +10,7 @@ use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason, \
-     visibility, custom_name";
+     visibility, custom_name, offline_since";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     let metadata: String = row.get(8)?;
@@ -34,6 +34,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
             .and_then(|text| serde_json::from_str(&text).ok()),
         visibility: row.get(14)?,
         custom_name: row.get(15)?,
+        offline_since: row.get(16)?,
     })
 }
 
