@@ -247,13 +247,7 @@ async fn edit(
             Ok((runtime, changed))
         })
         .await?;
-    for changed in changed {
-        events.publish(
-            DAEMON_REGISTER,
-            runtime.workspace_id,
-            json!({"action": "update", "runtime_id": changed}),
-        );
-    }
+    changed_runtimes(&events, &runtime, &changed);
     Ok(HttpResponse::Ok().json(runtime))
 }
 
@@ -284,12 +278,20 @@ async fn claim(
         })
         .await?;
     log::info!("runtime {id} claimed by {}", caller.user_id);
-    events.publish(
-        DAEMON_REGISTER,
-        runtime.workspace_id,
-        json!({"action": "update", "runtime_id": id}),
-    );
+    changed_runtimes(&events, &runtime, &[id]);
     Ok(HttpResponse::Ok().json(runtime))
+}
+
+/// Tells the workspace's dashboards that these of its runtimes changed
+/// (`daemon:register {action: "update"}`).
+fn changed_runtimes(events: &EventBus, runtime: &runtimes::Runtime, ids: &[RuntimeId]) {
+    for id in ids {
+        events.publish(
+            DAEMON_REGISTER,
+            runtime.workspace_id,
+            json!({"action": "update", "runtime_id": id}),
+        );
+    }
 }
 
 #[derive(serde::Deserialize)]
