@@ -223,11 +223,15 @@ impl Store {
             pool_wait,
             storage,
         };
-        // zone days a migration left in UTC for a workspace in another zone
-        let aligned = store
-            .write_blocking(usage::align_zone_days)
+        // zone days a migration left in UTC for a workspace in another zone:
+        // looked for with a read, rebuilt (a write) only when there are any
+        let apart = store
+            .read_blocking(usage::zones_apart)
             .map_err(|e| OpenError::ZoneDays(e.to_string()))?;
-        if aligned > 0 {
+        if !apart.is_empty() {
+            let aligned = store
+                .write_blocking(usage::align_zone_days)
+                .map_err(|e| OpenError::ZoneDays(e.to_string()))?;
             log::info!("rebuilt the local days of {aligned} workspace(s) in their time zone");
         }
         Ok(store)

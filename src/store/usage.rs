@@ -694,14 +694,19 @@ pub fn set_day_zone(conn: &Conn<'_>, workspace: WorkspaceId, zone: chrono_tz::Tz
     Ok(())
 }
 
+/// The workspaces whose zone days are not days of their time zone, with
+/// that zone.
+pub fn zones_apart(conn: &Conn<'_>) -> Result<Vec<(WorkspaceId, String)>> {
+    dispatch!(conn, usage::zones_apart())
+}
+
 /// Rebuilds the zone days of every workspace whose rows are not days of
 /// its time zone (after the migration that added them, every workspace
 /// set to another zone before): run when the store opens. Returns how
 /// many were rebuilt.
 pub fn align_zone_days(conn: &Conn<'_>) -> Result<usize> {
-    let apart: Result<Vec<(WorkspaceId, String)>> = dispatch!(conn, usage::zones_apart());
     let mut rebuilt = 0;
-    for (workspace, name) in apart? {
+    for (workspace, name) in zones_apart(conn)? {
         let zone = name.parse().unwrap_or(chrono_tz::UTC);
         set_day_zone(conn, workspace, zone)?;
         rebuilt += 1;
