@@ -228,7 +228,7 @@ pub fn require_daemon_task(
     let runtime = match (task.runtime_id, task.agent_id) {
         (Some(runtime), _) => Some(runtime),
         (None, Some(agent)) if task.status == TaskStatus::Queued => {
-            crate::store::agents::get(conn, agent)?.map(|a| a.runtime_id)
+            crate::store::agents::get(conn, agent)?.and_then(|a| a.runtime_id)
         }
         _ => None,
     };
@@ -312,8 +312,10 @@ pub fn require_task_canceller(
     if agent.visibility != Visibility::Workspace && agent.owner_id != Some(user) {
         return Err(not_found());
     }
-    let runtime_owner =
-        runtimes::get(conn, task.runtime_id.unwrap_or(agent.runtime_id))?.and_then(|r| r.owner_id);
+    let runtime_owner = match task.runtime_id.or(agent.runtime_id) {
+        Some(runtime) => runtimes::get(conn, runtime)?.and_then(|r| r.owner_id),
+        None => None,
+    };
     if agent.owner_id == Some(user) || runtime_owner == Some(user) {
         Ok(task)
     } else {

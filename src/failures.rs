@@ -112,7 +112,9 @@ fn retry(
     let (Some(agent), Some(task)) = (agent, tasks::get(conn, failed.id)?) else {
         return Ok(None);
     };
+    // an unbound agent's retry would wait for no runtime
     if agent.archived_at.is_some()
+        || agent.runtime_id.is_none()
         || task.attempt >= agent.max_attempts
         || tasks::count_queued(conn, agent.id)? >= tasks::MAX_QUEUED_PER_AGENT
     {

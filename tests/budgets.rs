@@ -903,9 +903,21 @@ async fn bad_budget_requests_are_refused_and_change_nothing() {
             &alice.token,
             json!({"settings": {}}),
             400,
-            "settings is not a workspace setting (name, description, timezone)",
+            "settings is not a workspace setting (name, description, timezone, max_concurrent_tasks)",
         ),
         (&alice.token, json!({"name": " "}), 400, "name is required"),
+        (
+            &alice.token,
+            json!({"max_concurrent_tasks": 0}),
+            400,
+            "max_concurrent_tasks must be a whole number from 1 to 10000, or null for no limit",
+        ),
+        (
+            &bob.token,
+            json!({"max_concurrent_tasks": 5}),
+            403,
+            "only workspace owners and admins can change its settings",
+        ),
     ] {
         let r = app
             .request("PATCH", &settings, Some(token), Some(&body.to_string()))

@@ -236,6 +236,7 @@ fn migrate_creates_every_table() {
             "budget",
             "daemon_token",
             "invitation",
+            "machine_limit",
             "member",
             "personal_access_token",
             "pricing_override",

@@ -192,10 +192,11 @@ async fn runtime_settings_refuse_what_they_do_not_keep() {
             r#"{"visibility": 1}"#,
             "visibility must be workspace or private",
         ),
-        (r#"{}"#, "nothing to change: give visibility or custom_name"),
+        (r#"{}"#, "nothing to change: give visibility, custom_name, max_concurrent_tasks or machine_max_concurrent_tasks"),
         (
             r#"{"visibility": "workspace", "colour": "red"}"#,
-            "colour is not a runtime setting (visibility, custom_name, apply_to_machine)",
+            "colour is not a runtime setting (visibility, custom_name, apply_to_machine, \
+             max_concurrent_tasks, machine_max_concurrent_tasks)",
         ),
         (
             r#"{"custom_name": 7}"#,
@@ -207,7 +208,7 @@ async fn runtime_settings_refuse_what_they_do_not_keep() {
         ),
         (
             r#"{"apply_to_machine": true}"#,
-            "nothing to change: give visibility or custom_name",
+            "nothing to change: give visibility, custom_name, max_concurrent_tasks or machine_max_concurrent_tasks",
         ),
         (
             r#"{"visibility": "private", "apply_to_machine": true}"#,
@@ -218,6 +219,26 @@ async fn runtime_settings_refuse_what_they_do_not_keep() {
             "apply_to_machine must be a boolean",
         ),
         (r#"[]"#, "the body must be a JSON object"),
+        (
+            r#"{"max_concurrent_tasks": 0}"#,
+            "max_concurrent_tasks must be a whole number from 1 to 1000, or null for no limit",
+        ),
+        (
+            r#"{"max_concurrent_tasks": 2.5}"#,
+            "max_concurrent_tasks must be a whole number from 1 to 1000, or null for no limit",
+        ),
+        (
+            r#"{"max_concurrent_tasks": "3"}"#,
+            "max_concurrent_tasks must be a whole number from 1 to 1000, or null for no limit",
+        ),
+        (
+            r#"{"machine_max_concurrent_tasks": 1001}"#,
+            "machine_max_concurrent_tasks must be a whole number from 1 to 1000, or null for no limit",
+        ),
+        (
+            r#"{"visibility": "workspace", "max_concurrent_tasks": -1}"#,
+            "max_concurrent_tasks must be a whole number from 1 to 1000, or null for no limit",
+        ),
     ] {
         let r = set(&app, &alice.token, &rt, body).await;
         assert_eq!((r.status, r.error()), (400, error), "{body}");
@@ -231,6 +252,11 @@ async fn runtime_settings_refuse_what_they_do_not_keep() {
     let listed = app.listed_runtime(&alice.token, &ws, &rt).await;
     assert_eq!(listed["visibility"], "private", "nothing changed");
     assert_eq!(listed["custom_name"], serde_json::Value::Null);
+    assert_eq!(listed["max_concurrent_tasks"], serde_json::Value::Null);
+    assert_eq!(
+        listed["machine_max_concurrent_tasks"],
+        serde_json::Value::Null
+    );
     let missing = "00000000-0000-7000-8000-000000000000";
     let r = set(
         &app,

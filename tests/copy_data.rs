@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 20] = [
+const TABLES: [&str; 21] = [
     "user",
     "workspace",
     "member",
@@ -38,6 +38,7 @@ const TABLES: [&str; 20] = [
     "runtime_usage_quarter",
     "budget",
     "runtime_probe",
+    "machine_limit",
 ];
 
 /// An app on a SQLite file whatever the suite runs on (the source of a
@@ -212,6 +213,23 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
         )
         .await;
     app.insert_agent(&ws, &rt_old, &alice.id, true);
+    // capacity on the runtime, its machine and the workspace
+    let r = app
+        .patch(
+            &format!("/api/runtimes/{rt}"),
+            &alice.token,
+            json!({"max_concurrent_tasks": 8, "machine_max_concurrent_tasks": 10}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .patch(
+            &format!("/api/workspaces/{ws}"),
+            &alice.token,
+            json!({"max_concurrent_tasks": 50}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
 
     let usage = |cost: Option<i64>| {
         let mut entry = json!({"provider": "anthropic", "model": "opus", "input_tokens": 1200,
@@ -507,6 +525,7 @@ async fn an_install_moves_into_an_empty_database_and_back() {
             "usage_zone_day",
             "usage_agent_block",
             "runtime_usage_quarter",
+            "machine_limit",
         ]
         .contains(&table)
         {

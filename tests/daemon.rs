@@ -46,6 +46,8 @@ async fn register_creates_runtimes_with_the_protocol_defaults() {
             "device_info",
             "id",
             "last_seen_at",
+            "machine_max_concurrent_tasks",
+            "max_concurrent_tasks",
             "metadata",
             "name",
             "offline_reason",

@@ -227,6 +227,9 @@ fn body_for(method: &str, template: &str, f: &Fixture) -> Option<Value> {
         ("post", "/api/workspaces/{id}/daemon-tokens") => json!({"daemon_id": "intruder"}),
         ("post", "/api/runtimes/{id}/update") => json!({"target_version": "6.6.6"}),
         ("patch", "/api/runtimes/{id}") => json!({"visibility": "private"}),
+        ("post", "/api/runtimes/{id}/unbind-agents-and-delete") => {
+            json!({"expected_active_agent_ids": []})
+        }
         ("post", "/api/agents") => json!({"name": "intruder", "runtime_id": f.runtime}),
         ("put", "/api/agents/{id}") => json!({"name": "pwned"}),
         ("post", "/api/agents/{id}/tasks") => json!({"prompt": "exfiltrate"}),

@@ -97,16 +97,25 @@ impl AgentRequest {
             (None, None) => return Err(ApiError::bad_request("name is required")),
         };
         let runtime_id = match (self.runtime_id, current) {
-            (Some(raw), _) => raw
-                .trim()
-                .parse::<RuntimeId>()
-                .map_err(|_| ApiError::bad_request("invalid runtime_id"))?,
+            (Some(raw), _) => Some(
+                raw.trim()
+                    .parse::<RuntimeId>()
+                    .map_err(|_| ApiError::bad_request("invalid runtime_id"))?,
+            ),
             (None, Some(agent)) => agent.runtime_id,
             (None, None) => return Err(ApiError::bad_request("runtime_id is required")),
         };
-        let runtime = runtimes::get(conn, runtime_id)?
-            .filter(|r| r.workspace_id == workspace)
-            .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
+        // an unbound agent keeps the mode of the runtime it had
+        let runtime_mode = match (runtime_id, current) {
+            (Some(id), _) => {
+                runtimes::get(conn, id)?
+                    .filter(|r| r.workspace_id == workspace)
+                    .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?
+                    .runtime_mode
+            }
+            (None, Some(agent)) => agent.runtime_mode,
+            (None, None) => return Err(ApiError::bad_request("runtime_id is required")),
+        };
         let visibility = match (self.visibility, current) {
             (Some(raw), _) => raw.parse().map_err(ApiError::bad_request)?,
             (None, Some(agent)) => agent.visibility,
@@ -161,7 +170,7 @@ impl AgentRequest {
         };
         Ok(AgentFields {
             runtime_id,
-            runtime_mode: runtime.runtime_mode,
+            runtime_mode,
             name,
             description,
             instructions,
@@ -197,7 +206,11 @@ async fn create(
             // creates agents on the runtimes they may bind.
             let role = member_role(tx, access.workspace_id, access.user_id)?;
             let fields = body.merge(tx, access.workspace_id, None)?;
-            let runtime = runtimes::get(tx, fields.runtime_id)?
+            let runtime = fields
+                .runtime_id
+                .map(|id| runtimes::get(tx, id))
+                .transpose()?
+                .flatten()
                 .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
             require_bindable(&runtime, access.user_id, role)?;
             Ok(agents::insert(
@@ -250,10 +263,13 @@ async fn update(
             // binding an agent to a runtime makes that machine run its
             // tasks with its owner's login: the runtime's consent rules
             // decide (bindings made before stay as they are)
-            if fields.runtime_id != agent.runtime_id {
-                let runtime = runtimes::get(tx, fields.runtime_id)?
-                    .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
-                require_bindable(&runtime, caller.user_id, role)?;
+            match fields.runtime_id {
+                Some(id) if fields.runtime_id != agent.runtime_id => {
+                    let runtime = runtimes::get(tx, id)?
+                        .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
+                    require_bindable(&runtime, caller.user_id, role)?;
+                }
+                _ => {}
             }
             Ok(agents::update(tx, id, &fields)?)
         })
@@ -425,13 +441,17 @@ struct Queued {
 
 impl Queued {
     fn of(conn: &Conn<'_>, mut task: tasks::Task, agent: &Agent) -> Result<Queued, ApiError> {
+        // nothing would ever claim it: refused, and the write rolls back
+        let runtime = agent.runtime_id.ok_or_else(|| {
+            ApiError::conflict("agent has no runtime: bind it to a runtime first")
+        })?;
         crate::store::budgets::mark_blocked(conn, std::slice::from_mut(&mut task))?;
         let runtime_status =
-            runtimes::get(conn, agent.runtime_id)?.map_or(RuntimeStatus::Offline, |r| r.status);
+            runtimes::get(conn, runtime)?.map_or(RuntimeStatus::Offline, |r| r.status);
         Ok(Queued {
             task,
             audience: Audience::of_agent(agent),
-            runtime: agent.runtime_id,
+            runtime,
             runtime_status,
         })
     }

@@ -194,3 +194,21 @@ pub fn optional_json<T: serde::de::DeserializeOwned>(
         .map(Some)
         .map_err(|e| crate::error::ApiError::bad_request(format!("invalid request body: {e}")))
 }
+
+/// A capacity setting as given: a whole number from 1 to `max`, or null
+/// (`None`) for no limit; anything else is a 400 naming `field`.
+pub fn capacity(
+    value: &serde_json::Value,
+    field: &str,
+    max: i64,
+) -> Result<Option<i64>, crate::error::ApiError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    match value.as_i64() {
+        Some(n) if (1..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(crate::error::ApiError::bad_request(format!(
+            "{field} must be a whole number from 1 to {max}, or null for no limit"
+        ))),
+    }
+}

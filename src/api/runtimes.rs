@@ -7,15 +7,19 @@ use serde_json::json;
 use super::page::{self, Page};
 use crate::access::{controls_runtime, require_member_runtime};
 use crate::auth::{AuthUser, WorkspaceAccess};
-use crate::domain::{ProbeId, ProbeKind, RuntimeId, Timestamp, Visibility};
+use crate::domain::{AgentId, ProbeId, ProbeKind, RuntimeId, Timestamp, Visibility};
 use crate::error::ApiError;
-use crate::events::{EventBus, DAEMON_REGISTER};
+use crate::events::{Audience, EventBus, DAEMON_REGISTER};
 use crate::probes::{not_found, refused, MAX_TARGET_VERSION};
-use crate::store::{probes, runtimes, tasks, Store};
+use crate::store::{agents, probes, runtimes, tasks, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/runtimes", web::get().to(list))
         .route("/runtimes/{id}", web::delete().to(delete))
+        .route(
+            "/runtimes/{id}/unbind-agents-and-delete",
+            web::post().to(unbind_and_delete),
+        )
         .route("/runtimes/{id}", web::patch().to(edit))
         .route("/runtimes/{id}/claim", web::post().to(claim))
         .route("/runtimes/{id}/activity", web::get().to(activity))
@@ -81,18 +85,10 @@ async fn delete(
             // show them or resolve the refusal
             let active = runtimes::active_agents(tx, id, MAX_LISTED_AGENTS)?;
             if !active.is_empty() {
-                let listed: Vec<serde_json::Value> = active
-                    .iter()
-                    .map(|(id, name)| json!({"id": id, "name": name}))
-                    .collect();
-                let mut fields = serde_json::Map::new();
-                fields.insert("code".into(), json!("runtime_has_active_agents"));
-                fields.insert("active_agents".into(), serde_json::Value::Array(listed));
-                return Err(ApiError::ConflictWith(
+                return Err(active_agents_conflict(
                     "cannot delete runtime: it has active agents bound to it. \
-                     Archive or reassign the agents first."
-                        .into(),
-                    fields,
+                     Archive or reassign the agents first.",
+                    &active,
                 ));
             }
             runtimes::delete(tx, id)?;
@@ -111,6 +107,137 @@ async fn delete(
 /// Most agents a refused delete names (`active_agents`).
 const MAX_LISTED_AGENTS: i64 = 100;
 
+/// Most agents one unbind-and-delete confirms.
+const MAX_UNBOUND_AGENTS: usize = 1000;
+
+/// A 409 that names the runtime's active agents (at most
+/// [`MAX_LISTED_AGENTS`]) under `code: "runtime_has_active_agents"`, so a
+/// client can show them or confirm them to unbind-and-delete.
+fn active_agents_conflict(message: &str, active: &[(AgentId, String)]) -> ApiError {
+    let listed: Vec<serde_json::Value> = active
+        .iter()
+        .take(MAX_LISTED_AGENTS as usize)
+        .map(|(id, name)| json!({"id": id, "name": name}))
+        .collect();
+    let mut fields = serde_json::Map::new();
+    fields.insert("code".into(), json!("runtime_has_active_agents"));
+    fields.insert("active_agents".into(), serde_json::Value::Array(listed));
+    ApiError::ConflictWith(message.into(), fields)
+}
+
+/// The agent ids of an unbind-and-delete body, each once.
+fn expected_agents(body: &serde_json::Value) -> Result<Vec<AgentId>, ApiError> {
+    const FIELD: &str = "expected_active_agent_ids";
+    let object = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+    if let Some(other) = object.keys().find(|k| k.as_str() != FIELD) {
+        return Err(ApiError::bad_request(format!(
+            "{other} is not a field of this request ({FIELD})"
+        )));
+    }
+    let listed = match object.get(FIELD) {
+        Some(serde_json::Value::Array(listed)) => listed,
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "{FIELD} is required: the ids of the agents to unbind"
+            )))
+        }
+    };
+    if listed.len() > MAX_UNBOUND_AGENTS {
+        return Err(ApiError::bad_request(format!(
+            "{FIELD} lists at most {MAX_UNBOUND_AGENTS} agents"
+        )));
+    }
+    let mut ids = Vec::with_capacity(listed.len());
+    for value in listed {
+        let id: AgentId = value
+            .as_str()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| ApiError::bad_request(format!("{FIELD} holds an invalid agent id")))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// `POST /api/runtimes/{id}/unbind-agents-and-delete
+/// {expected_active_agent_ids}` (whoever may delete the runtime): retires
+/// a machine in one transaction. Its active agents must be exactly the ones
+/// confirmed (409 with the current ones otherwise, nothing changed); their
+/// unfinished tasks are cancelled, every agent of the runtime (archived
+/// ones too) is unbound (`runtime_id` null) and keeps its settings, tasks,
+/// transcripts and usage, and the runtime is deleted. Replies
+/// `{agents_unbound, tasks_cancelled}`.
+async fn unbind_and_delete(
+    db: web::Data<Store>,
+    events: web::Data<EventBus>,
+    caller: AuthUser,
+    path: web::Path<RuntimeId>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let expected = expected_agents(&super::json_object(&body)?)?;
+    let (workspace, unbound) = db
+        .write(move |tx| -> Result<_, ApiError> {
+            runtimes::lock(tx, id)?;
+            let (runtime, role) = require_member_runtime(tx, caller.user_id, id)?;
+            if !controls_runtime(&runtime, caller.user_id, role) {
+                return Err(ApiError::forbidden("you can only delete your own runtimes"));
+            }
+            let active = runtimes::active_agents(tx, id, MAX_UNBOUND_AGENTS as i64 + 1)?;
+            let mut actual: Vec<AgentId> = active.iter().map(|(id, _)| *id).collect();
+            actual.sort();
+            if actual != expected {
+                return Err(active_agents_conflict(
+                    "the runtime's active agents are not the ones confirmed: \
+                     nothing was changed; confirm the agents listed",
+                    &active,
+                ));
+            }
+            let mut unbound = Vec::new();
+            for (agent, _) in &active {
+                agents::lock(tx, *agent)?;
+                let cancelled = tasks::cancel_for_agent(tx, *agent)?;
+                let status = agents::reconcile_status(tx, *agent)?;
+                if let Some(agent) = agents::get(tx, *agent)? {
+                    unbound.push((agent, cancelled, status));
+                }
+            }
+            runtimes::unbind_agents(tx, id, Timestamp::now())?;
+            runtimes::delete(tx, id)?;
+            Ok((runtime.workspace_id, unbound))
+        })
+        .await?;
+    log::info!(
+        "runtime {id} deleted by {} with {} agent(s) unbound",
+        caller.user_id,
+        unbound.len()
+    );
+    let mut cancelled_count = 0;
+    for (agent, cancelled, status) in &unbound {
+        let audience = Audience::of_agent(agent);
+        cancelled_count += cancelled.len();
+        for task in cancelled {
+            events.task("task:cancelled", audience, workspace, *task, Some(agent.id));
+        }
+        if let Some(status) = status {
+            events.agent_status(audience, workspace, agent.id, *status);
+        }
+    }
+    events.publish(
+        DAEMON_REGISTER,
+        workspace,
+        json!({"action": "delete", "runtime_id": id}),
+    );
+    Ok(HttpResponse::Ok().json(json!({
+        "agents_unbound": unbound.len(),
+        "tasks_cancelled": cancelled_count,
+    })))
+}
+
 /// Longest name people may give a runtime, in characters.
 const MAX_CUSTOM_NAME: usize = 100;
 
@@ -120,16 +247,30 @@ struct RuntimeSettings {
     /// `Some(None)`: clear the name.
     custom_name: Option<Option<String>>,
     apply_to_machine: bool,
+    /// `Some(None)`: no limit of its own.
+    max_concurrent_tasks: Option<Option<i64>>,
+    /// `Some(None)`: no limit on its machine.
+    machine_max_concurrent_tasks: Option<Option<i64>>,
 }
 
+/// Highest capacity a runtime or a machine may be given (tasks at once).
+const MAX_RUNTIME_CAPACITY: i64 = 1000;
+
 fn parse_runtime_settings(body: &serde_json::Value) -> Result<RuntimeSettings, ApiError> {
-    const FIELDS: [&str; 3] = ["visibility", "custom_name", "apply_to_machine"];
+    const FIELDS: [&str; 5] = [
+        "visibility",
+        "custom_name",
+        "apply_to_machine",
+        "max_concurrent_tasks",
+        "machine_max_concurrent_tasks",
+    ];
     let object = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
     if let Some(other) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
-            "{other} is not a runtime setting (visibility, custom_name, apply_to_machine)"
+            "{other} is not a runtime setting (visibility, custom_name, apply_to_machine, \
+             max_concurrent_tasks, machine_max_concurrent_tasks)"
         )));
     }
     let visibility = match object.get("visibility") {
@@ -169,9 +310,22 @@ fn parse_runtime_settings(body: &serde_json::Value) -> Result<RuntimeSettings, A
         Some(serde_json::Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::bad_request("apply_to_machine must be a boolean")),
     };
-    if visibility.is_none() && custom_name.is_none() {
+    let capacity = |field: &str| {
+        object
+            .get(field)
+            .map(|v| super::capacity(v, field, MAX_RUNTIME_CAPACITY))
+            .transpose()
+    };
+    let max_concurrent_tasks = capacity("max_concurrent_tasks")?;
+    let machine_max_concurrent_tasks = capacity("machine_max_concurrent_tasks")?;
+    if visibility.is_none()
+        && custom_name.is_none()
+        && max_concurrent_tasks.is_none()
+        && machine_max_concurrent_tasks.is_none()
+    {
         return Err(ApiError::bad_request(
-            "nothing to change: give visibility or custom_name",
+            "nothing to change: give visibility, custom_name, max_concurrent_tasks \
+             or machine_max_concurrent_tasks",
         ));
     }
     if apply_to_machine && custom_name.is_none() {
@@ -183,11 +337,14 @@ fn parse_runtime_settings(body: &serde_json::Value) -> Result<RuntimeSettings, A
         visibility,
         custom_name,
         apply_to_machine,
+        max_concurrent_tasks,
+        machine_max_concurrent_tasks,
     })
 }
 
 /// `PATCH /api/runtimes/{id}` `{visibility?, custom_name?,
-/// apply_to_machine?}`, in one transaction:
+/// apply_to_machine?, max_concurrent_tasks?, machine_max_concurrent_tasks?}`,
+/// in one transaction:
 /// - `visibility`, the runtime's owner only: who may bind agents to it
 ///   (`private`: the owner; `workspace`: the owner and the workspace's
 ///   owners and admins). Workspace owners and admins are refused (403):
@@ -196,6 +353,15 @@ fn parse_runtime_settings(body: &serde_json::Value) -> Result<RuntimeSettings, A
 ///   owner or a workspace owner/admin; with `apply_to_machine: true`, on
 ///   every runtime its daemon registered in the workspace (each one the
 ///   caller's to rename, or nothing changes).
+/// - `max_concurrent_tasks` (1 to 1,000, or null for none), the owner only:
+///   most tasks dispatched to or running on this runtime at once.
+/// - `machine_max_concurrent_tasks` (1 to 1,000, or null for none), the
+///   owner only: most tasks at once on every runtime its daemon registered
+///   for its owner, in any workspace. A runtime without a daemon id or an
+///   owner has no machine (400).
+///
+/// A claim over any limit leaves the task queued; tasks already running
+/// are left alone when a limit is lowered.
 ///
 /// Any other field is a 400, so nothing is taken for saved that agenthub
 /// does not keep. The reply is the runtime.
@@ -222,6 +388,29 @@ async fn edit(
                 runtime = runtimes::set_visibility(tx, id, visibility, now)?
                     .ok_or_else(|| ApiError::not_found("runtime not found"))?;
             }
+            if settings.max_concurrent_tasks.is_some()
+                || settings.machine_max_concurrent_tasks.is_some()
+            {
+                if runtime.owner_id != Some(caller.user_id) {
+                    return Err(ApiError::forbidden(
+                        "only the runtime's owner can change how many tasks it runs",
+                    ));
+                }
+            }
+            if let Some(max) = settings.max_concurrent_tasks {
+                runtime = runtimes::set_capacity(tx, id, max, now)?
+                    .ok_or_else(|| ApiError::not_found("runtime not found"))?;
+            }
+            if let Some(max) = settings.machine_max_concurrent_tasks {
+                let daemon = runtime.daemon_id.clone().ok_or_else(|| {
+                    ApiError::bad_request("this runtime has no daemon id, so no machine to limit")
+                })?;
+                runtimes::set_machine_capacity(tx, caller.user_id, &daemon, max, now)?;
+                let machine = runtimes::of_machine(tx, runtime.workspace_id, &daemon)?;
+                changed.extend(machine.iter().map(|r| r.id));
+                runtime = runtimes::get(tx, id)?
+                    .ok_or_else(|| ApiError::not_found("runtime not found"))?;
+            }
             if let Some(name) = &settings.custom_name {
                 let targets = match (&runtime.daemon_id, settings.apply_to_machine) {
                     (Some(daemon), true) => runtimes::of_machine(tx, runtime.workspace_id, daemon)?,
@@ -235,7 +424,7 @@ async fn edit(
                         "only the runtime's owner or a workspace owner or admin can rename it",
                     ));
                 }
-                changed = targets.iter().map(|r| r.id).collect();
+                changed.extend(targets.iter().map(|r| r.id));
                 for target in &targets {
                     let renamed = runtimes::set_custom_name(tx, target.id, name.as_deref(), now)?
                         .ok_or_else(|| ApiError::not_found("runtime not found"))?;
@@ -244,6 +433,8 @@ async fn edit(
                     }
                 }
             }
+            changed.sort();
+            changed.dedup();
             Ok((runtime, changed))
         })
         .await?;

@@ -119,15 +119,20 @@ async fn get(
     Ok(HttpResponse::Ok().json(workspace))
 }
 
+/// Highest capacity a workspace may be given (tasks at once).
+pub const MAX_WORKSPACE_CAPACITY: i64 = 10_000;
+
 /// Longest workspace description, in bytes.
 pub const MAX_DESCRIPTION_BYTES: usize = 4096;
 
 /// `PATCH`/`PUT /api/workspaces/{id}` (owners/admins): `{name?,
-/// description?, timezone?}`, each left as it is when absent. `timezone`
-/// is an IANA zone (`UTC` by default): the days and months budgets count
-/// start at its midnights, from the next usage write on. Any other field
-/// is a 400, so a setting agenthub does not keep is never taken for
-/// saved.
+/// description?, timezone?, max_concurrent_tasks?}`, each left as it is
+/// when absent. `timezone` is an IANA zone (`UTC` by default): the days
+/// and months budgets count start at its midnights, from the next usage
+/// write on. `max_concurrent_tasks` (1 to 10,000, or null for none) caps
+/// the workspace's tasks dispatched or running at once, checked by every
+/// claim; tasks already running are left alone. Any other field is a 400,
+/// so a setting agenthub does not keep is never taken for saved.
 async fn update(
     db: web::Data<Store>,
     events: web::Data<EventBus>,
@@ -170,12 +175,11 @@ fn parse_settings(body: &serde_json::Value) -> Result<workspaces::Settings, ApiE
     let object = body
         .as_object()
         .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
-    if let Some(other) = object
-        .keys()
-        .find(|k| !["name", "description", "timezone"].contains(&k.as_str()))
-    {
+    if let Some(other) = object.keys().find(|k| {
+        !["name", "description", "timezone", "max_concurrent_tasks"].contains(&k.as_str())
+    }) {
         return Err(ApiError::bad_request(format!(
-            "{other} is not a workspace setting (name, description, timezone)"
+            "{other} is not a workspace setting (name, description, timezone, max_concurrent_tasks)"
         )));
     }
     let field = |key: &str| -> Result<Option<String>, ApiError> {
@@ -209,10 +213,15 @@ fn parse_settings(body: &serde_json::Value) -> Result<workspaces::Settings, ApiE
             )
         })
         .transpose()?;
+    let max_concurrent_tasks = object
+        .get("max_concurrent_tasks")
+        .map(|v| super::capacity(v, "max_concurrent_tasks", MAX_WORKSPACE_CAPACITY))
+        .transpose()?;
     Ok(workspaces::Settings {
         name,
         description,
         timezone,
+        max_concurrent_tasks,
     })
 }
 

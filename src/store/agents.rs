@@ -13,7 +13,10 @@ use super::{dispatch, Conn, Result};
 pub struct Agent {
     pub id: AgentId,
     pub workspace_id: WorkspaceId,
-    pub runtime_id: RuntimeId,
+    /// Null once its runtime was deleted with its agents unbound: it keeps
+    /// its settings and history, and nothing claims its tasks until it is
+    /// bound to a runtime again.
+    pub runtime_id: Option<RuntimeId>,
     pub name: String,
     pub description: String,
     pub instructions: String,
@@ -38,7 +41,7 @@ pub struct Agent {
 /// The writable fields of an agent, validated by the API layer.
 #[derive(Debug, Clone)]
 pub struct AgentFields {
-    pub runtime_id: RuntimeId,
+    pub runtime_id: Option<RuntimeId>,
     pub runtime_mode: RuntimeMode,
     pub name: String,
     pub description: String,

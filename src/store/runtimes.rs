@@ -37,6 +37,12 @@ pub struct Runtime {
     /// Since when it is offline; null while online. Kept by the schema's
     /// triggers on every status change.
     pub offline_since: Option<Timestamp>,
+    /// Most tasks dispatched to or running on it at once (its owner sets
+    /// it); null: no limit of its own.
+    pub max_concurrent_tasks: Option<i64>,
+    /// Most tasks its machine (its daemon, with its owner, in any
+    /// workspace) runs at once; null: no limit.
+    pub machine_max_concurrent_tasks: Option<i64>,
 }
 
 /// A stored metadata value as the API shows it: the object, or `{}` for
@@ -103,6 +109,32 @@ pub fn set_custom_name(
     now: Timestamp,
 ) -> Result<Option<Runtime>> {
     dispatch!(conn, runtimes::set_custom_name(id, name, now))
+}
+
+/// Sets (or with `None` lifts) the runtime's own capacity; `None` when it
+/// is gone.
+pub fn set_capacity(
+    conn: &Conn<'_>,
+    id: RuntimeId,
+    max: Option<i64>,
+    now: Timestamp,
+) -> Result<Option<Runtime>> {
+    dispatch!(conn, runtimes::set_capacity(id, max, now))
+}
+
+/// Sets (or with `None` lifts) the capacity of the machine `daemon_id` of
+/// `owner`: every runtime it registered, in any workspace.
+pub fn set_machine_capacity(
+    conn: &Conn<'_>,
+    owner: UserId,
+    daemon_id: &str,
+    max: Option<i64>,
+    now: Timestamp,
+) -> Result<()> {
+    dispatch!(
+        conn,
+        runtimes::set_machine_capacity(owner, daemon_id, max, now)
+    )
 }
 
 /// The runtimes one daemon registered in the workspace (one per agent CLI
@@ -212,6 +244,20 @@ pub fn heartbeat(conn: &Conn<'_>, id: RuntimeId) -> Result<bool> {
 /// its agents, for the daemon's return.
 pub fn set_offline(conn: &Conn<'_>, id: RuntimeId, reason: &str) -> Result<()> {
     dispatch!(conn, runtimes::set_offline(id, reason))
+}
+
+/// Holds the runtime's row against concurrent writers until the
+/// transaction ends, where the engine has row locks: binding an agent to
+/// it (whose reference share-locks the row) waits, so a delete that checked
+/// its agents deletes the runtime with exactly those.
+pub fn lock(conn: &Conn<'_>, id: RuntimeId) -> Result<()> {
+    dispatch!(conn, runtimes::lock(id))
+}
+
+/// Unbinds every agent of the runtime, archived ones too (`runtime_id`
+/// NULL): they keep their settings and history. Returns how many.
+pub fn unbind_agents(conn: &Conn<'_>, id: RuntimeId, now: Timestamp) -> Result<usize> {
+    dispatch!(conn, runtimes::unbind_agents(id, now))
 }
 
 pub fn count_active_agents(conn: &Conn<'_>, id: RuntimeId) -> Result<i64> {

@@ -46,6 +46,43 @@ pub struct Task {
     pub blocked_reason: Option<super::budgets::BlockedReason>,
 }
 
+/// The condition a claim puts on the runtime `$runtime` (an SQL
+/// expression) a task would be dispatched to: none of its three capacity
+/// limits is reached. Each counts the tasks dispatched or running: on the
+/// runtime (`agent_runtime.max_concurrent_tasks`), on its machine (every
+/// runtime of its owner with its daemon id, in any workspace:
+/// `machine_limit`), and in its workspace (`workspace.max_concurrent_tasks`).
+/// A NULL limit (no `machine_limit` row) is no limit and costs one
+/// primary-key probe. The agent's own limit is checked beside it.
+macro_rules! runtime_has_room {
+    ($runtime:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM agent_runtime cap_r WHERE cap_r.id = ",
+            $runtime,
+            " AND ((cap_r.max_concurrent_tasks IS NOT NULL
+                  AND (SELECT count(*) FROM agent_task_queue cap_b
+                       WHERE cap_b.runtime_id = cap_r.id
+                         AND cap_b.status IN ('dispatched', 'running'))
+                      >= cap_r.max_concurrent_tasks)
+              OR EXISTS (SELECT 1 FROM machine_limit cap_m
+                  WHERE cap_m.owner_id = cap_r.owner_id AND cap_m.daemon_id = cap_r.daemon_id
+                    AND (SELECT count(*) FROM agent_runtime cap_mr
+                         JOIN agent_task_queue cap_b ON cap_b.runtime_id = cap_mr.id
+                         WHERE cap_mr.owner_id = cap_m.owner_id
+                           AND cap_mr.daemon_id = cap_m.daemon_id
+                           AND cap_b.status IN ('dispatched', 'running'))
+                        >= cap_m.max_concurrent_tasks)
+              OR EXISTS (SELECT 1 FROM workspace cap_w
+                  WHERE cap_w.id = cap_r.workspace_id AND cap_w.max_concurrent_tasks IS NOT NULL
+                    AND (SELECT count(*) FROM agent_task_queue cap_b
+                         WHERE cap_b.workspace_id = cap_w.id
+                           AND cap_b.status IN ('dispatched', 'running'))
+                        >= cap_w.max_concurrent_tasks)))"
+        )
+    };
+}
+pub(crate) use runtime_has_room;
+
 /// Longest prompt a task may carry, in bytes: the prompts of a 500-task
 /// listing page come to 32 MiB at most.
 pub const MAX_PROMPT_BYTES: usize = 64 * 1024;

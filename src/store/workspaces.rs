@@ -15,6 +15,9 @@ pub struct Workspace {
     pub updated_at: Timestamp,
     /// The IANA zone its days and months (budget periods) start in.
     pub timezone: String,
+    /// Most of its tasks dispatched or running at once, on all its
+    /// runtimes together; null: no limit.
+    pub max_concurrent_tasks: Option<i64>,
 }
 
 /// A membership, with the member's user fields so a list is readable.
@@ -118,6 +121,8 @@ pub struct Settings {
     pub name: Option<String>,
     pub description: Option<String>,
     pub timezone: Option<String>,
+    /// `Some(None)` lifts the limit.
+    pub max_concurrent_tasks: Option<Option<i64>>,
 }
 
 /// Changes the workspace's settings, returning it as it now is.

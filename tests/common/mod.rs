@@ -260,6 +260,11 @@ impl TestApp {
             .await
     }
 
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request("PATCH", path, Some(token), Some(&body.to_string()))
+            .await
+    }
+
     pub async fn delete(&self, path: &str, token: &str) -> Reply {
         self.request("DELETE", path, Some(token), None).await
     }
@@ -663,9 +668,12 @@ impl TestApp {
             .expect("task stored")
     }
 
-    /// The runtime an agent is bound to.
+    /// The runtime an agent is bound to ("" when it has none).
     pub fn agent_runtime(&self, agent: &str) -> String {
-        self.agent_row(agent).runtime_id.to_string()
+        self.agent_row(agent)
+            .runtime_id
+            .map(|r| r.to_string())
+            .unwrap_or_default()
     }
 
     pub fn runtime_status(&self, runtime: &str) -> String {

@@ -22,6 +22,11 @@ fn optional_string() -> Value {
     nullable(string())
 }
 
+/// A capacity setting: tasks at once, from 1 to `max`; null for no limit.
+fn capacity(max: i64) -> Value {
+    nullable(json!({"type": "integer", "minimum": 1, "maximum": max}))
+}
+
 /// One usage entry of a report; `date` only for a runtime's daily totals,
 /// `cost_usd_ticks` only for a task's.
 fn usage_entry(with_date: bool) -> Value {
@@ -197,6 +202,7 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
                     ("name", optional_string()),
                     ("description", optional_string()),
                     ("timezone", optional_string()),
+                    ("max_concurrent_tasks", capacity(10_000)),
                 ],
                 &[],
             ),
@@ -303,12 +309,21 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
             request(&[("target_version", string())], &["target_version"]),
         ),
         (
+            "UnbindAgents",
+            request(
+                &[("expected_active_agent_ids", list(uuid()))],
+                &["expected_active_agent_ids"],
+            ),
+        ),
+        (
             "RuntimeSettings",
             request(
                 &[
                     ("visibility", words(Visibility::ALL)),
                     ("custom_name", optional_string()),
                     ("apply_to_machine", json!({"type": "boolean"})),
+                    ("max_concurrent_tasks", capacity(1000)),
+                    ("machine_max_concurrent_tasks", capacity(1000)),
                 ],
                 &[],
             ),

@@ -112,6 +112,10 @@ fn people() -> Vec<(&'static str, Value)> {
     new_token.push(("token", string()));
     vec![
         ("Status", reply(&[("status", one_of(&["ok"]))])),
+        (
+            "Unbound",
+            reply(&[("agents_unbound", count()), ("tasks_cancelled", count())]),
+        ),
         ("Error", reply(&[("error", string())])),
         (
             "User",
@@ -135,6 +139,10 @@ fn people() -> Vec<(&'static str, Value)> {
                 ("created_at", time()),
                 ("updated_at", time()),
                 ("timezone", string()),
+                (
+                    "max_concurrent_tasks",
+                    nullable(json!({"type": "integer", "minimum": 1})),
+                ),
             ]),
         ),
         (
@@ -244,6 +252,14 @@ fn runtimes() -> Vec<(&'static str, Value)> {
                 ("visibility", words(Visibility::ALL)),
                 ("custom_name", nullable(string())),
                 ("offline_since", nullable(time())),
+                (
+                    "max_concurrent_tasks",
+                    nullable(json!({"type": "integer", "minimum": 1})),
+                ),
+                (
+                    "machine_max_concurrent_tasks",
+                    nullable(json!({"type": "integer", "minimum": 1})),
+                ),
             ]),
         ),
         (
@@ -347,7 +363,7 @@ fn agents_and_tasks() -> Vec<(&'static str, Value)> {
             reply(&[
                 ("id", uuid()),
                 ("workspace_id", uuid()),
-                ("runtime_id", uuid()),
+                ("runtime_id", nullable(uuid())),
                 ("name", string()),
                 ("description", string()),
                 ("instructions", string()),

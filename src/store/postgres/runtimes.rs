@@ -12,7 +12,9 @@ use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason, \
-     visibility, custom_name, offline_since";
+     visibility, custom_name, offline_since, max_concurrent_tasks, \
+     (SELECT m.max_concurrent_tasks FROM machine_limit m \
+      WHERE m.owner_id = agent_runtime.owner_id AND m.daemon_id = agent_runtime.daemon_id)";
 
 fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
     let metadata = metadata_object(Some(row.try_get::<_, Value>(8)?));
@@ -34,6 +36,8 @@ fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
         visibility: row.try_get(14)?,
         custom_name: row.try_get(15)?,
         offline_since: row.try_get(16)?,
+        max_concurrent_tasks: row.try_get(17)?,
+        machine_max_concurrent_tasks: row.try_get(18)?,
     })
 }
 
@@ -71,6 +75,48 @@ pub fn set_custom_name(
     .as_ref()
     .map(from_row)
     .transpose()
+}
+
+pub fn set_capacity(
+    conn: &mut Client,
+    id: RuntimeId,
+    max: Option<i64>,
+    now: Timestamp,
+) -> Result<Option<Runtime>, postgres::Error> {
+    conn.query_opt(
+        &format!(
+            "UPDATE agent_runtime SET max_concurrent_tasks = $2, updated_at = $3 WHERE id = $1
+             RETURNING {COLUMNS}"
+        ),
+        &[&id, &max, &now],
+    )?
+    .as_ref()
+    .map(from_row)
+    .transpose()
+}
+
+pub fn set_machine_capacity(
+    conn: &mut Client,
+    owner: UserId,
+    daemon_id: &str,
+    max: Option<i64>,
+    now: Timestamp,
+) -> Result<(), postgres::Error> {
+    match max {
+        Some(max) => conn.execute(
+            "INSERT INTO machine_limit (owner_id, daemon_id, max_concurrent_tasks, updated_at)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (owner_id, daemon_id) DO UPDATE
+             SET max_concurrent_tasks = excluded.max_concurrent_tasks,
+                 updated_at = excluded.updated_at",
+            &[&owner, &daemon_id, &max, &now],
+        ),
+        None => conn.execute(
+            "DELETE FROM machine_limit WHERE owner_id = $1 AND daemon_id = $2",
+            &[&owner, &daemon_id],
+        ),
+    }
+    .map(drop)
 }
 
 pub fn of_machine(
@@ -425,6 +471,26 @@ pub fn count_active_agents(conn: &mut Client, id: RuntimeId) -> Result<i64, post
 /// runtime) refuses the delete if an agent was bound to it since the
 /// count: the same refusal. The failed statement aborts the transaction,
 /// which the caller rolls back with the error.
+pub fn lock(conn: &mut Client, id: RuntimeId) -> Result<(), postgres::Error> {
+    conn.execute(
+        "SELECT 1 FROM agent_runtime WHERE id = $1 FOR UPDATE",
+        &[&id],
+    )?;
+    Ok(())
+}
+
+pub fn unbind_agents(
+    conn: &mut Client,
+    id: RuntimeId,
+    now: Timestamp,
+) -> Result<usize, postgres::Error> {
+    let n = conn.execute(
+        "UPDATE agent SET runtime_id = NULL, updated_at = $2 WHERE runtime_id = $1",
+        &[&id, &now],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
 pub fn active_agents(
     conn: &mut Client,
     id: RuntimeId,

@@ -213,6 +213,9 @@ const NEXT_CLAIMABLE: &str = concat!(
       AND (SELECT count(*) FROM agent_task_queue busy
            WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
           < a.max_concurrent_tasks
+      AND ",
+    runtime_has_room!("a.runtime_id"),
+    "
     ORDER BY t.priority DESC, t.created_at, t.seq
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED"
@@ -236,10 +239,36 @@ fn claim_statement() -> String {
                < (SELECT a.max_concurrent_tasks FROM agent a
                   WHERE a.id = agent_task_queue.agent_id AND a.archived_at IS NULL
                     AND a.runtime_id = ANY($1))
+           AND {has_room}
          RETURNING {COLUMNS}",
-        not_blocked = not_blocked!("agent_task_queue", "$2::timestamptz")
+        not_blocked = not_blocked!("agent_task_queue", "$2::timestamptz"),
+        has_room = runtime_has_room!(
+            "(SELECT a.runtime_id FROM agent a WHERE a.id = agent_task_queue.agent_id)"
+        )
     )
 }
+
+/// The advisory locks a claim of the runtimes `$1` takes before anything
+/// else, in this order: one per machine with a `machine_limit` and one per
+/// workspace with a `max_concurrent_tasks` among them. Claims of other
+/// runtimes of one machine (or workspace) lock other agents, so without
+/// these two of them could each count the other's tasks as not yet
+/// dispatched. A runtime's own limit needs none: every claim of a runtime
+/// locks all its agents. Only claims take these locks, always first and
+/// sorted, so they never wait on each other in a cycle; a limit set while
+/// a claim runs counts from the next claim on, like one set a moment later.
+const CAPACITY_LOCKS: &str = "SELECT DISTINCT space, key FROM (
+        SELECT hashtext('agenthub machine capacity') AS space,
+               hashtext(m.owner_id::text || '/' || m.daemon_id) AS key
+        FROM agent_runtime r
+        JOIN machine_limit m ON m.owner_id = r.owner_id AND m.daemon_id = r.daemon_id
+        WHERE r.id = ANY($1)
+        UNION ALL
+        SELECT hashtext('agenthub workspace capacity'), hashtext(w.id::text)
+        FROM agent_runtime r JOIN workspace w ON w.id = r.workspace_id
+        WHERE r.id = ANY($1) AND w.max_concurrent_tasks IS NOT NULL
+    ) keys
+    ORDER BY space, key";
 
 /// How often a claim picks again when the task it picked could not be
 /// dispatched after all (it cannot, with the locks held; a safety net).
@@ -256,6 +285,10 @@ pub fn claim_any(
     runtimes: &[RuntimeId],
 ) -> Result<Option<Task>, postgres::Error> {
     let runtimes = uuids(runtimes);
+    for key in conn.query(CAPACITY_LOCKS, &[&runtimes])? {
+        let (space, key): (i32, i32) = (key.try_get(0)?, key.try_get(1)?);
+        conn.execute("SELECT pg_advisory_xact_lock($1, $2)", &[&space, &key])?;
+    }
     let agents: Vec<uuid::Uuid> = conn
         .query(LOCK_AGENTS, &[&runtimes])?
         .iter()

@@ -9,7 +9,8 @@ use crate::store::workspaces::*;
 use crate::store::Error;
 
 const WORKSPACE_COLUMNS: &str =
-    "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at, w.timezone";
+    "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at, w.timezone, \
+     w.max_concurrent_tasks";
 const MEMBER_COLUMNS: &str =
     "m.id, m.workspace_id, m.user_id, m.role, u.name, u.email, m.created_at";
 
@@ -22,6 +23,7 @@ fn workspace_from_row(row: &Row) -> Result<Workspace, postgres::Error> {
         created_at: row.try_get(4)?,
         updated_at: row.try_get(5)?,
         timezone: row.try_get(6)?,
+        max_concurrent_tasks: row.try_get(7)?,
     })
 }
 
@@ -93,7 +95,8 @@ pub fn update(
         &format!(
             "UPDATE workspace AS w SET name = coalesce($2, name),
                  description = coalesce($3, description),
-                 timezone = coalesce($4, timezone), updated_at = $5
+                 timezone = coalesce($4, timezone), updated_at = $5,
+                 max_concurrent_tasks = CASE WHEN $6::boolean THEN $7 ELSE max_concurrent_tasks END
              WHERE w.id = $1
              RETURNING {WORKSPACE_COLUMNS}"
         ),
@@ -103,6 +106,8 @@ pub fn update(
             &settings.description,
             &settings.timezone,
             &at,
+            &settings.max_concurrent_tasks.is_some(),
+            &settings.max_concurrent_tasks.flatten(),
         ],
     )?
     .as_ref()

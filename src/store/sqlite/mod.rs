@@ -48,7 +48,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::config::DatabaseConfig;
 use crate::store::{Conn, Failure, Result};
@@ -312,8 +312,32 @@ fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, Op
 }
 
 /// Applies pending migrations; returns how many were applied.
+/// Applies the pending migrations with foreign keys off, as SQLite's
+/// procedure for rebuilding a table asks (dropping the old table must not
+/// cascade), then checks that every reference still holds and turns them
+/// back on. A migration that broke one fails the open.
 fn migrate(conn: &mut Connection) -> Result<usize, OpenError> {
-    let report = embedded::migrations::runner().run(conn)?;
+    let path = conn.path().unwrap_or("(memory)").to_string();
+    let open_err = |e: rusqlite::Error| OpenError::Open {
+        path: path.clone(),
+        detail: e.to_string(),
+    };
+    conn.pragma_update(None, "foreign_keys", false)
+        .map_err(open_err)?;
+    let report = embedded::migrations::runner().run(conn);
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(open_err)?;
+    let report = report?;
+    let broken: Option<String> = conn
+        .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+        .optional()
+        .map_err(open_err)?;
+    if let Some(table) = broken {
+        return Err(OpenError::Open {
+            path,
+            detail: format!("a migration left a broken reference in table {table}"),
+        });
+    }
     Ok(report.applied_migrations().len())
 }
 
@@ -347,4 +371,85 @@ fn backup(src: &Connection, dest: &Path) -> rusqlite::Result<()> {
     // the copy is a standalone file: no WAL beside it
     out.execute_batch("PRAGMA journal_mode = DELETE;")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    const T: &str = "2026-12-01T00:00:00.000Z";
+
+    fn id(n: u32) -> String {
+        format!("00000000-0000-7000-8000-{n:012}")
+    }
+
+    /// V24 rebuilds `agent` to let `runtime_id` be NULL: on a file that
+    /// has data, every agent keeps its row, rowid and references, and the
+    /// references are enforced again afterwards.
+    #[test]
+    fn the_agent_rebuild_keeps_rows_rowids_and_references() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        let mut conn = scratch_connection(&path);
+        embedded::migrations::runner()
+            .set_target(refinery::Target::Version(23))
+            .run(&mut conn)
+            .expect("migrate to V23");
+        let (user, ws, rt) = (id(1), id(2), id(3));
+        conn.execute_batch(&format!(
+            r#"INSERT INTO "user" (id, email, name, created_at, updated_at)
+                 VALUES ('{user}', 'a@example.com', 'A', '{T}', '{T}');
+               INSERT INTO workspace (id, name, slug, created_at, updated_at)
+                 VALUES ('{ws}', 'W', 'w', '{T}', '{T}');
+               INSERT INTO agent_runtime (id, workspace_id, daemon_id, name, runtime_mode,
+                   provider, status, owner_id, created_at, updated_at)
+                 VALUES ('{rt}', '{ws}', 'mbp', 'claude', 'local', 'claude', 'online',
+                   '{user}', '{T}', '{T}');
+               INSERT INTO agent (rowid, id, workspace_id, runtime_id, name, runtime_mode,
+                   owner_id, created_at, updated_at, max_attempts)
+                 VALUES (7, '{a}', '{ws}', '{rt}', 'seven', 'local', '{user}', '{T}', '{T}', 3),
+                        (3, '{b}', '{ws}', '{rt}', 'three', 'local', '{user}', '{T}', '{T}', 2);
+               INSERT INTO agent_task_queue (id, workspace_id, agent_id, runtime_id, prompt,
+                   status, created_at)
+                 VALUES ('{task}', '{ws}', '{a}', '{rt}', 'p', 'queued', '{T}');"#,
+            a = id(10),
+            b = id(11),
+            task = id(20),
+        ))
+        .expect("seed V23");
+
+        assert_eq!(migrate(&mut conn).expect("migrate"), 1);
+
+        let rows: Vec<(i64, String, Option<String>, i64)> = conn
+            .prepare("SELECT rowid, id, runtime_id, max_attempts FROM agent ORDER BY rowid")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .expect("agents");
+        assert_eq!(
+            rows,
+            [
+                (3, id(11), Some(rt.clone()), 2),
+                (7, id(10), Some(rt.clone()), 3)
+            ]
+        );
+        let task_agent: String = conn
+            .query_row("SELECT agent_id FROM agent_task_queue", [], |r| r.get(0))
+            .expect("task");
+        assert_eq!(task_agent, id(10), "the task still names its agent");
+        // NULL is allowed now, and references are enforced again
+        conn.execute("UPDATE agent SET runtime_id = NULL WHERE id = ?1", [id(11)])
+            .expect("unbind");
+        let bogus = conn.execute("UPDATE agent SET runtime_id = ?1 WHERE id = ?2", [id(99), id(11)]);
+        assert!(bogus.is_err(), "a runtime that does not exist is refused");
+        let gone = conn.execute("DELETE FROM agent_runtime WHERE id = ?1", [&rt]);
+        assert!(gone.is_err(), "a runtime with an agent bound stays (RESTRICT)");
+        conn.execute("DELETE FROM agent WHERE id = ?1", [id(10)])
+            .expect("delete an agent");
+        let task_agent: Option<String> = conn
+            .query_row("SELECT agent_id FROM agent_task_queue", [], |r| r.get(0))
+            .expect("task");
+        assert_eq!(task_agent, None, "ON DELETE SET NULL still holds");
+    }
 }

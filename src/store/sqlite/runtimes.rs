@@ -10,7 +10,9 @@ use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, daemon_id, name, runtime_mode, provider, status, \
      device_info, metadata, owner_id, last_seen_at, created_at, updated_at, offline_reason, \
-     visibility, custom_name, offline_since";
+     visibility, custom_name, offline_since, max_concurrent_tasks, \
+     (SELECT m.max_concurrent_tasks FROM machine_limit m \
+      WHERE m.owner_id = agent_runtime.owner_id AND m.daemon_id = agent_runtime.daemon_id)";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     let metadata: String = row.get(8)?;
@@ -35,6 +37,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
         visibility: row.get(14)?,
         custom_name: row.get(15)?,
         offline_since: row.get(16)?,
+        max_concurrent_tasks: row.get(17)?,
+        machine_max_concurrent_tasks: row.get(18)?,
     })
 }
 
@@ -64,6 +68,44 @@ pub fn set_custom_name(
     ))?
     .query_row(params![id, name, now], from_row)
     .optional()
+}
+
+pub fn set_capacity(
+    conn: &Connection,
+    id: RuntimeId,
+    max: Option<i64>,
+    now: Timestamp,
+) -> rusqlite::Result<Option<Runtime>> {
+    conn.prepare_cached(&format!(
+        "UPDATE agent_runtime SET max_concurrent_tasks = ?2, updated_at = ?3 WHERE id = ?1
+         RETURNING {COLUMNS}"
+    ))?
+    .query_row(params![id, max, now], from_row)
+    .optional()
+}
+
+pub fn set_machine_capacity(
+    conn: &Connection,
+    owner: UserId,
+    daemon_id: &str,
+    max: Option<i64>,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    match max {
+        Some(max) => conn
+            .prepare_cached(
+                "INSERT INTO machine_limit (owner_id, daemon_id, max_concurrent_tasks, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (owner_id, daemon_id) DO UPDATE
+                 SET max_concurrent_tasks = excluded.max_concurrent_tasks,
+                     updated_at = excluded.updated_at",
+            )?
+            .execute(params![owner, daemon_id, max, now]),
+        None => conn
+            .prepare_cached("DELETE FROM machine_limit WHERE owner_id = ?1 AND daemon_id = ?2")?
+            .execute(params![owner, daemon_id]),
+    }
+    .map(drop)
 }
 
 pub fn of_machine(
@@ -355,6 +397,18 @@ pub fn set_offline(conn: &Connection, id: RuntimeId, reason: &str) -> rusqlite::
 pub fn count_active_agents(conn: &Connection, id: RuntimeId) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT count(*) FROM agent WHERE runtime_id = ?1 AND archived_at IS NULL")?
         .query_row([id], |r| r.get(0))
+}
+
+/// The one writer already orders writes.
+pub fn lock(_conn: &Connection, _id: RuntimeId) -> rusqlite::Result<()> {
+    Ok(())
+}
+
+pub fn unbind_agents(conn: &Connection, id: RuntimeId, now: Timestamp) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "UPDATE agent SET runtime_id = NULL, updated_at = ?2 WHERE runtime_id = ?1",
+    )?
+    .execute(params![id, now])
 }
 
 pub fn active_agents(

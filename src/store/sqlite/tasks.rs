@@ -7,6 +7,7 @@ use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, Timestamp, Workspace
 use crate::store::budgets::{agent_not_blocked, not_blocked};
 use crate::store::sqlite::stored_time;
 use crate::store::sweeps::FailedTask;
+use crate::store::tasks::runtime_has_room;
 use crate::store::tasks::*;
 
 const COLUMNS: &str =
@@ -140,7 +141,8 @@ pub fn pending_for_runtime(conn: &Connection, runtime: RuntimeId) -> rusqlite::R
 /// statement itself against the row it changes: still queued, charged to
 /// no budget that blocks at `?2` (see [`crate::store::budgets`]), and its
 /// agent (not archived, bound to one of the runtimes in `?1`) below its
-/// `max_concurrent_tasks`. A claimer that lost a race to the same task, or
+/// `max_concurrent_tasks`, its runtime's capacity left
+/// ([`runtime_has_room`]). A claimer that lost a race to the same task, or
 /// to the agent's last free slot, changes nothing and gets no row back.
 /// (An engine that re-checks only the updated row after waiting for it,
 /// as PostgreSQL's READ COMMITTED does, sees the task's new status here
@@ -156,7 +158,9 @@ const CLAIMABLE: &str = concat!(
            AND busy.status IN ('dispatched', 'running'))
         < (SELECT a.max_concurrent_tasks FROM agent a
            WHERE a.id = agent_task_queue.agent_id AND a.archived_at IS NULL
-             AND a.runtime_id IN (SELECT value FROM json_each(?1)))"
+             AND a.runtime_id IN (SELECT value FROM json_each(?1)))
+    AND ",
+    runtime_has_room!("(SELECT a.runtime_id FROM agent a WHERE a.id = agent_task_queue.agent_id)")
 );
 
 /// The next claimable task of the runtimes in `?1`, in claim order:
@@ -185,6 +189,9 @@ const NEXT_CLAIMABLE: &str = concat!(
       AND (SELECT count(*) FROM agent_task_queue busy
            WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
           < a.max_concurrent_tasks
+      AND ",
+    runtime_has_room!("a.runtime_id"),
+    "
     ORDER BY t.priority DESC, t.created_at, t.rowid
     LIMIT 1"
 );

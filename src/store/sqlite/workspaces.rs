@@ -7,7 +7,8 @@ use crate::store::workspaces::*;
 use crate::store::Error;
 
 const WORKSPACE_COLUMNS: &str =
-    "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at, w.timezone";
+    "w.id, w.name, w.slug, w.description, w.created_at, w.updated_at, w.timezone, \
+     w.max_concurrent_tasks";
 const MEMBER_COLUMNS: &str =
     "m.id, m.workspace_id, m.user_id, m.role, u.name, u.email, m.created_at";
 
@@ -20,6 +21,7 @@ fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<Workspace> {
         created_at: row.get(4)?,
         updated_at: row.get(5)?,
         timezone: row.get(6)?,
+        max_concurrent_tasks: row.get(7)?,
     })
 }
 
@@ -84,7 +86,8 @@ pub fn update(
     conn.prepare_cached(&format!(
         "UPDATE workspace SET name = coalesce(?2, name),
              description = coalesce(?3, description),
-             timezone = coalesce(?4, timezone), updated_at = ?5
+             timezone = coalesce(?4, timezone), updated_at = ?5,
+                 max_concurrent_tasks = CASE WHEN ?6 THEN ?7 ELSE max_concurrent_tasks END
          WHERE id = ?1
          RETURNING {columns}"
     ))?
@@ -94,7 +97,9 @@ pub fn update(
             settings.name,
             settings.description,
             settings.timezone,
-            at
+            at,
+            settings.max_concurrent_tasks.is_some(),
+            settings.max_concurrent_tasks.flatten()
         ],
         workspace_from_row,
     )
