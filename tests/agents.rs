@@ -36,12 +36,15 @@ async fn create_agent_with_defaults_in_the_reference_shape() {
             "avatar_url",
             "created_at",
             "description",
+            "fallback_after_secs",
+            "fallback_runtime_ids",
             "id",
             "instructions",
             "max_attempts",
             "max_concurrent_tasks",
             "name",
             "owner_id",
+            "quota_failed_at",
             "runtime_config",
             "runtime_id",
             "runtime_mode",
@@ -58,6 +61,9 @@ async fn create_agent_with_defaults_in_the_reference_shape() {
     assert_eq!(r.body["visibility"], "private");
     assert_eq!(r.body["max_concurrent_tasks"], 6);
     assert_eq!(r.body["max_attempts"], 2);
+    assert_eq!(r.body["fallback_runtime_ids"], json!([]));
+    assert_eq!(r.body["fallback_after_secs"], 300);
+    assert_eq!(r.body["quota_failed_at"], serde_json::Value::Null);
     assert_eq!(r.body["status"], "idle");
     assert_eq!(r.body["skills"], json!([]));
     assert_eq!(r.body["runtime_config"], json!({}));

@@ -328,7 +328,7 @@ async fn thirty_concurrent_claims_on_one_machine_never_exceed_a_limit() {
         let (app, rts, daemon, bob_rt, bob, alice) = (&app, &rts, &daemon, &bob_rt, &bob, &alice);
         async move {
             let r = match i % 6 {
-                0 | 1 | 2 => app.claim(&alice.token, &rts[i % 3]).await,
+                0..=2 => app.claim(&alice.token, &rts[i % 3]).await,
                 3 | 4 => {
                     app.post(
                         "/api/daemon/tasks/claim",

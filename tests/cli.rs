@@ -231,6 +231,7 @@ fn migrate_creates_every_table() {
         tables,
         [
             "agent",
+            "agent_fallback",
             "agent_runtime",
             "agent_task_queue",
             "budget",

@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 21] = [
+const TABLES: [&str; 22] = [
     "user",
     "workspace",
     "member",
@@ -39,6 +39,7 @@ const TABLES: [&str; 21] = [
     "budget",
     "runtime_probe",
     "machine_limit",
+    "agent_fallback",
 ];
 
 /// An app on a SQLite file whatever the suite runs on (the source of a
@@ -209,7 +210,8 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
             &alice.token,
             &ws,
             &rt,
-            json!({"max_concurrent_tasks": 20, "instructions": "be brief", "visibility": "workspace"}),
+            json!({"max_concurrent_tasks": 20, "instructions": "be brief", "visibility": "workspace",
+                "fallback_runtime_ids": [rt_old], "fallback_after_secs": 120}),
         )
         .await;
     app.insert_agent(&ws, &rt_old, &alice.id, true);
@@ -526,6 +528,7 @@ async fn an_install_moves_into_an_empty_database_and_back() {
             "usage_agent_block",
             "runtime_usage_quarter",
             "machine_limit",
+            "agent_fallback",
         ]
         .contains(&table)
         {

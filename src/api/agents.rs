@@ -79,6 +79,108 @@ struct AgentRequest {
     status: Option<String>,
     max_concurrent_tasks: Option<i64>,
     max_attempts: Option<i64>,
+    fallback_runtime_ids: Option<Value>,
+    fallback_after_secs: Option<i64>,
+}
+
+fn agent_gone() -> ApiError {
+    ApiError::not_found("agent not found")
+}
+
+/// What a create or an edit asks of an agent: its fields, and its fallback
+/// runtimes when given (`None`: as they are).
+struct AgentChange {
+    fields: AgentFields,
+    fallbacks: Option<Vec<RuntimeId>>,
+}
+
+/// The fallback runtimes as given: a list of distinct runtime ids of the
+/// workspace, at most [`agents::MAX_FALLBACKS`], none the agent's own.
+fn fallback_ids(
+    conn: &Conn<'_>,
+    given: Value,
+    workspace: WorkspaceId,
+    primary: Option<RuntimeId>,
+) -> Result<Vec<RuntimeId>, ApiError> {
+    let listed = match given {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(listed) => listed,
+        _ => {
+            return Err(ApiError::bad_request(
+                "fallback_runtime_ids must be a list of runtime ids",
+            ))
+        }
+    };
+    if listed.len() > agents::MAX_FALLBACKS {
+        return Err(ApiError::bad_request(format!(
+            "fallback_runtime_ids lists at most {} runtimes",
+            agents::MAX_FALLBACKS
+        )));
+    }
+    let mut ids = Vec::with_capacity(listed.len());
+    for value in &listed {
+        let id: RuntimeId = value
+            .as_str()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| {
+                ApiError::bad_request("fallback_runtime_ids holds an invalid runtime id")
+            })?;
+        if Some(id) == primary {
+            return Err(ApiError::bad_request(
+                "fallback_runtime_ids must not name the agent's own runtime",
+            ));
+        }
+        if ids.contains(&id) {
+            return Err(ApiError::bad_request(
+                "fallback_runtime_ids names a runtime twice",
+            ));
+        }
+        runtimes::get(conn, id)?
+            .filter(|r| r.workspace_id == workspace)
+            .ok_or_else(|| {
+                ApiError::bad_request("fallback_runtime_ids holds an invalid runtime id")
+            })?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Rule 1 for fallback runtimes: the caller binds them as they would bind
+/// the agent to them, and the agent's owner must be allowed to as well,
+/// since it is their agent whose work the machine takes.
+fn require_fallbacks_bindable(
+    conn: &Conn<'_>,
+    fallbacks: &[RuntimeId],
+    workspace: WorkspaceId,
+    caller: (crate::domain::UserId, crate::domain::Role),
+    owner: Option<crate::domain::UserId>,
+) -> Result<(), ApiError> {
+    if fallbacks.is_empty() {
+        return Ok(());
+    }
+    let owner_role = match owner {
+        Some(owner) => {
+            crate::store::workspaces::role_of(conn, workspace, owner)?.map(|r| (owner, r))
+        }
+        None => None,
+    };
+    let Some((owner, owner_role)) = owner_role else {
+        return Err(ApiError::forbidden(
+            "the agent's owner is not a member of the workspace: it cannot have fallback runtimes",
+        ));
+    };
+    for id in fallbacks {
+        let runtime = runtimes::get(conn, *id)?.ok_or_else(|| {
+            ApiError::bad_request("fallback_runtime_ids holds an invalid runtime id")
+        })?;
+        require_bindable(&runtime, caller.0, caller.1)?;
+        require_bindable(&runtime, owner, owner_role).map_err(|_| {
+            ApiError::forbidden(format!(
+                "fallback runtime {id} is not one the agent's owner may bind agents to"
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 impl AgentRequest {
@@ -90,7 +192,17 @@ impl AgentRequest {
         conn: &Conn<'_>,
         workspace: WorkspaceId,
         current: Option<&Agent>,
-    ) -> Result<AgentFields, ApiError> {
+    ) -> Result<AgentChange, ApiError> {
+        let fallback_after_secs = self
+            .fallback_after_secs
+            .or(current.map(|a| a.fallback_after_secs))
+            .unwrap_or(300);
+        if !(30..=86_400).contains(&fallback_after_secs) {
+            return Err(ApiError::bad_request(
+                "fallback_after_secs must be between 30 and 86400",
+            ));
+        }
+        let fallback_given = self.fallback_runtime_ids;
         let name = match (self.name, current) {
             (Some(name), _) => required(Some(&name), "name")?,
             (None, Some(agent)) => agent.name.clone(),
@@ -168,18 +280,35 @@ impl AgentRequest {
             Some(new) => Some(text(Some(&new), "avatar_url")?),
             None => current.and_then(|a| a.avatar_url.clone()),
         };
-        Ok(AgentFields {
-            runtime_id,
-            runtime_mode,
-            name,
-            description,
-            instructions,
-            avatar_url,
-            runtime_config: runtime_config.to_string(),
-            visibility,
-            status,
-            max_concurrent_tasks,
-            max_attempts,
+        let fallbacks = match fallback_given {
+            Some(given) => Some(fallback_ids(conn, given, workspace, runtime_id)?),
+            // a move onto a fallback runtime takes it off the list
+            None => current
+                .filter(|a| runtime_id.is_some_and(|r| a.fallback_runtime_ids.contains(&r)))
+                .map(|a| {
+                    a.fallback_runtime_ids
+                        .iter()
+                        .copied()
+                        .filter(|r| Some(*r) != runtime_id)
+                        .collect()
+                }),
+        };
+        Ok(AgentChange {
+            fields: AgentFields {
+                runtime_id,
+                runtime_mode,
+                name,
+                description,
+                instructions,
+                avatar_url,
+                runtime_config: runtime_config.to_string(),
+                visibility,
+                status,
+                max_concurrent_tasks,
+                max_attempts,
+                fallback_after_secs,
+            },
+            fallbacks,
         })
     }
 }
@@ -205,7 +334,7 @@ async fn create(
             // it before: a demotion that committed since counts. Any member
             // creates agents on the runtimes they may bind.
             let role = member_role(tx, access.workspace_id, access.user_id)?;
-            let fields = body.merge(tx, access.workspace_id, None)?;
+            let AgentChange { fields, fallbacks } = body.merge(tx, access.workspace_id, None)?;
             let runtime = fields
                 .runtime_id
                 .map(|id| runtimes::get(tx, id))
@@ -213,12 +342,21 @@ async fn create(
                 .flatten()
                 .ok_or_else(|| ApiError::bad_request("invalid runtime_id"))?;
             require_bindable(&runtime, access.user_id, role)?;
-            Ok(agents::insert(
-                tx,
-                access.workspace_id,
-                access.user_id,
-                &fields,
-            )?)
+            let agent = agents::insert(tx, access.workspace_id, access.user_id, &fields)?;
+            match fallbacks.filter(|f| !f.is_empty()) {
+                Some(fallbacks) => {
+                    require_fallbacks_bindable(
+                        tx,
+                        &fallbacks,
+                        access.workspace_id,
+                        (access.user_id, role),
+                        Some(access.user_id),
+                    )?;
+                    agents::set_fallbacks(tx, agent.id, &fallbacks)?;
+                    agents::get(tx, agent.id)?.ok_or_else(agent_gone)
+                }
+                None => Ok(agent),
+            }
         })
         .await?;
     Ok(HttpResponse::Created().json(agent))
@@ -259,7 +397,8 @@ async fn update(
         .write(move |tx| -> Result<_, ApiError> {
             let (agent, role) = require_agent(tx, caller.user_id, id)?;
             require_agent_editor(&agent, caller.user_id, role)?;
-            let fields = body.merge(tx, agent.workspace_id, Some(&agent))?;
+            let AgentChange { fields, fallbacks } =
+                body.merge(tx, agent.workspace_id, Some(&agent))?;
             // binding an agent to a runtime makes that machine run its
             // tasks with its owner's login: the runtime's consent rules
             // decide (bindings made before stay as they are)
@@ -271,7 +410,27 @@ async fn update(
                 }
                 _ => {}
             }
-            Ok(agents::update(tx, id, &fields)?)
+            let updated = agents::update(tx, id, &fields)?;
+            match fallbacks {
+                Some(fallbacks) => {
+                    // only runtimes added to the list need consent now
+                    let added: Vec<RuntimeId> = fallbacks
+                        .iter()
+                        .copied()
+                        .filter(|r| !agent.fallback_runtime_ids.contains(r))
+                        .collect();
+                    require_fallbacks_bindable(
+                        tx,
+                        &added,
+                        agent.workspace_id,
+                        (caller.user_id, role),
+                        agent.owner_id,
+                    )?;
+                    agents::set_fallbacks(tx, id, &fallbacks)?;
+                    agents::get(tx, id)?.ok_or_else(agent_gone)
+                }
+                None => Ok(updated),
+            }
         })
         .await?;
     Ok(HttpResponse::Ok().json(agent))

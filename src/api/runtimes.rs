@@ -388,14 +388,12 @@ async fn edit(
                 runtime = runtimes::set_visibility(tx, id, visibility, now)?
                     .ok_or_else(|| ApiError::not_found("runtime not found"))?;
             }
-            if settings.max_concurrent_tasks.is_some()
-                || settings.machine_max_concurrent_tasks.is_some()
-            {
-                if runtime.owner_id != Some(caller.user_id) {
-                    return Err(ApiError::forbidden(
-                        "only the runtime's owner can change how many tasks it runs",
-                    ));
-                }
+            let capacity = settings.max_concurrent_tasks.is_some()
+                || settings.machine_max_concurrent_tasks.is_some();
+            if capacity && runtime.owner_id != Some(caller.user_id) {
+                return Err(ApiError::forbidden(
+                    "only the runtime's owner can change how many tasks it runs",
+                ));
             }
             if let Some(max) = settings.max_concurrent_tasks {
                 runtime = runtimes::set_capacity(tx, id, max, now)?

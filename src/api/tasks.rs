@@ -89,6 +89,7 @@ async fn transition(
                 Some(agent) => agents::reconcile_status(tx, agent)?,
                 None => None,
             };
+            quota_failure(tx, &task)?;
             let audience = audience_of(tx, &task)?;
             Ok(Ok((task, agent_status, audience)))
         })
@@ -118,6 +119,27 @@ async fn transition(
         events.agent_status(audience, task.workspace_id, agent, status);
     }
     Ok(task)
+}
+
+/// A task that just failed for a provider's quota or rate limit on its
+/// agent's own runtime opens the agent's fallback runtimes for
+/// `fallback_after_secs` (see [`agents::FALLBACK_REASONS`]). A failure on
+/// a fallback runtime says nothing about the agent's own.
+fn quota_failure(tx: &Conn<'_>, task: &Task) -> Result<(), ApiError> {
+    let limited = task.status == TaskStatus::Failed
+        && task
+            .failure_reason
+            .as_deref()
+            .is_some_and(|r| agents::FALLBACK_REASONS.contains(&r));
+    let Some(agent) = task.agent_id.filter(|_| limited) else {
+        return Ok(());
+    };
+    let on_its_own = agents::get(tx, agent)?
+        .is_some_and(|a| a.runtime_id.is_some() && a.runtime_id == task.runtime_id);
+    if on_its_own {
+        agents::mark_quota_failed(tx, agent, Timestamp::now())?;
+    }
+    Ok(())
 }
 
 /// 409 for a conditional write that found its row changed back and forth

@@ -36,7 +36,33 @@ pub struct Agent {
     pub updated_at: Timestamp,
     pub archived_at: Option<Timestamp>,
     pub archived_by: Option<UserId>,
+    /// Runtimes that may take its queued tasks while its own cannot, in
+    /// order (at most [`MAX_FALLBACKS`]); see [`FALLBACK_REASONS`].
+    pub fallback_runtime_ids: Vec<RuntimeId>,
+    /// How long its runtime must have been offline, or how recently a
+    /// task of it failed there for a quota or rate limit, for a fallback
+    /// runtime to take its tasks.
+    pub fallback_after_secs: i64,
+    /// When a task of it last failed on its own runtime for a provider's
+    /// quota or rate limit ([`FALLBACK_REASONS`]).
+    pub quota_failed_at: Option<Timestamp>,
 }
+
+/// Most fallback runtimes one agent names.
+pub const MAX_FALLBACKS: usize = 5;
+
+/// The failure codes that open an agent's fallback runtimes for
+/// `fallback_after_secs` when a task of it fails with one on its own
+/// runtime: the provider's quota or rate limit, as today's daemon reports
+/// them (`agent_error.…`) and bare.
+pub const FALLBACK_REASONS: &[&str] = &[
+    "agent_error.provider_quota_limit",
+    "agent_error.provider_capacity_or_rate_limit",
+    "agent_error.provider_rate_limit",
+    "provider_quota_limit",
+    "provider_capacity_or_rate_limit",
+    "provider_rate_limit",
+];
 
 /// The writable fields of an agent, validated by the API layer.
 #[derive(Debug, Clone)]
@@ -53,6 +79,7 @@ pub struct AgentFields {
     pub status: AgentStatus,
     pub max_concurrent_tasks: i64,
     pub max_attempts: i64,
+    pub fallback_after_secs: i64,
 }
 
 /// Which of a workspace's agents a list shows.
@@ -117,6 +144,18 @@ pub fn insert(
 
 pub fn update(conn: &Conn<'_>, id: AgentId, fields: &AgentFields) -> Result<Agent> {
     dispatch!(conn, agents::update(id, fields))
+}
+
+/// Replaces the agent's fallback runtimes with `runtimes`, in that order
+/// (checked by the caller: at most [`MAX_FALLBACKS`], distinct, bindable).
+pub fn set_fallbacks(conn: &Conn<'_>, id: AgentId, runtimes: &[RuntimeId]) -> Result<()> {
+    dispatch!(conn, agents::set_fallbacks(id, runtimes))
+}
+
+/// Records that a task of the agent failed on its own runtime for a
+/// quota or rate limit at `at` (see [`FALLBACK_REASONS`]).
+pub fn mark_quota_failed(conn: &Conn<'_>, id: AgentId, at: Timestamp) -> Result<()> {
+    dispatch!(conn, agents::mark_quota_failed(id, at))
 }
 
 /// Archives the agent (`by` who) or restores it (`None`), only if it is

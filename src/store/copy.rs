@@ -216,7 +216,14 @@ pub(super) const TABLES: &[Table] = &[
             ("max_attempts", Int),
             ("created_at", Time),
             ("updated_at", Time),
+            ("fallback_after_secs", Int),
+            ("quota_failed_at", Time),
         ],
+        seq: false,
+    },
+    Table {
+        name: "agent_fallback",
+        columns: &[("agent_id", Id), ("runtime_id", Id), ("position", Int)],
         seq: false,
     },
     Table {

@@ -78,6 +78,14 @@ fn agent_request(create: bool) -> Value {
                 "max_attempts",
                 nullable(json!({"type": "integer", "minimum": 1, "maximum": 10})),
             ),
+            (
+                "fallback_runtime_ids",
+                nullable(json!({"type": "array", "items": uuid(), "maxItems": 5})),
+            ),
+            (
+                "fallback_after_secs",
+                nullable(json!({"type": "integer", "minimum": 30, "maximum": 86400})),
+            ),
         ],
         required,
     )

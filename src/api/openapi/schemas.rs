@@ -386,6 +386,15 @@ fn agents_and_tasks() -> Vec<(&'static str, Value)> {
                 ("updated_at", time()),
                 ("archived_at", nullable(time())),
                 ("archived_by", nullable(uuid())),
+                (
+                    "fallback_runtime_ids",
+                    json!({"type": "array", "items": uuid(), "maxItems": 5}),
+                ),
+                (
+                    "fallback_after_secs",
+                    json!({"type": "integer", "minimum": 30, "maximum": 86400}),
+                ),
+                ("quota_failed_at", nullable(time())),
             ]),
         ),
         ("Task", reply(&task_fields())),

@@ -10,7 +10,9 @@ use crate::store::Error;
 
 const COLUMNS: &str = "id, workspace_id, runtime_id, name, description, instructions, avatar_url, \
      runtime_mode, runtime_config, visibility, status, max_concurrent_tasks, owner_id, \
-     created_at, updated_at, archived_at, archived_by, max_attempts";
+     created_at, updated_at, archived_at, archived_by, max_attempts, fallback_after_secs, \
+     quota_failed_at, ARRAY(SELECT f.runtime_id FROM agent_fallback f \
+      WHERE f.agent_id = agent.id ORDER BY f.position)";
 
 fn from_row(row: &Row) -> Result<Agent, postgres::Error> {
     Ok(Agent {
@@ -33,6 +35,9 @@ fn from_row(row: &Row) -> Result<Agent, postgres::Error> {
         archived_at: row.try_get(15)?,
         archived_by: row.try_get(16)?,
         max_attempts: row.try_get(17)?,
+        fallback_after_secs: row.try_get(18)?,
+        quota_failed_at: row.try_get(19)?,
+        fallback_runtime_ids: row.try_get(20)?,
     })
 }
 
@@ -117,9 +122,10 @@ pub fn insert(
             &format!(
                 "INSERT INTO agent (id, workspace_id, runtime_id, name, description, instructions,
                      avatar_url, runtime_mode, runtime_config, visibility, status,
-                     max_concurrent_tasks, owner_id, created_at, updated_at, max_attempts)
+                     max_concurrent_tasks, owner_id, created_at, updated_at, max_attempts,
+                     fallback_after_secs)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10, $11, $12, $13,
-                         $14, $14, $15)
+                         $14, $14, $15, $16)
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -138,6 +144,7 @@ pub fn insert(
                 &owner,
                 &now,
                 &fields.max_attempts,
+                &fields.fallback_after_secs,
             ],
         )?
         .ok_or_else(|| Error::internal("database: the inserted agent was not returned"))?;
@@ -153,7 +160,8 @@ pub fn update(conn: &mut Client, id: AgentId, fields: &AgentFields) -> Result<Ag
                 "UPDATE agent SET runtime_id = $2, name = $3, description = $4,
                      instructions = $5, avatar_url = $6, runtime_mode = $7,
                      runtime_config = $8::text::jsonb, visibility = $9, status = $10,
-                     max_concurrent_tasks = $11, updated_at = $12, max_attempts = $13
+                     max_concurrent_tasks = $11, updated_at = $12, max_attempts = $13,
+                     fallback_after_secs = $14
                  WHERE id = $1
                  RETURNING {COLUMNS}"
             ),
@@ -171,10 +179,38 @@ pub fn update(conn: &mut Client, id: AgentId, fields: &AgentFields) -> Result<Ag
                 &fields.max_concurrent_tasks,
                 &Timestamp::now(),
                 &fields.max_attempts,
+                &fields.fallback_after_secs,
             ],
         )?
         .ok_or_else(|| Error::internal("database: query returned no rows (agent update)"))?;
     Ok(from_row(&row)?)
+}
+
+pub fn set_fallbacks(
+    conn: &mut Client,
+    id: AgentId,
+    runtimes: &[crate::domain::RuntimeId],
+) -> Result<(), postgres::Error> {
+    conn.execute("DELETE FROM agent_fallback WHERE agent_id = $1", &[&id])?;
+    for (position, runtime) in runtimes.iter().enumerate() {
+        conn.execute(
+            "INSERT INTO agent_fallback (agent_id, runtime_id, position) VALUES ($1, $2, $3)",
+            &[&id, runtime, &(position as i64)],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn mark_quota_failed(
+    conn: &mut Client,
+    id: AgentId,
+    at: Timestamp,
+) -> Result<(), postgres::Error> {
+    conn.execute(
+        "UPDATE agent SET quota_failed_at = $2 WHERE id = $1",
+        &[&id, &at],
+    )?;
+    Ok(())
 }
 
 pub fn set_archived(

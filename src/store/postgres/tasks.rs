@@ -172,7 +172,8 @@ pub fn pending_for_runtime(
 }
 
 /// Locks, in id order, every non-archived agent bound to one of the
-/// runtimes in `$1`, and returns their ids. Claims of the same runtimes
+/// runtimes in `$1` or naming one of them as a fallback, and returns their
+/// ids. Claims of the same runtimes
 /// take turns on these rows until they commit, so the busy tasks a claim
 /// counts afterwards (in a statement of its own, whose snapshot is taken
 /// once the locks are held) are all the agent's busy tasks: no concurrent
@@ -180,15 +181,50 @@ pub fn pending_for_runtime(
 /// the same set again for every claim of a batch) means claimers never
 /// wait on each other in a cycle.
 const LOCK_AGENTS: &str = "SELECT id FROM agent
-    WHERE runtime_id = ANY($1) AND archived_at IS NULL
+    WHERE archived_at IS NULL
+      AND (runtime_id = ANY($1)
+           OR id IN (SELECT agent_id FROM agent_fallback WHERE runtime_id = ANY($1)))
     ORDER BY id
     FOR UPDATE";
 
-/// The next claimable task among the locked agents `$1` (still bound to a
-/// runtime of `$2` and not archived), in SQLite's claim order: each agent's
-/// first queued task by (priority DESC, created_at, seq) from the
-/// (agent_id, status, priority DESC, created_at) index, then the best of
-/// those among agents below their `max_concurrent_tasks`.
+/// SQLite's `fallback_open` (src/store/sqlite/tasks.rs) in PostgreSQL's
+/// time arithmetic: the runtime `$runtime` takes agent `a`'s queued tasks
+/// as one of its fallbacks while the agent's owner may still bind agents
+/// to it and the agent's own runtime has been offline for at least
+/// `fallback_after_secs`, or a task failed there for a quota or rate limit
+/// less than `fallback_after_secs` ago.
+macro_rules! fallback_open {
+    ($runtime:literal, $now:literal) => {
+        concat!(
+            "(a.runtime_id IS NOT NULL
+             AND EXISTS (SELECT 1 FROM agent_runtime fr
+                 WHERE fr.id = ",
+            $runtime,
+            " AND fr.workspace_id = a.workspace_id AND fr.owner_id IS NOT NULL
+                   AND (fr.owner_id = a.owner_id
+                        OR (fr.visibility = 'workspace'
+                            AND EXISTS (SELECT 1 FROM member fm
+                                WHERE fm.workspace_id = a.workspace_id
+                                  AND fm.user_id = a.owner_id
+                                  AND fm.role IN ('owner', 'admin')))))
+             AND (a.quota_failed_at > ",
+            $now,
+            " - make_interval(secs => a.fallback_after_secs)
+                  OR EXISTS (SELECT 1 FROM agent_runtime p
+                      WHERE p.id = a.runtime_id AND p.status = 'offline'
+                        AND p.offline_since <= ",
+            $now,
+            " - make_interval(secs => a.fallback_after_secs))))"
+        )
+    };
+}
+
+/// The next claimable task among the locked agents `$1`, and the runtime
+/// of `$2` that takes it (the agent's own, or an open fallback of it), in
+/// SQLite's claim order: each agent's first queued task by (priority DESC,
+/// created_at, seq) from the (agent_id, status, priority DESC, created_at)
+/// index, then the best of those among agents below their
+/// `max_concurrent_tasks` on runtimes with capacity left.
 ///
 /// The task row is locked `FOR UPDATE SKIP LOCKED`: a task another
 /// transaction is changing right now (a cancel, say) is passed over
@@ -196,7 +232,18 @@ const LOCK_AGENTS: &str = "SELECT id FROM agent
 /// second (its status reconciliation), the claim the agents first: waiting
 /// here could close a cycle.
 const NEXT_CLAIMABLE: &str = concat!(
-    "SELECT t.id FROM agent a
+    "SELECT t.id, c.runtime_id FROM (
+        SELECT a.id AS agent_id, a.runtime_id AS runtime_id, 0::bigint AS rank FROM agent a
+        WHERE a.id = ANY($1) AND a.runtime_id = ANY($2) AND a.archived_at IS NULL
+        UNION ALL
+        SELECT a.id, f.runtime_id, f.position + 1 FROM agent_fallback f
+        JOIN agent a ON a.id = f.agent_id
+        WHERE a.id = ANY($1) AND f.runtime_id = ANY($2) AND a.archived_at IS NULL
+          AND ",
+    fallback_open!("f.runtime_id", "$3::timestamptz"),
+    "
+    ) c
+    JOIN agent a ON a.id = c.agent_id
     JOIN agent_task_queue t ON t.id = (
         SELECT q.id FROM agent_task_queue q
         WHERE q.agent_id = a.id AND q.status = 'queued' AND ",
@@ -204,47 +251,46 @@ const NEXT_CLAIMABLE: &str = concat!(
     "
         ORDER BY q.priority DESC, q.created_at, q.seq
         LIMIT 1)
-    WHERE a.id = ANY($1)
-      AND a.runtime_id = ANY($2)
-      AND a.archived_at IS NULL
-      AND ",
+    WHERE ",
     agent_not_blocked!("a", "$3::timestamptz"),
     "
       AND (SELECT count(*) FROM agent_task_queue busy
            WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
           < a.max_concurrent_tasks
       AND ",
-    runtime_has_room!("a.runtime_id"),
+    runtime_has_room!("c.runtime_id"),
     "
-    ORDER BY t.priority DESC, t.created_at, t.seq
+    ORDER BY t.priority DESC, t.created_at, t.seq, c.rank
     LIMIT 1
     FOR UPDATE OF t SKIP LOCKED"
 );
 
-/// Dispatches task `$3` to its agent's runtime, only if on the row being
-/// written it is still queued and its agent (not archived, bound to one of
-/// the runtimes in `$1`) below its `max_concurrent_tasks`, as SQLite's
-/// claim statement checks it.
+/// Dispatches task `$3` to runtime `$4`, only if on the row being written
+/// the task is still queued and `$4` (one of the claiming runtimes `$1`)
+/// is its agent's own runtime or an open fallback of it, the agent (not
+/// archived) below its `max_concurrent_tasks` and the runtime with
+/// capacity left, as SQLite's claim statement checks it.
 fn claim_statement() -> String {
     format!(
         "UPDATE agent_task_queue
-         SET status = 'dispatched', dispatched_at = $2,
-             runtime_id = (SELECT a.runtime_id FROM agent a
-                           WHERE a.id = agent_task_queue.agent_id)
+         SET status = 'dispatched', dispatched_at = $2, runtime_id = $4::uuid
          WHERE id = $3 AND status = 'queued'
            AND {not_blocked}
-           AND (SELECT count(*) FROM agent_task_queue busy
-                WHERE busy.agent_id = agent_task_queue.agent_id
-                  AND busy.status IN ('dispatched', 'running'))
-               < (SELECT a.max_concurrent_tasks FROM agent a
-                  WHERE a.id = agent_task_queue.agent_id AND a.archived_at IS NULL
-                    AND a.runtime_id = ANY($1))
+           AND $4::uuid = ANY($1::uuid[])
+           AND EXISTS (SELECT 1 FROM agent a
+               WHERE a.id = agent_task_queue.agent_id AND a.archived_at IS NULL
+                 AND (SELECT count(*) FROM agent_task_queue busy
+                      WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
+                     < a.max_concurrent_tasks
+                 AND (a.runtime_id = $4::uuid
+                      OR (EXISTS (SELECT 1 FROM agent_fallback f
+                                  WHERE f.agent_id = a.id AND f.runtime_id = $4::uuid)
+                          AND {fallback_open})))
            AND {has_room}
          RETURNING {COLUMNS}",
         not_blocked = not_blocked!("agent_task_queue", "$2::timestamptz"),
-        has_room = runtime_has_room!(
-            "(SELECT a.runtime_id FROM agent a WHERE a.id = agent_task_queue.agent_id)"
-        )
+        fallback_open = fallback_open!("$4::uuid", "$2::timestamptz"),
+        has_room = runtime_has_room!("$4::uuid"),
     )
 }
 
@@ -305,7 +351,10 @@ pub fn claim_any(
             return Ok(None);
         };
         let task: TaskId = candidate.try_get(0)?;
-        if let Some(row) = conn.query_opt(&claim, &[&runtimes, &Timestamp::now(), &task])? {
+        let runtime: uuid::Uuid = candidate.try_get(1)?;
+        if let Some(row) =
+            conn.query_opt(&claim, &[&runtimes, &Timestamp::now(), &task, &runtime])?
+        {
             return Ok(Some(from_row(&row)?));
         }
     }

@@ -10,7 +10,9 @@ use crate::store::agents::*;
 
 const COLUMNS: &str = "id, workspace_id, runtime_id, name, description, instructions, avatar_url, \
      runtime_mode, runtime_config, visibility, status, max_concurrent_tasks, owner_id, \
-     created_at, updated_at, archived_at, archived_by, max_attempts";
+     created_at, updated_at, archived_at, archived_by, max_attempts, fallback_after_secs, \
+     quota_failed_at, (SELECT json_group_array(f.runtime_id) FROM \
+      (SELECT runtime_id FROM agent_fallback WHERE agent_id = agent.id ORDER BY position) f)";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
     let config: String = row.get(8)?;
@@ -34,6 +36,18 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Agent> {
         archived_at: row.get(15)?,
         archived_by: row.get(16)?,
         max_attempts: row.get(17)?,
+        fallback_after_secs: row.get(18)?,
+        quota_failed_at: row.get(19)?,
+        fallback_runtime_ids: {
+            let listed: String = row.get(20)?;
+            serde_json::from_str(&listed).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    20,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?
+        },
     })
 }
 
@@ -94,8 +108,8 @@ pub fn insert(
     conn.prepare_cached(
         "INSERT INTO agent (id, workspace_id, runtime_id, name, description, instructions,
              avatar_url, runtime_mode, runtime_config, visibility, status, max_concurrent_tasks,
-             owner_id, created_at, updated_at, max_attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
+             owner_id, created_at, updated_at, max_attempts, fallback_after_secs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16)",
     )?
     .execute(params![
         id,
@@ -112,7 +126,8 @@ pub fn insert(
         fields.max_concurrent_tasks,
         owner,
         now,
-        fields.max_attempts
+        fields.max_attempts,
+        fields.fallback_after_secs
     ])?;
     get(conn, id, false)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
@@ -121,7 +136,8 @@ pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite:
     conn.prepare_cached(
         "UPDATE agent SET runtime_id = ?2, name = ?3, description = ?4, instructions = ?5,
              avatar_url = ?6, runtime_mode = ?7, runtime_config = ?8, visibility = ?9,
-             status = ?10, max_concurrent_tasks = ?11, updated_at = ?12, max_attempts = ?13
+             status = ?10, max_concurrent_tasks = ?11, updated_at = ?12, max_attempts = ?13,
+             fallback_after_secs = ?14
          WHERE id = ?1",
     )?
     .execute(params![
@@ -137,9 +153,32 @@ pub fn update(conn: &Connection, id: AgentId, fields: &AgentFields) -> rusqlite:
         fields.status,
         fields.max_concurrent_tasks,
         Timestamp::now(),
-        fields.max_attempts
+        fields.max_attempts,
+        fields.fallback_after_secs
     ])?;
     get(conn, id, false)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+pub fn set_fallbacks(
+    conn: &Connection,
+    id: AgentId,
+    runtimes: &[crate::domain::RuntimeId],
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM agent_fallback WHERE agent_id = ?1")?
+        .execute([id])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO agent_fallback (agent_id, runtime_id, position) VALUES (?1, ?2, ?3)",
+    )?;
+    for (position, runtime) in runtimes.iter().enumerate() {
+        insert.execute(params![id, runtime, position as i64])?;
+    }
+    Ok(())
+}
+
+pub fn mark_quota_failed(conn: &Connection, id: AgentId, at: Timestamp) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE agent SET quota_failed_at = ?2 WHERE id = ?1")?
+        .execute(params![id, at])?;
+    Ok(())
 }
 
 pub fn set_archived(

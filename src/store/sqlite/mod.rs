@@ -418,7 +418,10 @@ mod migration_tests {
         ))
         .expect("seed V23");
 
-        assert_eq!(migrate(&mut conn).expect("migrate"), 1);
+        assert!(
+            migrate(&mut conn).expect("migrate") >= 1,
+            "V24 and later applied"
+        );
 
         let rows: Vec<(i64, String, Option<String>, i64)> = conn
             .prepare("SELECT rowid, id, runtime_id, max_attempts FROM agent ORDER BY rowid")
@@ -441,10 +444,16 @@ mod migration_tests {
         // NULL is allowed now, and references are enforced again
         conn.execute("UPDATE agent SET runtime_id = NULL WHERE id = ?1", [id(11)])
             .expect("unbind");
-        let bogus = conn.execute("UPDATE agent SET runtime_id = ?1 WHERE id = ?2", [id(99), id(11)]);
+        let bogus = conn.execute(
+            "UPDATE agent SET runtime_id = ?1 WHERE id = ?2",
+            [id(99), id(11)],
+        );
         assert!(bogus.is_err(), "a runtime that does not exist is refused");
         let gone = conn.execute("DELETE FROM agent_runtime WHERE id = ?1", [&rt]);
-        assert!(gone.is_err(), "a runtime with an agent bound stays (RESTRICT)");
+        assert!(
+            gone.is_err(),
+            "a runtime with an agent bound stays (RESTRICT)"
+        );
         conn.execute("DELETE FROM agent WHERE id = ?1", [id(10)])
             .expect("delete an agent");
         let task_agent: Option<String> = conn

@@ -137,35 +137,47 @@ pub fn pending_for_runtime(conn: &Connection, runtime: RuntimeId) -> rusqlite::R
     rows.collect()
 }
 
-/// What makes the task row being updated claimable, checked by the claim
-/// statement itself against the row it changes: still queued, charged to
-/// no budget that blocks at `?2` (see [`crate::store::budgets`]), and its
-/// agent (not archived, bound to one of the runtimes in `?1`) below its
-/// `max_concurrent_tasks`, its runtime's capacity left
-/// ([`runtime_has_room`]). A claimer that lost a race to the same task, or
-/// to the agent's last free slot, changes nothing and gets no row back.
-/// (An engine that re-checks only the updated row after waiting for it,
-/// as PostgreSQL's READ COMMITTED does, sees the task's new status here
-/// but counts the agent's busy tasks from its statement snapshot: its claim
-/// also locks the agent row, `FOR UPDATE OF a` in the candidate, so claims
-/// of one agent's tasks take turns.)
-const CLAIMABLE: &str = concat!(
-    "status = 'queued' AND ",
-    not_blocked!("agent_task_queue", "?2"),
-    "
-    AND (SELECT count(*) FROM agent_task_queue busy
-         WHERE busy.agent_id = agent_task_queue.agent_id
-           AND busy.status IN ('dispatched', 'running'))
-        < (SELECT a.max_concurrent_tasks FROM agent a
-           WHERE a.id = agent_task_queue.agent_id AND a.archived_at IS NULL
-             AND a.runtime_id IN (SELECT value FROM json_each(?1)))
-    AND ",
-    runtime_has_room!("(SELECT a.runtime_id FROM agent a WHERE a.id = agent_task_queue.agent_id)")
-);
+/// The condition under which the runtime `$runtime` takes the queued
+/// tasks of agent `a` as one of its fallbacks (listed in
+/// `agent_fallback`): the agent is bound to a runtime of its own, its
+/// owner may still bind agents to `$runtime` (rule 1, checked on every
+/// claim: the runtime's owner, or a workspace-visible runtime and an owner
+/// who manages the workspace), and its own runtime cannot take them at
+/// `$now`: offline for at least `fallback_after_secs`, or a task of it
+/// failed there for a quota or rate limit less than `fallback_after_secs`
+/// ago.
+macro_rules! fallback_open {
+    ($runtime:literal, $now:literal) => {
+        concat!(
+            "(a.runtime_id IS NOT NULL
+             AND EXISTS (SELECT 1 FROM agent_runtime fr
+                 WHERE fr.id = ",
+            $runtime,
+            " AND fr.workspace_id = a.workspace_id AND fr.owner_id IS NOT NULL
+                   AND (fr.owner_id = a.owner_id
+                        OR (fr.visibility = 'workspace'
+                            AND EXISTS (SELECT 1 FROM member fm
+                                WHERE fm.workspace_id = a.workspace_id
+                                  AND fm.user_id = a.owner_id
+                                  AND fm.role IN ('owner', 'admin')))))
+             AND (julianday(a.quota_failed_at) > julianday(",
+            $now,
+            ") - a.fallback_after_secs / 86400.0
+                  OR EXISTS (SELECT 1 FROM agent_runtime p
+                      WHERE p.id = a.runtime_id AND p.status = 'offline'
+                        AND julianday(p.offline_since) <= julianday(",
+            $now,
+            ") - a.fallback_after_secs / 86400.0)))"
+        )
+    };
+}
 
-/// The next claimable task of the runtimes in `?1`, in claim order:
-/// tasks a budget blocks at `?2` are passed over, so an agent's later task
-/// queued by a member with budget left is claimed.
+/// The next claimable task of the runtimes in `?1`, and the runtime that
+/// takes it, in claim order: tasks a budget blocks at `?2` are passed
+/// over, so an agent's later task queued by a member with budget left is
+/// claimed. An agent's tasks go to its own runtime, or to one of its
+/// fallback runtimes while [`fallback_open`] (its own first when both
+/// claim at once, then the fallbacks in their order).
 ///
 /// It starts from the runtimes' agents and takes each one's first queued
 /// task from the (agent_id, status, priority DESC, created_at) index, then
@@ -173,7 +185,18 @@ const CLAIMABLE: &str = concat!(
 /// the queues (starting from the queued tasks made every claim scan all of
 /// them, ~4.5 ms at 24,000 queued tasks instead of ~0.01 ms).
 const NEXT_CLAIMABLE: &str = concat!(
-    "SELECT t.id FROM agent a
+    "SELECT t.id, c.runtime_id FROM (
+        SELECT a.id AS agent_id, a.runtime_id AS runtime_id, 0 AS rank FROM agent a
+        WHERE a.runtime_id IN (SELECT value FROM json_each(?1)) AND a.archived_at IS NULL
+        UNION ALL
+        SELECT a.id, f.runtime_id, f.position + 1 FROM agent_fallback f
+        JOIN agent a ON a.id = f.agent_id
+        WHERE f.runtime_id IN (SELECT value FROM json_each(?1)) AND a.archived_at IS NULL
+          AND ",
+    fallback_open!("f.runtime_id", "?2"),
+    "
+    ) c
+    JOIN agent a ON a.id = c.agent_id
     JOIN agent_task_queue t ON t.id = (
         SELECT q.id FROM agent_task_queue q
         WHERE q.agent_id = a.id AND q.status = 'queued' AND ",
@@ -181,33 +204,47 @@ const NEXT_CLAIMABLE: &str = concat!(
     "
         ORDER BY q.priority DESC, q.created_at, q.rowid
         LIMIT 1)
-    WHERE a.runtime_id IN (SELECT value FROM json_each(?1))
-      AND a.archived_at IS NULL
-      AND ",
+    WHERE ",
     agent_not_blocked!("a", "?2"),
     "
       AND (SELECT count(*) FROM agent_task_queue busy
            WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
           < a.max_concurrent_tasks
       AND ",
-    runtime_has_room!("a.runtime_id"),
+    runtime_has_room!("c.runtime_id"),
     "
-    ORDER BY t.priority DESC, t.created_at, t.rowid
+    ORDER BY t.priority DESC, t.created_at, t.rowid, c.rank
     LIMIT 1"
 );
 
-/// The claim as one statement: dispatches the task `candidate` names (a
-/// subquery or a parameter) to its agent's runtime, only if it is still
-/// [`CLAIMABLE`] when the row is written, and returns it. An engine that
-/// picks the candidate from an older snapshot than the row it updates
-/// (READ COMMITTED) still never hands one task out twice.
-fn claim_statement(candidate: &str) -> String {
+/// The claim's write: dispatches task `?3` to runtime `?4`, only if on the
+/// row being written the task is still queued, charged to no budget that
+/// blocks at `?2` (see [`crate::store::budgets`]), `?4` is one of the
+/// claiming runtimes `?1` and the agent's own or an open fallback of it,
+/// the agent (not archived) is below its `max_concurrent_tasks`, and the
+/// runtime has capacity left ([`runtime_has_room`]). A claimer that lost a
+/// race to the same task, or to the agent's last free slot, changes
+/// nothing and gets no row back.
+fn claim_statement() -> String {
     format!(
         "UPDATE agent_task_queue
-         SET status = 'dispatched', dispatched_at = ?2,
-             runtime_id = (SELECT a.runtime_id FROM agent a WHERE a.id = agent_task_queue.agent_id)
-         WHERE id = ({candidate}) AND {CLAIMABLE}
-         RETURNING {COLUMNS}"
+         SET status = 'dispatched', dispatched_at = ?2, runtime_id = ?4
+         WHERE id = ?3 AND status = 'queued' AND {not_blocked}
+           AND ?4 IN (SELECT value FROM json_each(?1))
+           AND EXISTS (SELECT 1 FROM agent a
+               WHERE a.id = agent_task_queue.agent_id AND a.archived_at IS NULL
+                 AND (SELECT count(*) FROM agent_task_queue busy
+                      WHERE busy.agent_id = a.id AND busy.status IN ('dispatched', 'running'))
+                     < a.max_concurrent_tasks
+                 AND (a.runtime_id = ?4
+                      OR (EXISTS (SELECT 1 FROM agent_fallback f
+                                  WHERE f.agent_id = a.id AND f.runtime_id = ?4)
+                          AND {fallback_open})))
+           AND {has_room}
+         RETURNING {COLUMNS}",
+        not_blocked = not_blocked!("agent_task_queue", "?2"),
+        fallback_open = fallback_open!("?4", "?2"),
+        has_room = runtime_has_room!("?4"),
     )
 }
 
@@ -216,23 +253,36 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> rusqlite::Result<String> {
     serde_json::to_string(items).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
+/// Picks the next claimable task ([`NEXT_CLAIMABLE`]) and dispatches it
+/// ([`claim_statement`]): two statements of one write transaction, which
+/// the one writer runs with nothing in between.
 pub fn claim_any(conn: &Connection, runtimes: &[RuntimeId]) -> rusqlite::Result<Option<Task>> {
-    conn.prepare_cached(&claim_statement(NEXT_CLAIMABLE))?
-        .query_row(params![json_list(runtimes)?, Timestamp::now()], from_row)
+    let runtimes = json_list(runtimes)?;
+    let now = Timestamp::now();
+    let candidate: Option<(TaskId, RuntimeId)> = conn
+        .prepare_cached(NEXT_CLAIMABLE)?
+        .query_row(params![runtimes, now], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((task, runtime)) = candidate else {
+        return Ok(None);
+    };
+    conn.prepare_cached(&claim_statement())?
+        .query_row(params![runtimes, now, task, runtime], from_row)
         .optional()
 }
 
-/// The claim statement for one given task, as a claimer that chose it
-/// before a concurrent claim committed would run it.
+/// The claim's write for one given task and runtime, as a claimer that
+/// chose them before a concurrent claim committed would run it.
 #[cfg(test)]
 fn claim_task(
     conn: &Connection,
     runtimes: &[RuntimeId],
     task: TaskId,
 ) -> rusqlite::Result<Option<Task>> {
-    conn.prepare_cached(&claim_statement("?3"))?
+    let runtime = runtimes.first().copied();
+    conn.prepare_cached(&claim_statement())?
         .query_row(
-            params![json_list(runtimes)?, Timestamp::now(), task],
+            params![json_list(runtimes)?, Timestamp::now(), task, runtime],
             from_row,
         )
         .optional()

@@ -62,8 +62,8 @@ impl TwoClaimers {
         id
     }
 
-    /// The task a claimer would pick now, as the claim's subquery
-    /// picks it.
+    /// The task a claimer would pick now, as the claim's first
+    /// statement picks it.
     fn chosen_by_b(&self) -> Option<TaskId> {
         self.b
             .query_row(
