@@ -74,6 +74,7 @@ pub struct Application {
     server: Server,
     state: State,
     sweeper: SweeperConfig,
+    webhooks: crate::config::WebhooksConfig,
 }
 
 /// What every request handler and background job shares.
@@ -123,6 +124,7 @@ impl Application {
             })?
             .port();
         let sweeper = config.sweeper.clone();
+        let webhooks = config.webhooks.clone();
         let server =
             server(config, state.clone(), listener).map_err(|source| StartError::Bind {
                 addr: addr.to_string(),
@@ -133,6 +135,7 @@ impl Application {
             server,
             state,
             sweeper,
+            webhooks,
         })
     }
 
@@ -161,8 +164,9 @@ impl Application {
         let state = &self.state;
         let sweeper = Sweeper::new(state.into(), state.metrics.clone(), self.sweeper).start();
         let flusher = HeartbeatFlusher::new(state.heartbeats.clone(), state.db.clone()).start();
+        let sender = crate::webhooks::Sender::start(state.db.clone(), &self.webhooks);
         let result = self.server.await;
-        drop((sweeper, flusher));
+        drop((sweeper, flusher, sender));
         let state = self.state;
         let closing = web::block(move || {
             state.heartbeats.flush(&state.db)?;
@@ -183,6 +187,7 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
     let heartbeats = web::Data::new(state.heartbeats);
     let metrics = web::Data::new(state.metrics);
     let daemon_hub = web::Data::new(state.daemon_hub);
+    let webhooks = web::Data::new(config.webhooks.clone());
     let origins = config.server.cors_allowed_origins.clone();
     let body_timeout = Duration::from_secs(config.server.body_timeout_secs);
     let server = HttpServer::new(move || {
@@ -192,6 +197,7 @@ fn server(config: Config, state: State, listener: TcpListener) -> std::io::Resul
             .app_data(heartbeats.clone())
             .app_data(metrics.clone())
             .app_data(daemon_hub.clone())
+            .app_data(webhooks.clone())
             .app_data(json_config())
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .app_data(web::PathConfig::default().error_handler(|err, _| {

@@ -20,6 +20,17 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub sweeper: SweeperConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[webhooks]`: where outbound webhooks may go.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Deliver to loopback, link-local and private addresses too (off: a
+    /// workspace admin could otherwise make the server call into the
+    /// network it runs in). For endpoints on the server's own network.
+    pub allow_private_targets: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -136,6 +136,8 @@ entity_ids! {
     UsageId;
     /// A spending limit.
     BudgetId;
+    /// An outbound webhook endpoint of a workspace.
+    WebhookId;
 }
 
 /// Declares an enum whose values are one lower-case word each: the word is
@@ -404,6 +406,14 @@ impl fmt::Display for Timestamp {
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+/// What [`Serialize`] writes, and any other RFC 3339 time.
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Timestamp, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -44,3 +44,4 @@ pub mod probes;
 pub mod redact;
 pub mod relay;
 pub mod store;
+pub mod webhooks;

@@ -253,6 +253,9 @@ fn migrate_creates_every_table() {
             "usage_block",
             "usage_zone_day",
             "user",
+            "webhook",
+            "webhook_delivery",
+            "webhook_event",
             "workspace"
         ]
     );

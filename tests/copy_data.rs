@@ -17,7 +17,7 @@ use agenthub::store::usage::{upsert_task_usage, UsageEntry};
 use common::{binary, count_in, select_in, spawn_app_with, ServerProcess, TestApp, TestDb};
 use serde_json::{json, Value};
 
-const TABLES: [&str; 22] = [
+const TABLES: [&str; 23] = [
     "user",
     "workspace",
     "member",
@@ -40,6 +40,7 @@ const TABLES: [&str; 22] = [
     "runtime_probe",
     "machine_limit",
     "agent_fallback",
+    "webhook",
 ];
 
 /// An app on a SQLite file whatever the suite runs on (the source of a
@@ -215,6 +216,14 @@ async fn install(app: &TestApp) -> (Vec<Reader>, Vec<String>) {
         )
         .await;
     app.insert_agent(&ws, &rt_old, &alice.id, true);
+    let r = app
+        .post(
+            &format!("/api/webhooks?workspace_id={ws}"),
+            &alice.token,
+            json!({"url": "https://example.com/hook", "events": ["budget:exceeded"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
     // capacity on the runtime, its machine and the workspace
     let r = app
         .patch(

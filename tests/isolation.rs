@@ -27,6 +27,7 @@ struct Fixture {
     token_id: String,
     invitation: String,
     budget: String,
+    webhook: String,
     secrets: Vec<String>,
 }
 
@@ -74,9 +75,12 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
         json!({"scope": "agent", "scope_id": agent, "period": "monthly", "limit_usd": 1000}),
     )
     .await;
+    let (webhook, webhook_secret) = webhook(app, &alice.token, &ws).await;
     let f = Fixture {
         budget,
+        webhook,
         secrets: vec![
+            webhook_secret,
             ws.clone(),
             runtime.clone(),
             agent.clone(),
@@ -105,6 +109,28 @@ async fn fixture(app: &TestApp) -> (Fixture, String, String) {
 }
 
 /// A budget on the workspace `ws`, set by `owner` with `body`; its id.
+/// A webhook of the workspace, for an event nothing here causes (so its
+/// sender never writes while a test compares the database).
+async fn webhook(app: &TestApp, owner: &str, ws: &str) -> (String, String) {
+    let r = app
+        .request_with_headers(
+            "POST",
+            "/api/webhooks",
+            Some(owner),
+            Some(
+                &json!({"url": "https://example.com/hook", "events": ["budget:exceeded"]})
+                    .to_string(),
+            ),
+            &[("X-Workspace-ID", ws)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    (
+        r.body["id"].as_str().unwrap().to_string(),
+        r.body["secret"].as_str().unwrap().to_string(),
+    )
+}
+
 async fn budget(app: &TestApp, owner: &str, ws: &str, body: Value) -> String {
     let r = app
         .request_with_headers(
@@ -190,6 +216,8 @@ fn concrete(template: &str, f: &Fixture) -> String {
         &f.invitation
     } else if template.starts_with("/api/budgets/") {
         &f.budget
+    } else if template.starts_with("/api/webhooks/") {
+        &f.webhook
     } else {
         ""
     };
@@ -239,6 +267,9 @@ fn body_for(method: &str, template: &str, f: &Fixture) -> Option<Value> {
             json!({"scope": "workspace", "period": "daily", "limit_usd": 0.01})
         }
         ("put", "/api/budgets/{id}") => json!({"limit_usd": 0.01}),
+        ("post", "/api/webhooks") => {
+            json!({"url": "https://example.com/intruder", "events": ["task:failed"]})
+        }
         ("patch" | "put", "/api/workspaces/{id}") => json!({"timezone": "Asia/Kolkata"}),
         ("post", "/api/daemon/tasks/{id}/usage") => {
             json!({"usage": [{"provider": "claude", "model": "opus", "input_tokens": 5}]})
@@ -531,6 +562,9 @@ fn expected(method: &str, template: &str, who: Who) -> Expect {
         ("get", "/api/budgets") => Reads,
         (_, t) if t.starts_with("/api/budgets") && member => Refused(403),
         (_, t) if t.starts_with("/api/budgets") => Entitled,
+        // webhooks: the workspace's managers' only, to read as to write
+        (_, t) if t.starts_with("/api/webhooks") && member => Refused(403),
+        (_, t) if t.starts_with("/api/webhooks") => Entitled,
         (_, t) if t.starts_with("/api/workspaces/{id}/members") && member => Refused(403),
         (_, t) if t.starts_with("/api/workspaces/{id}/members") => Entitled,
         ("get", "/api/runtimes" | "/api/agents" | "/api/usage/daily" | "/api/usage/summary") => {
@@ -622,8 +656,10 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
         json!({"scope": "member", "scope_id": bob.id, "period": "daily", "limit_usd": 5}),
     )
     .await;
+    let (webhook, webhook_secret) = webhook(&app, &alice.token, &ws).await;
     let f = Fixture {
         budget,
+        webhook,
         invitation,
         ws: ws.clone(),
         daemon_id: "bob-mbp".into(),
@@ -636,6 +672,7 @@ async fn inside_a_workspace_nobody_acts_for_another_members_machine() {
         member,
         token_id,
         secrets: vec![
+            webhook_secret,
             "a-private-agent".into(),
             "private instructions".into(),
             "a private prompt".into(),

@@ -354,6 +354,17 @@ async fn workspace_member_and_token_replies_fit_the_document() {
     let settings = json!({"name": "Lab 2", "description": null});
     c.call("put", &format!("/api/workspaces/{ws}"), a, Some(settings))
         .await;
+    let settings = json!({"max_concurrent_tasks": 40});
+    c.call("patch", &format!("/api/workspaces/{ws}"), a, Some(settings))
+        .await;
+    let hooks = format!("/api/webhooks?workspace_id={ws}");
+    let hook = json!({"url": "https://example.com/hook", "events": ["runtime:online"]});
+    let hook = id(&c.post(&hooks, a, Some(hook)).await);
+    c.get(&hooks, a).await;
+    // an event for it: a runtime comes online
+    app.runtime(a, &ws, "hook-box", "claude").await;
+    c.get(&format!("/api/webhooks/{hook}/deliveries"), a).await;
+    c.delete(&format!("/api/webhooks/{hook}"), a).await;
     let budgets = format!("/api/budgets?workspace_id={ws}");
     let whole = json!({"scope": "workspace", "scope_id": null, "period": "monthly",
                        "limit_usd": 25.5, "warn_percent": 75});

@@ -22,6 +22,7 @@ pub mod tasks;
 pub mod tokens;
 pub mod transcripts;
 pub mod usage;
+pub mod webhooks;
 pub mod workspaces;
 
 use actix_web::{guard, web, HttpResponse};
@@ -59,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(tokens::configure)
                 .configure(transcripts::configure)
                 .configure(usage::configure)
+                .configure(webhooks::configure)
                 .configure(workspaces::configure),
         );
 }

@@ -222,6 +222,19 @@ pub(super) const TABLES: &[Table] = &[
         seq: false,
     },
     Table {
+        name: "webhook",
+        columns: &[
+            ("id", Id),
+            ("workspace_id", Id),
+            ("url", Text),
+            ("events", Json),
+            ("secret", Text),
+            ("created_by", Id),
+            ("created_at", Time),
+        ],
+        seq: false,
+    },
+    Table {
         name: "agent_fallback",
         columns: &[("agent_id", Id), ("runtime_id", Id), ("position", Int)],
         seq: false,

@@ -44,6 +44,7 @@ pub mod tokens;
 pub mod transcripts;
 pub mod usage;
 pub mod users;
+pub mod webhooks;
 pub mod workspaces;
 
 use std::path::Path;

@@ -317,6 +317,16 @@ pub(super) fn bodies() -> Vec<(&'static str, Value)> {
             request(&[("target_version", string())], &["target_version"]),
         ),
         (
+            "CreateWebhook",
+            request(
+                &[
+                    ("url", string()),
+                    ("events", list(one_of(crate::store::webhooks::EVENT_TYPES))),
+                ],
+                &["url", "events"],
+            ),
+        ),
+        (
             "UnbindAgents",
             request(
                 &[("expected_active_agent_ids", list(uuid()))],

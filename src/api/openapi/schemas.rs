@@ -529,6 +529,19 @@ fn usage() -> Vec<(&'static str, Value)> {
         reply(&row)
     };
     let agent_id = by_agent[0].1.clone();
+    let webhook = vec![
+        ("id", uuid()),
+        ("workspace_id", uuid()),
+        ("url", string()),
+        ("events", list(one_of(crate::store::webhooks::EVENT_TYPES))),
+        ("created_by", nullable(uuid())),
+        ("created_at", time()),
+    ];
+    let mut webhook_created = webhook.clone();
+    webhook_created.push((
+        "secret",
+        json!({"type": "string", "pattern": "^whsec_[0-9a-f]{64}$"}),
+    ));
     vec![
         ("DashboardDailyUsage", dated(("date", day()))),
         (
@@ -583,6 +596,29 @@ fn usage() -> Vec<(&'static str, Value)> {
                 ("created_by", nullable(uuid())),
                 ("created_at", time()),
                 ("updated_at", time()),
+            ]),
+        ),
+        ("Webhook", reply(&webhook)),
+        ("WebhookCreated", reply(&webhook_created)),
+        (
+            "WebhookDelivery",
+            reply(&[
+                ("event_id", string()),
+                ("event", one_of(crate::store::webhooks::EVENT_TYPES)),
+                ("event_created_at", time()),
+                ("status", one_of(&["pending", "delivered", "failed"])),
+                (
+                    "attempts",
+                    list(reply(&[
+                        ("at", time()),
+                        (
+                            "status_code",
+                            nullable(json!({"type": "integer", "minimum": 100, "maximum": 599})),
+                        ),
+                        ("error", nullable(string())),
+                    ])),
+                ),
+                ("next_attempt_at", nullable(time())),
             ]),
         ),
         ("RuntimeUsage", reply(&runtime_usage)),

@@ -33,6 +33,7 @@ pub(super) mod transcripts;
 mod types;
 pub(super) mod usage;
 pub(super) mod users;
+pub(super) mod webhooks;
 pub(super) mod workspaces;
 
 use std::cell::RefCell;

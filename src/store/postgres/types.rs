@@ -12,7 +12,7 @@ use crate::domain::{
     AgentId, AgentStatus, BudgetId, BudgetPeriod, BudgetScope, EntityId, InvitationId,
     InvitationStatus, MemberId, ProbeId, ProbeKind, ProbeStatus, Role, RuntimeId, RuntimeMode,
     RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId, UserId,
-    Visibility, WorkspaceId,
+    Visibility, WebhookId, WorkspaceId,
 };
 
 type BoxError = Box<dyn StdError + Sync + Send>;
@@ -56,7 +56,8 @@ pg_ids!(
     InvitationId,
     ProbeId,
     UsageId,
-    BudgetId
+    BudgetId,
+    WebhookId
 );
 
 /// Stores each word enum as its word, and reads back only those words.

@@ -41,6 +41,7 @@ pub(super) mod transcripts;
 mod types;
 pub(super) mod usage;
 pub(super) mod users;
+pub(super) mod webhooks;
 pub(super) mod workspaces;
 mod writer;
 

@@ -8,7 +8,7 @@ use crate::domain::{
     AgentId, AgentStatus, BudgetId, BudgetPeriod, BudgetScope, EntityId, InvitationId,
     InvitationStatus, MemberId, ProbeId, ProbeKind, ProbeStatus, Role, RuntimeId, RuntimeMode,
     RuntimeStatus, TaskId, TaskStatus, TaskTokenId, Timestamp, TokenId, UsageId, UserId,
-    Visibility, WorkspaceId,
+    Visibility, WebhookId, WorkspaceId,
 };
 
 /// Stores each id type as its hyphenated text, and reads it back strictly.
@@ -42,7 +42,8 @@ sql_ids!(
     InvitationId,
     ProbeId,
     UsageId,
-    BudgetId
+    BudgetId,
+    WebhookId
 );
 
 /// Stores each word enum as its word, and reads back only those words.
