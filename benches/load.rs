@@ -5,9 +5,11 @@
 //! (32 concurrent connections), LOAD_TASKS (24000 queued for the claiming
 //! phases, over 40 agents), LOAD_DATABASE_URL (a PostgreSQL database to
 //! run on instead of a SQLite file; `scripts/load.sh` sets it for
-//! `LOAD_ENGINE=postgres`), LOAD_NODES (1; more start that many servers on
-//! the one PostgreSQL database, and requests go to them in turn — a claim
-//! cycle's requests to one node), AGENTHUB_BENCH_BIN (another build of
+//! `LOAD_ENGINE=postgres`), LOAD_CAPACITY (1: capacity limits, far away,
+//! on the claiming runtimes, their machines and the workspace),
+//! LOAD_NODES (1; more start that many servers on the one PostgreSQL
+//! database, and requests go to them in turn — a claim cycle's requests
+//! to one node), AGENTHUB_BENCH_BIN (another build of
 //! the binary to load instead, to compare two builds in one run).
 //!
 //! Reports, from one run on one machine so they read as ratios: the raw
@@ -487,6 +489,28 @@ fn main() {
             let mut res = req.send_json(&body).await.expect("agent");
             let agent: Value = res.json().await.expect("agent json");
             agents.push(agent["id"].as_str().expect("agent id").to_string());
+        }
+        if knob("LOAD_CAPACITY", 0) == 1 {
+            // every claim then counts the busy tasks of its runtime, its
+            // machine and the workspace (limits far away: nothing waits)
+            let limits = json!({"max_concurrent_tasks": 1000, "machine_max_concurrent_tasks": 1000});
+            for rt in &runtimes[..workers] {
+                let res = client
+                    .patch(format!("{}/api/runtimes/{rt}", nodes.next()))
+                    .insert_header(("Authorization", format!("Bearer {token}")))
+                    .send_json(&limits)
+                    .await
+                    .expect("runtime limits");
+                assert_eq!(res.status().as_u16(), 200, "runtime limits");
+            }
+            let res = client
+                .patch(format!("{}/api/workspaces/{ws}", nodes.next()))
+                .insert_header(("Authorization", format!("Bearer {token}")))
+                .send_json(&json!({"max_concurrent_tasks": 10_000}))
+                .await
+                .expect("workspace limit");
+            assert_eq!(res.status().as_u16(), 200, "workspace limit");
+            println!("capacity: limits on every claiming runtime, its machine and the workspace");
         }
         // enough queued work for both claiming phases, queued over all
         // connections
