@@ -234,13 +234,39 @@ fn run(db: &Store, agent: &ureq::Agent, stop: &AtomicBool) {
         };
         if last_prune.elapsed() > Duration::from_secs(3600) {
             last_prune = std::time::Instant::now();
-            let before = Timestamp::now() - chrono::Duration::days(KEEP_DAYS);
-            if let Err(e) = db.write_blocking(move |tx| webhooks::prune(tx, before)) {
-                log::warn!("webhook outbox prune: {e}");
-            }
+            prune(db);
         }
         if !busy {
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Keeps the outbox bounded: events older than [`KEEP_DAYS`], and a
+/// workspace's beyond [`webhooks::MAX_EVENTS_PER_WORKSPACE`], go with
+/// their deliveries, a batch per transaction (at most a hundred each time:
+/// the rest go an hour later), so no write holds the database long.
+fn prune(db: &Store) {
+    let before = Timestamp::now() - chrono::Duration::days(KEEP_DAYS);
+    for _ in 0..100 {
+        match db.write_blocking(move |tx| webhooks::prune(tx, before)) {
+            Ok(n) if n as i64 == webhooks::PRUNE_BATCH => continue,
+            Ok(_) => break,
+            Err(e) => {
+                log::warn!("webhook outbox prune: {e}");
+                return;
+            }
+        }
+    }
+    for _ in 0..100 {
+        let keep = webhooks::MAX_EVENTS_PER_WORKSPACE;
+        match db.write_blocking(move |tx| webhooks::cap(tx, keep)) {
+            Ok(n) if n as i64 == webhooks::PRUNE_BATCH => continue,
+            Ok(_) => break,
+            Err(e) => {
+                log::warn!("webhook outbox cap: {e}");
+                return;
+            }
         }
     }
 }

@@ -691,4 +691,28 @@ async fn an_event_is_written_only_if_its_change_commits() {
         })
         .unwrap();
     assert_eq!((events(), deliveries()), (1, 1), "committed with it");
+
+    // the outbox keeps a workspace's newest events only
+    for _ in 0..3 {
+        app.db
+            .write_blocking(move |tx| {
+                agenthub::store::runtimes::heartbeat(tx, rt)?;
+                agenthub::store::runtimes::set_offline(tx, rt, r#"{"code":"stale"}"#)
+            })
+            .unwrap();
+    }
+    assert_eq!((events(), deliveries()), (4, 4));
+    let newest = app
+        .select("SELECT seq FROM webhook_event ORDER BY seq DESC LIMIT 2")
+        .concat();
+    let removed = app
+        .db
+        .write_blocking(|tx| agenthub::store::webhooks::cap(tx, 2))
+        .unwrap();
+    assert_eq!(removed, 2);
+    let kept = app
+        .select("SELECT seq FROM webhook_event ORDER BY seq DESC")
+        .concat();
+    assert_eq!(kept, newest, "the newest two stay");
+    assert_eq!(deliveries(), 2, "the deliveries go with their events");
 }

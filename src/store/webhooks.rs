@@ -188,8 +188,24 @@ pub fn record(
     )
 }
 
-/// Deletes the events older than `before` and their deliveries, whatever
-/// became of them: the outbox keeps a bounded history.
+/// Most events (and their deliveries) deleted by one call of [`prune`] or
+/// [`cap`]: the sender calls again while a call deletes this many.
+pub const PRUNE_BATCH: i64 = 1000;
+
+/// Most events the outbox keeps per workspace, whatever became of them:
+/// an endpoint that stays down for days behind a flapping runtime cannot
+/// grow it without end.
+pub const MAX_EVENTS_PER_WORKSPACE: i64 = 10_000;
+
+/// Deletes up to [`PRUNE_BATCH`] of the events older than `before`, with
+/// their deliveries, whatever became of them: the outbox keeps a bounded
+/// history.
 pub fn prune(conn: &Conn<'_>, before: Timestamp) -> Result<usize> {
     dispatch!(conn, webhooks::prune(before))
+}
+
+/// Deletes up to [`PRUNE_BATCH`] of the events of workspaces that hold
+/// more than `keep`, oldest first, with their deliveries.
+pub fn cap(conn: &Conn<'_>, keep: i64) -> Result<usize> {
+    dispatch!(conn, webhooks::cap(keep))
 }

@@ -225,8 +225,24 @@ pub fn record(
 pub fn prune(conn: &mut Client, before: Timestamp) -> Result<usize, postgres::Error> {
     let n = conn.execute(
         "DELETE FROM webhook_event WHERE seq IN
-             (SELECT seq FROM webhook_event WHERE created_at < $1 ORDER BY created_at LIMIT 1000)",
-        &[&before],
+             (SELECT seq FROM webhook_event WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        &[&before, &PRUNE_BATCH],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+pub fn cap(conn: &mut Client, keep: i64) -> Result<usize, postgres::Error> {
+    let n = conn.execute(
+        "DELETE FROM webhook_event WHERE seq IN (
+             SELECT e.seq FROM webhook_event e
+             JOIN (SELECT w.workspace_id,
+                          (SELECT x.seq FROM webhook_event x WHERE x.workspace_id = w.workspace_id
+                           ORDER BY x.seq DESC LIMIT 1 OFFSET $1) AS floor
+                   FROM (SELECT DISTINCT workspace_id FROM webhook_event) w) f
+               ON f.workspace_id = e.workspace_id
+             WHERE e.seq <= f.floor
+             LIMIT $2)",
+        &[&keep, &PRUNE_BATCH],
     )?;
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }

@@ -211,7 +211,22 @@ pub fn record(
 pub fn prune(conn: &Connection, before: Timestamp) -> rusqlite::Result<usize> {
     conn.prepare_cached(
         "DELETE FROM webhook_event WHERE seq IN
-             (SELECT seq FROM webhook_event WHERE created_at < ?1 ORDER BY created_at LIMIT 1000)",
+             (SELECT seq FROM webhook_event WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
     )?
-    .execute([before])
+    .execute(params![before, PRUNE_BATCH])
+}
+
+pub fn cap(conn: &Connection, keep: i64) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM webhook_event WHERE seq IN (
+             SELECT e.seq FROM webhook_event e
+             JOIN (SELECT w.workspace_id,
+                          (SELECT x.seq FROM webhook_event x WHERE x.workspace_id = w.workspace_id
+                           ORDER BY x.seq DESC LIMIT 1 OFFSET ?1) AS floor
+                   FROM (SELECT DISTINCT workspace_id FROM webhook_event) w) f
+               ON f.workspace_id = e.workspace_id
+             WHERE e.seq <= f.floor
+             LIMIT ?2)",
+    )?
+    .execute(params![keep, PRUNE_BATCH])
 }
