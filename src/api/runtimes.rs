@@ -11,6 +11,7 @@ use crate::domain::{AgentId, ProbeId, ProbeKind, RuntimeId, Timestamp, Visibilit
 use crate::error::ApiError;
 use crate::events::{Audience, EventBus, DAEMON_REGISTER};
 use crate::probes::{not_found, refused, MAX_TARGET_VERSION};
+use crate::store::runtimes::Setting;
 use crate::store::{agents, probes, runtimes, tasks, Store};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -182,11 +183,12 @@ async fn unbind_and_delete(
     let expected = expected_agents(&super::json_object(&body)?)?;
     let (workspace, unbound) = db
         .write(move |tx| -> Result<_, ApiError> {
-            runtimes::lock(tx, id)?;
             let (runtime, role) = require_member_runtime(tx, caller.user_id, id)?;
             if !controls_runtime(&runtime, caller.user_id, role) {
                 return Err(ApiError::forbidden("you can only delete your own runtimes"));
             }
+            // only then: nobody outside may hold the row
+            runtimes::lock(tx, id)?;
             let active = runtimes::active_agents(tx, id, MAX_UNBOUND_AGENTS as i64 + 1)?;
             let mut actual: Vec<AgentId> = active.iter().map(|(id, _)| *id).collect();
             actual.sort();
@@ -385,7 +387,7 @@ async fn edit(
                         "only the runtime's owner can change who may bind agents to it",
                     ));
                 }
-                runtime = runtimes::set_visibility(tx, id, visibility, now)?
+                runtime = runtimes::set(tx, id, Setting::Visibility(visibility), now)?
                     .ok_or_else(|| ApiError::not_found("runtime not found"))?;
             }
             let capacity = settings.max_concurrent_tasks.is_some()
@@ -396,7 +398,7 @@ async fn edit(
                 ));
             }
             if let Some(max) = settings.max_concurrent_tasks {
-                runtime = runtimes::set_capacity(tx, id, max, now)?
+                runtime = runtimes::set(tx, id, Setting::Capacity(max), now)?
                     .ok_or_else(|| ApiError::not_found("runtime not found"))?;
             }
             if let Some(max) = settings.machine_max_concurrent_tasks {
@@ -424,8 +426,9 @@ async fn edit(
                 }
                 changed.extend(targets.iter().map(|r| r.id));
                 for target in &targets {
-                    let renamed = runtimes::set_custom_name(tx, target.id, name.as_deref(), now)?
-                        .ok_or_else(|| ApiError::not_found("runtime not found"))?;
+                    let renamed =
+                        runtimes::set(tx, target.id, Setting::CustomName(name.as_deref()), now)?
+                            .ok_or_else(|| ApiError::not_found("runtime not found"))?;
                     if renamed.id == id {
                         runtime = renamed;
                     }

@@ -90,36 +90,26 @@ pub fn get(conn: &Conn<'_>, id: RuntimeId) -> Result<Option<Runtime>> {
     dispatch!(conn, runtimes::get(id))
 }
 
-/// Sets who may bind agents to the runtime; `None` when it is gone.
-pub fn set_visibility(
-    conn: &Conn<'_>,
-    id: RuntimeId,
-    visibility: Visibility,
-    now: Timestamp,
-) -> Result<Option<Runtime>> {
-    dispatch!(conn, runtimes::set_visibility(id, visibility, now))
+/// One setting people change on a runtime (`PATCH /api/runtimes/{id}`).
+#[derive(Debug, Clone, Copy)]
+pub enum Setting<'a> {
+    /// Who may bind agents to it.
+    Visibility(Visibility),
+    /// The name people gave it; `None` clears it.
+    CustomName(Option<&'a str>),
+    /// Its own capacity; `None` lifts it.
+    Capacity(Option<i64>),
 }
 
-/// Sets (or with `None` clears) the name people gave the runtime; `None`
+/// Changes one setting of the runtime, returning it as it now is; `None`
 /// when it is gone.
-pub fn set_custom_name(
+pub fn set(
     conn: &Conn<'_>,
     id: RuntimeId,
-    name: Option<&str>,
+    setting: Setting<'_>,
     now: Timestamp,
 ) -> Result<Option<Runtime>> {
-    dispatch!(conn, runtimes::set_custom_name(id, name, now))
-}
-
-/// Sets (or with `None` lifts) the runtime's own capacity; `None` when it
-/// is gone.
-pub fn set_capacity(
-    conn: &Conn<'_>,
-    id: RuntimeId,
-    max: Option<i64>,
-    now: Timestamp,
-) -> Result<Option<Runtime>> {
-    dispatch!(conn, runtimes::set_capacity(id, max, now))
+    dispatch!(conn, runtimes::set(id, setting, now))
 }
 
 /// Sets (or with `None` lifts) the capacity of the machine `daemon_id` of

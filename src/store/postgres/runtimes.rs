@@ -41,54 +41,23 @@ fn from_row(row: &Row) -> Result<Runtime, postgres::Error> {
     })
 }
 
-pub fn set_visibility(
+pub fn set(
     conn: &mut Client,
     id: RuntimeId,
-    visibility: crate::domain::Visibility,
+    setting: Setting<'_>,
     now: Timestamp,
 ) -> Result<Option<Runtime>, postgres::Error> {
+    let (column, value): (&str, &(dyn postgres::types::ToSql + Sync)) = match &setting {
+        Setting::Visibility(v) => ("visibility", v),
+        Setting::CustomName(name) => ("custom_name", name),
+        Setting::Capacity(max) => ("max_concurrent_tasks", max),
+    };
     conn.query_opt(
         &format!(
-            "UPDATE agent_runtime SET visibility = $2, updated_at = $3 WHERE id = $1
+            "UPDATE agent_runtime SET {column} = $2, updated_at = $3 WHERE id = $1
              RETURNING {COLUMNS}"
         ),
-        &[&id, &visibility, &now],
-    )?
-    .as_ref()
-    .map(from_row)
-    .transpose()
-}
-
-pub fn set_custom_name(
-    conn: &mut Client,
-    id: RuntimeId,
-    name: Option<&str>,
-    now: Timestamp,
-) -> Result<Option<Runtime>, postgres::Error> {
-    conn.query_opt(
-        &format!(
-            "UPDATE agent_runtime SET custom_name = $2, updated_at = $3 WHERE id = $1
-             RETURNING {COLUMNS}"
-        ),
-        &[&id, &name, &now],
-    )?
-    .as_ref()
-    .map(from_row)
-    .transpose()
-}
-
-pub fn set_capacity(
-    conn: &mut Client,
-    id: RuntimeId,
-    max: Option<i64>,
-    now: Timestamp,
-) -> Result<Option<Runtime>, postgres::Error> {
-    conn.query_opt(
-        &format!(
-            "UPDATE agent_runtime SET max_concurrent_tasks = $2, updated_at = $3 WHERE id = $1
-             RETURNING {COLUMNS}"
-        ),
-        &[&id, &max, &now],
+        &[&id, value, &now],
     )?
     .as_ref()
     .map(from_row)

@@ -42,45 +42,22 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Runtime> {
     })
 }
 
-pub fn set_visibility(
+pub fn set(
     conn: &Connection,
     id: RuntimeId,
-    visibility: crate::domain::Visibility,
+    setting: Setting<'_>,
     now: Timestamp,
 ) -> rusqlite::Result<Option<Runtime>> {
+    let (column, value): (&str, &dyn rusqlite::ToSql) = match &setting {
+        Setting::Visibility(v) => ("visibility", v),
+        Setting::CustomName(name) => ("custom_name", name),
+        Setting::Capacity(max) => ("max_concurrent_tasks", max),
+    };
     conn.prepare_cached(&format!(
-        "UPDATE agent_runtime SET visibility = ?2, updated_at = ?3 WHERE id = ?1
+        "UPDATE agent_runtime SET {column} = ?2, updated_at = ?3 WHERE id = ?1
          RETURNING {COLUMNS}"
     ))?
-    .query_row(params![id, visibility, now], from_row)
-    .optional()
-}
-
-pub fn set_custom_name(
-    conn: &Connection,
-    id: RuntimeId,
-    name: Option<&str>,
-    now: Timestamp,
-) -> rusqlite::Result<Option<Runtime>> {
-    conn.prepare_cached(&format!(
-        "UPDATE agent_runtime SET custom_name = ?2, updated_at = ?3 WHERE id = ?1
-         RETURNING {COLUMNS}"
-    ))?
-    .query_row(params![id, name, now], from_row)
-    .optional()
-}
-
-pub fn set_capacity(
-    conn: &Connection,
-    id: RuntimeId,
-    max: Option<i64>,
-    now: Timestamp,
-) -> rusqlite::Result<Option<Runtime>> {
-    conn.prepare_cached(&format!(
-        "UPDATE agent_runtime SET max_concurrent_tasks = ?2, updated_at = ?3 WHERE id = ?1
-         RETURNING {COLUMNS}"
-    ))?
-    .query_row(params![id, max, now], from_row)
+    .query_row(params![id, value, now], from_row)
     .optional()
 }
 
