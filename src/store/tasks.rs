@@ -83,6 +83,43 @@ macro_rules! runtime_has_room {
 }
 pub(crate) use runtime_has_room;
 
+/// The condition under which the runtime `$runtime` (an SQL expression)
+/// takes the queued tasks of agent `a` as one of its fallbacks (listed in
+/// `agent_fallback`): the agent is bound to a runtime of its own, its
+/// owner may still bind agents to `$runtime` (rule 1, checked on every
+/// claim: the runtime's owner, or a workspace-visible runtime and an owner
+/// who manages the workspace), and its own runtime cannot take them: a
+/// task of it failed there for a quota or rate limit after `$cutoff`, or
+/// it has been offline since `$cutoff` or earlier. `$cutoff` is the
+/// engine's SQL for the claim's "now" less the agent's
+/// `fallback_after_secs`, as a time comparable with the stored ones.
+macro_rules! fallback_open {
+    ($runtime:literal, $cutoff:literal) => {
+        concat!(
+            "(a.runtime_id IS NOT NULL
+             AND EXISTS (SELECT 1 FROM agent_runtime fr
+                 WHERE fr.id = ",
+            $runtime,
+            " AND fr.workspace_id = a.workspace_id AND fr.owner_id IS NOT NULL
+                   AND (fr.owner_id = a.owner_id
+                        OR (fr.visibility = 'workspace'
+                            AND EXISTS (SELECT 1 FROM member fm
+                                WHERE fm.workspace_id = a.workspace_id
+                                  AND fm.user_id = a.owner_id
+                                  AND fm.role IN ('owner', 'admin')))))
+             AND (a.quota_failed_at > ",
+            $cutoff,
+            "
+                  OR EXISTS (SELECT 1 FROM agent_runtime p
+                      WHERE p.id = a.runtime_id AND p.status = 'offline'
+                        AND p.offline_since <= ",
+            $cutoff,
+            ")))"
+        )
+    };
+}
+pub(crate) use fallback_open;
+
 /// Longest prompt a task may carry, in bytes: the prompts of a 500-task
 /// listing page come to 32 MiB at most.
 pub const MAX_PROMPT_BYTES: usize = 64 * 1024;

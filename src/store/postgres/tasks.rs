@@ -187,38 +187,6 @@ const LOCK_AGENTS: &str = "SELECT id FROM agent
     ORDER BY id
     FOR UPDATE";
 
-/// SQLite's `fallback_open` (src/store/sqlite/tasks.rs) in PostgreSQL's
-/// time arithmetic: the runtime `$runtime` takes agent `a`'s queued tasks
-/// as one of its fallbacks while the agent's owner may still bind agents
-/// to it and the agent's own runtime has been offline for at least
-/// `fallback_after_secs`, or a task failed there for a quota or rate limit
-/// less than `fallback_after_secs` ago.
-macro_rules! fallback_open {
-    ($runtime:literal, $now:literal) => {
-        concat!(
-            "(a.runtime_id IS NOT NULL
-             AND EXISTS (SELECT 1 FROM agent_runtime fr
-                 WHERE fr.id = ",
-            $runtime,
-            " AND fr.workspace_id = a.workspace_id AND fr.owner_id IS NOT NULL
-                   AND (fr.owner_id = a.owner_id
-                        OR (fr.visibility = 'workspace'
-                            AND EXISTS (SELECT 1 FROM member fm
-                                WHERE fm.workspace_id = a.workspace_id
-                                  AND fm.user_id = a.owner_id
-                                  AND fm.role IN ('owner', 'admin')))))
-             AND (a.quota_failed_at > ",
-            $now,
-            " - make_interval(secs => a.fallback_after_secs)
-                  OR EXISTS (SELECT 1 FROM agent_runtime p
-                      WHERE p.id = a.runtime_id AND p.status = 'offline'
-                        AND p.offline_since <= ",
-            $now,
-            " - make_interval(secs => a.fallback_after_secs))))"
-        )
-    };
-}
-
 /// The next claimable task among the locked agents `$1`, and the runtime
 /// of `$2` that takes it (the agent's own, or an open fallback of it), in
 /// SQLite's claim order: each agent's first queued task by (priority DESC,
@@ -240,7 +208,10 @@ const NEXT_CLAIMABLE: &str = concat!(
         JOIN agent a ON a.id = f.agent_id
         WHERE a.id = ANY($1) AND f.runtime_id = ANY($2) AND a.archived_at IS NULL
           AND ",
-    fallback_open!("f.runtime_id", "$3::timestamptz"),
+    fallback_open!(
+        "f.runtime_id",
+        "$3::timestamptz - make_interval(secs => a.fallback_after_secs)"
+    ),
     "
     ) c
     JOIN agent a ON a.id = c.agent_id
@@ -289,7 +260,10 @@ fn claim_statement() -> String {
            AND {has_room}
          RETURNING {COLUMNS}",
         not_blocked = not_blocked!("agent_task_queue", "$2::timestamptz"),
-        fallback_open = fallback_open!("$4::uuid", "$2::timestamptz"),
+        fallback_open = fallback_open!(
+            "$4::uuid",
+            "$2::timestamptz - make_interval(secs => a.fallback_after_secs)"
+        ),
         has_room = runtime_has_room!("$4::uuid"),
     )
 }

@@ -7,8 +7,8 @@ use crate::domain::{AgentId, RuntimeId, TaskId, TaskStatus, Timestamp, Workspace
 use crate::store::budgets::{agent_not_blocked, not_blocked};
 use crate::store::sqlite::stored_time;
 use crate::store::sweeps::FailedTask;
-use crate::store::tasks::runtime_has_room;
 use crate::store::tasks::*;
+use crate::store::tasks::{fallback_open, runtime_has_room};
 
 const COLUMNS: &str =
     "id, workspace_id, agent_id, runtime_id, issue_id, status, priority, prompt, \
@@ -137,41 +137,6 @@ pub fn pending_for_runtime(conn: &Connection, runtime: RuntimeId) -> rusqlite::R
     rows.collect()
 }
 
-/// The condition under which the runtime `$runtime` takes the queued
-/// tasks of agent `a` as one of its fallbacks (listed in
-/// `agent_fallback`): the agent is bound to a runtime of its own, its
-/// owner may still bind agents to `$runtime` (rule 1, checked on every
-/// claim: the runtime's owner, or a workspace-visible runtime and an owner
-/// who manages the workspace), and its own runtime cannot take them at
-/// `$now`: offline for at least `fallback_after_secs`, or a task of it
-/// failed there for a quota or rate limit less than `fallback_after_secs`
-/// ago.
-macro_rules! fallback_open {
-    ($runtime:literal, $now:literal) => {
-        concat!(
-            "(a.runtime_id IS NOT NULL
-             AND EXISTS (SELECT 1 FROM agent_runtime fr
-                 WHERE fr.id = ",
-            $runtime,
-            " AND fr.workspace_id = a.workspace_id AND fr.owner_id IS NOT NULL
-                   AND (fr.owner_id = a.owner_id
-                        OR (fr.visibility = 'workspace'
-                            AND EXISTS (SELECT 1 FROM member fm
-                                WHERE fm.workspace_id = a.workspace_id
-                                  AND fm.user_id = a.owner_id
-                                  AND fm.role IN ('owner', 'admin')))))
-             AND (julianday(a.quota_failed_at) > julianday(",
-            $now,
-            ") - a.fallback_after_secs / 86400.0
-                  OR EXISTS (SELECT 1 FROM agent_runtime p
-                      WHERE p.id = a.runtime_id AND p.status = 'offline'
-                        AND julianday(p.offline_since) <= julianday(",
-            $now,
-            ") - a.fallback_after_secs / 86400.0)))"
-        )
-    };
-}
-
 /// The next claimable task of the runtimes in `?1`, and the runtime that
 /// takes it, in claim order: tasks a budget blocks at `?2` are passed
 /// over, so an agent's later task queued by a member with budget left is
@@ -193,7 +158,10 @@ const NEXT_CLAIMABLE: &str = concat!(
         JOIN agent a ON a.id = f.agent_id
         WHERE f.runtime_id IN (SELECT value FROM json_each(?1)) AND a.archived_at IS NULL
           AND ",
-    fallback_open!("f.runtime_id", "?2"),
+    fallback_open!(
+        "f.runtime_id",
+        "strftime('%Y-%m-%dT%H:%M:%fZ', ?2, '-' || a.fallback_after_secs || ' seconds')"
+    ),
     "
     ) c
     JOIN agent a ON a.id = c.agent_id
@@ -243,7 +211,10 @@ fn claim_statement() -> String {
            AND {has_room}
          RETURNING {COLUMNS}",
         not_blocked = not_blocked!("agent_task_queue", "?2"),
-        fallback_open = fallback_open!("?4", "?2"),
+        fallback_open = fallback_open!(
+            "?4",
+            "strftime('%Y-%m-%dT%H:%M:%fZ', ?2, '-' || a.fallback_after_secs || ' seconds')"
+        ),
         has_room = runtime_has_room!("?4"),
     )
 }
